@@ -1,0 +1,93 @@
+/**
+ * The broker moves channel events between gateway nodes and keeps each channel's history.
+ *
+ * Guarantees every implementation gives (tests/contracts/broker.contract.ts checks them):
+ * - `publish` saves the event to the channel's history (when history is enabled for it) and delivers it
+ *   to every node that subscribed to the channel, atomically: the order of ids is the order in which
+ *   every node receives the channel's events. Ids are `<ms>-<seq>` and strictly increase per channel.
+ * - Delivery to nodes is at most once; a node that needs more (acks, resume) reads history.
+ * - `history` with `since` answers every retained event after it, in order, and `recovered: false`
+ *   when events after `since` may have been dropped (trimmed, expired, or `since` is not an id this
+ *   channel could have given).
+ * - Memory is bounded: history by count and age per channel and by the number of channels.
+ */
+
+/** An event as the broker stores and carries it. `frame` is the serialized delivery frame. */
+export interface BrokerEvent {
+  /** The channel's engine key (`<org>/<name>`, or `_/system:...`). */
+  readonly key: string;
+  readonly id: string;
+  readonly type: string;
+  /** Milliseconds since epoch when the event was published. */
+  readonly timestamp: number;
+  /** The complete JSON text of the frame delivered to subscribers (serialized once, at publish). */
+  readonly frame: string;
+  /** Who published it, so that a dead letter can tell them (`message.failed`). */
+  readonly publisher: PublisherRef | undefined;
+}
+
+export interface PublisherRef {
+  readonly nodeId: string;
+  readonly connectionId: string;
+}
+
+export interface HistoryOptions {
+  /** Events kept per channel; 0 disables history for this publish. */
+  readonly size: number;
+  /** Age after which events are dropped, in ms; 0 keeps them until trimmed by size. */
+  readonly ttlMs: number;
+}
+
+export interface PublishInput {
+  readonly key: string;
+  readonly type: string;
+  readonly timestamp: number;
+  /** Builds the frame once the id is known. Called exactly once. */
+  readonly encode: (id: string) => string;
+  readonly publisher: PublisherRef | undefined;
+  readonly history: HistoryOptions;
+}
+
+export interface HistoryQuery {
+  /** Events strictly after this id. */
+  readonly since?: string | undefined;
+  /** The last `last` events (for late joiners); ignored when `since` is given. */
+  readonly last?: number | undefined;
+  /** At most this many events (default and cap: the channel's history size). */
+  readonly limit?: number | undefined;
+}
+
+export interface HistoryResult {
+  readonly events: readonly BrokerEvent[];
+  /** False when events after `since` may be missing. Always true without `since`. */
+  readonly recovered: boolean;
+  /** The newest id in the channel, if any. */
+  readonly top: string | undefined;
+}
+
+export type BrokerEventHandler = (event: BrokerEvent) => void;
+
+/** Node-to-node control messages (session kicks, suspensions, revocations, presence). */
+export interface ControlMessage {
+  readonly kind: string;
+  readonly from: string;
+  readonly [field: string]: unknown;
+}
+export type ControlHandler = (message: ControlMessage) => void;
+
+export interface Broker {
+  readonly name: string;
+  publish(input: PublishInput): Promise<BrokerEvent>;
+  history(key: string, query: HistoryQuery): Promise<HistoryResult>;
+  /** This node wants the channel's events (called on the first local subscriber). */
+  subscribe(key: string): Promise<void>;
+  /** This node no longer wants the channel's events (called when the last local subscriber leaves). */
+  unsubscribe(key: string): Promise<void>;
+  /** Sets the single handler that receives every event of the channels this node subscribed to. */
+  onEvent(handler: BrokerEventHandler): void;
+  publishControl(message: ControlMessage): Promise<void>;
+  onControl(handler: ControlHandler): void;
+  /** Resolves when the backing store answers; rejects otherwise (used by /readyz). */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,169 @@
+/**
+ * The one configuration schema. Every setting has its default here, durations end in `Ms`, and nothing
+ * else in the codebase reads `process.env`: the CLI passes the environment to `loadConfig`.
+ */
+import { z } from 'zod';
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes' || v === 'on');
+const list = z
+  .string()
+  .transform((s) =>
+    s
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean),
+  );
+
+/** Environment variables (PROTOCOL.md 10 and the extensions documented in docs/configuration.md). */
+export const EnvSchema = z.object({
+  APIX_PORT: int(0, 65535).default(8080),
+  APIX_HOST: z.string().min(1).default('0.0.0.0'),
+  APIX_DATA_DIR: z.string().min(1).default('./.apix'),
+  APIX_NODE_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,64}$/)
+    .optional(),
+  APIX_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+
+  APIX_JWT_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
+  APIX_JWKS_URL: z.url().optional(),
+  /** A PEM public key (SPKI) for RS256/ES256 tokens, inline or a file path. */
+  APIX_JWT_PUBLIC_KEY: z.string().optional(),
+  APIX_JWT_ISSUER: z.string().optional(),
+  APIX_JWT_AUDIENCE: z.string().optional(),
+  APIX_JWT_ALGORITHMS: list.default(['HS256', 'RS256', 'ES256']),
+  /** Static API keys for services: `org:key[:scope|scope]`, comma separated (keys in the database also work). */
+  APIX_API_KEYS: list.default([]),
+
+  APIX_ALLOWED_ORIGINS: list.optional(),
+  APIX_MAX_MESSAGE_BYTES: int(64, 64 * 1024 * 1024).default(1024 * 1024),
+  APIX_CONNECT_TIMEOUT_MS: int(100, 600_000).default(10_000),
+  APIX_HEARTBEAT_INTERVAL_MS: int(100, 600_000).default(25_000),
+  APIX_ACK_TIMEOUT_MS: int(10, 3_600_000).default(10_000),
+  APIX_SESSION_TTL_MS: int(0, 86_400_000).default(120_000),
+  APIX_DRAIN_TIMEOUT_MS: int(0, 600_000).default(10_000),
+
+  APIX_MAX_BUFFERED_BYTES: int(1024, 1024 * 1024 * 1024).default(4 * 1024 * 1024),
+  APIX_MAX_CHANNELS_PER_CONNECTION: int(1, 100_000).default(500),
+  APIX_MAX_CONNECTIONS: int(1, 10_000_000).default(200_000),
+  APIX_HISTORY_SIZE: int(0, 1_000_000).default(1000),
+  APIX_HISTORY_TTL_MS: int(0, 30 * 86_400_000).default(3_600_000),
+  APIX_MAX_CHANNELS_IN_HISTORY: int(1, 10_000_000).default(100_000),
+  APIX_OFFLINE_QUEUE_SIZE: int(1, 1_000_000).default(1000),
+  APIX_MAX_INFLIGHT: int(1, 100_000).default(1000),
+  APIX_RETRY_BASE_MS: int(1, 3_600_000).default(1000),
+  APIX_RETRY_MAX_MS: int(1, 86_400_000).default(60_000),
+  APIX_RETRY_MAX_ATTEMPTS: int(1, 100).default(5),
+  APIX_DEAD_LETTER_SIZE: int(1, 10_000_000).default(10_000),
+  APIX_IDEMPOTENCY_WINDOW_MS: int(0, 86_400_000).default(120_000),
+  APIX_COMPRESSION: bool.default(true),
+  APIX_COMPRESSION_THRESHOLD_BYTES: int(0, 64 * 1024 * 1024).default(1024),
+
+  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').optional(),
+  DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional(),
+});
+export type Env = z.infer<typeof EnvSchema>;
+
+export interface Config {
+  readonly port: number;
+  readonly host: string;
+  readonly dataDir: string;
+  readonly nodeId: string | undefined;
+  readonly logLevel: Env['APIX_LOG_LEVEL'];
+  readonly auth: {
+    readonly jwtSecret: string | undefined;
+    readonly jwksUrl: string | undefined;
+    readonly publicKeyPem: string | undefined;
+    readonly issuer: string | undefined;
+    readonly audience: string | undefined;
+    readonly algorithms: readonly string[];
+    readonly apiKeys: readonly string[];
+  };
+  readonly allowedOrigins: readonly string[] | undefined;
+  readonly maxMessageBytes: number;
+  readonly connectTimeoutMs: number;
+  readonly heartbeatIntervalMs: number;
+  readonly ackTimeoutMs: number;
+  readonly sessionTtlMs: number;
+  readonly drainTimeoutMs: number;
+  readonly maxBufferedBytes: number;
+  readonly maxChannelsPerConnection: number;
+  readonly maxConnections: number;
+  readonly history: { readonly size: number; readonly ttlMs: number; readonly maxChannels: number };
+  readonly offlineQueueSize: number;
+  readonly maxInflight: number;
+  readonly retry: { readonly baseMs: number; readonly maxMs: number; readonly maxAttempts: number };
+  readonly deadLetterSize: number;
+  readonly idempotencyWindowMs: number;
+  readonly compression: { readonly enabled: boolean; readonly thresholdBytes: number };
+  readonly redisUrl: string | undefined;
+  readonly databaseUrl: string | undefined;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Validates the environment; throws a ConfigError whose message is one line naming the variable. */
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  const picked: Record<string, string> = {};
+  for (const key of Object.keys(EnvSchema.shape)) {
+    const v = env[key];
+    if (v !== undefined && v !== '') picked[key] = v;
+  }
+  const r = EnvSchema.safeParse(picked);
+  if (!r.success) {
+    const issue = r.error.issues[0]!;
+    const name = String(issue.path[0] ?? 'environment');
+    const value = picked[name];
+    const shown = value === undefined || /SECRET|KEY|PASSWORD|URL/.test(name) ? '' : ` (got "${value}")`;
+    throw new ConfigError(`invalid ${name}${shown}: ${issue.message}`);
+  }
+  return configFromEnv(r.data);
+}
+
+export function configFromEnv(e: Env): Config {
+  return {
+    port: e.APIX_PORT,
+    host: e.APIX_HOST,
+    dataDir: e.APIX_DATA_DIR,
+    nodeId: e.APIX_NODE_ID,
+    logLevel: e.APIX_LOG_LEVEL,
+    auth: {
+      jwtSecret: e.APIX_JWT_SECRET,
+      jwksUrl: e.APIX_JWKS_URL,
+      publicKeyPem: e.APIX_JWT_PUBLIC_KEY,
+      issuer: e.APIX_JWT_ISSUER,
+      audience: e.APIX_JWT_AUDIENCE,
+      algorithms: e.APIX_JWT_ALGORITHMS,
+      apiKeys: e.APIX_API_KEYS,
+    },
+    allowedOrigins: e.APIX_ALLOWED_ORIGINS,
+    maxMessageBytes: e.APIX_MAX_MESSAGE_BYTES,
+    connectTimeoutMs: e.APIX_CONNECT_TIMEOUT_MS,
+    heartbeatIntervalMs: e.APIX_HEARTBEAT_INTERVAL_MS,
+    ackTimeoutMs: e.APIX_ACK_TIMEOUT_MS,
+    sessionTtlMs: e.APIX_SESSION_TTL_MS,
+    drainTimeoutMs: e.APIX_DRAIN_TIMEOUT_MS,
+    maxBufferedBytes: e.APIX_MAX_BUFFERED_BYTES,
+    maxChannelsPerConnection: e.APIX_MAX_CHANNELS_PER_CONNECTION,
+    maxConnections: e.APIX_MAX_CONNECTIONS,
+    history: { size: e.APIX_HISTORY_SIZE, ttlMs: e.APIX_HISTORY_TTL_MS, maxChannels: e.APIX_MAX_CHANNELS_IN_HISTORY },
+    offlineQueueSize: e.APIX_OFFLINE_QUEUE_SIZE,
+    maxInflight: e.APIX_MAX_INFLIGHT,
+    retry: { baseMs: e.APIX_RETRY_BASE_MS, maxMs: e.APIX_RETRY_MAX_MS, maxAttempts: e.APIX_RETRY_MAX_ATTEMPTS },
+    deadLetterSize: e.APIX_DEAD_LETTER_SIZE,
+    idempotencyWindowMs: e.APIX_IDEMPOTENCY_WINDOW_MS,
+    compression: { enabled: e.APIX_COMPRESSION, thresholdBytes: e.APIX_COMPRESSION_THRESHOLD_BYTES },
+    redisUrl: e.REDIS_URL,
+    databaseUrl: e.DATABASE_URL,
+  };
+}
+
+/** A config for tests and embedding: defaults, then the overrides given. */
+export function testConfig(overrides: Partial<Config> = {}): Config {
+  return { ...configFromEnv(EnvSchema.parse({})), port: 0, host: '127.0.0.1', ...overrides };
+}

@@ -1,0 +1,124 @@
+/**
+ * Named lifecycle hooks. Audit, latency tracking, persistence and metrics attach here instead of being
+ * called inline from the gateway. Handlers run synchronously on the gateway's path: they must be cheap
+ * (enqueue, count) and must not throw; an exception is caught and logged, never propagated.
+ */
+import type { ClientType, ChannelType, ConnectionStatus, ErrorCode } from '../protocol/index.ts';
+
+/** Who is on the other end of a connection or an HTTP request. */
+export interface Principal {
+  readonly orgId: string;
+  /** The JWT's `sub`; for an API key, `apikey:<keyId>`. */
+  readonly userId: string;
+  readonly roles: readonly string[];
+  readonly kind: 'jwt' | 'apiKey';
+  /** API-key scopes; empty for JWTs. */
+  readonly scopes: readonly string[];
+  /** True for API keys and JWTs with the `service` role: may publish to `system` and every org channel. */
+  readonly isService: boolean;
+  /** Seconds since epoch; undefined for API keys. */
+  readonly expiresAt: number | undefined;
+  readonly keyId: string | undefined;
+}
+
+export interface Peer {
+  readonly remoteAddress: string | undefined;
+  readonly userAgent: string | undefined;
+  readonly origin: string | undefined;
+}
+
+export interface ConnectionInfo {
+  readonly connectionId: string;
+  readonly sessionId: string;
+  readonly clientType: ClientType;
+  readonly principal: Principal;
+  readonly peer: Peer;
+  readonly status: ConnectionStatus;
+  readonly connectedAt: number;
+  readonly channels: readonly string[];
+  readonly metadata: Record<string, unknown> | undefined;
+}
+
+export interface HookEvents {
+  /** A connection completed `connect` (resumed or new). */
+  onConnect: { connection: ConnectionInfo; resumed: boolean };
+  /** A connection attempt was refused (before or at `connect`), with the reason. */
+  onConnectRefused: { peer: Peer; code: ErrorCode | 'ORIGIN' | 'PROTOCOL'; reason: string; orgId?: string; userId?: string };
+  /** Authentication failed (bad, expired or revoked token or key), on WS or HTTP. */
+  onAuthFailure: { peer: Peer; code: ErrorCode; reason: string; via: 'ws' | 'http' | 'refresh' };
+  onSubscribe: {
+    connection: ConnectionInfo;
+    channel: string;
+    channelType: ChannelType;
+    granted: boolean;
+    code?: ErrorCode;
+    reason?: string;
+  };
+  onUnsubscribe: { connection: ConnectionInfo; channel: string; reason: string };
+  /** An event was accepted and given an id. `connection` is absent for HTTP publishes. */
+  onPublish: {
+    principal: Principal;
+    peer: Peer;
+    connection: ConnectionInfo | undefined;
+    channel: string;
+    channelType: ChannelType;
+    type: string;
+    id: string;
+    bytes: number;
+  };
+  /** A permission denial (publish, subscribe, history). */
+  onDeny: { principal: Principal; peer: Peer; action: 'publish' | 'subscribe' | 'history'; channel: string; reason: string };
+  /** One event fanned out on this node: one call per event per node, never per subscriber. */
+  onDeliver: { channelType: ChannelType; publishedAt: number; deliveredAt: number; recipients: number; bytes: number };
+  onAck: { channelType: ChannelType; publishedAt: number; ackedAt: number };
+  onDeadLetter: { orgId: string; channel: string; eventId: string; sessionId: string; attempts: number };
+  onHeartbeat: { connectionId: string; sessionId: string; rttMs: number | undefined; at: number };
+  onDisconnect: { connection: ConnectionInfo; code: number; reason: string; status: ConnectionStatus };
+  onSlowConsumer: { connection: ConnectionInfo; bufferedBytes: number };
+  onRateLimited: { principal: Principal | undefined; peer: Peer; scope: string };
+  onSuspend: { orgId: string; sessionId: string; by: string; reason: string; suspended: boolean };
+  onAdminAction: { principal: Principal; peer: Peer; action: string; target: string; detail?: unknown };
+}
+
+export type HookName = keyof HookEvents;
+export type GatewayHooks = { [K in HookName]?: (event: HookEvents[K]) => void };
+
+export class HookBus {
+  private readonly handlers: { [K in HookName]?: Array<(event: HookEvents[K]) => void> } = {};
+  constructor(private readonly onError: (name: HookName, err: unknown) => void = () => {}) {}
+
+  /** Attaches every handler the object defines; returns a function that detaches them. */
+  attach(hooks: GatewayHooks): () => void {
+    const added: Array<[HookName, (e: never) => void]> = [];
+    for (const name of Object.keys(hooks) as HookName[]) {
+      const fn = hooks[name] as ((e: never) => void) | undefined;
+      if (!fn) continue;
+      ((this.handlers[name] ??= []) as Array<(e: never) => void>).push(fn);
+      added.push([name, fn]);
+    }
+    return () => {
+      for (const [name, fn] of added) {
+        const list = this.handlers[name] as Array<(e: never) => void> | undefined;
+        const i = list?.indexOf(fn) ?? -1;
+        if (list && i >= 0) list.splice(i, 1);
+      }
+    };
+  }
+
+  /** True when someone listens: lets callers skip building an event object nobody reads. */
+  has(name: HookName): boolean {
+    return (this.handlers[name]?.length ?? 0) > 0;
+  }
+
+  emit<K extends HookName>(name: K, event: HookEvents[K]): void {
+    const list = this.handlers[name] as Array<(e: HookEvents[K]) => void> | undefined;
+    if (!list) return;
+    for (const fn of list) {
+      try {
+        fn(event);
+      } catch (err) {
+        this.onError(name, err);
+      }
+    }
+  }
+}

@@ -1,0 +1,148 @@
+/**
+ * In-memory channel history: one bounded ring per channel (by count and age), and a bounded number of
+ * channels (least recently published channel evicted first). Used by the memory broker.
+ */
+import { compareEventIds, formatEventId, parseEventId } from '../protocol/index.ts';
+import type { BrokerEvent, HistoryOptions, HistoryQuery, HistoryResult } from '../broker/broker.ts';
+
+class ChannelHistory {
+  events: BrokerEvent[] = [];
+  /** Index of the oldest live event in `events` (amortized shift). */
+  head = 0;
+  /** The newest id ever given in this channel. */
+  lastMs = 0;
+  lastSeq = 0;
+  top: string | undefined;
+  /** Events at or below this id may be gone: the id of the last evicted event, or the channel's start. */
+  floor: string;
+  constructor(floor: string) {
+    this.floor = floor;
+  }
+  get length(): number {
+    return this.events.length - this.head;
+  }
+  evictOne(): void {
+    const ev = this.events[this.head]!;
+    this.floor = ev.id;
+    this.events[this.head] = undefined as unknown as BrokerEvent;
+    this.head++;
+    if (this.head > 1024 && this.head * 2 > this.events.length) {
+      this.events = this.events.slice(this.head);
+      this.head = 0;
+    }
+  }
+}
+
+export class MemoryHistory {
+  private readonly channels = new Map<string, ChannelHistory>();
+  /** The highest id of any channel evicted by the channel cap: a new channel starts above it. */
+  private evictedFloor: string;
+
+  constructor(
+    private readonly maxChannels: number,
+    startMs: number,
+  ) {
+    this.evictedFloor = formatEventId(startMs, 0);
+  }
+
+  get channelCount(): number {
+    return this.channels.size;
+  }
+
+  /** Gives the next id of the channel and, when `opts.size > 0`, keeps `make(id)` in its history. */
+  append(key: string, now: number, opts: HistoryOptions, make: (id: string) => BrokerEvent): BrokerEvent {
+    let ch = this.channels.get(key);
+    if (ch === undefined) {
+      ch = new ChannelHistory(this.evictedFloor);
+      const floor = parseEventId(this.evictedFloor)!;
+      ch.lastMs = floor.ms;
+      ch.lastSeq = floor.seq;
+      this.channels.set(key, ch);
+      if (this.channels.size > this.maxChannels) this.evictOldestChannel();
+    } else if (opts.size > 0) {
+      // Keep the map ordered by last publish, for LRU eviction.
+      this.channels.delete(key);
+      this.channels.set(key, ch);
+    }
+    if (now > ch.lastMs) {
+      ch.lastMs = now;
+      ch.lastSeq = 0;
+    } else {
+      ch.lastSeq++;
+    }
+    const id = formatEventId(ch.lastMs, ch.lastSeq);
+    ch.top = id;
+    const event = make(id);
+    if (opts.size > 0) {
+      ch.events.push(event);
+      while (ch.length > opts.size) ch.evictOne();
+      this.expire(ch, now, opts.ttlMs);
+    } else {
+      // Not kept: whoever asks for events up to here cannot recover them.
+      ch.floor = id;
+      while (ch.length > 0) ch.evictOne();
+      ch.floor = id;
+    }
+    return event;
+  }
+
+  query(key: string, q: HistoryQuery, now: number, opts: HistoryOptions): HistoryResult {
+    const ch = this.channels.get(key);
+    const cap = Math.max(0, Math.min(q.limit ?? opts.size, opts.size || 0, 10_000));
+    if (ch === undefined) {
+      if (q.since === undefined) return { events: [], recovered: true, top: undefined };
+      // Unknown channel: only its floor (nothing ever published here since the engine started) is whole.
+      return { events: [], recovered: sameId(q.since, this.evictedFloor), top: undefined };
+    }
+    this.expire(ch, now, opts.ttlMs);
+    const live = ch.events;
+    if (q.since === undefined) {
+      const n = Math.min(q.last ?? cap, cap, ch.length);
+      return { events: live.slice(live.length - n), recovered: true, top: ch.top };
+    }
+    const since = q.since;
+    if (parseEventId(since) === undefined) return { events: [], recovered: false, top: ch.top };
+    if (sameId(since, ch.floor)) {
+      return { events: live.slice(ch.head, ch.head + cap), recovered: ch.length <= cap || cap === 0, top: ch.top };
+    }
+    if (compareEventIds(since, ch.floor) < 0 || ch.top === undefined || compareEventIds(since, ch.top) > 0) {
+      return { events: [], recovered: false, top: ch.top };
+    }
+    // Binary search for `since` among the retained events: it must be one of this channel's ids.
+    let lo = ch.head;
+    let hi = live.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const c = compareEventIds(live[mid]!.id, since);
+      if (c === 0) {
+        const start = mid + 1;
+        const available = live.length - start;
+        return { events: live.slice(start, start + cap), recovered: available <= cap, top: ch.top };
+      }
+      if (c < 0) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return { events: [], recovered: false, top: ch.top };
+  }
+
+  top(key: string): string | undefined {
+    return this.channels.get(key)?.top;
+  }
+
+  private expire(ch: ChannelHistory, now: number, ttlMs: number): void {
+    if (ttlMs <= 0) return;
+    const cutoff = now - ttlMs;
+    while (ch.length > 0 && ch.events[ch.head]!.timestamp < cutoff) ch.evictOne();
+  }
+
+  private evictOldestChannel(): void {
+    const oldest = this.channels.keys().next().value as string;
+    const ch = this.channels.get(oldest)!;
+    this.channels.delete(oldest);
+    if (ch.top !== undefined && compareEventIds(ch.top, this.evictedFloor) > 0) this.evictedFloor = ch.top;
+  }
+}
+
+function sameId(a: string, b: string): boolean {
+  return parseEventId(a) !== undefined && compareEventIds(a, b) === 0;
+}

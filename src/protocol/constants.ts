@@ -1,0 +1,80 @@
+/** The seed's enums, as const objects so that they serve as Zod enums, TS types and runtime values. */
+
+export const ClientType = {
+  WEB_APP: 'WEB_APP',
+  MOBILE_APP: 'MOBILE_APP',
+  SDK_WIDGET: 'SDK_WIDGET',
+  API_CLIENT: 'API_CLIENT',
+  INTERNAL_SERVICE: 'INTERNAL_SERVICE',
+} as const;
+export type ClientType = (typeof ClientType)[keyof typeof ClientType];
+
+export const ConnectionStatus = {
+  CONNECTED: 'CONNECTED',
+  DISCONNECTED: 'DISCONNECTED',
+  RECONNECTING: 'RECONNECTING',
+  SUSPENDED: 'SUSPENDED',
+} as const;
+export type ConnectionStatus = (typeof ConnectionStatus)[keyof typeof ConnectionStatus];
+
+export const ChannelType = {
+  AGENT_EVENTS: 'AGENT_EVENTS',
+  TOOL_EVENTS: 'TOOL_EVENTS',
+  WORKFLOW_EVENTS: 'WORKFLOW_EVENTS',
+  PROVIDER_EVENTS: 'PROVIDER_EVENTS',
+  SYSTEM_EVENTS: 'SYSTEM_EVENTS',
+  PRIVATE_USER: 'PRIVATE_USER',
+  ORGANIZATION: 'ORGANIZATION',
+  /** Extension of the seed: `room:<id>`, a collaborative room inside an organization. */
+  ROOM: 'ROOM',
+} as const;
+export type ChannelType = (typeof ChannelType)[keyof typeof ChannelType];
+
+/** Frame types the server owns; a client can never publish an event of these types. */
+export const CONTROL_TYPES = [
+  'connect',
+  'subscribe',
+  'unsubscribe',
+  'ack',
+  'auth.refresh',
+  'auth.refreshed',
+  'heartbeat.ping',
+  'heartbeat.pong',
+  'connection.established',
+  'connection.error',
+  'connection.disconnected',
+  'subscription.added',
+  'subscription.removed',
+  'message.queued',
+  'message.sent',
+  'message.failed',
+  'reconnection.attempt',
+  'presence.join',
+  'presence.leave',
+] as const;
+export type ControlType = (typeof CONTROL_TYPES)[number];
+const controlTypeSet: ReadonlySet<string> = new Set(CONTROL_TYPES);
+export function isControlType(type: string): boolean {
+  return controlTypeSet.has(type);
+}
+
+/** The seed's domain event types. Any other `[a-z][a-z0-9_.]{0,63}` type is also publishable. */
+export const DOMAIN_EVENT_TYPES = [
+  'tool_call_start',
+  'tool_call_result',
+  'tool_call_error',
+  'agent_status_update',
+  'workflow_state_change',
+  'provider_health_update',
+  'system_notification',
+] as const;
+export type DomainEventType = (typeof DOMAIN_EVENT_TYPES)[number];
+
+export const PROTOCOL_VERSION = '1';
+export const WS_SUBPROTOCOL = 'apix.v1.json';
+export const WS_PATH = '/v1/ws';
+
+/** Event types a client may publish. */
+export const EVENT_TYPE_RE_SOURCE = '^[a-z][a-z0-9_.]{0,63}$';
+export const EVENT_TYPE_RE = new RegExp(EVENT_TYPE_RE_SOURCE);
+

@@ -1,0 +1,236 @@
+/**
+ * Zod contracts of the wire protocol (PROTOCOL.md 2-4): the seed's schemas, then every frame in each
+ * direction. The single source for server validation, the SDK's types and the JSON Schema export.
+ */
+import { z } from 'zod';
+import { ChannelType, ClientType, ConnectionStatus, EVENT_TYPE_RE_SOURCE } from './constants.ts';
+import { ErrorCode } from './errors.ts';
+
+export const ClientTypeSchema = z.enum(ClientType);
+export const ConnectionStatusSchema = z.enum(ConnectionStatus);
+export const ChannelTypeSchema = z.enum(ChannelType);
+
+// ---- The seed's schemas (ApiXConnectionSchema etc.), with the extensions PROTOCOL.md adds ----
+
+const channelName = z.string().min(1).max(200);
+const eventId = z.string().min(1).max(64);
+const correlationId = z.string().max(200);
+
+/** `metadata` of an envelope: the known keys typed, unknown keys kept. */
+export const EnvelopeMetadataSchema = z.looseObject({
+  timestamp: z.number().optional(),
+  version: z.string().max(16).optional(),
+  correlation_id: correlationId.optional(),
+  retryCount: z.number().int().nonnegative().optional(),
+  /** Extension: a publish carrying the same key within the idempotency window yields the same event. */
+  idempotency_key: z.string().min(1).max(200).optional(),
+});
+export type EnvelopeMetadata = z.infer<typeof EnvelopeMetadataSchema>;
+
+/** The seed's ApiXEventSchema, extended by PROTOCOL.md 2 (`id`, optional `channel`, strict top level). */
+export const ApiXEventSchema = z.strictObject({
+  type: z.string().min(1).max(64),
+  channel: channelName.optional(),
+  payload: z.unknown().optional(),
+  id: eventId.optional(),
+  metadata: EnvelopeMetadataSchema.optional(),
+});
+export type ApiXEvent = z.infer<typeof ApiXEventSchema>;
+
+export const ResumeSchema = z.strictObject({ lastEventIds: z.record(channelName, eventId) });
+
+/** The seed's ApiXConnectionSchema, plus `resume`. */
+export const ApiXConnectionSchema = z.strictObject({
+  sessionId: z.string().min(1).max(128),
+  clientType: ClientTypeSchema,
+  authentication: z.strictObject({
+    token: z.string().min(1).max(16_384),
+    organizationId: z.string().max(64).optional(),
+  }),
+  subscriptions: z.array(channelName).max(1000),
+  metadata: z.record(z.string(), z.unknown()).optional(),
+  resume: ResumeSchema.optional(),
+});
+export type ApiXConnection = z.infer<typeof ApiXConnectionSchema>;
+
+/** The seed's ApiXSubscriptionSchema, plus `since` and `replay`. */
+export const ApiXSubscriptionSchema = z.strictObject({
+  channels: z.array(channelName).min(1).max(1000),
+  filters: z.record(z.string(), z.unknown()).optional(),
+  acknowledgment: z.boolean().default(false),
+  since: z.record(channelName, eventId).optional(),
+  replay: z.strictObject({ last: z.number().int().min(1).max(10_000) }).optional(),
+});
+export type ApiXSubscription = z.infer<typeof ApiXSubscriptionSchema>;
+
+// ---- Client -> server payloads ----
+
+export const UnsubscribePayloadSchema = z.strictObject({ channels: z.array(channelName).min(1).max(1000) });
+export const AckPayloadSchema = z.strictObject({ channel: channelName, ids: z.array(eventId).min(1).max(1000) });
+export const PingPayloadSchema = z.strictObject({ ts: z.number().optional() });
+export const PongPayloadSchema = z.strictObject({ ts: z.number() });
+export const AuthRefreshPayloadSchema = z.strictObject({ token: z.string().min(1).max(16_384) });
+
+function clientFrame<T extends string, P extends z.ZodType>(type: T, payload: P) {
+  return z.strictObject({
+    type: z.literal(type),
+    payload,
+    metadata: EnvelopeMetadataSchema.optional(),
+  });
+}
+
+export const ConnectFrameSchema = clientFrame('connect', ApiXConnectionSchema);
+export const SubscribeFrameSchema = clientFrame('subscribe', ApiXSubscriptionSchema);
+export const UnsubscribeFrameSchema = clientFrame('unsubscribe', UnsubscribePayloadSchema);
+export const AckFrameSchema = clientFrame('ack', AckPayloadSchema);
+export const ClientPingFrameSchema = z.strictObject({
+  type: z.literal('heartbeat.ping'),
+  payload: PingPayloadSchema.optional(),
+  metadata: EnvelopeMetadataSchema.optional(),
+});
+export const ClientPongFrameSchema = clientFrame('heartbeat.pong', PongPayloadSchema);
+export const AuthRefreshFrameSchema = clientFrame('auth.refresh', AuthRefreshPayloadSchema);
+
+/** A publish: any non-control event type, with a channel. */
+export const PublishFrameSchema = z.strictObject({
+  type: z.string().regex(new RegExp(EVENT_TYPE_RE_SOURCE)),
+  channel: channelName,
+  payload: z.unknown().optional(),
+  metadata: EnvelopeMetadataSchema.optional(),
+});
+
+export const ClientControlFrameSchema = z.discriminatedUnion('type', [
+  ConnectFrameSchema,
+  SubscribeFrameSchema,
+  UnsubscribeFrameSchema,
+  AckFrameSchema,
+  ClientPingFrameSchema,
+  ClientPongFrameSchema,
+  AuthRefreshFrameSchema,
+]);
+export type ClientControlFrame = z.infer<typeof ClientControlFrameSchema>;
+export type PublishFrame = z.infer<typeof PublishFrameSchema>;
+export type ClientFrame = ClientControlFrame | PublishFrame;
+
+export const CLIENT_CONTROL_SCHEMAS = {
+  connect: ConnectFrameSchema,
+  subscribe: SubscribeFrameSchema,
+  unsubscribe: UnsubscribeFrameSchema,
+  ack: AckFrameSchema,
+  'heartbeat.ping': ClientPingFrameSchema,
+  'heartbeat.pong': ClientPongFrameSchema,
+  'auth.refresh': AuthRefreshFrameSchema,
+} as const;
+
+// ---- Server -> client frames ----
+
+export const ErrorCodeSchema = z.enum(ErrorCode);
+export const DenialSchema = z.strictObject({ channel: z.string(), code: ErrorCodeSchema, message: z.string() });
+export type Denial = z.infer<typeof DenialSchema>;
+
+const serverMetadata = z.looseObject({
+  timestamp: z.number(),
+  version: z.string(),
+  correlation_id: correlationId.optional(),
+  retryCount: z.number().int().optional(),
+});
+
+function serverFrame<T extends string, P extends z.ZodType>(type: T, payload: P) {
+  return z.strictObject({ type: z.literal(type), payload, metadata: serverMetadata });
+}
+
+export const ConnectionEstablishedSchema = serverFrame(
+  'connection.established',
+  z.object({
+    connectionId: z.string(),
+    sessionId: z.string(),
+    resumed: z.boolean(),
+    heartbeatIntervalMs: z.number(),
+    subscriptions: z.array(z.string()),
+    denied: z.array(DenialSchema),
+    /** Extension: per-channel recovery outcome of `resume.lastEventIds` and restored subscriptions. */
+    recovered: z.record(z.string(), z.boolean()).optional(),
+    userId: z.string().optional(),
+    organizationId: z.string().optional(),
+    expiresAt: z.number().optional(),
+  }),
+);
+export const ConnectionErrorSchema = serverFrame(
+  'connection.error',
+  z.object({
+    code: ErrorCodeSchema,
+    message: z.string(),
+    fatal: z.boolean(),
+    retryAfterMs: z.number().optional(),
+    channel: z.string().optional(),
+  }),
+);
+export const ConnectionDisconnectedSchema = serverFrame(
+  'connection.disconnected',
+  z.object({ code: z.string(), reason: z.string(), reconnect: z.boolean() }),
+);
+export const SubscriptionAddedSchema = serverFrame(
+  'subscription.added',
+  z.object({
+    channels: z.array(z.object({ channel: z.string(), recovered: z.boolean() })),
+    denied: z.array(DenialSchema),
+  }),
+);
+export const SubscriptionRemovedSchema = serverFrame(
+  'subscription.removed',
+  z.object({ channels: z.array(z.string()), reason: z.string().optional() }),
+);
+export const ServerPingSchema = serverFrame('heartbeat.ping', z.object({ ts: z.number() }));
+export const ServerPongSchema = serverFrame('heartbeat.pong', z.object({ ts: z.number(), serverTime: z.number() }));
+export const AuthRefreshedSchema = serverFrame('auth.refreshed', z.object({ expiresAt: z.number() }));
+export const MessageSentSchema = serverFrame('message.sent', z.object({ id: z.string(), channel: z.string().optional() }));
+export const MessageQueuedSchema = serverFrame(
+  'message.queued',
+  z.object({ id: z.string(), channel: z.string().optional() }),
+);
+export const MessageFailedSchema = serverFrame(
+  'message.failed',
+  z.object({
+    code: ErrorCodeSchema,
+    message: z.string(),
+    id: z.string().optional(),
+    channel: z.string().optional(),
+    retryAfterMs: z.number().optional(),
+  }),
+);
+/** A channel event as delivered to subscribers. */
+export const ChannelEventSchema = z.strictObject({
+  type: z.string().regex(new RegExp(EVENT_TYPE_RE_SOURCE)),
+  channel: z.string(),
+  id: eventId,
+  payload: z.unknown(),
+  metadata: serverMetadata,
+});
+export type ChannelEvent = z.infer<typeof ChannelEventSchema>;
+
+export const ServerControlFrameSchema = z.discriminatedUnion('type', [
+  ConnectionEstablishedSchema,
+  ConnectionErrorSchema,
+  ConnectionDisconnectedSchema,
+  SubscriptionAddedSchema,
+  SubscriptionRemovedSchema,
+  ServerPingSchema,
+  ServerPongSchema,
+  AuthRefreshedSchema,
+  MessageSentSchema,
+  MessageQueuedSchema,
+  MessageFailedSchema,
+]);
+export type ServerControlFrame = z.infer<typeof ServerControlFrameSchema>;
+export type ServerFrame = ServerControlFrame | ChannelEvent;
+export type ServerFrameOf<T extends ServerControlFrame['type']> = Extract<ServerControlFrame, { type: T }>;
+
+// ---- HTTP API (PROTOCOL.md 9) ----
+
+export const HttpPublishSchema = z.strictObject({
+  channel: channelName,
+  type: z.string().regex(new RegExp(EVENT_TYPE_RE_SOURCE)),
+  payload: z.unknown().optional(),
+  metadata: EnvelopeMetadataSchema.optional(),
+});
+export type HttpPublish = z.infer<typeof HttpPublishSchema>;
