@@ -85,6 +85,7 @@ export interface Broker {
   unsubscribe(key: string): Promise<void>;
   /** Sets the single handler that receives every event of the channels this node subscribed to. */
   onEvent(handler: BrokerEventHandler): void;
+  /** Delivers `message` to every other node, at most once; never back to the sending node. */
   publishControl(message: ControlMessage): Promise<void>;
   onControl(handler: ControlHandler): void;
   /** Resolves when the backing store answers; rejects otherwise (used by /readyz). */

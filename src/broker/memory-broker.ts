@@ -71,7 +71,8 @@ export class MemoryBroker implements Broker {
     this.eventHandler = handler;
   }
   async publishControl(message: ControlMessage): Promise<void> {
-    for (const b of this.bus.brokers) b.controlHandler(message);
+    // Like the Redis broker (and socket.io's ClusterAdapter): a node never gets its own control messages.
+    for (const b of this.bus.brokers) if (b !== this) b.controlHandler(message);
   }
   onControl(handler: ControlHandler): void {
     this.controlHandler = handler;

@@ -1,0 +1,86 @@
+/**
+ * Every Redis key and pub/sub topic APIX uses, from one place (the way BullMQ's QueueKeys does it), so
+ * that a prefix separates deployments and tests, and so that the cluster layout is decided here.
+ *
+ * Cluster layout: the keys that one Lua script touches share a hash tag (`{...}`), so they land in one
+ * slot. A channel's stream, its meta hash and its pub/sub topic are tagged with the channel key; a
+ * session's queue keys with the session id; a room's presence keys with the room key. A tag is the text
+ * between the first `{` and the next `}`, so any `{`/`}` in user data would move it: channel and room
+ * keys (`[A-Za-z0-9_:/-]`) cannot contain them, and other ids are escaped (`tag()`) when they could.
+ */
+
+/** Characters that appear in channel engine keys (`<org>/<name>`); no glob or hash-tag metacharacters. */
+const SAFE_KEY_RE = /^[A-Za-z0-9_:/.-]+$/;
+
+export const DEFAULT_KEY_PREFIX = 'apix:';
+
+export class RedisKeys {
+  constructor(readonly prefix: string = DEFAULT_KEY_PREFIX) {
+    if (/[{}]/.test(prefix)) throw new Error('the Redis key prefix must not contain "{" or "}" (hash tags)');
+  }
+
+  /** The stream holding a channel's history (its ids are the event ids). */
+  stream(channelKey: string): string {
+    return `${this.prefix}{ch:${safe(channelKey)}}:stream`;
+  }
+
+  /** The channel's meta hash: `floor` = the id of the last event trimmed from the stream. */
+  meta(channelKey: string): string {
+    return `${this.prefix}{ch:${safe(channelKey)}}:meta`;
+  }
+
+  /** The pub/sub topic on which the channel's events go to the nodes (same slot as its stream). */
+  topic(channelKey: string): string {
+    return `${this.prefix}{ch:${safe(channelKey)}}:t`;
+  }
+
+  /** The channel key of a topic made by `topic()`, or undefined for any other topic. */
+  channelOfTopic(topic: string): string | undefined {
+    const head = `${this.prefix}{ch:`;
+    if (!topic.startsWith(head) || !topic.endsWith('}:t')) return undefined;
+    return topic.slice(head.length, -3);
+  }
+
+  /** The node-to-node control topic (not tagged: in a cluster it is an ordinary, broadcast PUBLISH). */
+  control(): string {
+    return `${this.prefix}control`;
+  }
+
+  /** A session's snapshot (JSON, with PX expiry). */
+  session(sessionId: string): string {
+    return `${this.prefix}session:${tag(sessionId)}`;
+  }
+
+  /** A session's offline queue (a list of encoded frames). */
+  queue(sessionId: string): string {
+    return `${this.prefix}queue:{${tag(sessionId)}}`;
+  }
+
+  /** How many frames the session's queue dropped because it was full. */
+  queueOverflow(sessionId: string): string {
+    return `${this.prefix}queue:{${tag(sessionId)}}:overflow`;
+  }
+
+  /** A room's presence members: hash connectionId -> JSON member. */
+  presenceMembers(roomKey: string): string {
+    return `${this.prefix}presence:{${tag(roomKey)}}:members`;
+  }
+
+  /** A room's presence deadlines: zset connectionId scored by the ms its entry expires at. */
+  presenceDeadlines(roomKey: string): string {
+    return `${this.prefix}presence:{${tag(roomKey)}}:deadlines`;
+  }
+}
+
+function safe(channelKey: string): string {
+  if (!SAFE_KEY_RE.test(channelKey))
+    throw new Error(`not a channel engine key: ${JSON.stringify(channelKey)}`);
+  return channelKey;
+}
+
+/** Ids of any alphabet, made safe inside a hash tag: `{`, `}` and `%` are percent-escaped. */
+function tag(id: string): string {
+  return /[{}%]/.test(id)
+    ? id.replace(/[{}%]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
+    : id;
+}

@@ -1,0 +1,310 @@
+/**
+ * The Broker contract (src/broker/broker.ts), run against every engine by tests/contracts/broker.test.ts.
+ * An engine is a backend shared by several nodes: `node(id)` gives the broker of one more node.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, afterEach, before, describe, test } from 'node:test';
+import type {
+  Broker,
+  BrokerEvent,
+  ControlMessage,
+  HistoryOptions,
+  PublishInput,
+} from '../../src/broker/broker.ts';
+import { compareEventIds, isEventId } from '../../src/protocol/index.ts';
+import { sleep, waitFor } from '../support/wait.ts';
+
+export interface BrokerTestEngine {
+  /** The broker of a new node sharing this engine's backend; `history` is its read defaults. */
+  node(nodeId: string, history: HistoryOptions): Promise<Broker>;
+  /** Closes every node and removes whatever the engine stored. */
+  close(): Promise<void>;
+}
+
+export interface BrokerContractOptions {
+  /** Skip the suite (a reason), e.g. when redis-server is missing. */
+  readonly skip?: string | false;
+}
+
+const HISTORY: HistoryOptions = { size: 5, ttlMs: 0 };
+
+export function describeBrokerContract(
+  name: string,
+  factory: () => Promise<BrokerTestEngine>,
+  options: BrokerContractOptions = {},
+): void {
+  describe(`Broker contract: ${name}`, { skip: options.skip ?? false }, () => {
+    let engine: BrokerTestEngine;
+    const open: Broker[] = [];
+    const node = async (id: string, history: HistoryOptions = HISTORY): Promise<Broker> => {
+      const b = await engine.node(id, history);
+      open.push(b);
+      return b;
+    };
+
+    before(async () => {
+      engine = await factory();
+    });
+    afterEach(async () => {
+      await Promise.all(open.splice(0).map((b) => b.close()));
+    });
+    after(async () => {
+      await engine?.close();
+    });
+
+    test('publish gives increasing ids, puts the id in the frame, and keeps the event', async () => {
+      const a = await node('a');
+      const key = channel();
+      const e1 = await a.publish(input(key, 'one', { publisher: { nodeId: 'a', connectionId: 'c1' } }));
+      const e2 = await a.publish(input(key, 'two'));
+      assert.ok(isEventId(e1.id) && isEventId(e2.id));
+      assert.equal(compareEventIds(e1.id, e2.id), -1);
+      assert.deepEqual(JSON.parse(e1.frame), { type: 'test.event', channel: key, payload: 'one', id: e1.id });
+      assert.deepEqual(e1.publisher, { nodeId: 'a', connectionId: 'c1' });
+      const h = await a.history(key, {});
+      assert.equal(h.recovered, true);
+      assert.equal(h.top, e2.id);
+      assert.deepEqual(h.events.map(strip), [strip(e1), strip(e2)]);
+      assert.deepEqual(h.events[0]!.publisher, { nodeId: 'a', connectionId: 'c1' });
+      assert.equal(h.events[1]!.publisher, undefined);
+    });
+
+    test('two nodes publishing concurrently: every subscribed node gets each event once, in id order', async () => {
+      const nodes = await Promise.all(['n1', 'n2', 'n3'].map((id) => node(id, { size: 100, ttlMs: 0 })));
+      const key = channel();
+      const other = channel();
+      const got = nodes.map(() => [] as BrokerEvent[]);
+      nodes.forEach((b, i) => b.onEvent((e) => got[i]!.push(e)));
+      await Promise.all(nodes.map((b) => b.subscribe(key)));
+      const perNode = 40;
+      const published = (
+        await Promise.all(
+          nodes
+            .slice(0, 2)
+            .map((b, n) =>
+              Promise.all(
+                Array.from({ length: perNode }, (_, i) =>
+                  b.publish(input(key, `${n}:${i}`, { history: { size: 100, ttlMs: 0 } })),
+                ),
+              ),
+            ),
+        )
+      ).flat();
+      await nodes[0]!.publish(input(other, 'elsewhere'));
+      const ids = published.map((e) => e.id).sort(compareEventIds);
+      assert.equal(new Set(ids).size, 2 * perNode, 'ids are unique');
+      for (const [i, g] of got.entries()) {
+        await waitFor(() => g.length >= ids.length, 3000, `node ${i} to receive every event`);
+        await sleep(20); // nothing more (no duplicate, no other channel) may follow
+        assert.deepEqual(
+          g.map((e) => e.id),
+          ids,
+          `node ${i} receives in id order, once`,
+        );
+        assert.ok(g.every((e) => e.key === key));
+      }
+      const byId = new Map(published.map((e) => [e.id, e]));
+      for (const e of got[2]!) {
+        const p = byId.get(e.id)!;
+        assert.equal(e.frame, p.frame);
+        assert.equal(e.type, p.type);
+        assert.equal(e.timestamp, p.timestamp);
+      }
+      const h = await nodes[2]!.history(key, { last: 100 });
+      assert.deepEqual(
+        h.events.map((e) => e.id),
+        ids,
+      );
+    });
+
+    test('node-level subscribe and unsubscribe', async () => {
+      const [a, b] = [await node('a'), await node('b')];
+      const key = channel();
+      const got: string[] = [];
+      b.onEvent((e) => got.push(e.id));
+      const e0 = await a.publish(input(key, 'before subscribe'));
+      await b.subscribe(key);
+      await b.subscribe(key); // idempotent: still one delivery per event
+      const e1 = await a.publish(input(key, 'while subscribed'));
+      await waitFor(() => got.length >= 1);
+      await b.unsubscribe(key);
+      await a.publish(input(key, 'after unsubscribe'));
+      await b.unsubscribe(key); // unsubscribing twice is harmless
+      const marker = channel();
+      await b.subscribe(marker);
+      const e3 = await a.publish(input(marker, 'marker'));
+      await waitFor(() => got.includes(e3.id));
+      assert.deepEqual(got, [e1.id, e3.id]);
+      assert.notEqual(e0.id, e1.id);
+    });
+
+    test('control messages reach the other nodes, not the sender', async () => {
+      const [a, b, c] = [await node('a'), await node('b'), await node('c')];
+      const got: Record<string, ControlMessage[]> = { a: [], b: [], c: [] };
+      a.onControl((m) => got.a!.push(m));
+      b.onControl((m) => got.b!.push(m));
+      c.onControl((m) => got.c!.push(m));
+      await a.publishControl({ kind: 'session.kick', from: 'a', sessionId: 's1' });
+      await waitFor(() => got.b!.length === 1 && got.c!.length === 1);
+      await b.publishControl({ kind: 'marker', from: 'b' });
+      await waitFor(() => got.a!.length === 1);
+      assert.deepEqual(got.b![0], { kind: 'session.kick', from: 'a', sessionId: 's1' });
+      assert.deepEqual(
+        got.a!.map((m) => m.kind),
+        ['marker'],
+      );
+      assert.deepEqual(
+        got.b!.map((m) => m.kind),
+        ['session.kick'],
+      );
+    });
+
+    describe('history', () => {
+      test('last n and limit', async () => {
+        const a = await node('a');
+        const key = channel();
+        const evs = await publishMany(a, key, 4);
+        assert.deepEqual(ids((await a.history(key, { last: 2 })).events), ids(evs.slice(2)));
+        assert.deepEqual(ids((await a.history(key, { last: 10 })).events), ids(evs));
+        assert.deepEqual(ids((await a.history(key, { last: 0 })).events), []);
+        assert.deepEqual(ids((await a.history(key, { limit: 3 })).events), ids(evs.slice(1)));
+        const empty = await a.history(channel(), {});
+        assert.deepEqual(empty, { events: [], recovered: true, top: undefined });
+      });
+
+      test('since a retained id: the events after it, recovered', async () => {
+        const a = await node('a');
+        const key = channel();
+        const evs = await publishMany(a, key, 4);
+        const h = await a.history(key, { since: evs[1]!.id });
+        assert.equal(h.recovered, true);
+        assert.deepEqual(ids(h.events), ids(evs.slice(2)));
+        assert.equal(h.top, evs[3]!.id);
+        const atTop = await a.history(key, { since: evs[3]!.id });
+        assert.deepEqual(atTop, { events: [], recovered: true, top: evs[3]!.id });
+        // More than the limit after `since`: the page is complete but the client must ask again.
+        const page = await a.history(key, { since: evs[0]!.id, limit: 2 });
+        assert.deepEqual(ids(page.events), ids(evs.slice(1, 3)));
+        assert.equal(page.recovered, false);
+      });
+
+      test('since a trimmed id: not recovered; since the floor (last trimmed id): recovered', async () => {
+        const a = await node('a', { size: 3, ttlMs: 0 });
+        const key = channel();
+        const evs = await publishMany(a, key, 6, { size: 3, ttlMs: 0 });
+        const trimmed = await a.history(key, { since: evs[1]!.id });
+        assert.deepEqual(trimmed, { events: [], recovered: false, top: evs[5]!.id });
+        const floor = await a.history(key, { since: evs[2]!.id });
+        assert.equal(floor.recovered, true);
+        assert.deepEqual(ids(floor.events), ids(evs.slice(3)));
+      });
+
+      test('since above the top, another channel id, a gap id, or garbage: not recovered, no events', async () => {
+        const a = await node('a');
+        const key = channel();
+        const other = channel();
+        // Another channel's id that falls between two of this channel's ids (ids are per channel, so an id of
+        // another channel published in the same millisecond could equal one of ours: keep them apart).
+        const evs = await publishMany(a, key, 1);
+        await sleep(3);
+        const foreign = await a.publish(input(other, 'x'));
+        await sleep(3);
+        evs.push(...(await publishMany(a, key, 2)));
+        assert.ok(!ids(evs).includes(foreign.id));
+        const top = evs[2]!.id;
+        const [ms, seq] = top.split('-').map(Number) as [number, number];
+        const cases = {
+          aboveTop: `${ms}-${seq + 1}`,
+          farAbove: `${ms + 60_000}-0`,
+          foreign: foreign.id,
+          gap: `${Number(evs[0]!.id.split('-')[0])}-${Number(evs[0]!.id.split('-')[1]) + 100000}`,
+          garbage: 'not-an-id',
+          empty: '',
+          injection: '+',
+        };
+        for (const [what, since] of Object.entries(cases)) {
+          const h = await a.history(key, { since });
+          assert.deepEqual(h.events, [], what);
+          assert.equal(h.recovered, false, what);
+          assert.equal(h.top, top, what);
+        }
+        const unknown = await a.history(channel(), { since: evs[0]!.id });
+        assert.equal(unknown.recovered, false);
+        assert.deepEqual(unknown.events, []);
+      });
+
+      test('without history (size 0): ids still increase, and only the newest id recovers', async () => {
+        const a = await node('a');
+        const key = channel();
+        const e1 = await a.publish(input(key, 'x', { history: { size: 0, ttlMs: 0 } }));
+        const e2 = await a.publish(input(key, 'y', { history: { size: 0, ttlMs: 0 } }));
+        assert.equal(compareEventIds(e1.id, e2.id), -1);
+        assert.deepEqual(await a.history(key, {}), { events: [], recovered: true, top: e2.id });
+        assert.equal((await a.history(key, { since: e2.id })).recovered, true);
+        assert.equal((await a.history(key, { since: e1.id })).recovered, false);
+      });
+
+      test('events older than the ttl are dropped and no longer recoverable', async () => {
+        const opts = { size: 10, ttlMs: 150 };
+        const a = await node('a', opts);
+        const key = channel();
+        const old = await publishMany(a, key, 2, opts);
+        await sleep(220);
+        const fresh = await a.publish(input(key, 'fresh', { history: opts }));
+        const h = await a.history(key, {});
+        assert.deepEqual(ids(h.events), [fresh.id]);
+        assert.equal((await a.history(key, { since: old[0]!.id })).recovered, false);
+        const fromFloor = await a.history(key, { since: old[1]!.id });
+        assert.equal(fromFloor.recovered, true);
+        assert.deepEqual(ids(fromFloor.events), [fresh.id]);
+        await sleep(220);
+        // Expired on read too, without a new publish.
+        assert.deepEqual((await a.history(key, {})).events, []);
+        assert.equal((await a.history(key, { since: old[1]!.id })).recovered, false);
+      });
+    });
+
+    test('a closed broker refuses to publish', async () => {
+      const a = await engine.node('closing', HISTORY);
+      await a.ping();
+      await a.close();
+      await assert.rejects(a.publish(input(channel(), 'x')));
+    });
+  });
+}
+
+function channel(): string {
+  return `org${randomBytes(3).toString('hex')}/agent:${randomBytes(4).toString('hex')}`;
+}
+
+function input(key: string, payload: unknown, over: Partial<PublishInput> = {}): PublishInput {
+  return {
+    key,
+    type: 'test.event',
+    timestamp: Date.now(),
+    encode: (id) => JSON.stringify({ type: 'test.event', channel: key, payload, id }),
+    publisher: undefined,
+    history: HISTORY,
+    ...over,
+  };
+}
+
+async function publishMany(
+  b: Broker,
+  key: string,
+  n: number,
+  history: HistoryOptions = HISTORY,
+): Promise<BrokerEvent[]> {
+  const out: BrokerEvent[] = [];
+  for (let i = 0; i < n; i++) out.push(await b.publish(input(key, i, { history })));
+  return out;
+}
+
+function ids(events: readonly BrokerEvent[]): string[] {
+  return events.map((e) => e.id);
+}
+
+function strip(e: BrokerEvent): Omit<BrokerEvent, 'publisher'> {
+  return { key: e.key, id: e.id, type: e.type, timestamp: e.timestamp, frame: e.frame };
+}
