@@ -1,0 +1,181 @@
+/**
+ * What the audit trail records, from the gateway's named hooks: who (actor), which organization, when,
+ * what (action, target, detail) and from where (remote address, user agent) for every connection
+ * attempt accepted or refused (with its reason), authentication failure, subscription granted or denied,
+ * publish, permission denial, suspension, dead letter and admin action.
+ */
+import type { GatewayHooks, HookBus, Peer, Principal } from '../gateway/hooks.ts';
+import type { AuditEntryInput, AuditLogger } from './audit-logger.ts';
+
+/** The actions written, for `GET /v1/audit?type=` and `apix audit tail --type`. */
+export const AuditAction = {
+  CONNECTION_ACCEPTED: 'connection.accepted',
+  CONNECTION_REFUSED: 'connection.refused',
+  CONNECTION_CLOSED: 'connection.closed',
+  AUTH_FAILED: 'auth.failed',
+  SUBSCRIPTION_GRANTED: 'subscription.granted',
+  SUBSCRIPTION_DENIED: 'subscription.denied',
+  EVENT_PUBLISHED: 'event.published',
+  PERMISSION_DENIED: 'permission.denied',
+  SESSION_SUSPENDED: 'session.suspended',
+  SESSION_UNSUSPENDED: 'session.unsuspended',
+  MESSAGE_DEAD_LETTERED: 'message.dead_lettered',
+  RATE_LIMITED: 'rate_limited',
+  /** `admin.<action>`, e.g. `admin.suspend`, `admin.kick`, `admin.keys.create`. */
+  ADMIN_PREFIX: 'admin.',
+} as const;
+
+export interface AuditHookOptions {
+  /** Record every publish (default true). Off for very high publish rates where the volume is unwanted. */
+  readonly publishes?: boolean;
+  /** Record connection closes (default true). */
+  readonly disconnects?: boolean;
+  /** Record rate-limit hits (default false: under abuse they would flood the trail). */
+  readonly rateLimits?: boolean;
+}
+
+function actorOf(p: Principal): string {
+  return p.kind === 'apiKey' && p.keyId ? `apikey:${p.keyId}` : p.userId;
+}
+
+function from(peer: Peer): Pick<AuditEntryInput, 'remoteAddress' | 'userAgent'> {
+  return { remoteAddress: peer.remoteAddress, userAgent: peer.userAgent };
+}
+
+/** The hook handlers (exposed for tests); `attachAuditHooks` attaches them. */
+export function auditHooks(audit: AuditLogger, options: AuditHookOptions = {}): GatewayHooks {
+  const hooks: GatewayHooks = {
+    onConnect({ connection: c, resumed }) {
+      audit.record({
+        orgId: c.principal.orgId,
+        actor: actorOf(c.principal),
+        action: AuditAction.CONNECTION_ACCEPTED,
+        target: c.sessionId,
+        detail: {
+          connectionId: c.connectionId,
+          clientType: c.clientType,
+          resumed,
+          auth: c.principal.kind,
+          roles: c.principal.roles,
+          origin: c.peer.origin ?? null,
+        },
+        ...from(c.peer),
+        at: c.connectedAt,
+      });
+    },
+    onConnectRefused({ peer, code, reason, orgId, userId }) {
+      audit.record({
+        orgId,
+        actor: userId ?? 'anonymous',
+        action: AuditAction.CONNECTION_REFUSED,
+        detail: { code, reason, origin: peer.origin ?? null },
+        ...from(peer),
+      });
+    },
+    onAuthFailure({ peer, code, reason, via }) {
+      audit.record({
+        actor: 'anonymous',
+        action: AuditAction.AUTH_FAILED,
+        detail: { code, reason, via, origin: peer.origin ?? null },
+        ...from(peer),
+      });
+    },
+    onSubscribe({ connection: c, channel, channelType, granted, code, reason }) {
+      audit.record({
+        orgId: c.principal.orgId,
+        actor: actorOf(c.principal),
+        action: granted ? AuditAction.SUBSCRIPTION_GRANTED : AuditAction.SUBSCRIPTION_DENIED,
+        target: channel,
+        detail: { channelType, sessionId: c.sessionId, ...(granted ? {} : { code, reason }) },
+        ...from(c.peer),
+      });
+    },
+    onDeny({ principal, peer, action, channel, reason }) {
+      audit.record({
+        orgId: principal.orgId,
+        actor: actorOf(principal),
+        action: AuditAction.PERMISSION_DENIED,
+        target: channel,
+        detail: { action, reason },
+        ...from(peer),
+      });
+    },
+    onSuspend({ orgId, sessionId, by, reason, suspended }) {
+      audit.record({
+        orgId,
+        actor: by,
+        action: suspended ? AuditAction.SESSION_SUSPENDED : AuditAction.SESSION_UNSUSPENDED,
+        target: sessionId || orgId,
+        detail: { reason },
+      });
+    },
+    onDeadLetter({ orgId, channel, eventId, sessionId, attempts }) {
+      audit.record({
+        orgId,
+        actor: 'gateway',
+        action: AuditAction.MESSAGE_DEAD_LETTERED,
+        target: channel,
+        detail: { eventId, sessionId, attempts },
+      });
+    },
+    onAdminAction({ principal, peer, action, target, detail }) {
+      audit.record({
+        orgId: principal.orgId,
+        actor: actorOf(principal),
+        action: `${AuditAction.ADMIN_PREFIX}${action}`,
+        target,
+        detail: detail === undefined ? {} : { detail },
+        ...from(peer),
+      });
+    },
+  };
+  if (options.publishes !== false)
+    hooks.onPublish = ({ principal, peer, connection, channel, channelType, type, id, bytes }) => {
+      audit.record({
+        orgId: principal.orgId,
+        actor: actorOf(principal),
+        action: AuditAction.EVENT_PUBLISHED,
+        target: channel,
+        detail: {
+          id,
+          type,
+          channelType,
+          bytes,
+          via: connection ? 'ws' : 'http',
+          sessionId: connection?.sessionId ?? null,
+        },
+        ...from(peer),
+      });
+    };
+  if (options.disconnects !== false)
+    hooks.onDisconnect = ({ connection: c, code, reason, status }) => {
+      audit.record({
+        orgId: c.principal.orgId,
+        actor: actorOf(c.principal),
+        action: AuditAction.CONNECTION_CLOSED,
+        target: c.sessionId,
+        detail: { connectionId: c.connectionId, code, reason, status },
+        ...from(c.peer),
+      });
+    };
+  if (options.rateLimits)
+    hooks.onRateLimited = ({ principal, peer, scope }) => {
+      audit.record({
+        orgId: principal?.orgId,
+        actor: principal ? actorOf(principal) : 'anonymous',
+        action: AuditAction.RATE_LIMITED,
+        target: scope,
+        ...from(peer),
+      });
+    };
+  return hooks;
+}
+
+/** Attaches the audit trail to the gateway's hooks; returns a function that detaches it. */
+export function attachAuditHooks(
+  bus: HookBus,
+  audit: AuditLogger,
+  options: AuditHookOptions = {},
+): () => void {
+  return bus.attach(auditHooks(audit, options));
+}

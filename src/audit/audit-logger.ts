@@ -1,0 +1,369 @@
+/**
+ * AuditLogger: the durable, tamper-evident audit trail. Guarantees:
+ * - `record` is synchronous and O(1): it appends to a bounded in-memory queue; nothing on the caller's
+ *   path waits on I/O.
+ * - Entries are written in batches, in the order recorded, each organization's entries extending its
+ *   hash chain (src/audit/hash-chain.ts) under a row lock on the chain head, so several nodes can share
+ *   one database.
+ * - Nothing is dropped silently. When a write fails, the batch and everything queued behind it go to a
+ *   bounded spill file in the data dir, replayed (in order, before newer entries) once the database
+ *   answers; replays are idempotent (entry ids are fixed at `record` time). Only when the memory queue
+ *   and the spill file are both full is an entry refused: `counters.dropped` counts it and it is logged.
+ */
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import type { Clock, Random, TimerHandle } from '../clock.ts';
+import { systemClock } from '../clock.ts';
+import type { PrismaClient } from '../store/database.ts';
+import { backoffDelayMs } from '../store/flush-loop.ts';
+import { pgSafeText, toJsonValue } from '../store/json.ts';
+import { silentLogger, type StoreLogger } from '../store/log.ts';
+import { GENESIS_HASH, chainHash } from './hash-chain.ts';
+import { SpillFile } from './spill-file.ts';
+
+/** The chain of entries that belong to no organization (e.g. an auth failure before any org is known).
+ * '@' is outside the organization-id alphabet, so no tenant can own this chain. */
+export const GATEWAY_ORG_ID = '@gateway';
+
+export interface AuditEntryInput {
+  /** The organization whose trail this belongs to; unset: GATEWAY_ORG_ID. */
+  readonly orgId?: string | undefined;
+  /** Who: a user id, `apikey:<keyId>`, `anonymous`, or an operator. */
+  readonly actor: string;
+  /** What: `connection.accepted`, `auth.failed`, `admin.suspend`, ... (`<area>.<verb>`). */
+  readonly action: string;
+  /** On what: a channel, session, key id, ... */
+  readonly target?: string | undefined;
+  readonly detail?: Record<string, unknown> | undefined;
+  /** From where. */
+  readonly remoteAddress?: string | undefined;
+  readonly userAgent?: string | undefined;
+  /** When (ms); unset: the logger's clock. */
+  readonly at?: number | undefined;
+}
+
+/** An entry as queued and spilled: everything but its place in the chain. */
+export interface PendingAuditEntry {
+  readonly id: string;
+  readonly orgId: string;
+  readonly actor: string;
+  readonly action: string;
+  readonly target: string | null;
+  readonly detail: unknown;
+  readonly remoteAddress: string | null;
+  readonly userAgent: string | null;
+  readonly createdAt: number;
+}
+
+export interface AuditCounters {
+  /** Entries accepted by `record`. */
+  readonly recorded: number;
+  /** Entries committed to the database. */
+  readonly written: number;
+  /** Entries moved to the spill file. */
+  readonly spilled: number;
+  /** Spilled entries later committed. */
+  readonly replayed: number;
+  /** Entries refused: memory queue and spill file both full. */
+  readonly dropped: number;
+  /** Spill-file lines that could not be parsed (torn by a crash). */
+  readonly corrupt: number;
+  /** Failed database writes. */
+  readonly writeFailures: number;
+  /** Entries in memory now. */
+  readonly queued: number;
+  /** Bytes in the spill file now (0 when healthy). */
+  readonly spillBytes: number;
+}
+
+export interface AuditLoggerOptions {
+  readonly prisma: PrismaClient;
+  /** APIX_DATA_DIR; the spill file is `<dataDir>/audit-spill.jsonl`. */
+  readonly dataDir: string;
+  readonly clock?: Clock;
+  readonly random?: Random;
+  readonly logger?: StoreLogger;
+  /** Default 1000 ms. */
+  readonly flushIntervalMs?: number;
+  /** Entries per transaction (default 500). */
+  readonly maxBatch?: number;
+  /** In-memory queue bound (default 20 000). */
+  readonly maxQueue?: number;
+  /** Spill-file bound (default 64 MiB). */
+  readonly maxSpillBytes?: number;
+  readonly retryBaseMs?: number;
+  readonly retryMaxMs?: number;
+}
+
+const MAX_FIELD = 1024;
+const clip = (s: string | undefined | null): string | null =>
+  s === undefined || s === null ? null : pgSafeText(s.length > MAX_FIELD ? s.slice(0, MAX_FIELD) : s);
+
+export class AuditLogger {
+  private queue: PendingAuditEntry[] = [];
+  private readonly spill: SpillFile<PendingAuditEntry>;
+  private readonly clock: Clock;
+  private readonly logger: StoreLogger;
+  private readonly maxBatch: number;
+  private readonly maxQueue: number;
+  private timer: TimerHandle | undefined;
+  private running: Promise<void> | undefined;
+  private rerun = false;
+  private failures = 0;
+  private nextAttemptAt = 0;
+  private closed = false;
+  private readonly n = {
+    recorded: 0,
+    written: 0,
+    spilled: 0,
+    replayed: 0,
+    dropped: 0,
+    corrupt: 0,
+    writeFailures: 0,
+  };
+
+  constructor(private readonly options: AuditLoggerOptions) {
+    this.clock = options.clock ?? systemClock;
+    this.logger = options.logger ?? silentLogger;
+    this.maxBatch = options.maxBatch ?? 500;
+    this.maxQueue = options.maxQueue ?? 20_000;
+    this.spill = new SpillFile(
+      join(options.dataDir, 'audit-spill.jsonl'),
+      options.maxSpillBytes ?? 64 * 1024 * 1024,
+    );
+    this.timer = this.clock.setInterval(() => this.kick(), options.flushIntervalMs ?? 1_000);
+    // Entries spilled by an earlier run are caught up as soon as the database answers.
+    if (this.spill.size > 0) this.kick();
+  }
+
+  get counters(): AuditCounters {
+    return { ...this.n, queued: this.queue.length, spillBytes: this.spill.size };
+  }
+
+  /** Queues an entry. False when it was refused (queue full): counted in `dropped` and logged. */
+  record(input: AuditEntryInput): boolean {
+    if (this.closed || this.queue.length >= this.maxQueue) {
+      this.n.dropped++;
+      if (this.n.dropped === 1 || this.n.dropped % 1000 === 0)
+        this.logger.error(
+          { dropped: this.n.dropped, action: input.action },
+          'audit: queue full, entry refused',
+        );
+      return false;
+    }
+    this.queue.push({
+      id: randomUUID(),
+      orgId: input.orgId ?? GATEWAY_ORG_ID,
+      actor: clip(input.actor) ?? 'unknown',
+      action: clip(input.action) ?? 'unknown',
+      target: clip(input.target),
+      detail: toJsonValue(input.detail ?? {}),
+      remoteAddress: clip(input.remoteAddress),
+      userAgent: clip(input.userAgent),
+      createdAt: Math.trunc(input.at ?? this.clock.now()),
+    });
+    this.n.recorded++;
+    if (this.queue.length >= this.maxBatch) this.kick();
+    return true;
+  }
+
+  /** Writes (or spills) everything queued now, ignoring any backoff. Resolves true when all is in the DB. */
+  async flush(): Promise<boolean> {
+    this.nextAttemptAt = 0;
+    await this.run();
+    return this.queue.length === 0 && this.spill.size === 0;
+  }
+
+  /** Stops the timer and flushes; what cannot be written is left in the spill file for the next start. */
+  async close(): Promise<boolean> {
+    this.timer?.cancel();
+    this.timer = undefined;
+    const ok = await this.flush();
+    this.closed = true;
+    return ok;
+  }
+
+  private kick(): void {
+    void this.run();
+  }
+
+  private run(): Promise<void> {
+    if (this.running) {
+      this.rerun = true;
+      return this.running;
+    }
+    this.running = (async () => {
+      try {
+        do {
+          this.rerun = false;
+          await this.step();
+        } while (this.rerun);
+      } catch (err) {
+        // Only the spill file itself failing lands here (disk full, permissions): keep the entries queued.
+        this.logger.error({ err }, 'audit: cannot write the spill file');
+      } finally {
+        this.running = undefined;
+      }
+    })();
+    return this.running;
+  }
+
+  private async step(): Promise<void> {
+    const backingOff = this.clock.now() < this.nextAttemptAt;
+    if (this.spill.size > 0) {
+      // Degraded: newer entries go behind the spilled ones, preserving order; the DB is retried on backoff.
+      await this.spillQueue();
+      if (backingOff) return;
+      await this.replaySpill();
+      if (this.spill.size > 0) return;
+    } else if (backingOff) return;
+    while (this.queue.length > 0) {
+      const batch = this.queue.slice(0, this.maxBatch);
+      try {
+        await this.write(batch);
+      } catch (err) {
+        this.failed(err);
+        await this.spillQueue();
+        return;
+      }
+      this.queue.splice(0, batch.length);
+      this.n.written += batch.length;
+    }
+  }
+
+  private async spillQueue(): Promise<void> {
+    if (this.queue.length === 0) return;
+    const taken = this.queue;
+    this.queue = [];
+    try {
+      const r = await this.spill.append(taken);
+      this.n.spilled += r.written;
+      if (r.refused > 0) {
+        this.n.dropped += r.refused;
+        this.logger.error(
+          { refused: r.refused, path: this.spill.path },
+          'audit: spill file full, entries refused',
+        );
+      }
+    } catch (err) {
+      // Keep them in memory (bounded) for the next attempt; any excess is refused and counted.
+      const kept = taken.concat(this.queue);
+      const excess = Math.max(0, kept.length - this.maxQueue);
+      if (excess > 0) this.n.dropped += excess;
+      this.queue = excess > 0 ? kept.slice(0, this.maxQueue) : kept;
+      throw err;
+    }
+  }
+
+  private async replaySpill(): Promise<void> {
+    const { entries, corrupt } = await this.spill.readAll();
+    if (corrupt > 0) {
+      this.n.corrupt += corrupt;
+      this.logger.error(
+        { corrupt, path: this.spill.path },
+        'audit: unreadable lines in the spill file were skipped',
+      );
+    }
+    let done = 0;
+    try {
+      while (done < entries.length) {
+        const batch = entries.slice(done, done + this.maxBatch);
+        await this.write(batch);
+        done += batch.length;
+        this.n.written += batch.length;
+        this.n.replayed += batch.length;
+      }
+    } catch (err) {
+      this.failed(err);
+    }
+    await this.spill.replace(entries.slice(done));
+    if (done === entries.length && done > 0)
+      this.logger.info({ replayed: done }, 'audit: caught up with entries spilled during a database outage');
+  }
+
+  private failed(err: unknown): void {
+    this.failures++;
+    this.n.writeFailures++;
+    const delay = backoffDelayMs(
+      this.failures - 1,
+      this.options.retryBaseMs ?? 500,
+      this.options.retryMaxMs ?? 30_000,
+      this.options.random ?? Math.random,
+    );
+    this.nextAttemptAt = this.clock.now() + delay;
+    if (this.failures === 1 || this.failures % 10 === 0)
+      this.logger.warn(
+        { err, failures: this.failures, retryInMs: delay },
+        'audit: database write failed; spilling to file',
+      );
+  }
+
+  /** Appends a batch to the chains in one transaction. Entries already stored (a replay) are skipped. */
+  private async write(batch: readonly PendingAuditEntry[]): Promise<void> {
+    await this.options.prisma.$transaction(
+      async (tx) => {
+        const existing = await tx.auditLog.findMany({
+          where: { id: { in: batch.map((e) => e.id) } },
+          select: { id: true },
+        });
+        const stored = new Set(existing.map((r) => r.id));
+        const fresh = batch.filter((e) => !stored.has(e.id));
+        if (fresh.length === 0) return;
+        const orgIds = [...new Set(fresh.map((e) => e.orgId))].sort();
+        const orgsJson = JSON.stringify(orgIds);
+        await tx.$executeRawUnsafe(
+          `INSERT INTO "AuditChainHead" ("orgId", "seq", "hash", "updatedAt")
+           SELECT o, 0, '${GENESIS_HASH}', now() FROM jsonb_array_elements_text($1::jsonb) AS o
+           ON CONFLICT ("orgId") DO NOTHING`,
+          orgsJson,
+        );
+        // Row locks in a fixed (sorted) order: concurrent writers on other nodes queue, never deadlock.
+        const heads = await tx.$queryRawUnsafe<Array<{ orgId: string; seq: number; hash: string }>>(
+          `SELECT "orgId", "seq", "hash" FROM "AuditChainHead"
+           WHERE "orgId" IN (SELECT jsonb_array_elements_text($1::jsonb)) ORDER BY "orgId" FOR UPDATE`,
+          orgsJson,
+        );
+        const head = new Map(heads.map((h) => [h.orgId, { seq: Number(h.seq), hash: h.hash }]));
+        // A head at 0 over a non-empty chain means the head row was lost: continue from the last entry.
+        const unanchored = heads.filter((h) => Number(h.seq) === 0).map((h) => h.orgId);
+        if (unanchored.length) {
+          const tails = await tx.$queryRawUnsafe<Array<{ orgId: string; seq: number; hash: string }>>(
+            `SELECT DISTINCT ON ("orgId") "orgId", "seq", "hash" FROM "AuditLog"
+             WHERE "orgId" IN (SELECT jsonb_array_elements_text($1::jsonb)) ORDER BY "orgId", "seq" DESC`,
+            JSON.stringify(unanchored),
+          );
+          for (const t of tails) head.set(t.orgId, { seq: Number(t.seq), hash: t.hash });
+        }
+        const rows = fresh.map((e) => {
+          const h = head.get(e.orgId) ?? { seq: 0, hash: GENESIS_HASH };
+          const seq = h.seq + 1;
+          const hash = chainHash(h.hash, { ...e, seq });
+          const row = {
+            id: e.id,
+            orgId: e.orgId,
+            seq,
+            prevHash: h.hash,
+            hash,
+            actor: e.actor,
+            action: e.action,
+            target: e.target,
+            detail: toJsonValue(e.detail),
+            remoteAddress: e.remoteAddress,
+            userAgent: e.userAgent,
+            createdAt: new Date(e.createdAt),
+          };
+          head.set(e.orgId, { seq, hash });
+          return row;
+        });
+        await tx.auditLog.createMany({ data: rows });
+        await tx.$executeRawUnsafe(
+          `UPDATE "AuditChainHead" AS h SET "seq" = r."seq", "hash" = r."hash", "updatedAt" = now()
+           FROM jsonb_to_recordset($1::jsonb) AS r("orgId" text, "seq" int, "hash" text) WHERE h."orgId" = r."orgId"`,
+          JSON.stringify(orgIds.map((orgId) => ({ orgId, ...head.get(orgId) }))),
+        );
+      },
+      { maxWait: 10_000, timeout: 30_000 },
+    );
+    this.failures = 0;
+  }
+}

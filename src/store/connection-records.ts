@@ -1,0 +1,223 @@
+/**
+ * ApiXConnection rows: upserted on connect, status set on disconnect or suspension, `lastHeartbeat`
+ * advanced in batches. Guarantees: calls are synchronous and O(1) (they only update a pending map keyed
+ * by session); one flush writes all pending changes in at most two statements, however many heartbeats
+ * arrived; a change from a connection that has since been replaced by a newer one for the same session
+ * (takeover, resume on another node) never overwrites the newer row. Pending sessions are bounded;
+ * beyond the bound new sessions are counted in `dropped`, never queued without limit.
+ */
+import type { ConnectionInfo } from '../gateway/hooks.ts';
+import type { ClientType, ConnectionStatus } from '../protocol/index.ts';
+import type { ApiXConnection } from '../generated/prisma/client.ts';
+import type { PrismaClient } from './database.ts';
+import { createRowId } from './ids.ts';
+
+/** The key under which the gateway's own facts are kept in `metadata` (a client cannot set it). */
+export const GATEWAY_METADATA_KEY = '$apix';
+
+interface ConnectionRow {
+  readonly organizationId: string;
+  readonly userId: string | null;
+  readonly clientType: ClientType;
+  readonly metadata: Record<string, unknown>;
+  readonly connectedAt: number;
+}
+
+interface PendingConnection {
+  connectionId: string;
+  row: ConnectionRow | undefined;
+  status: ConnectionStatus | undefined;
+  lastHeartbeat: number | undefined;
+  channels: readonly string[] | undefined;
+}
+
+export interface ConnectionRecordsOptions {
+  /** Sessions with unflushed changes beyond which new ones are dropped (and counted). */
+  readonly maxPending?: number;
+}
+
+export class ConnectionRecords {
+  private pending = new Map<string, PendingConnection>();
+  private readonly maxPending: number;
+  /** Changes refused because the pending map was full. */
+  dropped = 0;
+
+  constructor(
+    private readonly prisma: PrismaClient,
+    options: ConnectionRecordsOptions = {},
+  ) {
+    this.maxPending = options.maxPending ?? 200_000;
+  }
+
+  get pendingCount(): number {
+    return this.pending.size;
+  }
+
+  connected(info: ConnectionInfo): void {
+    const entry = this.slot(info.sessionId, info.connectionId, true);
+    if (!entry) return;
+    entry.row = {
+      organizationId: info.principal.orgId,
+      userId: info.principal.userId,
+      clientType: info.clientType,
+      metadata: {
+        ...(info.metadata ?? {}),
+        [GATEWAY_METADATA_KEY]: {
+          connectionId: info.connectionId,
+          authKind: info.principal.kind,
+          remoteAddress: info.peer.remoteAddress ?? null,
+          userAgent: info.peer.userAgent ?? null,
+        },
+      },
+      connectedAt: info.connectedAt,
+    };
+    entry.status = info.status;
+    entry.lastHeartbeat = info.connectedAt;
+    entry.channels = info.channels;
+  }
+
+  heartbeat(sessionId: string, connectionId: string, at: number): void {
+    const entry = this.slot(sessionId, connectionId, false);
+    if (entry) entry.lastHeartbeat = Math.max(entry.lastHeartbeat ?? 0, at);
+  }
+
+  channelsChanged(sessionId: string, connectionId: string, channels: readonly string[]): void {
+    const entry = this.slot(sessionId, connectionId, false);
+    if (entry) entry.channels = channels;
+  }
+
+  statusChanged(
+    sessionId: string,
+    connectionId: string | undefined,
+    status: ConnectionStatus,
+    at: number,
+  ): void {
+    const entry = this.slot(sessionId, connectionId, false);
+    if (!entry) return;
+    entry.status = status;
+    entry.lastHeartbeat = Math.max(entry.lastHeartbeat ?? 0, at);
+  }
+
+  /** Writes every pending change; on failure they are merged back (newer changes win) and it throws. */
+  async flush(): Promise<void> {
+    if (this.pending.size === 0) return;
+    const batch = this.pending;
+    this.pending = new Map();
+    try {
+      await this.write(batch);
+    } catch (err) {
+      for (const [sessionId, older] of batch) {
+        const newer = this.pending.get(sessionId);
+        if (!newer) this.pending.set(sessionId, older);
+        else if (newer.connectionId === older.connectionId && !newer.row) {
+          newer.row = older.row;
+          newer.status ??= older.status;
+          newer.channels ??= older.channels;
+          newer.lastHeartbeat = Math.max(newer.lastHeartbeat ?? 0, older.lastHeartbeat ?? 0) || undefined;
+        }
+      }
+      throw err;
+    }
+  }
+
+  get(sessionId: string): Promise<ApiXConnection | null> {
+    return this.prisma.apiXConnection.findUnique({ where: { sessionId } });
+  }
+
+  listByOrganization(organizationId: string, status?: ConnectionStatus): Promise<ApiXConnection[]> {
+    return this.prisma.apiXConnection.findMany({
+      where: { organizationId, ...(status ? { status } : {}) },
+      orderBy: { connectedAt: 'desc' },
+    });
+  }
+
+  /**
+   * The pending entry for a session, created if needed. A change from a connection other than the one
+   * pending is a newer connection (it replaces the entry) unless the pending entry is a connect, which
+   * only a newer connect replaces.
+   */
+  private slot(
+    sessionId: string,
+    connectionId: string | undefined,
+    isConnect: boolean,
+  ): PendingConnection | undefined {
+    const existing = this.pending.get(sessionId);
+    if (existing && (connectionId === undefined || existing.connectionId === connectionId)) return existing;
+    if (existing && existing.row && !isConnect) return undefined;
+    if (!existing && this.pending.size >= this.maxPending) {
+      this.dropped++;
+      return undefined;
+    }
+    const fresh: PendingConnection = {
+      connectionId: connectionId ?? existing?.connectionId ?? '',
+      row: undefined,
+      status: undefined,
+      lastHeartbeat: undefined,
+      channels: undefined,
+    };
+    this.pending.set(sessionId, fresh);
+    return fresh;
+  }
+
+  private async write(batch: Map<string, PendingConnection>): Promise<void> {
+    const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
+    const inserts: object[] = [];
+    const updates: object[] = [];
+    for (const [sessionId, p] of batch) {
+      if (p.row)
+        inserts.push({
+          id: createRowId(p.row.connectedAt),
+          organizationId: p.row.organizationId,
+          userId: p.row.userId,
+          sessionId,
+          clientType: p.row.clientType,
+          channels: p.channels ?? [],
+          metadata: p.row.metadata,
+          connectedAt: iso(p.row.connectedAt),
+          lastHeartbeat: iso(p.lastHeartbeat ?? p.row.connectedAt),
+          status: p.status ?? 'CONNECTED',
+        });
+      else
+        updates.push({
+          sessionId,
+          connectionId: p.connectionId || null,
+          status: p.status ?? null,
+          lastHeartbeat: iso(p.lastHeartbeat),
+          channels: p.channels ?? null,
+        });
+    }
+    // One statement per kind: the rows travel as one jsonb parameter (the same SQL on PG and PGlite).
+    if (inserts.length)
+      await this.prisma.$executeRawUnsafe(
+        `INSERT INTO "ApiXConnection" AS c
+           ("id", "organizationId", "userId", "sessionId", "clientType", "channels", "metadata",
+            "connectedAt", "lastHeartbeat", "status")
+         SELECT r."id", r."organizationId", r."userId", r."sessionId", r."clientType"::"ClientType",
+                ARRAY(SELECT jsonb_array_elements_text(r."channels")), r."metadata",
+                r."connectedAt", r."lastHeartbeat", r."status"::"ConnectionStatus"
+         FROM jsonb_to_recordset($1::jsonb) AS r("id" text, "organizationId" text, "userId" text,
+              "sessionId" text, "clientType" text, "channels" jsonb, "metadata" jsonb,
+              "connectedAt" timestamp(3), "lastHeartbeat" timestamp(3), "status" text)
+         ON CONFLICT ("sessionId") DO UPDATE SET
+           "organizationId" = EXCLUDED."organizationId", "userId" = EXCLUDED."userId",
+           "clientType" = EXCLUDED."clientType", "channels" = EXCLUDED."channels",
+           "metadata" = EXCLUDED."metadata", "connectedAt" = EXCLUDED."connectedAt",
+           "lastHeartbeat" = EXCLUDED."lastHeartbeat", "status" = EXCLUDED."status"
+         WHERE c."connectedAt" <= EXCLUDED."connectedAt"`,
+        JSON.stringify(inserts),
+      );
+    if (updates.length)
+      await this.prisma.$executeRawUnsafe(
+        `UPDATE "ApiXConnection" AS c SET
+           "status" = COALESCE(r."status"::"ConnectionStatus", c."status"),
+           "lastHeartbeat" = GREATEST(c."lastHeartbeat", COALESCE(r."lastHeartbeat", c."lastHeartbeat")),
+           "channels" = CASE WHEN r."channels" IS NULL THEN c."channels"
+                             ELSE ARRAY(SELECT jsonb_array_elements_text(r."channels")) END
+         FROM jsonb_to_recordset($1::jsonb) AS r("sessionId" text, "connectionId" text, "status" text,
+              "lastHeartbeat" timestamp(3), "channels" jsonb)
+         WHERE c."sessionId" = r."sessionId"
+           AND (r."connectionId" IS NULL OR c."metadata" -> '${GATEWAY_METADATA_KEY}' ->> 'connectionId' = r."connectionId")`,
+        JSON.stringify(updates),
+      );
+  }
+}

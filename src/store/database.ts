@@ -1,0 +1,213 @@
+/**
+ * The database: PostgreSQL when a `postgres://` URL is given (pg pool + @prisma/adapter-pg), else
+ * embedded PGlite persisted in `<dataDir>/pgdata` (pglite-prisma-adapter). Both run the same schema and
+ * migrations. One place creates the Prisma client; components receive it (STYLE.md 2).
+ */
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { PGlite } from '@electric-sql/pglite';
+import { PrismaPg } from '@prisma/adapter-pg';
+import pg from 'pg';
+import { PrismaPGlite } from 'pglite-prisma-adapter';
+import { PrismaClient } from '../generated/prisma/client.ts';
+import { silentLogger, type StoreLogger } from './log.ts';
+
+export type { PrismaClient } from '../generated/prisma/client.ts';
+
+export type DatabaseKind = 'postgres' | 'pglite';
+
+/** A single raw SQL session: multi-statement `exec` (simple protocol) and parameterised `query`. */
+export interface RawSqlSession {
+  exec(sql: string): Promise<void>;
+  query<Row extends Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<Row[]>;
+}
+
+export interface Database {
+  readonly prisma: PrismaClient;
+  readonly kind: DatabaseKind;
+  /** Where the data lives, for messages: the URL without credentials, or the PGlite directory. */
+  readonly location: string;
+  /** True when a trivial query answers within `timeoutMs`; never throws (for /readyz). */
+  ping(timeoutMs?: number): Promise<boolean>;
+  /**
+   * Runs `fn` on one dedicated connection (PostgreSQL) or on the embedded engine (PGlite), for work
+   * Prisma cannot express: multi-statement migration scripts inside one transaction.
+   */
+  withRawSession<T>(fn: (session: RawSqlSession) => Promise<T>): Promise<T>;
+  /** Disconnects Prisma and closes the pool or the embedded engine (flushing it to disk). Idempotent. */
+  close(): Promise<void>;
+}
+
+export interface DatabaseOptions {
+  /** A `postgres://` URL; unset: embedded PGlite. */
+  readonly databaseUrl?: string | undefined;
+  /** APIX_DATA_DIR; PGlite keeps its files in `<dataDir>/pgdata`. */
+  readonly dataDir: string;
+  /** Pool size on PostgreSQL (default 10). */
+  readonly poolSize?: number;
+  /** Client-side limit on one query, so that a dead network fails writes instead of hanging them. */
+  readonly queryTimeoutMs?: number;
+  readonly logger?: StoreLogger;
+}
+
+export class DatabaseInUseError extends Error {
+  override name = 'DatabaseInUseError';
+}
+
+export async function createDatabase(options: DatabaseOptions): Promise<Database> {
+  return options.databaseUrl ? createPostgres(options, options.databaseUrl) : createPglite(options);
+}
+
+function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return 'postgres://(unparsable URL)';
+  }
+}
+
+async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function createPostgres(options: DatabaseOptions, url: string): Promise<Database> {
+  const logger = options.logger ?? silentLogger;
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.poolSize ?? 10,
+    connectionTimeoutMillis: 5_000,
+    query_timeout: options.queryTimeoutMs ?? 15_000,
+    idleTimeoutMillis: 30_000,
+  });
+  // An idle client losing its server emits on the pool; without a listener that would crash the process.
+  pool.on('error', (err) => logger.warn({ err }, 'postgres: idle connection lost'));
+  const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
+  let closed: Promise<void> | undefined;
+  return {
+    prisma,
+    kind: 'postgres',
+    location: redactUrl(url),
+    async ping(timeoutMs = 2_000) {
+      try {
+        await withTimeout(pool.query('SELECT 1'), timeoutMs);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    async withRawSession(fn) {
+      const client = await pool.connect();
+      try {
+        return await fn({
+          exec: async (sql) => void (await client.query(sql)),
+          query: async (sql, params) => (await client.query(sql, params as unknown[] | undefined)).rows,
+        });
+      } finally {
+        client.release();
+      }
+    },
+    close() {
+      closed ??= (async () => {
+        await prisma.$disconnect();
+        await pool.end();
+      })();
+      return closed;
+    },
+  };
+}
+
+async function createPglite(options: DatabaseOptions): Promise<Database> {
+  const dir = resolve(options.dataDir, 'pgdata');
+  mkdirSync(dir, { recursive: true });
+  // PGlite is single-process: a second process opening the same directory would corrupt it.
+  const releaseLock = acquireDirLock(join(options.dataDir, 'pgdata.lock'));
+  let engine: PGlite;
+  try {
+    engine = new PGlite(dir);
+    await engine.waitReady;
+  } catch (err) {
+    releaseLock();
+    throw err;
+  }
+  const prisma = new PrismaClient({ adapter: new PrismaPGlite(engine) });
+  let closed: Promise<void> | undefined;
+  return {
+    prisma,
+    kind: 'pglite',
+    location: dir,
+    async ping() {
+      if (engine.closed) return false;
+      try {
+        await engine.query('SELECT 1');
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    async withRawSession(fn) {
+      return fn({
+        exec: async (sql) => void (await engine.exec(sql)),
+        query: async <Row>(sql: string, params?: readonly unknown[]) =>
+          (await engine.query<Row>(sql, params as unknown[] | undefined)).rows,
+      } as RawSqlSession);
+    },
+    close() {
+      closed ??= (async () => {
+        try {
+          await prisma.$disconnect();
+          if (!engine.closed) await engine.close();
+        } finally {
+          releaseLock();
+        }
+      })();
+      return closed;
+    },
+  };
+}
+
+/** An exclusive lock file holding our pid; a lock left by a dead process is taken over. */
+function acquireDirLock(path: string): () => void {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(path, 'wx');
+      writeSync(fd, String(process.pid));
+      closeSync(fd);
+      return () => rmSync(path, { force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const pid = Number(readFileSync(path, 'utf8').trim());
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid))
+        throw new DatabaseInUseError(
+          `the embedded database in ${path.replace(/\.lock$/, '')} is in use by process ${pid}; ` +
+            'stop it, or set DATABASE_URL to share a PostgreSQL database',
+        );
+      if (pid === process.pid)
+        throw new DatabaseInUseError(
+          `the embedded database in ${path.replace(/\.lock$/, '')} is already open`,
+        );
+      rmSync(path, { force: true });
+    }
+  }
+  throw new DatabaseInUseError(`could not lock ${path}`);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

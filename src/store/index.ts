@@ -1,0 +1,11 @@
+/** Durable records: the database factory, migrations and the repositories the gateway writes through. */
+export * from './database.ts';
+export * from './migrate.ts';
+export * from './records.ts';
+export * from './record-hooks.ts';
+export * from './api-keys.ts';
+export * from './channel-registry.ts';
+export * from './connection-records.ts';
+export * from './event-records.ts';
+export * from './organizations.ts';
+export type { StoreLogger } from './log.ts';

@@ -1,0 +1,85 @@
+/**
+ * Writes the durable records from the gateway's hooks. Every handler is synchronous and only updates an
+ * in-memory buffer of the repositories; their flush loop does the I/O. Subscriber counts are derived from
+ * what this node saw per connection (subscribe, unsubscribe, disconnect), so they stay right whatever
+ * order or repetition the gateway emits those hooks in.
+ */
+import type { HookBus } from '../gateway/hooks.ts';
+import type { ChannelType } from '../protocol/index.ts';
+import { ConnectionStatus, channelKey, parseChannel } from '../protocol/index.ts';
+import type { RecordRepositories } from './records.ts';
+
+interface TrackedConnection {
+  readonly orgId: string;
+  readonly sessionId: string;
+  readonly channels: Map<string, ChannelType>;
+}
+
+/** Attaches the record writers to the bus; returns a function that detaches them. */
+export function attachRecordHooks(hooks: HookBus, repos: RecordRepositories): () => void {
+  const { connections, channels, events, organizations, clock } = repos;
+  const tracked = new Map<string, TrackedConnection>();
+
+  const add = (t: TrackedConnection, name: string, type: ChannelType | undefined): boolean => {
+    if (t.channels.has(name)) return false;
+    const resolved = type ?? channelTypeOf(name);
+    if (!resolved) return false;
+    t.channels.set(name, resolved);
+    channels.adjustSubscribers(t.orgId, name, resolved, +1);
+    return true;
+  };
+
+  return hooks.attach({
+    onConnect({ connection }) {
+      connections.connected(connection);
+      organizations.noteSeen(connection.principal.orgId);
+      const t: TrackedConnection = {
+        orgId: connection.principal.orgId,
+        sessionId: connection.sessionId,
+        channels: new Map(),
+      };
+      tracked.set(connection.connectionId, t);
+      for (const name of connection.channels) add(t, name, undefined);
+    },
+    onHeartbeat({ connectionId, sessionId, at }) {
+      connections.heartbeat(sessionId, connectionId, at);
+    },
+    onSubscribe({ connection, channel, channelType, granted }) {
+      const t = tracked.get(connection.connectionId);
+      if (!granted || !t) return;
+      if (add(t, channel, channelType))
+        connections.channelsChanged(t.sessionId, connection.connectionId, [...t.channels.keys()]);
+    },
+    onUnsubscribe({ connection, channel }) {
+      const t = tracked.get(connection.connectionId);
+      const type = t?.channels.get(channel);
+      if (!t || !type) return;
+      t.channels.delete(channel);
+      channels.adjustSubscribers(t.orgId, channel, type, -1);
+      connections.channelsChanged(t.sessionId, connection.connectionId, [...t.channels.keys()]);
+    },
+    onDisconnect({ connection, status }) {
+      const t = tracked.get(connection.connectionId);
+      if (t) {
+        for (const [name, type] of t.channels) channels.adjustSubscribers(t.orgId, name, type, -1);
+        tracked.delete(connection.connectionId);
+      }
+      connections.statusChanged(connection.sessionId, connection.connectionId, status, clock.now());
+    },
+    onSuspend({ sessionId, suspended }) {
+      if (suspended && sessionId)
+        connections.statusChanged(sessionId, undefined, ConnectionStatus.SUSPENDED, clock.now());
+    },
+    onDeadLetter({ orgId, channel, eventId, sessionId, attempts }) {
+      const parsed = parseChannel(channel);
+      // The hook may carry the relative name or, from engines that only know keys, the engine key.
+      const key = parsed.ok ? channelKey(orgId, parsed.channel) : channel;
+      events.deadLetter({ orgId, channelKey: key, eventId, sessionId, attempts, at: clock.now() });
+    },
+  });
+}
+
+function channelTypeOf(name: string): ChannelType | undefined {
+  const parsed = parseChannel(name);
+  return parsed.ok ? parsed.channel.type : undefined;
+}
