@@ -3,10 +3,16 @@
  * order when it resumes (on whichever node). Bounded per session: when full, the oldest frame is dropped
  * and counted, and the session learns on resume that it lost events (`overflowed`).
  */
+/** Stored as JSON by the Redis queue: keep it plain data. */
 export interface QueuedFrame {
   /** The channel's engine key and event id, for acks and dedupe. */
   readonly key: string;
   readonly id: string;
+  readonly type: string;
+  /** When the event was published (ms since epoch). */
+  readonly timestamp: number;
+  /** Deliveries already made (in-flight events handed back when their session went away). */
+  readonly attempts: number;
   /** The frame text to send. */
   readonly frame: string;
   /** Whether the frame belongs to an acknowledged subscription (it goes back in flight on resume). */

@@ -1,0 +1,130 @@
+/**
+ * Verifies the credentials of a connection or an HTTP request: a JWT (HS256 with a shared secret;
+ * RS256/ES256 from a JWKS URL or a PEM public key) or an API key. Only the algorithms in the allow-list
+ * are accepted, and the key is chosen by the token's algorithm family, so an HS256 token "signed" with a
+ * public key never verifies. `exp`, `sub` and `org` are required; `iss`/`aud` are checked when configured.
+ */
+import { readFileSync } from 'node:fs';
+import { createRemoteJWKSet, errors as joseErrors, importSPKI, jwtVerify } from 'jose';
+import type { JWTHeaderParameters, JWTPayload, FlattenedJWSInput, CryptoKey, KeyObject } from 'jose';
+import { ApixError, isValidOrgId } from '../protocol/index.ts';
+import type { Principal } from '../gateway/hooks.ts';
+import type { ApiKeyStore } from './api-keys.ts';
+import { looksLikeApiKey } from './api-keys.ts';
+
+export interface AuthenticatorOptions {
+  readonly jwtSecret: string | undefined;
+  readonly jwksUrl: string | undefined;
+  readonly publicKeyPem: string | undefined;
+  readonly issuer: string | undefined;
+  readonly audience: string | undefined;
+  readonly algorithms: readonly string[];
+  readonly apiKeys: ApiKeyStore;
+  /** Seconds of clock skew tolerated on exp/nbf. */
+  readonly clockToleranceSec?: number;
+  readonly now?: () => number;
+}
+
+const HMAC_ALGS = new Set(['HS256', 'HS384', 'HS512']);
+const ASYM_ALGS = new Set(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']);
+const MAX_ROLES = 64;
+
+type KeyResolver = (header: JWTHeaderParameters, token: FlattenedJWSInput) => Promise<CryptoKey | KeyObject | Uint8Array>;
+
+export class Authenticator {
+  private readonly secret: Uint8Array | undefined;
+  private readonly jwks: ReturnType<typeof createRemoteJWKSet> | undefined;
+  private readonly pemKeys = new Map<string, Promise<CryptoKey>>();
+  private readonly pem: string | undefined;
+  private readonly algorithms: string[];
+
+  constructor(private readonly options: AuthenticatorOptions) {
+    this.secret = options.jwtSecret ? new TextEncoder().encode(options.jwtSecret) : undefined;
+    this.jwks = options.jwksUrl ? createRemoteJWKSet(new URL(options.jwksUrl)) : undefined;
+    const pem = options.publicKeyPem;
+    this.pem = pem && !pem.includes('-----BEGIN') ? readFileSync(pem, 'utf8') : pem;
+    this.algorithms = options.algorithms.filter(
+      (a) => (HMAC_ALGS.has(a) && this.secret) || (ASYM_ALGS.has(a) && (this.jwks || this.pem)),
+    );
+  }
+
+  /** Authenticates a token or API key; throws ApixError UNAUTHORIZED / TOKEN_EXPIRED. */
+  async authenticate(token: string, claimedOrgId?: string): Promise<Principal> {
+    const principal = looksLikeApiKey(token) ? await this.verifyApiKey(token) : await this.verifyJwt(token);
+    if (claimedOrgId !== undefined && claimedOrgId !== principal.orgId)
+      throw new ApixError('UNAUTHORIZED', 'organizationId does not match the token');
+    return principal;
+  }
+
+  private async verifyApiKey(key: string): Promise<Principal> {
+    const rec = await this.options.apiKeys.verify(key);
+    if (!rec) throw new ApixError('UNAUTHORIZED', 'invalid or revoked API key');
+    return {
+      orgId: rec.orgId,
+      userId: `apikey:${rec.keyId}`,
+      roles: ['service'],
+      kind: 'apiKey',
+      scopes: rec.scopes,
+      isService: true,
+      expiresAt: undefined,
+      keyId: rec.keyId,
+    };
+  }
+
+  private readonly resolveKey: KeyResolver = async (header) => {
+    const alg = header.alg;
+    if (HMAC_ALGS.has(alg)) {
+      if (!this.secret) throw new ApixError('UNAUTHORIZED', `algorithm ${alg} is not accepted`);
+      return this.secret;
+    }
+    if (this.jwks) return this.jwks(header);
+    if (this.pem) {
+      let key = this.pemKeys.get(alg);
+      if (!key) this.pemKeys.set(alg, (key = importSPKI(this.pem, alg)));
+      return key;
+    }
+    throw new ApixError('UNAUTHORIZED', `algorithm ${alg} is not accepted`);
+  };
+
+  private async verifyJwt(token: string): Promise<Principal> {
+    if (this.algorithms.length === 0) throw new ApixError('UNAUTHORIZED', 'no JWT verification key is configured');
+    let payload: JWTPayload;
+    try {
+      const r = await jwtVerify(token, this.resolveKey, {
+        algorithms: this.algorithms,
+        issuer: this.options.issuer,
+        audience: this.options.audience,
+        requiredClaims: ['exp', 'sub'],
+        clockTolerance: this.options.clockToleranceSec ?? 2,
+        currentDate: this.options.now ? new Date(this.options.now()) : undefined,
+      });
+      payload = r.payload;
+    } catch (err) {
+      if (err instanceof ApixError) throw err;
+      if (err instanceof joseErrors.JWTExpired) throw new ApixError('TOKEN_EXPIRED', 'token expired');
+      if (err instanceof joseErrors.JWTClaimValidationFailed)
+        throw new ApixError('UNAUTHORIZED', `token claim "${err.claim}" is invalid: ${err.reason}`);
+      if (err instanceof joseErrors.JOSEAlgNotAllowed) throw new ApixError('UNAUTHORIZED', 'token algorithm not allowed');
+      if (err instanceof joseErrors.JWSSignatureVerificationFailed)
+        throw new ApixError('UNAUTHORIZED', 'token signature is invalid');
+      throw new ApixError('UNAUTHORIZED', 'token is invalid');
+    }
+    const { sub, org, roles } = payload as JWTPayload & { org?: unknown; roles?: unknown };
+    if (typeof sub !== 'string' || sub.length === 0 || sub.length > 200)
+      throw new ApixError('UNAUTHORIZED', 'token "sub" must be a non-empty string');
+    if (!isValidOrgId(org)) throw new ApixError('UNAUTHORIZED', 'token "org" must match [A-Za-z0-9_-]{1,64}');
+    if (roles !== undefined && (!Array.isArray(roles) || roles.length > MAX_ROLES || roles.some((r) => typeof r !== 'string')))
+      throw new ApixError('UNAUTHORIZED', 'token "roles" must be an array of strings');
+    const roleList = (roles as string[] | undefined) ?? [];
+    return {
+      orgId: org,
+      userId: sub,
+      roles: roleList,
+      kind: 'jwt',
+      scopes: [],
+      isService: roleList.includes('service'),
+      expiresAt: payload.exp,
+      keyId: undefined,
+    };
+  }
+}

@@ -1,0 +1,59 @@
+/**
+ * `apix serve [--workers N]`: runs a gateway node until SIGINT/SIGTERM, then drains gracefully.
+ */
+import { ConfigError, loadConfig } from '../../config.ts';
+import { createNode } from '../../node.ts';
+import { parseArgs } from '../args.ts';
+import { resolveJwtSecret, withSecret, devSecretPath } from '../dev-secret.ts';
+import { createEngines } from '../../engines.ts';
+
+export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  const args = parseArgs(argv);
+  let config;
+  try {
+    config = loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`apix: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+  const { secret, generated } = resolveJwtSecret(config, true);
+  config = withSecret(config, secret);
+  if (!config.auth.jwtSecret && !config.auth.jwksUrl && !config.auth.publicKeyPem) {
+    process.stderr.write('apix: no way to verify tokens (set APIX_JWT_SECRET, APIX_JWKS_URL or APIX_JWT_PUBLIC_KEY)\n');
+    return 1;
+  }
+  void args;
+  const engines = await createEngines(config);
+  const node = createNode({ config, engines });
+  try {
+    await node.listen();
+  } catch (err) {
+    process.stderr.write(`apix: cannot listen on ${config.host}:${config.port}: ${(err as Error).message}\n`);
+    await engines.close();
+    return 1;
+  }
+  if (!env.APIX_JWT_SECRET && secret) {
+    process.stderr.write(
+      `APIX ${generated ? 'created a' : 'uses the'} development JWT secret in ${devSecretPath(config.dataDir)}.\n` +
+        `Mint a token:  npx apix token --sub alice --org acme --roles member\n` +
+        `Connect:       ${node.wsUrl}\n`,
+    );
+  }
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    node.log.info({ signal }, 'draining');
+    const force = setTimeout(() => process.exit(1), config.drainTimeoutMs + 5000);
+    force.unref();
+    await node.close();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  await new Promise(() => {});
+  return 0;
+}

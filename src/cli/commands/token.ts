@@ -1,0 +1,40 @@
+/** `apix token --sub alice --org acme --roles member [--ttl 1h]`: mints a JWT signed with the node's secret. */
+import { SignJWT } from 'jose';
+import { loadConfig } from '../../config.ts';
+import { parseArgs, stringOption } from '../args.ts';
+import { resolveJwtSecret } from '../dev-secret.ts';
+
+export function parseDuration(text: string): number {
+  const m = /^(\d+)(ms|s|m|h|d)?$/.exec(text.trim());
+  if (!m) throw new Error(`invalid duration "${text}" (e.g. 90s, 15m, 1h, 7d)`);
+  const n = Number(m[1]);
+  const unit = m[2] ?? 's';
+  return n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[unit as 'ms']!;
+}
+
+export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  const args = parseArgs(argv);
+  const sub = stringOption(args, 'sub');
+  const org = stringOption(args, 'org');
+  if (!sub || !org) {
+    process.stderr.write('usage: apix token --sub <user> --org <org> [--roles member,admin] [--ttl 1h]\n');
+    return 2;
+  }
+  const config = loadConfig(env);
+  const { secret } = resolveJwtSecret(config, true);
+  if (!secret) {
+    process.stderr.write('apix token: tokens are verified with a JWKS URL or public key here; mint them with your issuer\n');
+    return 2;
+  }
+  const roles = (stringOption(args, 'roles') ?? 'member').split(',').filter(Boolean);
+  const ttlMs = parseDuration(stringOption(args, 'ttl') ?? '1h');
+  let jwt = new SignJWT({ org, roles })
+    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+    .setSubject(sub)
+    .setIssuedAt()
+    .setExpirationTime(Math.floor((Date.now() + ttlMs) / 1000));
+  if (config.auth.issuer) jwt = jwt.setIssuer(config.auth.issuer);
+  if (config.auth.audience) jwt = jwt.setAudience(config.auth.audience);
+  process.stdout.write((await jwt.sign(new TextEncoder().encode(secret))) + '\n');
+  return 0;
+}

@@ -1,0 +1,101 @@
+/**
+ * One client connection: the socket, its state in the connect handshake, and the fast write path.
+ * Kept small on purpose (100k of these per node): no timers of its own (the sweeper visits them all)
+ * and no closures per message.
+ */
+import type { Socket } from 'node:net';
+import type { WebSocket } from 'ws';
+import { ConnectionStatus } from '../protocol/index.ts';
+import type { ClientType } from '../protocol/index.ts';
+import type { ConnectionInfo, Peer, Principal } from './hooks.ts';
+import type { Session } from './session.ts';
+import type { TokenBucket } from '../ratelimit/token-bucket.ts';
+
+export const enum Phase {
+  /** Upgraded, waiting for `connect`. */
+  AWAITING_CONNECT,
+  /** `connect` received, being authenticated. */
+  CONNECTING,
+  CONNECTED,
+  CLOSING,
+  CLOSED,
+}
+
+export class Connection {
+  phase: Phase = Phase.AWAITING_CONNECT;
+  session: Session | undefined;
+  principal: Principal | undefined;
+  clientType: ClientType | undefined;
+  /** Set by any frame or pong; cleared by each heartbeat sweep. */
+  alive = true;
+  /** When the last app-level ping was sent, for RTT. */
+  pingSentAt = 0;
+  rttMs: number | undefined;
+  /** Frames refused by the rate limit in a row (repeated abuse closes the connection). */
+  violations = 0;
+  closingSince = 0;
+  readonly socket: Socket;
+  /** Whether permessage-deflate was negotiated: such sockets must go through ws's sender. */
+  readonly deflate: boolean;
+
+  constructor(
+    readonly id: string,
+    readonly ws: WebSocket,
+    readonly peer: Peer,
+    readonly openedAt: number,
+    readonly inbound: TokenBucket,
+  ) {
+    this.socket = (ws as unknown as { _socket: Socket })._socket;
+    this.deflate = ws.extensions.includes('permessage-deflate');
+  }
+
+  get isOpen(): boolean {
+    return this.ws.readyState === 1 && this.phase !== Phase.CLOSING && this.phase !== Phase.CLOSED;
+  }
+
+  get bufferedBytes(): number {
+    return this.socket.writableLength;
+  }
+
+  /** Sends a control frame (JSON text). */
+  send(text: string): void {
+    if (this.ws.readyState === 1) this.ws.send(text);
+  }
+
+  /**
+   * Writes an event: the pre-built frame bytes straight to the socket when possible (one write, no
+   * copy, no per-subscriber framing), else through ws (permessage-deflate connections).
+   */
+  sendEvent(frameBytes: Buffer, text: string): void {
+    if (this.ws.readyState !== 1) return;
+    if (this.deflate) this.ws.send(text);
+    else this.socket.write(frameBytes);
+  }
+
+  /** Sends `connection.disconnected`-style reasoning is up to the caller; this closes with a code. */
+  close(code: number, reason: string, now: number): void {
+    if (this.phase === Phase.CLOSING || this.phase === Phase.CLOSED) return;
+    this.phase = Phase.CLOSING;
+    this.closingSince = now;
+    try {
+      this.ws.close(code, reason.length > 120 ? reason.slice(0, 120) : reason);
+    } catch {
+      this.ws.terminate();
+    }
+  }
+
+  info(): ConnectionInfo {
+    const s = this.session;
+    return {
+      connectionId: this.id,
+      sessionId: s?.sessionId ?? '',
+      clientType: this.clientType ?? 'API_CLIENT',
+      principal: this.principal!,
+      peer: this.peer,
+      status: s?.status ?? ConnectionStatus.DISCONNECTED,
+      connectedAt: this.openedAt,
+      channels: s ? [...s.subscriptions.values()].map((sub) => sub.name) : [],
+      metadata: s?.metadata,
+    };
+  }
+}

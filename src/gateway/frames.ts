@@ -1,0 +1,78 @@
+/**
+ * Server frames, serialized once. Channel events are encoded by `encodeChannelEvent` when they are
+ * published (once for every subscriber on every node), and `textFrame` builds the WebSocket frame bytes
+ * once so the same Buffer is written to every subscriber's socket.
+ */
+import { PROTOCOL_VERSION } from '../protocol/index.ts';
+import type { ErrorCode, ServerControlFrame } from '../protocol/index.ts';
+
+type ControlPayload<T extends ServerControlFrame['type']> = Extract<ServerControlFrame, { type: T }>['payload'];
+
+export function encodeControl<T extends ServerControlFrame['type']>(
+  type: T,
+  payload: ControlPayload<T>,
+  now: number,
+  correlationId?: string,
+): string {
+  const metadata =
+    correlationId === undefined
+      ? { timestamp: now, version: PROTOCOL_VERSION }
+      : { timestamp: now, version: PROTOCOL_VERSION, correlation_id: correlationId };
+  return JSON.stringify({ type, payload, metadata });
+}
+
+export function encodeError(
+  code: ErrorCode,
+  message: string,
+  fatal: boolean,
+  now: number,
+  correlationId?: string,
+  extra?: { retryAfterMs?: number; channel?: string },
+): string {
+  return encodeControl('connection.error', { code, message, fatal, ...extra }, now, correlationId);
+}
+
+/**
+ * The delivery frame of a channel event. `payloadJson` is the payload already serialized; the channel
+ * name and type come from validated input (grammar-checked), so only they need JSON quoting.
+ */
+export function encodeChannelEvent(
+  type: string,
+  channel: string,
+  id: string,
+  payloadJson: string,
+  timestamp: number,
+  correlationId: string | undefined,
+): string {
+  const meta =
+    correlationId === undefined
+      ? `{"timestamp":${timestamp},"version":"${PROTOCOL_VERSION}"}`
+      : `{"timestamp":${timestamp},"version":"${PROTOCOL_VERSION}","correlation_id":${JSON.stringify(correlationId)}}`;
+  return `{"type":"${type}","channel":"${channel}","id":"${id}","payload":${payloadJson},"metadata":${meta}}`;
+}
+
+/** Re-encodes an event frame for a redelivery, with `metadata.retryCount` set. */
+export function withRetryCount(frame: string, retryCount: number): string {
+  const obj = JSON.parse(frame) as { metadata: Record<string, unknown> };
+  obj.metadata.retryCount = retryCount;
+  return JSON.stringify(obj);
+}
+
+/** An unmasked, final WebSocket text frame (RFC 6455 5.2) holding `text`: header and payload in one Buffer. */
+export function textFrame(text: string): Buffer {
+  const len = Buffer.byteLength(text);
+  const headerLen = len < 126 ? 2 : len < 65536 ? 4 : 10;
+  const buf = Buffer.allocUnsafe(headerLen + len);
+  buf[0] = 0x81; // FIN + opcode 1 (text)
+  if (len < 126) buf[1] = len;
+  else if (len < 65536) {
+    buf[1] = 126;
+    buf.writeUInt16BE(len, 2);
+  } else {
+    buf[1] = 127;
+    buf.writeUInt32BE(Math.floor(len / 2 ** 32), 2);
+    buf.writeUInt32BE(len >>> 0, 6);
+  }
+  buf.write(text, headerLen);
+  return buf;
+}

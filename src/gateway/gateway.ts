@@ -1,0 +1,1060 @@
+/**
+ * ApiXGateway: the WebSocket side of a node (PROTOCOL.md 1-8). It owns connections and sessions,
+ * runs the `connect` handshake, dispatches client frames, and drives the hub, the retry manager and the
+ * offline queue. Cross-cutting concerns (audit, latency, records) attach through the HookBus.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer } from 'ws';
+import type { WebSocket, RawData } from 'ws';
+import {
+  ApixError,
+  channelKey,
+  CloseCode,
+  compareEventIds,
+  CLIENT_CONTROL_SCHEMAS,
+  ConnectionStatus,
+  ERRORS,
+  formatIssues,
+  isApixError,
+  isEventId,
+  parseChannel,
+  PublishFrameSchema,
+  WS_SUBPROTOCOL,
+} from '../protocol/index.ts';
+import type {
+  ApiXConnection,
+  ApiXSubscription,
+  ClientControlFrame,
+  Denial,
+  EnvelopeMetadata,
+  ErrorCode,
+  ParsedChannel,
+  PublishFrame,
+} from '../protocol/index.ts';
+import type { Config } from '../config.ts';
+import type { Clock, Random, TimerHandle } from '../clock.ts';
+import type { Logger } from '../log.ts';
+import type { Broker, BrokerEvent, ControlMessage } from '../broker/broker.ts';
+import type { OfflineQueue, QueuedFrame } from '../queue/queue.ts';
+import type { SessionStore, SessionSnapshot } from '../sessions/session-store.ts';
+import type { Authenticator } from '../auth/authenticator.ts';
+import type { ChannelRegistry } from '../subscriptions/channel-registry.ts';
+import { authorize } from '../subscriptions/permissions.ts';
+import { compileFilter } from '../subscriptions/filters.ts';
+import { LocalHub } from '../router/hub.ts';
+import type { EventRouter } from '../router/event-router.ts';
+import { RetryManager } from '../retry/retry-manager.ts';
+import type { DeadLetterStore } from '../retry/dead-letter.ts';
+import { TokenBucket } from '../ratelimit/token-bucket.ts';
+import { Connection, Phase } from './connection.ts';
+import { Session, Subscription, sessionKey } from './session.ts';
+import type { HookBus, Peer } from './hooks.ts';
+import { encodeControl, encodeError, textFrame } from './frames.ts';
+
+export interface GatewayDeps {
+  readonly config: Config;
+  readonly nodeId: string;
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly log: Logger;
+  readonly hooks: HookBus;
+  readonly broker: Broker;
+  readonly router: EventRouter;
+  readonly offlineQueue: OfflineQueue;
+  readonly sessionStore: SessionStore;
+  readonly authenticator: Authenticator;
+  readonly channels: ChannelRegistry;
+  readonly deadLetters: DeadLetterStore;
+  /** Inbound frames per connection per second, and burst. */
+  readonly inboundRate?: { readonly perSec: number; readonly burst: number };
+}
+
+/** Frames buffered while `connect` is being authenticated (clients may pipeline). */
+const MAX_EARLY_FRAMES = 64;
+/** Rate-limited frames in a row that close the connection with 4008. */
+const MAX_VIOLATIONS = 100;
+
+export class ApiXGateway {
+  readonly wss: WebSocketServer;
+  readonly hub: LocalHub;
+  readonly retry: RetryManager;
+  /** Every open connection, by id. */
+  readonly connections = new Map<string, Connection>();
+  /** Sessions held by this node (live or waiting for their client), by session key. */
+  readonly sessions = new Map<string, Session>();
+  private readonly suspended = new Set<string>();
+  private readonly early = new WeakMap<Connection, Array<[RawData, boolean]>>();
+  private sweepTimer: TimerHandle | undefined;
+  private lastHeartbeat = 0;
+  private draining = false;
+  private seq = 0;
+  slowConsumers = 0;
+  framesIn = 0;
+
+  constructor(private readonly deps: GatewayDeps) {
+    const { config } = deps;
+    this.wss = new WebSocketServer({
+      noServer: true,
+      clientTracking: false,
+      maxPayload: config.maxMessageBytes,
+      perMessageDeflate: config.compression.enabled
+        ? {
+            threshold: config.compression.thresholdBytes,
+            serverNoContextTakeover: true,
+            clientNoContextTakeover: true,
+            zlibDeflateOptions: { level: 1 },
+            concurrencyLimit: 10,
+          }
+        : false,
+      handleProtocols: (protocols) => (protocols.has(WS_SUBPROTOCOL) ? WS_SUBPROTOCOL : false),
+    });
+    this.retry = new RetryManager(
+      {
+        ackTimeoutMs: config.ackTimeoutMs,
+        baseMs: config.retry.baseMs,
+        maxMs: config.retry.maxMs,
+        maxAttempts: config.retry.maxAttempts,
+        maxInflight: config.maxInflight,
+        maxWaiting: config.offlineQueueSize,
+      },
+      deps.clock,
+      deps.random,
+      deps.deadLetters,
+      {
+        queueAway: (sub, event, attempts) => this.queueAway(sub, event, attempts),
+        deadLettered: (sub, event, attempts) => this.onDeadLettered(sub, event, attempts),
+        acked: (sub, event) => {
+          if (this.deps.hooks.has('onAck'))
+            this.deps.hooks.emit('onAck', {
+              channelType: sub.type,
+              publishedAt: event.timestamp,
+              ackedAt: this.deps.clock.now(),
+            });
+        },
+      },
+    );
+    this.hub = new LocalHub(
+      deps.broker,
+      {
+        deliverAcked: (sub, event, bytes) => this.retry.deliver(sub, event, bytes),
+        deliverAway: (sub, event) => this.queueAway(sub, event, 0),
+        slowConsumer: (conn) => this.slowConsumer(conn),
+        delivered: (event, recipients, bytes) => {
+          if (recipients > 0 && this.deps.hooks.has('onDeliver')) {
+            const parsed = parseChannel(event.key.slice(event.key.indexOf('/') + 1));
+            if (parsed.ok)
+              this.deps.hooks.emit('onDeliver', {
+                channelType: parsed.channel.type,
+                publishedAt: event.timestamp,
+                deliveredAt: this.deps.clock.now(),
+                recipients,
+                bytes,
+              });
+          }
+        },
+      },
+      config.maxBufferedBytes,
+    );
+    deps.broker.onControl((msg) => this.onControl(msg));
+  }
+
+  start(): void {
+    const { heartbeatIntervalMs, connectTimeoutMs } = this.deps.config;
+    const tick = Math.max(25, Math.min(1000, Math.floor(Math.min(heartbeatIntervalMs, connectTimeoutMs) / 4)));
+    this.lastHeartbeat = this.deps.clock.now();
+    this.sweepTimer = this.deps.clock.setInterval(() => this.sweep(), tick);
+  }
+
+  // ---------------------------------------------------------------- handshake
+
+  /** Handles an HTTP upgrade on the gateway's path: origin, subprotocol and capacity checks first. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const peer = peerOf(req);
+    const reject = (status: number, code: ErrorCode | 'ORIGIN' | 'PROTOCOL', reason: string) => {
+      this.deps.hooks.emit('onConnectRefused', { peer, code, reason });
+      socket.end(
+        `HTTP/1.1 ${status} ${status === 403 ? 'Forbidden' : status === 503 ? 'Service Unavailable' : 'Bad Request'}\r\n` +
+          `Connection: close\r\nContent-Type: application/json\r\n\r\n${JSON.stringify({ code: code === 'ORIGIN' ? 'FORBIDDEN' : code === 'PROTOCOL' ? 'BAD_REQUEST' : code, message: reason })}`,
+      );
+      socket.destroy();
+    };
+    if (this.draining) return reject(503, 'UNAVAILABLE', 'server is draining');
+    const allowed = this.deps.config.allowedOrigins;
+    if (allowed && peer.origin !== undefined && !allowed.includes(peer.origin) && !allowed.includes('*'))
+      return reject(403, 'ORIGIN', `origin ${peer.origin} is not allowed`);
+    const offered = req.headers['sec-websocket-protocol'];
+    if (offered !== undefined) {
+      const list = offered.split(',').map((p) => p.trim());
+      if (!list.includes(WS_SUBPROTOCOL)) return reject(400, 'PROTOCOL', `unsupported subprotocol; offer ${WS_SUBPROTOCOL}`);
+    }
+    if (this.connections.size >= this.deps.config.maxConnections)
+      return reject(503, 'UNAVAILABLE', 'connection limit reached');
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onOpen(ws, peer));
+  }
+
+  private onOpen(ws: WebSocket, peer: Peer): void {
+    const now = this.deps.clock.now();
+    const rate = this.deps.inboundRate ?? { perSec: 200, burst: 400 };
+    const conn = new Connection(
+      `${this.deps.nodeId}-${(++this.seq).toString(36)}`,
+      ws,
+      peer,
+      now,
+      new TokenBucket(rate.perSec, rate.burst, now),
+    );
+    this.connections.set(conn.id, conn);
+    conn.socket.setNoDelay(true);
+    ws.on('message', (data, isBinary) => this.onMessage(conn, data, isBinary));
+    ws.on('pong', () => {
+      conn.alive = true;
+    });
+    ws.on('error', () => {
+      // ws reports protocol errors (bad frames, invalid UTF-8, oversize) here and closes the socket itself.
+    });
+    ws.on('close', (code, reason) => this.onClose(conn, code, reason.toString()));
+  }
+
+  // ---------------------------------------------------------------- frames
+
+  private onMessage(conn: Connection, data: RawData, isBinary: boolean): void {
+    conn.alive = true;
+    this.framesIn++;
+    if (conn.phase === Phase.CONNECTING) {
+      const early = this.early.get(conn) ?? [];
+      if (early.length >= MAX_EARLY_FRAMES) return this.fail(conn, 'RATE_LIMITED', 'too many frames before connect completed', true);
+      early.push([data, isBinary]);
+      this.early.set(conn, early);
+      return;
+    }
+    if (conn.phase !== Phase.AWAITING_CONNECT && conn.phase !== Phase.CONNECTED) return;
+    const now = this.deps.clock.now();
+    if (!conn.inbound.take(now)) {
+      conn.violations++;
+      if (conn.violations >= MAX_VIOLATIONS) {
+        this.deps.hooks.emit('onRateLimited', { principal: conn.principal, peer: conn.peer, scope: 'connection' });
+        return this.disconnect(conn, 'RATE_LIMITED', 'message rate limit exceeded repeatedly', CloseCode.POLICY_VIOLATION, false);
+      }
+      if (conn.violations === 1 || conn.violations % 10 === 0)
+        conn.send(
+          encodeError('RATE_LIMITED', 'too many frames', false, now, undefined, {
+            retryAfterMs: conn.inbound.retryAfterMs(now),
+          }),
+        );
+      return;
+    }
+    conn.violations = 0;
+    if (isBinary) return this.fail(conn, 'BAD_REQUEST', 'binary frames are not accepted; send JSON text');
+    let frame: unknown;
+    try {
+      frame = JSON.parse(typeof data === 'string' ? data : (data as Buffer).toString('utf8'));
+    } catch {
+      return this.fail(conn, 'BAD_REQUEST', 'frame is not valid JSON');
+    }
+    if (frame === null || typeof frame !== 'object' || Array.isArray(frame))
+      return this.fail(conn, 'BAD_REQUEST', 'frame must be a JSON object');
+    const type = (frame as { type?: unknown }).type;
+    const correlationId = correlationOf(frame);
+    if (typeof type !== 'string') return this.fail(conn, 'BAD_REQUEST', 'frame.type must be a string', false, correlationId);
+
+    if (conn.phase === Phase.AWAITING_CONNECT) {
+      if (type !== 'connect') return this.fail(conn, 'BAD_REQUEST', 'the first frame must be "connect"', true, correlationId);
+      const r = CLIENT_CONTROL_SCHEMAS.connect.safeParse(frame);
+      if (!r.success) return this.fail(conn, 'BAD_REQUEST', formatIssues(r.error), true, correlationId);
+      conn.phase = Phase.CONNECTING;
+      this.handleConnect(conn, r.data.payload, correlationId).catch((err) => this.internalError(conn, err, true));
+      return;
+    }
+    if (type === 'connect') return this.fail(conn, 'BAD_REQUEST', 'already connected', false, correlationId);
+    const schema = Object.prototype.hasOwnProperty.call(CLIENT_CONTROL_SCHEMAS, type)
+      ? CLIENT_CONTROL_SCHEMAS[type as keyof typeof CLIENT_CONTROL_SCHEMAS]
+      : undefined;
+    if (schema) {
+      const r = schema.safeParse(frame);
+      if (!r.success) return this.fail(conn, 'BAD_REQUEST', formatIssues(r.error), false, correlationId);
+      this.dispatch(conn, r.data as ClientControlFrame, correlationId);
+      return;
+    }
+    const r = PublishFrameSchema.safeParse(frame);
+    if (!r.success) {
+      const reserved = type.includes('.') && /^(connection|subscription|message|heartbeat|auth|reconnection|presence)\./.test(type);
+      return this.fail(
+        conn,
+        'BAD_REQUEST',
+        reserved ? `"${type}" is a reserved control type` : formatIssues(r.error),
+        false,
+        correlationId,
+      );
+    }
+    this.handlePublish(conn, r.data, correlationId);
+  }
+
+  private dispatch(conn: Connection, frame: ClientControlFrame, correlationId: string | undefined): void {
+    switch (frame.type) {
+      case 'subscribe':
+        this.handleSubscribe(conn, frame.payload, correlationId).catch((err) => this.internalError(conn, err, false));
+        return;
+      case 'unsubscribe':
+        this.handleUnsubscribe(conn, frame.payload.channels, correlationId);
+        return;
+      case 'ack':
+        this.handleAck(conn, frame.payload.channel, frame.payload.ids);
+        return;
+      case 'heartbeat.ping': {
+        const now = this.deps.clock.now();
+        conn.send(
+          encodeControl('heartbeat.pong', { ts: frame.payload?.ts ?? now, serverTime: now }, now, correlationId),
+        );
+        return;
+      }
+      case 'heartbeat.pong': {
+        const now = this.deps.clock.now();
+        if (frame.payload.ts === conn.pingSentAt && conn.pingSentAt > 0) conn.rttMs = now - conn.pingSentAt;
+        if (this.deps.hooks.has('onHeartbeat'))
+          this.deps.hooks.emit('onHeartbeat', {
+            connectionId: conn.id,
+            sessionId: conn.session?.sessionId ?? '',
+            rttMs: conn.rttMs,
+            at: now,
+          });
+        return;
+      }
+      case 'auth.refresh':
+        this.handleRefresh(conn, frame.payload.token, correlationId).catch((err) => this.internalError(conn, err, false));
+        return;
+      case 'connect':
+        return;
+    }
+  }
+
+  // ---------------------------------------------------------------- connect
+
+  private async handleConnect(conn: Connection, payload: ApiXConnection, correlationId: string | undefined): Promise<void> {
+    const { hooks, clock } = this.deps;
+    let principal;
+    try {
+      principal = await this.deps.authenticator.authenticate(payload.authentication.token, payload.authentication.organizationId);
+    } catch (err) {
+      const e = isApixError(err) ? err : new ApixError('UNAUTHORIZED', 'authentication failed');
+      hooks.emit('onAuthFailure', { peer: conn.peer, code: e.code, reason: e.message, via: 'ws' });
+      hooks.emit('onConnectRefused', { peer: conn.peer, code: e.code, reason: e.message });
+      return this.fail(conn, e.code, e.message, true, correlationId);
+    }
+    if (!conn.isOpen && conn.phase !== Phase.CONNECTING) return;
+    conn.principal = principal;
+    conn.clientType = payload.clientType;
+    const key = sessionKey(principal.orgId, principal.userId, payload.sessionId);
+    if (this.suspended.has(key)) {
+      hooks.emit('onConnectRefused', { peer: conn.peer, code: 'FORBIDDEN', reason: 'session suspended', orgId: principal.orgId, userId: principal.userId });
+      return this.disconnect(conn, 'FORBIDDEN', 'session is suspended', CloseCode.SUSPENDED, false, correlationId);
+    }
+
+    // Find the session: held here, held by another node (store), or new.
+    let session = this.sessions.get(key);
+    let resumed = false;
+    let snapshot: SessionSnapshot | undefined;
+    if (session) {
+      resumed = true;
+      session.expiryTimer?.cancel();
+      session.expiryTimer = undefined;
+      const previous = session.connection;
+      if (previous && previous !== conn) {
+        this.detach(previous);
+        this.disconnect(previous, 'CONFLICT', 'session taken over by a newer connection', CloseCode.SESSION_TAKEN_OVER, false);
+      }
+      session.principal = principal;
+    } else {
+      snapshot = await this.deps.sessionStore.load(key).catch(() => undefined);
+      if (snapshot?.suspended) return this.disconnect(conn, 'FORBIDDEN', 'session is suspended', CloseCode.SUSPENDED, false, correlationId);
+      session = new Session(key, payload.sessionId, principal, payload.clientType);
+      resumed = snapshot !== undefined;
+      this.sessions.set(key, session);
+      if (snapshot && snapshot.nodeId !== this.deps.nodeId)
+        this.deps.broker.publishControl({ kind: 'session.taken', from: this.deps.nodeId, key }).catch(() => {});
+    }
+    if (!conn.isOpen) {
+      // The client left while we were authenticating.
+      if (!resumed) this.sessions.delete(key);
+      return;
+    }
+    session.metadata = payload.metadata;
+    session.connection = conn;
+    session.status = ConnectionStatus.CONNECTED;
+    conn.session = session;
+    conn.phase = Phase.CONNECTED;
+
+    const lastIds = payload.resume?.lastEventIds ?? {};
+    const denied: Denial[] = [];
+    const recovered: Record<string, boolean> = {};
+    const replays: Array<{ sub: Subscription; events: readonly BrokerEvent[] }> = [];
+
+    // Restore a session from another node's snapshot.
+    if (snapshot) {
+      for (const s of snapshot.subscriptions) {
+        const parsed = parseChannel(s.channel);
+        if (!parsed.ok) continue;
+        const since = lastIds[s.channel] ?? s.lastId;
+        const r = await this.attach(session, parsed.channel, s.ack, s.filters, since, undefined, true);
+        if (r.sub) {
+          recovered[s.channel] = r.recovered;
+          replays.push({ sub: r.sub, events: r.events });
+        }
+      }
+    } else if (resumed) {
+      // Same node: subscriptions are still in the hub; catch up plain ones from history.
+      for (const sub of session.subscriptions.values()) {
+        if (sub.queuesWhileAway) continue;
+        const since = lastIds[sub.name] ?? sub.lastId;
+        if (since === undefined) continue;
+        sub.pending = [];
+        const h = await this.readHistory(sub.key, since, undefined);
+        recovered[sub.name] = h.recovered;
+        replays.push({ sub, events: h.events });
+      }
+    }
+    // Subscriptions asked for in `connect`.
+    for (const name of payload.subscriptions) {
+      const parsed = parseChannel(name);
+      if (!parsed.ok) {
+        denied.push({ channel: name, code: 'BAD_REQUEST', message: parsed.reason });
+        continue;
+      }
+      if (session.subscriptions.has(channelKey(principal.orgId, parsed.channel))) continue;
+      const check = this.checkSubscribe(conn, session, parsed.channel);
+      if (check) {
+        denied.push(check);
+        continue;
+      }
+      const since = lastIds[name];
+      const r = await this.attach(session, parsed.channel, false, undefined, since, undefined, false);
+      if (r.sub) {
+        if (since !== undefined) recovered[name] = r.recovered;
+        replays.push({ sub: r.sub, events: r.events });
+      }
+    }
+    if (!conn.isOpen) return;
+    const queued = resumed ? await this.deps.offlineQueue.drain(key).catch(() => ({ frames: [], overflowed: 0 })) : undefined;
+    this.saveSnapshot(session);
+
+    const now = clock.now();
+    conn.send(
+      encodeControl(
+        'connection.established',
+        {
+          connectionId: conn.id,
+          sessionId: session.sessionId,
+          resumed,
+          heartbeatIntervalMs: this.deps.config.heartbeatIntervalMs,
+          subscriptions: [...session.subscriptions.values()].map((s) => s.name),
+          denied,
+          recovered,
+          userId: principal.userId,
+          organizationId: principal.orgId,
+          ...(principal.expiresAt !== undefined ? { expiresAt: principal.expiresAt * 1000 } : {}),
+        },
+        now,
+        correlationId,
+      ),
+    );
+    const sent = new Set<string>();
+    if (queued) {
+      for (const item of queued.frames) this.sendQueued(session, item, sent);
+    }
+    for (const r of replays) this.flushReplay(r.sub, r.events, sent);
+    hooks.emit('onConnect', { connection: conn.info(), resumed });
+    for (const d of denied) this.emitSubscribeDenied(conn, d);
+    const early = this.early.get(conn);
+    if (early) {
+      this.early.delete(conn);
+      for (const [data, isBinary] of early) this.onMessage(conn, data, isBinary);
+    }
+  }
+
+  /** Denial for a subscribe, or undefined when allowed. */
+  private checkSubscribe(conn: Connection, session: Session, channel: ParsedChannel): Denial | undefined {
+    if (session.subscriptions.size >= this.deps.config.maxChannelsPerConnection)
+      return {
+        channel: channel.name,
+        code: 'FORBIDDEN',
+        message: `subscription limit of ${this.deps.config.maxChannelsPerConnection} channels reached`,
+      };
+    const settings = this.deps.channels.get(session.orgId, channel.name);
+    const decision = authorize('subscribe', session.principal, conn.clientType, channel, settings?.permissions);
+    if (!decision.allowed) {
+      this.deps.hooks.emit('onDeny', {
+        principal: session.principal,
+        peer: conn.peer,
+        action: 'subscribe',
+        channel: channel.name,
+        reason: decision.reason,
+      });
+      return { channel: channel.name, code: 'FORBIDDEN', message: `subscribe to ${channel.name} denied: ${decision.reason}` };
+    }
+    return undefined;
+  }
+
+  /**
+   * Subscribes a session to a channel and reads the history it asked for. Live events that arrive while
+   * history is read wait in `sub.pending`; `flushReplay` sends history then those, with no gap and no
+   * duplicate.
+   */
+  private async attach(
+    session: Session,
+    channel: ParsedChannel,
+    ack: boolean,
+    filters: Record<string, unknown> | undefined,
+    since: string | undefined,
+    last: number | undefined,
+    restoring: boolean,
+  ): Promise<{ sub: Subscription | undefined; events: readonly BrokerEvent[]; recovered: boolean }> {
+    const key = channelKey(session.orgId, channel);
+    let sub = session.subscriptions.get(key);
+    if (!sub || sub.ack !== ack || filters !== undefined) {
+      if (sub) this.removeSubscription(sub, 'replaced');
+      sub = new Subscription(session, key, channel, ack, compileFilter(filters), filters);
+      session.subscriptions.set(key, sub);
+    }
+    if (since === undefined && last === undefined) {
+      await this.hub.add(sub);
+      return { sub, events: [], recovered: true };
+    }
+    sub.pending = [];
+    await this.hub.add(sub);
+    const h = await this.readHistory(key, since, last);
+    if (restoring && since !== undefined && !isEventId(since)) return { sub, events: [], recovered: false };
+    return { sub, events: h.events, recovered: h.recovered };
+  }
+
+  private async readHistory(key: string, since: string | undefined, last: number | undefined) {
+    if (since !== undefined && !isEventId(since)) return { events: [] as BrokerEvent[], recovered: false };
+    try {
+      return await this.deps.broker.history(key, { since, last });
+    } catch (err) {
+      this.deps.log.warn({ err, key }, 'history read failed');
+      return { events: [] as BrokerEvent[], recovered: false };
+    }
+  }
+
+  private flushReplay(sub: Subscription, events: readonly BrokerEvent[], sent: Set<string>): void {
+    const pending = sub.pending ?? [];
+    sub.pending = undefined;
+    if (sub.session.subscriptions.get(sub.key) !== sub) return;
+    let lastId: string | undefined;
+    const emit = (ev: BrokerEvent) => {
+      const k = `${ev.key}\n${ev.id}`;
+      if (sent.has(k)) return;
+      sent.add(k);
+      lastId = ev.id;
+      sub.lastId = ev.id;
+      if (sub.filter && !sub.filter({ type: ev.type, payload: () => parsePayload(ev.frame) })) return;
+      if (sub.ack) this.retry.deliver(sub, ev, undefined);
+      else sub.session.connection?.sendEvent(textFrame(ev.frame), ev.frame);
+    };
+    for (const ev of events) emit(ev);
+    for (const ev of pending) if (lastId === undefined || compareEventIds(ev.id, lastId) > 0) emit(ev);
+  }
+
+  private sendQueued(session: Session, item: QueuedFrame, sent: Set<string>): void {
+    const k = `${item.key}\n${item.id}`;
+    if (sent.has(k)) return;
+    sent.add(k);
+    const sub = session.subscriptions.get(item.key);
+    if (!sub) return;
+    const event: BrokerEvent = {
+      key: item.key,
+      id: item.id,
+      type: item.type,
+      timestamp: item.timestamp,
+      frame: item.frame,
+      publisher: undefined,
+    };
+    if (item.ack && sub.ack) this.retry.deliver(sub, event, undefined, item.attempts);
+    else session.connection?.sendEvent(textFrame(item.frame), item.frame);
+  }
+
+  // ---------------------------------------------------------------- subscribe / unsubscribe / ack
+
+  private async handleSubscribe(conn: Connection, payload: ApiXSubscription, correlationId: string | undefined): Promise<void> {
+    const session = conn.session!;
+    if (payload.filters) {
+      try {
+        compileFilter(payload.filters);
+      } catch (err) {
+        return this.fail(conn, 'BAD_REQUEST', (err as Error).message, false, correlationId);
+      }
+    }
+    const granted: Array<{ channel: string; recovered: boolean }> = [];
+    const denied: Denial[] = [];
+    const replays: Array<{ sub: Subscription; events: readonly BrokerEvent[] }> = [];
+    for (const name of new Set(payload.channels)) {
+      const parsed = parseChannel(name);
+      if (!parsed.ok) {
+        denied.push({ channel: name, code: 'BAD_REQUEST', message: parsed.reason });
+        continue;
+      }
+      const existing = session.subscriptions.get(channelKey(session.orgId, parsed.channel));
+      const check = existing ? undefined : this.checkSubscribe(conn, session, parsed.channel);
+      if (check) {
+        denied.push(check);
+        continue;
+      }
+      const since = payload.since?.[name];
+      const r = await this.attach(session, parsed.channel, payload.acknowledgment, payload.filters, since, payload.replay?.last, false);
+      if (!r.sub) continue;
+      granted.push({ channel: name, recovered: r.recovered });
+      replays.push({ sub: r.sub, events: r.events });
+      this.deps.hooks.emit('onSubscribe', {
+        connection: conn.info(),
+        channel: name,
+        channelType: parsed.channel.type,
+        granted: true,
+      });
+    }
+    if (session.connection !== conn) return;
+    this.saveSnapshot(session);
+    conn.send(encodeControl('subscription.added', { channels: granted, denied }, this.deps.clock.now(), correlationId));
+    const sent = new Set<string>();
+    for (const r of replays) this.flushReplay(r.sub, r.events, sent);
+    for (const d of denied) this.emitSubscribeDenied(conn, d);
+  }
+
+  private emitSubscribeDenied(conn: Connection, d: Denial): void {
+    const parsed = parseChannel(d.channel);
+    this.deps.hooks.emit('onSubscribe', {
+      connection: conn.info(),
+      channel: d.channel,
+      channelType: parsed.ok ? parsed.channel.type : 'AGENT_EVENTS',
+      granted: false,
+      code: d.code,
+      reason: d.message,
+    });
+  }
+
+  private handleUnsubscribe(conn: Connection, channels: readonly string[], correlationId: string | undefined): void {
+    const session = conn.session!;
+    const removed: string[] = [];
+    for (const name of new Set(channels)) {
+      const parsed = parseChannel(name);
+      if (!parsed.ok) continue;
+      const sub = session.subscriptions.get(channelKey(session.orgId, parsed.channel));
+      if (!sub) continue;
+      this.removeSubscription(sub, 'client');
+      removed.push(name);
+      this.deps.hooks.emit('onUnsubscribe', { connection: conn.info(), channel: name, reason: 'client' });
+    }
+    this.saveSnapshot(session);
+    conn.send(encodeControl('subscription.removed', { channels: removed }, this.deps.clock.now(), correlationId));
+  }
+
+  private removeSubscription(sub: Subscription, _reason: string): void {
+    const session = sub.session;
+    if (session.subscriptions.get(sub.key) === sub) session.subscriptions.delete(sub.key);
+    this.hub.remove(sub);
+    if (sub.ack) this.retry.dropSubscription(sub);
+  }
+
+  private handleAck(conn: Connection, channel: string, ids: readonly string[]): void {
+    const session = conn.session!;
+    const parsed = parseChannel(channel);
+    if (!parsed.ok) return this.fail(conn, 'BAD_REQUEST', parsed.reason);
+    this.retry.ack(session, channelKey(session.orgId, parsed.channel), ids);
+  }
+
+  // ---------------------------------------------------------------- publish
+
+  private handlePublish(conn: Connection, frame: PublishFrame, correlationId: string | undefined): void {
+    const session = conn.session!;
+    this.deps.router
+      .publish({
+        principal: session.principal,
+        clientType: conn.clientType,
+        peer: conn.peer,
+        connection: this.deps.hooks.has('onPublish') ? conn.info() : undefined,
+        publisher: { nodeId: this.deps.nodeId, connectionId: conn.id },
+        channel: frame.channel,
+        type: frame.type,
+        payload: frame.payload,
+        metadata: frame.metadata as EnvelopeMetadata | undefined,
+      })
+      .then(
+        (r) => {
+          const queued = this.isHeldForOfflineTarget(r.key);
+          conn.send(
+            encodeControl(queued ? 'message.queued' : 'message.sent', { id: r.id, channel: frame.channel }, this.deps.clock.now(), correlationId),
+          );
+        },
+        (err) => {
+          const e = isApixError(err) ? err : new ApixError('INTERNAL', 'publish failed');
+          if (!isApixError(err)) this.deps.log.error({ err }, 'publish failed');
+          conn.send(
+            encodeControl(
+              'message.failed',
+              {
+                code: e.code,
+                message: e.message,
+                channel: frame.channel,
+                ...(e.retryAfterMs !== undefined ? { retryAfterMs: e.retryAfterMs } : {}),
+              },
+              this.deps.clock.now(),
+              correlationId,
+            ),
+          );
+        },
+      );
+  }
+
+  /** A `user:` channel whose only subscribers here are away: the event waits in their queues. */
+  private isHeldForOfflineTarget(key: string): boolean {
+    const subs = this.hub.subscribers(key);
+    if (!subs || subs.size === 0) return false;
+    for (const sub of subs) if (sub.session.isLive) return false;
+    for (const sub of subs) if (sub.queuesWhileAway) return true;
+    return false;
+  }
+
+  // ---------------------------------------------------------------- auth refresh, expiry
+
+  private async handleRefresh(conn: Connection, token: string, correlationId: string | undefined): Promise<void> {
+    const session = conn.session!;
+    try {
+      const p = await this.deps.authenticator.authenticate(token);
+      if (p.orgId !== session.orgId || p.userId !== session.userId)
+        throw new ApixError('UNAUTHORIZED', 'refreshed token is for another user or organization');
+      session.principal = p;
+      conn.principal = p;
+      conn.send(
+        encodeControl('auth.refreshed', { expiresAt: (p.expiresAt ?? 0) * 1000 }, this.deps.clock.now(), correlationId),
+      );
+    } catch (err) {
+      const e = isApixError(err) ? err : new ApixError('UNAUTHORIZED', 'refresh failed');
+      this.deps.hooks.emit('onAuthFailure', { peer: conn.peer, code: e.code, reason: e.message, via: 'refresh' });
+      this.fail(conn, e.code, e.message, false, correlationId);
+    }
+  }
+
+  // ---------------------------------------------------------------- close, sessions
+
+  private onClose(conn: Connection, code: number, reason: string): void {
+    const wasConnected = conn.phase === Phase.CONNECTED || conn.session !== undefined;
+    conn.phase = Phase.CLOSED;
+    this.connections.delete(conn.id);
+    this.early.delete(conn);
+    const session = conn.session;
+    if (session && session.connection === conn) this.detach(conn);
+    if (wasConnected && conn.principal && this.deps.hooks.has('onDisconnect'))
+      this.deps.hooks.emit('onDisconnect', {
+        connection: conn.info(),
+        code,
+        reason,
+        status: session?.status ?? ConnectionStatus.DISCONNECTED,
+      });
+  }
+
+  /** The connection leaves its session; the session waits `sessionTtlMs` for a resume. */
+  private detach(conn: Connection): void {
+    const session = conn.session;
+    if (!session || session.connection !== conn) return;
+    session.connection = undefined;
+    this.retry.suspend(session);
+    if (session.status === ConnectionStatus.SUSPENDED) {
+      this.endSession(session, true);
+      return;
+    }
+    session.status = ConnectionStatus.RECONNECTING;
+    if (this.draining) {
+      // Leaving with the node: the session lives on in the store for another node.
+      this.saveSnapshot(session);
+      this.endSession(session, false);
+      return;
+    }
+    const ttl = this.deps.config.sessionTtlMs;
+    if (ttl <= 0) return this.endSession(session, true);
+    this.saveSnapshot(session);
+    session.expiryTimer = this.deps.clock.setTimeout(() => {
+      if (!session.isLive) this.endSession(session, true);
+    }, ttl);
+  }
+
+  /** Forgets a session on this node; `forget` also deletes it from the shared store and its queue. */
+  private endSession(session: Session, forget: boolean): void {
+    session.expiryTimer?.cancel();
+    session.expiryTimer = undefined;
+    for (const sub of session.subscriptions.values()) this.hub.remove(sub);
+    session.subscriptions.clear();
+    this.retry.drop(session);
+    if (this.sessions.get(session.key) === session) this.sessions.delete(session.key);
+    if (session.status !== ConnectionStatus.SUSPENDED) session.status = ConnectionStatus.DISCONNECTED;
+    if (forget) {
+      this.deps.sessionStore.delete(session.key).catch(() => {});
+      this.deps.offlineQueue.clear(session.key).catch(() => {});
+    }
+  }
+
+  private saveSnapshot(session: Session): void {
+    const ttl = this.deps.config.sessionTtlMs;
+    if (ttl <= 0) return;
+    this.deps.sessionStore
+      .save({
+        sessionId: session.key,
+        orgId: session.orgId,
+        userId: session.userId,
+        clientType: session.clientType,
+        subscriptions: [...session.subscriptions.values()].map((s) => ({
+          channel: s.name,
+          ack: s.ack,
+          filters: s.filters,
+          lastId: s.lastId,
+        })),
+        nodeId: this.deps.nodeId,
+        expiresAt: this.deps.clock.now() + ttl + (session.isLive ? 86_400_000 : 0),
+        suspended: session.status === ConnectionStatus.SUSPENDED,
+      })
+      .catch((err) => this.deps.log.warn({ err }, 'session snapshot failed'));
+  }
+
+  private queueAway(sub: Subscription, event: BrokerEvent, attempts: number): void {
+    this.deps.offlineQueue
+      .push(sub.session.key, {
+        key: event.key,
+        id: event.id,
+        type: event.type,
+        timestamp: event.timestamp,
+        attempts,
+        frame: event.frame,
+        ack: sub.ack,
+      })
+      .catch((err) => this.deps.log.warn({ err }, 'offline queue push failed'));
+  }
+
+  private onDeadLettered(sub: Subscription, event: BrokerEvent, attempts: number): void {
+    const channel = sub.name;
+    this.deps.hooks.emit('onDeadLetter', {
+      orgId: sub.session.orgId,
+      channel,
+      eventId: event.id,
+      sessionId: sub.session.sessionId,
+      attempts,
+    });
+    const pub = event.publisher;
+    if (!pub) return;
+    const message = `event ${event.id} was not acknowledged by session ${sub.session.sessionId} after ${attempts} attempts`;
+    if (pub.nodeId === this.deps.nodeId) this.notifyFailed(pub.connectionId, event.id, channel, message);
+    else
+      this.deps.broker
+        .publishControl({ kind: 'message.failed', from: this.deps.nodeId, connectionId: pub.connectionId, id: event.id, channel, message })
+        .catch(() => {});
+  }
+
+  private notifyFailed(connectionId: string, id: string, channel: string, message: string): void {
+    const conn = this.connections.get(connectionId);
+    if (conn?.phase === Phase.CONNECTED)
+      conn.send(encodeControl('message.failed', { code: 'UNAVAILABLE', message, id, channel }, this.deps.clock.now()));
+  }
+
+  private onControl(msg: ControlMessage): void {
+    if (msg.from === this.deps.nodeId) return;
+    switch (msg.kind) {
+      case 'session.taken': {
+        const session = this.sessions.get(String(msg.key));
+        if (!session) return;
+        const conn = session.connection;
+        if (conn) {
+          this.detach(conn);
+          this.disconnect(conn, 'CONFLICT', 'session taken over by a newer connection', CloseCode.SESSION_TAKEN_OVER, false);
+        }
+        this.endSession(session, false);
+        return;
+      }
+      case 'message.failed':
+        this.notifyFailed(String(msg.connectionId), String(msg.id), String(msg.channel), String(msg.message));
+        return;
+      case 'session.suspend':
+        this.applySuspension(String(msg.key), Boolean(msg.suspended), String(msg.reason ?? 'suspended by an operator'));
+        return;
+    }
+  }
+
+  /** Suspends (or lifts the suspension of) a session on every node. */
+  async suspend(key: string, suspended: boolean, reason: string): Promise<void> {
+    this.applySuspension(key, suspended, reason);
+    await this.deps.broker.publishControl({ kind: 'session.suspend', from: this.deps.nodeId, key, suspended, reason });
+  }
+
+  private applySuspension(key: string, suspended: boolean, reason: string): void {
+    if (!suspended) {
+      this.suspended.delete(key);
+      return;
+    }
+    this.suspended.add(key);
+    const session = this.sessions.get(key);
+    if (!session) return;
+    session.status = ConnectionStatus.SUSPENDED;
+    const conn = session.connection;
+    if (conn) this.disconnect(conn, 'FORBIDDEN', reason, CloseCode.SUSPENDED, false);
+    else this.endSession(session, true);
+  }
+
+  // ---------------------------------------------------------------- errors and closing
+
+  /** Answers a bad frame: `connection.error`; fatal ones (before connect) close with the code's close code. */
+  private fail(conn: Connection, code: ErrorCode, message: string, fatal = false, correlationId?: string): void {
+    const isFatal = fatal || conn.phase === Phase.AWAITING_CONNECT || conn.phase === Phase.CONNECTING;
+    const now = this.deps.clock.now();
+    conn.send(encodeError(code, message, isFatal, now, correlationId));
+    if (isFatal) {
+      const closeCode = code === 'INTERNAL' ? CloseCode.INTERNAL_ERROR : ERRORS[code].closeCode;
+      conn.close(closeCode, message, now);
+    }
+  }
+
+  /** A server-initiated close: `connection.disconnected` first, then the close code. */
+  private disconnect(
+    conn: Connection,
+    code: ErrorCode | string,
+    reason: string,
+    closeCode: number,
+    reconnect: boolean,
+    correlationId?: string,
+  ): void {
+    const now = this.deps.clock.now();
+    conn.send(encodeControl('connection.disconnected', { code, reason, reconnect }, now, correlationId));
+    conn.close(closeCode, reason, now);
+  }
+
+  private internalError(conn: Connection, err: unknown, fatal: boolean): void {
+    if (isApixError(err)) return this.fail(conn, err.code, err.message, fatal);
+    this.deps.log.error({ err, connectionId: conn.id }, 'unexpected error handling a frame');
+    this.fail(conn, 'INTERNAL', 'internal error', fatal);
+  }
+
+  private slowConsumer(conn: Connection): void {
+    if (conn.phase === Phase.CLOSING || conn.phase === Phase.CLOSED) return;
+    this.slowConsumers++;
+    if (this.deps.hooks.has('onSlowConsumer'))
+      this.deps.hooks.emit('onSlowConsumer', { connection: conn.info(), bufferedBytes: conn.bufferedBytes });
+    this.deps.log.warn({ connectionId: conn.id, bufferedBytes: conn.bufferedBytes }, 'slow consumer disconnected');
+    // Its buffer is full: a close frame would wait behind megabytes. Cut it; it resumes on reconnect.
+    const session = conn.session;
+    if (session && session.connection === conn) this.detach(conn);
+    conn.phase = Phase.CLOSING;
+    conn.closingSince = this.deps.clock.now();
+    conn.ws.close(CloseCode.SLOW_CONSUMER, 'slow consumer: send buffer over the limit');
+    conn.socket.destroySoon?.();
+    setImmediate(() => conn.ws.terminate());
+  }
+
+  // ---------------------------------------------------------------- sweeper
+
+  /** One pass over all connections: connect timeouts, token expiry, heartbeats, stuck closes. */
+  sweep(): void {
+    const now = this.deps.clock.now();
+    const { connectTimeoutMs, heartbeatIntervalMs } = this.deps.config;
+    const heartbeatDue = now - this.lastHeartbeat >= heartbeatIntervalMs;
+    let pingFrame: Buffer | undefined;
+    let pingText: string | undefined;
+    if (heartbeatDue) {
+      this.lastHeartbeat = now;
+      pingText = encodeControl('heartbeat.ping', { ts: now }, now);
+      pingFrame = textFrame(pingText);
+    }
+    for (const conn of this.connections.values()) {
+      switch (conn.phase) {
+        case Phase.AWAITING_CONNECT:
+        case Phase.CONNECTING:
+          if (now - conn.openedAt >= connectTimeoutMs) {
+            this.deps.hooks.emit('onConnectRefused', { peer: conn.peer, code: 'BAD_REQUEST', reason: 'no connect in time' });
+            conn.send(encodeError('BAD_REQUEST', 'no connect frame in time', true, now));
+            conn.close(CloseCode.CONNECT_TIMEOUT, 'no connect in time', now);
+          }
+          continue;
+        case Phase.CLOSING:
+          if (now - conn.closingSince > 5000) conn.ws.terminate();
+          continue;
+        case Phase.CONNECTED: {
+          const exp = conn.principal?.expiresAt;
+          if (exp !== undefined && exp * 1000 <= now) {
+            this.deps.hooks.emit('onAuthFailure', { peer: conn.peer, code: 'TOKEN_EXPIRED', reason: 'token expired in session', via: 'ws' });
+            this.disconnect(conn, 'TOKEN_EXPIRED', 'token expired; refresh it and reconnect', CloseCode.TOKEN_EXPIRED, true);
+            continue;
+          }
+          if (heartbeatDue) {
+            if (!conn.alive) {
+              this.deps.log.debug({ connectionId: conn.id }, 'heartbeat missed: terminating');
+              conn.ws.terminate();
+              continue;
+            }
+            conn.alive = false;
+            conn.pingSentAt = now;
+            conn.sendEvent(pingFrame!, pingText!);
+            try {
+              conn.ws.ping();
+            } catch {
+              // socket already closing
+            }
+          }
+        }
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- shutdown
+
+  /**
+   * Graceful shutdown: refuse new connections, tell every client to go elsewhere
+   * (`connection.disconnected`, close 1001), wait for them to leave up to the drain timeout, then cut.
+   */
+  async drain(): Promise<void> {
+    this.draining = true;
+    const now = this.deps.clock.now();
+    for (const conn of this.connections.values()) {
+      if (conn.phase === Phase.CONNECTED)
+        this.disconnect(conn, 'UNAVAILABLE', 'server shutting down; reconnect', CloseCode.GOING_AWAY, true);
+      else conn.close(CloseCode.GOING_AWAY, 'server shutting down', now);
+    }
+    const deadline = Date.now() + this.deps.config.drainTimeoutMs;
+    while (this.connections.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    for (const conn of this.connections.values()) conn.ws.terminate();
+    this.sweepTimer?.cancel();
+    for (const session of [...this.sessions.values()]) this.endSession(session, false);
+    this.wss.close();
+  }
+
+  stats() {
+    return {
+      connections: this.connections.size,
+      sessions: this.sessions.size,
+      subscriptions: this.hub.subscriptionCount,
+      channels: this.hub.channelCount,
+      inflight: this.retry.inflightCount,
+      offlineQueued: this.deps.offlineQueue.totalSize(),
+      slowConsumers: this.slowConsumers,
+    };
+  }
+}
+
+function peerOf(req: IncomingMessage): Peer {
+  const ua = req.headers['user-agent'];
+  const origin = req.headers.origin;
+  return {
+    remoteAddress: req.socket.remoteAddress,
+    userAgent: typeof ua === 'string' ? ua.slice(0, 256) : undefined,
+    origin: typeof origin === 'string' ? origin : undefined,
+  };
+}
+
+function correlationOf(frame: object): string | undefined {
+  const meta = (frame as { metadata?: unknown }).metadata;
+  if (meta === null || typeof meta !== 'object') return undefined;
+  const c = (meta as { correlation_id?: unknown }).correlation_id;
+  return typeof c === 'string' && c.length <= 200 ? c : undefined;
+}
+
+function parsePayload(frame: string): unknown {
+  try {
+    return (JSON.parse(frame) as { payload?: unknown }).payload;
+  } catch {
+    return undefined;
+  }
+}
+
+export { sessionKey };

@@ -1,0 +1,135 @@
+/**
+ * The HTTP API (PROTOCOL.md 9): publish, history, health, readiness and metrics.
+ */
+import type { IncomingMessage } from 'node:http';
+import { ApixError, channelKey, formatIssues, HttpPublishSchema, isApixError, isEventId, parseChannel } from '../protocol/index.ts';
+import type { Authenticator } from '../auth/authenticator.ts';
+import type { Broker } from '../broker/broker.ts';
+import type { EventRouter } from '../router/event-router.ts';
+import type { ChannelRegistry } from '../subscriptions/channel-registry.ts';
+import { authorize } from '../subscriptions/permissions.ts';
+import type { HookBus, Peer, Principal } from '../gateway/hooks.ts';
+import type { Registry } from 'prom-client';
+import { bearerToken, readJson, sendJson } from './router.ts';
+import type { HttpRouter } from './router.ts';
+
+export interface ReadinessCheck {
+  readonly name: string;
+  check(): Promise<void>;
+}
+
+export interface HttpApiDeps {
+  readonly authenticator: Authenticator;
+  readonly broker: Broker;
+  readonly router: EventRouter;
+  readonly channels: ChannelRegistry;
+  readonly hooks: HookBus;
+  readonly metrics: Registry;
+  readonly maxBodyBytes: number;
+  readonly readiness: readonly ReadinessCheck[];
+  readonly isDraining: () => boolean;
+}
+
+export function peerOfRequest(req: IncomingMessage): Peer {
+  const ua = req.headers['user-agent'];
+  return {
+    remoteAddress: req.socket.remoteAddress,
+    userAgent: typeof ua === 'string' ? ua.slice(0, 256) : undefined,
+    origin: typeof req.headers.origin === 'string' ? req.headers.origin : undefined,
+  };
+}
+
+export async function authenticateRequest(deps: Pick<HttpApiDeps, 'authenticator' | 'hooks'>, req: IncomingMessage): Promise<Principal> {
+  try {
+    return await deps.authenticator.authenticate(bearerToken(req));
+  } catch (err) {
+    const e = isApixError(err) ? err : new ApixError('UNAUTHORIZED', 'authentication failed');
+    deps.hooks.emit('onAuthFailure', { peer: peerOfRequest(req), code: e.code, reason: e.message, via: 'http' });
+    throw e;
+  }
+}
+
+export function registerApi(http: HttpRouter, deps: HttpApiDeps): void {
+  http.add('POST', /^\/v1\/publish\/?$/, async ({ req, res }) => {
+    const principal = await authenticateRequest(deps, req);
+    const body = await readJson(req, deps.maxBodyBytes);
+    const r = HttpPublishSchema.safeParse(body);
+    if (!r.success) throw new ApixError('BAD_REQUEST', formatIssues(r.error));
+    const result = await deps.router.publish({
+      principal,
+      clientType: principal.isService ? 'INTERNAL_SERVICE' : 'API_CLIENT',
+      peer: peerOfRequest(req),
+      connection: undefined,
+      publisher: undefined,
+      channel: r.data.channel,
+      type: r.data.type,
+      payload: r.data.payload,
+      metadata: r.data.metadata,
+    });
+    sendJson(res, 200, { id: result.id });
+  });
+
+  http.add('GET', /^\/v1\/channels\/([^/]+)\/history\/?$/, async ({ req, res, url, params }) => {
+    const principal = await authenticateRequest(deps, req);
+    const parsed = parseChannel(params[0]);
+    if (!parsed.ok) throw new ApixError('BAD_REQUEST', parsed.reason);
+    const settings = deps.channels.get(principal.orgId, parsed.channel.name);
+    const decision = authorize('history', principal, undefined, parsed.channel, settings?.permissions);
+    if (!decision.allowed) {
+      deps.hooks.emit('onDeny', { principal, peer: peerOfRequest(req), action: 'history', channel: parsed.channel.name, reason: decision.reason });
+      throw new ApixError('FORBIDDEN', `history of ${parsed.channel.name} denied: ${decision.reason}`);
+    }
+    const since = url.searchParams.get('since') ?? undefined;
+    const limitText = url.searchParams.get('limit');
+    const limit = limitText === null ? undefined : Number(limitText);
+    if (limit !== undefined && (!Number.isInteger(limit) || limit < 1 || limit > 10_000))
+      throw new ApixError('BAD_REQUEST', 'limit must be an integer from 1 to 10000');
+    if (since !== undefined && !isEventId(since)) {
+      sendJson(res, 200, { events: [], recovered: false });
+      return;
+    }
+    const h = await deps.broker.history(channelKey(principal.orgId, parsed.channel), {
+      since,
+      limit,
+      last: since === undefined ? limit : undefined,
+    });
+    const events = h.events.map((e) => JSON.parse(e.frame) as unknown);
+    sendJson(res, 200, { events, recovered: h.recovered });
+  });
+
+  http.add('GET', /^\/healthz\/?$/, ({ res }) => sendJson(res, 200, { status: 'ok' }));
+
+  http.add('GET', /^\/readyz\/?$/, async ({ res }) => {
+    const results: Record<string, string> = {};
+    let ok = !deps.isDraining();
+    if (!ok) results.gateway = 'draining';
+    await Promise.all(
+      deps.readiness.map(async (c) => {
+        try {
+          await withTimeout(c.check(), 2000);
+          results[c.name] = 'ok';
+        } catch (err) {
+          ok = false;
+          results[c.name] = `unavailable: ${(err as Error).message}`;
+        }
+      }),
+    );
+    sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'unavailable', checks: results });
+  });
+
+  http.add('GET', /^\/metrics\/?$/, async ({ res }) => {
+    const text = await deps.metrics.metrics();
+    res.writeHead(200, { 'Content-Type': deps.metrics.contentType });
+    res.end(text);
+  });
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms);
+    p.then(
+      (v) => (clearTimeout(t), resolve(v)),
+      (e) => (clearTimeout(t), reject(e)),
+    );
+  });
+}

@@ -1,0 +1,126 @@
+/**
+ * The HTTP API's plumbing: a small route table, JSON bodies with a size limit, JSON errors from the
+ * error registry, CORS from APIX_ALLOWED_ORIGINS and the usual security headers.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ApixError, isApixError } from '../protocol/index.ts';
+
+export interface HttpContext {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly url: URL;
+  readonly params: readonly string[];
+}
+
+export type HttpHandler = (ctx: HttpContext) => Promise<void> | void;
+
+interface Route {
+  readonly method: string;
+  readonly pattern: RegExp;
+  readonly handler: HttpHandler;
+}
+
+export class HttpRouter {
+  private readonly routes: Route[] = [];
+  constructor(private readonly allowedOrigins: readonly string[] | undefined) {}
+
+  add(method: string, pattern: RegExp, handler: HttpHandler): this {
+    this.routes.push({ method, pattern, handler });
+    return this;
+  }
+
+  async handle(req: IncomingMessage, res: ServerResponse, onError: (err: unknown) => void): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    securityHeaders(res);
+    this.cors(req, res);
+    if (req.method === 'OPTIONS') {
+      res.writeHead(204).end();
+      return;
+    }
+    let pathMatched = false;
+    for (const route of this.routes) {
+      const m = route.pattern.exec(url.pathname);
+      if (!m) continue;
+      pathMatched = true;
+      if (route.method !== req.method && !(route.method === 'GET' && req.method === 'HEAD')) continue;
+      try {
+        await route.handler({ req, res, url, params: m.slice(1).map((p) => decodeURIComponent(p)) });
+      } catch (err) {
+        if (!isApixError(err)) onError(err);
+        sendError(res, isApixError(err) ? err : new ApixError('INTERNAL', 'internal error'));
+      }
+      return;
+    }
+    if (pathMatched) sendJson(res, 405, { code: 'BAD_REQUEST', message: `method ${req.method} not allowed` });
+    else sendError(res, new ApixError('NOT_FOUND', `no route for ${url.pathname}`));
+  }
+
+  private cors(req: IncomingMessage, res: ServerResponse): void {
+    const origin = req.headers.origin;
+    if (typeof origin !== 'string') return;
+    const allowed = this.allowedOrigins;
+    if (allowed && !allowed.includes(origin) && !allowed.includes('*')) return;
+    res.setHeader('Access-Control-Allow-Origin', allowed ? origin : '*');
+    res.setHeader('Vary', 'Origin');
+    res.setHeader('Access-Control-Allow-Methods', 'GET, POST, OPTIONS');
+    res.setHeader('Access-Control-Allow-Headers', 'Authorization, Content-Type');
+    res.setHeader('Access-Control-Max-Age', '600');
+  }
+}
+
+export function securityHeaders(res: ServerResponse): void {
+  res.setHeader('X-Content-Type-Options', 'nosniff');
+  res.setHeader('X-Frame-Options', 'DENY');
+  res.setHeader('Referrer-Policy', 'no-referrer');
+  res.setHeader('Cross-Origin-Resource-Policy', 'same-origin');
+}
+
+export function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+export function sendError(res: ServerResponse, err: ApixError): void {
+  if (res.headersSent) {
+    res.end();
+    return;
+  }
+  if (err.retryAfterMs !== undefined) res.setHeader('Retry-After', Math.ceil(err.retryAfterMs / 1000));
+  sendJson(res, err.httpStatus, {
+    code: err.code,
+    message: err.message,
+    ...(err.retryAfterMs !== undefined ? { retryAfterMs: err.retryAfterMs } : {}),
+  });
+}
+
+/** Reads a JSON object body of at most `limit` bytes. */
+export async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
+  const type = req.headers['content-type'];
+  if (type !== undefined && !type.includes('json')) throw new ApixError('BAD_REQUEST', 'Content-Type must be application/json');
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > limit) throw new ApixError('PAYLOAD_TOO_LARGE', `body is over ${limit} bytes`);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > limit) throw new ApixError('PAYLOAD_TOO_LARGE', `body is over ${limit} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  let body: unknown;
+  try {
+    body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    throw new ApixError('BAD_REQUEST', 'body is not valid JSON');
+  }
+  if (body === null || typeof body !== 'object' || Array.isArray(body))
+    throw new ApixError('BAD_REQUEST', 'body must be a JSON object');
+  return body;
+}
+
+export function bearerToken(req: IncomingMessage): string {
+  const h = req.headers.authorization;
+  if (typeof h !== 'string' || !/^Bearer\s+/i.test(h))
+    throw new ApixError('UNAUTHORIZED', 'Authorization: Bearer <API key or token> is required');
+  return h.replace(/^Bearer\s+/i, '').trim();
+}

@@ -1,0 +1,214 @@
+/**
+ * createNode wires one gateway node: it picks the engines from the config (memory by default; Redis
+ * when REDIS_URL is set), builds every component with its dependencies, and serves WebSocket and HTTP on
+ * one port. The only place where components are put together.
+ */
+import { createServer } from 'node:http';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import type { Registry } from 'prom-client';
+import type { Config } from './config.ts';
+import { systemClock } from './clock.ts';
+import type { Clock, Random } from './clock.ts';
+import { createLogger } from './log.ts';
+import type { Logger } from './log.ts';
+import { WS_PATH } from './protocol/index.ts';
+import type { Broker } from './broker/broker.ts';
+import { MemoryBroker, MemoryBrokerBus } from './broker/memory-broker.ts';
+import type { OfflineQueue } from './queue/queue.ts';
+import { MemoryOfflineQueue } from './queue/memory-queue.ts';
+import type { SessionStore } from './sessions/session-store.ts';
+import { MemorySessionStore } from './sessions/memory-session-store.ts';
+import { Authenticator } from './auth/authenticator.ts';
+import { ChainedApiKeyStore, StaticApiKeyStore } from './auth/api-keys.ts';
+import type { ApiKeyStore } from './auth/api-keys.ts';
+import { MemoryChannelRegistry } from './subscriptions/channel-registry.ts';
+import type { ChannelRegistry } from './subscriptions/channel-registry.ts';
+import { EventRouter } from './router/event-router.ts';
+import { MemoryDeadLetterStore } from './retry/dead-letter.ts';
+import type { DeadLetterStore } from './retry/dead-letter.ts';
+import { ApiXGateway } from './gateway/gateway.ts';
+import { HookBus } from './gateway/hooks.ts';
+import type { GatewayHooks } from './gateway/hooks.ts';
+import { createMetrics } from './metrics/metrics.ts';
+import { HttpRouter } from './http/router.ts';
+import { registerApi } from './http/api.ts';
+import type { ReadinessCheck } from './http/api.ts';
+
+/** The engines a node runs on: memory (embedded) or shared (Redis). */
+export interface Engines {
+  readonly broker: Broker;
+  readonly offlineQueue: OfflineQueue;
+  readonly sessionStore: SessionStore;
+  readonly readiness: readonly ReadinessCheck[];
+  close(): Promise<void>;
+}
+
+export interface NodeOptions {
+  readonly config: Config;
+  readonly clock?: Clock;
+  readonly random?: Random;
+  readonly logger?: Logger;
+  /** Engines to use instead of the ones the config selects (tests: several nodes on one MemoryBrokerBus). */
+  readonly engines?: Engines;
+  readonly apiKeys?: ApiKeyStore;
+  readonly channels?: ChannelRegistry;
+  readonly deadLetters?: DeadLetterStore;
+  readonly hooks?: readonly GatewayHooks[];
+  /** Inbound frame rate per connection (default 200/s, burst 400). */
+  readonly inboundRate?: { readonly perSec: number; readonly burst: number };
+}
+
+export interface ApixNode {
+  readonly nodeId: string;
+  readonly config: Config;
+  readonly server: Server;
+  readonly gateway: ApiXGateway;
+  readonly router: EventRouter;
+  readonly hooks: HookBus;
+  readonly metrics: Registry;
+  readonly httpRouter: HttpRouter;
+  readonly engines: Engines;
+  readonly log: Logger;
+  /** Listens on config.host:config.port; resolves with the bound port. */
+  listen(): Promise<number>;
+  /** `ws://host:port/v1/ws` once listening. */
+  readonly wsUrl: string;
+  readonly httpUrl: string;
+  /** Graceful shutdown: drain connections, close the engines. */
+  close(): Promise<void>;
+}
+
+export function memoryEngines(config: Config, clock: Clock, bus?: MemoryBrokerBus): Engines {
+  const sharedBus = bus ?? new MemoryBrokerBus(clock, config.history.maxChannels);
+  const broker = new MemoryBroker(sharedBus, { size: config.history.size, ttlMs: config.history.ttlMs });
+  return {
+    broker,
+    offlineQueue: new MemoryOfflineQueue(config.offlineQueueSize),
+    sessionStore: new MemorySessionStore(clock),
+    readiness: [],
+    close: () => broker.close(),
+  };
+}
+
+export function createNode(options: NodeOptions): ApixNode {
+  const { config } = options;
+  const clock = options.clock ?? systemClock;
+  const random = options.random ?? Math.random;
+  const nodeId = config.nodeId ?? `n${randomBytes(4).toString('hex')}`;
+  const log = options.logger ?? createLogger(config.logLevel, nodeId);
+  const hooks = new HookBus((name, err) => log.error({ err, hook: name }, 'hook failed'));
+  for (const h of options.hooks ?? []) hooks.attach(h);
+
+  const engines = options.engines ?? memoryEngines(config, clock);
+  const channels = options.channels ?? new MemoryChannelRegistry();
+  const deadLetters = options.deadLetters ?? new MemoryDeadLetterStore(config.deadLetterSize);
+  const apiKeys = new ChainedApiKeyStore([
+    new StaticApiKeyStore(config.auth.apiKeys),
+    ...(options.apiKeys ? [options.apiKeys] : []),
+  ]);
+  const authenticator = new Authenticator({ ...config.auth, apiKeys, now: () => clock.now() });
+  const router = new EventRouter(engines.broker, channels, hooks, clock, {
+    maxMessageBytes: config.maxMessageBytes,
+    history: { size: config.history.size, ttlMs: config.history.ttlMs },
+    idempotencyWindowMs: config.idempotencyWindowMs,
+    maxIdempotencyKeys: 100_000,
+  });
+  const gateway = new ApiXGateway({
+    config,
+    nodeId,
+    clock,
+    random,
+    log,
+    hooks,
+    broker: engines.broker,
+    router,
+    offlineQueue: engines.offlineQueue,
+    sessionStore: engines.sessionStore,
+    authenticator,
+    channels,
+    deadLetters,
+    inboundRate: options.inboundRate,
+  });
+  const metrics = createMetrics(nodeId, hooks, () => gateway.stats());
+  let draining = false;
+  const httpRouter = new HttpRouter(config.allowedOrigins);
+  registerApi(httpRouter, {
+    authenticator,
+    broker: engines.broker,
+    router,
+    channels,
+    hooks,
+    metrics,
+    maxBodyBytes: config.maxMessageBytes,
+    readiness: [{ name: 'broker', check: () => engines.broker.ping() }, ...engines.readiness],
+    isDraining: () => draining,
+  });
+
+  const server = createServer({ headersTimeout: 10_000, requestTimeout: 30_000, maxHeaderSize: 16 * 1024 }, (req, res) => {
+    httpRouter.handle(req, res, (err) => log.error({ err, path: req.url?.split('?')[0] }, 'http handler failed')).catch(() => {});
+  });
+  server.keepAliveTimeout = 5_000;
+  server.on('upgrade', (req, socket, head) => {
+    socket.on('error', () => socket.destroy());
+    const path = (req.url ?? '').split('?')[0];
+    if (path !== WS_PATH) {
+      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+      socket.destroy();
+      return;
+    }
+    gateway.handleUpgrade(req, socket, head);
+  });
+  server.on('clientError', (_err, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    socket.destroy();
+  });
+
+  let port = 0;
+  const node: ApixNode = {
+    nodeId,
+    config,
+    server,
+    gateway,
+    router,
+    hooks,
+    metrics,
+    httpRouter,
+    engines,
+    log,
+    async listen() {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(config.port, config.host, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      port = (server.address() as AddressInfo).port;
+      gateway.start();
+      log.info({ port, host: config.host, engine: engines.broker.name }, 'APIX gateway listening');
+      return port;
+    },
+    get wsUrl() {
+      return `ws://${hostFor(config.host)}:${port}${WS_PATH}`;
+    },
+    get httpUrl() {
+      return `http://${hostFor(config.host)}:${port}`;
+    },
+    async close() {
+      draining = true;
+      await gateway.drain();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections?.();
+      });
+      await engines.close();
+    },
+  };
+  return node;
+}
+
+function hostFor(host: string): string {
+  return host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
+}

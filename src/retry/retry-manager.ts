@@ -1,0 +1,176 @@
+/**
+ * RetryManager: at-least-once delivery for acknowledged subscriptions. Every event sent on such a
+ * subscription stays in flight until acked; an event not acked within `ackTimeoutMs` (+ backoff with
+ * full jitter) is sent again with `metadata.retryCount`, up to `maxAttempts` deliveries, then it is
+ * dead-lettered and its publisher told (`message.failed`). The in-flight window per session is bounded
+ * (`maxInflight`); beyond it events wait in a bounded queue, and overflow dead-letters at once.
+ */
+import type { Clock, Random } from '../clock.ts';
+import type { BrokerEvent } from '../broker/broker.ts';
+import { channelNameFromKey } from '../protocol/index.ts';
+import type { Session, Subscription, InflightEntry } from '../gateway/session.ts';
+import { textFrame, withRetryCount } from '../gateway/frames.ts';
+import { backoffDelay } from './backoff.ts';
+import type { BackoffPolicy } from './backoff.ts';
+import type { DeadLetterStore } from './dead-letter.ts';
+
+export interface RetryOptions extends BackoffPolicy {
+  readonly ackTimeoutMs: number;
+  readonly maxAttempts: number;
+  readonly maxInflight: number;
+  readonly maxWaiting: number;
+}
+
+export interface RetryCallbacks {
+  /** A session's event could not be delivered: store it away (offline queue) while the session is away. */
+  queueAway(sub: Subscription, event: BrokerEvent, attempts: number): void;
+  deadLettered(sub: Subscription, event: BrokerEvent, attempts: number): void;
+  acked(sub: Subscription, event: BrokerEvent): void;
+}
+
+export class RetryManager {
+  /** In-flight entries across all sessions (a gauge). */
+  inflightCount = 0;
+  redeliveries = 0;
+  deadLettered = 0;
+
+  constructor(
+    private readonly options: RetryOptions,
+    private readonly clock: Clock,
+    private readonly random: Random,
+    private readonly deadLetters: DeadLetterStore,
+    private readonly callbacks: RetryCallbacks,
+  ) {}
+
+  /** Called by the fan-out for an event on an acknowledged subscription. */
+  deliver(sub: Subscription, event: BrokerEvent, bytes: Buffer | undefined, attempts = 0): void {
+    const session = sub.session;
+    if (!session.isLive) {
+      this.callbacks.queueAway(sub, event, attempts);
+      return;
+    }
+    if (session.inflight.size >= this.options.maxInflight) {
+      if (session.waiting.length >= this.options.maxWaiting) {
+        this.deadLetter(sub, event, attempts);
+        return;
+      }
+      session.waiting.push({ sub, event, attempts });
+      return;
+    }
+    this.send(sub, event, bytes, attempts);
+  }
+
+  ack(session: Session, key: string, ids: readonly string[]): number {
+    let n = 0;
+    for (const id of ids) {
+      const k = `${key}\n${id}`;
+      const entry = session.inflight.get(k);
+      if (!entry) continue;
+      entry.timer?.cancel();
+      session.inflight.delete(k);
+      this.inflightCount--;
+      n++;
+      this.callbacks.acked(entry.sub, entry.event);
+    }
+    if (n > 0) this.pump(session);
+    return n;
+  }
+
+  /**
+   * The session's connection went away: stop the timers and hand every in-flight then waiting event,
+   * in order, to the offline queue, so that a resume redelivers them first.
+   */
+  suspend(session: Session): void {
+    for (const entry of session.inflight.values()) {
+      entry.timer?.cancel();
+      this.callbacks.queueAway(entry.sub, entry.event, entry.attempts);
+    }
+    this.inflightCount -= session.inflight.size;
+    session.inflight.clear();
+    for (const w of session.waiting) this.callbacks.queueAway(w.sub, w.event, w.attempts);
+    session.waiting.length = 0;
+  }
+
+  /** Forget a session's state (closed for good, or taken elsewhere). */
+  drop(session: Session): void {
+    for (const entry of session.inflight.values()) entry.timer?.cancel();
+    this.inflightCount -= session.inflight.size;
+    session.inflight.clear();
+    session.waiting.length = 0;
+  }
+
+  /** Drops in-flight and waiting events of one subscription (unsubscribed). */
+  dropSubscription(sub: Subscription): void {
+    const session = sub.session;
+    for (const [k, entry] of session.inflight) {
+      if (entry.sub !== sub) continue;
+      entry.timer?.cancel();
+      session.inflight.delete(k);
+      this.inflightCount--;
+    }
+    for (let i = session.waiting.length - 1; i >= 0; i--) if (session.waiting[i]!.sub === sub) session.waiting.splice(i, 1);
+    this.pump(session);
+  }
+
+  private send(sub: Subscription, event: BrokerEvent, bytes: Buffer | undefined, attempts: number): void {
+    const session = sub.session;
+    const conn = session.connection!;
+    const text = attempts > 0 ? withRetryCount(event.frame, attempts) : event.frame;
+    conn.sendEvent(attempts > 0 || bytes === undefined ? textFrame(text) : bytes, text);
+    const entry: InflightEntry = { sub, event, attempts: attempts + 1, timer: undefined };
+    const k = `${event.key}\n${event.id}`;
+    const previous = session.inflight.get(k);
+    if (previous) {
+      previous.timer?.cancel();
+      this.inflightCount--;
+    }
+    session.inflight.set(k, entry);
+    this.inflightCount++;
+    entry.timer = this.clock.setTimeout(() => this.expire(session, k, entry), this.delay(entry.attempts));
+  }
+
+  private delay(attemptsSoFar: number): number {
+    return this.options.ackTimeoutMs + backoffDelay(attemptsSoFar - 1, this.options, this.random);
+  }
+
+  private expire(session: Session, k: string, entry: InflightEntry): void {
+    if (session.inflight.get(k) !== entry) return;
+    session.inflight.delete(k);
+    this.inflightCount--;
+    if (entry.attempts >= this.options.maxAttempts) {
+      this.deadLetter(entry.sub, entry.event, entry.attempts);
+      this.pump(session);
+      return;
+    }
+    if (!session.isLive) {
+      this.callbacks.queueAway(entry.sub, entry.event, entry.attempts);
+      return;
+    }
+    this.redeliveries++;
+    this.send(entry.sub, entry.event, undefined, entry.attempts);
+  }
+
+  private deadLetter(sub: Subscription, event: BrokerEvent, attempts: number): void {
+    this.deadLettered++;
+    this.deadLetters.add({
+      orgId: sub.session.orgId,
+      channel: channelNameFromKey(event.key),
+      eventId: event.id,
+      type: event.type,
+      sessionId: sub.session.sessionId,
+      attempts,
+      frame: event.frame,
+      failedAt: this.clock.now(),
+    });
+    this.callbacks.deadLettered(sub, event, attempts);
+  }
+
+  /** Moves waiting events into the window as it frees up. */
+  private pump(session: Session): void {
+    while (session.isLive && session.waiting.length > 0 && session.inflight.size < this.options.maxInflight) {
+      const w = session.waiting.shift()!;
+      if (session.subscriptions.get(w.sub.key) !== w.sub) continue;
+      this.send(w.sub, w.event, undefined, w.attempts);
+    }
+  }
+}

@@ -1,0 +1,150 @@
+/**
+ * EventRouter: the one way an event enters APIX (WebSocket publish, HTTP publish, internal services).
+ * It validates the event, checks the publisher's permission, serializes the event once, and hands it to
+ * the broker, which gives it its id, keeps it in history and delivers it to every node's hub.
+ */
+import {
+  ApixError,
+  channelKey,
+  checkDomainPayload,
+  EVENT_TYPE_RE,
+  isControlType,
+  parseChannel,
+} from '../protocol/index.ts';
+import type { ClientType, EnvelopeMetadata, ParsedChannel } from '../protocol/index.ts';
+import type { Broker, BrokerEvent, HistoryOptions, PublisherRef } from '../broker/broker.ts';
+import type { Clock } from '../clock.ts';
+import { encodeChannelEvent } from '../gateway/frames.ts';
+import type { HookBus, Peer, Principal, ConnectionInfo } from '../gateway/hooks.ts';
+import { authorize } from '../subscriptions/permissions.ts';
+import type { ChannelRegistry } from '../subscriptions/channel-registry.ts';
+
+export interface PublishRequest {
+  readonly principal: Principal;
+  readonly clientType: ClientType | undefined;
+  readonly peer: Peer;
+  readonly connection: ConnectionInfo | undefined;
+  readonly publisher: PublisherRef | undefined;
+  readonly channel: string;
+  readonly type: string;
+  readonly payload: unknown;
+  readonly metadata: EnvelopeMetadata | undefined;
+}
+
+export interface PublishResult {
+  readonly id: string;
+  readonly channel: ParsedChannel;
+  readonly key: string;
+  /** The same idempotency key was seen within the window: this is the earlier event's id. */
+  readonly duplicate: boolean;
+}
+
+export interface EventRouterOptions {
+  readonly maxMessageBytes: number;
+  readonly history: HistoryOptions;
+  readonly idempotencyWindowMs: number;
+  readonly maxIdempotencyKeys: number;
+}
+
+export class EventRouter {
+  /** `<channelKey>\n<idempotency key>` -> the publish it produced; insertion-ordered for expiry. */
+  private readonly idempotency = new Map<string, { at: number; result: Promise<PublishResult> }>();
+  published = 0;
+
+  constructor(
+    private readonly broker: Broker,
+    private readonly channels: ChannelRegistry,
+    private readonly hooks: HookBus,
+    private readonly clock: Clock,
+    private readonly options: EventRouterOptions,
+  ) {}
+
+  async publish(req: PublishRequest): Promise<PublishResult> {
+    const parsed = parseChannel(req.channel);
+    if (!parsed.ok) throw new ApixError('BAD_REQUEST', parsed.reason);
+    const channel = parsed.channel;
+    if (isControlType(req.type)) throw new ApixError('BAD_REQUEST', `"${req.type}" is a reserved control type`);
+    if (!EVENT_TYPE_RE.test(req.type)) throw new ApixError('BAD_REQUEST', 'type must match [a-z][a-z0-9_.]{0,63}');
+    const payloadError = checkDomainPayload(req.type, req.payload);
+    if (payloadError) throw new ApixError('BAD_REQUEST', payloadError);
+
+    const orgId = req.principal.orgId;
+    const settings = this.channels.get(orgId, channel.name);
+    const decision = authorize('publish', req.principal, req.clientType, channel, settings?.permissions);
+    if (!decision.allowed) {
+      this.hooks.emit('onDeny', {
+        principal: req.principal,
+        peer: req.peer,
+        action: 'publish',
+        channel: channel.name,
+        reason: decision.reason,
+      });
+      throw new ApixError('FORBIDDEN', `publish to ${channel.name} denied: ${decision.reason}`);
+    }
+
+    const key = channelKey(orgId, channel);
+    const idemKey = req.metadata?.idempotency_key;
+    if (idemKey !== undefined && this.options.idempotencyWindowMs > 0) {
+      const k = `${key}\n${idemKey}`;
+      const now = this.clock.now();
+      this.expireIdempotency(now);
+      const seen = this.idempotency.get(k);
+      if (seen) return { ...(await seen.result), duplicate: true };
+      const result = this.doPublish(req, channel, key);
+      this.idempotency.set(k, { at: now, result });
+      if (this.idempotency.size > this.options.maxIdempotencyKeys) {
+        this.idempotency.delete(this.idempotency.keys().next().value as string);
+      }
+      result.catch(() => this.idempotency.delete(k));
+      return result;
+    }
+    return this.doPublish(req, channel, key);
+  }
+
+  private async doPublish(req: PublishRequest, channel: ParsedChannel, key: string): Promise<PublishResult> {
+    let payloadJson: string;
+    try {
+      payloadJson = req.payload === undefined ? 'null' : JSON.stringify(req.payload);
+    } catch {
+      throw new ApixError('BAD_REQUEST', 'payload cannot be serialized (too deeply nested?)');
+    }
+    const bytes = payloadJson.length;
+    if (bytes > this.options.maxMessageBytes)
+      throw new ApixError('PAYLOAD_TOO_LARGE', `payload is over ${this.options.maxMessageBytes} bytes`);
+    const timestamp = this.clock.now();
+    const correlationId = req.metadata?.correlation_id;
+    const event: BrokerEvent = await this.broker.publish({
+      key,
+      type: req.type,
+      timestamp,
+      publisher: req.publisher,
+      history: this.options.history,
+      encode: (id) => encodeChannelEvent(req.type, channel.name, id, payloadJson, timestamp, correlationId),
+    });
+    this.published++;
+    if (this.hooks.has('onPublish'))
+      this.hooks.emit('onPublish', {
+        principal: req.principal,
+        peer: req.peer,
+        connection: req.connection,
+        channel: channel.name,
+        channelType: channel.type,
+        type: req.type,
+        id: event.id,
+        bytes,
+      });
+    return { id: event.id, channel, key, duplicate: false };
+  }
+
+  private expireIdempotency(now: number): void {
+    const cutoff = now - this.options.idempotencyWindowMs;
+    for (const [k, v] of this.idempotency) {
+      if (v.at >= cutoff) break;
+      this.idempotency.delete(k);
+    }
+  }
+
+  get idempotencyKeys(): number {
+    return this.idempotency.size;
+  }
+}

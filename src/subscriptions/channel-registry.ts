@@ -1,0 +1,29 @@
+/**
+ * Per-channel settings: permission overrides (PROTOCOL.md 5) and delivery options. The memory registry
+ * is the embedded default; the database registry (store/) keeps them in ApiXChannel.
+ */
+import type { ChannelPermissions } from './permissions.ts';
+
+export interface ChannelSettings {
+  readonly permissions?: ChannelPermissions;
+  /** Events are also written to ApiXEvent records, so replay reaches past history retention. */
+  readonly durable?: boolean;
+  /** Slow subscribers get only the latest event per `payload[coalesceKey]` instead of being cut. */
+  readonly coalesceKey?: string;
+}
+
+export interface ChannelRegistry {
+  /** Settings of `<orgId>/<name>`; must answer from a cache on the hot path. */
+  get(orgId: string, name: string): ChannelSettings | undefined;
+  set(orgId: string, name: string, settings: ChannelSettings): Promise<void>;
+}
+
+export class MemoryChannelRegistry implements ChannelRegistry {
+  private readonly settings = new Map<string, ChannelSettings>();
+  get(orgId: string, name: string): ChannelSettings | undefined {
+    return this.settings.get(`${orgId}/${name}`);
+  }
+  async set(orgId: string, name: string, settings: ChannelSettings): Promise<void> {
+    this.settings.set(`${orgId}/${name}`, settings);
+  }
+}

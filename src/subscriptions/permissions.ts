@@ -1,0 +1,88 @@
+/**
+ * Who may subscribe to, publish to, and read the history of a channel (PROTOCOL.md 5). First the
+ * tenancy and type invariants, which nothing overrides (a `user:<id>` channel is that user's; only
+ * services publish to `system`); then the channel's own rule for the action when it has one, else the
+ * type's default rule. Pure: no I/O, so it is cheap and unit-tested exhaustively.
+ */
+import { ChannelType } from '../protocol/index.ts';
+import type { ClientType, ParsedChannel } from '../protocol/index.ts';
+import type { Principal } from '../gateway/hooks.ts';
+
+export type ChannelAction = 'subscribe' | 'publish' | 'history';
+
+/** A rule: every field given must match (OR within a field's list). An empty rule matches everyone. */
+export interface PermissionRule {
+  readonly roles?: readonly string[];
+  readonly clientTypes?: readonly ClientType[];
+  /** API-key scopes (any of). */
+  readonly scopes?: readonly string[];
+  readonly users?: readonly string[];
+  /** Deny everyone but services. */
+  readonly deny?: boolean;
+}
+
+/** The per-channel overrides kept in ApiXChannel.permissions. */
+export interface ChannelPermissions {
+  readonly subscribe?: PermissionRule;
+  readonly publish?: PermissionRule;
+  readonly history?: PermissionRule;
+}
+
+export type Decision = { readonly allowed: true } | { readonly allowed: false; readonly reason: string };
+
+const ALLOW: Decision = { allowed: true };
+const deny = (reason: string): Decision => ({ allowed: false, reason });
+const READ_ONLY_ROLES = ['viewer', 'readonly'];
+
+export function authorize(
+  action: ChannelAction,
+  principal: Principal,
+  clientType: ClientType | undefined,
+  channel: ParsedChannel,
+  overrides?: ChannelPermissions,
+): Decision {
+  // API keys are limited by their scopes: '*', the action, or `action:<channel prefix>`.
+  if (principal.kind === 'apiKey' && !hasScope(principal.scopes, action, channel.prefix))
+    return deny(`API key lacks scope "${action}" for ${channel.prefix} channels`);
+
+  // Invariants.
+  if (channel.type === ChannelType.PRIVATE_USER && action !== 'publish' && !principal.isService) {
+    if (channel.subject !== principal.userId) return deny('only its user may read a user channel');
+  }
+  if (channel.type === ChannelType.SYSTEM_EVENTS && action === 'publish' && !principal.isService)
+    return deny('only internal services publish to system channels');
+  if (principal.isService && action === 'publish') return ALLOW;
+
+  const rule = overrides?.[action];
+  if (rule) return matches(rule, principal, clientType) ? ALLOW : deny(`channel rule for ${action} does not match`);
+  return defaultRule(action, principal, channel);
+}
+
+function defaultRule(action: ChannelAction, principal: Principal, channel: ParsedChannel): Decision {
+  if (action !== 'publish') return ALLOW; // every member of the organization reads its channels
+  if (principal.roles.some((r) => READ_ONLY_ROLES.includes(r))) return deny('read-only role');
+  switch (channel.type) {
+    case ChannelType.PROVIDER_EVENTS:
+    case ChannelType.ORGANIZATION:
+      return principal.roles.includes('admin') ? ALLOW : deny(`only admins and services publish to ${channel.prefix}`);
+    case ChannelType.PRIVATE_USER:
+      return channel.subject === principal.userId || principal.roles.includes('admin')
+        ? ALLOW
+        : deny("only services, admins and the user publish to a user's channel");
+    default:
+      return ALLOW;
+  }
+}
+
+function matches(rule: PermissionRule, principal: Principal, clientType: ClientType | undefined): boolean {
+  if (rule.deny) return principal.isService;
+  if (rule.roles && !rule.roles.some((r) => principal.roles.includes(r))) return false;
+  if (rule.clientTypes && (clientType === undefined || !rule.clientTypes.includes(clientType))) return false;
+  if (rule.scopes && !rule.scopes.some((s) => principal.scopes.includes(s))) return false;
+  if (rule.users && !rule.users.includes(principal.userId)) return false;
+  return true;
+}
+
+function hasScope(scopes: readonly string[], action: ChannelAction, prefix: string): boolean {
+  return scopes.includes('*') || scopes.includes(action) || scopes.includes(`${action}:${prefix}`);
+}
