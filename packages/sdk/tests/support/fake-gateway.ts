@@ -1,0 +1,324 @@
+/**
+ * A fake APIX gateway for SDK tests: a `ws` server on port 0 speaking PROTOCOL.md (connect, subscribe with
+ * since/replay and recovery, publish replies, acks, heartbeats, auth.refresh, session resume), with knobs
+ * to misbehave (drop connections, duplicate on resume, deny channels, answer publishes as told).
+ * Not a gateway: one process, no tenancy, no permissions beyond `deny`.
+ */
+import type { AddressInfo } from 'node:net';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { WS_PATH, WS_SUBPROTOCOL } from '../../../../src/protocol/constants.ts';
+import { compareEventIds, formatEventId } from '../../../../src/protocol/event-id.ts';
+import type { ErrorCode } from '../../../../src/protocol/errors.ts';
+
+/** A type alias, not an interface: it must fit `send`'s index signature. */
+export type FakeEvent = {
+  type: string;
+  channel: string;
+  id: string;
+  payload: unknown;
+  metadata: { timestamp: number; version: string; retryCount?: number };
+};
+
+interface SubState {
+  ack: boolean;
+  filters: Record<string, unknown> | undefined;
+}
+
+interface Session {
+  subs: Map<string, SubState>;
+}
+
+export type PublishReply =
+  | { kind: 'sent' }
+  | { kind: 'queued' }
+  | { kind: 'failed'; code: ErrorCode; message: string }
+  | { kind: 'ignore' };
+
+export interface FakeConnection {
+  readonly index: number;
+  readonly ws: WebSocket;
+  sessionId: string | undefined;
+  subs: Map<string, SubState>;
+}
+
+export interface ReceivedFrame {
+  connection: number;
+  frame: { type: string; channel?: string; payload?: any; metadata?: any };
+}
+
+export interface FakeGatewayOptions {
+  heartbeatIntervalMs?: number;
+  /** Events kept per channel; a `since` older than the oldest kept one is `recovered: false`. */
+  retain?: number;
+  /** Channels refused with FORBIDDEN. */
+  deny?: (channel: string) => boolean;
+  /** Tokens refused at connect, with the close code to use. */
+  rejectToken?: (token: string) => { code: ErrorCode; close: number } | undefined;
+  /** On resume, resend this many already-delivered events before the missed ones (at-least-once overlap). */
+  duplicateOnResume?: number;
+}
+
+const BASE_MS = 1_700_000_000_000;
+
+export class FakeGateway {
+  readonly wss: WebSocketServer;
+  readonly received: ReceivedFrame[] = [];
+  readonly connections: FakeConnection[] = [];
+  readonly sessions = new Map<string, Session>();
+  readonly history = new Map<string, FakeEvent[]>();
+  /** What the next publishes get; shifted per publish, then `sent`. */
+  readonly publishReplies: PublishReply[] = [];
+  /** Every publish accepted, by idempotency key, to show that retries do not duplicate. */
+  readonly idempotency = new Map<string, string>();
+  answerPings = true;
+  private seq = 0;
+  private waiters: Array<() => void> = [];
+
+  private constructor(
+    wss: WebSocketServer,
+    readonly options: FakeGatewayOptions,
+  ) {
+    this.wss = wss;
+    wss.on('connection', (ws) => this.onConnection(ws));
+  }
+
+  static async start(options: FakeGatewayOptions = {}): Promise<FakeGateway> {
+    const wss = new WebSocketServer({
+      port: 0,
+      host: '127.0.0.1',
+      path: WS_PATH,
+      handleProtocols: (protocols) => (protocols.has(WS_SUBPROTOCOL) ? WS_SUBPROTOCOL : false),
+    });
+    await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
+    return new FakeGateway(wss, options);
+  }
+
+  get url(): string {
+    const { port } = this.wss.address() as AddressInfo;
+    return `ws://127.0.0.1:${port}${WS_PATH}`;
+  }
+
+  /** Open connections (the latest last). */
+  get open(): FakeConnection[] {
+    return this.connections.filter((c) => c.ws.readyState === c.ws.OPEN);
+  }
+
+  framesOf(type: string): ReceivedFrame['frame'][] {
+    return this.received.filter((r) => r.frame.type === type).map((r) => r.frame);
+  }
+
+  /** Resolves when `predicate` holds, checked after every frame and connection change. */
+  async until(predicate: () => boolean, timeoutMs = 3000): Promise<void> {
+    const started = Date.now();
+    while (!predicate()) {
+      if (Date.now() - started > timeoutMs) throw new Error('FakeGateway.until: timed out');
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, 20);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+
+  /** A server-side publish (as from another client), fanned out to every matching subscriber. */
+  publish(channel: string, type: string, payload: unknown): FakeEvent {
+    const event: FakeEvent = {
+      type,
+      channel,
+      id: formatEventId(BASE_MS, ++this.seq),
+      payload,
+      metadata: { timestamp: Date.now(), version: '1' },
+    };
+    const kept = this.history.get(channel) ?? [];
+    kept.push(event);
+    const retain = this.options.retain ?? 1000;
+    while (kept.length > retain) kept.shift();
+    this.history.set(channel, kept);
+    for (const c of this.open) {
+      const sub = c.subs.get(channel);
+      if (sub && matches(sub.filters, event)) this.send(c, event);
+    }
+    return event;
+  }
+
+  /** Sends any frame to a connection (metadata added when absent). */
+  send(c: FakeConnection, frame: { type: string; [k: string]: unknown }): void {
+    const out = { ...frame, metadata: frame.metadata ?? { timestamp: Date.now(), version: '1' } };
+    c.ws.send(JSON.stringify(out));
+  }
+
+  /** Drops every connection without a close frame, as a network failure would (client sees 1006). */
+  dropAll(): void {
+    for (const c of this.open) c.ws.terminate();
+  }
+
+  /** Closes every connection with `code`, after a `connection.disconnected` frame. */
+  closeAll(code: number, reason: string, errorCode = 'UNAVAILABLE', reconnect = true): void {
+    for (const c of this.open) {
+      this.send(c, { type: 'connection.disconnected', payload: { code: errorCode, reason, reconnect } });
+      c.ws.close(code, reason);
+    }
+  }
+
+  async stop(): Promise<void> {
+    for (const c of this.connections) c.ws.terminate();
+    await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+  }
+
+  private wake(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w();
+  }
+
+  private onConnection(ws: WebSocket): void {
+    const c: FakeConnection = { index: this.connections.length, ws, sessionId: undefined, subs: new Map() };
+    this.connections.push(c);
+    ws.on('message', (data) => {
+      const frame = JSON.parse(String(data)) as ReceivedFrame['frame'];
+      this.received.push({ connection: c.index, frame });
+      this.onFrame(c, frame);
+      this.wake();
+    });
+    ws.on('close', () => this.wake());
+    this.wake();
+  }
+
+  private reply(c: FakeConnection, request: ReceivedFrame['frame'], type: string, payload: unknown): void {
+    const correlation_id = request.metadata?.correlation_id as string | undefined;
+    this.send(c, {
+      type,
+      payload,
+      metadata: { timestamp: Date.now(), version: '1', ...(correlation_id ? { correlation_id } : {}) },
+    });
+  }
+
+  private onFrame(c: FakeConnection, frame: ReceivedFrame['frame']): void {
+    const p = frame.payload;
+    switch (frame.type) {
+      case 'connect': {
+        const refusal = this.options.rejectToken?.(p.authentication.token);
+        if (refusal) {
+          this.reply(c, frame, 'connection.error', {
+            code: refusal.code,
+            message: 'token refused',
+            fatal: true,
+          });
+          c.ws.close(refusal.close, refusal.code);
+          return;
+        }
+        c.sessionId = p.sessionId;
+        const existing = this.sessions.get(p.sessionId);
+        const session = existing ?? { subs: new Map<string, SubState>() };
+        this.sessions.set(p.sessionId, session);
+        // A newer connection takes the session over.
+        for (const other of this.open)
+          if (other !== c && other.sessionId === p.sessionId) other.ws.close(4009, 'session taken over');
+        c.subs = session.subs;
+        const lastEventIds: Record<string, string> = p.resume?.lastEventIds ?? {};
+        const recovered: Record<string, boolean> = {};
+        for (const channel of c.subs.keys())
+          recovered[channel] = this.isRecoverable(channel, lastEventIds[channel]);
+        this.reply(c, frame, 'connection.established', {
+          connectionId: `conn-${c.index}`,
+          sessionId: p.sessionId,
+          resumed: existing !== undefined,
+          heartbeatIntervalMs: this.options.heartbeatIntervalMs ?? 25_000,
+          subscriptions: [...c.subs.keys()],
+          denied: [],
+          recovered,
+        });
+        for (const channel of c.subs.keys()) {
+          const since = lastEventIds[channel];
+          if (since !== undefined) this.replay(c, channel, since, true);
+        }
+        return;
+      }
+      case 'subscribe': {
+        const added: Array<{ channel: string; recovered: boolean }> = [];
+        const denied: Array<{ channel: string; code: string; message: string }> = [];
+        for (const channel of p.channels as string[]) {
+          if (this.options.deny?.(channel)) {
+            denied.push({ channel, code: 'FORBIDDEN', message: `not allowed to subscribe to ${channel}` });
+            continue;
+          }
+          c.subs.set(channel, { ack: p.acknowledgment === true, filters: p.filters });
+          added.push({ channel, recovered: this.isRecoverable(channel, p.since?.[channel]) });
+        }
+        this.reply(c, frame, 'subscription.added', { channels: added, denied });
+        for (const { channel } of added) {
+          const since = p.since?.[channel] as string | undefined;
+          if (since !== undefined) this.replay(c, channel, since, false);
+          else if (p.replay?.last)
+            for (const e of (this.history.get(channel) ?? []).slice(-p.replay.last)) this.send(c, e);
+        }
+        return;
+      }
+      case 'unsubscribe':
+        for (const channel of p.channels as string[]) c.subs.delete(channel);
+        this.reply(c, frame, 'subscription.removed', { channels: p.channels });
+        return;
+      case 'heartbeat.ping':
+        if (this.answerPings)
+          this.reply(c, frame, 'heartbeat.pong', { ts: p?.ts ?? 0, serverTime: Date.now() });
+        return;
+      case 'auth.refresh':
+        this.reply(c, frame, 'auth.refreshed', { expiresAt: Date.now() + 60_000 });
+        return;
+      case 'ack':
+      case 'heartbeat.pong':
+        return;
+      default:
+        this.onPublish(c, frame);
+    }
+  }
+
+  private onPublish(c: FakeConnection, frame: ReceivedFrame['frame']): void {
+    const reply = this.publishReplies.shift() ?? { kind: 'sent' };
+    if (reply.kind === 'ignore') return;
+    if (reply.kind === 'failed') {
+      this.reply(c, frame, 'message.failed', { code: reply.code, message: reply.message });
+      return;
+    }
+    const key = frame.metadata?.idempotency_key as string | undefined;
+    let id = key === undefined ? undefined : this.idempotency.get(key);
+    if (id === undefined) {
+      id = this.publish(frame.channel as string, frame.type, frame.payload).id;
+      if (key !== undefined) this.idempotency.set(key, id);
+    }
+    this.reply(c, frame, reply.kind === 'sent' ? 'message.sent' : 'message.queued', {
+      id,
+      channel: frame.channel,
+    });
+  }
+
+  private isRecoverable(channel: string, since: string | undefined): boolean {
+    if (since === undefined) return true;
+    const kept = this.history.get(channel) ?? [];
+    const oldest = kept[0];
+    if (!oldest) return true;
+    // Recoverable when the event right after `since` is still kept: `since` is at or after the one before the oldest.
+    return compareEventIds(since, formatEventId(BASE_MS, Number(oldest.id.split('-')[1]) - 1)) >= 0;
+  }
+
+  /** Sends the kept events after `since`; on resume, with `duplicateOnResume` already-delivered ones first. */
+  private replay(c: FakeConnection, channel: string, since: string, resuming: boolean): void {
+    const kept = this.history.get(channel) ?? [];
+    let from = kept.findIndex((e) => compareEventIds(e.id, since) > 0);
+    if (from === -1) from = kept.length;
+    if (resuming) from = Math.max(0, from - (this.options.duplicateOnResume ?? 0));
+    for (const e of kept.slice(from)) if (matches(c.subs.get(channel)?.filters, e)) this.send(c, e);
+  }
+}
+
+function matches(filters: Record<string, unknown> | undefined, event: FakeEvent): boolean {
+  if (!filters) return true;
+  for (const [key, value] of Object.entries(filters)) {
+    if (key === 'types') {
+      if (Array.isArray(value) && !value.includes(event.type)) return false;
+    } else if ((event.payload as Record<string, unknown> | undefined)?.[key] !== value) return false;
+  }
+  return true;
+}
