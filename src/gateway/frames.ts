@@ -34,7 +34,8 @@ export function encodeError(
 
 /**
  * The delivery frame of a channel event. `payloadJson` is the payload already serialized; the channel
- * name and type come from validated input (grammar-checked), so only they need JSON quoting.
+ * name, type and id are grammar-checked (no character needs escaping), and `extraMetadata` is the
+ * publisher's custom metadata members, already JSON.
  */
 export function encodeChannelEvent(
   type: string,
@@ -42,12 +43,12 @@ export function encodeChannelEvent(
   id: string,
   payloadJson: string,
   timestamp: number,
-  correlationId: string | undefined,
+  extraMetadata: string | undefined,
 ): string {
   const meta =
-    correlationId === undefined
+    extraMetadata === undefined
       ? `{"timestamp":${timestamp},"version":"${PROTOCOL_VERSION}"}`
-      : `{"timestamp":${timestamp},"version":"${PROTOCOL_VERSION}","correlation_id":${JSON.stringify(correlationId)}}`;
+      : `{"timestamp":${timestamp},"version":"${PROTOCOL_VERSION}",${extraMetadata}}`;
   return `{"type":"${type}","channel":"${channel}","id":"${id}","payload":${payloadJson},"metadata":${meta}}`;
 }
 

@@ -17,6 +17,7 @@ import {
   ERRORS,
   formatIssues,
   isApixError,
+  isControlType,
   isEventId,
   parseChannel,
   PublishFrameSchema,
@@ -275,16 +276,17 @@ export class ApiXGateway {
       this.dispatch(conn, r.data as ClientControlFrame, correlationId);
       return;
     }
+    const channel = (frame as { channel?: unknown }).channel;
+    if (typeof channel !== 'string')
+      return this.fail(conn, 'BAD_REQUEST', `unknown frame type "${type.slice(0, 64)}" (a publish needs a channel)`, false, correlationId);
+    // A publish attempt: its errors answer message.failed, like every other publish error.
     const r = PublishFrameSchema.safeParse(frame);
     if (!r.success) {
-      const reserved = type.includes('.') && /^(connection|subscription|message|heartbeat|auth|reconnection|presence)\./.test(type);
-      return this.fail(
-        conn,
-        'BAD_REQUEST',
-        reserved ? `"${type}" is a reserved control type` : formatIssues(r.error),
-        false,
-        correlationId,
+      const message = isControlType(type) ? `"${type}" is a reserved control type` : formatIssues(r.error);
+      conn.send(
+        encodeControl('message.failed', { code: 'BAD_REQUEST', message, channel: channel.slice(0, 200) }, this.deps.clock.now(), correlationId),
       );
+      return;
     }
     this.handlePublish(conn, r.data, correlationId);
   }

@@ -78,7 +78,8 @@ export class MemoryPresence implements Presence {
 
   async refresh(): Promise<void> {
     const deadline = this.store.clock.now() + this.ttlMs;
-    for (const [roomKey, room] of this.local) for (const m of room.values()) this.store.write(roomKey, m, deadline);
+    for (const [roomKey, room] of this.local)
+      for (const m of room.values()) this.store.write(roomKey, m, deadline);
   }
 
   async close(): Promise<void> {

@@ -76,6 +76,11 @@ export class RedisPresence implements Presence {
     if (members.length === 0) return;
     const args: (string | number)[] = [this.clock.now() + this.ttlMs, this.ttlMs * 2];
     for (const m of members) args.push(m.connectionId, JSON.stringify(m));
-    await runScript(this.client, 'presence-join', [this.keys.presenceMembers(roomKey), this.keys.presenceDeadlines(roomKey)], args);
+    await runScript(
+      this.client,
+      'presence-join',
+      [this.keys.presenceMembers(roomKey), this.keys.presenceDeadlines(roomKey)],
+      args,
+    );
   }
 }

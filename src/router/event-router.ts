@@ -112,14 +112,14 @@ export class EventRouter {
     if (bytes > this.options.maxMessageBytes)
       throw new ApixError('PAYLOAD_TOO_LARGE', `payload is over ${this.options.maxMessageBytes} bytes`);
     const timestamp = this.clock.now();
-    const correlationId = req.metadata?.correlation_id;
+    const extraMetadata = customMetadataJson(req.metadata);
     const event: BrokerEvent = await this.broker.publish({
       key,
       type: req.type,
       timestamp,
       publisher: req.publisher,
       history: this.options.history,
-      encode: (id) => encodeChannelEvent(req.type, channel.name, id, payloadJson, timestamp, correlationId),
+      encode: (id) => encodeChannelEvent(req.type, channel.name, id, payloadJson, timestamp, extraMetadata),
     });
     this.published++;
     if (this.hooks.has('onPublish'))
@@ -147,4 +147,22 @@ export class EventRouter {
   get idempotencyKeys(): number {
     return this.idempotency.size;
   }
+}
+
+/** Keys of a publish's metadata that are the publisher's own business (the rest travel with the event). */
+const PUBLISH_ONLY_METADATA = new Set(['timestamp', 'version', 'correlation_id', 'idempotency_key', 'retryCount']);
+
+/**
+ * The publisher's custom metadata keys (e.g. `trace_id`), as JSON members to splice into the event's
+ * metadata, or undefined when there are none (the common case: nothing is built).
+ */
+function customMetadataJson(metadata: EnvelopeMetadata | undefined): string | undefined {
+  if (metadata === undefined) return undefined;
+  let out: string | undefined;
+  for (const k of Object.keys(metadata)) {
+    if (PUBLISH_ONLY_METADATA.has(k)) continue;
+    const member = `${JSON.stringify(k)}:${JSON.stringify(metadata[k]) ?? 'null'}`;
+    out = out === undefined ? member : `${out},${member}`;
+  }
+  return out;
 }

@@ -138,7 +138,7 @@ export class EventRecords {
     return this.prisma.apiXEvent
       .findMany({
         where: { channel: channelKey },
-        orderBy: { createdAt: 'desc' },
+        orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
         take: Math.min(options.limit ?? 100, 1_000),
       })
       .then((rows) => rows.reverse());

@@ -1,0 +1,240 @@
+/**
+ * Test support: a real gateway node on an ephemeral port, tokens, and a raw `ws` client that speaks
+ * PROTOCOL.md frame by frame (no SDK), with waits that fail with the frames seen so far.
+ */
+import { SignJWT } from 'jose';
+import WebSocket from 'ws';
+import { createNode } from '../../src/node.ts';
+import type { ApixNode, NodeOptions } from '../../src/node.ts';
+import { testConfig } from '../../src/config.ts';
+import type { Config } from '../../src/config.ts';
+import { createLogger } from '../../src/log.ts';
+
+export const TEST_SECRET = 'test-secret-0123456789-abcdefghij';
+
+export function config(overrides: Partial<Config> = {}): Config {
+  const base = testConfig();
+  return {
+    ...base,
+    logLevel: 'silent',
+    ...overrides,
+    auth: {
+      ...base.auth,
+      jwtSecret: TEST_SECRET,
+      apiKeys: ['acme:apix_static_acmekey'],
+      ...(overrides.auth ?? {}),
+    },
+  };
+}
+
+export async function startNode(
+  overrides: Partial<Config> = {},
+  options: Partial<NodeOptions> = {},
+): Promise<ApixNode> {
+  const cfg = config(overrides);
+  const node = createNode({ logger: createLogger('silent', 'test'), ...options, config: cfg });
+  await node.listen();
+  return node;
+}
+
+export interface TokenClaims {
+  sub?: string;
+  org?: string;
+  roles?: string[];
+  expiresIn?: string | number;
+  secret?: string;
+  [claim: string]: unknown;
+}
+
+export async function token(claims: TokenClaims = {}): Promise<string> {
+  const {
+    sub = 'alice',
+    org = 'acme',
+    roles = ['member'],
+    expiresIn = '1h',
+    secret = TEST_SECRET,
+    ...rest
+  } = claims;
+  const jwt = new SignJWT({ org, roles, ...rest })
+    .setProtectedHeader({ alg: 'HS256' })
+    .setSubject(sub)
+    .setIssuedAt();
+  if (expiresIn !== 0) jwt.setExpirationTime(expiresIn);
+  return jwt.sign(new TextEncoder().encode(secret));
+}
+
+export type Frame = {
+  type: string;
+  channel?: string;
+  id?: string;
+  payload?: any;
+  metadata?: any;
+};
+
+export class RawClient {
+  readonly frames: Frame[] = [];
+  closed: { code: number; reason: string } | undefined;
+  private waiters: Array<() => void> = [];
+  private constructor(readonly ws: WebSocket) {
+    ws.on('message', (data, isBinary) => {
+      if (!isBinary) this.frames.push(JSON.parse(data.toString()) as Frame);
+      this.wake();
+    });
+    ws.on('close', (code, reason) => {
+      this.closed = { code, reason: reason.toString() };
+      this.wake();
+    });
+    ws.on('error', () => {});
+  }
+
+  static async open(
+    url: string,
+    options: WebSocket.ClientOptions & { protocols?: string[] } = {},
+  ): Promise<RawClient> {
+    const ws = new WebSocket(url, options.protocols ?? [], options);
+    const client = new RawClient(ws);
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+      ws.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
+    });
+    return client;
+  }
+
+  /** Opens, sends `connect`, and waits for `connection.established`. */
+  static async connect(
+    url: string,
+    opts: {
+      token?: string;
+      sessionId?: string;
+      subscriptions?: string[];
+      resume?: Record<string, string>;
+      clientType?: string;
+    } = {},
+  ): Promise<RawClient> {
+    const c = await RawClient.open(url);
+    c.send({
+      type: 'connect',
+      payload: {
+        sessionId: opts.sessionId ?? `s-${Math.random().toString(36).slice(2)}`,
+        clientType: opts.clientType ?? 'WEB_APP',
+        authentication: { token: opts.token ?? (await token()) },
+        subscriptions: opts.subscriptions ?? [],
+        ...(opts.resume ? { resume: { lastEventIds: opts.resume } } : {}),
+      },
+    });
+    const f = await c.next((f) => f.type === 'connection.established' || f.type === 'connection.error');
+    if (f.type !== 'connection.established') throw new Error(`connect failed: ${JSON.stringify(f.payload)}`);
+    return c;
+  }
+
+  send(frame: unknown): void {
+    this.ws.send(typeof frame === 'string' ? frame : JSON.stringify(frame));
+  }
+
+  private cursor = 0;
+  /** The next frame (after the last one returned) matching `pred`. */
+  async next(pred: (f: Frame) => boolean = () => true, timeoutMs = 3000): Promise<Frame> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      for (; this.cursor < this.frames.length; this.cursor++) {
+        const f = this.frames[this.cursor]!;
+        if (pred(f)) {
+          this.cursor++;
+          return f;
+        }
+      }
+      if (this.closed)
+        throw new Error(
+          `closed (${this.closed.code} ${this.closed.reason}) before a matching frame; saw ${this.summary()}`,
+        );
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out waiting for a frame; saw ${this.summary()}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+
+  nextOfType(type: string, timeoutMs?: number): Promise<Frame> {
+    return this.next((f) => f.type === type, timeoutMs);
+  }
+
+  /** Channel events received so far (any non-control type with an id). */
+  events(channel?: string): Frame[] {
+    return this.frames.filter(
+      (f) => f.id !== undefined && f.channel !== undefined && (!channel || f.channel === channel),
+    );
+  }
+
+  async waitForEvents(n: number, channel?: string, timeoutMs = 3000): Promise<Frame[]> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.events(channel).length < n) {
+      if (Date.now() > deadline)
+        throw new Error(`expected ${n} events, got ${this.events(channel).length}; saw ${this.summary()}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, 50);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+    return this.events(channel);
+  }
+
+  async waitClosed(timeoutMs = 3000): Promise<{ code: number; reason: string }> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.closed) {
+      if (Date.now() > deadline) throw new Error(`not closed; saw ${this.summary()}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, 50);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+    return this.closed;
+  }
+
+  /** Publishes and waits for the reply with the same correlation id. */
+  async publish(
+    channel: string,
+    type: string,
+    payload: unknown,
+    metadata: Record<string, unknown> = {},
+  ): Promise<Frame> {
+    const correlation_id = `c-${Math.random().toString(36).slice(2)}`;
+    this.send({ type, channel, payload, metadata: { ...metadata, correlation_id } });
+    return this.next((f) => f.metadata?.correlation_id === correlation_id);
+  }
+
+  async subscribe(payload: Record<string, unknown>): Promise<Frame> {
+    const correlation_id = `c-${Math.random().toString(36).slice(2)}`;
+    this.send({ type: 'subscribe', payload, metadata: { correlation_id } });
+    return this.next((f) => f.metadata?.correlation_id === correlation_id);
+  }
+
+  close(): void {
+    this.ws.close();
+  }
+  terminate(): void {
+    this.ws.terminate();
+  }
+
+  private summary(): string {
+    return JSON.stringify(this.frames.slice(-5).map((f) => ({ type: f.type, payload: f.payload })));
+  }
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const fn of w) fn();
+  }
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
