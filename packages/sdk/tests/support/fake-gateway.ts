@@ -82,9 +82,14 @@ export class FakeGateway {
     wss.on('connection', (ws) => this.onConnection(ws));
   }
 
-  static async start(options: FakeGatewayOptions = {}): Promise<FakeGateway> {
+  static start(options: FakeGatewayOptions = {}): Promise<FakeGateway> {
+    return FakeGateway.startOn(0, options);
+  }
+
+  /** On a given port: to bring a stopped gateway back where its clients reconnect. */
+  static async startOn(port: number, options: FakeGatewayOptions = {}): Promise<FakeGateway> {
     const wss = new WebSocketServer({
-      port: 0,
+      port,
       host: '127.0.0.1',
       path: WS_PATH,
       handleProtocols: (protocols) => (protocols.has(WS_SUBPROTOCOL) ? WS_SUBPROTOCOL : false),
