@@ -70,7 +70,9 @@ for (const target of databaseTargets) {
     test('every model round-trips through the generated client', async () => {
       const p = opened.db.prisma;
       const at = new Date('2025-01-02T03:04:05.678Z');
-      const org = await p.organization.create({ data: { id: 'rt-org', name: 'Round Trip', metadata: { tier: 'pro' } } });
+      const org = await p.organization.create({
+        data: { id: 'rt-org', name: 'Round Trip', metadata: { tier: 'pro' } },
+      });
       assert.deepEqual(await p.organization.findUnique({ where: { id: 'rt-org' } }), org);
 
       const conn = {
@@ -86,30 +88,61 @@ for (const target of databaseTargets) {
       };
       const c = await p.apiXConnection.create({ data: conn });
       assert.ok(c.id.length > 0);
-      assert.deepEqual(await p.apiXConnection.findUnique({ where: { sessionId: 'rt-session' } }), { ...conn, id: c.id });
+      assert.deepEqual(await p.apiXConnection.findUnique({ where: { sessionId: 'rt-session' } }), {
+        ...conn,
+        id: c.id,
+      });
 
       const ev = await p.apiXEvent.create({
-        data: { eventType: 'tool_call_start', channel: 'rt-org/tool:x', payload: { a: 1 }, sessionId: 's', metadata: { v: '1' } },
+        data: {
+          eventType: 'tool_call_start',
+          channel: 'rt-org/tool:x',
+          payload: { a: 1 },
+          sessionId: 's',
+          metadata: { v: '1' },
+        },
       });
       assert.equal(ev.acknowledgment, false);
       assert.equal(ev.retryCount, 0);
       assert.deepEqual(await p.apiXEvent.findUnique({ where: { id: ev.id } }), ev);
 
       const ch = await p.apiXChannel.create({
-        data: { name: 'rt-org/room:r1', type: 'ROOM', organizationId: 'rt-org', permissions: { subscribe: ['member'] } },
+        data: {
+          name: 'rt-org/room:r1',
+          type: 'ROOM',
+          organizationId: 'rt-org',
+          permissions: { subscribe: ['member'] },
+        },
       });
       assert.equal(ch.subscribers, 0);
       assert.deepEqual(await p.apiXChannel.findUnique({ where: { name: 'rt-org/room:r1' } }), ch);
 
       const key = await p.apiKey.create({
-        data: { id: 'k1', organizationId: 'rt-org', hash: 'h'.repeat(64), scopes: ['publish:agent'], lastUsedAt: at, revokedAt: at },
+        data: {
+          id: 'k1',
+          organizationId: 'rt-org',
+          hash: 'h'.repeat(64),
+          scopes: ['publish:agent'],
+          lastUsedAt: at,
+          revokedAt: at,
+        },
       });
       assert.deepEqual(await p.apiKey.findUnique({ where: { hash: 'h'.repeat(64) } }), key);
 
       const log = await p.auditLog.create({
         data: {
-          id: 'a1', orgId: 'rt-org', seq: 1, prevHash: '0', hash: '1', actor: 'alice', action: 'auth.failed',
-          target: null, detail: { code: 'UNAUTHORIZED' }, remoteAddress: '::1', userAgent: 'ua', createdAt: at,
+          id: 'a1',
+          orgId: 'rt-org',
+          seq: 1,
+          prevHash: '0',
+          hash: '1',
+          actor: 'alice',
+          action: 'auth.failed',
+          target: null,
+          detail: { code: 'UNAUTHORIZED' },
+          remoteAddress: '::1',
+          userAgent: 'ua',
+          createdAt: at,
         },
       });
       assert.deepEqual(await p.auditLog.findUnique({ where: { id: 'a1' } }), log);
@@ -123,7 +156,14 @@ for (const target of databaseTargets) {
       assert.deepEqual(await p.auditChainHead.findUnique({ where: { orgId: 'rt-org' } }), head);
 
       const dl = await p.apiXDeadLetter.create({
-        data: { organizationId: 'rt-org', channel: 'rt-org/agent:a', eventId: '1-0', sessionId: 's', attempts: 5, payload: [1] },
+        data: {
+          organizationId: 'rt-org',
+          channel: 'rt-org/agent:a',
+          eventId: '1-0',
+          sessionId: 's',
+          attempts: 5,
+          payload: [1],
+        },
       });
       assert.deepEqual(await p.apiXDeadLetter.findUnique({ where: { id: dl.id } }), dl);
 
@@ -148,9 +188,16 @@ for (const target of databaseTargets) {
 
       test('connect upserts, heartbeats are batched, disconnect sets the status', async () => {
         const p = opened.db.prisma;
-        const info = testConnection('acme', 'sess-1', 'conn-1', { connectedAt: clock.now(), channels: ['agent:a1'] });
+        const info = testConnection('acme', 'sess-1', 'conn-1', {
+          connectedAt: clock.now(),
+          channels: ['agent:a1'],
+        });
         bus.emit('onConnect', { connection: info, resumed: false });
-        assert.equal(await p.apiXConnection.count({ where: { sessionId: 'sess-1' } }), 0, 'nothing is written inline');
+        assert.equal(
+          await p.apiXConnection.count({ where: { sessionId: 'sess-1' } }),
+          0,
+          'nothing is written inline',
+        );
         assert.equal(await repos.flush(), true);
         const row = await p.apiXConnection.findUniqueOrThrow({ where: { sessionId: 'sess-1' } });
         assert.equal(row.status, 'CONNECTED');
@@ -160,7 +207,12 @@ for (const target of databaseTargets) {
         assert.ok(await p.organization.findUnique({ where: { id: 'acme' } }), 'the organization is noted');
 
         for (let i = 1; i <= 500; i++)
-          bus.emit('onHeartbeat', { connectionId: 'conn-1', sessionId: 'sess-1', rttMs: 3, at: clock.now() + i * 10 });
+          bus.emit('onHeartbeat', {
+            connectionId: 'conn-1',
+            sessionId: 'sess-1',
+            rttMs: 3,
+            at: clock.now() + i * 10,
+          });
         assert.equal(repos.counters.pending, 1, '500 pings are one pending change');
         const before = await p.apiXConnection.findUniqueOrThrow({ where: { sessionId: 'sess-1' } });
         assert.equal(before.lastHeartbeat.getTime(), clock.now(), 'pings wait for the flush');
@@ -210,7 +262,8 @@ for (const target of databaseTargets) {
         sub(other, 'system:status', 'SYSTEM_EVENTS');
         sub(c1, 'user:someone-else', 'PRIVATE_USER', false); // denied: not counted
         await repos.flush();
-        const count = async (name: string) => (await p.apiXChannel.findUnique({ where: { name } }))?.subscribers;
+        const count = async (name: string) =>
+          (await p.apiXChannel.findUnique({ where: { name } }))?.subscribers;
         assert.equal(await count('acme/workflow:w1'), 2);
         assert.equal(await count('globex/workflow:w1'), 1, 'organizations never share a row');
         assert.equal(await count('_/system:status'), 2, 'system channels are shared');
@@ -244,7 +297,11 @@ for (const target of databaseTargets) {
         const stored = await p.apiKey.findUniqueOrThrow({ where: { id: record.id } });
         assert.notEqual(stored.hash, key);
         assert.equal(stored.lastUsedAt, null);
-        assert.deepEqual(await repos.apiKeyStore.verify(key), { keyId: record.id, orgId: 'acme', scopes: ['publish'] });
+        assert.deepEqual(await repos.apiKeyStore.verify(key), {
+          keyId: record.id,
+          orgId: 'acme',
+          scopes: ['publish'],
+        });
         assert.equal(await repos.apiKeyStore.verify(`${key}x`), undefined);
         assert.equal(await repos.apiKeyStore.verify('not-a-key'), undefined);
         await repos.flush();
@@ -277,7 +334,13 @@ for (const target of databaseTargets) {
         );
         assert.deepEqual(rows[0]!.payload, { s: 'idle\uFFFD' });
         repos.events.acknowledge('acme/agent:a1', ['1-0']);
-        bus.emit('onDeadLetter', { orgId: 'acme', channel: 'agent:a1', eventId: '1-1', sessionId: 'sess-9', attempts: 5 });
+        bus.emit('onDeadLetter', {
+          orgId: 'acme',
+          channel: 'agent:a1',
+          eventId: '1-1',
+          sessionId: 'sess-9',
+          attempts: 5,
+        });
         await repos.flush();
         const [acked, dead] = await repos.events.list('acme/agent:a1');
         assert.equal(acked!.acknowledgment, true);
