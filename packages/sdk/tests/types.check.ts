@@ -7,6 +7,7 @@ import {
   ApixClient,
   type ApixEvent,
   type ClientEvents,
+  type ErrorCode,
   type PayloadOf,
   type PublishResult,
   type Subscription,
@@ -55,10 +56,12 @@ export async function handlers(client: ApixClient): Promise<void> {
   });
   // Custom event types carry unknown payloads.
   sub.on('my.custom_event', (e: ApixEvent<'my.custom_event'>) => {
-    assertType<Equal<typeof e.payload, unknown>>(true);
+    const payload = e.payload;
+    assertType<Equal<typeof payload, unknown>>(true);
   });
   sub.on('*', (e) => {
-    assertType<Equal<typeof e.type, string>>(true);
+    const type = e.type;
+    assertType<Equal<typeof type, string>>(true);
   });
   // @ts-expect-error handlers take the event, not (payload, event)
   sub.on('tool_call_start', (_payload: string, _event: unknown) => {});
@@ -75,7 +78,7 @@ export async function handlers(client: ApixClient): Promise<void> {
   });
   // @ts-expect-error no such client event
   client.on('subscription.granted', () => {});
-  assertType<Equal<ClientEvents['error']['code'], import('../src/index.ts').ErrorCode>>(true);
+  assertType<Equal<ClientEvents['error']['code'], ErrorCode>>(true);
 }
 
 export async function publishing(client: ApixClient): Promise<void> {
