@@ -56,12 +56,12 @@ export async function handlers(client: ApixClient): Promise<void> {
   });
   // Custom event types carry unknown payloads.
   sub.on('my.custom_event', (e: ApixEvent<'my.custom_event'>) => {
-    const payload = e.payload;
-    assertType<Equal<typeof payload, unknown>>(true);
+    const _payload = e.payload;
+    assertType<Equal<typeof _payload, unknown>>(true);
   });
   sub.on('*', (e) => {
-    const type = e.type;
-    assertType<Equal<typeof type, string>>(true);
+    const _type = e.type;
+    assertType<Equal<typeof _type, string>>(true);
   });
   // @ts-expect-error handlers take the event, not (payload, event)
   sub.on('tool_call_start', (_payload: string, _event: unknown) => {});
