@@ -151,7 +151,15 @@ export class RedisBroker implements Broker {
     if (this.wanted.has(topic)) return;
     this.wanted.add(topic);
     // While Redis is away the interest is kept and sent on the next 'ready'.
-    if (this.clients.subscriber.status === 'ready') await this.sendSubscribe([topic]);
+    if (this.clients.subscriber.status !== 'ready') return;
+    try {
+      await this.sendSubscribe([topic]);
+    } catch (err) {
+      // A connection error: the next 'ready' subscribes. Redis refusing (ACL...) is a real failure.
+      if ((err as Error).name !== 'ReplyError') return;
+      this.wanted.delete(topic);
+      throw err;
+    }
   }
 
   async unsubscribe(key: string): Promise<void> {
