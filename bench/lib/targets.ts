@@ -1,0 +1,207 @@
+/**
+ * The systems under test and how to start them. A target starts its server process(es) pinned to the
+ * server core, says where clients connect and which client protocol they speak, and stops cleanly.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { freePort, processTree, sleep, spawnPinned, stop, waitHttp } from './proc.ts';
+import type { TargetKind } from './protocols.ts';
+
+export type Scenario = 'a' | 'b' | 'c' | 'd' | 'e';
+
+export interface StartContext {
+  readonly root: string;
+  readonly tmpDir: string;
+  readonly cpu: number | undefined;
+  readonly jwtSecret: string;
+  readonly heartbeatMs: number;
+  /** Server processes to use (connection counts above one process's file limit). */
+  readonly workers: number;
+}
+
+export interface Running {
+  /** ws:// base URLs, one per node. */
+  readonly urls: string[];
+  /** Every process of the system under test (gateway nodes, their workers, Redis). */
+  pids(): number[];
+  stop(): Promise<void>;
+}
+
+export interface TargetDef {
+  readonly name: string;
+  readonly label: string;
+  readonly kind: TargetKind;
+  readonly scenarios: readonly Scenario[];
+  /** Gateway nodes (Redis mode runs 3). */
+  readonly nodes: number;
+  start(ctx: StartContext): Promise<Running>;
+}
+
+function logTail(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').split('\n').slice(-15).join('\n');
+  } catch {
+    return '';
+  }
+}
+
+let serial = 0;
+
+async function startNode(
+  ctx: StartContext,
+  name: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  port: number,
+  readyTimeoutMs: number,
+): Promise<ChildProcess> {
+  const logFile = join(ctx.tmpDir, `${name}-${++serial}.log`);
+  const child = spawnPinned(process.execPath, ['--import', 'tsx', ...args], {
+    cpu: ctx.cpu,
+    cwd: ctx.root,
+    env,
+    logFile,
+  });
+  try {
+    await waitHttp(`http://127.0.0.1:${port}/healthz`, child, readyTimeoutMs);
+  } catch (err) {
+    await stop(child);
+    const tail = logTail(logFile);
+    throw new Error(`${name}: ${(err as Error).message}${tail ? `\n${tail}` : ''}`, { cause: err });
+  }
+  return child;
+}
+
+function running(children: ChildProcess[], ports: number[]): Running {
+  return {
+    urls: ports.map((p) => `ws://127.0.0.1:${p}`),
+    pids: () => children.flatMap((c) => (c.pid !== undefined ? processTree(c.pid) : [])),
+    stop: async () => {
+      await Promise.all(children.map((c) => stop(c)));
+    },
+  };
+}
+
+async function waitRedis(port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect(port, '127.0.0.1', () => s.write('PING\r\n'));
+      s.once('data', (d) => {
+        s.destroy();
+        resolve(d.toString().startsWith('+PONG'));
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    await sleep(100);
+  }
+  throw new Error('redis-server did not answer PING');
+}
+
+const baseline: TargetDef = {
+  name: 'baseline',
+  label: 'ws baseline',
+  kind: 'baseline',
+  scenarios: ['a', 'b', 'c'],
+  nodes: 1,
+  async start(ctx) {
+    const port = await freePort();
+    const args = [
+      'bench/servers/ws-baseline.ts',
+      '--port',
+      String(port),
+      '--heartbeat-ms',
+      String(ctx.heartbeatMs),
+    ];
+    args.push('--workers', String(ctx.workers));
+    return running([await startNode(ctx, 'baseline', args, process.env, port, 20_000)], [port]);
+  },
+};
+
+const socketio: TargetDef = {
+  name: 'socketio',
+  label: 'Socket.IO 4',
+  kind: 'socketio',
+  scenarios: ['a', 'b', 'c'],
+  nodes: 1,
+  async start(ctx) {
+    const port = await freePort();
+    const args = ['bench/servers/socketio.ts', '--port', String(port), '--secret', ctx.jwtSecret];
+    args.push('--heartbeat-ms', String(ctx.heartbeatMs), '--workers', String(ctx.workers));
+    return running([await startNode(ctx, 'socketio', args, process.env, port, 20_000)], [port]);
+  },
+};
+
+function apixEnv(ctx: StartContext, port: number, node: number, redisUrl?: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    APIX_PORT: String(port),
+    APIX_HOST: '127.0.0.1',
+    APIX_JWT_SECRET: ctx.jwtSecret,
+    APIX_LOG_LEVEL: 'warn',
+    APIX_DATA_DIR: join(ctx.tmpDir, `apix-data-${++serial}`),
+    APIX_NODE_ID: `bench-${node}`,
+    APIX_HEARTBEAT_INTERVAL_MS: String(ctx.heartbeatMs),
+  };
+  if (redisUrl) env.REDIS_URL = redisUrl;
+  else delete env.REDIS_URL;
+  delete env.DATABASE_URL;
+  return env;
+}
+
+function apixArgs(workers: number): string[] {
+  return ['src/cli/main.ts', 'serve', ...(workers > 1 ? ['--workers', String(workers)] : [])];
+}
+
+const apix: TargetDef = {
+  name: 'apix',
+  label: 'APIX',
+  kind: 'apix',
+  scenarios: ['a', 'b', 'c', 'd'],
+  nodes: 1,
+  async start(ctx) {
+    const port = await freePort();
+    const child = await startNode(ctx, 'apix', apixArgs(ctx.workers), apixEnv(ctx, port, 1), port, 90_000);
+    return running([child], [port]);
+  },
+};
+
+function apixRedis(nodes: number): TargetDef {
+  return {
+    name: `apix-redis-${nodes}`,
+    label: `APIX + Redis, ${nodes} node${nodes > 1 ? 's' : ''}`,
+    kind: 'apix',
+    scenarios: ['b', 'c'],
+    nodes,
+    async start(ctx) {
+      const redisPort = await freePort();
+      const redis = spawnPinned(
+        'redis-server',
+        ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+        { cpu: ctx.cpu, cwd: ctx.tmpDir, logFile: join(ctx.tmpDir, `redis-${++serial}.log`) },
+      );
+      const children: ChildProcess[] = [redis];
+      try {
+        await waitRedis(redisPort, 10_000);
+        const ports: number[] = [];
+        for (let n = 1; n <= nodes; n++) {
+          const port = await freePort();
+          const env = apixEnv(ctx, port, n, `redis://127.0.0.1:${redisPort}`);
+          children.push(
+            await startNode(ctx, `apix-redis-node${n}`, apixArgs(ctx.workers), env, port, 90_000),
+          );
+          ports.push(port);
+        }
+        return running(children, ports);
+      } catch (err) {
+        await Promise.all(children.map((c) => stop(c)));
+        throw err;
+      }
+    },
+  };
+}
+
+export const TARGETS: readonly TargetDef[] = [baseline, socketio, apix, apixRedis(1), apixRedis(3)];
