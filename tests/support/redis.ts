@@ -76,6 +76,8 @@ export function pingRedis(host: string, port: number, timeoutMs = 300): Promise<
 
 export interface RedisServerOptions {
   readonly appendonly?: boolean;
+  /** Use this port (default: a free one). */
+  readonly port?: number;
   /** Extra `--name value` arguments. */
   readonly args?: readonly string[];
 }
@@ -101,7 +103,7 @@ process.on('exit', () => {
 });
 
 export async function startRedis(options: RedisServerOptions = {}): Promise<RedisServer> {
-  const port = await freePort();
+  const port = options.port ?? (await freePort());
   const dir = mkdtempSync(join(tmpdir(), 'apix-redis-'));
   let proc: ChildProcess | undefined;
 
@@ -185,4 +187,84 @@ export async function findRedis(): Promise<FoundRedis> {
 /** A key prefix no other test uses (`apixtest:<random>:`). */
 export function uniquePrefix(): string {
   return `apixtest:${randomBytes(6).toString('hex')}:`;
+}
+
+/** A free port whose cluster bus port (port + 10000) is free too. */
+async function freeClusterPort(): Promise<number> {
+  for (let i = 0; i < 50; i++) {
+    const port = await freePort();
+    if (port > 55_000) continue;
+    const busFree = await new Promise<boolean>((resolve) => {
+      const srv = createServer();
+      srv.once('error', () => resolve(false));
+      srv.listen(port + 10_000, '127.0.0.1', () => srv.close(() => resolve(true)));
+    });
+    if (busFree) return port;
+  }
+  throw new Error('no free port pair for a Redis Cluster node');
+}
+
+export interface RedisCluster {
+  readonly nodes: readonly RedisServer[];
+  /** `redis+cluster://host:port,...` for createRedisClients. */
+  readonly url: string;
+  destroy(): Promise<void>;
+}
+
+/**
+ * A Redis Cluster of `masters` masters (no replicas), each a private redis-server, joined with
+ * `redis-cli --cluster create`. Resolves once every node reports cluster_state:ok.
+ */
+export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
+  const nodes: RedisServer[] = [];
+  try {
+    for (let i = 0; i < masters; i++) {
+      const port = await freeClusterPort();
+      nodes.push(
+        await startRedis({
+          port,
+          args: [
+            '--cluster-enabled',
+            'yes',
+            '--cluster-config-file',
+            'nodes.conf',
+            '--cluster-node-timeout',
+            '2000',
+          ],
+        }),
+      );
+    }
+    const addrs = nodes.map((n) => `127.0.0.1:${n.port}`);
+    const r = spawnSync(
+      REDIS_CLI_BIN,
+      ['--cluster', 'create', ...addrs, '--cluster-replicas', '0', '--cluster-yes'],
+      {
+        encoding: 'utf8',
+        timeout: 20_000,
+      },
+    );
+    if (r.status !== 0) throw new Error(`redis-cli --cluster create failed: ${r.stdout}${r.stderr}`);
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const ok = nodes.every((n) => {
+        const info = spawnSync(REDIS_CLI_BIN, ['-p', String(n.port), 'cluster', 'info'], {
+          encoding: 'utf8',
+        });
+        return info.stdout.includes('cluster_state:ok');
+      });
+      if (ok) break;
+      if (Date.now() > deadline) throw new Error('the Redis Cluster did not reach cluster_state:ok');
+      await sleep(50);
+    }
+    return {
+      nodes,
+      url: `redis+cluster://${addrs.join(',')}`,
+      destroy: async () => {
+        await Promise.all(nodes.map((n) => n.destroy()));
+      },
+    };
+  } catch (err) {
+    await Promise.all(nodes.map((n) => n.destroy()));
+    throw err;
+  }
 }
