@@ -48,7 +48,7 @@ describe('SDK against the real gateway', () => {
     const established = await alice.connect();
     assert.equal(established.sessionId, alice.sessionId);
     await bob.connect();
-    const seen: ApixEvent[] = [];
+    const seen: Array<ApixEvent<'tool_call_start'>> = [];
     const sub = alice.subscribe('tool:t1');
     sub.on('tool_call_start', (e) => void seen.push(e));
     assert.deepEqual(await sub.ready, { recovered: true });
