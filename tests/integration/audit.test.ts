@@ -1,0 +1,358 @@
+/**
+ * The audit trail on PostgreSQL and PGlite: an entry for each hook kind, the per-organization hash
+ * chain and its verification (altered, removed, truncated), queries, bounds, and the spill file: a real
+ * outage (a TCP proxy in front of PostgreSQL, cut and restored) and a restart after one.
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { AuditLogger, GATEWAY_ORG_ID } from '../../src/audit/audit-logger.ts';
+import { attachAuditHooks, AuditAction } from '../../src/audit/audit-hooks.ts';
+import { parseAuditQuery, queryAudit } from '../../src/audit/query.ts';
+import { verifyAuditChain } from '../../src/audit/verify.ts';
+import { ManualClock } from '../../src/clock.ts';
+import { HookBus } from '../../src/gateway/hooks.ts';
+import type { Database, PrismaClient } from '../../src/store/database.ts';
+import { testConnection, testPeer, testPrincipal } from '../support/connection-info.ts';
+import { databaseTargets, type OpenedDatabase } from '../support/databases.ts';
+import { viaPort } from '../support/postgres.ts';
+import { startTcpProxy } from '../support/tcp-proxy.ts';
+
+const T0 = Date.parse('2025-04-01T12:00:00Z');
+
+function entry(orgId: string, i: number) {
+  return { orgId, actor: `user-${i}`, action: 'admin.test', target: `t${i}`, detail: { i } };
+}
+
+for (const target of databaseTargets) {
+  const skip = await target.skipReason();
+  describe(`audit trail on ${target.kind}`, { skip }, () => {
+    let opened: OpenedDatabase;
+    let prisma: PrismaClient;
+    before(async () => {
+      opened = await target.open();
+      prisma = opened.db.prisma;
+    });
+    let reopened: Database | undefined;
+    after(async () => {
+      await reopened?.close();
+      await opened?.cleanup();
+    });
+
+    const newLogger = (overrides: Partial<ConstructorParameters<typeof AuditLogger>[0]> = {}) =>
+      new AuditLogger({ prisma, dataDir: opened.dataDir, clock: new ManualClock(T0), ...overrides });
+
+    test('every hook kind is recorded: who, organization, when, what, from where', async () => {
+      const audit = newLogger();
+      const bus = new HookBus((name, err) => assert.fail(`hook ${name} threw: ${String(err)}`));
+      attachAuditHooks(bus, audit);
+      const conn = testConnection('hooks-org', 's1', 'c1', { connectedAt: T0 + 1 });
+      const alice = conn.principal;
+      const key = testPrincipal('hooks-org', 'apikey:k1', { kind: 'apiKey', keyId: 'k1', isService: true });
+      bus.emit('onConnect', { connection: conn, resumed: false });
+      bus.emit('onConnectRefused', {
+        peer: testPeer,
+        code: 'UNAUTHORIZED',
+        reason: 'bad signature',
+        orgId: 'hooks-org',
+      });
+      bus.emit('onConnectRefused', { peer: testPeer, code: 'ORIGIN', reason: 'origin not allowed' });
+      bus.emit('onAuthFailure', {
+        peer: testPeer,
+        code: 'TOKEN_EXPIRED',
+        reason: 'jwt expired',
+        via: 'http',
+      });
+      bus.emit('onSubscribe', {
+        connection: conn,
+        channel: 'agent:a',
+        channelType: 'AGENT_EVENTS',
+        granted: true,
+      });
+      bus.emit('onSubscribe', {
+        connection: conn,
+        channel: 'user:bob',
+        channelType: 'PRIVATE_USER',
+        granted: false,
+        code: 'FORBIDDEN',
+        reason: 'not your channel',
+      });
+      bus.emit('onPublish', {
+        principal: key,
+        peer: testPeer,
+        connection: undefined,
+        channel: 'system:notice',
+        channelType: 'SYSTEM_EVENTS',
+        type: 'system_notification',
+        id: '5-0',
+        bytes: 42,
+      });
+      bus.emit('onDeny', {
+        principal: alice,
+        peer: testPeer,
+        action: 'publish',
+        channel: 'system:x',
+        reason: 'services only',
+      });
+      bus.emit('onSuspend', {
+        orgId: 'hooks-org',
+        sessionId: 's1',
+        by: 'ops',
+        reason: 'abuse',
+        suspended: true,
+      });
+      bus.emit('onDeadLetter', {
+        orgId: 'hooks-org',
+        channel: 'agent:a',
+        eventId: '6-0',
+        sessionId: 's1',
+        attempts: 5,
+      });
+      bus.emit('onAdminAction', {
+        principal: alice,
+        peer: testPeer,
+        action: 'kick',
+        target: 's1',
+        detail: { why: 'test' },
+      });
+      bus.emit('onDisconnect', { connection: conn, code: 4011, reason: 'suspended', status: 'SUSPENDED' });
+      assert.equal(audit.counters.queued, 12);
+      assert.equal(await audit.flush(), true);
+      await audit.close();
+
+      const { entries } = await queryAudit(prisma, { orgId: 'hooks-org', limit: 100 });
+      assert.deepEqual(
+        entries.map((e) => e.action),
+        [
+          AuditAction.CONNECTION_ACCEPTED,
+          AuditAction.CONNECTION_REFUSED,
+          AuditAction.SUBSCRIPTION_GRANTED,
+          AuditAction.SUBSCRIPTION_DENIED,
+          AuditAction.EVENT_PUBLISHED,
+          AuditAction.PERMISSION_DENIED,
+          AuditAction.SESSION_SUSPENDED,
+          AuditAction.MESSAGE_DEAD_LETTERED,
+          'admin.kick',
+          AuditAction.CONNECTION_CLOSED,
+        ],
+      );
+      assert.deepEqual(
+        entries.map((e) => e.seq),
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+      );
+      const [accepted, refused, , denied, published] = entries;
+      assert.equal(accepted!.actor, 'user-s1');
+      assert.equal(accepted!.target, 's1');
+      assert.equal(accepted!.createdAt, new Date(T0 + 1).toISOString());
+      assert.equal(accepted!.remoteAddress, testPeer.remoteAddress);
+      assert.equal(accepted!.userAgent, testPeer.userAgent);
+      assert.equal((refused!.detail as any).reason, 'bad signature');
+      assert.deepEqual(denied!.detail, {
+        channelType: 'PRIVATE_USER',
+        sessionId: 's1',
+        code: 'FORBIDDEN',
+        reason: 'not your channel',
+      });
+      assert.equal(published!.actor, 'apikey:k1');
+      assert.equal((published!.detail as any).via, 'http');
+
+      // Entries with no organization have their own chain.
+      const gateway = await queryAudit(prisma, { orgId: GATEWAY_ORG_ID });
+      assert.deepEqual(
+        gateway.entries.map((e) => [e.action, (e.detail as any).code]),
+        [
+          [AuditAction.CONNECTION_REFUSED, 'ORIGIN'],
+          [AuditAction.AUTH_FAILED, 'TOKEN_EXPIRED'],
+        ],
+      );
+      assert.equal((await verifyAuditChain(prisma, 'hooks-org')).ok, true);
+      assert.equal((await verifyAuditChain(prisma, GATEWAY_ORG_ID)).ok, true);
+    });
+
+    test('queries filter by time, type (exact or area), position and limit', async () => {
+      const clock = new ManualClock(T0);
+      const audit = newLogger({ clock });
+      audit.record({ orgId: 'q-org', actor: 'a', action: 'connection.accepted' });
+      clock.advance(60_000);
+      audit.record({ orgId: 'q-org', actor: 'a', action: 'connection.refused' });
+      audit.record({ orgId: 'q-org', actor: 'a', action: 'auth.failed' });
+      audit.record({ orgId: 'q-org', actor: 'a', action: 'connectionx.odd' });
+      audit.record({ orgId: 'other-org', actor: 'b', action: 'auth.failed' });
+      await audit.close();
+      const actions = async (q: Omit<Parameters<typeof queryAudit>[1], 'orgId'>) =>
+        (await queryAudit(prisma, { orgId: 'q-org', ...q })).entries.map((e) => e.action);
+      assert.deepEqual(await actions({ type: 'connection' }), ['connection.accepted', 'connection.refused']);
+      assert.deepEqual(await actions({ type: 'auth.failed' }), ['auth.failed']);
+      assert.deepEqual(await actions({ since: T0 + 1 }), [
+        'connection.refused',
+        'auth.failed',
+        'connectionx.odd',
+      ]);
+      assert.deepEqual(await actions({ limit: 2 }), ['connection.accepted', 'connection.refused']);
+      const page = await queryAudit(prisma, { orgId: 'q-org', afterSeq: 2, limit: 1 });
+      assert.deepEqual([page.entries[0]!.seq, page.nextAfterSeq], [3, 3]);
+
+      const parsed = parseAuditQuery(
+        'q-org',
+        new URLSearchParams('since=2025-04-01T12:00:01Z&type=auth&limit=5'),
+      );
+      assert.deepEqual(parsed, {
+        ok: true,
+        query: { orgId: 'q-org', since: T0 + 1000, type: 'auth', limit: 5 },
+      });
+      assert.equal(parseAuditQuery('q-org', new URLSearchParams('limit=5000')).ok, false);
+      assert.equal(parseAuditQuery('q-org', new URLSearchParams('since=yesterday')).ok, false);
+      assert.equal(parseAuditQuery('q-org', new URLSearchParams('type=DROP TABLE')).ok, false);
+    });
+
+    test('verification finds an altered entry, a removed entry and a truncated chain', async () => {
+      const audit = newLogger({ maxBatch: 7 }); // several transactions per chain
+      for (const org of ['t-alter', 't-remove', 't-truncate', 't-head'])
+        for (let i = 1; i <= 20; i++) audit.record(entry(org, i));
+      await audit.close();
+      for (const org of ['t-alter', 't-remove', 't-truncate', 't-head']) {
+        const v = await verifyAuditChain(prisma, org, { pageSize: 6 });
+        assert.deepEqual([v.ok, v.checked, v.lastSeq, v.headSeq], [true, 20, 20, 20], org);
+      }
+
+      await prisma.auditLog.updateMany({ where: { orgId: 't-alter', seq: 5 }, data: { detail: { i: 500 } } });
+      const altered = await verifyAuditChain(prisma, 't-alter', { pageSize: 6 });
+      assert.equal(altered.ok, false);
+      assert.deepEqual(
+        altered.problems.map((p) => [p.kind, p.seq]),
+        [['altered', 5]],
+      );
+      // Re-hashing the altered entry does not hide it: the next entry no longer follows it.
+      await prisma.auditLog.updateMany({ where: { orgId: 't-alter', seq: 6 }, data: { actor: 'mallory' } });
+      assert.deepEqual(
+        (await verifyAuditChain(prisma, 't-alter')).problems.map((p) => [p.kind, p.seq]),
+        [
+          ['altered', 5],
+          ['altered', 6],
+        ],
+      );
+
+      await prisma.auditLog.deleteMany({ where: { orgId: 't-remove', seq: 11 } });
+      const removed = await verifyAuditChain(prisma, 't-remove', { pageSize: 6 });
+      assert.deepEqual(
+        removed.problems.map((p) => [p.kind, p.seq]),
+        [['missing', 11]],
+      );
+
+      await prisma.auditLog.deleteMany({ where: { orgId: 't-truncate', seq: { gte: 19 } } });
+      const truncated = await verifyAuditChain(prisma, 't-truncate');
+      assert.deepEqual(
+        truncated.problems.map((p) => [p.kind, p.seq]),
+        [['truncated', 19]],
+      );
+
+      // Entries written after a head row was lost continue the chain from the last entry.
+      await prisma.auditChainHead.delete({ where: { orgId: 't-head' } });
+      const more = newLogger();
+      more.record(entry('t-head', 21));
+      await more.close();
+      const healed = await verifyAuditChain(prisma, 't-head');
+      assert.deepEqual([healed.ok, healed.lastSeq, healed.headSeq], [true, 21, 21]);
+    });
+
+    test('several writers on one organization extend one valid chain', async () => {
+      const writers = [newLogger({ maxBatch: 5 }), newLogger({ maxBatch: 3 }), newLogger({ maxBatch: 4 })];
+      for (let i = 0; i < 60; i++) writers[i % 3]!.record(entry('shared-org', i));
+      await Promise.all(writers.map((w) => w.flush()));
+      await Promise.all(writers.map((w) => w.close()));
+      const v = await verifyAuditChain(prisma, 'shared-org');
+      assert.deepEqual([v.ok, v.checked, v.headSeq], [true, 60, 60]);
+    });
+
+    test('bounded: a full queue refuses and counts, never grows', async () => {
+      const audit = newLogger({ maxQueue: 5 });
+      for (let i = 0; i < 8; i++) audit.record(entry('bound-org', i));
+      assert.deepEqual([audit.counters.queued, audit.counters.dropped, audit.counters.recorded], [5, 3, 5]);
+      await audit.close();
+      assert.equal(audit.record(entry('bound-org', 9)), false, 'closed loggers refuse');
+    });
+
+    test('an entry spilled by a run that lost its database is caught up by the next run', async () => {
+      // A run whose database is gone: its writes fail, so its entries go to the spill file. (PGlite is
+      // single-process, so "gone" there is the suite's own database closed and then reopened.)
+      let lost = opened.db;
+      if (target.kind === 'postgres') lost = await opened.reopen();
+      await lost.close();
+      const first = new AuditLogger({
+        prisma: lost.prisma,
+        dataDir: opened.dataDir,
+        clock: new ManualClock(T0),
+      });
+      for (let i = 1; i <= 4; i++) first.record(entry('restart-org', i));
+      assert.equal(await first.close(), false);
+      assert.deepEqual([first.counters.spilled, first.counters.dropped], [4, 0]);
+      assert.ok(existsSync(join(opened.dataDir, 'audit-spill.jsonl')));
+      if (target.kind === 'pglite') {
+        reopened = await opened.reopen();
+        prisma = reopened.prisma;
+      }
+
+      const second = newLogger();
+      second.record(entry('restart-org', 5));
+      assert.equal(await second.close(), true);
+      assert.equal(second.counters.replayed, 4);
+      assert.equal(existsSync(join(opened.dataDir, 'audit-spill.jsonl')), false);
+      const { entries } = await queryAudit(prisma, { orgId: 'restart-org' });
+      assert.deepEqual(
+        entries.map((e) => e.target),
+        ['t1', 't2', 't3', 't4', 't5'],
+        'spilled entries keep their place',
+      );
+      assert.equal((await verifyAuditChain(prisma, 'restart-org')).ok, true);
+    });
+
+    if (target.kind === 'postgres')
+      test('a network outage spills to the file; entries catch up, in order, when it ends', async () => {
+        const pgInfo = opened.postgres!;
+        const proxy = await startTcpProxy(pgInfo.host, pgInfo.port);
+        const viaProxy = await opened.reopen({ databaseUrl: viaPort(pgInfo.url, proxy.port) });
+        const clock = new ManualClock(T0);
+        const audit = new AuditLogger({
+          prisma: viaProxy.prisma,
+          dataDir: opened.dataDir,
+          clock,
+          retryBaseMs: 1_000,
+          maxSpillBytes: 2_000,
+        });
+        try {
+          audit.record(entry('outage-org', 1));
+          assert.equal(await audit.flush(), true);
+
+          proxy.cut();
+          for (let i = 2; i <= 6; i++) audit.record(entry('outage-org', i));
+          assert.equal(await audit.flush(), false);
+          assert.deepEqual([audit.counters.spilled, audit.counters.queued], [5, 0]);
+          assert.ok(audit.counters.writeFailures >= 1);
+          assert.ok(audit.counters.spillBytes > 0);
+          // More entries during the outage queue behind the spilled ones; beyond the file's bound they are
+          // refused and counted.
+          for (let i = 7; i <= 40; i++) audit.record(entry('outage-org', i));
+          clock.advance(1_000);
+          await audit.flush();
+          const { spilled, dropped } = audit.counters;
+          assert.ok(dropped > 0 && spilled + dropped === 39, `spilled ${spilled} + dropped ${dropped}`);
+
+          proxy.restore();
+          assert.equal(await audit.flush(), true);
+          assert.equal(audit.counters.replayed, spilled);
+          assert.equal(audit.counters.spillBytes, 0);
+          const { entries } = await queryAudit(prisma, { orgId: 'outage-org', limit: 1000 });
+          assert.deepEqual(
+            entries.map((e) => e.target),
+            Array.from({ length: 1 + spilled }, (_, i) => `t${i + 1}`),
+          );
+          assert.equal((await verifyAuditChain(prisma, 'outage-org')).ok, true);
+        } finally {
+          await audit.close();
+          await viaProxy.close();
+          await proxy.close();
+        }
+      });
+  });
+}
