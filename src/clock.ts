@@ -52,7 +52,12 @@ export class ManualClock implements Clock {
     for (;;) {
       let nextId = -1;
       let nextAt = Infinity;
-      for (const [id, t] of this.timers) if (t.at <= end && t.at < nextAt) ((nextAt = t.at), (nextId = id));
+      for (const [id, t] of this.timers) {
+        if (t.at <= end && t.at < nextAt) {
+          nextAt = t.at;
+          nextId = id;
+        }
+      }
       if (nextId === -1) break;
       const t = this.timers.get(nextId)!;
       this.time = t.at;

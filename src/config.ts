@@ -8,14 +8,12 @@ const int = (min: number, max: number) => z.coerce.number().int().min(min).max(m
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off'])
   .transform((v) => v === 'true' || v === '1' || v === 'yes' || v === 'on');
-const list = z
-  .string()
-  .transform((s) =>
-    s
-      .split(',')
-      .map((x) => x.trim())
-      .filter(Boolean),
-  );
+const list = z.string().transform((s) =>
+  s
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean),
+);
 
 /** Environment variables (PROTOCOL.md 10 and the extensions documented in docs/configuration.md). */
 export const EnvSchema = z.object({
@@ -62,8 +60,14 @@ export const EnvSchema = z.object({
   APIX_COMPRESSION: bool.default(true),
   APIX_COMPRESSION_THRESHOLD_BYTES: int(0, 64 * 1024 * 1024).default(1024),
 
-  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').optional(),
-  DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional(),
+  REDIS_URL: z
+    .string()
+    .regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL')
+    .optional(),
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')
+    .optional(),
 });
 export type Env = z.infer<typeof EnvSchema>;
 
@@ -151,10 +155,18 @@ export function configFromEnv(e: Env): Config {
     maxBufferedBytes: e.APIX_MAX_BUFFERED_BYTES,
     maxChannelsPerConnection: e.APIX_MAX_CHANNELS_PER_CONNECTION,
     maxConnections: e.APIX_MAX_CONNECTIONS,
-    history: { size: e.APIX_HISTORY_SIZE, ttlMs: e.APIX_HISTORY_TTL_MS, maxChannels: e.APIX_MAX_CHANNELS_IN_HISTORY },
+    history: {
+      size: e.APIX_HISTORY_SIZE,
+      ttlMs: e.APIX_HISTORY_TTL_MS,
+      maxChannels: e.APIX_MAX_CHANNELS_IN_HISTORY,
+    },
     offlineQueueSize: e.APIX_OFFLINE_QUEUE_SIZE,
     maxInflight: e.APIX_MAX_INFLIGHT,
-    retry: { baseMs: e.APIX_RETRY_BASE_MS, maxMs: e.APIX_RETRY_MAX_MS, maxAttempts: e.APIX_RETRY_MAX_ATTEMPTS },
+    retry: {
+      baseMs: e.APIX_RETRY_BASE_MS,
+      maxMs: e.APIX_RETRY_MAX_MS,
+      maxAttempts: e.APIX_RETRY_MAX_ATTEMPTS,
+    },
     deadLetterSize: e.APIX_DEAD_LETTER_SIZE,
     idempotencyWindowMs: e.APIX_IDEMPOTENCY_WINDOW_MS,
     compression: { enabled: e.APIX_COMPRESSION, thresholdBytes: e.APIX_COMPRESSION_THRESHOLD_BYTES },

@@ -146,9 +146,14 @@ export function createNode(options: NodeOptions): ApixNode {
     isDraining: () => draining,
   });
 
-  const server = createServer({ headersTimeout: 10_000, requestTimeout: 30_000, maxHeaderSize: 16 * 1024 }, (req, res) => {
-    httpRouter.handle(req, res, (err) => log.error({ err, path: req.url?.split('?')[0] }, 'http handler failed')).catch(() => {});
-  });
+  const server = createServer(
+    { headersTimeout: 10_000, requestTimeout: 30_000, maxHeaderSize: 16 * 1024 },
+    (req, res) => {
+      httpRouter
+        .handle(req, res, (err) => log.error({ err, path: req.url?.split('?')[0] }, 'http handler failed'))
+        .catch(() => {});
+    },
+  );
   server.keepAliveTimeout = 5_000;
   server.on('upgrade', (req, socket, head) => {
     socket.on('error', () => socket.destroy());

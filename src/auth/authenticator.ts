@@ -26,10 +26,24 @@ export interface AuthenticatorOptions {
 }
 
 const HMAC_ALGS = new Set(['HS256', 'HS384', 'HS512']);
-const ASYM_ALGS = new Set(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']);
+const ASYM_ALGS = new Set([
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'EdDSA',
+]);
 const MAX_ROLES = 64;
 
-type KeyResolver = (header: JWTHeaderParameters, token: FlattenedJWSInput) => Promise<CryptoKey | KeyObject | Uint8Array>;
+type KeyResolver = (
+  header: JWTHeaderParameters,
+  token: FlattenedJWSInput,
+) => Promise<CryptoKey | KeyObject | Uint8Array>;
 
 export class Authenticator {
   private readonly secret: Uint8Array | undefined;
@@ -87,7 +101,8 @@ export class Authenticator {
   };
 
   private async verifyJwt(token: string): Promise<Principal> {
-    if (this.algorithms.length === 0) throw new ApixError('UNAUTHORIZED', 'no JWT verification key is configured');
+    if (this.algorithms.length === 0)
+      throw new ApixError('UNAUTHORIZED', 'no JWT verification key is configured');
     let payload: JWTPayload;
     try {
       const r = await jwtVerify(token, this.resolveKey, {
@@ -104,7 +119,8 @@ export class Authenticator {
       if (err instanceof joseErrors.JWTExpired) throw new ApixError('TOKEN_EXPIRED', 'token expired');
       if (err instanceof joseErrors.JWTClaimValidationFailed)
         throw new ApixError('UNAUTHORIZED', `token claim "${err.claim}" is invalid: ${err.reason}`);
-      if (err instanceof joseErrors.JOSEAlgNotAllowed) throw new ApixError('UNAUTHORIZED', 'token algorithm not allowed');
+      if (err instanceof joseErrors.JOSEAlgNotAllowed)
+        throw new ApixError('UNAUTHORIZED', 'token algorithm not allowed');
       if (err instanceof joseErrors.JWSSignatureVerificationFailed)
         throw new ApixError('UNAUTHORIZED', 'token signature is invalid');
       throw new ApixError('UNAUTHORIZED', 'token is invalid');
@@ -113,7 +129,10 @@ export class Authenticator {
     if (typeof sub !== 'string' || sub.length === 0 || sub.length > 200)
       throw new ApixError('UNAUTHORIZED', 'token "sub" must be a non-empty string');
     if (!isValidOrgId(org)) throw new ApixError('UNAUTHORIZED', 'token "org" must match [A-Za-z0-9_-]{1,64}');
-    if (roles !== undefined && (!Array.isArray(roles) || roles.length > MAX_ROLES || roles.some((r) => typeof r !== 'string')))
+    if (
+      roles !== undefined &&
+      (!Array.isArray(roles) || roles.length > MAX_ROLES || roles.some((r) => typeof r !== 'string'))
+    )
       throw new ApixError('UNAUTHORIZED', 'token "roles" must be an array of strings');
     const roleList = (roles as string[] | undefined) ?? [];
     return {

@@ -264,7 +264,13 @@ export class RedisBroker implements Broker {
     const nl2 = message.indexOf('\n', nl1 + 1);
     if (nl1 === -1 || nl2 === -1) return;
     const id = message.slice(0, nl1);
-    const [type, timestamp, nodeId, connectionId] = JSON.parse(message.slice(nl1 + 1, nl2)) as HeaderTuple;
+    let header: HeaderTuple;
+    try {
+      header = JSON.parse(message.slice(nl1 + 1, nl2)) as HeaderTuple;
+    } catch {
+      return; // not written by the publish script: never let it throw inside the client's event loop
+    }
+    const [type, timestamp, nodeId, connectionId] = header;
     this.eventHandler({
       key,
       id,

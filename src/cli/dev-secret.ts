@@ -12,7 +12,10 @@ export function devSecretPath(dataDir: string): string {
 }
 
 /** The secret tokens are signed with: the configured one, else the data dir's (created if asked). */
-export function resolveJwtSecret(config: Config, create: boolean): { secret: string | undefined; generated: boolean } {
+export function resolveJwtSecret(
+  config: Config,
+  create: boolean,
+): { secret: string | undefined; generated: boolean } {
   if (config.auth.jwtSecret) return { secret: config.auth.jwtSecret, generated: false };
   if (config.auth.jwksUrl || config.auth.publicKeyPem) return { secret: undefined, generated: false };
   const path = devSecretPath(config.dataDir);

@@ -53,8 +53,9 @@ export class Connection {
     return this.ws.readyState === 1 && this.phase !== Phase.CLOSING && this.phase !== Phase.CLOSED;
   }
 
+  /** Bytes waiting to be sent: in the socket, and (with permessage-deflate) queued inside ws's sender. */
   get bufferedBytes(): number {
-    return this.socket.writableLength;
+    return this.deflate ? this.ws.bufferedAmount : this.socket.writableLength;
   }
 
   /** Sends a control frame (JSON text). */

@@ -6,7 +6,10 @@
 import { PROTOCOL_VERSION } from '../protocol/index.ts';
 import type { ErrorCode, ServerControlFrame } from '../protocol/index.ts';
 
-type ControlPayload<T extends ServerControlFrame['type']> = Extract<ServerControlFrame, { type: T }>['payload'];
+type ControlPayload<T extends ServerControlFrame['type']> = Extract<
+  ServerControlFrame,
+  { type: T }
+>['payload'];
 
 export function encodeControl<T extends ServerControlFrame['type']>(
   type: T,

@@ -162,7 +162,10 @@ export class ApiXGateway {
 
   start(): void {
     const { heartbeatIntervalMs, connectTimeoutMs } = this.deps.config;
-    const tick = Math.max(25, Math.min(1000, Math.floor(Math.min(heartbeatIntervalMs, connectTimeoutMs) / 4)));
+    const tick = Math.max(
+      25,
+      Math.min(1000, Math.floor(Math.min(heartbeatIntervalMs, connectTimeoutMs) / 4)),
+    );
     this.lastHeartbeat = this.deps.clock.now();
     this.sweepTimer = this.deps.clock.setInterval(() => this.sweep(), tick);
   }
@@ -187,7 +190,8 @@ export class ApiXGateway {
     const offered = req.headers['sec-websocket-protocol'];
     if (offered !== undefined) {
       const list = offered.split(',').map((p) => p.trim());
-      if (!list.includes(WS_SUBPROTOCOL)) return reject(400, 'PROTOCOL', `unsupported subprotocol; offer ${WS_SUBPROTOCOL}`);
+      if (!list.includes(WS_SUBPROTOCOL))
+        return reject(400, 'PROTOCOL', `unsupported subprotocol; offer ${WS_SUBPROTOCOL}`);
     }
     if (this.connections.size >= this.deps.config.maxConnections)
       return reject(503, 'UNAVAILABLE', 'connection limit reached');
@@ -223,7 +227,8 @@ export class ApiXGateway {
     this.framesIn++;
     if (conn.phase === Phase.CONNECTING) {
       const early = this.early.get(conn) ?? [];
-      if (early.length >= MAX_EARLY_FRAMES) return this.fail(conn, 'RATE_LIMITED', 'too many frames before connect completed', true);
+      if (early.length >= MAX_EARLY_FRAMES)
+        return this.fail(conn, 'RATE_LIMITED', 'too many frames before connect completed', true);
       early.push([data, isBinary]);
       this.early.set(conn, early);
       return;
@@ -233,8 +238,18 @@ export class ApiXGateway {
     if (!conn.inbound.take(now)) {
       conn.violations++;
       if (conn.violations >= MAX_VIOLATIONS) {
-        this.deps.hooks.emit('onRateLimited', { principal: conn.principal, peer: conn.peer, scope: 'connection' });
-        return this.disconnect(conn, 'RATE_LIMITED', 'message rate limit exceeded repeatedly', CloseCode.POLICY_VIOLATION, false);
+        this.deps.hooks.emit('onRateLimited', {
+          principal: conn.principal,
+          peer: conn.peer,
+          scope: 'connection',
+        });
+        return this.disconnect(
+          conn,
+          'RATE_LIMITED',
+          'message rate limit exceeded repeatedly',
+          CloseCode.POLICY_VIOLATION,
+          false,
+        );
       }
       if (conn.violations === 1 || conn.violations % 10 === 0)
         conn.send(
@@ -256,14 +271,18 @@ export class ApiXGateway {
       return this.fail(conn, 'BAD_REQUEST', 'frame must be a JSON object');
     const type = (frame as { type?: unknown }).type;
     const correlationId = correlationOf(frame);
-    if (typeof type !== 'string') return this.fail(conn, 'BAD_REQUEST', 'frame.type must be a string', false, correlationId);
+    if (typeof type !== 'string')
+      return this.fail(conn, 'BAD_REQUEST', 'frame.type must be a string', false, correlationId);
 
     if (conn.phase === Phase.AWAITING_CONNECT) {
-      if (type !== 'connect') return this.fail(conn, 'BAD_REQUEST', 'the first frame must be "connect"', true, correlationId);
+      if (type !== 'connect')
+        return this.fail(conn, 'BAD_REQUEST', 'the first frame must be "connect"', true, correlationId);
       const r = CLIENT_CONTROL_SCHEMAS.connect.safeParse(frame);
       if (!r.success) return this.fail(conn, 'BAD_REQUEST', formatIssues(r.error), true, correlationId);
       conn.phase = Phase.CONNECTING;
-      this.handleConnect(conn, r.data.payload, correlationId).catch((err) => this.internalError(conn, err, true));
+      this.handleConnect(conn, r.data.payload, correlationId).catch((err) =>
+        this.internalError(conn, err, true),
+      );
       return;
     }
     if (type === 'connect') return this.fail(conn, 'BAD_REQUEST', 'already connected', false, correlationId);
@@ -278,13 +297,24 @@ export class ApiXGateway {
     }
     const channel = (frame as { channel?: unknown }).channel;
     if (typeof channel !== 'string')
-      return this.fail(conn, 'BAD_REQUEST', `unknown frame type "${type.slice(0, 64)}" (a publish needs a channel)`, false, correlationId);
+      return this.fail(
+        conn,
+        'BAD_REQUEST',
+        `unknown frame type "${type.slice(0, 64)}" (a publish needs a channel)`,
+        false,
+        correlationId,
+      );
     // A publish attempt: its errors answer message.failed, like every other publish error.
     const r = PublishFrameSchema.safeParse(frame);
     if (!r.success) {
       const message = isControlType(type) ? `"${type}" is a reserved control type` : formatIssues(r.error);
       conn.send(
-        encodeControl('message.failed', { code: 'BAD_REQUEST', message, channel: channel.slice(0, 200) }, this.deps.clock.now(), correlationId),
+        encodeControl(
+          'message.failed',
+          { code: 'BAD_REQUEST', message, channel: channel.slice(0, 200) },
+          this.deps.clock.now(),
+          correlationId,
+        ),
       );
       return;
     }
@@ -294,7 +324,9 @@ export class ApiXGateway {
   private dispatch(conn: Connection, frame: ClientControlFrame, correlationId: string | undefined): void {
     switch (frame.type) {
       case 'subscribe':
-        this.handleSubscribe(conn, frame.payload, correlationId).catch((err) => this.internalError(conn, err, false));
+        this.handleSubscribe(conn, frame.payload, correlationId).catch((err) =>
+          this.internalError(conn, err, false),
+        );
         return;
       case 'unsubscribe':
         this.handleUnsubscribe(conn, frame.payload.channels, correlationId);
@@ -305,7 +337,12 @@ export class ApiXGateway {
       case 'heartbeat.ping': {
         const now = this.deps.clock.now();
         conn.send(
-          encodeControl('heartbeat.pong', { ts: frame.payload?.ts ?? now, serverTime: now }, now, correlationId),
+          encodeControl(
+            'heartbeat.pong',
+            { ts: frame.payload?.ts ?? now, serverTime: now },
+            now,
+            correlationId,
+          ),
         );
         return;
       }
@@ -322,7 +359,9 @@ export class ApiXGateway {
         return;
       }
       case 'auth.refresh':
-        this.handleRefresh(conn, frame.payload.token, correlationId).catch((err) => this.internalError(conn, err, false));
+        this.handleRefresh(conn, frame.payload.token, correlationId).catch((err) =>
+          this.internalError(conn, err, false),
+        );
         return;
       case 'connect':
         return;
@@ -331,11 +370,18 @@ export class ApiXGateway {
 
   // ---------------------------------------------------------------- connect
 
-  private async handleConnect(conn: Connection, payload: ApiXConnection, correlationId: string | undefined): Promise<void> {
+  private async handleConnect(
+    conn: Connection,
+    payload: ApiXConnection,
+    correlationId: string | undefined,
+  ): Promise<void> {
     const { hooks, clock } = this.deps;
     let principal;
     try {
-      principal = await this.deps.authenticator.authenticate(payload.authentication.token, payload.authentication.organizationId);
+      principal = await this.deps.authenticator.authenticate(
+        payload.authentication.token,
+        payload.authentication.organizationId,
+      );
     } catch (err) {
       const e = isApixError(err) ? err : new ApixError('UNAUTHORIZED', 'authentication failed');
       hooks.emit('onAuthFailure', { peer: conn.peer, code: e.code, reason: e.message, via: 'ws' });
@@ -347,13 +393,26 @@ export class ApiXGateway {
     conn.clientType = payload.clientType;
     const key = sessionKey(principal.orgId, principal.userId, payload.sessionId);
     if (this.suspended.has(key)) {
-      hooks.emit('onConnectRefused', { peer: conn.peer, code: 'FORBIDDEN', reason: 'session suspended', orgId: principal.orgId, userId: principal.userId });
-      return this.disconnect(conn, 'FORBIDDEN', 'session is suspended', CloseCode.SUSPENDED, false, correlationId);
+      hooks.emit('onConnectRefused', {
+        peer: conn.peer,
+        code: 'FORBIDDEN',
+        reason: 'session suspended',
+        orgId: principal.orgId,
+        userId: principal.userId,
+      });
+      return this.disconnect(
+        conn,
+        'FORBIDDEN',
+        'session is suspended',
+        CloseCode.SUSPENDED,
+        false,
+        correlationId,
+      );
     }
 
     // Find the session: held here, held by another node (store), or new.
     let session = this.sessions.get(key);
-    let resumed = false;
+    let resumed: boolean;
     let snapshot: SessionSnapshot | undefined;
     if (session) {
       resumed = true;
@@ -362,17 +421,33 @@ export class ApiXGateway {
       const previous = session.connection;
       if (previous && previous !== conn) {
         this.detach(previous);
-        this.disconnect(previous, 'CONFLICT', 'session taken over by a newer connection', CloseCode.SESSION_TAKEN_OVER, false);
+        this.disconnect(
+          previous,
+          'CONFLICT',
+          'session taken over by a newer connection',
+          CloseCode.SESSION_TAKEN_OVER,
+          false,
+        );
       }
       session.principal = principal;
     } else {
       snapshot = await this.deps.sessionStore.load(key).catch(() => undefined);
-      if (snapshot?.suspended) return this.disconnect(conn, 'FORBIDDEN', 'session is suspended', CloseCode.SUSPENDED, false, correlationId);
+      if (snapshot?.suspended)
+        return this.disconnect(
+          conn,
+          'FORBIDDEN',
+          'session is suspended',
+          CloseCode.SUSPENDED,
+          false,
+          correlationId,
+        );
       session = new Session(key, payload.sessionId, principal, payload.clientType);
       resumed = snapshot !== undefined;
       this.sessions.set(key, session);
       if (snapshot && snapshot.nodeId !== this.deps.nodeId)
-        this.deps.broker.publishControl({ kind: 'session.taken', from: this.deps.nodeId, key }).catch(() => {});
+        this.deps.broker
+          .publishControl({ kind: 'session.taken', from: this.deps.nodeId, key })
+          .catch(() => {});
     }
     if (!conn.isOpen) {
       // The client left while we were authenticating.
@@ -435,7 +510,9 @@ export class ApiXGateway {
       }
     }
     if (!conn.isOpen) return;
-    const queued = resumed ? await this.deps.offlineQueue.drain(key).catch(() => ({ frames: [], overflowed: 0 })) : undefined;
+    const queued = resumed
+      ? await this.deps.offlineQueue.drain(key).catch(() => ({ frames: [], overflowed: 0 }))
+      : undefined;
     this.saveSnapshot(session);
 
     const now = clock.now();
@@ -481,7 +558,13 @@ export class ApiXGateway {
         message: `subscription limit of ${this.deps.config.maxChannelsPerConnection} channels reached`,
       };
     const settings = this.deps.channels.get(session.orgId, channel.name);
-    const decision = authorize('subscribe', session.principal, conn.clientType, channel, settings?.permissions);
+    const decision = authorize(
+      'subscribe',
+      session.principal,
+      conn.clientType,
+      channel,
+      settings?.permissions,
+    );
     if (!decision.allowed) {
       this.deps.hooks.emit('onDeny', {
         principal: session.principal,
@@ -490,7 +573,11 @@ export class ApiXGateway {
         channel: channel.name,
         reason: decision.reason,
       });
-      return { channel: channel.name, code: 'FORBIDDEN', message: `subscribe to ${channel.name} denied: ${decision.reason}` };
+      return {
+        channel: channel.name,
+        code: 'FORBIDDEN',
+        message: `subscribe to ${channel.name} denied: ${decision.reason}`,
+      };
     }
     return undefined;
   }
@@ -576,7 +663,11 @@ export class ApiXGateway {
 
   // ---------------------------------------------------------------- subscribe / unsubscribe / ack
 
-  private async handleSubscribe(conn: Connection, payload: ApiXSubscription, correlationId: string | undefined): Promise<void> {
+  private async handleSubscribe(
+    conn: Connection,
+    payload: ApiXSubscription,
+    correlationId: string | undefined,
+  ): Promise<void> {
     const session = conn.session!;
     if (payload.filters) {
       try {
@@ -601,7 +692,15 @@ export class ApiXGateway {
         continue;
       }
       const since = payload.since?.[name];
-      const r = await this.attach(session, parsed.channel, payload.acknowledgment, payload.filters, since, payload.replay?.last, false);
+      const r = await this.attach(
+        session,
+        parsed.channel,
+        payload.acknowledgment,
+        payload.filters,
+        since,
+        payload.replay?.last,
+        false,
+      );
       if (!r.sub) continue;
       granted.push({ channel: name, recovered: r.recovered });
       replays.push({ sub: r.sub, events: r.events });
@@ -614,7 +713,14 @@ export class ApiXGateway {
     }
     if (session.connection !== conn) return;
     this.saveSnapshot(session);
-    conn.send(encodeControl('subscription.added', { channels: granted, denied }, this.deps.clock.now(), correlationId));
+    conn.send(
+      encodeControl(
+        'subscription.added',
+        { channels: granted, denied },
+        this.deps.clock.now(),
+        correlationId,
+      ),
+    );
     const sent = new Set<string>();
     for (const r of replays) this.flushReplay(r.sub, r.events, sent);
     for (const d of denied) this.emitSubscribeDenied(conn, d);
@@ -632,7 +738,11 @@ export class ApiXGateway {
     });
   }
 
-  private handleUnsubscribe(conn: Connection, channels: readonly string[], correlationId: string | undefined): void {
+  private handleUnsubscribe(
+    conn: Connection,
+    channels: readonly string[],
+    correlationId: string | undefined,
+  ): void {
     const session = conn.session!;
     const removed: string[] = [];
     for (const name of new Set(channels)) {
@@ -645,7 +755,9 @@ export class ApiXGateway {
       this.deps.hooks.emit('onUnsubscribe', { connection: conn.info(), channel: name, reason: 'client' });
     }
     this.saveSnapshot(session);
-    conn.send(encodeControl('subscription.removed', { channels: removed }, this.deps.clock.now(), correlationId));
+    conn.send(
+      encodeControl('subscription.removed', { channels: removed }, this.deps.clock.now(), correlationId),
+    );
   }
 
   private removeSubscription(sub: Subscription, _reason: string): void {
@@ -682,7 +794,12 @@ export class ApiXGateway {
         (r) => {
           const queued = this.isHeldForOfflineTarget(r.key);
           conn.send(
-            encodeControl(queued ? 'message.queued' : 'message.sent', { id: r.id, channel: frame.channel }, this.deps.clock.now(), correlationId),
+            encodeControl(
+              queued ? 'message.queued' : 'message.sent',
+              { id: r.id, channel: frame.channel },
+              this.deps.clock.now(),
+              correlationId,
+            ),
           );
         },
         (err) => {
@@ -716,7 +833,11 @@ export class ApiXGateway {
 
   // ---------------------------------------------------------------- auth refresh, expiry
 
-  private async handleRefresh(conn: Connection, token: string, correlationId: string | undefined): Promise<void> {
+  private async handleRefresh(
+    conn: Connection,
+    token: string,
+    correlationId: string | undefined,
+  ): Promise<void> {
     const session = conn.session!;
     try {
       const p = await this.deps.authenticator.authenticate(token);
@@ -725,11 +846,21 @@ export class ApiXGateway {
       session.principal = p;
       conn.principal = p;
       conn.send(
-        encodeControl('auth.refreshed', { expiresAt: (p.expiresAt ?? 0) * 1000 }, this.deps.clock.now(), correlationId),
+        encodeControl(
+          'auth.refreshed',
+          { expiresAt: (p.expiresAt ?? 0) * 1000 },
+          this.deps.clock.now(),
+          correlationId,
+        ),
       );
     } catch (err) {
       const e = isApixError(err) ? err : new ApixError('UNAUTHORIZED', 'refresh failed');
-      this.deps.hooks.emit('onAuthFailure', { peer: conn.peer, code: e.code, reason: e.message, via: 'refresh' });
+      this.deps.hooks.emit('onAuthFailure', {
+        peer: conn.peer,
+        code: e.code,
+        reason: e.message,
+        via: 'refresh',
+      });
       this.fail(conn, e.code, e.message, false, correlationId);
     }
   }
@@ -843,14 +974,23 @@ export class ApiXGateway {
     if (pub.nodeId === this.deps.nodeId) this.notifyFailed(pub.connectionId, event.id, channel, message);
     else
       this.deps.broker
-        .publishControl({ kind: 'message.failed', from: this.deps.nodeId, connectionId: pub.connectionId, id: event.id, channel, message })
+        .publishControl({
+          kind: 'message.failed',
+          from: this.deps.nodeId,
+          connectionId: pub.connectionId,
+          id: event.id,
+          channel,
+          message,
+        })
         .catch(() => {});
   }
 
   private notifyFailed(connectionId: string, id: string, channel: string, message: string): void {
     const conn = this.connections.get(connectionId);
     if (conn?.phase === Phase.CONNECTED)
-      conn.send(encodeControl('message.failed', { code: 'UNAVAILABLE', message, id, channel }, this.deps.clock.now()));
+      conn.send(
+        encodeControl('message.failed', { code: 'UNAVAILABLE', message, id, channel }, this.deps.clock.now()),
+      );
   }
 
   private onControl(msg: ControlMessage): void {
@@ -862,7 +1002,13 @@ export class ApiXGateway {
         const conn = session.connection;
         if (conn) {
           this.detach(conn);
-          this.disconnect(conn, 'CONFLICT', 'session taken over by a newer connection', CloseCode.SESSION_TAKEN_OVER, false);
+          this.disconnect(
+            conn,
+            'CONFLICT',
+            'session taken over by a newer connection',
+            CloseCode.SESSION_TAKEN_OVER,
+            false,
+          );
         }
         this.endSession(session, false);
         return;
@@ -871,7 +1017,11 @@ export class ApiXGateway {
         this.notifyFailed(String(msg.connectionId), String(msg.id), String(msg.channel), String(msg.message));
         return;
       case 'session.suspend':
-        this.applySuspension(String(msg.key), Boolean(msg.suspended), String(msg.reason ?? 'suspended by an operator'));
+        this.applySuspension(
+          String(msg.key),
+          Boolean(msg.suspended),
+          String(msg.reason ?? 'suspended by an operator'),
+        );
         return;
     }
   }
@@ -879,7 +1029,13 @@ export class ApiXGateway {
   /** Suspends (or lifts the suspension of) a session on every node. */
   async suspend(key: string, suspended: boolean, reason: string): Promise<void> {
     this.applySuspension(key, suspended, reason);
-    await this.deps.broker.publishControl({ kind: 'session.suspend', from: this.deps.nodeId, key, suspended, reason });
+    await this.deps.broker.publishControl({
+      kind: 'session.suspend',
+      from: this.deps.nodeId,
+      key,
+      suspended,
+      reason,
+    });
   }
 
   private applySuspension(key: string, suspended: boolean, reason: string): void {
@@ -899,7 +1055,13 @@ export class ApiXGateway {
   // ---------------------------------------------------------------- errors and closing
 
   /** Answers a bad frame: `connection.error`; fatal ones (before connect) close with the code's close code. */
-  private fail(conn: Connection, code: ErrorCode, message: string, fatal = false, correlationId?: string): void {
+  private fail(
+    conn: Connection,
+    code: ErrorCode,
+    message: string,
+    fatal = false,
+    correlationId?: string,
+  ): void {
     const isFatal = fatal || conn.phase === Phase.AWAITING_CONNECT || conn.phase === Phase.CONNECTING;
     const now = this.deps.clock.now();
     conn.send(encodeError(code, message, isFatal, now, correlationId));
@@ -934,7 +1096,10 @@ export class ApiXGateway {
     this.slowConsumers++;
     if (this.deps.hooks.has('onSlowConsumer'))
       this.deps.hooks.emit('onSlowConsumer', { connection: conn.info(), bufferedBytes: conn.bufferedBytes });
-    this.deps.log.warn({ connectionId: conn.id, bufferedBytes: conn.bufferedBytes }, 'slow consumer disconnected');
+    this.deps.log.warn(
+      { connectionId: conn.id, bufferedBytes: conn.bufferedBytes },
+      'slow consumer disconnected',
+    );
     // Its buffer is full: a close frame would wait behind megabytes. Cut it; it resumes on reconnect.
     const session = conn.session;
     if (session && session.connection === conn) this.detach(conn);
@@ -964,7 +1129,11 @@ export class ApiXGateway {
         case Phase.AWAITING_CONNECT:
         case Phase.CONNECTING:
           if (now - conn.openedAt >= connectTimeoutMs) {
-            this.deps.hooks.emit('onConnectRefused', { peer: conn.peer, code: 'BAD_REQUEST', reason: 'no connect in time' });
+            this.deps.hooks.emit('onConnectRefused', {
+              peer: conn.peer,
+              code: 'BAD_REQUEST',
+              reason: 'no connect in time',
+            });
             conn.send(encodeError('BAD_REQUEST', 'no connect frame in time', true, now));
             conn.close(CloseCode.CONNECT_TIMEOUT, 'no connect in time', now);
           }
@@ -975,8 +1144,19 @@ export class ApiXGateway {
         case Phase.CONNECTED: {
           const exp = conn.principal?.expiresAt;
           if (exp !== undefined && exp * 1000 <= now) {
-            this.deps.hooks.emit('onAuthFailure', { peer: conn.peer, code: 'TOKEN_EXPIRED', reason: 'token expired in session', via: 'ws' });
-            this.disconnect(conn, 'TOKEN_EXPIRED', 'token expired; refresh it and reconnect', CloseCode.TOKEN_EXPIRED, true);
+            this.deps.hooks.emit('onAuthFailure', {
+              peer: conn.peer,
+              code: 'TOKEN_EXPIRED',
+              reason: 'token expired in session',
+              via: 'ws',
+            });
+            this.disconnect(
+              conn,
+              'TOKEN_EXPIRED',
+              'token expired; refresh it and reconnect',
+              CloseCode.TOKEN_EXPIRED,
+              true,
+            );
             continue;
           }
           if (heartbeatDue) {

@@ -43,7 +43,13 @@ export interface HookEvents {
   /** A connection completed `connect` (resumed or new). */
   onConnect: { connection: ConnectionInfo; resumed: boolean };
   /** A connection attempt was refused (before or at `connect`), with the reason. */
-  onConnectRefused: { peer: Peer; code: ErrorCode | 'ORIGIN' | 'PROTOCOL'; reason: string; orgId?: string; userId?: string };
+  onConnectRefused: {
+    peer: Peer;
+    code: ErrorCode | 'ORIGIN' | 'PROTOCOL';
+    reason: string;
+    orgId?: string;
+    userId?: string;
+  };
   /** Authentication failed (bad, expired or revoked token or key), on WS or HTTP. */
   onAuthFailure: { peer: Peer; code: ErrorCode; reason: string; via: 'ws' | 'http' | 'refresh' };
   onSubscribe: {
@@ -67,9 +73,21 @@ export interface HookEvents {
     bytes: number;
   };
   /** A permission denial (publish, subscribe, history). */
-  onDeny: { principal: Principal; peer: Peer; action: 'publish' | 'subscribe' | 'history'; channel: string; reason: string };
+  onDeny: {
+    principal: Principal;
+    peer: Peer;
+    action: 'publish' | 'subscribe' | 'history';
+    channel: string;
+    reason: string;
+  };
   /** One event fanned out on this node: one call per event per node, never per subscriber. */
-  onDeliver: { channelType: ChannelType; publishedAt: number; deliveredAt: number; recipients: number; bytes: number };
+  onDeliver: {
+    channelType: ChannelType;
+    publishedAt: number;
+    deliveredAt: number;
+    recipients: number;
+    bytes: number;
+  };
   onAck: { channelType: ChannelType; publishedAt: number; ackedAt: number };
   onDeadLetter: { orgId: string; channel: string; eventId: string; sessionId: string; attempts: number };
   onHeartbeat: { connectionId: string; sessionId: string; rttMs: number | undefined; at: number };

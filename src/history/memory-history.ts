@@ -103,7 +103,11 @@ export class MemoryHistory {
     const since = q.since;
     if (parseEventId(since) === undefined) return { events: [], recovered: false, top: ch.top };
     if (sameId(since, ch.floor)) {
-      return { events: live.slice(ch.head, ch.head + cap), recovered: ch.length <= cap || cap === 0, top: ch.top };
+      return {
+        events: live.slice(ch.head, ch.head + cap),
+        recovered: ch.length <= cap || cap === 0,
+        top: ch.top,
+      };
     }
     if (compareEventIds(since, ch.floor) < 0 || ch.top === undefined || compareEventIds(since, ch.top) > 0) {
       return { events: [], recovered: false, top: ch.top };

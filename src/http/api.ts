@@ -2,7 +2,15 @@
  * The HTTP API (PROTOCOL.md 9): publish, history, health, readiness and metrics.
  */
 import type { IncomingMessage } from 'node:http';
-import { ApixError, channelKey, formatIssues, HttpPublishSchema, isApixError, isEventId, parseChannel } from '../protocol/index.ts';
+import {
+  ApixError,
+  channelKey,
+  formatIssues,
+  HttpPublishSchema,
+  isApixError,
+  isEventId,
+  parseChannel,
+} from '../protocol/index.ts';
 import type { Authenticator } from '../auth/authenticator.ts';
 import type { Broker } from '../broker/broker.ts';
 import type { EventRouter } from '../router/event-router.ts';
@@ -39,12 +47,20 @@ export function peerOfRequest(req: IncomingMessage): Peer {
   };
 }
 
-export async function authenticateRequest(deps: Pick<HttpApiDeps, 'authenticator' | 'hooks'>, req: IncomingMessage): Promise<Principal> {
+export async function authenticateRequest(
+  deps: Pick<HttpApiDeps, 'authenticator' | 'hooks'>,
+  req: IncomingMessage,
+): Promise<Principal> {
   try {
     return await deps.authenticator.authenticate(bearerToken(req));
   } catch (err) {
     const e = isApixError(err) ? err : new ApixError('UNAUTHORIZED', 'authentication failed');
-    deps.hooks.emit('onAuthFailure', { peer: peerOfRequest(req), code: e.code, reason: e.message, via: 'http' });
+    deps.hooks.emit('onAuthFailure', {
+      peer: peerOfRequest(req),
+      code: e.code,
+      reason: e.message,
+      via: 'http',
+    });
     throw e;
   }
 }
@@ -76,7 +92,13 @@ export function registerApi(http: HttpRouter, deps: HttpApiDeps): void {
     const settings = deps.channels.get(principal.orgId, parsed.channel.name);
     const decision = authorize('history', principal, undefined, parsed.channel, settings?.permissions);
     if (!decision.allowed) {
-      deps.hooks.emit('onDeny', { principal, peer: peerOfRequest(req), action: 'history', channel: parsed.channel.name, reason: decision.reason });
+      deps.hooks.emit('onDeny', {
+        principal,
+        peer: peerOfRequest(req),
+        action: 'history',
+        channel: parsed.channel.name,
+        reason: decision.reason,
+      });
       throw new ApixError('FORBIDDEN', `history of ${parsed.channel.name} denied: ${decision.reason}`);
     }
     const since = url.searchParams.get('since') ?? undefined;

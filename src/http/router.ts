@@ -77,7 +77,10 @@ export function securityHeaders(res: ServerResponse): void {
 
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
+  res.writeHead(status, {
+    'Content-Type': 'application/json; charset=utf-8',
+    'Content-Length': Buffer.byteLength(text),
+  });
   res.end(text);
 }
 
@@ -97,7 +100,8 @@ export function sendError(res: ServerResponse, err: ApixError): void {
 /** Reads a JSON object body of at most `limit` bytes. */
 export async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
   const type = req.headers['content-type'];
-  if (type !== undefined && !type.includes('json')) throw new ApixError('BAD_REQUEST', 'Content-Type must be application/json');
+  if (type !== undefined && !type.includes('json'))
+    throw new ApixError('BAD_REQUEST', 'Content-Type must be application/json');
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > limit) throw new ApixError('PAYLOAD_TOO_LARGE', `body is over ${limit} bytes`);
   const chunks: Buffer[] = [];

@@ -35,9 +35,24 @@ export function createMetrics(nodeId: string, hooks: HookBus, stats: () => NodeS
   gauge('apix_inflight_events', 'Events awaiting acknowledgment', (s) => s.inflight);
   gauge('apix_offline_queued_events', 'Events held for sessions that are away', (s) => s.offlineQueued);
 
-  const published = new Counter({ name: 'apix_events_published_total', help: 'Events accepted', labelNames: ['channel_type'], registers: [registry] });
-  const deliveries = new Counter({ name: 'apix_deliveries_total', help: 'Event deliveries written to sockets', labelNames: ['channel_type'], registers: [registry] });
-  const deliveredBytes = new Counter({ name: 'apix_delivered_bytes_total', help: 'Bytes of event frames written', labelNames: ['channel_type'], registers: [registry] });
+  const published = new Counter({
+    name: 'apix_events_published_total',
+    help: 'Events accepted',
+    labelNames: ['channel_type'],
+    registers: [registry],
+  });
+  const deliveries = new Counter({
+    name: 'apix_deliveries_total',
+    help: 'Event deliveries written to sockets',
+    labelNames: ['channel_type'],
+    registers: [registry],
+  });
+  const deliveredBytes = new Counter({
+    name: 'apix_delivered_bytes_total',
+    help: 'Bytes of event frames written',
+    labelNames: ['channel_type'],
+    registers: [registry],
+  });
   const latency = new Histogram({
     name: 'apix_publish_to_deliver_seconds',
     help: 'Time from publish to fan-out on this node',
@@ -58,13 +73,46 @@ export function createMetrics(nodeId: string, hooks: HookBus, stats: () => NodeS
     buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
     registers: [registry],
   });
-  const refused = new Counter({ name: 'apix_connections_refused_total', help: 'Connection attempts refused', labelNames: ['code'], registers: [registry] });
-  const authFailures = new Counter({ name: 'apix_auth_failures_total', help: 'Authentication failures', labelNames: ['code', 'via'], registers: [registry] });
-  const denials = new Counter({ name: 'apix_permission_denials_total', help: 'Permission denials', labelNames: ['action'], registers: [registry] });
-  const slow = new Counter({ name: 'apix_slow_consumers_total', help: 'Connections cut for reading too slowly', registers: [registry] });
-  const deadLetters = new Counter({ name: 'apix_dead_letters_total', help: 'Events dead-lettered after max attempts', registers: [registry] });
-  const rateLimited = new Counter({ name: 'apix_rate_limited_total', help: 'Requests refused by a rate limit', labelNames: ['scope'], registers: [registry] });
-  const connects = new Counter({ name: 'apix_connects_total', help: 'Completed connect handshakes', labelNames: ['resumed'], registers: [registry] });
+  const refused = new Counter({
+    name: 'apix_connections_refused_total',
+    help: 'Connection attempts refused',
+    labelNames: ['code'],
+    registers: [registry],
+  });
+  const authFailures = new Counter({
+    name: 'apix_auth_failures_total',
+    help: 'Authentication failures',
+    labelNames: ['code', 'via'],
+    registers: [registry],
+  });
+  const denials = new Counter({
+    name: 'apix_permission_denials_total',
+    help: 'Permission denials',
+    labelNames: ['action'],
+    registers: [registry],
+  });
+  const slow = new Counter({
+    name: 'apix_slow_consumers_total',
+    help: 'Connections cut for reading too slowly',
+    registers: [registry],
+  });
+  const deadLetters = new Counter({
+    name: 'apix_dead_letters_total',
+    help: 'Events dead-lettered after max attempts',
+    registers: [registry],
+  });
+  const rateLimited = new Counter({
+    name: 'apix_rate_limited_total',
+    help: 'Requests refused by a rate limit',
+    labelNames: ['scope'],
+    registers: [registry],
+  });
+  const connects = new Counter({
+    name: 'apix_connects_total',
+    help: 'Completed connect handshakes',
+    labelNames: ['resumed'],
+    registers: [registry],
+  });
 
   hooks.attach({
     onPublish: (e) => published.inc({ channel_type: e.channelType }),
@@ -73,7 +121,8 @@ export function createMetrics(nodeId: string, hooks: HookBus, stats: () => NodeS
       deliveredBytes.inc({ channel_type: e.channelType }, e.recipients * e.bytes);
       latency.observe({ channel_type: e.channelType }, Math.max(0, e.deliveredAt - e.publishedAt) / 1000);
     },
-    onAck: (e) => ackLatency.observe({ channel_type: e.channelType }, Math.max(0, e.ackedAt - e.publishedAt) / 1000),
+    onAck: (e) =>
+      ackLatency.observe({ channel_type: e.channelType }, Math.max(0, e.ackedAt - e.publishedAt) / 1000),
     onHeartbeat: (e) => {
       if (e.rttMs !== undefined) rtt.observe(e.rttMs / 1000);
     },

@@ -26,7 +26,10 @@ export interface Presence {
   readonly name: string;
   /** Adds (or replaces) the member; this instance refreshes it until `leave` or `close`. */
   join(roomKey: string, member: PresenceMember): Promise<void>;
-  /** Removes the member now. Unknown members are ignored. */
+  /**
+   * Removes the member now. Unknown members are ignored. Call it on the instance that joined the member: the
+   * joining instance would otherwise write the member again on its next refresh.
+   */
   leave(roomKey: string, connectionId: string): Promise<void>;
   /** The room's live members. */
   list(roomKey: string): Promise<PresenceMember[]>;

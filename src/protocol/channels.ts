@@ -31,13 +31,17 @@ export interface ParsedChannel {
 export type ChannelParseResult = { ok: true; channel: ParsedChannel } | { ok: false; reason: string };
 
 export function parseChannel(name: unknown): ChannelParseResult {
-  if (typeof name !== 'string' || name.length === 0) return { ok: false, reason: 'channel must be a non-empty string' };
-  if (name.length > MAX_CHANNEL_LENGTH) return { ok: false, reason: `channel is longer than ${MAX_CHANNEL_LENGTH}` };
+  if (typeof name !== 'string' || name.length === 0)
+    return { ok: false, reason: 'channel must be a non-empty string' };
+  if (name.length > MAX_CHANNEL_LENGTH)
+    return { ok: false, reason: `channel is longer than ${MAX_CHANNEL_LENGTH}` };
   if (!CHANNEL_RE.test(name))
     return { ok: false, reason: 'channel must be segments of [A-Za-z0-9_-] joined by ":"' };
   const colon = name.indexOf(':');
   const prefix = colon === -1 ? name : name.slice(0, colon);
-  const type = Object.prototype.hasOwnProperty.call(TYPE_BY_PREFIX, prefix) ? TYPE_BY_PREFIX[prefix] : undefined;
+  const type = Object.prototype.hasOwnProperty.call(TYPE_BY_PREFIX, prefix)
+    ? TYPE_BY_PREFIX[prefix]
+    : undefined;
   if (type === undefined)
     return {
       ok: false,
@@ -47,7 +51,8 @@ export function parseChannel(name: unknown): ChannelParseResult {
   let subject: string | undefined;
   if (type === ChannelType.PRIVATE_USER || type === ChannelType.ROOM) {
     subject = rest === undefined ? undefined : (rest.split(':')[0] as string);
-    if (subject === undefined) return { ok: false, reason: `"${prefix}" channels need an id: ${prefix}:<id>` };
+    if (subject === undefined)
+      return { ok: false, reason: `"${prefix}" channels need an id: ${prefix}:<id>` };
   }
   return { ok: true, channel: { name, type, prefix, subject } };
 }
@@ -70,4 +75,3 @@ export function channelKey(orgId: string, channel: ParsedChannel): string {
 export function channelNameFromKey(key: string): string {
   return key.slice(key.indexOf('/') + 1);
 }
-

@@ -77,4 +77,3 @@ export const WS_PATH = '/v1/ws';
 /** Event types a client may publish. */
 export const EVENT_TYPE_RE_SOURCE = '^[a-z][a-z0-9_.]{0,63}$';
 export const EVENT_TYPE_RE = new RegExp(EVENT_TYPE_RE_SOURCE);
-

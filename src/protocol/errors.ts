@@ -26,16 +26,36 @@ export interface ErrorSpec {
 }
 
 export const ERRORS: Readonly<Record<ErrorCode, ErrorSpec>> = {
-  BAD_REQUEST: { httpStatus: 400, closeCode: 4000, description: 'The frame or request is malformed or invalid.' },
+  BAD_REQUEST: {
+    httpStatus: 400,
+    closeCode: 4000,
+    description: 'The frame or request is malformed or invalid.',
+  },
   UNAUTHORIZED: { httpStatus: 401, closeCode: 4001, description: 'Missing, invalid or revoked credentials.' },
-  TOKEN_EXPIRED: { httpStatus: 401, closeCode: 4002, description: 'The token expired; refresh it and reconnect.' },
+  TOKEN_EXPIRED: {
+    httpStatus: 401,
+    closeCode: 4002,
+    description: 'The token expired; refresh it and reconnect.',
+  },
   FORBIDDEN: { httpStatus: 403, closeCode: 4011, description: 'Authenticated, but not allowed to do this.' },
   NOT_FOUND: { httpStatus: 404, closeCode: 4000, description: 'No such resource.' },
   RATE_LIMITED: { httpStatus: 429, closeCode: 4008, description: 'Too many requests; retry after the hint.' },
-  PAYLOAD_TOO_LARGE: { httpStatus: 413, closeCode: 1009, description: 'The frame or body is over the size limit.' },
-  CONFLICT: { httpStatus: 409, closeCode: 4009, description: 'Conflicts with current state (e.g. session taken over).' },
+  PAYLOAD_TOO_LARGE: {
+    httpStatus: 413,
+    closeCode: 1009,
+    description: 'The frame or body is over the size limit.',
+  },
+  CONFLICT: {
+    httpStatus: 409,
+    closeCode: 4009,
+    description: 'Conflicts with current state (e.g. session taken over).',
+  },
   INTERNAL: { httpStatus: 500, closeCode: 1011, description: 'An unexpected server error.' },
-  UNAVAILABLE: { httpStatus: 503, closeCode: 1001, description: 'A dependency is unavailable, or the server is draining.' },
+  UNAVAILABLE: {
+    httpStatus: 503,
+    closeCode: 1001,
+    description: 'A dependency is unavailable, or the server is draining.',
+  },
 };
 
 /** WebSocket close codes (PROTOCOL.md 8, plus the extensions marked). */

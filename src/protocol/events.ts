@@ -27,7 +27,15 @@ export const ToolCallErrorPayload = z.looseObject({
   error: z.looseObject({ message: z.string(), code: z.string().optional() }),
   retryable: z.boolean().optional(),
 });
-export const AgentStatus = z.enum(['idle', 'thinking', 'running', 'waiting', 'completed', 'failed', 'offline']);
+export const AgentStatus = z.enum([
+  'idle',
+  'thinking',
+  'running',
+  'waiting',
+  'completed',
+  'failed',
+  'offline',
+]);
 export const AgentStatusUpdatePayload = z.looseObject({
   agentId: id,
   status: AgentStatus,

@@ -12,7 +12,8 @@ export const ChannelTypeSchema = z.enum(ChannelType);
 
 // ---- The seed's schemas (ApiXConnectionSchema etc.), with the extensions PROTOCOL.md adds ----
 
-const channelName = z.string().min(1).max(200);
+// Names longer than 200 pass the frame schema so that they are denied one by one (parseChannel says why).
+const channelName = z.string().min(1).max(512);
 const eventId = z.string().min(1).max(64);
 const correlationId = z.string().max(200);
 
@@ -66,7 +67,10 @@ export type ApiXSubscription = z.infer<typeof ApiXSubscriptionSchema>;
 // ---- Client -> server payloads ----
 
 export const UnsubscribePayloadSchema = z.strictObject({ channels: z.array(channelName).min(1).max(1000) });
-export const AckPayloadSchema = z.strictObject({ channel: channelName, ids: z.array(eventId).min(1).max(1000) });
+export const AckPayloadSchema = z.strictObject({
+  channel: channelName,
+  ids: z.array(eventId).min(1).max(1000),
+});
 export const PingPayloadSchema = z.strictObject({ ts: z.number().optional() });
 export const PongPayloadSchema = z.strictObject({ ts: z.number() });
 export const AuthRefreshPayloadSchema = z.strictObject({ token: z.string().min(1).max(16_384) });
@@ -125,7 +129,11 @@ export const CLIENT_CONTROL_SCHEMAS = {
 // ---- Server -> client frames ----
 
 export const ErrorCodeSchema = z.enum(ErrorCode);
-export const DenialSchema = z.strictObject({ channel: z.string(), code: ErrorCodeSchema, message: z.string() });
+export const DenialSchema = z.strictObject({
+  channel: z.string(),
+  code: ErrorCodeSchema,
+  message: z.string(),
+});
 export type Denial = z.infer<typeof DenialSchema>;
 
 const serverMetadata = z.looseObject({
@@ -181,9 +189,15 @@ export const SubscriptionRemovedSchema = serverFrame(
   z.object({ channels: z.array(z.string()), reason: z.string().optional() }),
 );
 export const ServerPingSchema = serverFrame('heartbeat.ping', z.object({ ts: z.number() }));
-export const ServerPongSchema = serverFrame('heartbeat.pong', z.object({ ts: z.number(), serverTime: z.number() }));
+export const ServerPongSchema = serverFrame(
+  'heartbeat.pong',
+  z.object({ ts: z.number(), serverTime: z.number() }),
+);
 export const AuthRefreshedSchema = serverFrame('auth.refreshed', z.object({ expiresAt: z.number() }));
-export const MessageSentSchema = serverFrame('message.sent', z.object({ id: z.string(), channel: z.string().optional() }));
+export const MessageSentSchema = serverFrame(
+  'message.sent',
+  z.object({ id: z.string(), channel: z.string().optional() }),
+);
 export const MessageQueuedSchema = serverFrame(
   'message.queued',
   z.object({ id: z.string(), channel: z.string().optional() }),

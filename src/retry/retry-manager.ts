@@ -108,7 +108,8 @@ export class RetryManager {
       session.inflight.delete(k);
       this.inflightCount--;
     }
-    for (let i = session.waiting.length - 1; i >= 0; i--) if (session.waiting[i]!.sub === sub) session.waiting.splice(i, 1);
+    for (let i = session.waiting.length - 1; i >= 0; i--)
+      if (session.waiting[i]!.sub === sub) session.waiting.splice(i, 1);
     this.pump(session);
   }
 

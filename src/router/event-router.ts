@@ -63,8 +63,10 @@ export class EventRouter {
     const parsed = parseChannel(req.channel);
     if (!parsed.ok) throw new ApixError('BAD_REQUEST', parsed.reason);
     const channel = parsed.channel;
-    if (isControlType(req.type)) throw new ApixError('BAD_REQUEST', `"${req.type}" is a reserved control type`);
-    if (!EVENT_TYPE_RE.test(req.type)) throw new ApixError('BAD_REQUEST', 'type must match [a-z][a-z0-9_.]{0,63}');
+    if (isControlType(req.type))
+      throw new ApixError('BAD_REQUEST', `"${req.type}" is a reserved control type`);
+    if (!EVENT_TYPE_RE.test(req.type))
+      throw new ApixError('BAD_REQUEST', 'type must match [a-z][a-z0-9_.]{0,63}');
     const payloadError = checkDomainPayload(req.type, req.payload);
     if (payloadError) throw new ApixError('BAD_REQUEST', payloadError);
 
@@ -150,7 +152,13 @@ export class EventRouter {
 }
 
 /** Keys of a publish's metadata that are the publisher's own business (the rest travel with the event). */
-const PUBLISH_ONLY_METADATA = new Set(['timestamp', 'version', 'correlation_id', 'idempotency_key', 'retryCount']);
+const PUBLISH_ONLY_METADATA = new Set([
+  'timestamp',
+  'version',
+  'correlation_id',
+  'idempotency_key',
+  'retryCount',
+]);
 
 /**
  * The publisher's custom metadata keys (e.g. `trace_id`), as JSON members to splice into the event's

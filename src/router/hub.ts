@@ -106,7 +106,7 @@ export class LocalHub {
       }
       conn.sendEvent(bytes, event.frame);
       recipients++;
-      if (conn.socket.writableLength > this.maxBufferedBytes) this.target.slowConsumer(conn);
+      if (conn.bufferedBytes > this.maxBufferedBytes) this.target.slowConsumer(conn);
     }
     this.target.delivered(event, recipients, bytes === undefined ? 0 : bytes.length);
   }

@@ -20,7 +20,8 @@ export function compileFilter(filters: Record<string, unknown> | undefined): Eve
   if (!filters) return undefined;
   const keys = Object.keys(filters);
   if (keys.length === 0) return undefined;
-  if (keys.length > MAX_FILTER_KEYS) throw new ApixError('BAD_REQUEST', `filters: at most ${MAX_FILTER_KEYS} keys`);
+  if (keys.length > MAX_FILTER_KEYS)
+    throw new ApixError('BAD_REQUEST', `filters: at most ${MAX_FILTER_KEYS} keys`);
   let types: Set<string> | undefined;
   const fields: Array<[string, string | number | boolean | null]> = [];
   for (const k of keys) {
@@ -39,7 +40,8 @@ export function compileFilter(filters: Record<string, unknown> | undefined): Eve
     const p = event.payload();
     if (p === null || typeof p !== 'object') return false;
     for (const [k, v] of fields) {
-      if (!Object.prototype.hasOwnProperty.call(p, k) || (p as Record<string, unknown>)[k] !== v) return false;
+      if (!Object.prototype.hasOwnProperty.call(p, k) || (p as Record<string, unknown>)[k] !== v)
+        return false;
     }
     return true;
   };

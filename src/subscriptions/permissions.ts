@@ -54,7 +54,8 @@ export function authorize(
   if (principal.isService && action === 'publish') return ALLOW;
 
   const rule = overrides?.[action];
-  if (rule) return matches(rule, principal, clientType) ? ALLOW : deny(`channel rule for ${action} does not match`);
+  if (rule)
+    return matches(rule, principal, clientType) ? ALLOW : deny(`channel rule for ${action} does not match`);
   return defaultRule(action, principal, channel);
 }
 
@@ -64,7 +65,9 @@ function defaultRule(action: ChannelAction, principal: Principal, channel: Parse
   switch (channel.type) {
     case ChannelType.PROVIDER_EVENTS:
     case ChannelType.ORGANIZATION:
-      return principal.roles.includes('admin') ? ALLOW : deny(`only admins and services publish to ${channel.prefix}`);
+      return principal.roles.includes('admin')
+        ? ALLOW
+        : deny(`only admins and services publish to ${channel.prefix}`);
     case ChannelType.PRIVATE_USER:
       return channel.subject === principal.userId || principal.roles.includes('admin')
         ? ALLOW

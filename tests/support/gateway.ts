@@ -110,9 +110,10 @@ export class RawClient {
       subscriptions?: string[];
       resume?: Record<string, string>;
       clientType?: string;
+      ws?: WebSocket.ClientOptions;
     } = {},
   ): Promise<RawClient> {
-    const c = await RawClient.open(url);
+    const c = await RawClient.open(url, opts.ws);
     c.send({
       type: 'connect',
       payload: {

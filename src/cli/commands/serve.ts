@@ -22,7 +22,9 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   const { secret, generated } = resolveJwtSecret(config, true);
   config = withSecret(config, secret);
   if (!config.auth.jwtSecret && !config.auth.jwksUrl && !config.auth.publicKeyPem) {
-    process.stderr.write('apix: no way to verify tokens (set APIX_JWT_SECRET, APIX_JWKS_URL or APIX_JWT_PUBLIC_KEY)\n');
+    process.stderr.write(
+      'apix: no way to verify tokens (set APIX_JWT_SECRET, APIX_JWKS_URL or APIX_JWT_PUBLIC_KEY)\n',
+    );
     return 1;
   }
   void args;

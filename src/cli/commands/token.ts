@@ -23,7 +23,9 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   const config = loadConfig(env);
   const { secret } = resolveJwtSecret(config, true);
   if (!secret) {
-    process.stderr.write('apix token: tokens are verified with a JWKS URL or public key here; mint them with your issuer\n');
+    process.stderr.write(
+      'apix token: tokens are verified with a JWKS URL or public key here; mint them with your issuer\n',
+    );
     return 2;
   }
   const roles = (stringOption(args, 'roles') ?? 'member').split(',').filter(Boolean);

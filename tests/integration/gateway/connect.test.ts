@@ -7,7 +7,13 @@ import type { ApixNode } from '../../../src/node.ts';
 async function connectFrame(c: RawClient, tok: string, extra: Record<string, unknown> = {}) {
   c.send({
     type: 'connect',
-    payload: { sessionId: 's1', clientType: 'WEB_APP', authentication: { token: tok }, subscriptions: [], ...extra },
+    payload: {
+      sessionId: 's1',
+      clientType: 'WEB_APP',
+      authentication: { token: tok },
+      subscriptions: [],
+      ...extra,
+    },
   });
   return c.next((f) => f.type === 'connection.established' || f.type === 'connection.error');
 }
@@ -64,7 +70,10 @@ describe('connect handshake', () => {
 
   it('answers an invalid connect payload with BAD_REQUEST naming the field', async () => {
     const c = await RawClient.open(node.wsUrl);
-    c.send({ type: 'connect', payload: { sessionId: 's', clientType: 'TOASTER', authentication: { token: 'x' }, subscriptions: [] } });
+    c.send({
+      type: 'connect',
+      payload: { sessionId: 's', clientType: 'TOASTER', authentication: { token: 'x' }, subscriptions: [] },
+    });
     const err = await c.nextOfType('connection.error');
     assert.match(err.payload.message, /clientType/);
     assert.equal((await c.waitClosed()).code, 4000);
@@ -72,7 +81,15 @@ describe('connect handshake', () => {
 
   it('refuses a second connect without closing', async () => {
     const c = await RawClient.connect(node.wsUrl);
-    c.send({ type: 'connect', payload: { sessionId: 's', clientType: 'WEB_APP', authentication: { token: await token() }, subscriptions: [] } });
+    c.send({
+      type: 'connect',
+      payload: {
+        sessionId: 's',
+        clientType: 'WEB_APP',
+        authentication: { token: await token() },
+        subscriptions: [],
+      },
+    });
     const err = await c.nextOfType('connection.error');
     assert.equal(err.payload.fatal, false);
     const pong = await (async () => {
@@ -84,8 +101,18 @@ describe('connect handshake', () => {
   });
 
   const refusals: Array<[string, () => Promise<string>, number, string]> = [
-    ['an expired token', () => token({ expiresIn: Math.floor(Date.now() / 1000) - 60 }), 4002, 'TOKEN_EXPIRED'],
-    ['a token signed with another secret', () => token({ secret: 'another-secret-0123456789-abcdef' }), 4001, 'UNAUTHORIZED'],
+    [
+      'an expired token',
+      () => token({ expiresIn: Math.floor(Date.now() / 1000) - 60 }),
+      4002,
+      'TOKEN_EXPIRED',
+    ],
+    [
+      'a token signed with another secret',
+      () => token({ secret: 'another-secret-0123456789-abcdef' }),
+      4001,
+      'UNAUTHORIZED',
+    ],
     [
       'an altered token (payload changed, signature kept)',
       async () => {
@@ -125,7 +152,9 @@ describe('connect handshake', () => {
 
   it('refuses an organizationId that disagrees with the token', async () => {
     const c = await RawClient.open(node.wsUrl);
-    const f = await connectFrame(c, await token(), { authentication: { token: await token(), organizationId: 'globex' } });
+    const f = await connectFrame(c, await token(), {
+      authentication: { token: await token(), organizationId: 'globex' },
+    });
     assert.equal(f.payload.code, 'UNAUTHORIZED');
     assert.equal((await c.waitClosed()).code, 4001);
   });
@@ -135,7 +164,10 @@ describe('connect handshake', () => {
     const f = await connectFrame(c, 'apix_static_acmekey', { clientType: 'INTERNAL_SERVICE' });
     assert.equal(f.type, 'connection.established');
     assert.equal(f.payload.organizationId, 'acme');
-    const sent = await c.publish('system:maintenance', 'system_notification', { level: 'info', message: 'hello' });
+    const sent = await c.publish('system:maintenance', 'system_notification', {
+      level: 'info',
+      message: 'hello',
+    });
     assert.equal(sent.type, 'message.sent');
     c.close();
   });
@@ -145,7 +177,17 @@ describe('JWT with asymmetric keys', () => {
   it('verifies RS256 from a PEM key and rejects HS256 signed with that public key', async () => {
     const { publicKey, privateKey } = await generateKeyPair('RS256');
     const pem = await exportSPKI(publicKey);
-    const rsNode = await startNode({ auth: { jwtSecret: undefined, jwksUrl: undefined, publicKeyPem: pem, issuer: undefined, audience: undefined, algorithms: ['RS256', 'HS256'], apiKeys: [] } });
+    const rsNode = await startNode({
+      auth: {
+        jwtSecret: undefined,
+        jwksUrl: undefined,
+        publicKeyPem: pem,
+        issuer: undefined,
+        audience: undefined,
+        algorithms: ['RS256', 'HS256'],
+        apiKeys: [],
+      },
+    });
     try {
       const good = await new SignJWT({ org: 'acme', roles: ['member'] })
         .setProtectedHeader({ alg: 'RS256' })
@@ -178,7 +220,15 @@ describe('JWT with asymmetric keys', () => {
     await new Promise<void>((r) => jwks.listen(0, '127.0.0.1', r));
     const port = (jwks.address() as { port: number }).port;
     const node = await startNode({
-      auth: { jwtSecret: undefined, jwksUrl: `http://127.0.0.1:${port}/jwks.json`, publicKeyPem: undefined, issuer: 'https://issuer.example', audience: 'apix', algorithms: ['ES256'], apiKeys: [] },
+      auth: {
+        jwtSecret: undefined,
+        jwksUrl: `http://127.0.0.1:${port}/jwks.json`,
+        publicKeyPem: undefined,
+        issuer: 'https://issuer.example',
+        audience: 'apix',
+        algorithms: ['ES256'],
+        apiKeys: [],
+      },
     });
     try {
       const sign = (iss: string, aud: string) =>
@@ -190,7 +240,10 @@ describe('JWT with asymmetric keys', () => {
           .setExpirationTime('1h')
           .sign(privateKey);
       const c = await RawClient.open(node.wsUrl);
-      assert.equal((await connectFrame(c, await sign('https://issuer.example', 'apix'))).type, 'connection.established');
+      assert.equal(
+        (await connectFrame(c, await sign('https://issuer.example', 'apix'))).type,
+        'connection.established',
+      );
       c.close();
       for (const [iss, aud] of [
         ['https://evil.example', 'apix'],
@@ -202,7 +255,10 @@ describe('JWT with asymmetric keys', () => {
       }
       // An HS256 token is refused outright: HS256 is not in this node's allow-list.
       const hs = await RawClient.open(node.wsUrl);
-      assert.equal((await connectFrame(hs, await token({ secret: TEST_SECRET }))).payload.code, 'UNAUTHORIZED');
+      assert.equal(
+        (await connectFrame(hs, await token({ secret: TEST_SECRET }))).payload.code,
+        'UNAUTHORIZED',
+      );
     } finally {
       await node.close();
       jwks.close();
@@ -227,7 +283,9 @@ describe('token expiry and refresh', () => {
   it('auth.refresh extends the session; a token for another user is refused without closing', async () => {
     const node = await startNode({ heartbeatIntervalMs: 200 });
     try {
-      const c = await RawClient.connect(node.wsUrl, { token: await token({ expiresIn: Math.floor(Date.now() / 1000) + 2 }) });
+      const c = await RawClient.connect(node.wsUrl, {
+        token: await token({ expiresIn: Math.floor(Date.now() / 1000) + 2 }),
+      });
       c.send({ type: 'auth.refresh', payload: { token: await token({ sub: 'bob' }) } });
       const err = await c.nextOfType('connection.error');
       assert.equal(err.payload.code, 'UNAUTHORIZED');

@@ -13,12 +13,20 @@ describe('publish and fan-out', () => {
   it('delivers every event to every subscriber, in publish order, with ordered ids', async () => {
     const subs = await Promise.all(
       Array.from({ length: 5 }, async (_, i) =>
-        RawClient.connect(node.wsUrl, { token: await token({ sub: `u${i}` }), subscriptions: ['workflow:w1'] }),
+        RawClient.connect(node.wsUrl, {
+          token: await token({ sub: `u${i}` }),
+          subscriptions: ['workflow:w1'],
+        }),
       ),
     );
     const pub = await RawClient.connect(node.wsUrl, { token: await token({ sub: 'publisher' }) });
     const N = 200;
-    for (let i = 0; i < N; i++) pub.send({ type: 'workflow_state_change', channel: 'workflow:w1', payload: { workflowId: 'w1', to: `s${i}` } });
+    for (let i = 0; i < N; i++)
+      pub.send({
+        type: 'workflow_state_change',
+        channel: 'workflow:w1',
+        payload: { workflowId: 'w1', to: `s${i}` },
+      });
     for (const s of subs) {
       const events = await s.waitForEvents(N, 'workflow:w1');
       assert.deepEqual(
@@ -80,9 +88,15 @@ describe('publish and fan-out', () => {
 
   it('applies the default permission rules', async () => {
     const member = await RawClient.connect(node.wsUrl, { token: await token({ sub: 'm' }) });
-    const viewer = await RawClient.connect(node.wsUrl, { token: await token({ sub: 'v', roles: ['viewer'] }) });
-    const admin = await RawClient.connect(node.wsUrl, { token: await token({ sub: 'adm', roles: ['admin'] }) });
-    const service = await RawClient.connect(node.wsUrl, { token: await token({ sub: 'svc', roles: ['service'] }) });
+    const viewer = await RawClient.connect(node.wsUrl, {
+      token: await token({ sub: 'v', roles: ['viewer'] }),
+    });
+    const admin = await RawClient.connect(node.wsUrl, {
+      token: await token({ sub: 'adm', roles: ['admin'] }),
+    });
+    const service = await RawClient.connect(node.wsUrl, {
+      token: await token({ sub: 'svc', roles: ['service'] }),
+    });
     const expect = async (c: RawClient, channel: string, type: string, payload: unknown, outcome: string) => {
       const r = await c.publish(channel, type, payload);
       assert.equal(r.type, outcome, `${channel} ${type}: ${JSON.stringify(r.payload)}`);
@@ -94,18 +108,34 @@ describe('publish and fan-out', () => {
     await expect(service, 'system:all', 'system_notification', note, 'message.sent');
     await expect(member, 'org', 'note', {}, 'message.failed');
     await expect(admin, 'org', 'note', {}, 'message.sent');
-    await expect(member, 'provider:openai', 'provider_health_update', { providerId: 'openai', status: 'down' }, 'message.failed');
-    await expect(service, 'provider:openai', 'provider_health_update', { providerId: 'openai', status: 'down' }, 'message.sent');
+    await expect(
+      member,
+      'provider:openai',
+      'provider_health_update',
+      { providerId: 'openai', status: 'down' },
+      'message.failed',
+    );
+    await expect(
+      service,
+      'provider:openai',
+      'provider_health_update',
+      { providerId: 'openai', status: 'down' },
+      'message.sent',
+    );
     await expect(viewer, 'agent:a1', 'note', {}, 'message.failed');
     await expect(member, 'agent:a1', 'note', {}, 'message.sent');
     await expect(member, 'user:m', 'note', {}, 'message.sent');
     await expect(member, 'user:other', 'note', {}, 'message.failed');
     await expect(service, 'user:other', 'note', {}, 'message.sent');
-    const sub = await viewer.subscribe({ channels: ['system:all', 'agent:a1', 'user:v', 'user:m', 'room:r1', 'bogus:x', 'a::b'] });
-    assert.deepEqual(
-      sub.payload.channels.map((c: { channel: string }) => c.channel).sort(),
-      ['agent:a1', 'room:r1', 'system:all', 'user:v'],
-    );
+    const sub = await viewer.subscribe({
+      channels: ['system:all', 'agent:a1', 'user:v', 'user:m', 'room:r1', 'bogus:x', 'a::b'],
+    });
+    assert.deepEqual(sub.payload.channels.map((c: { channel: string }) => c.channel).sort(), [
+      'agent:a1',
+      'room:r1',
+      'system:all',
+      'user:v',
+    ]);
     assert.deepEqual(
       sub.payload.denied.map((d: { channel: string; code: string }) => `${d.channel}=${d.code}`).sort(),
       ['a::b=BAD_REQUEST', 'bogus:x=BAD_REQUEST', 'user:m=FORBIDDEN'],
@@ -118,7 +148,9 @@ describe('publish and fan-out', () => {
       permissions: { subscribe: { roles: ['admin'] }, publish: { roles: ['admin'] } },
     });
     const member = await RawClient.connect(node.wsUrl, { token: await token({ sub: 'm2' }) });
-    const admin = await RawClient.connect(node.wsUrl, { token: await token({ sub: 'a2', roles: ['admin'] }) });
+    const admin = await RawClient.connect(node.wsUrl, {
+      token: await token({ sub: 'a2', roles: ['admin'] }),
+    });
     const s = await member.subscribe({ channels: ['agent:secret'] });
     assert.equal(s.payload.denied[0].code, 'FORBIDDEN');
     assert.equal((await member.publish('agent:secret', 'note', {})).type, 'message.failed');
@@ -139,18 +171,35 @@ describe('tenant isolation', () => {
 
   it('never delivers one organization’s events to another, whatever the channel is called', async () => {
     const spellings = ['agent:a1', 'org', 'room:r1', 'tool:t'];
-    const acme = await RawClient.connect(node.wsUrl, { token: await token({ org: 'acme', sub: 'x' }), subscriptions: spellings });
+    const acme = await RawClient.connect(node.wsUrl, {
+      token: await token({ org: 'acme', sub: 'x' }),
+      subscriptions: spellings,
+    });
     const globex = await RawClient.connect(node.wsUrl, {
       token: await token({ org: 'globex', sub: 'x', roles: ['admin'] }),
       subscriptions: spellings,
     });
     // Attempts by globex to name acme's channels: every one is refused by the grammar or stays in globex.
-    for (const name of ['acme:agent:a1', 'acme/agent:a1', '../acme/agent:a1', 'acme%2Fagent:a1', 'agent:a1/../../acme', '_/system:x', 'agent:a1\u0000acme', 'AGENT:a1', 'agent:*', 'agent:a1*', '{acme}agent:a1', 'аgent:a1']) {
+    for (const name of [
+      'acme:agent:a1',
+      'acme/agent:a1',
+      '../acme/agent:a1',
+      'acme%2Fagent:a1',
+      'agent:a1/../../acme',
+      '_/system:x',
+      'agent:a1\u0000acme',
+      'AGENT:a1',
+      'agent:*',
+      'agent:a1*',
+      '{acme}agent:a1',
+      'аgent:a1',
+    ]) {
       const r = await globex.publish(name, 'note', { leak: true });
       assert.equal(r.type, 'message.failed', name);
       assert.equal(r.payload.code, 'BAD_REQUEST', name);
     }
-    for (const name of spellings) assert.equal((await globex.publish(name, 'note', { from: 'globex' })).type, 'message.sent');
+    for (const name of spellings)
+      assert.equal((await globex.publish(name, 'note', { from: 'globex' })).type, 'message.sent');
     await sleep(100);
     assert.equal(acme.events().length, 0, 'acme received nothing from globex');
     assert.equal(globex.events().length, spellings.length);
@@ -164,9 +213,17 @@ describe('tenant isolation', () => {
   });
 
   it('shares system channels across organizations, read-only for clients', async () => {
-    const acme = await RawClient.connect(node.wsUrl, { token: await token({ org: 'acme' }), subscriptions: ['system:status'] });
-    const globex = await RawClient.connect(node.wsUrl, { token: await token({ org: 'globex' }), subscriptions: ['system:status'] });
-    const svc = await RawClient.connect(node.wsUrl, { token: await token({ org: 'ops', roles: ['service'] }) });
+    const acme = await RawClient.connect(node.wsUrl, {
+      token: await token({ org: 'acme' }),
+      subscriptions: ['system:status'],
+    });
+    const globex = await RawClient.connect(node.wsUrl, {
+      token: await token({ org: 'globex' }),
+      subscriptions: ['system:status'],
+    });
+    const svc = await RawClient.connect(node.wsUrl, {
+      token: await token({ org: 'ops', roles: ['service'] }),
+    });
     await svc.publish('system:status', 'system_notification', { level: 'warning', message: 'maintenance' });
     assert.equal((await acme.waitForEvents(1))[0]!.payload.message, 'maintenance');
     assert.equal((await globex.waitForEvents(1))[0]!.payload.message, 'maintenance');
@@ -190,12 +247,18 @@ describe('HTTP API', () => {
 
   it('publishes with an API key and a service JWT; subscribers receive it', async () => {
     const sub = await RawClient.connect(node.wsUrl, { subscriptions: ['tool:t1'] });
-    const r = await post({ channel: 'tool:t1', type: 'tool_call_start', payload: { toolCallId: 'c1', toolName: 'search' } }, 'apix_static_acmekey');
+    const r = await post(
+      { channel: 'tool:t1', type: 'tool_call_start', payload: { toolCallId: 'c1', toolName: 'search' } },
+      'apix_static_acmekey',
+    );
     assert.equal(r.status, 200);
     const { id } = await r.json();
     const ev = await sub.next((f) => f.channel === 'tool:t1');
     assert.equal(ev.id, id);
-    const r2 = await post({ channel: 'tool:t1', type: 'tool_call_result', payload: { toolCallId: 'c1', output: 42 } }, await token({ roles: ['service'] }));
+    const r2 = await post(
+      { channel: 'tool:t1', type: 'tool_call_result', payload: { toolCallId: 'c1', output: 42 } },
+      await token({ roles: ['service'] }),
+    );
     assert.equal(r2.status, 200);
     sub.close();
   });
@@ -208,7 +271,12 @@ describe('HTTP API', () => {
       [{ channel: 'nope:x', type: 'x', payload: 1 }, 'apix_static_acmekey', 400, 'BAD_REQUEST'],
       [{ channel: 'tool:t1', type: 'x', payload: 1, extra: true }, 'apix_static_acmekey', 400, 'BAD_REQUEST'],
       [{ channel: 'tool:t1', type: 'message.sent', payload: 1 }, 'apix_static_acmekey', 400, 'BAD_REQUEST'],
-      [{ channel: 'tool:t1', type: 'x', payload: 'y'.repeat(1_100_000) }, 'apix_static_acmekey', 413, 'PAYLOAD_TOO_LARGE'],
+      [
+        { channel: 'tool:t1', type: 'x', payload: 'y'.repeat(1_100_000) },
+        'apix_static_acmekey',
+        413,
+        'PAYLOAD_TOO_LARGE',
+      ],
     ];
     for (const [body, auth, status, code] of cases) {
       const r = await post(body, auth);
@@ -231,12 +299,22 @@ describe('HTTP API', () => {
       ids.push((await r.json()).id);
     }
     const get = async (q: string) =>
-      (await fetch(`${node.httpUrl}/v1/channels/agent:h/history${q}`, { headers: { authorization: `Bearer ${auth}` } })).json();
+      (
+        await fetch(`${node.httpUrl}/v1/channels/agent:h/history${q}`, {
+          headers: { authorization: `Bearer ${auth}` },
+        })
+      ).json();
     const all = await get('');
-    assert.deepEqual(all.events.map((e: { id: string }) => e.id), ids);
+    assert.deepEqual(
+      all.events.map((e: { id: string }) => e.id),
+      ids,
+    );
     assert.equal(all.recovered, true);
     const after2 = await get(`?since=${ids[1]}&limit=2`);
-    assert.deepEqual(after2.events.map((e: { payload: { i: number } }) => e.payload.i), [2, 3]);
+    assert.deepEqual(
+      after2.events.map((e: { payload: { i: number } }) => e.payload.i),
+      [2, 3],
+    );
     assert.equal((await get('?since=9999999999999-0')).recovered, false);
     assert.equal((await get('?since=garbage')).recovered, false);
     const [ms, seq] = ids[2]!.split('-');
