@@ -1,0 +1,49 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import {
+  GENESIS_HASH,
+  canonicalJson,
+  chainHash,
+  type ChainedContent,
+} from '../../../src/audit/hash-chain.ts';
+
+const content: ChainedContent = {
+  orgId: 'acme',
+  seq: 1,
+  actor: 'alice',
+  action: 'auth.failed',
+  target: null,
+  detail: { b: [1, { z: 1, a: 2 }], a: 'x' },
+  remoteAddress: '::1',
+  userAgent: null,
+  createdAt: 1_700_000_000_123,
+};
+
+test('canonical JSON sorts keys at every depth and drops undefined members', () => {
+  assert.equal(
+    canonicalJson({ b: 1, a: { d: [3, { y: 1, x: 2 }], c: undefined } }),
+    '{"a":{"d":[3,{"x":2,"y":1}]},"b":1}',
+  );
+  assert.equal(canonicalJson([undefined, null, 'é']), '[null,null,"é"]');
+  assert.equal(canonicalJson({ b: 1, a: 2 }), canonicalJson({ a: 2, b: 1 }));
+});
+
+test('the hash depends on every field and on the previous hash, not on key order', () => {
+  const h = chainHash(GENESIS_HASH, content);
+  assert.match(h, /^[0-9a-f]{64}$/);
+  assert.equal(chainHash(GENESIS_HASH, { ...content, detail: { a: 'x', b: [1, { a: 2, z: 1 }] } }), h);
+  assert.notEqual(chainHash('1'.repeat(64), content), h);
+  const changes: Partial<ChainedContent>[] = [
+    { orgId: 'globex' },
+    { seq: 2 },
+    { actor: 'mallory' },
+    { action: 'auth.ok' },
+    { target: 'x' },
+    { detail: { a: 'y', b: [1, { z: 1, a: 2 }] } },
+    { remoteAddress: '::2' },
+    { userAgent: 'curl' },
+    { createdAt: content.createdAt + 1 },
+  ];
+  for (const change of changes)
+    assert.notEqual(chainHash(GENESIS_HASH, { ...content, ...change }), h, JSON.stringify(change));
+});
