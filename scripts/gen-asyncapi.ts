@@ -1,0 +1,456 @@
+/**
+ * Generates docs/asyncapi.json (AsyncAPI 3.0) from the protocol's Zod contracts, so that the machine-readable
+ * description cannot drift from what the gateway validates. tests/unit/protocol/asyncapi.test.ts regenerates
+ * it in memory and fails when the committed file differs.
+ *
+ * The document describes the GATEWAY: it `receive`s client frames (with their replies) and `send`s server
+ * frames, all on the single WebSocket channel /v1/ws.
+ *
+ * Usage: node --import tsx scripts/gen-asyncapi.ts   (writes docs/asyncapi.json)
+ */
+import { writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+import { DOMAIN_EVENT_TYPES, PROTOCOL_VERSION, WS_PATH, WS_SUBPROTOCOL } from '../src/protocol/constants.ts';
+import { DOMAIN_PAYLOAD_SCHEMAS } from '../src/protocol/events.ts';
+import * as S from '../src/protocol/schemas.ts';
+
+export const ASYNCAPI_PATH = fileURLToPath(new URL('../docs/asyncapi.json', import.meta.url));
+
+const meta = { timestamp: 1_760_000_000_000, version: PROTOCOL_VERSION };
+const withCid = { ...meta, correlation_id: 'c-1' };
+
+/** One message of the document: the frame's Zod schema, who sends it, and an example (checked by the test). */
+export interface FrameSpec {
+  /** Key in components.messages (unique; the wire `type` is in the schema). */
+  readonly key: string;
+  readonly direction: 'client' | 'server';
+  readonly title: string;
+  readonly summary: string;
+  readonly schema: z.ZodType;
+  readonly example: unknown;
+  /** For client frames: the keys of the server messages that answer it. */
+  readonly replies?: readonly string[];
+}
+
+const publishOf = (type: string, payload: z.ZodType) =>
+  S.PublishFrameSchema.extend({ type: z.literal(type), payload });
+const eventOf = (type: string, payload: z.ZodType) =>
+  S.ChannelEventSchema.extend({ type: z.literal(type), payload });
+
+const DOMAIN_EXAMPLES: Record<(typeof DOMAIN_EVENT_TYPES)[number], unknown> = {
+  tool_call_start: { toolCallId: 'call_1', toolName: 'web_search', agentId: 'a1', input: { q: 'apix' } },
+  tool_call_result: { toolCallId: 'call_1', toolName: 'web_search', output: { hits: 3 }, durationMs: 412 },
+  tool_call_error: {
+    toolCallId: 'call_1',
+    error: { message: 'timeout', code: 'ETIMEDOUT' },
+    retryable: true,
+  },
+  agent_status_update: { agentId: 'a1', status: 'thinking', message: 'planning' },
+  workflow_state_change: { workflowId: 'w1', runId: 'r7', from: 'review', to: 'approved', step: 'legal' },
+  provider_health_update: { providerId: 'openai', status: 'degraded', latencyMs: 1800, errorRate: 0.04 },
+  system_notification: { level: 'warning', message: 'Maintenance at 02:00 UTC', title: 'Maintenance' },
+};
+
+const CHANNEL_OF: Record<(typeof DOMAIN_EVENT_TYPES)[number], string> = {
+  tool_call_start: 'tool:web_search',
+  tool_call_result: 'tool:web_search',
+  tool_call_error: 'tool:web_search',
+  agent_status_update: 'agent:a1',
+  workflow_state_change: 'workflow:w1',
+  provider_health_update: 'provider:openai',
+  system_notification: 'system:announcements',
+};
+
+const PUBLISH_REPLIES = ['messageSent', 'messageQueued', 'messageFailed'] as const;
+
+export const FRAMES: readonly FrameSpec[] = [
+  // ---- client -> gateway ----
+  {
+    key: 'connect',
+    direction: 'client',
+    title: 'connect',
+    summary: 'First frame of every connection: authenticates, opens or resumes the session.',
+    schema: S.ConnectFrameSchema,
+    replies: ['connectionEstablished', 'connectionError'],
+    example: {
+      type: 'connect',
+      payload: {
+        sessionId: 's-7f3c',
+        clientType: 'WEB_APP',
+        authentication: { token: 'eyJhbGciOiJIUzI1NiJ9.e30.sig', organizationId: 'acme' },
+        subscriptions: ['org'],
+        resume: { lastEventIds: { 'agent:a1': '1760000000000-4' } },
+      },
+      metadata: { correlation_id: 'c-1' },
+    },
+  },
+  {
+    key: 'subscribe',
+    direction: 'client',
+    title: 'subscribe',
+    summary:
+      'Subscribes to channels, optionally acknowledged, filtered, replaying from an id or the last n events.',
+    schema: S.SubscribeFrameSchema,
+    replies: ['subscriptionAdded', 'connectionError'],
+    example: {
+      type: 'subscribe',
+      payload: {
+        channels: ['agent:a1'],
+        acknowledgment: true,
+        filters: { types: ['agent_status_update'], status: 'failed' },
+        since: { 'agent:a1': '1760000000000-4' },
+      },
+      metadata: { correlation_id: 'c-2' },
+    },
+  },
+  {
+    key: 'unsubscribe',
+    direction: 'client',
+    title: 'unsubscribe',
+    summary: 'Stops subscriptions.',
+    schema: S.UnsubscribeFrameSchema,
+    replies: ['subscriptionRemoved'],
+    example: { type: 'unsubscribe', payload: { channels: ['agent:a1'] } },
+  },
+  {
+    key: 'ack',
+    direction: 'client',
+    title: 'ack',
+    summary: 'Acknowledges events of an acknowledged subscription. No reply.',
+    schema: S.AckFrameSchema,
+    example: { type: 'ack', payload: { channel: 'agent:a1', ids: ['1760000000000-5', '1760000000000-6'] } },
+  },
+  {
+    key: 'clientPing',
+    direction: 'client',
+    title: 'heartbeat.ping (client)',
+    summary: "The client's own ping; the gateway answers heartbeat.pong with the same ts.",
+    schema: S.ClientPingFrameSchema,
+    replies: ['serverPong'],
+    example: { type: 'heartbeat.ping', payload: { ts: 1_760_000_000_000 } },
+  },
+  {
+    key: 'clientPong',
+    direction: 'client',
+    title: 'heartbeat.pong (client)',
+    summary: "Answers the gateway's heartbeat.ping with its ts (an RTT sample). No reply.",
+    schema: S.ClientPongFrameSchema,
+    example: { type: 'heartbeat.pong', payload: { ts: 1_760_000_000_000 } },
+  },
+  {
+    key: 'authRefresh',
+    direction: 'client',
+    title: 'auth.refresh',
+    summary: 'Replaces the token of the connection before it expires (same user and organization).',
+    schema: S.AuthRefreshFrameSchema,
+    replies: ['authRefreshed', 'connectionError'],
+    example: {
+      type: 'auth.refresh',
+      payload: { token: 'eyJhbGciOiJIUzI1NiJ9.e30.sig2' },
+      metadata: { correlation_id: 'c-9' },
+    },
+  },
+  {
+    key: 'publish',
+    direction: 'client',
+    title: 'publish (any event type)',
+    summary: 'Publishes an event of any non-control type matching [a-z][a-z0-9_.]{0,63} to a channel.',
+    schema: S.PublishFrameSchema,
+    replies: PUBLISH_REPLIES,
+    example: {
+      type: 'note.created',
+      channel: 'room:design',
+      payload: { text: 'hello' },
+      metadata: { correlation_id: 'c-3', idempotency_key: 'note-42' },
+    },
+  },
+  ...DOMAIN_EVENT_TYPES.map((type): FrameSpec => ({
+    key: `publish.${type}`,
+    direction: 'client',
+    title: `publish ${type}`,
+    summary: `Publishes ${type}; the payload is checked against its schema.`,
+    schema: publishOf(type, DOMAIN_PAYLOAD_SCHEMAS[type]),
+    replies: PUBLISH_REPLIES,
+    example: {
+      type,
+      channel: CHANNEL_OF[type],
+      payload: DOMAIN_EXAMPLES[type],
+      metadata: { correlation_id: 'c-4' },
+    },
+  })),
+
+  // ---- gateway -> client ----
+  {
+    key: 'connectionEstablished',
+    direction: 'server',
+    title: 'connection.established',
+    summary:
+      'The connection is authenticated; says whether the session was resumed and what it is subscribed to.',
+    schema: S.ConnectionEstablishedSchema,
+    example: {
+      type: 'connection.established',
+      payload: {
+        connectionId: 'c_01J9',
+        sessionId: 's-7f3c',
+        resumed: true,
+        heartbeatIntervalMs: 25_000,
+        subscriptions: ['org', 'agent:a1'],
+        denied: [],
+        recovered: { 'agent:a1': true },
+        userId: 'alice',
+        organizationId: 'acme',
+        expiresAt: 1_760_003_600_000,
+      },
+      metadata: withCid,
+    },
+  },
+  {
+    key: 'connectionError',
+    direction: 'server',
+    title: 'connection.error',
+    summary:
+      'A refused request. fatal:true (before or at connect) is followed by a close; fatal:false keeps the connection.',
+    schema: S.ConnectionErrorSchema,
+    example: {
+      type: 'connection.error',
+      payload: {
+        code: 'BAD_REQUEST',
+        message: 'filters.types must be an array of event types',
+        fatal: false,
+      },
+      metadata: { ...meta, correlation_id: 'c-2' },
+    },
+  },
+  {
+    key: 'connectionDisconnected',
+    direction: 'server',
+    title: 'connection.disconnected',
+    summary: 'Sent before a server-initiated close: why, and whether to reconnect.',
+    schema: S.ConnectionDisconnectedSchema,
+    example: {
+      type: 'connection.disconnected',
+      payload: { code: 'UNAVAILABLE', reason: 'server shutting down; reconnect', reconnect: true },
+      metadata: meta,
+    },
+  },
+  {
+    key: 'subscriptionAdded',
+    direction: 'server',
+    title: 'subscription.added',
+    summary: 'Granted channels (recovered:false = events were missed) and denials; replayed events follow.',
+    schema: S.SubscriptionAddedSchema,
+    example: {
+      type: 'subscription.added',
+      payload: {
+        channels: [{ channel: 'agent:a1', recovered: true }],
+        denied: [{ channel: 'user:bob', code: 'FORBIDDEN', message: 'subscribe to user:bob denied' }],
+      },
+      metadata: { ...meta, correlation_id: 'c-2' },
+    },
+  },
+  {
+    key: 'subscriptionRemoved',
+    direction: 'server',
+    title: 'subscription.removed',
+    summary: 'Answers unsubscribe, or tells that the gateway revoked subscriptions (with a reason).',
+    schema: S.SubscriptionRemovedSchema,
+    example: { type: 'subscription.removed', payload: { channels: ['agent:a1'] }, metadata: meta },
+  },
+  {
+    key: 'serverPing',
+    direction: 'server',
+    title: 'heartbeat.ping (server)',
+    summary: 'Sent every heartbeatIntervalMs; answer heartbeat.pong with the same ts.',
+    schema: S.ServerPingSchema,
+    example: { type: 'heartbeat.ping', payload: { ts: 1_760_000_000_000 }, metadata: meta },
+  },
+  {
+    key: 'serverPong',
+    direction: 'server',
+    title: 'heartbeat.pong (server)',
+    summary: "Answers the client's heartbeat.ping.",
+    schema: S.ServerPongSchema,
+    example: {
+      type: 'heartbeat.pong',
+      payload: { ts: 1_760_000_000_000, serverTime: 1_760_000_000_012 },
+      metadata: meta,
+    },
+  },
+  {
+    key: 'authRefreshed',
+    direction: 'server',
+    title: 'auth.refreshed',
+    summary: 'The new token is in force until expiresAt (ms since epoch).',
+    schema: S.AuthRefreshedSchema,
+    example: {
+      type: 'auth.refreshed',
+      payload: { expiresAt: 1_760_007_200_000 },
+      metadata: { ...meta, correlation_id: 'c-9' },
+    },
+  },
+  {
+    key: 'messageSent',
+    direction: 'server',
+    title: 'message.sent',
+    summary: 'The publish was accepted and given this id.',
+    schema: S.MessageSentSchema,
+    example: {
+      type: 'message.sent',
+      payload: { id: '1760000000000-7', channel: 'room:design' },
+      metadata: { ...meta, correlation_id: 'c-3' },
+    },
+  },
+  {
+    key: 'messageQueued',
+    direction: 'server',
+    title: 'message.queued',
+    summary: 'Accepted; the target is offline and the event is held for it.',
+    schema: S.MessageQueuedSchema,
+    example: {
+      type: 'message.queued',
+      payload: { id: '1760000000000-8', channel: 'user:bob' },
+      metadata: { ...meta, correlation_id: 'c-5' },
+    },
+  },
+  {
+    key: 'messageFailed',
+    direction: 'server',
+    title: 'message.failed',
+    summary:
+      'The publish was refused, or (with an id, no correlation_id) an event of yours was dead-lettered.',
+    schema: S.MessageFailedSchema,
+    example: {
+      type: 'message.failed',
+      payload: {
+        code: 'RATE_LIMITED',
+        message: 'publish rate exceeded',
+        channel: 'room:design',
+        retryAfterMs: 800,
+      },
+      metadata: { ...meta, correlation_id: 'c-6' },
+    },
+  },
+  {
+    key: 'channelEvent',
+    direction: 'server',
+    title: 'channel event (any type)',
+    summary: 'An event published to a subscribed channel, with its id; metadata.retryCount on redeliveries.',
+    schema: S.ChannelEventSchema,
+    example: {
+      type: 'note.created',
+      channel: 'room:design',
+      id: '1760000000000-7',
+      payload: { text: 'hello' },
+      metadata: { ...meta, retryCount: 1 },
+    },
+  },
+  ...DOMAIN_EVENT_TYPES.map((type): FrameSpec => ({
+    key: `event.${type}`,
+    direction: 'server',
+    title: type,
+    summary: `A ${type} event delivered to a subscriber.`,
+    schema: eventOf(type, DOMAIN_PAYLOAD_SCHEMAS[type]),
+    example: {
+      type,
+      channel: CHANNEL_OF[type],
+      id: '1760000000000-9',
+      payload: DOMAIN_EXAMPLES[type],
+      metadata: meta,
+    },
+  })),
+];
+
+/** JSON Schema (draft-07, the base of AsyncAPI Schema) of what each side puts on the wire. */
+function jsonSchema(spec: FrameSpec): Record<string, unknown> {
+  // Client frames are inputs to the gateway's parser (defaults optional); server frames are its outputs.
+  const schema = z.toJSONSchema(spec.schema, {
+    target: 'draft-7',
+    io: spec.direction === 'client' ? 'input' : 'output',
+    unrepresentable: 'any',
+  }) as Record<string, unknown>;
+  delete schema.$schema;
+  return schema;
+}
+
+const schemaName = (key: string): string =>
+  key
+    .split(/[._]/)
+    .map((p) => p.charAt(0).toUpperCase() + p.slice(1))
+    .join('') + 'Frame';
+
+const operationName = (spec: FrameSpec): string =>
+  `${spec.direction === 'client' ? 'receive' : 'send'}${schemaName(spec.key).replace(/Frame$/, '')}`;
+
+export function buildAsyncApi(): Record<string, unknown> {
+  const channelRef = { $ref: '#/channels/gateway' };
+  const messageRef = (key: string) => ({ $ref: `#/channels/gateway/messages/${key}` });
+  const messages: Record<string, unknown> = {};
+  const schemas: Record<string, unknown> = {};
+  const channelMessages: Record<string, unknown> = {};
+  const operations: Record<string, unknown> = {};
+  for (const spec of FRAMES) {
+    const name = schemaName(spec.key);
+    schemas[name] = jsonSchema(spec);
+    messages[spec.key] = {
+      name: spec.key,
+      title: spec.title,
+      summary: spec.summary,
+      contentType: 'application/json',
+      payload: { $ref: `#/components/schemas/${name}` },
+      examples: [{ name: 'example', payload: spec.example }],
+    };
+    channelMessages[spec.key] = { $ref: `#/components/messages/${spec.key}` };
+    operations[operationName(spec)] = {
+      action: spec.direction === 'client' ? 'receive' : 'send',
+      channel: channelRef,
+      summary: spec.summary,
+      messages: [messageRef(spec.key)],
+      ...(spec.replies ? { reply: { channel: channelRef, messages: spec.replies.map(messageRef) } } : {}),
+    };
+  }
+  return {
+    asyncapi: '3.0.0',
+    id: 'urn:apix:gateway:ws:v1',
+    info: {
+      title: 'APIX real-time gateway, WebSocket protocol',
+      version: PROTOCOL_VERSION,
+      description:
+        'Generated from src/protocol/schemas.ts and src/protocol/events.ts by scripts/gen-asyncapi.ts; do not edit. ' +
+        'Describes the gateway: it receives client frames and sends server frames, one JSON object per text frame. ' +
+        'The prose contract, close codes and error codes are in docs/protocol.md.',
+      license: { name: 'MIT' },
+    },
+    defaultContentType: 'application/json',
+    servers: {
+      gateway: {
+        host: 'localhost:8080',
+        protocol: 'ws',
+        pathname: WS_PATH,
+        description: `Any gateway node (wss in production). Offer the subprotocol ${WS_SUBPROTOCOL}.`,
+      },
+    },
+    channels: {
+      gateway: {
+        address: WS_PATH,
+        title: 'APIX WebSocket',
+        description:
+          'The single WebSocket endpoint; every frame is an envelope {type, channel?, payload, id?, metadata}.',
+        servers: [{ $ref: '#/servers/gateway' }],
+        messages: channelMessages,
+      },
+    },
+    operations,
+    components: { schemas, messages },
+  };
+}
+
+/** The file's exact text: 2-space JSON and a final newline. */
+export function renderAsyncApi(): string {
+  return JSON.stringify(buildAsyncApi(), null, 2) + '\n';
+}
+
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
+  writeFileSync(ASYNCAPI_PATH, renderAsyncApi());
+  console.log(`wrote ${ASYNCAPI_PATH}`);
+}
