@@ -79,7 +79,11 @@ export interface Broker {
   readonly name: string;
   publish(input: PublishInput): Promise<BrokerEvent>;
   history(key: string, query: HistoryQuery): Promise<HistoryResult>;
-  /** This node wants the channel's events (called on the first local subscriber). */
+  /**
+   * This node wants the channel's events (called on the first local subscriber). Every event published after
+   * this resolves is delivered; one published just before may be delivered too (pub/sub relayed over a Redis
+   * Cluster bus lags), so whoever replays history first drops live events at or below its replay position.
+   */
   subscribe(key: string): Promise<void>;
   /** This node no longer wants the channel's events (called when the last local subscriber leaves). */
   unsubscribe(key: string): Promise<void>;

@@ -91,8 +91,8 @@ export class MemoryHistory {
     const cap = Math.max(0, Math.min(q.limit ?? opts.size, opts.size || 0, 10_000));
     if (ch === undefined) {
       if (q.since === undefined) return { events: [], recovered: true, top: undefined };
-      // Unknown channel: only its floor (nothing ever published here since the engine started) is whole.
-      return { events: [], recovered: sameId(q.since, this.evictedFloor), top: undefined };
+      // Unknown (never published, or evicted): no id of it can be vouched for.
+      return { events: [], recovered: false, top: undefined };
     }
     this.expire(ch, now, opts.ttlMs);
     const live = ch.events;
