@@ -127,7 +127,7 @@ export function describeBrokerContract(
       await b.subscribe(key);
       await b.subscribe(key); // idempotent: still one delivery per event
       const e1 = await a.publish(input(key, 'while subscribed'));
-      await waitFor(() => got.length >= 1);
+      await waitFor(() => got.includes(e1.id));
       await b.unsubscribe(key);
       await a.publish(input(key, 'after unsubscribe'));
       await b.unsubscribe(key); // unsubscribing twice is harmless
@@ -135,8 +135,12 @@ export function describeBrokerContract(
       await b.subscribe(marker);
       const e3 = await a.publish(input(marker, 'marker'));
       await waitFor(() => got.includes(e3.id));
-      assert.deepEqual(got, [e1.id, e3.id]);
-      assert.notEqual(e0.id, e1.id);
+      // An event published just before subscribe() resolved may arrive (classic pub/sub on a cluster relays
+      // it over the cluster bus, later); the gateway drops live events at or below its replay position.
+      assert.deepEqual(
+        got.filter((id) => id !== e0.id),
+        [e1.id, e3.id],
+      );
     });
 
     test('control messages reach the other nodes, not the sender', async () => {
