@@ -7,6 +7,11 @@
 # is never executed by `generate` (and fails loudly if anything ever does run it).
 set -eu
 cd "$(dirname "$0")/.."
+if [ ! -f node_modules/prisma/build/index.js ]; then
+  # A production install (--omit=dev) has no Prisma CLI: the committed client in src/generated is used.
+  echo "prisma-generate: Prisma CLI not installed; using the committed client in src/generated/prisma" >&2
+  exit 0
+fi
 stub="node_modules/.cache/apix/schema-engine-stub"
 if [ -z "${PRISMA_SCHEMA_ENGINE_BINARY:-}" ]; then
   mkdir -p "$(dirname "$stub")"

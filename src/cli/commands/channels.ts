@@ -53,9 +53,6 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
         );
       return 0;
     }
-    const type = (
-      parseChannel(channel!) as { ok: true; channel: { type: Parameters<ChannelRegistry['get']>[2] } }
-    ).channel.type;
     if (sub === 'get') {
       const row = await channels.get(org, channel!, type!);
       if (!row) {
