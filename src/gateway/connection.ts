@@ -10,6 +10,7 @@ import type { ClientType } from '../protocol/index.ts';
 import type { ConnectionInfo, Peer, Principal } from './hooks.ts';
 import type { Session } from './session.ts';
 import type { TokenBucket } from '../ratelimit/token-bucket.ts';
+import { EventFrames } from './frames.ts';
 
 export const enum Phase {
   /** Upgraded, waiting for `connect`. */
@@ -53,24 +54,25 @@ export class Connection {
     return this.ws.readyState === 1 && this.phase !== Phase.CLOSING && this.phase !== Phase.CLOSED;
   }
 
-  /** Bytes waiting to be sent: in the socket, and (with permessage-deflate) queued inside ws's sender. */
+  /** Bytes waiting to be sent (ws never queues: every send below is synchronous). */
   get bufferedBytes(): number {
-    return this.deflate ? this.ws.bufferedAmount : this.socket.writableLength;
-  }
-
-  /** Sends a control frame (JSON text). */
-  send(text: string): void {
-    if (this.ws.readyState === 1) this.ws.send(text);
+    return this.socket.writableLength;
   }
 
   /**
-   * Writes an event: the pre-built frame bytes straight to the socket when possible (one write, no
-   * copy, no per-subscriber framing), else through ws (permessage-deflate connections).
+   * Sends a control frame (JSON text), uncompressed: ws's own compressor is never used, so ws never
+   * queues a frame while deflating and the raw event writes below stay in order with these.
    */
-  sendEvent(frameBytes: Buffer, text: string): void {
-    if (this.ws.readyState !== 1) return;
-    if (this.deflate) this.ws.send(text);
-    else this.socket.write(frameBytes);
+  send(text: string): void {
+    if (this.ws.readyState === 1) this.ws.send(text, { compress: false });
+  }
+
+  /**
+   * Writes an event whose frames were built once for all subscribers: the compressed frame to a
+   * connection that negotiated permessage-deflate, else the plain one. One socket write, no copy.
+   */
+  sendEvent(frames: EventFrames): void {
+    if (this.ws.readyState === 1) this.socket.write(frames.forConnection(this.deflate));
   }
 
   /** Sends `connection.disconnected`-style reasoning is up to the caller; this closes with a code. */

@@ -3,6 +3,7 @@
  * published (once for every subscriber on every node), and `textFrame` builds the WebSocket frame bytes
  * once so the same Buffer is written to every subscriber's socket.
  */
+import { constants as zlibConstants, deflateRawSync } from 'node:zlib';
 import { PROTOCOL_VERSION } from '../protocol/index.ts';
 import type { ErrorCode, ServerControlFrame } from '../protocol/index.ts';
 
@@ -79,4 +80,61 @@ export function textFrame(text: string): Buffer {
   }
   buf.write(text, headerLen);
   return buf;
+}
+
+/**
+ * The same text frame compressed for permessage-deflate (RFC 7692), built once per event and written to
+ * every subscriber that negotiated the extension (the technique uWebSockets calls a shared compressor).
+ * Each message is compressed on its own (a fresh raw deflate stream, sync-flushed, the 00 00 ff ff tail
+ * removed), so it is valid for any receiver window: the server negotiates server_no_context_takeover,
+ * and ws's own per-connection compressor is never used (see Connection.send).
+ */
+export function deflatedTextFrame(text: string): Buffer {
+  const raw = deflateRawSync(Buffer.from(text), {
+    finishFlush: zlibConstants.Z_SYNC_FLUSH,
+    level: 1,
+    memLevel: 8,
+  });
+  const len = raw.length - 4; // drop the 00 00 ff ff of the sync flush
+  const headerLen = len < 126 ? 2 : len < 65536 ? 4 : 10;
+  const buf = Buffer.allocUnsafe(headerLen + len);
+  buf[0] = 0xc1; // FIN + RSV1 (compressed) + opcode 1 (text)
+  if (len < 126) buf[1] = len;
+  else if (len < 65536) {
+    buf[1] = 126;
+    buf.writeUInt16BE(len, 2);
+  } else {
+    buf[1] = 127;
+    buf.writeUInt32BE(Math.floor(len / 2 ** 32), 2);
+    buf.writeUInt32BE(len >>> 0, 6);
+  }
+  raw.copy(buf, headerLen, 0, len);
+  return buf;
+}
+
+/**
+ * The frames of one event, built lazily and at most once: the plain frame, and the compressed one for
+ * subscribers that negotiated permessage-deflate when the event is at least `threshold` bytes.
+ */
+export class EventFrames {
+  private plainFrame: Buffer | undefined;
+  private deflatedFrame: Buffer | null | undefined;
+  constructor(
+    readonly text: string,
+    private readonly threshold: number,
+  ) {}
+  get plain(): Buffer {
+    return (this.plainFrame ??= textFrame(this.text));
+  }
+  /** The frame for a connection: compressed when it negotiated permessage-deflate and it pays. */
+  forConnection(deflate: boolean): Buffer {
+    if (!deflate) return this.plain;
+    if (this.deflatedFrame === undefined)
+      this.deflatedFrame = this.text.length >= this.threshold ? deflatedTextFrame(this.text) : null;
+    return this.deflatedFrame ?? this.plain;
+  }
+  /** Bytes of the plain frame (for throughput metrics). */
+  get size(): number {
+    return this.plain.length;
+  }
 }

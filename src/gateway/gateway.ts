@@ -51,7 +51,7 @@ import { TokenBucket } from '../ratelimit/token-bucket.ts';
 import { Connection, Phase } from './connection.ts';
 import { Session, Subscription, sessionKey } from './session.ts';
 import type { HookBus, Peer } from './hooks.ts';
-import { encodeControl, encodeError, textFrame } from './frames.ts';
+import { encodeControl, encodeError, EventFrames } from './frames.ts';
 
 export interface GatewayDeps {
   readonly config: Config;
@@ -91,10 +91,12 @@ export class ApiXGateway {
   private draining = false;
   private seq = 0;
   slowConsumers = 0;
+  private readonly compressThreshold: number;
   framesIn = 0;
 
   constructor(private readonly deps: GatewayDeps) {
     const { config } = deps;
+    this.compressThreshold = config.compression.thresholdBytes;
     this.wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
@@ -118,6 +120,7 @@ export class ApiXGateway {
         maxAttempts: config.retry.maxAttempts,
         maxInflight: config.maxInflight,
         maxWaiting: config.offlineQueueSize,
+        compressThresholdBytes: config.compression.thresholdBytes,
       },
       deps.clock,
       deps.random,
@@ -138,7 +141,7 @@ export class ApiXGateway {
     this.hub = new LocalHub(
       deps.broker,
       {
-        deliverAcked: (sub, event, bytes) => this.retry.deliver(sub, event, bytes),
+        deliverAcked: (sub, event, frames) => this.retry.deliver(sub, event, frames),
         deliverAway: (sub, event) => this.queueAway(sub, event, 0),
         slowConsumer: (conn) => this.slowConsumer(conn),
         delivered: (event, recipients, bytes) => {
@@ -156,6 +159,7 @@ export class ApiXGateway {
         },
       },
       config.maxBufferedBytes,
+      this.compressThreshold,
     );
     deps.broker.onControl((msg) => this.onControl(msg));
   }
@@ -637,10 +641,11 @@ export class ApiXGateway {
       sub.lastId = ev.id;
       if (sub.filter && !sub.filter({ type: ev.type, payload: () => parsePayload(ev.frame) })) return;
       if (sub.ack) this.retry.deliver(sub, ev, undefined);
-      else sub.session.connection?.sendEvent(textFrame(ev.frame), ev.frame);
+      else sub.session.connection?.sendEvent(new EventFrames(ev.frame, this.compressThreshold));
     };
     for (const ev of events) emit(ev);
     for (const ev of pending) if (lastId === undefined || compareEventIds(ev.id, lastId) > 0) emit(ev);
+    if (lastId !== undefined) sub.replayFloor = lastId;
   }
 
   private sendQueued(session: Session, item: QueuedFrame, sent: Set<string>): void {
@@ -658,7 +663,7 @@ export class ApiXGateway {
       publisher: undefined,
     };
     if (item.ack && sub.ack) this.retry.deliver(sub, event, undefined, item.attempts);
-    else session.connection?.sendEvent(textFrame(item.frame), item.frame);
+    else session.connection?.sendEvent(new EventFrames(item.frame, this.compressThreshold));
   }
 
   // ---------------------------------------------------------------- subscribe / unsubscribe / ack
@@ -1117,12 +1122,10 @@ export class ApiXGateway {
     const now = this.deps.clock.now();
     const { connectTimeoutMs, heartbeatIntervalMs } = this.deps.config;
     const heartbeatDue = now - this.lastHeartbeat >= heartbeatIntervalMs;
-    let pingFrame: Buffer | undefined;
-    let pingText: string | undefined;
+    let pingFrames: EventFrames | undefined;
     if (heartbeatDue) {
       this.lastHeartbeat = now;
-      pingText = encodeControl('heartbeat.ping', { ts: now }, now);
-      pingFrame = textFrame(pingText);
+      pingFrames = new EventFrames(encodeControl('heartbeat.ping', { ts: now }, now), Infinity);
     }
     for (const conn of this.connections.values()) {
       switch (conn.phase) {
@@ -1167,7 +1170,7 @@ export class ApiXGateway {
             }
             conn.alive = false;
             conn.pingSentAt = now;
-            conn.sendEvent(pingFrame!, pingText!);
+            conn.sendEvent(pingFrames!);
             try {
               conn.ws.ping();
             } catch {

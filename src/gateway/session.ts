@@ -15,6 +15,11 @@ export class Subscription {
   lastId: string | undefined;
   /** While replaying history, live events wait here so that none is lost or doubled. */
   pending: BrokerEvent[] | undefined;
+  /**
+   * After a replay: live events at or below this id were already sent (a broker may deliver an event
+   * published just before the node subscribed after the history read). Cleared by the first newer one.
+   */
+  replayFloor: string | undefined;
   constructor(
     readonly session: Session,
     readonly key: string,

@@ -9,7 +9,7 @@ import type { Clock, Random } from '../clock.ts';
 import type { BrokerEvent } from '../broker/broker.ts';
 import { channelNameFromKey } from '../protocol/index.ts';
 import type { Session, Subscription, InflightEntry } from '../gateway/session.ts';
-import { textFrame, withRetryCount } from '../gateway/frames.ts';
+import { EventFrames, withRetryCount } from '../gateway/frames.ts';
 import { backoffDelay } from './backoff.ts';
 import type { BackoffPolicy } from './backoff.ts';
 import type { DeadLetterStore } from './dead-letter.ts';
@@ -19,6 +19,7 @@ export interface RetryOptions extends BackoffPolicy {
   readonly maxAttempts: number;
   readonly maxInflight: number;
   readonly maxWaiting: number;
+  readonly compressThresholdBytes: number;
 }
 
 export interface RetryCallbacks {
@@ -43,7 +44,7 @@ export class RetryManager {
   ) {}
 
   /** Called by the fan-out for an event on an acknowledged subscription. */
-  deliver(sub: Subscription, event: BrokerEvent, bytes: Buffer | undefined, attempts = 0): void {
+  deliver(sub: Subscription, event: BrokerEvent, frames: EventFrames | undefined, attempts = 0): void {
     const session = sub.session;
     if (!session.isLive) {
       this.callbacks.queueAway(sub, event, attempts);
@@ -57,7 +58,7 @@ export class RetryManager {
       session.waiting.push({ sub, event, attempts });
       return;
     }
-    this.send(sub, event, bytes, attempts);
+    this.send(sub, event, frames, attempts);
   }
 
   ack(session: Session, key: string, ids: readonly string[]): number {
@@ -113,11 +114,19 @@ export class RetryManager {
     this.pump(session);
   }
 
-  private send(sub: Subscription, event: BrokerEvent, bytes: Buffer | undefined, attempts: number): void {
+  private send(
+    sub: Subscription,
+    event: BrokerEvent,
+    frames: EventFrames | undefined,
+    attempts: number,
+  ): void {
     const session = sub.session;
     const conn = session.connection!;
-    const text = attempts > 0 ? withRetryCount(event.frame, attempts) : event.frame;
-    conn.sendEvent(attempts > 0 || bytes === undefined ? textFrame(text) : bytes, text);
+    conn.sendEvent(
+      attempts > 0
+        ? new EventFrames(withRetryCount(event.frame, attempts), this.options.compressThresholdBytes)
+        : (frames ?? new EventFrames(event.frame, this.options.compressThresholdBytes)),
+    );
     const entry: InflightEntry = { sub, event, attempts: attempts + 1, timer: undefined };
     const k = `${event.key}\n${event.id}`;
     const previous = session.inflight.get(k);

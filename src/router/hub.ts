@@ -4,14 +4,15 @@
  * to every subscriber's socket; nothing is allocated per subscriber on plain subscriptions.
  */
 import type { Broker, BrokerEvent } from '../broker/broker.ts';
+import { compareEventIds } from '../protocol/index.ts';
 import type { Subscription } from '../gateway/session.ts';
-import { textFrame } from '../gateway/frames.ts';
+import { EventFrames } from '../gateway/frames.ts';
 import type { FilterInput } from '../subscriptions/filters.ts';
 import type { Connection } from '../gateway/connection.ts';
 
 export interface FanoutTarget {
   /** An event for an acknowledged subscription (tracked until acked). */
-  deliverAcked(sub: Subscription, event: BrokerEvent, bytes: Buffer): void;
+  deliverAcked(sub: Subscription, event: BrokerEvent, frames: EventFrames): void;
   /** An event for a session whose client is away. */
   deliverAway(sub: Subscription, event: BrokerEvent): void;
   /** A connection's send buffer crossed the ceiling. */
@@ -28,6 +29,7 @@ export class LocalHub {
     private readonly broker: Broker,
     private readonly target: FanoutTarget,
     private readonly maxBufferedBytes: number,
+    private readonly compressThresholdBytes: number,
   ) {
     broker.onEvent((event) => this.deliver(event));
   }
@@ -79,7 +81,7 @@ export class LocalHub {
   deliver(event: BrokerEvent): void {
     const subs = this.channels.get(event.key);
     if (subs === undefined) return;
-    let bytes: Buffer | undefined;
+    let frames: EventFrames | undefined;
     let input: FilterInput | undefined;
     let recipients = 0;
     for (const sub of subs) {
@@ -87,6 +89,10 @@ export class LocalHub {
       if (sub.pending !== undefined) {
         sub.pending.push(event);
         continue;
+      }
+      if (sub.replayFloor !== undefined) {
+        if (compareEventIds(event.id, sub.replayFloor) <= 0) continue;
+        sub.replayFloor = undefined;
       }
       const conn = sub.session.connection;
       if (conn === undefined) {
@@ -98,17 +104,17 @@ export class LocalHub {
         continue;
       }
       sub.lastId = event.id;
-      if (bytes === undefined) bytes = textFrame(event.frame);
+      if (frames === undefined) frames = new EventFrames(event.frame, this.compressThresholdBytes);
       if (sub.ack) {
-        this.target.deliverAcked(sub, event, bytes);
+        this.target.deliverAcked(sub, event, frames);
         recipients++;
         continue;
       }
-      conn.sendEvent(bytes, event.frame);
+      conn.sendEvent(frames);
       recipients++;
       if (conn.bufferedBytes > this.maxBufferedBytes) this.target.slowConsumer(conn);
     }
-    this.target.delivered(event, recipients, bytes === undefined ? 0 : bytes.length);
+    this.target.delivered(event, recipients, frames === undefined ? 0 : frames.size);
   }
 }
 

@@ -1,8 +1,19 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { Receiver } from 'ws';
-import { encodeChannelEvent, textFrame } from '../../../src/gateway/frames.ts';
+import * as wsModule from 'ws';
+import {
+  deflatedTextFrame,
+  encodeChannelEvent,
+  EventFrames,
+  textFrame,
+} from '../../../src/gateway/frames.ts';
 import { TokenBucket } from '../../../src/ratelimit/token-bucket.ts';
+
+// ws exports these at runtime; its type declarations do not name them.
+const { Receiver, PerMessageDeflate } = wsModule as unknown as {
+  Receiver: new (o: object) => NodeJS.EventEmitter & { write(b: Buffer): void };
+  PerMessageDeflate: new (o: object, isServer: boolean) => { accept(params: object[]): void };
+};
 
 describe('frames', () => {
   it('encodes channel events as valid JSON, once', () => {
@@ -27,6 +38,40 @@ describe('frames', () => {
       });
       assert.equal(got, text, `length ${len}`);
     }
+  });
+});
+
+describe('shared compressor', () => {
+  it('builds permessage-deflate frames that a ws client inflates, one after another', async () => {
+    const pmd = new PerMessageDeflate({}, false);
+    pmd.accept([{ server_no_context_takeover: [true] }]);
+    const r = new Receiver({ isServer: false, extensions: { 'permessage-deflate': pmd } });
+    const texts = [
+      '{"a":1}',
+      'x'.repeat(70_000),
+      JSON.stringify({ list: Array.from({ length: 500 }, (_, i) => i) }),
+    ];
+    const got: string[] = [];
+    const done = new Promise<void>((resolve, reject) => {
+      r.on('message', (data: Buffer) => {
+        got.push(data.toString());
+        if (got.length === texts.length) resolve();
+      });
+      r.on('error', reject);
+    });
+    for (const t of texts) r.write(deflatedTextFrame(t));
+    await done;
+    assert.deepEqual(got, texts);
+    assert.ok(deflatedTextFrame(texts[1]!).length < 1000);
+  });
+
+  it('compresses once per event and only over the threshold', () => {
+    const small = new EventFrames('{"a":1}', 100);
+    assert.equal(small.forConnection(true), small.plain);
+    const big = new EventFrames('y'.repeat(1000), 100);
+    assert.equal(big.forConnection(true), big.forConnection(true));
+    assert.notEqual(big.forConnection(true), big.plain);
+    assert.equal(big.forConnection(false), big.plain);
   });
 });
 

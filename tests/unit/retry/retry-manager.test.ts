@@ -34,7 +34,7 @@ describe('backoff', () => {
 function setup(opts: { maxInflight?: number; maxWaiting?: number } = {}) {
   const clock = new ManualClock();
   const sent: string[] = [];
-  const conn = { sendEvent: (_b: Buffer, text: string) => sent.push(text) } as unknown as Connection;
+  const conn = { sendEvent: (frames: { text: string }) => sent.push(frames.text) } as unknown as Connection;
   const session = new Session('acme/u/s', 's', { orgId: 'acme', userId: 'u' } as never, 'WEB_APP');
   session.connection = conn;
   const parsed = parseChannel('tool:jobs');
@@ -52,6 +52,7 @@ function setup(opts: { maxInflight?: number; maxWaiting?: number } = {}) {
       maxAttempts: 3,
       maxInflight: opts.maxInflight ?? 10,
       maxWaiting: opts.maxWaiting ?? 10,
+      compressThresholdBytes: 1024,
     },
     clock,
     () => 0.5,
