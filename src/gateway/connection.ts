@@ -10,7 +10,7 @@ import type { ClientType } from '../protocol/index.ts';
 import type { ConnectionInfo, Peer, Principal } from './hooks.ts';
 import type { Session } from './session.ts';
 import type { TokenBucket } from '../ratelimit/token-bucket.ts';
-import { EventFrames } from './frames.ts';
+import type { EventFrames } from './frames.ts';
 
 export const enum Phase {
   /** Upgraded, waiting for `connect`. */
