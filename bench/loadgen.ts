@@ -25,6 +25,7 @@ const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 const BT = Buffer.from('"bt":');
 const BS = Buffer.from('"bs":');
 const ID = Buffer.from('"id":"');
+const CHANNEL = Buffer.from('"channel":"');
 const RETRY = Buffer.from('"retryCount"');
 
 const hist = new Histogram();
@@ -35,12 +36,40 @@ let stale = 0;
 let closed = 0;
 let ready = 0;
 
-interface Conn {
-  readonly ws: WebSocket;
-  readonly channel: string;
+const conns: WebSocket[] = [];
+
+/**
+ * Acks are batched per connection and sent once per event-loop turn (one frame for every event that
+ * arrived in the same read), as a client library would: one frame per event would run into the
+ * gateway's per-connection frame limit at high rates.
+ */
+const pendingAcks = new Map<WebSocket, { channel: string; ids: string[]; proto: ClientProtocol }>();
+let ackFlushScheduled = false;
+function flushAcks(): void {
+  ackFlushScheduled = false;
+  for (const [ws, p] of pendingAcks) ws.send(p.proto.ackFrame(p.channel, p.ids));
+  pendingAcks.clear();
 }
-const conns: Conn[] = [];
-let publisher: { ws: WebSocket; proto: ClientProtocol; failed: number; firstFailure?: string } | undefined;
+function queueAck(ws: WebSocket, proto: ClientProtocol, channel: string, id: string): void {
+  const p = pendingAcks.get(ws);
+  if (p) p.ids.push(id);
+  else pendingAcks.set(ws, { channel, ids: [id], proto });
+  if (!ackFlushScheduled) {
+    ackFlushScheduled = true;
+    setImmediate(flushAcks);
+  }
+}
+/** The publisher's connections: publishes go round robin, so each stays under per-connection limits. */
+const publisher: {
+  sockets: WebSocket[];
+  proto: ClientProtocol | undefined;
+  failed: number;
+  firstFailure?: string;
+} = {
+  sockets: [],
+  proto: undefined,
+  failed: 0,
+};
 
 function send(msg: FromLoadgen): void {
   process.send?.(msg);
@@ -67,10 +96,11 @@ function readNumber(buf: Buffer, at: number): number {
   return v;
 }
 
-function readId(buf: Buffer): string {
-  const at = buf.indexOf(ID);
+/** The string value after `"key":"` (event ids and channel names need no unescaping). */
+function readString(buf: Buffer, key: Buffer): string {
+  const at = buf.indexOf(key);
   if (at < 0) return '';
-  const start = at + ID.length;
+  const start = at + key.length;
   return buf.toString('latin1', start, buf.indexOf(34, start));
 }
 
@@ -113,7 +143,6 @@ function openOne(
       handshakeTimeout: 30_000,
     });
     let isReady = false;
-    const channel = spec.channels[0] ?? '';
     const timer = setTimeout(() => {
       ws.terminate();
       reject(new Error('handshake timeout (30 s)'));
@@ -151,13 +180,13 @@ function openOne(
         hist.record(nowMs() - readNumber(data, bt + BT.length));
         received++;
       }
-      if (spec.ack) ws.send(proto.ackFrame(channel, readId(data)));
+      if (spec.ack) queueAck(ws, proto, readString(data, CHANNEL), readString(data, ID));
     };
     const onPublisher = (data: Buffer): void => {
       const frame = data.toString();
       const reply = proto.control(frame);
       if (reply !== undefined) ws.send(reply);
-      else if (publisher && proto.isPublishFailure(frame)) {
+      else if (proto.isPublishFailure(frame)) {
         publisher.failed++;
         publisher.firstFailure ??= frame.slice(0, 300);
       }
@@ -197,7 +226,7 @@ async function connect(req: ConnectRequest): Promise<ConnectResult> {
     while (next < req.count) {
       const k = next++;
       const i = req.firstIndex + k;
-      const channels = req.role === 'publisher' ? [] : [req.channels[i % req.channels.length]!];
+      const channels = req.channelGroups.map((g) => g[i % g.length]!);
       const spec: ConnSpec = { index: i, channels, ack: req.ack, token: tokens[k] };
       const url = req.target.urls[i % req.target.urls.length]! + proto.path;
       try {
@@ -210,8 +239,10 @@ async function connect(req: ConnectRequest): Promise<ConnectResult> {
         );
         ready++;
         opened++;
-        if (req.role === 'publisher') publisher = { ws, proto, failed: 0 };
-        else conns.push({ ws, channel: channels[0]! });
+        if (req.role === 'publisher') {
+          publisher.sockets.push(ws);
+          publisher.proto = proto;
+        } else conns.push(ws);
       } catch (err) {
         failed++;
         firstError ??= (err as Error).message;
@@ -226,7 +257,8 @@ async function connect(req: ConnectRequest): Promise<ConnectResult> {
 
 function publish(req: PublishRequest): Promise<PublishResult> {
   const pub = publisher;
-  if (!pub) return Promise.reject(new Error('no publisher connection'));
+  const proto = pub.proto;
+  if (!proto || pub.sockets.length === 0) return Promise.reject(new Error('no publisher connection'));
   pub.failed = 0;
   pub.firstFailure = undefined;
   const counts = new Array<number>(req.channels.length).fill(0);
@@ -241,11 +273,12 @@ function publish(req: PublishRequest): Promise<PublishResult> {
       while (sent < due) {
         const k = req.random ? Math.floor(Math.random() * req.channels.length) : sent % req.channels.length;
         const payload = `{"bs":${req.step},"bq":${sent},"bt":${nowMs().toFixed(3)}}`;
-        pub.ws.send(pub.proto.publishFrame(req.channels[k]!, 'bench_event', payload));
+        const ws = pub.sockets[sent % pub.sockets.length]!;
+        ws.send(proto.publishFrame(req.channels[k]!, 'bench_event', payload));
+        maxBufferedBytes = Math.max(maxBufferedBytes, ws.bufferedAmount);
         counts[k]!++;
         sent++;
       }
-      maxBufferedBytes = Math.max(maxBufferedBytes, pub.ws.bufferedAmount);
       if (sent >= total) {
         // Replies to the last publishes are still on their way: give them a moment.
         setTimeout(() => {
@@ -291,8 +324,8 @@ async function handle(msg: ToLoadgen): Promise<ConnectResult | StatsResult | Pub
     case 'publish':
       return publish(msg);
     case 'close':
-      for (const c of conns) c.ws.terminate();
-      publisher?.ws.terminate();
+      for (const ws of conns) ws.terminate();
+      for (const ws of publisher.sockets) ws.terminate();
       setTimeout(() => process.exit(0), 50);
       return null;
   }

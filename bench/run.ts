@@ -13,13 +13,16 @@
  *   --channels N             scenario (c) channels                  [1000]
  *   --rates LIST             offered deliveries/s per step          [10000,...,1000000]
  *   --step-seconds N         publishing time per step               [3]
- *   --drain-ms N             wait for late deliveries after a step  [2000]
+ *   --drain-ms N             wait for late deliveries after a step  [3000]
  *   --p99-ms N               the latency limit of a passing step    [100]
+ *   --stop-p99-ms N          steps go on until a loss or this p99   [2000]
+ *   --budget-minutes N       (a) sizes that would overrun are skipped [15]
  *   --idle-seconds N         scenario (a) idle CPU window           [10]
  *   --heartbeat-ms N         heartbeat interval of every server     [5000]
  *   --per-process N          connections per load-generator process [12500]
  *   --per-worker N           connections per server process in (a)  [15000]
  *   --concurrency N          handshakes in flight, in total         [400]
+ *   --publishes-per-connection N  publisher pool sizing (APIX caps frames/s per connection) [100]
  *   --no-pin                 do not use taskset
  *   --no-doc                 do not rewrite BENCHMARKS.md (quick runs never do)
  */
@@ -27,13 +30,13 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cores, killAll } from './lib/proc.ts';
+import { cores, killAll, setNiceness } from './lib/proc.ts';
 import { writeReport } from './lib/report.ts';
-import type { BenchResults, TargetResults } from './lib/report.ts';
+import type { BenchResults } from './lib/report.ts';
 import { runConnections, runFanout } from './lib/scenarios.ts';
-import type { BenchSettings, Log } from './lib/scenarios.ts';
+import type { BenchSettings, FanoutPhase, Log } from './lib/scenarios.ts';
 import { TARGETS } from './lib/targets.ts';
-import type { Scenario } from './lib/targets.ts';
+import type { Scenario, TargetDef } from './lib/targets.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -69,6 +72,10 @@ const KNOWN = new Set([
   'no-pin',
   'no-doc',
   'help',
+  'nice',
+  'stop-p99-ms',
+  'budget-minutes',
+  'publishes-per-connection',
 ]);
 
 async function main(): Promise<number> {
@@ -109,6 +116,10 @@ async function main(): Promise<number> {
       : '10000,20000,50000,100000,150000,200000,300000,400000,500000,750000,1000000',
   );
   const pin = !args.has('no-pin');
+  const nice = Number(str('nice', '-10'));
+  if (!Number.isInteger(nice) || nice < -20 || nice > 19)
+    throw new Error('--nice must be an integer from -20 to 19');
+  setNiceness(nice);
   const { server: serverCpu, load: loadCpu } = cores(pin);
   const tmpDir = mkdtempSync(join(tmpdir(), 'apix-bench-'));
   const s: BenchSettings = {
@@ -125,8 +136,10 @@ async function main(): Promise<number> {
     concurrency: num('concurrency', 400),
     idleSeconds: num('idle-seconds', quick ? 5 : 10),
     stepSeconds: num('step-seconds', quick ? 2 : 3),
-    drainMs: num('drain-ms', 2000),
+    drainMs: num('drain-ms', 3000),
     p99LimitMs: num('p99-ms', 100),
+    stopP99Ms: num('stop-p99-ms', 2000),
+    publishesPerConnection: num('publishes-per-connection', 100),
   };
 
   const tty = process.stdout.isTTY;
@@ -151,7 +164,7 @@ async function main(): Promise<number> {
   });
   log(
     `APIX bench: targets ${selected.map((t) => t.name).join(', ')}; scenarios ${[...scenarios].join(',')}; ` +
-      `server on core ${serverCpu ?? '-'}, load on core ${loadCpu ?? '-'}; logs in ${tmpDir}`,
+      `server on core ${serverCpu ?? '-'}, load on core ${loadCpu ?? '-'}, nice ${nice}; logs in ${tmpDir}`,
   );
 
   const results: BenchResults = {
@@ -166,39 +179,62 @@ async function main(): Promise<number> {
       stepSeconds: s.stepSeconds,
       drainMs: s.drainMs,
       p99LimitMs: s.p99LimitMs,
+      stopP99Ms: s.stopP99Ms,
       idleSeconds: s.idleSeconds,
       heartbeatMs: s.heartbeatMs,
       perProcess: s.perProcess,
       perWorker: s.perWorker,
       pinned: serverCpu !== undefined,
+      nice,
     },
     targets: {},
     durationSeconds: 0,
   };
 
+  for (const def of selected) results.targets[def.name] = { label: def.label };
+  // The Redis targets run (b) and (c) as scenario (e).
+  const has = (def: TargetDef, x: Scenario): boolean =>
+    def.scenarios.includes(x) && scenarios.has(def.name.startsWith('apix-redis') ? 'e' : x);
+
+  // Fan-out first, for every target: (b) and (c) over one set of connections, then (d).
   for (const def of selected) {
-    const tr: TargetResults = { label: def.label };
-    results.targets[def.name] = tr;
-    // The Redis targets run (b) and (c) as scenario (e).
-    const isRedis = def.name.startsWith('apix-redis');
-    const has = (x: Scenario): boolean => def.scenarios.includes(x) && scenarios.has(isRedis ? 'e' : x);
-    if (has('a')) {
-      tr.a = [];
-      for (const n of connections) tr.a.push(await runConnections(def, n, s, log));
+    const tr = results.targets[def.name]!;
+    const phases: FanoutPhase[] = [];
+    if (has(def, 'b')) phases.push({ scenario: 'b', channels: 1 });
+    if (has(def, 'c')) phases.push({ scenario: 'c', channels: channelCount });
+    if (phases.length > 0) {
+      const out = await runFanout(def, { subscribers, ack: false, phases, rates }, s, log);
+      phases.forEach((p, i) => (tr[p.scenario] = out[i]));
     }
-    if (has('b')) {
-      tr.b = await runFanout(def, { scenario: 'b', subscribers, channels: 1, ack: false, rates }, s, log);
-    }
-    if (has('c')) {
-      tr.c = await runFanout(
+    if (has(def, 'd')) {
+      [tr.d] = await runFanout(
         def,
-        { scenario: 'c', subscribers, channels: channelCount, ack: false, rates },
+        { subscribers, ack: true, phases: [{ scenario: 'd', channels: 1 }], rates },
         s,
         log,
       );
     }
-    if (has('d')) {
-      tr.d = await runFanout(def, { scenario: 'd', subscribers, channels: 1, ack: true, rates }, s, log);
+  }
+
+  // Then (a), size by size across the targets, within the time budget: a size is skipped when the
+  // connect rate measured at the previous size says it would not finish in time.
+  const budgetMs = num('budget-minutes', 15) * 60_000;
+  for (const n of connections) {
+    for (const def of selected) {
+      if (!has(def, 'a')) continue;
+      const tr = results.targets[def.name]!;
+      tr.a ??= [];
+      const prev = tr.a.at(-1);
+      const rate = prev?.connectsPerSec ?? 1000;
+      const estimateMs = (n / Math.max(1, rate) + s.idleSeconds + 20) * 1000;
+      const left = budgetMs - (performance.now() - t0);
+      if (estimateMs > left) {
+        const why = `skipped: about ${Math.round(estimateMs / 1000)} s at ${rate} connects/s, ${Math.max(0, Math.round(left / 1000))} s left of the budget`;
+        log(`[${def.name}] (a) ${n} connections ${why}`);
+        tr.a.push({ connections: n, workers: 0, loadProcesses: 0, error: why });
+        continue;
+      }
+      tr.a.push(await runConnections(def, n, s, log));
     }
   }
   results.durationSeconds = Math.round((performance.now() - t0) / 1000);

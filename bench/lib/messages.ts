@@ -24,8 +24,8 @@ export interface ConnectRequest {
   readonly count: number;
   /** Subscribers record deliveries; the publisher (one connection, a service token) publishes. */
   readonly role: 'subscriber' | 'publisher';
-  /** Connection i subscribes to channels[i % channels.length]. */
-  readonly channels: readonly string[];
+  /** Connection i subscribes to group[i % group.length] of every group. */
+  readonly channelGroups: readonly (readonly string[])[];
   readonly ack: boolean;
   /** Source address i is 127.0.x.y counted from addressBase + floor(i / perAddress). */
   readonly addressBase: number;

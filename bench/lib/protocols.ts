@@ -30,7 +30,7 @@ export interface ClientProtocol {
   publishFrame(channel: string, type: string, payloadJson: string): string;
   /** A frame received by the publisher: did it report a failed publish? */
   isPublishFailure(frame: string): boolean;
-  ackFrame(channel: string, id: string): string;
+  ackFrame(channel: string, ids: readonly string[]): string;
 }
 
 function parse(frame: string): any {
@@ -136,8 +136,7 @@ const apix: ClientProtocol = {
   publishFrame: (channel, type, payloadJson) =>
     `{"type":${JSON.stringify(type)},"channel":${JSON.stringify(channel)},"payload":${payloadJson}}`,
   isPublishFailure: (frame) => frame.includes('"message.failed"') || frame.includes('"connection.error"'),
-  ackFrame: (channel, id) =>
-    `{"type":"ack","payload":{"channel":${JSON.stringify(channel)},"ids":["${id}"]}}`,
+  ackFrame: (channel, ids) => JSON.stringify({ type: 'ack', payload: { channel, ids } }),
 };
 
 export const PROTOCOLS: Record<TargetKind, ClientProtocol> = { baseline, socketio, apix };
