@@ -62,8 +62,13 @@ export const EnvSchema = z.object({
 
   REDIS_URL: z
     .string()
-    .regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL')
+    .regex(/^rediss?(\+cluster)?:\/\//, 'must be a redis://, rediss:// or redis+cluster:// URL')
     .optional(),
+  /** Prefix of every Redis key (several deployments can share one Redis). */
+  APIX_REDIS_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_.:-]{1,64}$/)
+    .default('apix:'),
   DATABASE_URL: z
     .string()
     .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')
@@ -104,6 +109,7 @@ export interface Config {
   readonly idempotencyWindowMs: number;
   readonly compression: { readonly enabled: boolean; readonly thresholdBytes: number };
   readonly redisUrl: string | undefined;
+  readonly redisPrefix: string;
   readonly databaseUrl: string | undefined;
 }
 
@@ -171,6 +177,7 @@ export function configFromEnv(e: Env): Config {
     idempotencyWindowMs: e.APIX_IDEMPOTENCY_WINDOW_MS,
     compression: { enabled: e.APIX_COMPRESSION, thresholdBytes: e.APIX_COMPRESSION_THRESHOLD_BYTES },
     redisUrl: e.REDIS_URL,
+    redisPrefix: e.APIX_REDIS_PREFIX,
     databaseUrl: e.DATABASE_URL,
   };
 }

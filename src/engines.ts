@@ -1,13 +1,46 @@
 /**
- * Picks the engines from the config: in memory by default, Redis when REDIS_URL is set.
+ * Picks the engines from the config: in memory by default, Redis when REDIS_URL is set. The engines
+ * share one pair of Redis connections, created here and closed with them.
  */
 import type { Config } from './config.ts';
 import { systemClock } from './clock.ts';
 import type { Clock } from './clock.ts';
 import { memoryEngines } from './node.ts';
 import type { Engines } from './node.ts';
+import { createRedisClients } from './redis/client.ts';
+import { RedisKeys } from './redis/keys.ts';
+import { RedisBroker } from './broker/redis-broker.ts';
+import { RedisOfflineQueue } from './queue/redis-queue.ts';
+import { RedisSessionStore } from './sessions/redis-session-store.ts';
 
-export async function createEngines(config: Config, clock: Clock = systemClock): Promise<Engines> {
-  if (config.redisUrl) throw new Error('REDIS_URL is set but the Redis engine is not wired yet');
-  return memoryEngines(config, clock);
+export interface EngineOptions {
+  readonly clock?: Clock;
+  /** The node id (control messages from it are not handed back to it). */
+  readonly nodeId: string;
+}
+
+export async function createEngines(config: Config, options: EngineOptions): Promise<Engines> {
+  const clock = options.clock ?? systemClock;
+  if (!config.redisUrl) return memoryEngines(config, clock);
+  const clients = await createRedisClients(config.redisUrl, { connectionName: `apix:${options.nodeId}` });
+  const keys = new RedisKeys(config.redisPrefix);
+  const broker = new RedisBroker(clients, keys, {
+    nodeId: options.nodeId,
+    history: { size: config.history.size, ttlMs: config.history.ttlMs },
+  });
+  await broker.ready();
+  return {
+    broker,
+    offlineQueue: new RedisOfflineQueue(clients.command, keys, {
+      maxPerSession: config.offlineQueueSize,
+      ttlMs: Math.max(1000, config.sessionTtlMs),
+      clock,
+    }),
+    sessionStore: new RedisSessionStore(clients.command, keys, clock),
+    readiness: [],
+    async close() {
+      await broker.close();
+      await clients.close();
+    },
+  };
 }

@@ -5,6 +5,7 @@ import { ConfigError, loadConfig } from '../../config.ts';
 import { createNode } from '../../node.ts';
 import { parseArgs } from '../args.ts';
 import { resolveJwtSecret, withSecret, devSecretPath } from '../dev-secret.ts';
+import { randomBytes } from 'node:crypto';
 import { createEngines } from '../../engines.ts';
 
 export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
@@ -28,7 +29,14 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     return 1;
   }
   void args;
-  const engines = await createEngines(config);
+  config = { ...config, nodeId: config.nodeId ?? `n${randomBytes(4).toString('hex')}` };
+  let engines;
+  try {
+    engines = await createEngines(config, { nodeId: config.nodeId! });
+  } catch (err) {
+    process.stderr.write(`apix: cannot start the engines: ${(err as Error).message}\n`);
+    return 1;
+  }
   const node = createNode({ config, engines });
   try {
     await node.listen();
