@@ -87,7 +87,7 @@ function clusterSuite(
       const reference = (await subs[0]!.waitForEvents(N, 'workflow:x', 5000)).map((e) => e.id);
       assert.equal(new Set(reference).size, N);
       for (const s of subs) {
-        const got = await s.waitForEvents(N, 'workflow:x', 5000);
+        await s.waitForEvents(N, 'workflow:x', 5000);
         await sleep(20);
         assert.deepEqual(
           s.events('workflow:x').map((e) => e.id),
