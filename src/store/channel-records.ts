@@ -1,21 +1,28 @@
 /**
- * The ApiXChannel registry: one row per channel ever subscribed to or configured, keyed by its engine key
- * (`<orgId>/<name>`, or `_/<name>` for shared `system` channels), with the channel's own `permissions`
- * (PROTOCOL.md 5) and a subscriber count. Counts move by deltas accumulated in memory and applied in one
- * statement per flush, so many nodes can share the table; `permissionsFor` reads through a short cache.
+ * ApiXChannel records: one row per channel ever subscribed to or configured, keyed by its engine key
+ * (`<orgId>/<name>`, or `_/<name>` for shared `system` channels), with the channel's settings in the
+ * seed's `permissions` Json (see `settingsToJson`) and a subscriber count. Counts move by deltas
+ * accumulated in memory and applied in one statement per flush, so many nodes can share the table.
+ * The gateway reads settings through PrismaChannelRegistry (a cache); this class is the writer.
  */
-import type { ChannelType } from '../protocol/index.ts';
-import { ChannelType as ChannelTypes, channelKey, parseChannel } from '../protocol/index.ts';
+import { z } from 'zod';
+import type { ChannelType, ClientType } from '../protocol/index.ts';
+import type { ChannelSettings } from '../subscriptions/channel-registry.ts';
+import type { ChannelPermissions } from '../subscriptions/permissions.ts';
+import {
+  ChannelType as ChannelTypes,
+  ClientType as ClientTypes,
+  channelKey,
+  parseChannel,
+} from '../protocol/index.ts';
 import type { ApiXChannel } from '../generated/prisma/client.ts';
 import type { Clock } from '../clock.ts';
 import { systemClock } from '../clock.ts';
 import type { PrismaClient } from './database.ts';
 import { createRowId } from './ids.ts';
 
-export interface ChannelRegistryOptions {
+export interface ChannelRecordsOptions {
   readonly clock?: Clock;
-  /** How long `permissionsFor` may serve a cached value (default 5 s): the delay before a change applies. */
-  readonly permissionsCacheMs?: number;
   /** Channels with pending count changes beyond which new ones are dropped (and counted). */
   readonly maxPending?: number;
 }
@@ -36,20 +43,56 @@ export function channelRecordKey(
   return { key, orgId: type === ChannelTypes.SYSTEM_EVENTS ? null : orgId };
 }
 
-export class ChannelRegistry {
+/**
+ * The `permissions` column holds a channel's settings: its permission rules at the top level
+ * (`subscribe`, `publish`, `history`, as ChannelPermissions) beside `durable` and `coalesceKey` when set.
+ */
+export function settingsToJson(settings: ChannelSettings): Record<string, unknown> {
+  return {
+    ...(settings.permissions ?? {}),
+    ...(settings.durable !== undefined ? { durable: settings.durable } : {}),
+    ...(settings.coalesceKey !== undefined ? { coalesceKey: settings.coalesceKey } : {}),
+  };
+}
+
+export function settingsFromJson(value: unknown): ChannelSettings {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return {};
+  const v = value as Record<string, unknown>;
+  const permissions: Record<string, unknown> = {};
+  for (const action of ['subscribe', 'publish', 'history'])
+    if (typeof v[action] === 'object' && v[action] !== null) permissions[action] = v[action];
+  return {
+    ...(Object.keys(permissions).length ? { permissions: permissions as ChannelPermissions } : {}),
+    ...(typeof v.durable === 'boolean' ? { durable: v.durable } : {}),
+    ...(typeof v.coalesceKey === 'string' ? { coalesceKey: v.coalesceKey } : {}),
+  };
+}
+
+const RuleSchema = z.strictObject({
+  roles: z.array(z.string()).optional(),
+  clientTypes: z.array(z.enum(Object.values(ClientTypes) as [ClientType, ...ClientType[]])).optional(),
+  scopes: z.array(z.string()).optional(),
+  users: z.array(z.string()).optional(),
+  deny: z.boolean().optional(),
+});
+/** ChannelPermissions as operators write them (`apix channels set-permissions --json`). */
+export const ChannelPermissionsSchema = z.strictObject({
+  subscribe: RuleSchema.optional(),
+  publish: RuleSchema.optional(),
+  history: RuleSchema.optional(),
+});
+
+export class ChannelRecords {
   private pending = new Map<string, PendingDelta>();
-  private readonly cache = new Map<string, { value: unknown; expiresAt: number }>();
   private readonly clock: Clock;
-  private readonly cacheMs: number;
   private readonly maxPending: number;
   dropped = 0;
 
   constructor(
     private readonly prisma: PrismaClient,
-    options: ChannelRegistryOptions = {},
+    options: ChannelRecordsOptions = {},
   ) {
     this.clock = options.clock ?? systemClock;
-    this.cacheMs = options.permissionsCacheMs ?? 5_000;
     this.maxPending = options.maxPending ?? 100_000;
   }
 
@@ -96,35 +139,35 @@ export class ChannelRegistry {
     }
   }
 
-  /** Sets a channel's permissions (creating its row); `name` is relative to `orgId`. */
-  async setPermissions(orgId: string, name: string, permissions: unknown): Promise<ApiXChannel> {
+  /** Replaces a channel's settings (creating its row); `name` is relative to `orgId`. */
+  async setSettings(orgId: string, name: string, settings: ChannelSettings): Promise<ApiXChannel> {
     const parsed = parseChannel(name);
     if (!parsed.ok) throw new Error(`invalid channel "${name}": ${parsed.reason}`);
     const { key, orgId: owner } = channelRecordKey(orgId, name, parsed.channel.type);
-    const value = permissions as object;
+    const value = settingsToJson(settings) as object;
     const row = await this.prisma.apiXChannel.upsert({
       where: { name: key },
       create: { name: key, type: parsed.channel.type, organizationId: owner, permissions: value },
       update: { permissions: value },
     });
-    this.cache.delete(key);
     return row;
   }
 
-  /** The channel's `permissions` (undefined when it has no row), cached for `permissionsCacheMs`. */
-  async permissionsFor(orgId: string, name: string, type: ChannelType): Promise<unknown> {
-    const { key } = channelRecordKey(orgId, name, type);
-    const now = this.clock.now();
-    const hit = this.cache.get(key);
-    if (hit && hit.expiresAt > now) return hit.value;
-    const row = await this.prisma.apiXChannel.findUnique({
-      where: { name: key },
-      select: { permissions: true },
+  /** Replaces a channel's permission rules, keeping its other settings. */
+  async setPermissions(orgId: string, name: string, permissions: ChannelPermissions): Promise<ApiXChannel> {
+    const parsed = parseChannel(name);
+    if (!parsed.ok) throw new Error(`invalid channel "${name}": ${parsed.reason}`);
+    const current = await this.get(orgId, name, parsed.channel.type);
+    const settings = settingsFromJson(current?.permissions);
+    return this.setSettings(orgId, name, { ...settings, permissions });
+  }
+
+  /** Every configured channel (settings not empty), for loading a cache. */
+  listConfigured(): Promise<Array<Pick<ApiXChannel, 'name' | 'permissions'>>> {
+    return this.prisma.apiXChannel.findMany({
+      where: { NOT: { permissions: { equals: {} } } },
+      select: { name: true, permissions: true },
     });
-    const value = row?.permissions ?? undefined;
-    if (this.cache.size >= 10_000) this.cache.clear();
-    this.cache.set(key, { value, expiresAt: now + this.cacheMs });
-    return value;
   }
 
   get(orgId: string, name: string, type: ChannelType): Promise<ApiXChannel | null> {

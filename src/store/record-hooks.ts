@@ -2,11 +2,12 @@
  * Writes the durable records from the gateway's hooks. Every handler is synchronous and only updates an
  * in-memory buffer of the repositories; their flush loop does the I/O. Subscriber counts are derived from
  * what this node saw per connection (subscribe, unsubscribe, disconnect), so they stay right whatever
- * order or repetition the gateway emits those hooks in.
+ * order or repetition the gateway emits those hooks in. Dead letters are not taken from `onDeadLetter`:
+ * PrismaDeadLetterStore, given to the node as its DeadLetterStore, writes them with their payload.
  */
 import type { HookBus } from '../gateway/hooks.ts';
 import type { ChannelType } from '../protocol/index.ts';
-import { ConnectionStatus, channelKey, parseChannel } from '../protocol/index.ts';
+import { ConnectionStatus, parseChannel } from '../protocol/index.ts';
 import type { RecordRepositories } from './records.ts';
 
 interface TrackedConnection {
@@ -17,7 +18,7 @@ interface TrackedConnection {
 
 /** Attaches the record writers to the bus; returns a function that detaches them. */
 export function attachRecordHooks(hooks: HookBus, repos: RecordRepositories): () => void {
-  const { connections, channels, events, organizations, clock } = repos;
+  const { connections, channels, organizations, clock } = repos;
   const tracked = new Map<string, TrackedConnection>();
 
   const add = (t: TrackedConnection, name: string, type: ChannelType | undefined): boolean => {
@@ -69,12 +70,6 @@ export function attachRecordHooks(hooks: HookBus, repos: RecordRepositories): ()
     onSuspend({ sessionId, suspended }) {
       if (suspended && sessionId)
         connections.statusChanged(sessionId, undefined, ConnectionStatus.SUSPENDED, clock.now());
-    },
-    onDeadLetter({ orgId, channel, eventId, sessionId, attempts }) {
-      const parsed = parseChannel(channel);
-      // The hook may carry the relative name or, from engines that only know keys, the engine key.
-      const key = parsed.ok ? channelKey(orgId, parsed.channel) : channel;
-      events.deadLetter({ orgId, channelKey: key, eventId, sessionId, attempts, at: clock.now() });
     },
   });
 }

@@ -7,7 +7,7 @@ import type { Clock, Random } from '../clock.ts';
 import { systemClock } from '../clock.ts';
 import { PrismaApiKeyStore } from './api-keys.ts';
 import { ApiKeys } from './api-keys.ts';
-import { ChannelRegistry } from './channel-registry.ts';
+import { ChannelRecords } from './channel-records.ts';
 import { ConnectionRecords } from './connection-records.ts';
 import type { PrismaClient } from './database.ts';
 import { EventRecords } from './event-records.ts';
@@ -21,7 +21,7 @@ export interface RecordRepositoriesOptions {
   readonly logger?: StoreLogger;
   /** How often buffered records are written (default 5 s). Heartbeats never cause more writes than this. */
   readonly flushIntervalMs?: number;
-  /** How long API-key and channel-permission answers are cached (default 5 s). */
+  /** How long API-key answers are cached (default 5 s): the longest a revoked key keeps working. */
   readonly cacheMs?: number;
 }
 
@@ -37,7 +37,7 @@ export interface RecordCounters {
 export interface RecordRepositories {
   readonly clock: Clock;
   readonly connections: ConnectionRecords;
-  readonly channels: ChannelRegistry;
+  readonly channels: ChannelRecords;
   readonly events: EventRecords;
   readonly organizations: Organizations;
   readonly apiKeys: ApiKeys;
@@ -57,7 +57,7 @@ export function createRecordRepositories(
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? silentLogger;
   const connections = new ConnectionRecords(prisma);
-  const channels = new ChannelRegistry(prisma, { clock, permissionsCacheMs: options.cacheMs });
+  const channels = new ChannelRecords(prisma, { clock });
   const events = new EventRecords(prisma);
   const organizations = new Organizations(prisma);
   const apiKeyStore = new PrismaApiKeyStore(prisma, { clock, cacheMs: options.cacheMs });

@@ -9,6 +9,8 @@ import { HookBus } from '../../src/gateway/hooks.ts';
 import { Prisma } from '../../src/generated/prisma/client.ts';
 import { createRecordRepositories, type RecordRepositories } from '../../src/store/records.ts';
 import { attachRecordHooks } from '../../src/store/record-hooks.ts';
+import { PrismaChannelRegistry } from '../../src/store/prisma-channel-registry.ts';
+import { PrismaDeadLetterStore } from '../../src/store/prisma-dead-letter-store.ts';
 import { loadMigrations, migrate } from '../../src/store/migrate.ts';
 import { GATEWAY_METADATA_KEY } from '../../src/store/connection-records.ts';
 import { testConnection } from '../support/connection-info.ts';
@@ -281,13 +283,48 @@ for (const target of databaseTargets) {
         assert.deepEqual(row.channels, []);
       });
 
-      test('channel permissions are stored and read through a short cache', async () => {
-        await repos.channels.setPermissions('acme', 'room:war-room', { subscribe: { roles: ['ops'] } });
-        assert.deepEqual(await repos.channels.permissionsFor('acme', 'room:war-room', 'ROOM'), {
-          subscribe: { roles: ['ops'] },
-        });
-        assert.equal(await repos.channels.permissionsFor('globex', 'room:war-room', 'ROOM'), undefined);
-        await assert.rejects(repos.channels.setPermissions('acme', 'nope:x', {}), /invalid channel/);
+      test('channel settings: written by the CLI path, read synchronously from the registry cache', async () => {
+        const registry = await new PrismaChannelRegistry(opened.db.prisma, {
+          clock,
+          refreshMs: 1_000,
+        }).start();
+        try {
+          await repos.channels.setSettings('acme', 'room:war-room', {
+            durable: true,
+            coalesceKey: 'agentId',
+          });
+          await repos.channels.setPermissions('acme', 'room:war-room', { subscribe: { roles: ['ops'] } });
+          await repos.channels.setPermissions('acme', 'system:status', { history: { deny: true } });
+          await assert.rejects(repos.channels.setPermissions('acme', 'nope:x', {}), /invalid channel/);
+          assert.equal(registry.get('acme', 'room:war-room'), undefined, 'not yet refreshed');
+          clock.advance(1_000);
+          await waitFor(async () => registry.get('acme', 'room:war-room') !== undefined);
+          assert.deepEqual(registry.get('acme', 'room:war-room'), {
+            permissions: { subscribe: { roles: ['ops'] } },
+            durable: true,
+            coalesceKey: 'agentId',
+          });
+          assert.equal(
+            registry.get('globex', 'room:war-room'),
+            undefined,
+            'organizations never share settings',
+          );
+          assert.deepEqual(registry.get('globex', 'system:status'), {
+            permissions: { history: { deny: true } },
+          });
+          await registry.set('globex', 'agent:a', { durable: true });
+          assert.deepEqual(registry.get('globex', 'agent:a'), { durable: true }, 'own writes apply at once');
+          const row = await opened.db.prisma.apiXChannel.findUniqueOrThrow({
+            where: { name: 'acme/room:war-room' },
+          });
+          assert.deepEqual(row.permissions, {
+            subscribe: { roles: ['ops'] },
+            durable: true,
+            coalesceKey: 'agentId',
+          });
+        } finally {
+          registry.close();
+        }
       });
 
       test('API keys: created once, verified from cache, revoked, lastUsedAt batched', async () => {
@@ -334,13 +371,23 @@ for (const target of databaseTargets) {
         );
         assert.deepEqual(rows[0]!.payload, { s: 'idle\uFFFD' });
         repos.events.acknowledge('acme/agent:a1', ['1-0']);
-        bus.emit('onDeadLetter', {
+        const deadLetters = new PrismaDeadLetterStore(repos.events, 100);
+        deadLetters.add({
           orgId: 'acme',
           channel: 'agent:a1',
           eventId: '1-1',
+          type: 'agent_status_update',
           sessionId: 'sess-9',
           attempts: 5,
+          frame: JSON.stringify({
+            type: 'agent_status_update',
+            channel: 'agent:a1',
+            payload: [1, 2],
+            id: '1-1',
+          }),
+          failedAt: clock.now(),
         });
+        assert.equal(deadLetters.list('acme', 10).length, 1, 'listed from memory at once');
         await repos.flush();
         const [acked, dead] = await repos.events.list('acme/agent:a1');
         assert.equal(acked!.acknowledgment, true);
@@ -348,6 +395,7 @@ for (const target of databaseTargets) {
         const letters = await repos.events.listDeadLetters('acme');
         assert.equal(letters.length, 1);
         assert.equal(letters[0]!.channel, 'acme/agent:a1');
+        assert.deepEqual([letters[0]!.eventType, letters[0]!.payload], ['agent_status_update', [1, 2]]);
         assert.equal(await p.apiXDeadLetter.count({ where: { organizationId: 'globex' } }), 0);
       });
     });

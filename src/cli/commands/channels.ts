@@ -4,7 +4,8 @@
  */
 import { parseArgs, stringOption } from '../args.ts';
 import { auditCliAction, withCliDatabase } from '../database.ts';
-import { ChannelRegistry } from '../../store/channel-registry.ts';
+import { ChannelPermissionsSchema, ChannelRecords } from '../../store/channel-records.ts';
+import type { ChannelPermissions } from '../../subscriptions/permissions.ts';
 import { isValidOrgId, parseChannel, type ChannelType } from '../../protocol/index.ts';
 
 const USAGE = `usage:
@@ -30,22 +31,28 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     }
     type = parsed.channel.type;
   }
-  let permissions: unknown;
+  let permissions: ChannelPermissions = {};
   if (sub === 'set-permissions') {
-    const text = stringOption(args, 'json');
+    let json: unknown;
     try {
-      permissions = JSON.parse(text ?? '');
+      json = JSON.parse(stringOption(args, 'json') ?? '');
     } catch {
       process.stderr.write('apix channels: --json must be a JSON object\n');
       return 2;
     }
-    if (typeof permissions !== 'object' || permissions === null || Array.isArray(permissions)) {
-      process.stderr.write('apix channels: --json must be a JSON object\n');
+    const r = ChannelPermissionsSchema.safeParse(json);
+    if (!r.success) {
+      const issue = r.error.issues[0]!;
+      process.stderr.write(
+        `apix channels: invalid permissions at ${issue.path.join('.') || '(root)'}: ${issue.message} ` +
+          '(expected {subscribe?, publish?, history?} rules of roles, clientTypes, scopes, users, deny)\n',
+      );
       return 2;
     }
+    permissions = r.data;
   }
   return withCliDatabase(env, async (cli) => {
-    const channels = new ChannelRegistry(cli.db.prisma);
+    const channels = new ChannelRecords(cli.db.prisma);
     if (sub === 'list') {
       for (const c of await channels.list(org))
         process.stdout.write(

@@ -1,0 +1,58 @@
+/**
+ * The database DeadLetterStore (src/retry/dead-letter.ts): `add` keeps the entry in the bounded memory
+ * ring (which answers `list` synchronously) and queues an ApiXDeadLetter row (written by the record
+ * repositories' flush, never on the caller's path).
+ */
+import { MemoryDeadLetterStore, type DeadLetter, type DeadLetterStore } from '../retry/dead-letter.ts';
+import { channelKey, parseChannel } from '../protocol/index.ts';
+import type { EventRecords } from './event-records.ts';
+
+export class PrismaDeadLetterStore implements DeadLetterStore {
+  private readonly recent: MemoryDeadLetterStore;
+
+  constructor(
+    private readonly events: EventRecords,
+    maxInMemory: number,
+  ) {
+    this.recent = new MemoryDeadLetterStore(maxInMemory);
+  }
+
+  add(entry: DeadLetter): void {
+    this.recent.add(entry);
+    const parsed = parseChannel(entry.channel);
+    this.events.deadLetter({
+      orgId: entry.orgId,
+      // The entry may name the channel relative to its organization or by its engine key.
+      channelKey: parsed.ok ? channelKey(entry.orgId, parsed.channel) : entry.channel,
+      eventId: entry.eventId,
+      sessionId: entry.sessionId,
+      attempts: entry.attempts,
+      eventType: entry.type,
+      payload: payloadOf(entry.frame),
+      reason: `not acknowledged after ${entry.attempts} attempts`,
+      at: entry.failedAt,
+    });
+  }
+
+  list(orgId: string, limit: number): readonly DeadLetter[] {
+    return this.recent.list(orgId, limit);
+  }
+
+  get size(): number {
+    return this.recent.size;
+  }
+
+  /** Dropped from memory (ring full) or refused by the write queue. */
+  get dropped(): number {
+    return this.recent.dropped + this.events.dropped;
+  }
+}
+
+function payloadOf(frame: string): unknown {
+  try {
+    const parsed = JSON.parse(frame) as { payload?: unknown };
+    return parsed.payload ?? null;
+  } catch {
+    return frame;
+  }
+}
