@@ -131,6 +131,7 @@ export class ApiXGateway {
         acked: (sub, event) => {
           if (this.deps.hooks.has('onAck'))
             this.deps.hooks.emit('onAck', {
+              orgId: sub.session.orgId,
               channelType: sub.type,
               publishedAt: event.timestamp,
               ackedAt: this.deps.clock.now(),
@@ -149,6 +150,8 @@ export class ApiXGateway {
             const parsed = parseChannel(event.key.slice(event.key.indexOf('/') + 1));
             if (parsed.ok)
               this.deps.hooks.emit('onDeliver', {
+                orgId: event.key.slice(0, event.key.indexOf('/')),
+                channel: parsed.channel.name,
                 channelType: parsed.channel.type,
                 publishedAt: event.timestamp,
                 deliveredAt: this.deps.clock.now(),

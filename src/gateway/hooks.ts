@@ -82,13 +82,18 @@ export interface HookEvents {
   };
   /** One event fanned out on this node: one call per event per node, never per subscriber. */
   onDeliver: {
+    /** The channel's organization; `_` for `system` channels (shared by every organization). */
+    orgId: string;
+    /** The channel name, relative to its organization. */
+    channel: string;
     channelType: ChannelType;
     publishedAt: number;
     deliveredAt: number;
     recipients: number;
     bytes: number;
   };
-  onAck: { channelType: ChannelType; publishedAt: number; ackedAt: number };
+  /** `orgId`: the acknowledging session's organization. */
+  onAck: { orgId: string; channelType: ChannelType; publishedAt: number; ackedAt: number };
   onDeadLetter: { orgId: string; channel: string; eventId: string; sessionId: string; attempts: number };
   onHeartbeat: { connectionId: string; sessionId: string; rttMs: number | undefined; at: number };
   onDisconnect: { connection: ConnectionInfo; code: number; reason: string; status: ConnectionStatus };
