@@ -5,7 +5,7 @@
  * order or repetition the gateway emits those hooks in. Dead letters are not taken from `onDeadLetter`:
  * PrismaDeadLetterStore, given to the node as its DeadLetterStore, writes them with their payload.
  */
-import type { HookBus } from '../gateway/hooks.ts';
+import type { GatewayHooks, HookBus } from '../gateway/hooks.ts';
 import type { ChannelType } from '../protocol/index.ts';
 import { ConnectionStatus, parseChannel } from '../protocol/index.ts';
 import type { RecordRepositories } from './records.ts';
@@ -17,7 +17,12 @@ interface TrackedConnection {
 }
 
 /** Attaches the record writers to the bus; returns a function that detaches them. */
-export function attachRecordHooks(hooks: HookBus, repos: RecordRepositories): () => void {
+export function attachRecordHooks(bus: HookBus, repos: RecordRepositories): () => void {
+  return bus.attach(recordHooks(repos));
+}
+
+/** The record writers as hook handlers (for `NodeOptions.hooks`); one set per node. */
+export function recordHooks(repos: RecordRepositories): GatewayHooks {
   const { connections, channels, organizations, clock } = repos;
   const tracked = new Map<string, TrackedConnection>();
 
@@ -30,7 +35,7 @@ export function attachRecordHooks(hooks: HookBus, repos: RecordRepositories): ()
     return true;
   };
 
-  return hooks.attach({
+  return {
     onConnect({ connection }) {
       connections.connected(connection);
       organizations.noteSeen(connection.principal.orgId);
@@ -71,7 +76,7 @@ export function attachRecordHooks(hooks: HookBus, repos: RecordRepositories): ()
       if (suspended && sessionId)
         connections.statusChanged(sessionId, undefined, ConnectionStatus.SUSPENDED, clock.now());
     },
-  });
+  };
 }
 
 function channelTypeOf(name: string): ChannelType | undefined {
