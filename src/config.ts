@@ -57,6 +57,8 @@ export const EnvSchema = z.object({
   APIX_RETRY_MAX_ATTEMPTS: int(1, 100).default(5),
   APIX_DEAD_LETTER_SIZE: int(1, 10_000_000).default(10_000),
   APIX_IDEMPOTENCY_WINDOW_MS: int(0, 86_400_000).default(120_000),
+  /** A room member not refreshed by its node for this long is gone (a dead node's members expire). */
+  APIX_PRESENCE_TTL_MS: int(1000, 3_600_000).default(60_000),
   APIX_COMPRESSION: bool.default(true),
   APIX_COMPRESSION_THRESHOLD_BYTES: int(0, 64 * 1024 * 1024).default(1024),
 
@@ -108,6 +110,7 @@ export interface Config {
   readonly deadLetterSize: number;
   readonly idempotencyWindowMs: number;
   readonly compression: { readonly enabled: boolean; readonly thresholdBytes: number };
+  readonly presenceTtlMs: number;
   readonly redisUrl: string | undefined;
   readonly redisPrefix: string;
   readonly databaseUrl: string | undefined;
@@ -176,6 +179,7 @@ export function configFromEnv(e: Env): Config {
     deadLetterSize: e.APIX_DEAD_LETTER_SIZE,
     idempotencyWindowMs: e.APIX_IDEMPOTENCY_WINDOW_MS,
     compression: { enabled: e.APIX_COMPRESSION, thresholdBytes: e.APIX_COMPRESSION_THRESHOLD_BYTES },
+    presenceTtlMs: e.APIX_PRESENCE_TTL_MS,
     redisUrl: e.REDIS_URL,
     redisPrefix: e.APIX_REDIS_PREFIX,
     databaseUrl: e.DATABASE_URL,

@@ -12,6 +12,7 @@ import { RedisKeys } from './redis/keys.ts';
 import { RedisBroker } from './broker/redis-broker.ts';
 import { RedisOfflineQueue } from './queue/redis-queue.ts';
 import { RedisSessionStore } from './sessions/redis-session-store.ts';
+import { RedisPresence } from './presence/redis-presence.ts';
 
 export interface EngineOptions {
   readonly clock?: Clock;
@@ -29,6 +30,7 @@ export async function createEngines(config: Config, options: EngineOptions): Pro
     history: { size: config.history.size, ttlMs: config.history.ttlMs },
   });
   await broker.ready();
+  const presence = new RedisPresence(clients.command, keys, { ttlMs: config.presenceTtlMs, clock });
   return {
     broker,
     offlineQueue: new RedisOfflineQueue(clients.command, keys, {
@@ -37,8 +39,10 @@ export async function createEngines(config: Config, options: EngineOptions): Pro
       clock,
     }),
     sessionStore: new RedisSessionStore(clients.command, keys, clock),
+    presence,
     readiness: [],
     async close() {
+      await presence.close();
       await broker.close();
       await clients.close();
     },

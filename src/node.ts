@@ -19,6 +19,8 @@ import { MemoryBroker, MemoryBrokerBus } from './broker/memory-broker.ts';
 import type { OfflineQueue } from './queue/queue.ts';
 import { MemoryOfflineQueue } from './queue/memory-queue.ts';
 import type { SessionStore } from './sessions/session-store.ts';
+import type { Presence } from './presence/presence.ts';
+import { MemoryPresence } from './presence/memory-presence.ts';
 import { MemorySessionStore } from './sessions/memory-session-store.ts';
 import { Authenticator } from './auth/authenticator.ts';
 import { ChainedApiKeyStore, StaticApiKeyStore } from './auth/api-keys.ts';
@@ -34,6 +36,8 @@ import type { GatewayHooks } from './gateway/hooks.ts';
 import { createMetrics } from './metrics/metrics.ts';
 import { HttpRouter } from './http/router.ts';
 import { registerApi } from './http/api.ts';
+import { installOperatorTools } from './http/operator.ts';
+import { ReservedChannelRegistry } from './latency/dashboard-feed.ts';
 import type { ReadinessCheck } from './http/api.ts';
 
 /** The engines a node runs on: memory (embedded) or shared (Redis). */
@@ -41,6 +45,7 @@ export interface Engines {
   readonly broker: Broker;
   readonly offlineQueue: OfflineQueue;
   readonly sessionStore: SessionStore;
+  readonly presence: Presence;
   readonly readiness: readonly ReadinessCheck[];
   close(): Promise<void>;
 }
@@ -58,6 +63,16 @@ export interface NodeOptions {
   readonly hooks?: readonly GatewayHooks[];
   /** Inbound frame rate per connection (default 200/s, burst 400). */
   readonly inboundRate?: { readonly perSec: number; readonly burst: number };
+  /**
+   * HTTP server timeouts against slow clients (slowloris): the request head must arrive within
+   * `headersTimeoutMs` (default 10 s), the whole request within `requestTimeoutMs` (default 30 s); both are
+   * enforced every `checkIntervalMs` (default 1 s; Node's own default of 30 s would let a head trickle for 40 s).
+   */
+  readonly httpTimeouts?: {
+    readonly headersTimeoutMs?: number;
+    readonly requestTimeoutMs?: number;
+    readonly checkIntervalMs?: number;
+  };
 }
 
 export interface ApixNode {
@@ -83,12 +98,17 @@ export interface ApixNode {
 export function memoryEngines(config: Config, clock: Clock, bus?: MemoryBrokerBus): Engines {
   const sharedBus = bus ?? new MemoryBrokerBus(clock, config.history.maxChannels);
   const broker = new MemoryBroker(sharedBus, { size: config.history.size, ttlMs: config.history.ttlMs });
+  const presence = new MemoryPresence(sharedBus.presence, { ttlMs: config.presenceTtlMs });
   return {
     broker,
     offlineQueue: new MemoryOfflineQueue(config.offlineQueueSize),
     sessionStore: new MemorySessionStore(clock),
+    presence,
     readiness: [],
-    close: () => broker.close(),
+    async close() {
+      await presence.close();
+      await broker.close();
+    },
   };
 }
 
@@ -102,7 +122,8 @@ export function createNode(options: NodeOptions): ApixNode {
   for (const h of options.hooks ?? []) hooks.attach(h);
 
   const engines = options.engines ?? memoryEngines(config, clock);
-  const channels = options.channels ?? new MemoryChannelRegistry();
+  // The admin dashboard's channel has fixed permissions in every organization.
+  const channels = new ReservedChannelRegistry(options.channels ?? new MemoryChannelRegistry());
   const deadLetters = options.deadLetters ?? new MemoryDeadLetterStore(config.deadLetterSize);
   const apiKeys = new ChainedApiKeyStore([
     new StaticApiKeyStore(config.auth.apiKeys),
@@ -126,6 +147,7 @@ export function createNode(options: NodeOptions): ApixNode {
     router,
     offlineQueue: engines.offlineQueue,
     sessionStore: engines.sessionStore,
+    presence: engines.presence,
     authenticator,
     channels,
     deadLetters,
@@ -144,10 +166,29 @@ export function createNode(options: NodeOptions): ApixNode {
     maxBodyBytes: config.maxMessageBytes,
     readiness: [{ name: 'broker', check: () => engines.broker.ping() }, ...engines.readiness],
     isDraining: () => draining,
+    presence: engines.presence,
+  });
+
+  const operator = installOperatorTools({
+    nodeId,
+    clock,
+    log,
+    hooks,
+    metrics,
+    http: httpRouter,
+    authenticator,
+    broker: engines.broker,
+    gateway,
+    maxBodyBytes: config.maxMessageBytes,
   });
 
   const server = createServer(
-    { headersTimeout: 10_000, requestTimeout: 30_000, maxHeaderSize: 16 * 1024 },
+    {
+      headersTimeout: options.httpTimeouts?.headersTimeoutMs ?? 10_000,
+      requestTimeout: options.httpTimeouts?.requestTimeoutMs ?? 30_000,
+      connectionsCheckingInterval: options.httpTimeouts?.checkIntervalMs ?? 1_000,
+      maxHeaderSize: 16 * 1024,
+    },
     (req, res) => {
       httpRouter
         .handle(req, res, (err) => log.error({ err, path: req.url?.split('?')[0] }, 'http handler failed'))
@@ -165,8 +206,14 @@ export function createNode(options: NodeOptions): ApixNode {
     }
     gateway.handleUpgrade(req, socket, head);
   });
-  server.on('clientError', (_err, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    const status =
+      err.code === 'HPE_HEADER_OVERFLOW'
+        ? '431 Request Header Fields Too Large'
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? '408 Request Timeout'
+          : '400 Bad Request';
+    if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\n\r\n`);
     socket.destroy();
   });
 
@@ -192,6 +239,7 @@ export function createNode(options: NodeOptions): ApixNode {
       });
       port = (server.address() as AddressInfo).port;
       gateway.start();
+      operator.start();
       log.info({ port, host: config.host, engine: engines.broker.name }, 'APIX gateway listening');
       return port;
     },
@@ -203,6 +251,7 @@ export function createNode(options: NodeOptions): ApixNode {
     },
     async close() {
       draining = true;
+      operator.stop();
       await gateway.drain();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -6,6 +6,7 @@
 import type { Clock } from '../clock.ts';
 import { systemClock } from '../clock.ts';
 import { MemoryHistory } from '../history/memory-history.ts';
+import { MemoryPresenceStore } from '../presence/memory-presence.ts';
 import type {
   Broker,
   BrokerEvent,
@@ -20,12 +21,15 @@ import type {
 
 export class MemoryBrokerBus {
   readonly history: MemoryHistory;
+  /** Room presence shared by the in-process nodes of this bus. */
+  readonly presence: MemoryPresenceStore;
   readonly brokers = new Set<MemoryBroker>();
   constructor(
     readonly clock: Clock = systemClock,
     maxChannels = 100_000,
   ) {
     this.history = new MemoryHistory(maxChannels, clock.now());
+    this.presence = new MemoryPresenceStore(clock);
   }
 }
 

@@ -10,6 +10,7 @@ import type { WebSocket, RawData } from 'ws';
 import {
   ApixError,
   channelKey,
+  ChannelType,
   CloseCode,
   compareEventIds,
   CLIENT_CONTROL_SCHEMAS,
@@ -39,6 +40,7 @@ import type { Logger } from '../log.ts';
 import type { Broker, BrokerEvent, ControlMessage } from '../broker/broker.ts';
 import type { OfflineQueue, QueuedFrame } from '../queue/queue.ts';
 import type { SessionStore, SessionSnapshot } from '../sessions/session-store.ts';
+import type { Presence, PresenceMember } from '../presence/presence.ts';
 import type { Authenticator } from '../auth/authenticator.ts';
 import type { ChannelRegistry } from '../subscriptions/channel-registry.ts';
 import { authorize } from '../subscriptions/permissions.ts';
@@ -51,7 +53,7 @@ import { TokenBucket } from '../ratelimit/token-bucket.ts';
 import { Connection, Phase } from './connection.ts';
 import { Session, Subscription, sessionKey } from './session.ts';
 import type { HookBus, Peer } from './hooks.ts';
-import { encodeControl, encodeError, EventFrames } from './frames.ts';
+import { encodeChannelEvent, encodeControl, encodeError, EventFrames } from './frames.ts';
 
 export interface GatewayDeps {
   readonly config: Config;
@@ -64,6 +66,7 @@ export interface GatewayDeps {
   readonly router: EventRouter;
   readonly offlineQueue: OfflineQueue;
   readonly sessionStore: SessionStore;
+  readonly presence: Presence;
   readonly authenticator: Authenticator;
   readonly channels: ChannelRegistry;
   readonly deadLetters: DeadLetterStore;
@@ -547,6 +550,8 @@ export class ApiXGateway {
       for (const item of queued.frames) this.sendQueued(session, item, sent);
     }
     for (const r of replays) this.flushReplay(r.sub, r.events, sent);
+    for (const sub of session.subscriptions.values())
+      if (sub.type === ChannelType.ROOM) void this.joinRoom(conn, sub);
     hooks.emit('onConnect', { connection: conn.info(), resumed });
     for (const d of denied) this.emitSubscribeDenied(conn, d);
     const early = this.early.get(conn);
@@ -684,7 +689,7 @@ export class ApiXGateway {
         return this.fail(conn, 'BAD_REQUEST', (err as Error).message, false, correlationId);
       }
     }
-    const granted: Array<{ channel: string; recovered: boolean }> = [];
+    const granted: Array<{ channel: string; recovered: boolean; presence?: PresenceMember[] }> = [];
     const denied: Denial[] = [];
     const replays: Array<{ sub: Subscription; events: readonly BrokerEvent[] }> = [];
     for (const name of new Set(payload.channels)) {
@@ -710,7 +715,12 @@ export class ApiXGateway {
         false,
       );
       if (!r.sub) continue;
-      granted.push({ channel: name, recovered: r.recovered });
+      const members = r.sub.type === ChannelType.ROOM ? await this.joinRoom(conn, r.sub) : undefined;
+      granted.push(
+        members
+          ? { channel: name, recovered: r.recovered, presence: members }
+          : { channel: name, recovered: r.recovered },
+      );
       replays.push({ sub: r.sub, events: r.events });
       this.deps.hooks.emit('onSubscribe', {
         connection: conn.info(),
@@ -773,6 +783,77 @@ export class ApiXGateway {
     if (session.subscriptions.get(sub.key) === sub) session.subscriptions.delete(sub.key);
     this.hub.remove(sub);
     if (sub.ack) this.retry.dropSubscription(sub);
+    this.leaveRoom(sub);
+  }
+
+  // ---------------------------------------------------------------- presence (room: channels)
+
+  /**
+   * A connection subscribed to a room is a member of it: joined in the presence store (refreshed by
+   * this node, so a dead node's members expire) and announced with a `presence.join` event on the room
+   * channel. Returns the room's members.
+   */
+  private async joinRoom(conn: Connection, sub: Subscription): Promise<PresenceMember[] | undefined> {
+    if (sub.presenceConnectionId === conn.id) return undefined;
+    const member: PresenceMember = {
+      connectionId: conn.id,
+      clientId: sub.session.sessionId,
+      userId: sub.session.userId,
+      nodeId: this.deps.nodeId,
+      info: { clientType: sub.session.clientType },
+    };
+    sub.presenceConnectionId = conn.id;
+    try {
+      await this.deps.presence.join(sub.key, member);
+      this.publishPresence(sub, 'presence.join', member);
+      return await this.deps.presence.list(sub.key);
+    } catch (err) {
+      this.deps.log.warn({ err }, 'presence join failed');
+      return undefined;
+    }
+  }
+
+  private leaveRoom(sub: Subscription): void {
+    const connectionId = sub.presenceConnectionId;
+    if (connectionId === undefined) return;
+    sub.presenceConnectionId = undefined;
+    this.deps.presence.leave(sub.key, connectionId).catch(() => {});
+    this.publishPresence(sub, 'presence.leave', {
+      connectionId,
+      clientId: sub.session.sessionId,
+      userId: sub.session.userId,
+      nodeId: this.deps.nodeId,
+    });
+  }
+
+  private publishPresence(
+    sub: Subscription,
+    type: 'presence.join' | 'presence.leave',
+    member: PresenceMember,
+  ): void {
+    const timestamp = this.deps.clock.now();
+    const payload = JSON.stringify({
+      userId: member.userId,
+      clientId: member.clientId,
+      connectionId: member.connectionId,
+      ...(member.info ? { info: member.info } : {}),
+    });
+    const channel = sub.name;
+    this.deps.broker
+      .publish({
+        key: sub.key,
+        type,
+        timestamp,
+        publisher: undefined,
+        history: { size: this.deps.config.history.size, ttlMs: this.deps.config.history.ttlMs },
+        encode: (id) => encodeChannelEvent(type, channel, id, payload, timestamp, undefined),
+      })
+      .catch((err) => this.deps.log.warn({ err }, 'presence event failed'));
+  }
+
+  /** The live members of a room channel (for the HTTP API). */
+  roomMembers(key: string): Promise<PresenceMember[]> {
+    return this.deps.presence.list(key);
   }
 
   private handleAck(conn: Connection, channel: string, ids: readonly string[]): void {
@@ -896,6 +977,8 @@ export class ApiXGateway {
     const session = conn.session;
     if (!session || session.connection !== conn) return;
     session.connection = undefined;
+    for (const sub of session.subscriptions.values())
+      if (sub.presenceConnectionId !== undefined) this.leaveRoom(sub);
     this.retry.suspend(session);
     if (session.status === ConnectionStatus.SUSPENDED) {
       this.endSession(session, true);

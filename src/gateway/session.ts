@@ -20,6 +20,8 @@ export class Subscription {
    * published just before the node subscribed after the history read). Cleared by the first newer one.
    */
   replayFloor: string | undefined;
+  /** For room channels: the connection this subscription is a presence member as. */
+  presenceConnectionId: string | undefined;
   constructor(
     readonly session: Session,
     readonly key: string,

@@ -18,6 +18,7 @@ import type { ChannelRegistry } from '../subscriptions/channel-registry.ts';
 import { authorize } from '../subscriptions/permissions.ts';
 import type { HookBus, Peer, Principal } from '../gateway/hooks.ts';
 import type { Registry } from 'prom-client';
+import type { Presence } from '../presence/presence.ts';
 import { bearerToken, readJson, sendJson } from './router.ts';
 import type { HttpRouter } from './router.ts';
 
@@ -36,6 +37,7 @@ export interface HttpApiDeps {
   readonly maxBodyBytes: number;
   readonly readiness: readonly ReadinessCheck[];
   readonly isDraining: () => boolean;
+  readonly presence: Presence;
 }
 
 export function peerOfRequest(req: IncomingMessage): Peer {
@@ -117,6 +119,27 @@ export function registerApi(http: HttpRouter, deps: HttpApiDeps): void {
     });
     const events = h.events.map((e) => JSON.parse(e.frame) as unknown);
     sendJson(res, 200, { events, recovered: h.recovered });
+  });
+
+  http.add('GET', /^\/v1\/channels\/([^/]+)\/presence\/?$/, async ({ req, res, params }) => {
+    const principal = await authenticateRequest(deps, req);
+    const parsed = parseChannel(params[0]);
+    if (!parsed.ok) throw new ApixError('BAD_REQUEST', parsed.reason);
+    if (parsed.channel.type !== 'ROOM')
+      throw new ApixError('BAD_REQUEST', 'presence is kept for room: channels');
+    const settings = deps.channels.get(principal.orgId, parsed.channel.name);
+    const decision = authorize('subscribe', principal, undefined, parsed.channel, settings?.permissions);
+    if (!decision.allowed)
+      throw new ApixError('FORBIDDEN', `presence of ${parsed.channel.name} denied: ${decision.reason}`);
+    const members = await deps.presence.list(channelKey(principal.orgId, parsed.channel));
+    sendJson(res, 200, {
+      members: members.map(({ userId, clientId, connectionId, info }) => ({
+        userId,
+        clientId,
+        connectionId,
+        info,
+      })),
+    });
   });
 
   http.add('GET', /^\/healthz\/?$/, ({ res }) => sendJson(res, 200, { status: 'ok' }));

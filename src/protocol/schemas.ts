@@ -128,6 +128,15 @@ export const CLIENT_CONTROL_SCHEMAS = {
 
 // ---- Server -> client frames ----
 
+/** A member of a room (`presence.join` / `presence.leave` event payloads, and `subscription.added`). */
+export const PresenceMemberSchema = z.object({
+  userId: z.string(),
+  clientId: z.string(),
+  connectionId: z.string(),
+  nodeId: z.string().optional(),
+  info: z.record(z.string(), z.unknown()).optional(),
+});
+
 export const ErrorCodeSchema = z.enum(ErrorCode);
 export const DenialSchema = z.strictObject({
   channel: z.string(),
@@ -180,7 +189,14 @@ export const ConnectionDisconnectedSchema = serverFrame(
 export const SubscriptionAddedSchema = serverFrame(
   'subscription.added',
   z.object({
-    channels: z.array(z.object({ channel: z.string(), recovered: z.boolean() })),
+    channels: z.array(
+      z.object({
+        channel: z.string(),
+        recovered: z.boolean(),
+        /** Extension: for `room:` channels, the room's members (see `presence.join` / `presence.leave`). */
+        presence: z.array(PresenceMemberSchema).optional(),
+      }),
+    ),
     denied: z.array(DenialSchema),
   }),
 );

@@ -143,6 +143,39 @@ function clusterSuite(
       pub.close();
     });
 
+    it('keeps room presence across nodes: members listed, join and leave events everywhere', async () => {
+      const alice = await RawClient.connect(nodes[0]!.wsUrl, { token: await token({ sub: 'alice' }) });
+      const added = await alice.subscribe({ channels: ['room:design'] });
+      assert.deepEqual(
+        added.payload.channels[0].presence.map((m: { userId: string }) => m.userId),
+        ['alice'],
+      );
+      const bob = await RawClient.connect(nodes[1]!.wsUrl, { token: await token({ sub: 'bob' }) });
+      const added2 = await bob.subscribe({ channels: ['room:design'] });
+      assert.deepEqual(added2.payload.channels[0].presence.map((m: { userId: string }) => m.userId).sort(), [
+        'alice',
+        'bob',
+      ]);
+      const join = await alice.next((f) => f.type === 'presence.join' && f.payload.userId === 'bob', 3000);
+      assert.equal(join.channel, 'room:design');
+      const list = async (n: ApixNode) =>
+        (
+          await (
+            await fetch(`${n.httpUrl}/v1/channels/room:design/presence`, {
+              headers: { authorization: `Bearer ${await token()}` },
+            })
+          ).json()
+        ).members
+          .map((m: { userId: string }) => m.userId)
+          .sort();
+      assert.deepEqual(await list(nodes[2]!), ['alice', 'bob']);
+      bob.close();
+      const leave = await alice.next((f) => f.type === 'presence.leave' && f.payload.userId === 'bob', 3000);
+      assert.equal(leave.channel, 'room:design');
+      assert.deepEqual(await list(nodes[2]!), ['alice']);
+      alice.close();
+    });
+
     it('replays history from any node, and a live client moved to another node is taken over (4009)', async () => {
       const pub = await RawClient.connect(nodes[0]!.wsUrl, { token: await token({ roles: ['service'] }) });
       const first = await pub.publish('agent:hist', 'note', { i: 0 });
