@@ -1,0 +1,137 @@
+/**
+ * The operator API (role `admin`, the admin's own organization only):
+ * - `GET  /v1/admin/stats`: this node's figures and the organization's (see latency/admin-stats.ts);
+ * - `POST /v1/admin/sessions/<sessionId>/suspend` `{userId?, reason?}`: closes the session's live
+ *   connection with 4011 and refuses it until resumed, on every node;
+ * - `POST /v1/admin/sessions/<sessionId>/resume` `{userId?}`;
+ * - `POST /v1/admin/connections/<connectionId>/kick` `{reason?}`: closes one connection on this node
+ *   (`connection.disconnected` with `reconnect: false`, then 4008).
+ * Sessions are per user (`<org>/<user>/<sessionId>`): without `userId`, the session must be held by this
+ * node and be the organization's only one with that id. Every action emits `onAdminAction`.
+ */
+import type { IncomingMessage } from 'node:http';
+import { z } from 'zod';
+import { ApixError, CloseCode, formatIssues } from '../protocol/index.ts';
+import type { Authenticator } from '../auth/authenticator.ts';
+import type { HookBus, Principal } from '../gateway/hooks.ts';
+import type { Connection } from '../gateway/connection.ts';
+import type { Session } from '../gateway/session.ts';
+import { sessionKey } from '../gateway/session.ts';
+import { encodeControl } from '../gateway/frames.ts';
+import type { Clock } from '../clock.ts';
+import { authenticateRequest, peerOfRequest } from './api.ts';
+import { readJson, sendJson } from './router.ts';
+import type { HttpRouter } from './router.ts';
+
+/** What the admin API needs of the gateway. */
+export interface AdminGateway {
+  readonly connections: ReadonlyMap<string, Connection>;
+  readonly sessions: ReadonlyMap<string, Session>;
+  suspend(key: string, suspended: boolean, reason: string): Promise<void>;
+}
+
+export interface AdminApiDeps {
+  readonly authenticator: Authenticator;
+  readonly hooks: HookBus;
+  readonly gateway: AdminGateway;
+  readonly clock: Clock;
+  readonly stats: (orgId: string) => unknown;
+  readonly maxBodyBytes: number;
+}
+
+const SessionActionSchema = z.strictObject({
+  userId: z.string().min(1).max(256).optional(),
+  reason: z.string().max(200).optional(),
+});
+const KickSchema = z.strictObject({ reason: z.string().max(200).optional() });
+const ID_RE = /^[^\s/]{1,128}$/;
+
+export function registerAdminApi(http: HttpRouter, deps: AdminApiDeps): void {
+  const requireAdmin = async (req: IncomingMessage): Promise<Principal> => {
+    const principal = await authenticateRequest(deps, req);
+    if (!principal.roles.includes('admin'))
+      throw new ApixError('FORBIDDEN', 'the admin API needs a token with role "admin"');
+    return principal;
+  };
+
+  http.add('GET', /^\/v1\/admin\/stats\/?$/, async ({ req, res }) => {
+    const admin = await requireAdmin(req);
+    res.setHeader('Cache-Control', 'no-store');
+    sendJson(res, 200, deps.stats(admin.orgId));
+  });
+
+  http.add('POST', /^\/v1\/admin\/sessions\/([^/]+)\/(suspend|resume)\/?$/, async ({ req, res, params }) => {
+    const admin = await requireAdmin(req);
+    const [sessionId, verb] = params as [string, 'suspend' | 'resume'];
+    if (!ID_RE.test(sessionId)) throw new ApixError('BAD_REQUEST', 'invalid session id');
+    const body = parse(SessionActionSchema, await readOptionalJson(req, deps.maxBodyBytes));
+    const userId = body.userId ?? findUser(deps.gateway, admin.orgId, sessionId);
+    const key = sessionKey(admin.orgId, userId, sessionId);
+    const suspended = verb === 'suspend';
+    const reason = body.reason ?? (suspended ? 'suspended by an operator' : 'resumed by an operator');
+    const disconnected = suspended && deps.gateway.sessions.get(key)?.connection !== undefined;
+    await deps.gateway.suspend(key, suspended, reason);
+    const peer = peerOfRequest(req);
+    deps.hooks.emit('onSuspend', { orgId: admin.orgId, sessionId, by: admin.userId, reason, suspended });
+    deps.hooks.emit('onAdminAction', {
+      principal: admin,
+      peer,
+      action: verb,
+      target: `${userId}/${sessionId}`,
+      detail: { reason, ...(suspended ? { disconnected } : {}) },
+    });
+    sendJson(res, 200, { sessionId, userId, suspended, ...(suspended ? { disconnected } : {}) });
+  });
+
+  http.add('POST', /^\/v1\/admin\/connections\/([^/]+)\/kick\/?$/, async ({ req, res, params }) => {
+    const admin = await requireAdmin(req);
+    const connectionId = params[0]!;
+    const body = parse(KickSchema, await readOptionalJson(req, deps.maxBodyBytes));
+    const conn = deps.gateway.connections.get(connectionId);
+    // Another organization's connection answers exactly like a missing one.
+    if (conn === undefined || conn.principal?.orgId !== admin.orgId || !conn.isOpen)
+      throw new ApixError(
+        'NOT_FOUND',
+        `no open connection ${connectionId} of your organization on this node`,
+      );
+    const reason = body.reason ?? 'disconnected by an operator';
+    const now = deps.clock.now();
+    conn.send(encodeControl('connection.disconnected', { code: 'FORBIDDEN', reason, reconnect: false }, now));
+    conn.close(CloseCode.POLICY_VIOLATION, reason, now);
+    deps.hooks.emit('onAdminAction', {
+      principal: admin,
+      peer: peerOfRequest(req),
+      action: 'kick',
+      target: connectionId,
+      detail: { reason, userId: conn.principal.userId, sessionId: conn.session?.sessionId },
+    });
+    sendJson(res, 200, { connectionId, kicked: true });
+  });
+}
+
+/** The user of the organization's only session `sessionId` on this node; else `userId` is required. */
+function findUser(gateway: AdminGateway, orgId: string, sessionId: string): string {
+  const users = new Set<string>();
+  for (const s of gateway.sessions.values())
+    if (s.sessionId === sessionId && s.orgId === orgId) users.add(s.userId);
+  if (users.size === 1) return [...users][0]!;
+  throw new ApixError(
+    'BAD_REQUEST',
+    users.size === 0
+      ? `session ${sessionId} is not held by this node: give its userId`
+      : `several users have a session ${sessionId}: give the userId`,
+  );
+}
+
+function parse<T>(schema: z.ZodType<T>, body: unknown): T {
+  const r = schema.safeParse(body);
+  if (!r.success) throw new ApixError('BAD_REQUEST', formatIssues(r.error));
+  return r.data;
+}
+
+/** A JSON object body, or `{}` when the request has none. */
+async function readOptionalJson(req: IncomingMessage, limit: number): Promise<unknown> {
+  const length = req.headers['content-length'];
+  if ((length === undefined || length === '0') && req.headers['transfer-encoding'] === undefined) return {};
+  return readJson(req, limit);
+}
