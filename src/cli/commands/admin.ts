@@ -1,0 +1,91 @@
+/**
+ * `apix admin`: operates a running gateway through its admin API (a JWT with role `admin`; actions are
+ * limited to that token's organization and recorded in the audit trail).
+ *
+ *   apix admin suspend <sessionId> [--user <userId>] [--reason <text>]
+ *   apix admin resume <sessionId> [--user <userId>]
+ *   apix admin kick <connectionId> [--reason <text>]
+ *   apix admin stats
+ *
+ * `--url` (or APIX_URL; default http://127.0.0.1:8080) and `--token` (or APIX_ADMIN_TOKEN) on each.
+ */
+import { parseArgs, stringOption } from '../args.ts';
+
+const USAGE = `usage:
+  apix admin suspend <sessionId> [--user <userId>] [--reason <text>] --url <http://host:port> --token <admin jwt>
+  apix admin resume <sessionId> [--user <userId>] --url ... --token ...
+  apix admin kick <connectionId> [--reason <text>] --url ... --token ...
+  apix admin stats --url ... --token ...
+(--url defaults to $APIX_URL or http://127.0.0.1:8080; --token to $APIX_ADMIN_TOKEN)`;
+
+export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  const args = parseArgs(argv);
+  const [action, target] = args.positionals;
+  const known =
+    ((action === 'suspend' || action === 'resume' || action === 'kick') && target !== undefined) ||
+    action === 'stats';
+  if (!known || args.options.help) {
+    process.stderr.write(`${USAGE}\n`);
+    return args.options.help ? 0 : 2;
+  }
+  const token = stringOption(args, 'token') ?? env.APIX_ADMIN_TOKEN;
+  if (!token) {
+    process.stderr.write('apix admin: --token <admin jwt> (or APIX_ADMIN_TOKEN) is required\n');
+    return 2;
+  }
+  let base: URL;
+  try {
+    base = new URL(stringOption(args, 'url') ?? env.APIX_URL ?? 'http://127.0.0.1:8080');
+  } catch {
+    process.stderr.write('apix admin: --url must be an http(s) URL such as http://127.0.0.1:8080\n');
+    return 2;
+  }
+  const reason = stringOption(args, 'reason');
+  const user = stringOption(args, 'user');
+  let method = 'POST';
+  let path: string;
+  let body: Record<string, string> | undefined;
+  switch (action) {
+    case 'suspend':
+    case 'resume':
+      path = `/v1/admin/sessions/${encodeURIComponent(target!)}/${action}`;
+      body = { ...(user ? { userId: user } : {}), ...(reason && action === 'suspend' ? { reason } : {}) };
+      break;
+    case 'kick':
+      path = `/v1/admin/connections/${encodeURIComponent(target!)}/kick`;
+      body = reason ? { reason } : {};
+      break;
+    default:
+      method = 'GET';
+      path = '/v1/admin/stats';
+  }
+  let res: Response;
+  try {
+    res = await fetch(new URL(path, base), {
+      method,
+      headers: {
+        Authorization: `Bearer ${token}`,
+        ...(body ? { 'Content-Type': 'application/json' } : {}),
+      },
+      body: body ? JSON.stringify(body) : undefined,
+      signal: AbortSignal.timeout(10_000),
+    });
+  } catch (err) {
+    process.stderr.write(`apix admin: cannot reach ${base.origin}: ${(err as Error).message}\n`);
+    return 1;
+  }
+  const text = await res.text();
+  if (!res.ok) {
+    let message = text;
+    try {
+      const e = JSON.parse(text) as { code?: string; message?: string };
+      message = `${e.code ?? res.status}: ${e.message ?? text}`;
+    } catch {
+      // not JSON: print as is
+    }
+    process.stderr.write(`apix admin ${action}: ${message}\n`);
+    return 1;
+  }
+  process.stdout.write(action === 'stats' ? `${JSON.stringify(JSON.parse(text), null, 2)}\n` : `${text}\n`);
+  return 0;
+}
