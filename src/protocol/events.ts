@@ -95,5 +95,7 @@ export function formatIssues(error: z.ZodError, root?: string): string {
   if (!first) return 'invalid';
   const path = [root, ...first.path.map(String)].filter((p) => p !== undefined && p !== '').join('.');
   const more = error.issues.length > 1 ? ` (and ${error.issues.length - 1} more)` : '';
-  return `${path || 'frame'}: ${first.message}${more}`;
+  const text = `${path || 'frame'}: ${first.message}`;
+  // Messages can quote the input (an unknown key, a record key): never echo more than a line of it back.
+  return `${text.length > 300 ? `${text.slice(0, 300)}...` : text}${more}`;
 }

@@ -114,7 +114,12 @@ export class EventRouter {
     if (bytes > this.options.maxMessageBytes)
       throw new ApixError('PAYLOAD_TOO_LARGE', `payload is over ${this.options.maxMessageBytes} bytes`);
     const timestamp = this.clock.now();
-    const extraMetadata = customMetadataJson(req.metadata);
+    let extraMetadata: string | undefined;
+    try {
+      extraMetadata = customMetadataJson(req.metadata);
+    } catch {
+      throw new ApixError('BAD_REQUEST', 'metadata cannot be serialized (too deeply nested?)');
+    }
     const event: BrokerEvent = await this.broker.publish({
       key,
       type: req.type,
