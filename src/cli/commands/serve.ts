@@ -7,6 +7,7 @@ import { parseArgs } from '../args.ts';
 import { resolveJwtSecret, withSecret, devSecretPath } from '../dev-secret.ts';
 import { randomBytes } from 'node:crypto';
 import { createEngines } from '../../engines.ts';
+import { registerFeedExample, registerSdkBundle } from '../../http/examples.ts';
 
 export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const args = parseArgs(argv);
@@ -38,6 +39,8 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     return 1;
   }
   const node = createNode({ config, engines });
+  registerSdkBundle(node.httpRouter);
+  registerFeedExample(node.httpRouter);
   try {
     await node.listen();
   } catch (err) {
