@@ -1,7 +1,7 @@
 /**
  * Connections of this node counted by client type and status, node-wide and per organization, from
  * the gateway's own maps (a scan: cheap enough once a second, and never wrong the way counters kept by
- * hooks could drift across takeovers and resumes). Answers are cached for `maxAgeMs`.
+ * hooks could drift across takeovers and resumes). Answers are cached for `maxAgeMs` (250 ms).
  */
 import type { ClientType, ConnectionStatus } from '../protocol/index.ts';
 import type { Principal } from '../gateway/hooks.ts';
@@ -78,7 +78,7 @@ export class CachedCensus {
   constructor(
     private readonly source: CensusSource,
     private readonly now: () => number,
-    private readonly maxAgeMs = 1000,
+    private readonly maxAgeMs = 250,
   ) {}
   get(): Census {
     const now = this.now();
