@@ -270,6 +270,8 @@ export class ApiXGateway {
       return;
     }
     conn.violations = 0;
+    // No frame is served on an expired token, even before the sweeper's next pass.
+    if (conn.phase === Phase.CONNECTED && this.expireToken(conn, now)) return;
     if (isBinary) return this.fail(conn, 'BAD_REQUEST', 'binary frames are not accepted; send JSON text');
     let frame: unknown;
     try {
@@ -1182,6 +1184,26 @@ export class ApiXGateway {
     this.fail(conn, 'INTERNAL', 'internal error', fatal);
   }
 
+  /** A connected client whose token expired: `connection.disconnected` TOKEN_EXPIRED, close 4002. */
+  private expireToken(conn: Connection, now: number): boolean {
+    const exp = conn.principal?.expiresAt;
+    if (exp === undefined || exp * 1000 > now) return false;
+    this.deps.hooks.emit('onAuthFailure', {
+      peer: conn.peer,
+      code: 'TOKEN_EXPIRED',
+      reason: 'token expired in session',
+      via: 'ws',
+    });
+    this.disconnect(
+      conn,
+      'TOKEN_EXPIRED',
+      'token expired; refresh it and reconnect',
+      CloseCode.TOKEN_EXPIRED,
+      true,
+    );
+    return true;
+  }
+
   private slowConsumer(conn: Connection): void {
     if (conn.phase === Phase.CLOSING || conn.phase === Phase.CLOSED) return;
     this.slowConsumers++;
@@ -1231,23 +1253,7 @@ export class ApiXGateway {
           if (now - conn.closingSince > 5000) conn.ws.terminate();
           continue;
         case Phase.CONNECTED: {
-          const exp = conn.principal?.expiresAt;
-          if (exp !== undefined && exp * 1000 <= now) {
-            this.deps.hooks.emit('onAuthFailure', {
-              peer: conn.peer,
-              code: 'TOKEN_EXPIRED',
-              reason: 'token expired in session',
-              via: 'ws',
-            });
-            this.disconnect(
-              conn,
-              'TOKEN_EXPIRED',
-              'token expired; refresh it and reconnect',
-              CloseCode.TOKEN_EXPIRED,
-              true,
-            );
-            continue;
-          }
+          if (this.expireToken(conn, now)) continue;
           if (heartbeatDue) {
             if (!conn.alive) {
               this.deps.log.debug({ connectionId: conn.id }, 'heartbeat missed: terminating');
