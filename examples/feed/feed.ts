@@ -287,9 +287,10 @@ async function connect(url: string, token: string, channels: readonly string[]):
   const c = new ApixClient({ url, token, clientType: 'WEB_APP', sessionId: sessionIdFor(token) });
   client = c;
   c.on('state', ({ state }) => showState(state));
-  c.on('connection.established', (info) =>
-    log(`connected ${info.connectionId}${info.resumed ? ', session resumed' : ''}`),
-  );
+  c.on('connection.established', (info) => {
+    log(`connected ${info.connectionId}${info.resumed ? ', session resumed' : ''}`);
+    if (attempts > 0) view.attemptDetail.textContent = `back after ${attempts} attempts`;
+  });
   c.on('connection.disconnected', ({ code, serverCode, willReconnect }) =>
     log(
       `disconnected (close ${code}${serverCode ? `, ${serverCode}` : ''})${willReconnect ? ', will reconnect' : ''}`,

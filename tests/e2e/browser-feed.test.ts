@@ -1,0 +1,289 @@
+/**
+ * The live activity feed example (examples/feed/) in a real Chromium, against real gateway nodes on the
+ * Redis engine: the page connects with a token, shows what a Node service publishes (over HTTP and the
+ * SDK, examples/publisher-service.ts), survives the gateway restarting on the same port (reconnects,
+ * resumes, shows every event once and in channel order, including those published while it was down),
+ * and shows a permission denial. The page loads under its own strict CSP; a violation fails the test.
+ *
+ * Set APIX_E2E_SCREENSHOT_DIR to keep screenshots of the page.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { config, token } from '../support/gateway.ts';
+import { findRedis, skipWithoutRedis, uniquePrefix } from '../support/redis.ts';
+import type { FoundRedis } from '../support/redis.ts';
+import { deletePrefix } from '../support/redis-engines.ts';
+import { launchChromium, skipWithoutChromium } from '../support/chromium.ts';
+import { createNode } from '../../src/node.ts';
+import type { ApixNode } from '../../src/node.ts';
+import { createEngines } from '../../src/engines.ts';
+import { createLogger } from '../../src/log.ts';
+import { FEED_CSP, registerFeedExample, registerSdkBundle } from '../../src/http/examples.ts';
+import { HttpPublisher, SdkPublisher, agentRun } from '../../examples/publisher-service.ts';
+import type { PlatformEvent, Publisher } from '../../examples/publisher-service.ts';
+
+const API_KEY = 'apix_static_acmekey'; // config() of tests/support/gateway.ts: acme:apix_static_acmekey
+const FEED_CHANNELS = [
+  'workflow:onboarding',
+  'agent:research-bot',
+  'tool:web_search',
+  'tool:code_interpreter',
+  'provider:openai',
+];
+
+interface Published {
+  readonly id: string;
+  readonly channel: string;
+}
+
+interface Shown {
+  readonly id: string;
+  readonly channel: string;
+  readonly type: string;
+}
+
+const skip = skipWithoutChromium() || skipWithoutRedis();
+
+describe('the live activity feed in Chromium', { skip, timeout: 60_000 }, () => {
+  let redis: FoundRedis;
+  let prefix: string;
+  let browser: Browser;
+  const nodes = new Set<ApixNode>();
+
+  /** A node on the Redis engine, serving the example, on `port` (0: any). */
+  async function startNode(port: number, nodeId: string): Promise<ApixNode> {
+    const cfg = config({
+      port,
+      nodeId,
+      redisUrl: redis.url,
+      redisPrefix: prefix,
+      sessionTtlMs: 60_000,
+      drainTimeoutMs: 2000,
+    });
+    const engines = await createEngines(cfg, { nodeId });
+    const node = createNode({ config: cfg, logger: createLogger('silent', nodeId), engines });
+    registerSdkBundle(node.httpRouter);
+    registerFeedExample(node.httpRouter);
+    await node.listen();
+    nodes.add(node);
+    return node;
+  }
+
+  async function stopNode(node: ApixNode): Promise<void> {
+    nodes.delete(node);
+    await node.close();
+  }
+
+  /** A fresh page (its own sessionStorage) that records script errors and CSP violations. */
+  async function openFeed(
+    node: ApixNode,
+    jwt: string,
+    channels: readonly string[],
+  ): Promise<{ context: BrowserContext; page: Page; problems: string[] }> {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const page = await context.newPage();
+    const problems: string[] = [];
+    page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
+    page.on('console', (msg) => {
+      if (msg.type() === 'error' && /Content Security Policy|Refused to/i.test(msg.text()))
+        problems.push(`CSP: ${msg.text()}`);
+    });
+    const fragment = new URLSearchParams({ token: jwt, channels: channels.join(',') });
+    await page.goto(`${node.httpUrl}/examples/feed/#${fragment}`);
+    await page.waitForSelector('#state[data-state="connected"]', { timeout: 10_000 });
+    assert.doesNotMatch(page.url(), /token=/, 'the page removes the token from the address bar');
+    return { context, page, problems };
+  }
+
+  function shownEvents(page: Page): Promise<Shown[]> {
+    // The feed shows the newest first; reversed, this is the order of arrival.
+    return page.$$eval('#events li', (items) =>
+      items
+        .map((li) => {
+          const data = (li as HTMLElement).dataset;
+          return { id: data.id ?? '', channel: data.channel ?? '', type: data.type ?? '' };
+        })
+        .reverse(),
+    );
+  }
+
+  async function waitForEventCount(page: Page, count: number, timeoutMs = 15_000): Promise<void> {
+    try {
+      await page.waitForFunction((n) => document.querySelectorAll('#events li').length >= n, count, {
+        timeout: timeoutMs,
+      });
+    } catch (err) {
+      const shown = await shownEvents(page);
+      const log = await page.locator('#log').innerText();
+      throw new Error(
+        `expected ${count} events on the page, saw ${shown.length}: ${JSON.stringify(shown)}\nlog:\n${log}`,
+        { cause: err },
+      );
+    }
+  }
+
+  async function publishAll(
+    events: ReadonlyArray<PlatformEvent & { route: 'http' | 'sdk' }>,
+    publishers: { http: Publisher; sdk: Publisher },
+    into: Published[],
+  ): Promise<void> {
+    for (const { route, ...event } of events) {
+      const { id } = await publishers[route].publish(event);
+      into.push({ id, channel: event.channel });
+    }
+  }
+
+  async function screenshot(page: Page, name: string): Promise<void> {
+    const dir = process.env.APIX_E2E_SCREENSHOT_DIR;
+    if (dir) await page.screenshot({ path: join(dir, name), fullPage: true });
+  }
+
+  before(async () => {
+    redis = await findRedis();
+    prefix = uniquePrefix();
+    browser = await launchChromium();
+  });
+
+  after(async () => {
+    await browser?.close();
+    await Promise.all([...nodes].map((n) => n.close()));
+    if (redis) {
+      await deletePrefix(redis.url, prefix);
+      await redis.release();
+    }
+  });
+
+  it('serves the page under a strict CSP with no inline script, and the SDK as one ES module', async () => {
+    const node = await startNode(0, 'e2e-static');
+    try {
+      const page = await fetch(`${node.httpUrl}/examples/feed/`);
+      assert.equal(page.status, 200);
+      assert.equal(page.headers.get('content-security-policy'), FEED_CSP);
+      const html = await page.text();
+      assert.doesNotMatch(html, /<script(?![^>]*\bsrc=)[^>]*>/, 'every script has a src');
+      assert.doesNotMatch(html, /<style|\sstyle=|\son[a-z]+=/i, 'no inline style or handler');
+
+      const sdk = await fetch(`${node.httpUrl}/sdk/apix.js`);
+      assert.equal(sdk.status, 200);
+      assert.match(sdk.headers.get('content-type') ?? '', /^text\/javascript/);
+      const code = await sdk.text();
+      assert.match(code, /export\s*\{/);
+      assert.doesNotMatch(code, /^\s*import\s/m, 'the bundle imports nothing');
+      const etag = sdk.headers.get('etag') ?? '';
+      const again = await fetch(`${node.httpUrl}/sdk/apix.js`, { headers: { 'if-none-match': etag } });
+      assert.equal(again.status, 304);
+
+      const script = await (await fetch(`${node.httpUrl}/examples/feed/feed.js`)).text();
+      assert.match(script, /from "\.\.\/\.\.\/sdk\/apix\.js"/, 'the page script loads the SDK bundle');
+    } finally {
+      await stopNode(node);
+    }
+  });
+
+  it('shows what a Node service publishes, then survives a gateway restart: each event once, in order', async () => {
+    let node1 = await startNode(0, 'e2e-1');
+    const port = Number(new URL(node1.httpUrl).port);
+    const node2 = await startNode(0, 'e2e-2'); // another node of the cluster, up while node 1 is down
+    const jwt = await token({ sub: 'alice', org: 'acme', roles: ['member'] });
+    const { context, page, problems } = await openFeed(node1, jwt, FEED_CHANNELS);
+    const sdkPublisher = await SdkPublisher.connect(node1.wsUrl, API_KEY);
+    const published: Published[] = [];
+    try {
+      // 1. Live: a Node service publishes an agent run, half over HTTP, half through the SDK.
+      await publishAll(
+        agentRun(1),
+        { http: new HttpPublisher(node1.httpUrl, API_KEY), sdk: sdkPublisher },
+        published,
+      );
+      await waitForEventCount(page, published.length);
+      assert.equal(await page.locator('#attempts').innerText(), '0');
+
+      // 2. The gateway stops (drain: close 1001). The page reconnects, and fails while nobody listens.
+      await stopNode(node1);
+      await page.waitForFunction(
+        () => Number(document.getElementById('attempts')?.textContent) >= 2,
+        undefined,
+        { timeout: 10_000 },
+      );
+      const state = await page.locator('#state').getAttribute('data-state');
+      assert.ok(state === 'reconnecting' || state === 'connecting', `state while down: ${state}`);
+
+      // 3. Meanwhile the platform keeps publishing, through the other node (into the shared history).
+      const viaNode2 = new HttpPublisher(node2.httpUrl, API_KEY);
+      await publishAll(agentRun(2), { http: viaNode2, sdk: viaNode2 }, published);
+
+      // 4. A new gateway process on the same port: the page resumes and catches up; then more live events
+      //    (the SDK publisher's were buffered while it was reconnecting, and go out once it is back).
+      node1 = await startNode(port, 'e2e-1b');
+      await publishAll(
+        agentRun(3),
+        { http: new HttpPublisher(node1.httpUrl, API_KEY), sdk: sdkPublisher },
+        published,
+      );
+      await waitForEventCount(page, published.length, 20_000);
+      await page.waitForSelector('#state[data-state="connected"]');
+
+      const shown = await shownEvents(page);
+      const shownIds = shown.map((e) => e.id);
+      assert.equal(new Set(shownIds).size, shownIds.length, `no event shown twice: ${shownIds.join(' ')}`);
+      assert.equal(shown.length, published.length, 'no event missing, none extra');
+      // Ids are ordered within a channel, and so is delivery (PROTOCOL.md 6): compare channel by channel.
+      for (const channel of FEED_CHANNELS) {
+        assert.deepEqual(
+          shown.filter((e) => e.channel === channel).map((e) => e.id),
+          published.filter((e) => e.channel === channel).map((e) => e.id),
+          `events of ${channel}, in order`,
+        );
+      }
+      const log = await page.locator('#log').innerText();
+      assert.match(log, /session resumed/, 'the reconnect resumed the session');
+      assert.match(log, /disconnected \(close 1001, UNAVAILABLE\), will reconnect/);
+      assert.ok(Number(await page.locator('#attempts').innerText()) >= 2);
+      assert.deepEqual(problems, []);
+      await screenshot(page, 'feed-after-restart.png');
+    } finally {
+      await sdkPublisher.close();
+      await context.close();
+      await stopNode(node1);
+      await stopNode(node2);
+    }
+  });
+
+  it("shows a permission denial for someone else's channel, and stays connected", async () => {
+    const node = await startNode(0, 'e2e-deny');
+    const jwt = await token({ sub: 'bob', org: 'acme', roles: ['member'] });
+    const { context, page, problems } = await openFeed(node, jwt, ['workflow:onboarding']);
+    try {
+      await page.locator('#private-channel').fill('user:someone-else');
+      await page.locator('#private-subscribe').click();
+      const denial = page.locator('#denials .denial[data-channel="user:someone-else"]');
+      await denial.waitFor({ timeout: 5000 });
+      assert.equal(await denial.getAttribute('data-code'), 'FORBIDDEN');
+      const text = await denial.innerText();
+      assert.match(text, /Permission denied/);
+      assert.match(text, /user:someone-else/);
+      assert.equal(await page.locator('#denials').getAttribute('role'), 'alert');
+      assert.equal(await page.locator('#state').getAttribute('data-state'), 'connected');
+
+      // The user's own channel is allowed, and events keep flowing on the same connection.
+      await page.locator('#private-channel').fill('user:bob');
+      await page.locator('#private-subscribe').click();
+      await page.locator('#log li', { hasText: 'subscribed user:bob' }).waitFor({ timeout: 5000 });
+      const http = new HttpPublisher(node.httpUrl, API_KEY);
+      const note = await http.publish({
+        channel: 'user:bob',
+        type: 'system_notification',
+        payload: { level: 'warning', title: 'Quota', message: 'research-bot used 80% of its budget' },
+      });
+      await page.locator(`#events li[data-id="${note.id}"]`).waitFor({ timeout: 5000 });
+      assert.equal(await page.locator('#denials .denial').count(), 1);
+      assert.deepEqual(problems, []);
+      await screenshot(page, 'feed-denial.png');
+    } finally {
+      await context.close();
+      await stopNode(node);
+    }
+  });
+});
