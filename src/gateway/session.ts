@@ -81,5 +81,11 @@ export class Session {
 }
 
 export function sessionKey(orgId: string, userId: string, sessionId: string): string {
-  return `${orgId}/${userId}/${sessionId}`;
+  // '/' (and '%') escaped in the parts a client or an issuer chooses: user "team" with session "alice/s1"
+  // must not get the key of user "team/alice" with session "s1".
+  return `${orgId}/${keyPart(userId)}/${keyPart(sessionId)}`;
+}
+
+function keyPart(s: string): string {
+  return s.replace(/%/g, '%25').replace(/\//g, '%2F');
 }
