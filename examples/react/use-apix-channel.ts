@@ -1,0 +1,180 @@
+/**
+ * React hooks over the APIX SDK: `useApixClient` holds one connection for a component tree, and
+ * `useApixChannel` gives a component the latest events of a channel and the subscription's status.
+ *
+ *   const { client, state } = useApixClient({ url, tokenProvider, clientType: 'WEB_APP' });
+ *   const { events, status } = useApixChannel(client, 'tool:web_search', {
+ *     types: ['tool_call_start', 'tool_call_result'],   // narrows event.payload's type
+ *   });
+ *
+ * The SDK already does the hard parts (reconnect, resume, one delivery per event, in order); the hooks
+ * only tie its subscriptions to component lifetimes. Components that watch the same channel share one
+ * subscription (reference counted), so two of them do not conflict, and React's StrictMode double
+ * mount/unmount costs one unsubscribe/subscribe pair. No JSX here nor in activity-feed.ts
+ * (`createElement`), so that the repository's root tsconfig checks both without a JSX setting.
+ */
+import { useEffect, useState } from 'react';
+import { ApixClient } from '../../packages/sdk/src/index.ts';
+import type {
+  ApixClientOptions,
+  ApixError,
+  ApixEvent,
+  ClientState,
+  Subscription,
+  SubscriptionStatus,
+} from '../../packages/sdk/src/index.ts';
+
+// ------------------------------------------------------------------ useApixClient
+
+export interface ApixClientHandle {
+  /** Undefined until mounted; a new client when `options` identity changes. */
+  readonly client: ApixClient | undefined;
+  readonly state: ClientState;
+  /** The last error the client reported (a denial, a refused token, a handler failure...). */
+  readonly error: ApixError | undefined;
+}
+
+/**
+ * One client for the component's lifetime: created and connected on mount, closed on unmount. Pass
+ * memoized `options` (`useMemo`): a new options object means a new connection.
+ */
+export function useApixClient(options: ApixClientOptions): ApixClientHandle {
+  const [handle, setHandle] = useState<ApixClientHandle>({
+    client: undefined,
+    state: 'idle',
+    error: undefined,
+  });
+  useEffect(() => {
+    const client = new ApixClient(options);
+    setHandle({ client, state: client.state, error: undefined });
+    const offState = client.on('state', ({ state }) => setHandle((h) => ({ ...h, state })));
+    const offError = client.on('error', (error) => setHandle((h) => ({ ...h, error })));
+    // connect() rejects only when the server refuses for good; the `error` listener shows why.
+    client.connect().catch(() => {});
+    return () => {
+      offState();
+      offError();
+      void client.close();
+    };
+  }, [options]);
+  return handle;
+}
+
+// ------------------------------------------------------------------ shared subscriptions
+
+interface SharedSubscription {
+  readonly subscription: Subscription;
+  refs: number;
+  /** False when the application subscribed itself: the hooks then never unsubscribe it. */
+  readonly owned: boolean;
+}
+
+const shared = new WeakMap<ApixClient, Map<string, SharedSubscription>>();
+
+function acquire(
+  client: ApixClient,
+  channel: string,
+  replayLast: number | undefined,
+): { subscription: Subscription; release: () => void } {
+  let byChannel = shared.get(client);
+  if (!byChannel) shared.set(client, (byChannel = new Map()));
+  let entry = byChannel.get(channel);
+  if (!entry || entry.subscription.state === 'denied' || entry.subscription.state === 'unsubscribed') {
+    const existing = client.subscription(channel);
+    entry = existing
+      ? { subscription: existing, refs: 0, owned: false }
+      : {
+          subscription: client.subscribe(channel, replayLast ? { replay: { last: replayLast } } : {}),
+          refs: 0,
+          owned: true,
+        };
+    byChannel.set(channel, entry);
+  }
+  const held = entry;
+  held.refs += 1;
+  let released = false;
+  return {
+    subscription: held.subscription,
+    release() {
+      if (released) return;
+      released = true;
+      held.refs -= 1;
+      if (held.refs > 0) return;
+      if (byChannel.get(channel) === held) byChannel.delete(channel);
+      if (held.owned) void held.subscription.unsubscribe();
+    },
+  };
+}
+
+function currentStatus(subscription: Subscription): SubscriptionStatus {
+  switch (subscription.state) {
+    case 'subscribed':
+      return { state: 'subscribed', recovered: subscription.recovered ?? true };
+    case 'unsubscribed':
+      return { state: 'unsubscribed', reason: undefined };
+    default:
+      // A denied subscription is replaced in acquire(); its status arrives through onStatus.
+      return { state: 'pending' };
+  }
+}
+
+// ------------------------------------------------------------------ useApixChannel
+
+export interface ChannelOptions<T extends string> {
+  /** Only these event types (filtered in the client; the server filters with `filters.types`). */
+  readonly types?: readonly T[];
+  /** Show the last `n` retained events on mount (late joiners). Default 0. */
+  readonly replayLast?: number;
+  /** How many events to keep, newest last. Default 100. */
+  readonly limit?: number;
+}
+
+export interface ChannelView<T extends string> {
+  /** Oldest first, at most `limit`; each event once, in channel order (the SDK guarantees it). */
+  readonly events: ReadonlyArray<ApixEvent<T>>;
+  /** `pending`, `subscribed` (with `recovered: false` when events were missed), `denied` (with the error). */
+  readonly status: SubscriptionStatus;
+}
+
+const PENDING: SubscriptionStatus = { state: 'pending' };
+
+/** The latest events of `channel` and the subscription's status; nothing until `client` is defined. */
+export function useApixChannel<T extends string = string>(
+  client: ApixClient | undefined,
+  channel: string,
+  options: ChannelOptions<T> = {},
+): ChannelView<T> {
+  const { replayLast, limit = 100 } = options;
+  // Compared by value, so that an inline `types: [...]` does not resubscribe on every render.
+  const typesKey = options.types?.join(',') ?? '';
+  const [view, setView] = useState<ChannelView<T>>({ events: [], status: PENDING });
+
+  useEffect(() => {
+    setView({ events: [], status: PENDING });
+    if (!client) return;
+    let acquired: ReturnType<typeof acquire>;
+    try {
+      acquired = acquire(client, channel, replayLast);
+    } catch (err) {
+      // An invalid channel name (BAD_REQUEST) or a closed client: show it as a denial.
+      setView({ events: [], status: { state: 'denied', error: err as ApixError } });
+      return;
+    }
+    const { subscription, release } = acquired;
+    setView((v) => ({ ...v, status: currentStatus(subscription) }));
+    const append = (event: ApixEvent<T>) =>
+      setView((v) => ({ ...v, events: [...v.events, event].slice(-limit) }));
+    const types = typesKey ? (typesKey.split(',') as T[]) : undefined;
+    const offEvents = types
+      ? types.map((type) => subscription.on<T>(type, append))
+      : [subscription.on('*', (event) => append(event as ApixEvent<T>))];
+    const offStatus = subscription.onStatus((status) => setView((v) => ({ ...v, status })));
+    return () => {
+      for (const off of offEvents) off();
+      offStatus();
+      release();
+    };
+  }, [client, channel, typesKey, replayLast, limit]);
+
+  return view;
+}
