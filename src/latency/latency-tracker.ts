@@ -123,12 +123,20 @@ class OrganizationState {
   readonly rateLimitHits: Ring<ActivityEntry>;
   readonly activity: Ring<ActivityEntry>;
 
-  constructor(now: number, rateWindowSeconds: number, topK: number, halfLifeMs: number, recent: number) {
+  constructor(
+    now: number,
+    /** The tracker's start: rates divide by the same span as the node's, so they add up. */
+    startedAt: number,
+    rateWindowSeconds: number,
+    topK: number,
+    halfLifeMs: number,
+    recent: number,
+  ) {
     this.touchedAt = now;
-    this.events = new SlidingRate(rateWindowSeconds, now);
-    this.deliveries = new SlidingRate(rateWindowSeconds, now);
-    this.bytes = new SlidingRate(rateWindowSeconds, now);
-    this.rateLimited = new SlidingRate(rateWindowSeconds, now);
+    this.events = new SlidingRate(rateWindowSeconds, startedAt);
+    this.deliveries = new SlidingRate(rateWindowSeconds, startedAt);
+    this.bytes = new SlidingRate(rateWindowSeconds, startedAt);
+    this.rateLimited = new SlidingRate(rateWindowSeconds, startedAt);
     this.channels = new TopK(topK, halfLifeMs);
     this.rateLimitHits = new Ring(Math.min(recent, 25));
     this.activity = new Ring(recent);
@@ -153,6 +161,7 @@ export class LatencyTracker {
   private readonly ignored: ReadonlySet<string>;
   private readonly windowSlots: number;
   private readonly slotMs: number;
+  private readonly startedAt: number;
 
   private readonly deliverByType = new Map<ChannelType, WindowedHistogram>();
   private readonly ackByType = new Map<ChannelType, WindowedHistogram>();
@@ -177,6 +186,7 @@ export class LatencyTracker {
     this.recentEntries = options.recentEntries ?? 50;
     this.ignored = new Set(options.ignoredChannels ?? []);
     const now = this.clock.now();
+    this.startedAt = now;
     this.rtt = new WindowedHistogram(this.windowSlots, this.slotMs);
     this.events = new SlidingRate(this.rateWindowSeconds, now);
     this.deliveries = new SlidingRate(this.rateWindowSeconds, now);
@@ -410,6 +420,7 @@ export class LatencyTracker {
       this.organizations.delete(this.organizations.keys().next().value as string);
     org = new OrganizationState(
       now,
+      this.startedAt,
       this.rateWindowSeconds,
       this.topChannels,
       this.halfLifeMs,
