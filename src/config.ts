@@ -59,6 +59,14 @@ export const EnvSchema = z.object({
   APIX_IDEMPOTENCY_WINDOW_MS: int(0, 86_400_000).default(120_000),
   /** A room member not refreshed by its node for this long is gone (a dead node's members expire). */
   APIX_PRESENCE_TTL_MS: int(1000, 3_600_000).default(60_000),
+  /** How often buffered connection/channel/key records are written (heartbeats never write more often). */
+  APIX_RECORDS_FLUSH_INTERVAL_MS: int(100, 600_000).default(5_000),
+  /** How long API-key answers are cached: the longest a revoked key keeps working. */
+  APIX_API_KEY_CACHE_MS: int(0, 600_000).default(5_000),
+  APIX_AUDIT_PUBLISHES: bool.default(true),
+  APIX_AUDIT_FLUSH_INTERVAL_MS: int(50, 600_000).default(1_000),
+  APIX_AUDIT_MAX_QUEUE: int(100, 10_000_000).default(20_000),
+  APIX_AUDIT_MAX_SPILL_BYTES: int(1024, 68_719_476_736).default(64 * 1024 * 1024),
   APIX_COMPRESSION: bool.default(true),
   APIX_COMPRESSION_THRESHOLD_BYTES: int(0, 64 * 1024 * 1024).default(1024),
 
@@ -111,6 +119,14 @@ export interface Config {
   readonly idempotencyWindowMs: number;
   readonly compression: { readonly enabled: boolean; readonly thresholdBytes: number };
   readonly presenceTtlMs: number;
+  readonly recordsFlushIntervalMs: number;
+  readonly apiKeyCacheMs: number;
+  readonly audit: {
+    readonly publishes: boolean;
+    readonly flushIntervalMs: number;
+    readonly maxQueue: number;
+    readonly maxSpillBytes: number;
+  };
   readonly redisUrl: string | undefined;
   readonly redisPrefix: string;
   readonly databaseUrl: string | undefined;
@@ -180,6 +196,14 @@ export function configFromEnv(e: Env): Config {
     idempotencyWindowMs: e.APIX_IDEMPOTENCY_WINDOW_MS,
     compression: { enabled: e.APIX_COMPRESSION, thresholdBytes: e.APIX_COMPRESSION_THRESHOLD_BYTES },
     presenceTtlMs: e.APIX_PRESENCE_TTL_MS,
+    recordsFlushIntervalMs: e.APIX_RECORDS_FLUSH_INTERVAL_MS,
+    apiKeyCacheMs: e.APIX_API_KEY_CACHE_MS,
+    audit: {
+      publishes: e.APIX_AUDIT_PUBLISHES,
+      flushIntervalMs: e.APIX_AUDIT_FLUSH_INTERVAL_MS,
+      maxQueue: e.APIX_AUDIT_MAX_QUEUE,
+      maxSpillBytes: e.APIX_AUDIT_MAX_SPILL_BYTES,
+    },
     redisUrl: e.REDIS_URL,
     redisPrefix: e.APIX_REDIS_PREFIX,
     databaseUrl: e.DATABASE_URL,

@@ -28,6 +28,7 @@ import type { ApiKeyStore } from './auth/api-keys.ts';
 import { MemoryChannelRegistry } from './subscriptions/channel-registry.ts';
 import type { ChannelRegistry } from './subscriptions/channel-registry.ts';
 import { EventRouter } from './router/event-router.ts';
+import type { DurableSink } from './router/event-router.ts';
 import { MemoryDeadLetterStore } from './retry/dead-letter.ts';
 import type { DeadLetterStore } from './retry/dead-letter.ts';
 import { ApiXGateway } from './gateway/gateway.ts';
@@ -61,6 +62,10 @@ export interface NodeOptions {
   readonly channels?: ChannelRegistry;
   readonly deadLetters?: DeadLetterStore;
   readonly hooks?: readonly GatewayHooks[];
+  /** Where events of durable channels are recorded (the database records). */
+  readonly durable?: DurableSink;
+  /** Extra readiness checks (the database). */
+  readonly readiness?: readonly ReadinessCheck[];
   /** Inbound frame rate per connection (default 200/s, burst 400). */
   readonly inboundRate?: { readonly perSec: number; readonly burst: number };
   /**
@@ -85,6 +90,7 @@ export interface ApixNode {
   readonly metrics: Registry;
   readonly httpRouter: HttpRouter;
   readonly engines: Engines;
+  readonly authenticator: Authenticator;
   readonly log: Logger;
   /** Listens on config.host:config.port; resolves with the bound port. */
   listen(): Promise<number>;
@@ -135,6 +141,7 @@ export function createNode(options: NodeOptions): ApixNode {
     history: { size: config.history.size, ttlMs: config.history.ttlMs },
     idempotencyWindowMs: config.idempotencyWindowMs,
     maxIdempotencyKeys: 100_000,
+    durable: options.durable,
   });
   const gateway = new ApiXGateway({
     config,
@@ -164,7 +171,11 @@ export function createNode(options: NodeOptions): ApixNode {
     hooks,
     metrics,
     maxBodyBytes: config.maxMessageBytes,
-    readiness: [{ name: 'broker', check: () => engines.broker.ping() }, ...engines.readiness],
+    readiness: [
+      { name: 'broker', check: () => engines.broker.ping() },
+      ...engines.readiness,
+      ...(options.readiness ?? []),
+    ],
     isDraining: () => draining,
     presence: engines.presence,
   });
@@ -228,6 +239,7 @@ export function createNode(options: NodeOptions): ApixNode {
     metrics,
     httpRouter,
     engines,
+    authenticator,
     log,
     async listen() {
       await new Promise<void>((resolve, reject) => {

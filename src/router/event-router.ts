@@ -39,11 +39,24 @@ export interface PublishResult {
   readonly duplicate: boolean;
 }
 
+/** An event of a channel configured durable, handed to the records (batched there, off the hot path). */
+export interface DurableRecord {
+  readonly channelKey: string;
+  readonly eventId: string;
+  readonly type: string;
+  readonly payload: unknown;
+  readonly sessionId?: string | undefined;
+  readonly publishedAt: number;
+}
+export type DurableSink = (record: DurableRecord) => void;
+
 export interface EventRouterOptions {
   readonly maxMessageBytes: number;
   readonly history: HistoryOptions;
   readonly idempotencyWindowMs: number;
   readonly maxIdempotencyKeys: number;
+  /** Where events of durable channels go (ApiXEvent records); absent without a database. */
+  readonly durable?: DurableSink | undefined;
 }
 
 export class EventRouter {
@@ -92,7 +105,7 @@ export class EventRouter {
       this.expireIdempotency(now);
       const seen = this.idempotency.get(k);
       if (seen) return { ...(await seen.result), duplicate: true };
-      const result = this.doPublish(req, channel, key);
+      const result = this.doPublish(req, channel, key, settings?.durable === true);
       this.idempotency.set(k, { at: now, result });
       if (this.idempotency.size > this.options.maxIdempotencyKeys) {
         this.idempotency.delete(this.idempotency.keys().next().value as string);
@@ -100,10 +113,15 @@ export class EventRouter {
       result.catch(() => this.idempotency.delete(k));
       return result;
     }
-    return this.doPublish(req, channel, key);
+    return this.doPublish(req, channel, key, settings?.durable === true);
   }
 
-  private async doPublish(req: PublishRequest, channel: ParsedChannel, key: string): Promise<PublishResult> {
+  private async doPublish(
+    req: PublishRequest,
+    channel: ParsedChannel,
+    key: string,
+    durable: boolean,
+  ): Promise<PublishResult> {
     let payloadJson: string;
     try {
       payloadJson = req.payload === undefined ? 'null' : JSON.stringify(req.payload);
@@ -129,6 +147,15 @@ export class EventRouter {
       encode: (id) => encodeChannelEvent(req.type, channel.name, id, payloadJson, timestamp, extraMetadata),
     });
     this.published++;
+    if (durable && this.options.durable)
+      this.options.durable({
+        channelKey: key,
+        eventId: event.id,
+        type: req.type,
+        payload: req.payload,
+        sessionId: req.connection?.sessionId,
+        publishedAt: timestamp,
+      });
     if (this.hooks.has('onPublish'))
       this.hooks.emit('onPublish', {
         principal: req.principal,

@@ -7,6 +7,9 @@ import { parseArgs } from '../args.ts';
 import { resolveJwtSecret, withSecret, devSecretPath } from '../dev-secret.ts';
 import { randomBytes } from 'node:crypto';
 import { createEngines } from '../../engines.ts';
+import { openRecords } from '../../records.ts';
+import { createLogger } from '../../log.ts';
+import { systemClock } from '../../clock.ts';
 import { registerFeedExample, registerSdkBundle } from '../../http/examples.ts';
 
 export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
@@ -38,13 +41,32 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     process.stderr.write(`apix: cannot start the engines: ${(err as Error).message}\n`);
     return 1;
   }
-  const node = createNode({ config, engines });
-  registerSdkBundle(node.httpRouter);
-  registerFeedExample(node.httpRouter);
+  const log = createLogger(config.logLevel, config.nodeId!);
+  let records;
+  try {
+    records = await openRecords(config, { clock: systemClock, random: Math.random, log });
+  } catch (err) {
+    process.stderr.write(`apix: cannot open the database: ${(err as Error).message}\n`);
+    await engines.close();
+    return 1;
+  }
+  const node = createNode({
+    config,
+    engines,
+    logger: log,
+    apiKeys: records.apiKeys,
+    channels: records.channels,
+    deadLetters: records.deadLetters,
+    hooks: records.hooks,
+    readiness: records.readiness,
+    durable: records.durable,
+  });
+  records.attach(node);
   try {
     await node.listen();
   } catch (err) {
     process.stderr.write(`apix: cannot listen on ${config.host}:${config.port}: ${(err as Error).message}\n`);
+    await records.close();
     await engines.close();
     return 1;
   }
@@ -63,6 +85,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     const force = setTimeout(() => process.exit(1), config.drainTimeoutMs + 5000);
     force.unref();
     await node.close();
+    await records.close();
     process.exit(0);
   };
   process.on('SIGINT', () => void stop('SIGINT'));

@@ -1,0 +1,146 @@
+/**
+ * Durable records of a node: the database (PostgreSQL with DATABASE_URL, else embedded PGlite in the
+ * data dir), migrated at start, and what writes to it — connection/channel/key records and the audit
+ * trail, attached through hooks and written off the hot path in batches.
+ */
+import type { Config } from './config.ts';
+import type { Clock, Random } from './clock.ts';
+import type { Logger } from './log.ts';
+import type { GatewayHooks } from './gateway/hooks.ts';
+import type { ApiKeyStore } from './auth/api-keys.ts';
+import type { ChannelRegistry } from './subscriptions/channel-registry.ts';
+import type { DeadLetterStore } from './retry/dead-letter.ts';
+import type { ReadinessCheck } from './http/api.ts';
+import type { DurableSink } from './router/event-router.ts';
+import {
+  createDatabase,
+  createRecordRepositories,
+  migrate,
+  PrismaChannelRegistry,
+  PrismaDeadLetterStore,
+  recordHooks,
+} from './store/index.ts';
+import type { Database, RecordRepositories } from './store/index.ts';
+import { AuditLogger, auditHooks } from './audit/index.ts';
+import { Gauge } from 'prom-client';
+import type { Registry } from 'prom-client';
+import type { HttpRouter } from './http/router.ts';
+import type { Authenticator } from './auth/authenticator.ts';
+import type { HookBus } from './gateway/hooks.ts';
+import { registerAuditRoutes } from './http/audit.ts';
+
+export interface Records {
+  readonly db: Database;
+  readonly repos: RecordRepositories;
+  readonly audit: AuditLogger;
+  readonly apiKeys: ApiKeyStore;
+  readonly channels: ChannelRegistry;
+  readonly deadLetters: DeadLetterStore;
+  readonly hooks: readonly GatewayHooks[];
+  readonly readiness: readonly ReadinessCheck[];
+  readonly durable: DurableSink;
+  /** Adds the audit API and the records' gauges to a node. */
+  attach(node: {
+    httpRouter: HttpRouter;
+    metrics: Registry;
+    authenticator: Authenticator;
+    hooks: HookBus;
+  }): void;
+  close(): Promise<void>;
+}
+
+export async function openRecords(
+  config: Config,
+  deps: { clock: Clock; random: Random; log: Logger },
+): Promise<Records> {
+  const { clock, random, log } = deps;
+  const db = await createDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, logger: log });
+  try {
+    await migrate(db, { onProgress: (line: string) => log.info(line) });
+  } catch (err) {
+    await db.close();
+    throw err;
+  }
+  const repos = createRecordRepositories(db.prisma, {
+    clock,
+    random,
+    logger: log,
+    flushIntervalMs: config.recordsFlushIntervalMs,
+    cacheMs: config.apiKeyCacheMs,
+  });
+  const channels = await new PrismaChannelRegistry(db.prisma, {
+    clock,
+    logger: log,
+    refreshMs: 5_000,
+  }).start();
+  const audit = new AuditLogger({
+    prisma: db.prisma,
+    dataDir: config.dataDir,
+    clock,
+    random,
+    logger: log,
+    flushIntervalMs: config.audit.flushIntervalMs,
+    maxQueue: config.audit.maxQueue,
+    maxSpillBytes: config.audit.maxSpillBytes,
+  });
+  return {
+    db,
+    repos,
+    audit,
+    apiKeys: repos.apiKeyStore,
+    channels,
+    deadLetters: new PrismaDeadLetterStore(repos.events, config.deadLetterSize),
+    hooks: [recordHooks(repos), auditHooks(audit, { publishes: config.audit.publishes })],
+    readiness: [
+      {
+        name: 'database',
+        async check() {
+          if (!(await db.ping())) throw new Error(`${db.kind} unreachable`);
+        },
+      },
+    ],
+    durable: (e) => {
+      repos.events.append(e);
+    },
+    attach(node) {
+      registerAuditRoutes(node.httpRouter, {
+        prisma: db.prisma,
+        authenticator: node.authenticator,
+        hooks: node.hooks,
+      });
+      const gauge = (name: string, help: string, read: () => number) =>
+        new Gauge({
+          name,
+          help,
+          registers: [node.metrics],
+          collect() {
+            this.set(read());
+          },
+        });
+      gauge('apix_audit_queued', 'Audit entries waiting to be written', () => audit.counters.queued);
+      gauge('apix_audit_written', 'Audit entries committed (since start)', () => audit.counters.written);
+      gauge(
+        'apix_audit_spilled',
+        'Audit entries spilled to disk while the database was away',
+        () => audit.counters.spilled,
+      );
+      gauge(
+        'apix_audit_dropped',
+        'Audit entries refused: queue and spill file full',
+        () => audit.counters.dropped,
+      );
+      gauge(
+        'apix_records_pending',
+        'Connection/channel/key records waiting for the next flush',
+        () => repos.counters.pending,
+      );
+      gauge('apix_records_dropped', 'Records refused by a full buffer', () => repos.counters.dropped);
+    },
+    async close() {
+      await audit.close();
+      await repos.close();
+      channels.close();
+      await db.close();
+    },
+  };
+}
