@@ -21,7 +21,8 @@ const state = {
   samples: [],
   reconnectTimer: undefined,
   auditTimer: undefined,
-  audit: undefined, // entries from GET /v1/audit, when the server has it
+  audit: undefined, // entries from GET /v1/audit (newest first); null when the server has none
+  auditAfterSeq: undefined,
   renderQueued: false,
 };
 
@@ -82,6 +83,8 @@ async function login(token) {
 function logout(message) {
   sessionStorage.removeItem(TOKEN_KEY);
   state.token = undefined;
+  state.audit = undefined;
+  state.auditAfterSeq = undefined;
   clearTimeout(state.reconnectTimer);
   clearTimeout(state.auditTimer);
   const ws = state.ws;
@@ -173,22 +176,31 @@ function addSample(stats) {
 
 // ------------------------------------------------------------------ audit (when the server has it)
 
+/**
+ * Follows GET /v1/audit (oldest first, paged by `afterSeq`): starts a minute back, then reads what
+ * follows every 5 s, a few pages at a time, keeping the newest 25 entries.
+ */
 async function pollAudit() {
   clearTimeout(state.auditTimer);
   if (!state.token || state.audit === null) return;
   try {
-    const since = Date.now() - 3_600_000;
-    const res = await fetch(`/v1/audit?since=${since}&limit=1000`, {
-      headers: { Authorization: `Bearer ${state.token}` },
-    });
-    if (res.status === 404) {
-      state.audit = null; // no audit API on this server: show the stats' recent activity instead
-      return;
-    }
-    if (res.ok) {
+    for (let page = 0; page < 5; page++) {
+      const query =
+        state.auditAfterSeq === undefined
+          ? `since=${Date.now() - 60_000}&limit=1000`
+          : `afterSeq=${state.auditAfterSeq}&limit=1000`;
+      const res = await fetch(`/v1/audit?${query}`, { headers: { Authorization: `Bearer ${state.token}` } });
+      if (res.status === 404) {
+        state.audit = null; // no audit API on this server: show the stats' recent activity instead
+        return;
+      }
+      if (!res.ok) break;
       const body = await res.json();
-      state.audit = (body.entries ?? []).slice(-25).reverse();
+      const entries = body.entries ?? [];
+      state.auditAfterSeq = body.nextAfterSeq;
+      state.audit = [...entries.slice(-25).reverse(), ...(state.audit ?? [])].slice(0, 25);
       queueRender();
+      if (entries.length < 1000) break;
     }
   } catch {
     // keep the last entries; try again later
