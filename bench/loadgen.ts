@@ -220,6 +220,7 @@ async function connect(req: ConnectRequest): Promise<ConnectResult> {
   let next = 0;
   let failed = 0;
   let opened = 0;
+  let retried = 0;
   let firstError: string | undefined;
   const progress = setInterval(() => send({ op: 'progress', connected: ready, failed }), 500);
   const worker = async (): Promise<void> => {
@@ -230,13 +231,22 @@ async function connect(req: ConnectRequest): Promise<ConnectResult> {
       const spec: ConnSpec = { index: i, channels, ack: req.ack, token: tokens[k] };
       const url = req.target.urls[i % req.target.urls.length]! + proto.path;
       try {
-        const ws = await openOne(
-          req,
-          proto,
-          spec,
-          url,
-          address(req.addressBase + Math.floor(i / req.perAddress)),
-        );
+        let ws: WebSocket | undefined;
+        for (let attempt = 0; ws === undefined; attempt++) {
+          try {
+            ws = await openOne(
+              req,
+              proto,
+              spec,
+              url,
+              address(req.addressBase + Math.floor(i / req.perAddress)),
+            );
+          } catch (err) {
+            if (attempt >= req.retries) throw err;
+            retried++;
+            await new Promise((r) => setTimeout(r, 500 + Math.random() * 1000));
+          }
+        }
         ready++;
         opened++;
         if (req.role === 'publisher') {
@@ -252,7 +262,7 @@ async function connect(req: ConnectRequest): Promise<ConnectResult> {
   await Promise.all(Array.from({ length: Math.max(1, Math.min(req.concurrency, req.count)) }, worker));
   clearInterval(progress);
   send({ op: 'progress', connected: ready, failed });
-  return { connected: opened, failed, elapsedMs: nowMs() - started, firstError };
+  return { connected: opened, failed, retried, elapsedMs: nowMs() - started, firstError };
 }
 
 function publish(req: PublishRequest): Promise<PublishResult> {

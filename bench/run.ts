@@ -17,11 +17,11 @@
  *   --p99-ms N               the latency limit of a passing step    [100]
  *   --stop-p99-ms N          steps go on until a loss or this p99   [2000]
  *   --budget-minutes N       (a) sizes that would overrun are skipped [15]
- *   --idle-seconds N         scenario (a) idle CPU window           [10]
- *   --heartbeat-ms N         heartbeat interval of every server     [5000]
+ *   --idle-seconds N         scenario (a) idle CPU window           [20]
+ *   --heartbeat-ms N         heartbeat interval of every server     [10000]
  *   --per-process N          connections per load-generator process [12500]
  *   --per-worker N           connections per server process in (a)  [15000]
- *   --concurrency N          handshakes in flight, in total         [400]
+ *   --concurrency N          handshakes in flight, in total         [100]
  *   --publishes-per-connection N  publisher pool sizing (APIX caps frames/s per connection) [100]
  *   --no-pin                 do not use taskset
  *   --no-doc                 do not rewrite BENCHMARKS.md (quick runs never do)
@@ -129,12 +129,12 @@ async function main(): Promise<number> {
     loadCpu,
     jwtSecret: 'bench-secret-0123456789abcdef-0123456789abcdef',
     org: 'bench',
-    heartbeatMs: num('heartbeat-ms', 5000),
+    heartbeatMs: num('heartbeat-ms', 10_000),
     perProcess: num('per-process', 12_500),
     perWorker: num('per-worker', 15_000),
     perAddress: 10_000,
-    concurrency: num('concurrency', 400),
-    idleSeconds: num('idle-seconds', quick ? 5 : 10),
+    concurrency: num('concurrency', 100),
+    idleSeconds: num('idle-seconds', quick ? 10 : 20),
     stepSeconds: num('step-seconds', quick ? 2 : 3),
     drainMs: num('drain-ms', 3000),
     p99LimitMs: num('p99-ms', 100),
@@ -225,7 +225,9 @@ async function main(): Promise<number> {
       const tr = results.targets[def.name]!;
       tr.a ??= [];
       const prev = tr.a.at(-1);
-      const rate = prev?.connectsPerSec ?? 1000;
+      // The connect rate of the previous size, else the one seen when the fan-out subscribers connected.
+      const rate =
+        prev?.connectsPerSec ?? tr.b?.connectsPerSec ?? tr.c?.connectsPerSec ?? tr.d?.connectsPerSec ?? 500;
       const estimateMs = (n / Math.max(1, rate) + s.idleSeconds + 20) * 1000;
       const left = budgetMs - (performance.now() - t0);
       if (estimateMs > left) {

@@ -32,6 +32,8 @@ export interface ConnectRequest {
   readonly perAddress: number;
   /** Handshakes in flight at once in this child. */
   readonly concurrency: number;
+  /** Attempts after a failed handshake (a real client retries; (a) measures without). */
+  readonly retries: number;
 }
 
 export interface ResetRequest {
@@ -69,6 +71,8 @@ export interface ConnectResult {
   /** Handshakes that completed (some may have closed since: see StatsResult.closed). */
   readonly connected: number;
   readonly failed: number;
+  /** Failed handshakes that were retried. */
+  readonly retried: number;
   readonly elapsedMs: number;
   readonly firstError: string | undefined;
 }

@@ -199,9 +199,14 @@ function markdown(r: BenchResults, svgPaths: string[]): string[] {
         fmt(f.bestP50, 2),
         fmt(f.bestP99, 2),
         fmt(f.maxNoLoss),
-        f.error
-          ? `error: ${f.error.split('\n')[0]!.slice(0, 80)}`
-          : (f.stoppedBecause ?? 'every step passed'),
+        [
+          f.error
+            ? `error: ${f.error.split('\n')[0]!.slice(0, 80)}`
+            : (f.stoppedBecause ?? 'every step passed'),
+          f.closed ? `${fmt(f.closed)} subscribers closed by the server` : '',
+        ]
+          .filter(Boolean)
+          .join('; '),
         last ? `${fmt(last.serverCpuPct)} / ${fmt(last.loadCpuPct)}` : '–',
       ]);
     }
@@ -228,13 +233,17 @@ function markdown(r: BenchResults, svgPaths: string[]): string[] {
   const ratios = r.ratios ?? {};
   if (Object.keys(ratios).length > 0) {
     lines.push('### Ratios', '');
+    const known = Object.entries(ratios).filter(([, v]) => v !== null);
     lines.push(
       ...table(
         ['measure', 'ratio'],
-        Object.entries(ratios).map(([k, v]) => [k, fmtRatio(v)]),
+        known.map(([k, v]) => [k, fmtRatio(v)]),
       ),
       '',
     );
+    const unknown = Object.keys(ratios).filter((k) => ratios[k] === null);
+    if (unknown.length > 0)
+      lines.push(`Not measurable in this run (a side missing or zero): ${unknown.join(', ')}.`, '');
     lines.push(
       'connectRate, best (deliveries/s within the p99 limit) and maxNoLoss: higher is better for APIX; ' +
         'rssPerConn, idleCpu and p99: lower is better.',

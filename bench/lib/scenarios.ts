@@ -42,6 +42,8 @@ export interface ConnectionsResult {
   connectSeconds?: number;
   connectsPerSec?: number;
   rssBeforeMB?: number;
+  /** Server RSS with half the connections. */
+  rssMiddleMB?: number;
   rssAfterMB?: number;
   rssPerConnKB?: number;
   idleCpuPct?: number;
@@ -61,6 +63,8 @@ export interface StepResult {
   readonly received: number;
   readonly lost: number;
   readonly redelivered: number;
+  /** Subscribers closed so far (cumulative over the run). */
+  readonly closedSubscribers: number;
   readonly deliveriesPerSec: number;
   readonly p50: number;
   readonly p90: number;
@@ -80,6 +84,10 @@ export interface FanoutResult {
   readonly ack: boolean;
   readonly nodes: number;
   connected?: number;
+  connectsPerSec?: number;
+  retriedHandshakes?: number;
+  /** Subscriber connections closed by the server during the run (heartbeat timeouts, slow consumers). */
+  closed?: number;
   steps: StepResult[];
   /** Deliveries/s of the highest step with p99 within the limit and no loss (0: none passed). */
   best: number;
@@ -123,10 +131,18 @@ async function connectAll(
   total: number,
   channelGroups: readonly (readonly string[])[],
   ack: boolean,
+  retries: number,
   s: BenchSettings,
   log: Log,
   label: string,
-): Promise<{ connected: number; failed: number; seconds: number; firstError: string | undefined }> {
+  offset = 0,
+): Promise<{
+  connected: number;
+  failed: number;
+  retried: number;
+  seconds: number;
+  firstError: string | undefined;
+}> {
   const addressBase = takeAddresses(total, s.perAddress);
   const per = Math.ceil(total / gens.length);
   const started = performance.now();
@@ -141,7 +157,7 @@ async function connectAll(
       gens.map((g, k) =>
         g.connect({
           target,
-          firstIndex: k * per,
+          firstIndex: offset + k * per,
           count: Math.max(0, Math.min(per, total - k * per)),
           role: 'subscriber',
           channelGroups,
@@ -149,12 +165,14 @@ async function connectAll(
           addressBase,
           perAddress: s.perAddress,
           concurrency: Math.max(8, Math.ceil(s.concurrency / gens.length)),
+          retries,
         }),
       ),
     );
     return {
       connected: results.reduce((n, r) => n + r.connected, 0),
       failed: results.reduce((n, r) => n + r.failed, 0),
+      retried: results.reduce((n, r) => n + r.retried, 0),
       seconds: (performance.now() - started) / 1000,
       firstError: results.find((r) => r.firstError)?.firstError,
     };
@@ -184,27 +202,41 @@ export async function runConnections(
     await sleep(1000);
     const before = rssBytes(server.pids());
     gens = startLoadgens(loadProcesses, s.loadCpu, s.root);
-    const c = await connectAll(
+    // Two halves: RSS per connection is the growth over the second half, which leaves out what a fresh
+    // server allocates or frees on its first connections (and after start-up, e.g. a shrinking heap).
+    const half = Math.floor(connections / 2);
+    const target = clientTarget(def, server, s);
+    const groups = [['agent:bench']];
+    const c1 = await connectAll(gens, target, half, groups, false, 0, s, log, `${label} (1st half)`);
+    await sleep(2000);
+    const middle = rssBytes(server.pids());
+    const c2 = await connectAll(
       gens,
-      clientTarget(def, server, s),
-      connections,
-      [['agent:bench']],
+      target,
+      connections - half,
+      groups,
       false,
+      0,
       s,
       log,
-      label,
+      `${label} (2nd half)`,
+      half,
     );
-    r.connected = c.connected;
-    r.failed = c.failed;
-    r.connectSeconds = Math.round(c.seconds * 100) / 100;
-    r.connectsPerSec = Math.round(c.connected / c.seconds);
-    if (c.firstError) r.error = `${c.failed} failed; first: ${c.firstError}`;
+    const connected = c1.connected + c2.connected;
+    const seconds = c1.seconds + c2.seconds;
+    r.connected = connected;
+    r.failed = c1.failed + c2.failed;
+    r.connectSeconds = Math.round(seconds * 100) / 100;
+    r.connectsPerSec = Math.round(connected / seconds);
+    const firstError = c1.firstError ?? c2.firstError;
+    if (firstError) r.error = `${r.failed} failed; first: ${firstError}`;
     await sleep(2000);
     const after = rssBytes(server.pids());
     r.rssBeforeMB = mb(before);
+    r.rssMiddleMB = mb(middle);
     r.rssAfterMB = mb(after);
     r.rssPerConnKB =
-      c.connected > 0 ? Math.round(((after - before) / 1024 / c.connected) * 100) / 100 : undefined;
+      c2.connected > 0 ? Math.round(((after - middle) / 1024 / c2.connected) * 100) / 100 : undefined;
     log(`${label}: connected; idle for ${s.idleSeconds} s with heartbeats every ${s.heartbeatMs} ms`, true);
     const cpu = new CpuMeter(() => server.pids());
     const other = new OtherCpuMeter(() => [process.pid, ...server.pids(), ...gens.map((g) => g.pid)]);
@@ -221,7 +253,7 @@ export async function runConnections(
   }
   log(
     `${label}: ${r.connected ?? 0} connected in ${r.connectSeconds ?? '-'} s (${r.connectsPerSec ?? '-'}/s), ` +
-      `RSS ${r.rssBeforeMB ?? '-'} -> ${r.rssAfterMB ?? '-'} MB (${r.rssPerConnKB ?? '-'} KB/conn), ` +
+      `RSS ${r.rssBeforeMB ?? '-'} -> ${r.rssMiddleMB ?? '-'} -> ${r.rssAfterMB ?? '-'} MB (${r.rssPerConnKB ?? '-'} KB/conn), ` +
       `idle CPU ${r.idleCpuPct ?? '-'}% (other processes ${r.otherCpuPct ?? '-'}%)${r.error ? `  ERROR: ${r.error.split('\n')[0]}` : ''}`,
   );
   return r;
@@ -310,11 +342,16 @@ export async function runFanout(
       spec.subscribers,
       groups,
       spec.ack,
+      3,
       s,
       log,
       `${head} subscribers`,
     );
-    for (const r of results) r.connected = c.connected;
+    for (const r of results) {
+      r.connected = c.connected;
+      r.connectsPerSec = Math.round(c.connected / c.seconds);
+      r.retriedHandshakes = c.retried;
+    }
     if (c.failed > 0) throw new Error(`${c.failed} subscribers failed to connect; first: ${c.firstError}`);
     const p = await pub.connect({
       target: clientTarget(def, server, s, server.urls.slice(0, 1)),
@@ -326,6 +363,7 @@ export async function runFanout(
       addressBase: takeAddresses(publishers, s.perAddress),
       perAddress: s.perAddress,
       concurrency: 50,
+      retries: 3,
     });
     if (p.connected !== publishers) throw new Error(`publisher failed to connect: ${p.firstError}`);
     log(
@@ -378,6 +416,8 @@ export async function runFanout(
         const h = new Histogram();
         for (const x of st) if (x.histogram) h.merge(x.histogram);
         const received = st.reduce((n, x) => n + x.received, 0);
+        const closed = st.reduce((n, x) => n + x.closed, 0);
+        r.closed = closed;
         const pc = h.percentiles();
         const lost = Math.max(0, expected - received);
         const result: StepResult = {
@@ -389,6 +429,7 @@ export async function runFanout(
           received,
           lost,
           redelivered: st.reduce((n, x) => n + x.redelivered, 0),
+          closedSubscribers: closed,
           deliveriesPerSec: Math.round(received / Math.max(s.stepSeconds, pr.elapsedMs / 1000)),
           p50: pc.p50,
           p90: pc.p90,
@@ -404,7 +445,8 @@ export async function runFanout(
         r.steps.push(result);
         log(
           `${label} ${String(offered).padStart(8)} deliveries/s: p50 ${result.p50} ms, p99 ${result.p99} ms, ` +
-            `max ${result.max} ms, lost ${lost}/${expected}${result.publishFailed ? `, ${result.publishFailed} publishes failed` : ''}, ` +
+            `max ${result.max} ms, lost ${lost}/${expected}${result.publishFailed ? `, ${result.publishFailed} publishes failed` : ''}` +
+            `${closed ? `, ${closed} subscribers closed` : ''}, ` +
             `CPU % server ${result.serverCpuPct} load ${result.loadCpuPct} other ${result.otherCpuPct} ${result.pass ? 'ok' : 'over the limit'}` +
             (pr.firstFailure ? `\n    first failed publish: ${pr.firstFailure}` : ''),
         );
