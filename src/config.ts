@@ -59,6 +59,10 @@ export const EnvSchema = z.object({
   APIX_IDEMPOTENCY_WINDOW_MS: int(0, 86_400_000).default(120_000),
   /** A room member not refreshed by its node for this long is gone (a dead node's members expire). */
   APIX_PRESENCE_TTL_MS: int(1000, 3_600_000).default(60_000),
+  /** `off`: keep no database records (no audit trail, no stored keys): for benchmarks and stateless edges. */
+  APIX_RECORDS: z.enum(['on', 'off']).default('on'),
+  /** Gateway processes sharing the port (node:cluster); more than 1 needs REDIS_URL. */
+  APIX_WORKERS: int(1, 256).default(1),
   /** How often buffered connection/channel/key records are written (heartbeats never write more often). */
   APIX_RECORDS_FLUSH_INTERVAL_MS: int(100, 600_000).default(5_000),
   /** How long API-key answers are cached: the longest a revoked key keeps working. */
@@ -119,6 +123,8 @@ export interface Config {
   readonly idempotencyWindowMs: number;
   readonly compression: { readonly enabled: boolean; readonly thresholdBytes: number };
   readonly presenceTtlMs: number;
+  readonly records: boolean;
+  readonly workers: number;
   readonly recordsFlushIntervalMs: number;
   readonly apiKeyCacheMs: number;
   readonly audit: {
@@ -196,6 +202,8 @@ export function configFromEnv(e: Env): Config {
     idempotencyWindowMs: e.APIX_IDEMPOTENCY_WINDOW_MS,
     compression: { enabled: e.APIX_COMPRESSION, thresholdBytes: e.APIX_COMPRESSION_THRESHOLD_BYTES },
     presenceTtlMs: e.APIX_PRESENCE_TTL_MS,
+    records: e.APIX_RECORDS === 'on',
+    workers: e.APIX_WORKERS,
     recordsFlushIntervalMs: e.APIX_RECORDS_FLUSH_INTERVAL_MS,
     apiKeyCacheMs: e.APIX_API_KEY_CACHE_MS,
     audit: {

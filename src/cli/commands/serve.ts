@@ -6,8 +6,10 @@ import { createNode } from '../../node.ts';
 import { parseArgs } from '../args.ts';
 import { resolveJwtSecret, withSecret, devSecretPath } from '../dev-secret.ts';
 import { randomBytes } from 'node:crypto';
+import { isWorker, runPrimary, workerPlanProblem } from '../workers.ts';
 import { createEngines } from '../../engines.ts';
 import { openRecords } from '../../records.ts';
+import type { Records } from '../../records.ts';
 import { createLogger } from '../../log.ts';
 import { systemClock } from '../../clock.ts';
 import { registerFeedExample, registerSdkBundle } from '../../http/examples.ts';
@@ -32,8 +34,24 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     );
     return 1;
   }
-  void args;
-  config = { ...config, nodeId: config.nodeId ?? `n${randomBytes(4).toString('hex')}` };
+  const workers = Number(args.options.workers ?? config.workers);
+  if (!Number.isInteger(workers) || workers < 1 || workers > 256) {
+    process.stderr.write('apix: --workers must be a whole number from 1 to 256\n');
+    return 1;
+  }
+  const problem = workerPlanProblem({
+    workers,
+    redisUrl: config.redisUrl,
+    databaseUrl: config.databaseUrl,
+    records: config.records,
+  });
+  if (problem) {
+    process.stderr.write(`apix: ${problem}\n`);
+    return 1;
+  }
+  if (workers > 1 && !isWorker()) return runPrimary(workers, (line) => process.stderr.write(line + '\n'));
+  const baseId = config.nodeId ?? `n${randomBytes(4).toString('hex')}`;
+  config = { ...config, nodeId: isWorker() ? `${baseId}-w${env.APIX_WORKER_INDEX ?? '0'}` : baseId };
   let engines;
   try {
     engines = await createEngines(config, { nodeId: config.nodeId! });
@@ -42,35 +60,41 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     return 1;
   }
   const log = createLogger(config.logLevel, config.nodeId!);
-  let records;
-  try {
-    records = await openRecords(config, { clock: systemClock, random: Math.random, log });
-  } catch (err) {
-    process.stderr.write(`apix: cannot open the database: ${(err as Error).message}\n`);
-    await engines.close();
-    return 1;
+  let records: Records | undefined;
+  if (config.records) {
+    try {
+      records = await openRecords(config, { clock: systemClock, random: Math.random, log });
+    } catch (err) {
+      process.stderr.write(`apix: cannot open the database: ${(err as Error).message}\n`);
+      await engines.close();
+      return 1;
+    }
   }
   const node = createNode({
     config,
     engines,
     logger: log,
-    apiKeys: records.apiKeys,
-    channels: records.channels,
-    deadLetters: records.deadLetters,
-    hooks: records.hooks,
-    readiness: records.readiness,
-    durable: records.durable,
+    ...(records
+      ? {
+          apiKeys: records.apiKeys,
+          channels: records.channels,
+          deadLetters: records.deadLetters,
+          hooks: records.hooks,
+          readiness: records.readiness,
+          durable: records.durable,
+        }
+      : {}),
   });
-  records.attach(node);
+  records?.attach(node);
   try {
     await node.listen();
   } catch (err) {
     process.stderr.write(`apix: cannot listen on ${config.host}:${config.port}: ${(err as Error).message}\n`);
-    await records.close();
+    await records?.close();
     await engines.close();
     return 1;
   }
-  if (!env.APIX_JWT_SECRET && secret) {
+  if (!env.APIX_JWT_SECRET && secret && !isWorker()) {
     process.stderr.write(
       `APIX ${generated ? 'created a' : 'uses the'} development JWT secret in ${devSecretPath(config.dataDir)}.\n` +
         `Mint a token:  npx apix token --sub alice --org acme --roles member\n` +
@@ -85,7 +109,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     const force = setTimeout(() => process.exit(1), config.drainTimeoutMs + 5000);
     force.unref();
     await node.close();
-    await records.close();
+    await records?.close();
     process.exit(0);
   };
   process.on('SIGINT', () => void stop('SIGINT'));
