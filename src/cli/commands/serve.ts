@@ -86,6 +86,8 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
       : {}),
   });
   records?.attach(node);
+  registerSdkBundle(node.httpRouter);
+  registerFeedExample(node.httpRouter);
   try {
     await node.listen();
   } catch (err) {
