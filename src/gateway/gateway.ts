@@ -652,6 +652,10 @@ export class ApiXGateway {
       if (sub.filter && !sub.filter({ type: ev.type, payload: () => parsePayload(ev.frame) })) return;
       if (sub.ack) this.retry.deliver(sub, ev, undefined);
       else sub.session.connection?.sendEvent(new EventFrames(ev.frame, this.compressThreshold));
+      // A replay writes up to the whole history at once: a client that asks for replays and never reads
+      // is cut like any slow consumer (the rest of the replay then waits in its queue or history).
+      const conn = sub.session.connection;
+      if (conn && conn.bufferedBytes > this.deps.config.maxBufferedBytes) this.slowConsumer(conn);
     };
     for (const ev of events) emit(ev);
     for (const ev of pending) if (lastId === undefined || compareEventIds(ev.id, lastId) > 0) emit(ev);

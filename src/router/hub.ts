@@ -108,6 +108,8 @@ export class LocalHub {
       if (sub.ack) {
         this.target.deliverAcked(sub, event, frames);
         recipients++;
+        // maxInflight bounds events, not bytes: a stalled reader of acked events is a slow consumer too.
+        if (conn.bufferedBytes > this.maxBufferedBytes) this.target.slowConsumer(conn);
         continue;
       }
       conn.sendEvent(frames);
