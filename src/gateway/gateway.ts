@@ -247,12 +247,10 @@ export class ApiXGateway {
     const now = this.deps.clock.now();
     if (!conn.inbound.take(now)) {
       conn.violations++;
+      // One hook call per burst (its first refusal), not per refused frame: a flood must not flood the audit.
+      if (conn.violations === 1)
+        this.deps.hooks.emit('onRateLimited', { principal: conn.principal, peer: conn.peer, scope: 'connection' });
       if (conn.violations >= MAX_VIOLATIONS) {
-        this.deps.hooks.emit('onRateLimited', {
-          principal: conn.principal,
-          peer: conn.peer,
-          scope: 'connection',
-        });
         return this.disconnect(
           conn,
           'RATE_LIMITED',
