@@ -122,24 +122,25 @@ export function describeBrokerContract(
       const [a, b] = [await node('a'), await node('b')];
       const key = channel();
       const got: string[] = [];
-      b.onEvent((e) => got.push(e.id));
+      // Ids are per channel: two channels can give the same id, so record both.
+      b.onEvent((e) => got.push(`${e.key} ${e.id}`));
       const e0 = await a.publish(input(key, 'before subscribe'));
       await b.subscribe(key);
       await b.subscribe(key); // idempotent: still one delivery per event
       const e1 = await a.publish(input(key, 'while subscribed'));
-      await waitFor(() => got.includes(e1.id));
+      await waitFor(() => got.includes(`${key} ${e1.id}`));
       await b.unsubscribe(key);
       await a.publish(input(key, 'after unsubscribe'));
       await b.unsubscribe(key); // unsubscribing twice is harmless
       const marker = channel();
       await b.subscribe(marker);
       const e3 = await a.publish(input(marker, 'marker'));
-      await waitFor(() => got.includes(e3.id));
+      await waitFor(() => got.includes(`${marker} ${e3.id}`));
       // An event published just before subscribe() resolved may arrive (classic pub/sub on a cluster relays
       // it over the cluster bus, later); the gateway drops live events at or below its replay position.
       assert.deepEqual(
-        got.filter((id) => id !== e0.id),
-        [e1.id, e3.id],
+        got.filter((k) => k !== `${key} ${e0.id}`),
+        [`${key} ${e1.id}`, `${marker} ${e3.id}`],
       );
     });
 
