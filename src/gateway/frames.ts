@@ -66,9 +66,16 @@ export function withRetryCount(frame: string, retryCount: number): string {
 /** An unmasked, final WebSocket text frame (RFC 6455 5.2) holding `text`: header and payload in one Buffer. */
 export function textFrame(text: string): Buffer {
   const len = Buffer.byteLength(text);
+  const buf = frameWithHeader(0x81, len); // FIN + opcode 1 (text)
+  buf.write(text, buf.length - len);
+  return buf;
+}
+
+/** A Buffer of the right size with the frame header written (first byte, then the length encoding). */
+function frameWithHeader(firstByte: number, len: number): Buffer {
   const headerLen = len < 126 ? 2 : len < 65536 ? 4 : 10;
   const buf = Buffer.allocUnsafe(headerLen + len);
-  buf[0] = 0x81; // FIN + opcode 1 (text)
+  buf[0] = firstByte;
   if (len < 126) buf[1] = len;
   else if (len < 65536) {
     buf[1] = 126;
@@ -78,7 +85,6 @@ export function textFrame(text: string): Buffer {
     buf.writeUInt32BE(Math.floor(len / 2 ** 32), 2);
     buf.writeUInt32BE(len >>> 0, 6);
   }
-  buf.write(text, headerLen);
   return buf;
 }
 
@@ -96,19 +102,8 @@ export function deflatedTextFrame(text: string): Buffer {
     memLevel: 8,
   });
   const len = raw.length - 4; // drop the 00 00 ff ff of the sync flush
-  const headerLen = len < 126 ? 2 : len < 65536 ? 4 : 10;
-  const buf = Buffer.allocUnsafe(headerLen + len);
-  buf[0] = 0xc1; // FIN + RSV1 (compressed) + opcode 1 (text)
-  if (len < 126) buf[1] = len;
-  else if (len < 65536) {
-    buf[1] = 126;
-    buf.writeUInt16BE(len, 2);
-  } else {
-    buf[1] = 127;
-    buf.writeUInt32BE(Math.floor(len / 2 ** 32), 2);
-    buf.writeUInt32BE(len >>> 0, 6);
-  }
-  raw.copy(buf, headerLen, 0, len);
+  const buf = frameWithHeader(0xc1, len); // FIN + RSV1 (compressed) + opcode 1 (text)
+  raw.copy(buf, buf.length - len, 0, len);
   return buf;
 }
 
