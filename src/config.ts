@@ -3,6 +3,7 @@
  * else in the codebase reads `process.env`: the CLI passes the environment to `loadConfig`.
  */
 import { z } from 'zod';
+import type { RateLimit } from './ratelimit/rate-limit-store.ts';
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 const bool = z
@@ -71,6 +72,30 @@ export const EnvSchema = z.object({
   APIX_AUDIT_FLUSH_INTERVAL_MS: int(50, 600_000).default(1_000),
   APIX_AUDIT_MAX_QUEUE: int(100, 10_000_000).default(20_000),
   APIX_AUDIT_MAX_SPILL_BYTES: int(1024, 68_719_476_736).default(64 * 1024 * 1024),
+  /**
+   * Rate limits (token buckets: tokens per second and burst; a rate of 0 turns the limit off). Per
+   * connection: inbound frames and publishes. Shared by every node (in Redis with REDIS_URL): publishes
+   * into one channel, publishes and subscribes of one organization, connection attempts per address.
+   */
+  APIX_RATE_CONNECTION_PER_SEC: int(0, 1_000_000).default(200),
+  APIX_RATE_CONNECTION_BURST: int(1, 10_000_000).default(400),
+  APIX_RATE_PUBLISH_PER_SEC: int(0, 1_000_000).default(100),
+  APIX_RATE_PUBLISH_BURST: int(1, 10_000_000).default(200),
+  APIX_RATE_CHANNEL_PER_SEC: int(0, 10_000_000).default(1000),
+  APIX_RATE_CHANNEL_BURST: int(1, 100_000_000).default(2000),
+  APIX_RATE_ORG_PUBLISH_PER_SEC: int(0, 10_000_000).default(5000),
+  APIX_RATE_ORG_PUBLISH_BURST: int(1, 100_000_000).default(10_000),
+  APIX_RATE_ORG_SUBSCRIBE_PER_SEC: int(0, 10_000_000).default(2000),
+  APIX_RATE_ORG_SUBSCRIBE_BURST: int(1, 100_000_000).default(10_000),
+  APIX_RATE_ADDRESS_PER_SEC: int(0, 1_000_000).default(50),
+  APIX_RATE_ADDRESS_BURST: int(1, 10_000_000).default(200),
+  /** Refusals of one connection within the window that close it (4008), or suspend its session. */
+  APIX_RATE_ABUSE_REFUSALS: int(1, 1_000_000).default(100),
+  APIX_RATE_ABUSE_WINDOW_MS: int(100, 3_600_000).default(10_000),
+  APIX_SUSPEND_ON_ABUSE: bool.default(false),
+  /** PEM files: when both are set the node serves HTTPS and WSS on its port. */
+  APIX_TLS_CERT: z.string().min(1).optional(),
+  APIX_TLS_KEY: z.string().min(1).optional(),
   APIX_COMPRESSION: bool.default(true),
   APIX_COMPRESSION_THRESHOLD_BYTES: int(0, 64 * 1024 * 1024).default(1024),
 
@@ -122,6 +147,18 @@ export interface Config {
   readonly deadLetterSize: number;
   readonly idempotencyWindowMs: number;
   readonly compression: { readonly enabled: boolean; readonly thresholdBytes: number };
+  readonly rateLimits: {
+    readonly connection: RateLimit;
+    readonly publish: RateLimit;
+    readonly channel: RateLimit;
+    readonly orgPublish: RateLimit;
+    readonly orgSubscribe: RateLimit;
+    readonly address: RateLimit;
+    /** `refusals` refusals of one connection within `windowMs` close it (4008), or suspend it (4011). */
+    readonly abuse: { readonly refusals: number; readonly windowMs: number; readonly suspend: boolean };
+  };
+  /** PEM file paths; when set the node serves HTTPS and WSS (read by `loadTlsFiles`). */
+  readonly tls: { readonly certFile: string; readonly keyFile: string } | undefined;
   readonly presenceTtlMs: number;
   readonly records: boolean;
   readonly workers: number;
@@ -156,6 +193,10 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     const value = picked[name];
     const shown = value === undefined || /SECRET|KEY|PASSWORD|URL/.test(name) ? '' : ` (got "${value}")`;
     throw new ConfigError(`invalid ${name}${shown}: ${issue.message}`);
+  }
+  if ((r.data.APIX_TLS_CERT === undefined) !== (r.data.APIX_TLS_KEY === undefined)) {
+    const missing = r.data.APIX_TLS_CERT === undefined ? 'APIX_TLS_CERT' : 'APIX_TLS_KEY';
+    throw new ConfigError(`invalid ${missing}: must be set too (APIX_TLS_CERT and APIX_TLS_KEY go together)`);
   }
   return configFromEnv(r.data);
 }
@@ -201,6 +242,23 @@ export function configFromEnv(e: Env): Config {
     deadLetterSize: e.APIX_DEAD_LETTER_SIZE,
     idempotencyWindowMs: e.APIX_IDEMPOTENCY_WINDOW_MS,
     compression: { enabled: e.APIX_COMPRESSION, thresholdBytes: e.APIX_COMPRESSION_THRESHOLD_BYTES },
+    rateLimits: {
+      connection: { perSec: e.APIX_RATE_CONNECTION_PER_SEC, burst: e.APIX_RATE_CONNECTION_BURST },
+      publish: { perSec: e.APIX_RATE_PUBLISH_PER_SEC, burst: e.APIX_RATE_PUBLISH_BURST },
+      channel: { perSec: e.APIX_RATE_CHANNEL_PER_SEC, burst: e.APIX_RATE_CHANNEL_BURST },
+      orgPublish: { perSec: e.APIX_RATE_ORG_PUBLISH_PER_SEC, burst: e.APIX_RATE_ORG_PUBLISH_BURST },
+      orgSubscribe: { perSec: e.APIX_RATE_ORG_SUBSCRIBE_PER_SEC, burst: e.APIX_RATE_ORG_SUBSCRIBE_BURST },
+      address: { perSec: e.APIX_RATE_ADDRESS_PER_SEC, burst: e.APIX_RATE_ADDRESS_BURST },
+      abuse: {
+        refusals: e.APIX_RATE_ABUSE_REFUSALS,
+        windowMs: e.APIX_RATE_ABUSE_WINDOW_MS,
+        suspend: e.APIX_SUSPEND_ON_ABUSE,
+      },
+    },
+    tls:
+      e.APIX_TLS_CERT !== undefined && e.APIX_TLS_KEY !== undefined
+        ? { certFile: e.APIX_TLS_CERT, keyFile: e.APIX_TLS_KEY }
+        : undefined,
     presenceTtlMs: e.APIX_PRESENCE_TTL_MS,
     records: e.APIX_RECORDS === 'on',
     workers: e.APIX_WORKERS,

@@ -13,6 +13,7 @@ import { RedisBroker } from './broker/redis-broker.ts';
 import { RedisOfflineQueue } from './queue/redis-queue.ts';
 import { RedisSessionStore } from './sessions/redis-session-store.ts';
 import { RedisPresence } from './presence/redis-presence.ts';
+import { RedisRateLimitStore } from './ratelimit/redis-rate-limit.ts';
 
 export interface EngineOptions {
   readonly clock?: Clock;
@@ -40,6 +41,8 @@ export async function createEngines(config: Config, options: EngineOptions): Pro
     }),
     sessionStore: new RedisSessionStore(clients.command, keys, clock),
     presence,
+    // Shared buckets refill by Redis's clock; nodes lease tokens ahead of use (see redis-rate-limit.ts).
+    rateLimits: new RedisRateLimitStore(clients.command, keys, { clock }),
     readiness: [],
     async close() {
       await presence.close();

@@ -5,6 +5,7 @@
  */
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import type { Registry } from 'prom-client';
@@ -40,6 +41,11 @@ import { registerApi } from './http/api.ts';
 import { installOperatorTools } from './http/operator.ts';
 import { ReservedChannelRegistry } from './latency/dashboard-feed.ts';
 import type { ReadinessCheck } from './http/api.ts';
+import type { RateLimitStore } from './ratelimit/rate-limit-store.ts';
+import { MemoryRateLimitStore } from './ratelimit/memory-rate-limit.ts';
+import { RateLimiter } from './ratelimit/rate-limiter.ts';
+import { loadTlsFiles } from './tls.ts';
+import type { TlsFiles } from './tls.ts';
 
 /** The engines a node runs on: memory (embedded) or shared (Redis). */
 export interface Engines {
@@ -47,6 +53,8 @@ export interface Engines {
   readonly offlineQueue: OfflineQueue;
   readonly sessionStore: SessionStore;
   readonly presence: Presence;
+  /** Shared rate-limit buckets (channel, organization, address). */
+  readonly rateLimits: RateLimitStore;
   readonly readiness: readonly ReadinessCheck[];
   close(): Promise<void>;
 }
@@ -66,8 +74,10 @@ export interface NodeOptions {
   readonly durable?: DurableSink;
   /** Extra readiness checks (the database). */
   readonly readiness?: readonly ReadinessCheck[];
-  /** Inbound frame rate per connection (default 200/s, burst 400). */
+  /** Inbound frame rate per connection, instead of config.rateLimits.connection. */
   readonly inboundRate?: { readonly perSec: number; readonly burst: number };
+  /** The certificate and key, already read (`apix serve` reads them before opening the engines). */
+  readonly tls?: TlsFiles;
   /**
    * HTTP server timeouts against slow clients (slowloris): the request head must arrive within
    * `headersTimeoutMs` (default 10 s), the whole request within `requestTimeoutMs` (default 30 s); both are
@@ -94,15 +104,20 @@ export interface ApixNode {
   readonly log: Logger;
   /** Listens on config.host:config.port; resolves with the bound port. */
   listen(): Promise<number>;
-  /** `ws://host:port/v1/ws` once listening. */
+  /** `ws://host:port/v1/ws` (`wss://` with TLS) once listening. */
   readonly wsUrl: string;
   readonly httpUrl: string;
   /** Graceful shutdown: drain connections, close the engines. */
   close(): Promise<void>;
 }
 
+/** Nodes over one MemoryBrokerBus share their rate limits too, as Redis nodes do. */
+const busRateLimits = new WeakMap<MemoryBrokerBus, MemoryRateLimitStore>();
+
 export function memoryEngines(config: Config, clock: Clock, bus?: MemoryBrokerBus): Engines {
   const sharedBus = bus ?? new MemoryBrokerBus(clock, config.history.maxChannels);
+  let rateLimits = busRateLimits.get(sharedBus);
+  if (!rateLimits) busRateLimits.set(sharedBus, (rateLimits = new MemoryRateLimitStore(clock)));
   const broker = new MemoryBroker(sharedBus, { size: config.history.size, ttlMs: config.history.ttlMs });
   const presence = new MemoryPresence(sharedBus.presence, { ttlMs: config.presenceTtlMs });
   return {
@@ -110,6 +125,7 @@ export function memoryEngines(config: Config, clock: Clock, bus?: MemoryBrokerBu
     offlineQueue: new MemoryOfflineQueue(config.offlineQueueSize),
     sessionStore: new MemorySessionStore(clock),
     presence,
+    rateLimits,
     readiness: [],
     async close() {
       await presence.close();
@@ -136,12 +152,26 @@ export function createNode(options: NodeOptions): ApixNode {
     ...(options.apiKeys ? [options.apiKeys] : []),
   ]);
   const authenticator = new Authenticator({ ...config.auth, apiKeys, now: () => clock.now() });
+  const tls = options.tls ?? loadTlsFiles(config);
+  let storeErrorLogged = 0;
+  const limiter = new RateLimiter(
+    engines.rateLimits,
+    { ...config.rateLimits, connection: options.inboundRate ?? config.rateLimits.connection },
+    hooks,
+    (err) => {
+      // Fail open, and say so at most once a minute.
+      if (clock.now() - storeErrorLogged < 60_000) return;
+      storeErrorLogged = clock.now();
+      log.warn({ err }, 'rate-limit store unavailable: shared limits not enforced');
+    },
+  );
   const router = new EventRouter(engines.broker, channels, hooks, clock, {
     maxMessageBytes: config.maxMessageBytes,
     history: { size: config.history.size, ttlMs: config.history.ttlMs },
     idempotencyWindowMs: config.idempotencyWindowMs,
     maxIdempotencyKeys: 100_000,
     durable: options.durable,
+    limiter,
   });
   const gateway = new ApiXGateway({
     config,
@@ -158,7 +188,7 @@ export function createNode(options: NodeOptions): ApixNode {
     authenticator,
     channels,
     deadLetters,
-    inboundRate: options.inboundRate,
+    limiter,
   });
   const metrics = createMetrics(nodeId, hooks, () => gateway.stats());
   let draining = false;
@@ -193,19 +223,21 @@ export function createNode(options: NodeOptions): ApixNode {
     maxBodyBytes: config.maxMessageBytes,
   });
 
-  const server = createServer(
-    {
-      headersTimeout: options.httpTimeouts?.headersTimeoutMs ?? 10_000,
-      requestTimeout: options.httpTimeouts?.requestTimeoutMs ?? 30_000,
-      connectionsCheckingInterval: options.httpTimeouts?.checkIntervalMs ?? 1_000,
-      maxHeaderSize: 16 * 1024,
-    },
-    (req, res) => {
-      httpRouter
-        .handle(req, res, (err) => log.error({ err, path: req.url?.split('?')[0] }, 'http handler failed'))
-        .catch(() => {});
-    },
-  );
+  const serverOptions = {
+    headersTimeout: options.httpTimeouts?.headersTimeoutMs ?? 10_000,
+    requestTimeout: options.httpTimeouts?.requestTimeoutMs ?? 30_000,
+    connectionsCheckingInterval: options.httpTimeouts?.checkIntervalMs ?? 1_000,
+    maxHeaderSize: 16 * 1024,
+  };
+  const onRequest: Parameters<typeof createServer>[1] = (req, res) => {
+    httpRouter
+      .handle(req, res, (err) => log.error({ err, path: req.url?.split('?')[0] }, 'http handler failed'))
+      .catch(() => {});
+  };
+  // With TLS: HTTPS and WSS on the same port, with the same handlers.
+  const server: Server = tls
+    ? createHttpsServer({ ...serverOptions, cert: tls.cert, key: tls.key }, onRequest)
+    : createServer(serverOptions, onRequest);
   server.keepAliveTimeout = 5_000;
   server.on('upgrade', (req, socket, head) => {
     socket.on('error', () => socket.destroy());
@@ -252,14 +284,17 @@ export function createNode(options: NodeOptions): ApixNode {
       port = (server.address() as AddressInfo).port;
       gateway.start();
       operator.start();
-      log.info({ port, host: config.host, engine: engines.broker.name }, 'APIX gateway listening');
+      log.info(
+        { port, host: config.host, engine: engines.broker.name, tls: tls !== undefined },
+        'APIX gateway listening',
+      );
       return port;
     },
     get wsUrl() {
-      return `ws://${hostFor(config.host)}:${port}${WS_PATH}`;
+      return `${tls ? 'wss' : 'ws'}://${hostFor(config.host)}:${port}${WS_PATH}`;
     },
     get httpUrl() {
-      return `http://${hostFor(config.host)}:${port}`;
+      return `${tls ? 'https' : 'http'}://${hostFor(config.host)}:${port}`;
     },
     async close() {
       draining = true;

@@ -27,13 +27,20 @@ export class Connection {
   session: Session | undefined;
   principal: Principal | undefined;
   clientType: ClientType | undefined;
-  /** Set by any frame or pong; cleared by each heartbeat sweep. */
-  alive = true;
+  /** Heartbeat rounds since the client was last heard from (any frame or pong resets it). */
+  missedHeartbeats = 0;
   /** When the last app-level ping was sent, for RTT. */
   pingSentAt = 0;
   rttMs: number | undefined;
-  /** Frames refused by the rate limit in a row (repeated abuse closes the connection). */
+  /** Frames refused by the inbound rate limit in a row (their replies are thinned out). */
   violations = 0;
+  /** Publishes per connection (set when the connection opens). */
+  publishBucket: TokenBucket | undefined;
+  /** In a burst of refused publishes (`onRateLimited` is emitted once per burst). */
+  publishLimited = false;
+  /** Refusals of any rate limit since `refusalsSince`: too many in the window is abuse. */
+  refusals = 0;
+  refusalsSince = 0;
   closingSince = 0;
   readonly socket: Socket;
   /** Whether permessage-deflate was negotiated: such sockets must go through ws's sender. */

@@ -49,7 +49,8 @@ import { LocalHub } from '../router/hub.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import { RetryManager } from '../retry/retry-manager.ts';
 import type { DeadLetterStore } from '../retry/dead-letter.ts';
-import { TokenBucket } from '../ratelimit/token-bucket.ts';
+import { localBucket, RateLimitedError } from '../ratelimit/rate-limiter.ts';
+import type { RateLimiter, RateLimitScope } from '../ratelimit/rate-limiter.ts';
 import { Connection, Phase } from './connection.ts';
 import { Session, Subscription, sessionKey } from './session.ts';
 import type { HookBus, Peer } from './hooks.ts';
@@ -70,14 +71,14 @@ export interface GatewayDeps {
   readonly authenticator: Authenticator;
   readonly channels: ChannelRegistry;
   readonly deadLetters: DeadLetterStore;
-  /** Inbound frames per connection per second, and burst. */
-  readonly inboundRate?: { readonly perSec: number; readonly burst: number };
+  /** Rate limits: the per-connection ones (`limiter.limits`) and the shared ones. */
+  readonly limiter: RateLimiter;
 }
 
 /** Frames buffered while `connect` is being authenticated (clients may pipeline). */
 const MAX_EARLY_FRAMES = 64;
-/** Rate-limited frames in a row that close the connection with 4008. */
-const MAX_VIOLATIONS = 100;
+/** Heartbeat rounds without a word from the client before it is terminated. */
+const MISSED_HEARTBEATS_TO_CUT = 2;
 
 export class ApiXGateway {
   readonly wss: WebSocketServer;
@@ -182,17 +183,64 @@ export class ApiXGateway {
 
   // ---------------------------------------------------------------- handshake
 
-  /** Handles an HTTP upgrade on the gateway's path: origin, subprotocol and capacity checks first. */
+  /**
+   * Handles an HTTP upgrade on the gateway's path: the per-address rate limit before any other work
+   * (429 with Retry-After), then origin, subprotocol and capacity checks.
+   */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const peer = peerOf(req);
-    const reject = (status: number, code: ErrorCode | 'ORIGIN' | 'PROTOCOL', reason: string) => {
-      this.deps.hooks.emit('onConnectRefused', { peer, code, reason });
-      socket.end(
-        `HTTP/1.1 ${status} ${status === 403 ? 'Forbidden' : status === 503 ? 'Service Unavailable' : 'Bad Request'}\r\n` +
-          `Connection: close\r\nContent-Type: application/json\r\n\r\n${JSON.stringify({ code: code === 'ORIGIN' ? 'FORBIDDEN' : code === 'PROTOCOL' ? 'BAD_REQUEST' : code, message: reason })}`,
-      );
-      socket.destroy();
-    };
+    if (!this.deps.limiter.limitsAddresses) return this.upgrade(req, socket, head, peer);
+    this.deps.limiter.checkAddress(peer).then(
+      (r) => {
+        if (socket.destroyed) return;
+        if (r.allowed) return this.upgrade(req, socket, head, peer);
+        const retryAfterMs = r.retryAfterMs;
+        this.rejectUpgrade(
+          socket,
+          peer,
+          429,
+          'RATE_LIMITED',
+          `too many connection attempts from this address; retry after ${retryAfterMs} ms`,
+          { retryAfterMs },
+        );
+      },
+      () => socket.destroy(),
+    );
+  }
+
+  private rejectUpgrade(
+    socket: Duplex,
+    peer: Peer,
+    status: number,
+    code: ErrorCode | 'ORIGIN' | 'PROTOCOL',
+    reason: string,
+    extra: { retryAfterMs?: number } = {},
+  ): void {
+    this.deps.hooks.emit('onConnectRefused', { peer, code, reason });
+    const text =
+      status === 403
+        ? 'Forbidden'
+        : status === 429
+          ? 'Too Many Requests'
+          : status === 503
+            ? 'Service Unavailable'
+            : 'Bad Request';
+    const retryAfter =
+      extra.retryAfterMs !== undefined ? `Retry-After: ${Math.ceil(extra.retryAfterMs / 1000)}\r\n` : '';
+    const body = JSON.stringify({
+      code: code === 'ORIGIN' ? 'FORBIDDEN' : code === 'PROTOCOL' ? 'BAD_REQUEST' : code,
+      message: reason,
+      ...extra,
+    });
+    socket.end(
+      `HTTP/1.1 ${status} ${text}\r\nConnection: close\r\n${retryAfter}Content-Type: application/json\r\n\r\n${body}`,
+    );
+    socket.destroy();
+  }
+
+  private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, peer: Peer): void {
+    const reject = (status: number, code: ErrorCode | 'ORIGIN' | 'PROTOCOL', reason: string) =>
+      this.rejectUpgrade(socket, peer, status, code, reason);
     if (this.draining) return reject(503, 'UNAVAILABLE', 'server is draining');
     const allowed = this.deps.config.allowedOrigins;
     if (allowed && peer.origin !== undefined && !allowed.includes(peer.origin) && !allowed.includes('*'))
@@ -210,19 +258,20 @@ export class ApiXGateway {
 
   private onOpen(ws: WebSocket, peer: Peer): void {
     const now = this.deps.clock.now();
-    const rate = this.deps.inboundRate ?? { perSec: 200, burst: 400 };
+    const limits = this.deps.limiter.limits;
     const conn = new Connection(
       `${this.deps.nodeId}-${(++this.seq).toString(36)}`,
       ws,
       peer,
       now,
-      new TokenBucket(rate.perSec, rate.burst, now),
+      localBucket(limits.connection, now),
     );
+    conn.publishBucket = localBucket(limits.publish, now);
     this.connections.set(conn.id, conn);
     conn.socket.setNoDelay(true);
     ws.on('message', (data, isBinary) => this.onMessage(conn, data, isBinary));
     ws.on('pong', () => {
-      conn.alive = true;
+      conn.missedHeartbeats = 0;
     });
     ws.on('error', () => {
       // ws reports protocol errors (bad frames, invalid UTF-8, oversize) here and closes the socket itself.
@@ -233,7 +282,7 @@ export class ApiXGateway {
   // ---------------------------------------------------------------- frames
 
   private onMessage(conn: Connection, data: RawData, isBinary: boolean): void {
-    conn.alive = true;
+    conn.missedHeartbeats = 0;
     this.framesIn++;
     if (conn.phase === Phase.CONNECTING) {
       const early = this.early.get(conn) ?? [];
@@ -249,16 +298,12 @@ export class ApiXGateway {
       conn.violations++;
       // One hook call per burst (its first refusal), not per refused frame: a flood must not flood the audit.
       if (conn.violations === 1)
-        this.deps.hooks.emit('onRateLimited', { principal: conn.principal, peer: conn.peer, scope: 'connection' });
-      if (conn.violations >= MAX_VIOLATIONS) {
-        return this.disconnect(
-          conn,
-          'RATE_LIMITED',
-          'message rate limit exceeded repeatedly',
-          CloseCode.POLICY_VIOLATION,
-          false,
-        );
-      }
+        this.deps.hooks.emit('onRateLimited', {
+          principal: conn.principal,
+          peer: conn.peer,
+          scope: 'connection',
+        });
+      if (this.refused(conn, 'connection')) return;
       if (conn.violations === 1 || conn.violations % 10 === 0)
         conn.send(
           encodeError('RATE_LIMITED', 'too many frames', false, now, undefined, {
@@ -500,6 +545,7 @@ export class ApiXGateway {
       }
     }
     // Subscriptions asked for in `connect`.
+    let limited: RateLimitedError | undefined;
     for (const name of payload.subscriptions) {
       const parsed = parseChannel(name);
       if (!parsed.ok) {
@@ -512,6 +558,11 @@ export class ApiXGateway {
         denied.push(check);
         continue;
       }
+      limited ??= await this.deps.limiter.checkSubscribe(principal, conn.peer);
+      if (limited) {
+        denied.push(rateLimitedDenial(name, limited));
+        continue;
+      }
       const since = lastIds[name];
       const r = await this.attach(session, parsed.channel, false, undefined, since, undefined, false);
       if (r.sub) {
@@ -519,6 +570,7 @@ export class ApiXGateway {
         replays.push({ sub: r.sub, events: r.events });
       }
     }
+    if (limited && this.refused(conn, limited.scope)) return;
     if (!conn.isOpen) return;
     const queued = resumed
       ? await this.deps.offlineQueue.drain(key).catch(() => ({ frames: [], overflowed: 0 }))
@@ -696,6 +748,8 @@ export class ApiXGateway {
     const granted: Array<{ channel: string; recovered: boolean; presence?: PresenceMember[] }> = [];
     const denied: Denial[] = [];
     const replays: Array<{ sub: Subscription; events: readonly BrokerEvent[] }> = [];
+    // The first refusal of the organization's subscribe limit denies the rest of the frame too.
+    let limited: RateLimitedError | undefined;
     for (const name of new Set(payload.channels)) {
       const parsed = parseChannel(name);
       if (!parsed.ok) {
@@ -707,6 +761,13 @@ export class ApiXGateway {
       if (check) {
         denied.push(check);
         continue;
+      }
+      if (!existing) {
+        limited ??= await this.deps.limiter.checkSubscribe(session.principal, conn.peer);
+        if (limited) {
+          denied.push(rateLimitedDenial(name, limited));
+          continue;
+        }
       }
       const since = payload.since?.[name];
       const r = await this.attach(
@@ -746,6 +807,7 @@ export class ApiXGateway {
     const sent = new Set<string>();
     for (const r of replays) this.flushReplay(r.sub, r.events, sent);
     for (const d of denied) this.emitSubscribeDenied(conn, d);
+    if (limited) this.refused(conn, limited.scope);
   }
 
   private emitSubscribeDenied(conn: Connection, d: Denial): void {
@@ -871,6 +933,35 @@ export class ApiXGateway {
 
   private handlePublish(conn: Connection, frame: PublishFrame, correlationId: string | undefined): void {
     const session = conn.session!;
+    const now = this.deps.clock.now();
+    const bucket = conn.publishBucket!;
+    if (!bucket.take(now)) {
+      const retryAfterMs = bucket.retryAfterMs(now);
+      if (!conn.publishLimited) {
+        conn.publishLimited = true;
+        this.deps.hooks.emit('onRateLimited', {
+          principal: conn.principal,
+          peer: conn.peer,
+          scope: 'publish',
+        });
+      }
+      conn.send(
+        encodeControl(
+          'message.failed',
+          {
+            code: 'RATE_LIMITED',
+            message: `too many publishes on this connection; retry after ${retryAfterMs} ms`,
+            channel: frame.channel,
+            retryAfterMs,
+          },
+          now,
+          correlationId,
+        ),
+      );
+      this.refused(conn, 'publish');
+      return;
+    }
+    conn.publishLimited = false;
     this.deps.router
       .publish({
         principal: session.principal,
@@ -911,6 +1002,7 @@ export class ApiXGateway {
               correlationId,
             ),
           );
+          if (err instanceof RateLimitedError) this.refused(conn, err.scope);
         },
       );
   }
@@ -1147,6 +1239,42 @@ export class ApiXGateway {
     else this.endSession(session, true);
   }
 
+  // ---------------------------------------------------------------- rate-limit abuse
+
+  /**
+   * Counts a refusal of a rate limit against the connection. `APIX_RATE_ABUSE_REFUSALS` of them within
+   * `APIX_RATE_ABUSE_WINDOW_MS` are abuse: the connection is closed with 4008, or, with
+   * `APIX_SUSPEND_ON_ABUSE`, its session is suspended on every node (4011). True when it was closed.
+   */
+  private refused(conn: Connection, scope: RateLimitScope): boolean {
+    if (conn.phase === Phase.CLOSING || conn.phase === Phase.CLOSED) return true;
+    const { refusals, windowMs, suspend } = this.deps.config.rateLimits.abuse;
+    const now = this.deps.clock.now();
+    if (conn.refusals === 0 || now - conn.refusalsSince > windowMs) {
+      conn.refusalsSince = now;
+      conn.refusals = 0;
+    }
+    if (++conn.refusals < refusals) return false;
+    const reason = `rate limit (${scope}) exceeded repeatedly: ${conn.refusals} refusals in ${windowMs} ms`;
+    const session = conn.session;
+    if (suspend && session && session.connection === conn) {
+      this.deps.log.warn({ sessionKey: session.key, scope }, 'session suspended for rate-limit abuse');
+      this.deps.hooks.emit('onSuspend', {
+        orgId: session.orgId,
+        sessionId: session.sessionId,
+        by: 'rate-limit',
+        reason,
+        suspended: true,
+      });
+      this.suspend(session.key, true, `suspended for abuse: ${reason}`).catch((err) =>
+        this.deps.log.warn({ err }, 'suspension not sent to the other nodes'),
+      );
+      return true;
+    }
+    this.disconnect(conn, 'RATE_LIMITED', reason, CloseCode.POLICY_VIOLATION, false);
+    return true;
+  }
+
   // ---------------------------------------------------------------- errors and closing
 
   /** Answers a bad frame: `connection.error`; fatal ones (before connect) close with the code's close code. */
@@ -1257,12 +1385,14 @@ export class ApiXGateway {
         case Phase.CONNECTED: {
           if (this.expireToken(conn, now)) continue;
           if (heartbeatDue) {
-            if (!conn.alive) {
-              this.deps.log.debug({ connectionId: conn.id }, 'heartbeat missed: terminating');
+            // Two silent rounds in a row: a client busy for one interval (GC, a loaded machine) survives,
+            // a dead one is cut within two to three intervals.
+            if (conn.missedHeartbeats >= MISSED_HEARTBEATS_TO_CUT) {
+              this.deps.log.debug({ connectionId: conn.id }, 'heartbeats missed: terminating');
               conn.ws.terminate();
               continue;
             }
-            conn.alive = false;
+            conn.missedHeartbeats++;
             conn.pingSentAt = now;
             conn.sendEvent(pingFrames!);
             try {
@@ -1319,6 +1449,10 @@ function peerOf(req: IncomingMessage): Peer {
     userAgent: typeof ua === 'string' ? ua.slice(0, 256) : undefined,
     origin: typeof origin === 'string' ? origin : undefined,
   };
+}
+
+function rateLimitedDenial(channel: string, err: RateLimitedError): Denial {
+  return { channel, code: 'RATE_LIMITED', message: err.message, retryAfterMs: err.retryAfterMs ?? 0 };
 }
 
 function correlationOf(frame: object): string | undefined {

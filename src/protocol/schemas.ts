@@ -142,6 +142,8 @@ export const DenialSchema = z.strictObject({
   channel: z.string(),
   code: ErrorCodeSchema,
   message: z.string(),
+  /** With `RATE_LIMITED`: when to try again. */
+  retryAfterMs: z.number().optional(),
 });
 export type Denial = z.infer<typeof DenialSchema>;
 

@@ -70,6 +70,11 @@ export class RedisKeys {
   presenceDeadlines(roomKey: string): string {
     return `${this.prefix}presence:{${tag(roomKey)}}:deadlines`;
   }
+
+  /** A shared token bucket (hash: tokens, last refill), e.g. `org:pub:acme` or `ch:acme/agent:x`. */
+  rateLimit(bucket: string): string {
+    return `${this.prefix}rl:{${tag(bucket)}}`;
+  }
 }
 
 function safe(channelKey: string): string {

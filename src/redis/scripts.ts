@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import type { RedisClient } from './client.ts';
 
 export type ScriptName =
-  'publish' | 'history' | 'queue-push' | 'queue-drain' | 'presence-join' | 'presence-list';
+  'publish' | 'history' | 'queue-push' | 'queue-drain' | 'presence-join' | 'presence-list' | 'rate-limit';
 
 interface ScriptSource {
   readonly lua: string;

@@ -18,6 +18,7 @@ import { encodeChannelEvent } from '../gateway/frames.ts';
 import type { HookBus, Peer, Principal, ConnectionInfo } from '../gateway/hooks.ts';
 import { authorize } from '../subscriptions/permissions.ts';
 import type { ChannelRegistry } from '../subscriptions/channel-registry.ts';
+import type { RateLimiter } from '../ratelimit/rate-limiter.ts';
 
 export interface PublishRequest {
   readonly principal: Principal;
@@ -57,6 +58,8 @@ export interface EventRouterOptions {
   readonly maxIdempotencyKeys: number;
   /** Where events of durable channels go (ApiXEvent records); absent without a database. */
   readonly durable?: DurableSink | undefined;
+  /** Publishes per channel and per organization (a refusal throws RateLimitedError). */
+  readonly limiter?: RateLimiter | undefined;
 }
 
 export class EventRouter {
@@ -98,6 +101,8 @@ export class EventRouter {
     }
 
     const key = channelKey(orgId, channel);
+    // After validation and permission, so that refused junk does not spend the organization's tokens.
+    if (this.options.limiter) await this.options.limiter.checkPublish(req.principal, req.peer, key);
     const idemKey = req.metadata?.idempotency_key;
     if (idemKey !== undefined && this.options.idempotencyWindowMs > 0) {
       const k = `${key}\n${idemKey}`;

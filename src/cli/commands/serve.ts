@@ -13,12 +13,17 @@ import type { Records } from '../../records.ts';
 import { createLogger } from '../../log.ts';
 import { systemClock } from '../../clock.ts';
 import { registerFeedExample, registerSdkBundle } from '../../http/examples.ts';
+import { loadTlsFiles } from '../../tls.ts';
+import type { TlsFiles } from '../../tls.ts';
 
 export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const args = parseArgs(argv);
   let config;
+  let tls: TlsFiles | undefined;
   try {
     config = loadConfig(env);
+    // Before anything is opened: a missing or bad certificate stops the start with one line.
+    tls = loadTlsFiles(config);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`apix: ${err.message}\n`);
@@ -74,6 +79,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     config,
     engines,
     logger: log,
+    ...(tls ? { tls } : {}),
     ...(records
       ? {
           apiKeys: records.apiKeys,

@@ -1,7 +1,7 @@
 /** Replay, recovery, sessions and acknowledged delivery (PROTOCOL.md 6). */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { RawClient, startNode, token, sleep } from '../../support/gateway.ts';
+import { RawClient, config, startNode, token, sleep } from '../../support/gateway.ts';
 import type { ApixNode } from '../../../src/node.ts';
 
 const publishN = async (c: RawClient, channel: string, n: number, from = 0) => {
@@ -222,7 +222,7 @@ describe('acknowledged subscriptions', () => {
 });
 
 describe('connection lifecycle', () => {
-  it('terminates a client that stops answering within two heartbeat intervals', async () => {
+  it('terminates a client that stops answering within three heartbeat intervals', async () => {
     const node = await startNode({ heartbeatIntervalMs: 150 });
     try {
       const alive = await RawClient.connect(node.wsUrl);
@@ -254,7 +254,9 @@ describe('connection lifecycle', () => {
   });
 
   it('cuts a subscriber that stops reading; the others keep pace', async () => {
-    const node = await startNode({ maxBufferedBytes: 256 * 1024 });
+    // A firehose of 380 publishes from one connection: over the default per-connection publish limit.
+    const rateLimits = { ...config().rateLimits, publish: { perSec: 0, burst: 1 } };
+    const node = await startNode({ maxBufferedBytes: 256 * 1024, rateLimits });
     try {
       const fast = await RawClient.connect(node.wsUrl, { subscriptions: ['agent:firehose'] });
       const slow = await RawClient.connect(node.wsUrl, {
