@@ -250,7 +250,9 @@ async function main(): Promise<number> {
     print: (line) => process.stdout.write(`${line}\n`),
   });
   log(`done in ${results.durationSeconds} s; wrote ${written.join(', ')}`);
-  rmSync(tmpDir, { recursive: true, force: true });
+  const failed = JSON.stringify(results.targets).includes('"error"');
+  if (failed) log(`some runs failed: server logs kept in ${tmpDir}`);
+  else rmSync(tmpDir, { recursive: true, force: true });
   return 0;
 }
 

@@ -146,6 +146,11 @@ function apixEnv(ctx: StartContext, port: number, node: number, redisUrl?: strin
     APIX_NODE_ID: `bench-${node}`,
     APIX_HEARTBEAT_INTERVAL_MS: String(ctx.heartbeatMs),
   };
+  // The bench measures capacity, not policy: APIX's rate limits (per connection, channel, organization
+  // and source address; PROTOCOL.md leaves them to the operator) are off, as the other servers have none.
+  for (const limit of ['CONNECTION', 'PUBLISH', 'CHANNEL', 'ORG_PUBLISH', 'ORG_SUBSCRIBE', 'ADDRESS']) {
+    env[`APIX_RATE_${limit}_PER_SEC`] = '0';
+  }
   if (redisUrl) env.REDIS_URL = redisUrl;
   else delete env.REDIS_URL;
   delete env.DATABASE_URL;
