@@ -169,6 +169,10 @@ export class ApiXGateway {
       this.compressThreshold,
     );
     deps.broker.onControl((msg) => this.onControl(msg));
+    deps.channels.onChange?.((key) => {
+      const subs = this.hub.subscribers(key);
+      if (subs) this.revokeDenied([...subs], 'channel permissions changed');
+    });
   }
 
   start(): void {
@@ -922,6 +926,40 @@ export class ApiXGateway {
     return this.deps.presence.list(key);
   }
 
+  /**
+   * Re-checks subscriptions against the current rules (channel settings, the session's token) and removes
+   * those now denied, telling their clients with `subscription.removed` (PROTOCOL.md 4).
+   */
+  private revokeDenied(subs: readonly Subscription[], reason: string): void {
+    const removedBySession = new Map<Session, string[]>();
+    for (const sub of subs) {
+      const session = sub.session;
+      if (session.subscriptions.get(sub.key) !== sub) continue;
+      const settings = this.deps.channels.get(session.orgId, sub.name);
+      const decision = authorize(
+        'subscribe',
+        session.principal,
+        session.clientType,
+        sub.channel,
+        settings?.permissions,
+      );
+      if (decision.allowed) continue;
+      this.removeSubscription(sub, reason);
+      const list = removedBySession.get(session) ?? [];
+      list.push(sub.name);
+      removedBySession.set(session, list);
+    }
+    const now = this.deps.clock.now();
+    for (const [session, channels] of removedBySession) {
+      this.saveSnapshot(session);
+      const conn = session.connection;
+      if (!conn) continue;
+      conn.send(encodeControl('subscription.removed', { channels, reason }, now));
+      for (const channel of channels)
+        this.deps.hooks.emit('onUnsubscribe', { connection: conn.info(), channel, reason });
+    }
+  }
+
   private handleAck(conn: Connection, channel: string, ids: readonly string[]): void {
     const session = conn.session!;
     const parsed = parseChannel(channel);
@@ -1038,6 +1076,8 @@ export class ApiXGateway {
           correlationId,
         ),
       );
+      // The new token may carry other roles: what it no longer allows is revoked.
+      this.revokeDenied([...session.subscriptions.values()], 'refreshed token no longer allows it');
     } catch (err) {
       const e = isApixError(err) ? err : new ApixError('UNAUTHORIZED', 'refresh failed');
       this.deps.hooks.emit('onAuthFailure', {

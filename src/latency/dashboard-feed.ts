@@ -17,7 +17,11 @@ import type { Clock, TimerHandle } from '../clock.ts';
 import type { Logger } from '../log.ts';
 import type { GatewayHooks } from '../gateway/hooks.ts';
 import { encodeChannelEvent } from '../gateway/frames.ts';
-import type { ChannelRegistry, ChannelSettings } from '../subscriptions/channel-registry.ts';
+import type {
+  ChannelChangeListener,
+  ChannelRegistry,
+  ChannelSettings,
+} from '../subscriptions/channel-registry.ts';
 
 export const DASHBOARD_CHANNEL = 'org:apix-dashboard';
 export const DASHBOARD_EVENT_TYPE = 'apix.stats';
@@ -44,6 +48,9 @@ export class ReservedChannelRegistry implements ChannelRegistry {
     if (name === DASHBOARD_CHANNEL)
       throw new ApixError('FORBIDDEN', `${DASHBOARD_CHANNEL} is reserved for the admin dashboard`);
     return this.inner.set(orgId, name, settings);
+  }
+  onChange(listener: ChannelChangeListener): void {
+    this.inner.onChange?.(listener);
   }
 }
 

@@ -6,7 +6,11 @@
  */
 import type { Clock, TimerHandle } from '../clock.ts';
 import { systemClock } from '../clock.ts';
-import type { ChannelRegistry, ChannelSettings } from '../subscriptions/channel-registry.ts';
+import type {
+  ChannelChangeListener,
+  ChannelRegistry,
+  ChannelSettings,
+} from '../subscriptions/channel-registry.ts';
 import { parseChannel } from '../protocol/index.ts';
 import { ChannelRecords, channelRecordKey, settingsFromJson } from './channel-records.ts';
 import type { PrismaClient } from './database.ts';
@@ -25,6 +29,7 @@ export class PrismaChannelRegistry implements ChannelRegistry {
   private readonly clock: Clock;
   private readonly logger: StoreLogger;
   private timer: TimerHandle | undefined;
+  private readonly listeners: ChannelChangeListener[] = [];
 
   constructor(
     prisma: PrismaClient,
@@ -48,7 +53,21 @@ export class PrismaChannelRegistry implements ChannelRegistry {
     const rows = await this.records.listConfigured();
     const next = new Map<string, ChannelSettings>();
     for (const row of rows) next.set(row.name, settingsFromJson(row.permissions));
+    const previous = this.cache;
     this.cache = next;
+    if (this.listeners.length === 0) return;
+    // Tell listeners what changed (set elsewhere, e.g. by `apix channels` or another node), and what went.
+    for (const [key, settings] of next)
+      if (JSON.stringify(previous.get(key)) !== JSON.stringify(settings)) this.notify(key);
+    for (const key of previous.keys()) if (!next.has(key)) this.notify(key);
+  }
+
+  onChange(listener: ChannelChangeListener): void {
+    this.listeners.push(listener);
+  }
+
+  private notify(key: string): void {
+    for (const l of this.listeners) l(key);
   }
 
   get(orgId: string, name: string): ChannelSettings | undefined {
@@ -57,7 +76,9 @@ export class PrismaChannelRegistry implements ChannelRegistry {
 
   async set(orgId: string, name: string, settings: ChannelSettings): Promise<void> {
     await this.records.setSettings(orgId, name, settings);
-    this.cache.set(this.keyOf(orgId, name), settings);
+    const key = this.keyOf(orgId, name);
+    this.cache.set(key, settings);
+    this.notify(key);
   }
 
   close(): void {

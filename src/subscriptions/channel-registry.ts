@@ -2,6 +2,7 @@
  * Per-channel settings: permission overrides (PROTOCOL.md 5) and delivery options. The memory registry
  * is the embedded default; the database registry (store/) keeps them in ApiXChannel.
  */
+import { channelKey, parseChannel } from '../protocol/index.ts';
 import type { ChannelPermissions } from './permissions.ts';
 
 export interface ChannelSettings {
@@ -16,14 +17,27 @@ export interface ChannelRegistry {
   /** Settings of `<orgId>/<name>`; must answer from a cache on the hot path. */
   get(orgId: string, name: string): ChannelSettings | undefined;
   set(orgId: string, name: string, settings: ChannelSettings): Promise<void>;
+  /**
+   * Tells `listener` the engine key of every channel whose settings changed (here or, for shared
+   * registries, on another node), so that subscriptions the new rules deny are revoked.
+   */
+  onChange?(listener: ChannelChangeListener): void;
 }
+
+export type ChannelChangeListener = (key: string) => void;
 
 export class MemoryChannelRegistry implements ChannelRegistry {
   private readonly settings = new Map<string, ChannelSettings>();
   get(orgId: string, name: string): ChannelSettings | undefined {
     return this.settings.get(`${orgId}/${name}`);
   }
+  private readonly listeners: ChannelChangeListener[] = [];
   async set(orgId: string, name: string, settings: ChannelSettings): Promise<void> {
     this.settings.set(`${orgId}/${name}`, settings);
+    const parsed = parseChannel(name);
+    if (parsed.ok) for (const l of this.listeners) l(channelKey(orgId, parsed.channel));
+  }
+  onChange(listener: ChannelChangeListener): void {
+    this.listeners.push(listener);
   }
 }

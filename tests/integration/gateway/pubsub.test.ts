@@ -342,3 +342,40 @@ describe('HTTP API', () => {
     assert.equal(ok.headers.get('x-content-type-options'), 'nosniff');
   });
 });
+
+describe('server-revoked subscriptions', () => {
+  it('removes subscriptions that new channel rules or a refreshed token deny, with subscription.removed', async () => {
+    const node = await startNode();
+    try {
+      const member = await RawClient.connect(node.wsUrl, {
+        token: await token({ sub: 'm', roles: ['member', 'ops'] }),
+        subscriptions: ['agent:ops', 'agent:open'],
+      });
+      await node.gateway['deps'].channels.set('acme', 'agent:ops', {
+        permissions: { subscribe: { roles: ['admin'] } },
+      });
+      const removed = await member.nextOfType('subscription.removed');
+      assert.deepEqual(removed.payload.channels, ['agent:ops']);
+      assert.match(removed.payload.reason, /permissions changed/);
+      const pub = await RawClient.connect(node.wsUrl, { token: await token({ roles: ['service'] }) });
+      await pub.publish('agent:ops', 'note', { secret: true });
+      await pub.publish('agent:open', 'note', { open: true });
+      await member.waitForEvents(1, 'agent:open');
+      await sleep(50);
+      assert.equal(member.events('agent:ops').length, 0, 'no event after the revocation');
+
+      // A refreshed token with fewer roles loses what only the old roles allowed.
+      await node.gateway['deps'].channels.set('acme', 'agent:team', {
+        permissions: { subscribe: { roles: ['ops'] } },
+      });
+      await member.subscribe({ channels: ['agent:team'] });
+      member.send({ type: 'auth.refresh', payload: { token: await token({ sub: 'm', roles: ['member'] }) } });
+      const removed2 = await member.nextOfType('subscription.removed');
+      assert.deepEqual(removed2.payload.channels, ['agent:team']);
+      member.close();
+      pub.close();
+    } finally {
+      await node.close();
+    }
+  });
+});
