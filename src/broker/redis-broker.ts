@@ -4,16 +4,19 @@
  * it and publishes, atomically, so every node sees a channel's events in id order.
  *
  * - Delivery: each node SUBSCRIBEs (SSUBSCRIBE in a sharded cluster) to the topic of every channel it
- *   has local subscribers for; a node that is disconnected from Redis misses events (at most once) and
- *   its connections catch up from history.
+ *   has local subscribers for. Pub/sub is at most once: a node whose subscriber connection is down
+ *   misses what is published meanwhile (by other nodes, whose Redis link may be fine).
  * - Reconnects: ioredis reconnects by itself; on every `ready` of the subscriber connection the broker
- *   subscribes again to every topic it wants, including those asked for while Redis was away.
+ *   subscribes again to every topic it wants, including those asked for while Redis was away, then
+ *   catches each channel up from its stream: every event after the last one it handed on (or after the
+ *   stream's top when it subscribed), with live messages held back meanwhile, so that the node's hub
+ *   sees each channel's events once, in id order, with no gap (within history retention).
  * - Control messages go over one topic, as JSON; a node ignores its own (like socket.io's ClusterAdapter).
  * - The client connections are shared with the other Redis engines: `close()` releases the broker's
  *   subscriptions and listeners, and whoever created the clients closes them.
  */
 import { randomBytes } from 'node:crypto';
-import { parseEventId } from '../protocol/index.ts';
+import { ApixError, compareEventIds, isEventId, parseEventId } from '../protocol/index.ts';
 import type { RedisClients } from '../redis/client.ts';
 import { withTimeout } from '../redis/client.ts';
 import type { RedisKeys } from '../redis/keys.ts';
@@ -45,6 +48,8 @@ export interface RedisBrokerOptions {
 const DEFAULT_CHANNEL_IDLE_TTL_MS = 30 * 24 * 3600 * 1000;
 /** Most topics per SUBSCRIBE when re-subscribing after a reconnect. */
 const SUBSCRIBE_BATCH = 500;
+/** History reads tried per channel when catching up after a reconnect (backoff 50 ms doubling to 1 s: ~40 s). */
+const CATCH_UP_ATTEMPTS = 45;
 
 type HeaderTuple = [type: string, timestamp: number, nodeId: string | null, connectionId: string | null];
 
@@ -65,6 +70,16 @@ export class RedisBroker implements Broker {
   private readonly onMessage = (topic: string, message: string): void => this.handleMessage(topic, message);
   private readonly onReady = (): void => void this.resubscribe();
   private readonly controlSubscribed: Promise<void>;
+  /** Per channel key: the last event id handed to the handler (ids only grow within a channel). */
+  private readonly lastSeen = new Map<string, string>();
+  /** Per channel key without an event yet: the stream's top when this node subscribed ('0-0': empty). */
+  private readonly floors = new Map<string, string>();
+  /** Channels being caught up from their streams after a reconnect: live events wait here. */
+  private readonly catchingUp = new Map<string, BrokerEvent[]>();
+  /** Whether the subscriber connection was ready before: the next `ready` is a reconnect. */
+  private connectedBefore: boolean;
+  /** Bumped on every `ready`: a catch-up of an older one stops (the newer one has taken over). */
+  private epoch = 0;
 
   constructor(
     private readonly clients: RedisClients,
@@ -81,6 +96,7 @@ export class RedisBroker implements Broker {
     if (clients.sharded) sub.on('smessage', this.onMessage);
     sub.on('ready', this.onReady);
     this.wanted.add(keys.control());
+    this.connectedBefore = sub.status === 'ready';
     this.controlSubscribed =
       sub.status === 'ready' ? this.sendSubscribe([keys.control()]).catch(() => {}) : Promise.resolve();
   }
@@ -100,20 +116,23 @@ export class RedisBroker implements Broker {
     const after = text.slice(at + this.placeholder.length);
     const p = input.publisher;
     const header: HeaderTuple = [input.type, input.timestamp, p?.nodeId ?? null, p?.connectionId ?? null];
-    const id = (await runScript(
-      this.clients.command,
+    const id = (await unavailableOnFailure(
       'publish',
-      [this.keys.stream(input.key), this.keys.meta(input.key)],
-      [
-        this.keys.topic(input.key),
-        Math.max(0, Math.floor(input.history.size)),
-        Math.max(0, Math.floor(input.history.ttlMs)),
-        this.idleTtlMs,
-        JSON.stringify(header),
-        before,
-        after,
-        this.publishCmd,
-      ],
+      runScript(
+        this.clients.command,
+        'publish',
+        [this.keys.stream(input.key), this.keys.meta(input.key)],
+        [
+          this.keys.topic(input.key),
+          Math.max(0, Math.floor(input.history.size)),
+          Math.max(0, Math.floor(input.history.ttlMs)),
+          this.idleTtlMs,
+          JSON.stringify(header),
+          before,
+          after,
+          this.publishCmd,
+        ],
+      ),
     )) as string;
     return {
       key: input.key,
@@ -131,11 +150,14 @@ export class RedisBroker implements Broker {
     let since = '';
     if (query.since !== undefined) since = parseEventId(query.since) === undefined ? '-' : query.since;
     const last = query.last === undefined ? -1 : Math.max(0, Math.floor(query.last));
-    const reply = (await runScript(
-      this.clients.command,
-      'history',
-      [this.keys.stream(key), this.keys.meta(key)],
-      [since, last, cap, Math.max(0, opts.ttlMs)],
+    const reply = (await unavailableOnFailure(
+      'history read',
+      runScript(
+        this.clients.command,
+        'history',
+        [this.keys.stream(key), this.keys.meta(key)],
+        [since, last, cap, Math.max(0, opts.ttlMs)],
+      ),
     )) as [string | null, number, [string, string[]][]];
     const [top, recovered, entries] = reply;
     return {
@@ -160,11 +182,21 @@ export class RedisBroker implements Broker {
       this.wanted.delete(topic);
       throw err;
     }
+    // Where a catch-up after a reconnect starts if no event arrives before (not awaited: off the path).
+    this.history(key, { last: 0 }).then(
+      (h) => {
+        if (this.wanted.has(topic) && !this.lastSeen.has(key)) this.floors.set(key, h.top ?? '0-0');
+      },
+      () => {},
+    );
   }
 
   async unsubscribe(key: string): Promise<void> {
     const topic = this.keys.topic(key);
     if (!this.wanted.delete(topic)) return;
+    this.lastSeen.delete(key);
+    this.floors.delete(key);
+    this.catchingUp.delete(key);
     if (this.clients.subscriber.status !== 'ready') return;
     try {
       await this.clients.subscriber[this.unsubscribeCmd](topic);
@@ -203,6 +235,9 @@ export class RedisBroker implements Broker {
     sub.off('ready', this.onReady);
     const channelTopics = [...this.wanted].filter((t) => t !== this.keys.control());
     this.wanted.clear();
+    this.lastSeen.clear();
+    this.floors.clear();
+    this.catchingUp.clear();
     if (sub.status !== 'ready') return;
     try {
       await Promise.all([
@@ -221,11 +256,69 @@ export class RedisBroker implements Broker {
 
   private async resubscribe(): Promise<void> {
     if (this.closed) return;
+    const reconnect = this.connectedBefore;
+    this.connectedBefore = true;
+    const epoch = ++this.epoch;
+    const keys: string[] = [];
+    if (reconnect)
+      for (const topic of this.wanted) {
+        const key = this.keys.channelOfTopic(topic);
+        if (key === undefined) continue;
+        keys.push(key);
+        if (!this.catchingUp.has(key)) this.catchingUp.set(key, []);
+      }
     try {
       await this.sendSubscribe([...this.wanted]);
     } catch {
-      // The connection dropped again; the next 'ready' retries.
+      // The connection dropped again; the next 'ready' retries (and catches up again).
     }
+    await Promise.all(keys.map((key) => this.catchUp(key, epoch)));
+  }
+
+  /**
+   * After a reconnect: hands on the events of `key` published while the node was not subscribed (from
+   * the stream, after the last id handed on), then the live ones held back meanwhile. The history read
+   * is retried while the command connection is not back yet (it reconnects on its own schedule); a newer
+   * reconnect takes the catch-up over; after CATCH_UP_ATTEMPTS the held events go on, with the gap.
+   */
+  private async catchUp(key: string, epoch: number): Promise<void> {
+    let events: readonly BrokerEvent[] = [];
+    for (let attempt = 0; attempt < CATCH_UP_ATTEMPTS; attempt++) {
+      if (this.closed || epoch !== this.epoch || !this.catchingUp.has(key)) return;
+      const since = this.lastSeen.get(key) ?? this.floors.get(key);
+      if (since === undefined) break;
+      try {
+        let h = await this.history(key, { since });
+        // `since` is no longer in the stream (trimmed, or lost by a Redis restart): take what is retained.
+        if (!h.recovered && h.events.length === 0) h = await this.history(key, {});
+        events = h.events;
+        break;
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 50 * 2 ** attempt)));
+      }
+    }
+    if (epoch !== this.epoch) return;
+    const held = this.catchingUp.get(key);
+    this.catchingUp.delete(key);
+    if (this.closed || !this.wanted.has(this.keys.topic(key))) return;
+    for (const event of events) this.emit(event);
+    for (const event of held ?? []) this.emit(event);
+  }
+
+  /** Hands an event on unless it is held back (catch-up) or already handed on (at or below the last id). */
+  private emit(event: BrokerEvent): void {
+    const held = this.catchingUp.get(event.key);
+    if (held !== undefined) {
+      held.push(event);
+      return;
+    }
+    if (isEventId(event.id)) {
+      const last = this.lastSeen.get(event.key);
+      if (last !== undefined && compareEventIds(event.id, last) <= 0) return;
+      this.lastSeen.set(event.key, event.id);
+      this.floors.delete(event.key);
+    }
+    this.eventHandler(event);
   }
 
   private async sendSubscribe(topics: readonly string[]): Promise<void> {
@@ -271,13 +364,29 @@ export class RedisBroker implements Broker {
       return; // not written by the publish script: never let it throw inside the client's event loop
     }
     const [type, timestamp, nodeId, connectionId] = header;
-    this.eventHandler({
+    this.emit({
       key,
       id,
       type,
       timestamp,
       frame: message.slice(nl2 + 1),
       publisher: publisherRef(nodeId, connectionId),
+    });
+  }
+}
+
+/**
+ * A Redis connection failure (not connected, connection closed, command timeout) becomes UNAVAILABLE (HTTP
+ * 503, `message.failed` UNAVAILABLE): the client may retry elsewhere or later. A reply error (Redis refused
+ * the command) stays what it is. On a timeout the command may still have been applied.
+ */
+async function unavailableOnFailure<T>(what: string, p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (err) {
+    if ((err as Error)?.name === 'ReplyError') throw err;
+    throw new ApixError('UNAVAILABLE', `${what} failed: Redis unavailable (${(err as Error)?.message})`, {
+      cause: err,
     });
   }
 }
