@@ -12,8 +12,8 @@
  *   PUBLISH/SUBSCRIBE (broadcast over the cluster bus). Control messages always use classic pub/sub.
  *
  * Failure behaviour (single Redis): the command client does not queue commands while disconnected and does
- * not resend in-flight commands after a reconnect, so a publish during an outage fails at once (the gateway
- * answers UNAVAILABLE) and is never applied twice. ioredis keeps reconnecting in the background.
+ * not resend in-flight commands after a reconnect, and fails those in flight when the connection closes, so a
+ * publish during an outage fails at once and is never applied twice. ioredis keeps reconnecting in the background.
  */
 import { Cluster, Redis } from 'ioredis';
 import type { ClusterOptions, RedisOptions } from 'ioredis';
@@ -143,6 +143,10 @@ export async function createRedisClients(
       connectionName: name,
       enableOfflineQueue: false,
       autoResendUnfulfilledCommands: false,
+      // Commands in flight when the connection closes fail at once. Without this ioredis keeps them past
+      // the close, drops them unanswered on the reconnect, and they only fail at `commandTimeout` (a
+      // publish in flight at a Redis crash hung 5 s).
+      maxRetriesPerRequest: 0,
       ...options.redisOptions,
     });
     // The broker re-subscribes itself on every 'ready' (it knows which topics it wants, including those asked
