@@ -12,12 +12,24 @@ export default tseslint.config(
       '@typescript-eslint/consistent-type-imports': 'error',
       'no-restricted-properties': [
         'error',
-        { object: 'process', property: 'env', message: 'Only src/config.ts and the CLI entry read process.env.' },
+        {
+          object: 'process',
+          property: 'env',
+          message: 'Only src/config.ts and the CLI entry read process.env.',
+        },
       ],
     },
   },
   {
-    files: ['src/cli/**', 'src/config.ts', 'tests/**', 'bench/**', 'scripts/**', 'examples/**', 'prisma.config.ts'],
+    files: [
+      'src/cli/**',
+      'src/config.ts',
+      'tests/**',
+      'bench/**',
+      'scripts/**',
+      'examples/**',
+      'prisma.config.ts',
+    ],
     rules: { 'no-restricted-properties': 'off' },
   },
   {

@@ -35,7 +35,15 @@ if (!noStatic) {
   run('typecheck', 'npx', ['tsc', '--noEmit', '-p', 'tsconfig.json']);
   run('lint', 'npx', ['eslint', '.']);
   run('format', 'npx', ['prettier', '--check', '.', '--log-level', 'warn']);
-  run('import cycles', 'npx', ['dpdm', '--no-warning', '--no-tree', '--exit-code', 'circular:1', '-T', 'src/**/*.ts']);
+  run('import cycles', 'npx', [
+    'dpdm',
+    '--no-warning',
+    '--no-tree',
+    '--exit-code',
+    'circular:1',
+    '-T',
+    'src/**/*.ts',
+  ]);
 }
 
 const roots = ['tests', 'packages/sdk/tests'].filter((d) => {
