@@ -218,9 +218,16 @@ async function main(): Promise<number> {
 
   // Then (a), size by size across the targets, within the time budget: a size is skipped when the
   // connect rate measured at the previous size says it would not finish in time.
+  // APIX goes first within a size, and no target moves to a larger size once one was skipped (the
+  // ratios need every target at the same size).
   const budgetMs = num('budget-minutes', 15) * 60_000;
+  const connectionTargets = [...selected].sort(
+    (x, y) => Number(y.name === 'apix') - Number(x.name === 'apix'),
+  );
+  let skipped = false;
   for (const n of connections) {
-    for (const def of selected) {
+    if (skipped) break;
+    for (const def of connectionTargets) {
       if (!has(def, 'a')) continue;
       const tr = results.targets[def.name]!;
       tr.a ??= [];
@@ -234,6 +241,7 @@ async function main(): Promise<number> {
         const why = `skipped: about ${Math.round(estimateMs / 1000)} s at ${rate} connects/s, ${Math.max(0, Math.round(left / 1000))} s left of the budget`;
         log(`[${def.name}] (a) ${n} connections ${why}`);
         tr.a.push({ connections: n, workers: 0, loadProcesses: 0, error: why });
+        skipped = true;
         continue;
       }
       tr.a.push(await runConnections(def, n, s, log));
