@@ -131,6 +131,11 @@ function computeRatios(r: BenchResults): Record<string, number | null> {
     if (r1 && r3) out[`e.${key}.best.redis3/redis1`] = ratio(r3.best, r1.best);
   }
   if (t.apix?.d && t.apix.b) out['d.best.ack/noack'] = ratio(t.apix.d.best, t.apix.b.best);
+  for (const key of ['b', 'c'] as const) {
+    const off = t['apix-audit-off']?.[key];
+    if (off && t.apix?.[key])
+      out[`${key}.maxNoLoss.audit-on/audit-off`] = ratio(t.apix[key].maxNoLoss, off.maxNoLoss);
+  }
   return out;
 }
 

@@ -154,6 +154,8 @@ function apixEnv(ctx: StartContext, port: number, node: number, redisUrl?: strin
   if (redisUrl) env.REDIS_URL = redisUrl;
   else delete env.REDIS_URL;
   delete env.DATABASE_URL;
+  // Several workers cannot share the embedded database (PGlite is single-process): they run without records.
+  if (ctx.workers > 1) env.APIX_RECORDS = 'off';
   return env;
 }
 
@@ -169,7 +171,40 @@ const apix: TargetDef = {
   nodes: 1,
   async start(ctx) {
     const port = await freePort();
-    const child = await startNode(ctx, 'apix', apixArgs(ctx.workers), apixEnv(ctx, port, 1), port, 90_000);
+    if (ctx.workers <= 1) {
+      const child = await startNode(ctx, 'apix', apixArgs(ctx.workers), apixEnv(ctx, port, 1), port, 90_000);
+      return running([child], [port]);
+    }
+    // Several workers act as one node through Redis (apix serve --workers needs REDIS_URL).
+    const redisPort = await freePort();
+    const redis = spawnPinned(
+      'redis-server',
+      ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+      { cpu: ctx.cpu, cwd: ctx.tmpDir, logFile: join(ctx.tmpDir, `redis-${++serial}.log`) },
+    );
+    try {
+      await waitRedis(redisPort, 10_000);
+      const env = apixEnv(ctx, port, 1, `redis://127.0.0.1:${redisPort}`);
+      const child = await startNode(ctx, 'apix', apixArgs(ctx.workers), env, port, 90_000);
+      return running([redis, child], [port]);
+    } catch (err) {
+      await stop(redis);
+      throw err;
+    }
+  },
+};
+
+/** APIX with the audit of publishes off: the cost of auditing every publish, in the same run. */
+const apixAuditOff: TargetDef = {
+  name: 'apix-audit-off',
+  label: 'APIX, audit of publishes off',
+  kind: 'apix',
+  scenarios: ['b', 'c'],
+  nodes: 1,
+  async start(ctx) {
+    const port = await freePort();
+    const env = { ...apixEnv(ctx, port, 1), APIX_AUDIT_PUBLISHES: 'false' };
+    const child = await startNode(ctx, 'apix-audit-off', apixArgs(ctx.workers), env, port, 90_000);
     return running([child], [port]);
   },
 };
@@ -209,4 +244,11 @@ function apixRedis(nodes: number): TargetDef {
   };
 }
 
-export const TARGETS: readonly TargetDef[] = [baseline, socketio, apix, apixRedis(1), apixRedis(3)];
+export const TARGETS: readonly TargetDef[] = [
+  baseline,
+  socketio,
+  apix,
+  apixAuditOff,
+  apixRedis(1),
+  apixRedis(3),
+];
