@@ -245,6 +245,9 @@ describe('attack: clients that stop reading', () => {
       // The firehose publisher is not the subject here: no publish limits (a rate of 0 turns one off).
       rateLimits: {
         ...config().rateLimits,
+        // Nor its inbound frame rate: on a quiet machine the firehose outruns 200 frames/s and the
+        // publisher itself would be closed for abuse (4008) before the subscriber under test fills up.
+        connection: { perSec: 0, burst: 1 },
         publish: { perSec: 0, burst: 1 },
         channel: { perSec: 0, burst: 1 },
         orgPublish: { perSec: 0, burst: 1 },
