@@ -142,7 +142,8 @@ describe('admin dashboard in Chromium', { skip: skipWithoutChromium() }, () => {
     assert.match((await page.textContent('#kpi-org-p99'))!, /ms$/);
     await page.waitForFunction(() => document.querySelectorAll('#chart-latency path.series').length === 3);
     const busiest = await page.$$eval('#busiest .label', (els) => els.map((e) => e.textContent));
-    assert.deepEqual(busiest.slice(0, 1), ['agent:alpha']);
+    // agent:alpha and tool:search get one publish each per round: either may lead; both are on top.
+    assert.ok(busiest.slice(0, 2).includes('agent:alpha'), busiest.join());
     assert.ok(busiest.includes('tool:search') && busiest.includes('workflow:flow'), busiest.join());
     const clientTypes = await page.$$eval('#by-client .label', (els) => els.map((e) => e.textContent));
     assert.ok(
