@@ -149,20 +149,17 @@ export class ApiXGateway {
         deliverAcked: (sub, event, frames) => this.retry.deliver(sub, event, frames),
         deliverAway: (sub, event) => this.queueAway(sub, event, 0),
         slowConsumer: (conn) => this.slowConsumer(conn),
-        delivered: (event, recipients, bytes) => {
-          if (recipients > 0 && this.deps.hooks.has('onDeliver')) {
-            const parsed = parseChannel(event.key.slice(event.key.indexOf('/') + 1));
-            if (parsed.ok)
-              this.deps.hooks.emit('onDeliver', {
-                orgId: event.key.slice(0, event.key.indexOf('/')),
-                channel: parsed.channel.name,
-                channelType: parsed.channel.type,
-                publishedAt: event.timestamp,
-                deliveredAt: this.deps.clock.now(),
-                recipients,
-                bytes,
-              });
-          }
+        delivered: (event, channel, recipients, bytes) => {
+          if (recipients > 0 && this.deps.hooks.has('onDeliver'))
+            this.deps.hooks.emit('onDeliver', {
+              orgId: event.key.slice(0, event.key.indexOf('/')),
+              channel: channel.name,
+              channelType: channel.type,
+              publishedAt: event.timestamp,
+              deliveredAt: this.deps.clock.now(),
+              recipients,
+              bytes,
+            });
         },
       },
       config.maxBufferedBytes,

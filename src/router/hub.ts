@@ -5,6 +5,7 @@
  */
 import type { Broker, BrokerEvent } from '../broker/broker.ts';
 import { compareEventIds } from '../protocol/index.ts';
+import type { ParsedChannel } from '../protocol/index.ts';
 import type { Subscription } from '../gateway/session.ts';
 import { EventFrames } from '../gateway/frames.ts';
 import type { FilterInput } from '../subscriptions/filters.ts';
@@ -18,7 +19,8 @@ export interface FanoutTarget {
   /** A connection's send buffer crossed the ceiling. */
   slowConsumer(conn: Connection): void;
   /** Called once per event after the fan-out, with the number of sockets written. */
-  delivered(event: BrokerEvent, recipients: number, bytes: number): void;
+  /** `channel` is the parsed channel every subscriber of the key already holds (no re-parse per event). */
+  delivered(event: BrokerEvent, channel: ParsedChannel, recipients: number, bytes: number): void;
 }
 
 export class LocalHub {
@@ -116,7 +118,9 @@ export class LocalHub {
       recipients++;
       if (conn.bufferedBytes > this.maxBufferedBytes) this.target.slowConsumer(conn);
     }
-    this.target.delivered(event, recipients, frames === undefined ? 0 : frames.size);
+    const first = subs.values().next().value as Subscription | undefined;
+    if (first)
+      this.target.delivered(event, first.channel, recipients, frames === undefined ? 0 : frames.size);
   }
 }
 
