@@ -100,11 +100,12 @@ describe('RedisRateLimitStore leasing', { skip: skipWithoutRedis() }, () => {
         clock,
         maxLease: 1,
       });
-      const limit = { perSec: 50, burst: 1 };
+      // 5/s: a token every 200 ms, so a slow machine cannot refill between the two takes.
+      const limit = { perSec: 5, burst: 1 };
       assert.equal((await store.take('k', limit)).allowed, true);
       const r = await store.take('k', limit);
       assert.equal(r.allowed, false);
-      await new Promise((res) => setTimeout(res, 40));
+      await new Promise((res) => setTimeout(res, 230));
       clock.advance(r.retryAfterMs);
       assert.equal((await store.take('k', limit)).allowed, true);
     } finally {
