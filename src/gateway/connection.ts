@@ -43,6 +43,10 @@ export class Connection {
   refusalsSince = 0;
   closingSince = 0;
   readonly socket: Socket;
+  /** The keys this connection counts under in the gateway's connection caps (released when it closes). */
+  countedAddress: string | undefined;
+  countedUser: string | undefined;
+  countedOrg: string | undefined;
   /** Whether permessage-deflate was negotiated: such sockets must go through ws's sender. */
   readonly deflate: boolean;
 

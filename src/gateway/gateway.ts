@@ -90,6 +90,14 @@ export class ApiXGateway {
   readonly sessions = new Map<string, Session>();
   private readonly suspended = new Set<string>();
   private readonly early = new WeakMap<Connection, Array<[RawData, boolean]>>();
+  /**
+   * Connection caps (APIX_MAX_CONNECTIONS_PER_ADDRESS / _USER / _ORG): open connections per remote
+   * address, and connections past `connect` per user (`org/user`) and per organization, on this node.
+   * A key is deleted when its count drops to 0; a map is only filled while its cap is on.
+   */
+  readonly perAddress = new Map<string, number>();
+  readonly perUser = new Map<string, number>();
+  readonly perOrg = new Map<string, number>();
   private sweepTimer: TimerHandle | undefined;
   private lastHeartbeat = 0;
   private draining = false;
@@ -261,6 +269,10 @@ export class ApiXGateway {
     const now = this.deps.clock.now();
     const limits = this.deps.limiter.limits;
     const conn = new Connection(
+    const perAddress = this.deps.config.connectionCaps.perAddress;
+    const address = peer.remoteAddress;
+    if (perAddress > 0 && address !== undefined && (this.perAddress.get(address) ?? 0) >= perAddress)
+      return reject(429, 'RATE_LIMITED', `too many open connections from this address (limit ${perAddress})`);
       `${this.deps.nodeId}-${(++this.seq).toString(36)}`,
       ws,
       peer,
@@ -276,6 +288,11 @@ export class ApiXGateway {
     });
     ws.on('error', () => {
       // ws reports protocol errors (bad frames, invalid UTF-8, oversize) here and closes the socket itself.
+    // Counted here, in the same tick as the check in upgrade() (ws completes the upgrade synchronously).
+    if (this.deps.config.connectionCaps.perAddress > 0 && peer.remoteAddress !== undefined) {
+      conn.countedAddress = peer.remoteAddress;
+      increment(this.perAddress, peer.remoteAddress);
+    }
     });
     ws.on('close', (code, reason) => this.onClose(conn, code, reason.toString()));
   }
@@ -475,6 +492,17 @@ export class ApiXGateway {
       session.expiryTimer?.cancel();
       session.expiryTimer = undefined;
       const previous = session.connection;
+    const capped = this.claimConnectionSlot(conn, principal.orgId, principal.userId, key);
+    if (capped) {
+      hooks.emit('onConnectRefused', {
+        peer: conn.peer,
+        code: 'RATE_LIMITED',
+        reason: capped,
+        orgId: principal.orgId,
+        userId: principal.userId,
+      });
+      return this.fail(conn, 'RATE_LIMITED', capped, true, correlationId);
+    }
       if (previous && previous !== conn) {
         this.detach(previous);
         this.disconnect(
@@ -624,6 +652,39 @@ export class ApiXGateway {
       };
     const settings = this.deps.channels.get(session.orgId, channel.name);
     const decision = authorize(
+  /**
+   * Counts an authenticated connection against its user's and organization's caps, or says why it is
+   * refused. A connection resuming a session that is live here replaces that session's connection (closed
+   * with 4009 right after): it is not refused, so a client whose old socket the server has not yet seen die
+   * can always come back. The counts are released in onClose, whatever the path to it.
+   */
+  private claimConnectionSlot(
+    conn: Connection,
+    orgId: string,
+    userId: string,
+    key: string,
+  ): string | undefined {
+    const { perUser, perOrg } = this.deps.config.connectionCaps;
+    if (perUser <= 0 && perOrg <= 0) return undefined;
+    const takesOver = this.sessions.get(key)?.connection !== undefined;
+    const userKey = `${orgId}/${userId}`;
+    if (!takesOver) {
+      if (perUser > 0 && (this.perUser.get(userKey) ?? 0) >= perUser)
+        return `too many connections for this user (limit ${perUser} per node)`;
+      if (perOrg > 0 && (this.perOrg.get(orgId) ?? 0) >= perOrg)
+        return `too many connections for this organization (limit ${perOrg} per node)`;
+    }
+    if (perUser > 0) {
+      conn.countedUser = userKey;
+      increment(this.perUser, userKey);
+    }
+    if (perOrg > 0) {
+      conn.countedOrg = orgId;
+      increment(this.perOrg, orgId);
+    }
+    return undefined;
+  }
+
       'subscribe',
       session.principal,
       conn.clientType,
@@ -1104,6 +1165,10 @@ export class ApiXGateway {
         status: session?.status ?? ConnectionStatus.DISCONNECTED,
       });
   }
+    if (conn.countedAddress !== undefined) decrement(this.perAddress, conn.countedAddress);
+    if (conn.countedUser !== undefined) decrement(this.perUser, conn.countedUser);
+    if (conn.countedOrg !== undefined) decrement(this.perOrg, conn.countedOrg);
+    conn.countedAddress = conn.countedUser = conn.countedOrg = undefined;
 
   /** The connection leaves its session; the session waits `sessionTtlMs` for a resume. */
   private detach(conn: Connection): void {
@@ -1508,3 +1573,13 @@ function parsePayload(frame: string): unknown {
 }
 
 export { sessionKey };
+function increment(counts: Map<string, number>, key: string): void {
+  counts.set(key, (counts.get(key) ?? 0) + 1);
+}
+
+function decrement(counts: Map<string, number>, key: string): void {
+  const n = (counts.get(key) ?? 0) - 1;
+  if (n > 0) counts.set(key, n);
+  else counts.delete(key);
+}
+

@@ -93,6 +93,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   });
   records?.attach(node);
   registerSdkBundle(node.httpRouter);
+  if (records) node.internals.add('records', records);
   registerFeedExample(node.httpRouter);
   try {
     await node.listen();

@@ -271,9 +271,17 @@ export class WireClient {
     });
   }
 
-  /** Connects and sends `request` (an upgrade); resolves once the response head arrived (or the socket ended). */
-  static async open(port: number, request?: string, timeoutMs = 3000): Promise<WireClient> {
-    const socket = net.connect(port, '127.0.0.1');
+  /**
+   * Connects (from `localAddress`, any 127.x.y.z, default the kernel's choice) and sends `request` (an
+   * upgrade); resolves once the response head arrived (or the socket ended).
+   */
+  static async open(
+    port: number,
+    request?: string,
+    timeoutMs = 3000,
+    localAddress?: string,
+  ): Promise<WireClient> {
+    const socket = net.connect({ port, host: '127.0.0.1', ...(localAddress ? { localAddress } : {}) });
     socket.setNoDelay(true);
     const c = new WireClient(socket);
     await new Promise<void>((resolve, reject) => {
@@ -283,6 +291,11 @@ export class WireClient {
     socket.write(request ?? upgradeRequest(port));
     await until(() => c.status !== undefined || c.ended, timeoutMs, 'the handshake response');
     return c;
+  }
+
+  /** The body of a response that was not an upgrade (as received so far). */
+  get body(): string {
+    return this.upgraded ? '' : this.buf.toString('utf8');
   }
 
   /** Opens with permessage-deflate offered (no context takeover either way). */
