@@ -172,7 +172,6 @@ export function createNode(options: NodeOptions): ApixNode {
     maxMessageBytes: config.maxMessageBytes,
     history: { size: config.history.size, ttlMs: config.history.ttlMs },
     idempotencyWindowMs: config.idempotencyWindowMs,
-    maxIdempotencyKeys: 100_000,
     durable: options.durable,
     limiter,
   });

@@ -10,6 +10,9 @@
  *   when events after `since` may have been dropped (trimmed, expired, or `since` is not an id this
  *   channel could have given).
  * - Memory is bounded: history by count and age per channel and by the number of channels.
+ * - Idempotency: a publish carrying `idempotency` whose key was used on the same channel within the window,
+ *   on any node sharing the backend, adds nothing and answers the earlier event's id (`duplicate: true`),
+ *   decided atomically with the append, so two racing publishes with one key give one event.
  */
 
 /** An event as the broker stores and carries it. `frame` is the serialized delivery frame. */
@@ -24,6 +27,11 @@ export interface BrokerEvent {
   readonly frame: string;
   /** Who published it, so that a dead letter can tell them (`message.failed`). */
   readonly publisher: PublisherRef | undefined;
+  /**
+   * Only on the answer to a publish whose idempotency key was already used within the window: `id` is
+   * the earlier event's, nothing was appended or delivered, and `frame` is empty.
+   */
+  readonly duplicate?: true;
 }
 
 export interface PublisherRef {
@@ -46,6 +54,8 @@ export interface PublishInput {
   readonly encode: (id: string) => string;
   readonly publisher: PublisherRef | undefined;
   readonly history: HistoryOptions;
+  /** The publisher's idempotency key (metadata `idempotency_key`), remembered per channel for `windowMs`. */
+  readonly idempotency?: { readonly key: string; readonly windowMs: number } | undefined;
 }
 
 export interface HistoryQuery {

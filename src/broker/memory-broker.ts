@@ -7,6 +7,7 @@ import type { Clock } from '../clock.ts';
 import { systemClock } from '../clock.ts';
 import { MemoryHistory } from '../history/memory-history.ts';
 import { MemoryPresenceStore } from '../presence/memory-presence.ts';
+import { MemoryIdempotency } from './memory-idempotency.ts';
 import type {
   Broker,
   BrokerEvent,
@@ -23,13 +24,17 @@ export class MemoryBrokerBus {
   readonly history: MemoryHistory;
   /** Room presence shared by the in-process nodes of this bus. */
   readonly presence: MemoryPresenceStore;
+  /** Idempotency keys of publishes, shared by the in-process nodes of this bus. */
+  readonly idempotency: MemoryIdempotency;
   readonly brokers = new Set<MemoryBroker>();
   constructor(
     readonly clock: Clock = systemClock,
     maxChannels = 100_000,
+    maxIdempotencyKeys = 100_000,
   ) {
     this.history = new MemoryHistory(maxChannels, clock.now());
     this.presence = new MemoryPresenceStore(clock);
+    this.idempotency = new MemoryIdempotency(maxIdempotencyKeys);
   }
 }
 
@@ -49,6 +54,22 @@ export class MemoryBroker implements Broker {
 
   async publish(input: PublishInput): Promise<BrokerEvent> {
     if (this.closed) throw new Error('broker closed');
+    // Synchronous from lookup to remember: no other publish can slip in between (atomic, as in Redis).
+    const idem = input.idempotency && input.idempotency.windowMs > 0 ? input.idempotency : undefined;
+    const now = this.bus.clock.now();
+    if (idem) {
+      const seen = this.bus.idempotency.lookup(input.key, idem.key, now);
+      if (seen !== undefined)
+        return {
+          key: input.key,
+          id: seen,
+          type: input.type,
+          timestamp: input.timestamp,
+          frame: '',
+          publisher: input.publisher,
+          duplicate: true,
+        };
+    }
     const event = this.bus.history.append(input.key, input.timestamp, input.history, (id) => ({
       key: input.key,
       id,
@@ -57,6 +78,7 @@ export class MemoryBroker implements Broker {
       frame: input.encode(id),
       publisher: input.publisher,
     }));
+    if (idem) this.bus.idempotency.remember(input.key, idem.key, event.id, idem.windowMs, now);
     for (const b of this.bus.brokers) if (b.subscribed.has(input.key)) b.eventHandler(event);
     return event;
   }

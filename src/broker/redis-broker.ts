@@ -1,7 +1,7 @@
 /**
  * The Redis broker: a channel's history is a Redis Stream (its ids are the event ids), and events reach
- * the nodes over pub/sub. One Lua script (src/redis/scripts/publish-2.lua) appends to the stream, trims
- * it and publishes, atomically, so every node sees a channel's events in id order.
+ * the nodes over pub/sub. One Lua script (src/redis/scripts/publish-3.lua) appends to the stream, trims
+ * it and publishes (and checks the publisher's idempotency key), atomically, so every node sees a channel's events in id order.
  *
  * - Delivery: each node SUBSCRIBEs (SSUBSCRIBE in a sharded cluster) to the topic of every channel it
  *   has local subscribers for. Pub/sub is at most once: a node whose subscriber connection is down
@@ -116,12 +116,17 @@ export class RedisBroker implements Broker {
     const after = text.slice(at + this.placeholder.length);
     const p = input.publisher;
     const header: HeaderTuple = [input.type, input.timestamp, p?.nodeId ?? null, p?.connectionId ?? null];
-    const id = (await unavailableOnFailure(
+    const idem = input.idempotency && input.idempotency.windowMs > 0 ? input.idempotency : undefined;
+    const [id, duplicate] = (await unavailableOnFailure(
       'publish',
       runScript(
         this.clients.command,
         'publish',
-        [this.keys.stream(input.key), this.keys.meta(input.key)],
+        [
+          this.keys.stream(input.key),
+          this.keys.meta(input.key),
+          this.keys.idempotency(input.key, idem?.key ?? ''),
+        ],
         [
           this.keys.topic(input.key),
           Math.max(0, Math.floor(input.history.size)),
@@ -131,9 +136,20 @@ export class RedisBroker implements Broker {
           before,
           after,
           this.publishCmd,
+          idem ? Math.max(1, Math.floor(idem.windowMs)) : 0,
         ],
       ),
-    )) as string;
+    )) as [string, number];
+    if (duplicate === 1)
+      return {
+        key: input.key,
+        id,
+        type: input.type,
+        timestamp: input.timestamp,
+        frame: '',
+        publisher: p,
+        duplicate: true,
+      };
     return {
       key: input.key,
       id,

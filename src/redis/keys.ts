@@ -34,6 +34,14 @@ export class RedisKeys {
     return `${this.prefix}{ch:${safe(channelKey)}}:t`;
   }
 
+  /**
+   * The event id a publisher's idempotency key produced on the channel (PX: the window). In the channel's
+   * slot, so the publish script checks and sets it atomically with the append; the key follows the tag.
+   */
+  idempotency(channelKey: string, idempotencyKey: string): string {
+    return `${this.prefix}{ch:${safe(channelKey)}}:idem:${idempotencyKey}`;
+  }
+
   /** The channel key of a topic made by `topic()`, or undefined for any other topic. */
   channelOfTopic(topic: string): string | undefined {
     const head = `${this.prefix}{ch:`;

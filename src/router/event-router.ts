@@ -54,8 +54,8 @@ export type DurableSink = (record: DurableRecord) => void;
 export interface EventRouterOptions {
   readonly maxMessageBytes: number;
   readonly history: HistoryOptions;
+  /** How long a publish's `idempotency_key` is remembered (by the broker, shared by the nodes); 0: off. */
   readonly idempotencyWindowMs: number;
-  readonly maxIdempotencyKeys: number;
   /** Where events of durable channels go (ApiXEvent records); absent without a database. */
   readonly durable?: DurableSink | undefined;
   /** Publishes per channel and per organization (a refusal throws RateLimitedError). */
@@ -63,8 +63,6 @@ export interface EventRouterOptions {
 }
 
 export class EventRouter {
-  /** `<channelKey>\n<idempotency key>` -> the publish it produced; insertion-ordered for expiry. */
-  private readonly idempotency = new Map<string, { at: number; result: Promise<PublishResult> }>();
   published = 0;
 
   constructor(
@@ -103,21 +101,6 @@ export class EventRouter {
     const key = channelKey(orgId, channel);
     // After validation and permission, so that refused junk does not spend the organization's tokens.
     if (this.options.limiter) await this.options.limiter.checkPublish(req.principal, req.peer, key);
-    const idemKey = req.metadata?.idempotency_key;
-    if (idemKey !== undefined && this.options.idempotencyWindowMs > 0) {
-      const k = `${key}\n${idemKey}`;
-      const now = this.clock.now();
-      this.expireIdempotency(now);
-      const seen = this.idempotency.get(k);
-      if (seen) return { ...(await seen.result), duplicate: true };
-      const result = this.doPublish(req, channel, key, settings?.durable === true);
-      this.idempotency.set(k, { at: now, result });
-      if (this.idempotency.size > this.options.maxIdempotencyKeys) {
-        this.idempotency.delete(this.idempotency.keys().next().value as string);
-      }
-      result.catch(() => this.idempotency.delete(k));
-      return result;
-    }
     return this.doPublish(req, channel, key, settings?.durable === true);
   }
 
@@ -143,6 +126,9 @@ export class EventRouter {
     } catch {
       throw new ApixError('BAD_REQUEST', 'metadata cannot be serialized (too deeply nested?)');
     }
+    const idemKey = req.metadata?.idempotency_key;
+    const windowMs = this.options.idempotencyWindowMs;
+    // The broker decides duplicates atomically with the append, across every node of the engine.
     const event: BrokerEvent = await this.broker.publish({
       key,
       type: req.type,
@@ -150,7 +136,9 @@ export class EventRouter {
       publisher: req.publisher,
       history: this.options.history,
       encode: (id) => encodeChannelEvent(req.type, channel.name, id, payloadJson, timestamp, extraMetadata),
+      idempotency: idemKey !== undefined && windowMs > 0 ? { key: idemKey, windowMs } : undefined,
     });
+    if (event.duplicate) return { id: event.id, channel, key, duplicate: true };
     this.published++;
     if (durable && this.options.durable)
       this.options.durable({
@@ -175,17 +163,6 @@ export class EventRouter {
     return { id: event.id, channel, key, duplicate: false };
   }
 
-  private expireIdempotency(now: number): void {
-    const cutoff = now - this.options.idempotencyWindowMs;
-    for (const [k, v] of this.idempotency) {
-      if (v.at >= cutoff) break;
-      this.idempotency.delete(k);
-    }
-  }
-
-  get idempotencyKeys(): number {
-    return this.idempotency.size;
-  }
 }
 
 /** Keys of a publish's metadata that are the publisher's own business (the rest travel with the event). */

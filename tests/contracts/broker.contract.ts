@@ -270,6 +270,61 @@ export function describeBrokerContract(
       });
     });
 
+    describe('idempotency keys', () => {
+      const idem = (key: string, windowMs = 60_000) => ({ idempotency: { key, windowMs } });
+
+      test('the same key on two nodes within the window: one event, the same id, delivered once', async () => {
+        const [a, b, sub] = await Promise.all(['ia', 'ib', 'is'].map((id) => node(id)));
+        const key = channel();
+        const got: BrokerEvent[] = [];
+        sub!.onEvent((e) => got.push(e));
+        await sub!.subscribe(key);
+        const first = await a!.publish(input(key, 'first', idem('k1')));
+        const again = await b!.publish(input(key, 'again', idem('k1')));
+        assert.equal(first.duplicate, undefined);
+        assert.equal(again.duplicate, true);
+        assert.equal(again.id, first.id);
+        const other = await b!.publish(input(key, 'other key', idem('k2')));
+        assert.notEqual(other.id, first.id);
+        await waitFor(() => got.length >= 2);
+        await sleep(50);
+        assert.deepEqual(ids(got), [first.id, other.id]);
+        assert.deepEqual(ids((await a!.history(key, {})).events), [first.id, other.id]);
+      });
+
+      test('racing duplicates from two nodes give one event', async () => {
+        const [a, b] = await Promise.all(['ra', 'rb'].map((id) => node(id)));
+        const key = channel();
+        const all = await Promise.all(
+          Array.from({ length: 20 }, (_, i) => (i % 2 ? a! : b!).publish(input(key, i, idem('race')))),
+        );
+        assert.equal(new Set(all.map((e) => e.id)).size, 1);
+        assert.equal(all.filter((e) => !e.duplicate).length, 1);
+        assert.equal((await a!.history(key, {})).events.length, 1);
+      });
+
+      test('a key is per channel, and lapses after the window', async () => {
+        const a = await node('wa');
+        const [k1, k2] = [channel(), channel()];
+        const e1 = await a.publish(input(k1, 1, idem('same', 300)));
+        const e2 = await a.publish(input(k2, 2, idem('same', 300)));
+        assert.equal(e2.duplicate, undefined);
+        assert.equal((await a.publish(input(k1, 1, idem('same', 300)))).id, e1.id);
+        await sleep(450);
+        const later = await a.publish(input(k1, 3, idem('same', 300)));
+        assert.equal(later.duplicate, undefined);
+        assert.notEqual(later.id, e1.id);
+      });
+
+      test('a window of 0 turns the key off', async () => {
+        const a = await node('za');
+        const key = channel();
+        const e1 = await a.publish(input(key, 1, idem('off', 0)));
+        const e2 = await a.publish(input(key, 2, idem('off', 0)));
+        assert.notEqual(e1.id, e2.id);
+      });
+    });
+
     test('a closed broker refuses to publish', async () => {
       const a = await engine.node('closing', HISTORY);
       await a.ping();

@@ -1,0 +1,37 @@
+/**
+ * Idempotency keys of the memory engine: which event a `(channel, idempotency key)` produced, for the
+ * window. Shared by the in-process nodes of one MemoryBrokerBus, as Redis shares them between nodes.
+ * Bounded: past `maxKeys` the oldest key is forgotten (a later duplicate of it would be published again).
+ */
+export class MemoryIdempotency {
+  /** `<channelKey>\n<idempotency key>` -> the event id and when the entry lapses; insertion-ordered. */
+  private readonly seen = new Map<string, { id: string; expiresAt: number }>();
+
+  constructor(private readonly maxKeys = 100_000) {}
+
+  /** The id of the event published with this key on this channel within the window, if any. */
+  lookup(channelKey: string, key: string, now: number): string | undefined {
+    this.expire(now);
+    const hit = this.seen.get(`${channelKey}\n${key}`);
+    return hit !== undefined && hit.expiresAt > now ? hit.id : undefined;
+  }
+
+  remember(channelKey: string, key: string, id: string, windowMs: number, now: number): void {
+    const k = `${channelKey}\n${key}`;
+    this.seen.delete(k);
+    this.seen.set(k, { id, expiresAt: now + windowMs });
+    if (this.seen.size > this.maxKeys) this.seen.delete(this.seen.keys().next().value as string);
+  }
+
+  get size(): number {
+    return this.seen.size;
+  }
+
+  /** Drops lapsed entries from the oldest end (windows are one setting, so the order is the expiry order). */
+  private expire(now: number): void {
+    for (const [k, v] of this.seen) {
+      if (v.expiresAt > now) break;
+      this.seen.delete(k);
+    }
+  }
+}
