@@ -51,11 +51,20 @@ export const EnvSchema = z.object({
   APIX_HISTORY_SIZE: int(0, 1_000_000).default(1000),
   APIX_HISTORY_TTL_MS: int(0, 30 * 86_400_000).default(3_600_000),
   APIX_MAX_CHANNELS_IN_HISTORY: int(1, 10_000_000).default(100_000),
+  /** Most events one replay of a durable channel reads back from the records (past the history). */
+  APIX_DURABLE_REPLAY_MAX: int(1, 1_000_000).default(10_000),
   APIX_OFFLINE_QUEUE_SIZE: int(1, 1_000_000).default(1000),
   APIX_MAX_INFLIGHT: int(1, 100_000).default(1000),
   APIX_RETRY_BASE_MS: int(1, 3_600_000).default(1000),
   APIX_RETRY_MAX_MS: int(1, 86_400_000).default(60_000),
   APIX_RETRY_MAX_ATTEMPTS: int(1, 100).default(5),
+  /**
+   * In-flight (un-acked) events are written to the pending store (Redis with REDIS_URL) every this many
+   * ms, in one batch, so that a session resumed on another node after a crash gets them back.
+   */
+  APIX_PENDING_FLUSH_MS: int(10, 60_000).default(100),
+  /** How often one node (holding a lease) dead-letters the pending events of sessions that expired. */
+  APIX_PENDING_SWEEP_MS: int(100, 3_600_000).default(10_000),
   APIX_DEAD_LETTER_SIZE: int(1, 10_000_000).default(10_000),
   APIX_IDEMPOTENCY_WINDOW_MS: int(0, 86_400_000).default(120_000),
   /** A room member not refreshed by its node for this long is gone (a dead node's members expire). */
@@ -145,9 +154,13 @@ export interface Config {
   readonly maxChannelsPerConnection: number;
   readonly maxConnections: number;
   readonly history: { readonly size: number; readonly ttlMs: number; readonly maxChannels: number };
+  /** Most events one replay of a durable channel reads from the records. */
+  readonly durableReplayMax: number;
   readonly offlineQueueSize: number;
   readonly maxInflight: number;
   readonly retry: { readonly baseMs: number; readonly maxMs: number; readonly maxAttempts: number };
+  /** The pending store of in-flight events: batch interval, sweep of expired sessions. */
+  readonly pending: { readonly flushMs: number; readonly sweepMs: number };
   readonly deadLetterSize: number;
   readonly idempotencyWindowMs: number;
   readonly compression: { readonly enabled: boolean; readonly thresholdBytes: number };
@@ -238,6 +251,7 @@ export function configFromEnv(e: Env): Config {
       ttlMs: e.APIX_HISTORY_TTL_MS,
       maxChannels: e.APIX_MAX_CHANNELS_IN_HISTORY,
     },
+    durableReplayMax: e.APIX_DURABLE_REPLAY_MAX,
     offlineQueueSize: e.APIX_OFFLINE_QUEUE_SIZE,
     maxInflight: e.APIX_MAX_INFLIGHT,
     retry: {
@@ -245,6 +259,7 @@ export function configFromEnv(e: Env): Config {
       maxMs: e.APIX_RETRY_MAX_MS,
       maxAttempts: e.APIX_RETRY_MAX_ATTEMPTS,
     },
+    pending: { flushMs: e.APIX_PENDING_FLUSH_MS, sweepMs: e.APIX_PENDING_SWEEP_MS },
     deadLetterSize: e.APIX_DEAD_LETTER_SIZE,
     idempotencyWindowMs: e.APIX_IDEMPOTENCY_WINDOW_MS,
     compression: { enabled: e.APIX_COMPRESSION, thresholdBytes: e.APIX_COMPRESSION_THRESHOLD_BYTES },

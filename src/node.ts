@@ -30,6 +30,8 @@ import { MemoryChannelRegistry } from './subscriptions/channel-registry.ts';
 import type { ChannelRegistry } from './subscriptions/channel-registry.ts';
 import { EventRouter } from './router/event-router.ts';
 import type { DurableSink } from './router/event-router.ts';
+import { DurableReplayBroker } from './history/durable-replay.ts';
+import type { DurableEventSource } from './history/durable-replay.ts';
 import { MemoryDeadLetterStore } from './retry/dead-letter.ts';
 import type { DeadLetterStore } from './retry/dead-letter.ts';
 import { ApiXGateway } from './gateway/gateway.ts';
@@ -73,6 +75,8 @@ export interface NodeOptions {
   readonly hooks?: readonly GatewayHooks[];
   /** Where events of durable channels are recorded (the database records). */
   readonly durable?: DurableSink;
+  /** Reads durable events back (the records), so replay of durable channels reaches past the history. */
+  readonly durableReplay?: DurableEventSource;
   /** Extra readiness checks (the database). */
   readonly readiness?: readonly ReadinessCheck[];
   /** Inbound frame rate per connection, instead of config.rateLimits.connection. */
@@ -168,6 +172,18 @@ export function createNode(options: NodeOptions): ApixNode {
       log.warn({ err }, 'rate-limit store unavailable: shared limits not enforced');
     },
   );
+  // History reads (WebSocket replay, HTTP history) of durable channels reach into the records.
+  const historyBroker = options.durableReplay
+    ? new DurableReplayBroker(engines.broker, {
+        source: options.durableReplay,
+        channels,
+        clock,
+        maxEvents: config.durableReplayMax,
+        // With shared engines other nodes write their durable events within one flush interval.
+        peerFlushWaitMs: engines.broker.name === 'memory' ? 0 : config.recordsFlushIntervalMs + 1_000,
+        onError: (err, key) => log.warn({ err, key }, 'durable replay failed; answering from history only'),
+      })
+    : engines.broker;
   const router = new EventRouter(engines.broker, channels, hooks, clock, {
     maxMessageBytes: config.maxMessageBytes,
     history: { size: config.history.size, ttlMs: config.history.ttlMs },
@@ -182,7 +198,7 @@ export function createNode(options: NodeOptions): ApixNode {
     random,
     log,
     hooks,
-    broker: engines.broker,
+    broker: historyBroker,
     router,
     offlineQueue: engines.offlineQueue,
     sessionStore: engines.sessionStore,
@@ -197,7 +213,7 @@ export function createNode(options: NodeOptions): ApixNode {
   const httpRouter = new HttpRouter(config.allowedOrigins);
   registerApi(httpRouter, {
     authenticator,
-    broker: engines.broker,
+    broker: historyBroker,
     router,
     channels,
     hooks,

@@ -12,6 +12,7 @@ import type { ChannelRegistry } from './subscriptions/channel-registry.ts';
 import type { DeadLetterStore } from './retry/dead-letter.ts';
 import type { ReadinessCheck } from './http/api.ts';
 import type { DurableSink } from './router/event-router.ts';
+import type { DurableEventSource } from './history/durable-replay.ts';
 import {
   createDatabase,
   createRecordRepositories,
@@ -39,6 +40,8 @@ export interface Records {
   readonly hooks: readonly GatewayHooks[];
   readonly readiness: readonly ReadinessCheck[];
   readonly durable: DurableSink;
+  /** Reads durable events back, for replay past the stream's retention. */
+  readonly durableReplay: DurableEventSource;
   /** Adds the audit API and the records' gauges to a node. */
   attach(node: {
     httpRouter: HttpRouter;
@@ -101,6 +104,11 @@ export async function openRecords(
     ],
     durable: (e) => {
       repos.events.append(e);
+    },
+    durableReplay: {
+      range: (key, fromId, bound, limit) => repos.events.range(key, fromId, bound, limit),
+      // Only this node's buffer matters here; write it now when it holds anything.
+      flush: () => (repos.events.pendingCount > 0 ? repos.flush() : Promise.resolve(true)),
     },
     attach(node) {
       registerAuditRoutes(node.httpRouter, {

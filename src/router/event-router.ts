@@ -48,6 +48,8 @@ export interface DurableRecord {
   readonly payload: unknown;
   readonly sessionId?: string | undefined;
   readonly publishedAt: number;
+  /** The publisher's custom metadata keys (e.g. `trace_id`), replayed with the event. */
+  readonly metadata?: Record<string, unknown> | undefined;
 }
 export type DurableSink = (record: DurableRecord) => void;
 
@@ -148,6 +150,9 @@ export class EventRouter {
         payload: req.payload,
         sessionId: req.connection?.sessionId,
         publishedAt: timestamp,
+        ...(extraMetadata !== undefined
+          ? { metadata: JSON.parse(`{${extraMetadata}}`) as Record<string, unknown> }
+          : {}),
       });
     if (this.hooks.has('onPublish'))
       this.hooks.emit('onPublish', {

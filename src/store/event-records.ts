@@ -144,6 +144,60 @@ export class EventRecords {
       .then((rows) => rows.reverse());
   }
 
+  /**
+   * A channel's durable events with event ids from `fromId` (inclusive) up to `bound.before` (exclusive)
+   * or `bound.through` (inclusive), ordered by event id compared numerically (`<ms>-<seq>`), at most
+   * `limit`: the records part of a replay past the stream's retention (src/history/durable-replay.ts).
+   */
+  async range(
+    channelKey: string,
+    fromId: string,
+    bound: { readonly before?: string | undefined; readonly through?: string | undefined },
+    limit: number,
+  ): Promise<DurableReplayRow[]> {
+    const from = parseId(fromId);
+    const upper = bound.before ?? bound.through;
+    const to = upper === undefined ? undefined : parseId(upper);
+    if (!from || (upper !== undefined && !to)) return [];
+    const prefix = `${channelKey}@`;
+    const params: unknown[] = [channelKey, prefix, prefix.length + 1, from.ms, from.seq];
+    let upperSql = '';
+    if (to) {
+      params.push(to.ms, to.seq);
+      upperSql = ` AND (ms, seq) ${bound.before !== undefined ? '<' : '<='} ($6::bigint, $7::bigint)`;
+    }
+    params.push(Math.max(1, Math.floor(limit)));
+    const rows = await this.prisma.$queryRawUnsafe<
+      Array<{ eid: string; type: string; payload: string; metadata: string | null; at: string }>
+    >(
+      `SELECT eid, type, payload, metadata, at FROM (
+         SELECT substr(id, $3::int) AS eid, "eventType" AS type, payload::text AS payload, metadata::text AS metadata,
+                (extract(epoch FROM "createdAt") * 1000)::bigint::text AS at,
+                split_part(substr(id, $3::int), '-', 1)::bigint AS ms,
+                split_part(substr(id, $3::int), '-', 2)::bigint AS seq
+           FROM "ApiXEvent"
+          WHERE channel = $1 AND starts_with(id, $2) AND substr(id, $3::int) ~ '^[0-9]{1,16}-[0-9]{1,16}$'
+       ) e
+       WHERE (ms, seq) >= ($4::bigint, $5::bigint)${upperSql}
+       ORDER BY ms, seq
+       LIMIT $${params.length}::int`,
+      ...params.map((p) => (typeof p === 'number' ? String(p) : p)),
+    );
+    return rows.map((r) => {
+      const parsed: unknown = r.metadata === null ? null : JSON.parse(r.metadata);
+      const meta: Record<string, unknown> =
+        parsed && typeof parsed === 'object' ? { ...(parsed as Record<string, unknown>) } : {};
+      delete meta.eventId;
+      return {
+        id: r.eid,
+        type: r.type,
+        payload: JSON.parse(r.payload) as unknown,
+        timestamp: Number(r.at),
+        metadata: Object.keys(meta).length > 0 ? meta : undefined,
+      };
+    });
+  }
+
   listDeadLetters(orgId: string, options: { limit?: number } = {}): Promise<ApiXDeadLetter[]> {
     return this.prisma.apiXDeadLetter.findMany({
       where: { organizationId: orgId },
@@ -156,4 +210,17 @@ export class EventRecords {
     this.dropped++;
     return false;
   }
+}
+
+export interface DurableReplayRow {
+  readonly id: string;
+  readonly type: string;
+  readonly payload: unknown;
+  readonly timestamp: number;
+  readonly metadata: Record<string, unknown> | undefined;
+}
+
+function parseId(id: string): { ms: number; seq: number } | undefined {
+  const m = /^(\d{1,16})-(\d{1,16})$/.exec(id);
+  return m ? { ms: Number(m[1]), seq: Number(m[2]) } : undefined;
 }

@@ -88,6 +88,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
           hooks: records.hooks,
           readiness: records.readiness,
           durable: records.durable,
+          durableReplay: records.durableReplay,
         }
       : {}),
   });
