@@ -48,6 +48,10 @@ export const EnvSchema = z.object({
   APIX_MAX_BUFFERED_BYTES: int(1024, 1024 * 1024 * 1024).default(4 * 1024 * 1024),
   APIX_MAX_CHANNELS_PER_CONNECTION: int(1, 100_000).default(500),
   APIX_MAX_CONNECTIONS: int(1, 10_000_000).default(200_000),
+  /** Concurrent connections per remote address, per user and per organization on one node; 0 turns one off. */
+  APIX_MAX_CONNECTIONS_PER_ADDRESS: int(0, 10_000_000).default(1000),
+  APIX_MAX_CONNECTIONS_PER_USER: int(0, 10_000_000).default(100),
+  APIX_MAX_CONNECTIONS_PER_ORG: int(0, 10_000_000).default(0),
   APIX_HISTORY_SIZE: int(0, 1_000_000).default(1000),
   APIX_HISTORY_TTL_MS: int(0, 30 * 86_400_000).default(3_600_000),
   APIX_MAX_CHANNELS_IN_HISTORY: int(1, 10_000_000).default(100_000),
@@ -68,10 +72,6 @@ export const EnvSchema = z.object({
   APIX_DEAD_LETTER_SIZE: int(1, 10_000_000).default(10_000),
   APIX_IDEMPOTENCY_WINDOW_MS: int(0, 86_400_000).default(120_000),
   /** A room member not refreshed by its node for this long is gone (a dead node's members expire). */
-  /** Concurrent connections per remote address, per user and per organization on one node; 0 turns one off. */
-  APIX_MAX_CONNECTIONS_PER_ADDRESS: int(0, 10_000_000).default(1000),
-  APIX_MAX_CONNECTIONS_PER_USER: int(0, 10_000_000).default(100),
-  APIX_MAX_CONNECTIONS_PER_ORG: int(0, 10_000_000).default(0),
   APIX_PRESENCE_TTL_MS: int(1000, 3_600_000).default(60_000),
   /** `off`: keep no database records (no audit trail, no stored keys): for benchmarks and stateless edges. */
   APIX_RECORDS: z.enum(['on', 'off']).default('on'),
@@ -153,6 +153,8 @@ export interface Config {
   readonly maxBufferedBytes: number;
   readonly maxChannelsPerConnection: number;
   readonly maxConnections: number;
+  /** Concurrent connections on this node per remote address (at the upgrade), user and organization (at `connect`); 0: no cap. */
+  readonly connectionCaps: { readonly perAddress: number; readonly perUser: number; readonly perOrg: number };
   readonly history: { readonly size: number; readonly ttlMs: number; readonly maxChannels: number };
   /** Most events one replay of a durable channel reads from the records. */
   readonly durableReplayMax: number;
@@ -215,8 +217,6 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     const missing = r.data.APIX_TLS_CERT === undefined ? 'APIX_TLS_CERT' : 'APIX_TLS_KEY';
     throw new ConfigError(`invalid ${missing}: must be set too (APIX_TLS_CERT and APIX_TLS_KEY go together)`);
   }
-  /** Concurrent connections on this node per remote address (at the upgrade), user and organization (at `connect`); 0: no cap. */
-  readonly connectionCaps: { readonly perAddress: number; readonly perUser: number; readonly perOrg: number };
   return configFromEnv(r.data);
 }
 
@@ -246,6 +246,11 @@ export function configFromEnv(e: Env): Config {
     maxBufferedBytes: e.APIX_MAX_BUFFERED_BYTES,
     maxChannelsPerConnection: e.APIX_MAX_CHANNELS_PER_CONNECTION,
     maxConnections: e.APIX_MAX_CONNECTIONS,
+    connectionCaps: {
+      perAddress: e.APIX_MAX_CONNECTIONS_PER_ADDRESS,
+      perUser: e.APIX_MAX_CONNECTIONS_PER_USER,
+      perOrg: e.APIX_MAX_CONNECTIONS_PER_ORG,
+    },
     history: {
       size: e.APIX_HISTORY_SIZE,
       ttlMs: e.APIX_HISTORY_TTL_MS,
@@ -301,8 +306,3 @@ export function configFromEnv(e: Env): Config {
 export function testConfig(overrides: Partial<Config> = {}): Config {
   return { ...configFromEnv(EnvSchema.parse({})), port: 0, host: '127.0.0.1', ...overrides };
 }
-    connectionCaps: {
-      perAddress: e.APIX_MAX_CONNECTIONS_PER_ADDRESS,
-      perUser: e.APIX_MAX_CONNECTIONS_PER_USER,
-      perOrg: e.APIX_MAX_CONNECTIONS_PER_ORG,
-    },

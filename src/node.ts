@@ -41,9 +41,9 @@ import { createMetrics } from './metrics/metrics.ts';
 import { HttpRouter } from './http/router.ts';
 import { registerApi } from './http/api.ts';
 import { installOperatorTools } from './http/operator.ts';
+import { Internals, registerInternals } from './http/internals.ts';
 import { ReservedChannelRegistry } from './latency/dashboard-feed.ts';
 import type { ReadinessCheck } from './http/api.ts';
-import { Internals, registerInternals } from './http/internals.ts';
 import type { RateLimitStore } from './ratelimit/rate-limit-store.ts';
 import { MemoryRateLimitStore } from './ratelimit/memory-rate-limit.ts';
 import { RateLimiter } from './ratelimit/rate-limiter.ts';
@@ -107,6 +107,8 @@ export interface ApixNode {
   readonly engines: Engines;
   readonly authenticator: Authenticator;
   readonly log: Logger;
+  /** What `GET /v1/admin/internals` reports the collection sizes of (add more roots with `add`). */
+  readonly internals: Internals;
   /** Listens on config.host:config.port; resolves with the bound port. */
   listen(): Promise<number>;
   /** `ws://host:port/v1/ws` (`wss://` with TLS) once listening. */
@@ -114,8 +116,6 @@ export interface ApixNode {
   readonly httpUrl: string;
   /** Graceful shutdown: drain connections, close the engines. */
   close(): Promise<void>;
-  /** What `GET /v1/admin/internals` reports the collection sizes of (add more roots with `add`). */
-  readonly internals: Internals;
 }
 
 /** Nodes over one MemoryBrokerBus share their rate limits too, as Redis nodes do. */
@@ -240,6 +240,26 @@ export function createNode(options: NodeOptions): ApixNode {
     gateway,
     maxBodyBytes: config.maxMessageBytes,
   });
+  const internals = new Internals()
+    .add('engines', engines)
+    .add('gateway', gateway)
+    .add('router', router)
+    .add('limiter', limiter)
+    .add('operator', operator)
+    .add('channels', channels)
+    .add('deadLetters', deadLetters)
+    .add('authenticator', authenticator);
+  registerInternals(httpRouter, {
+    nodeId,
+    authenticator,
+    hooks,
+    internals,
+    counters: () => {
+      let awaySessions = 0;
+      for (const session of gateway.sessions.values()) if (!session.isLive) awaySessions++;
+      return { ...gateway.stats(), awaySessions };
+    },
+  });
 
   const serverOptions = {
     headersTimeout: options.httpTimeouts?.headersTimeoutMs ?? 10_000,
@@ -274,26 +294,6 @@ export function createNode(options: NodeOptions): ApixNode {
         : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
           ? '408 Request Timeout'
           : '400 Bad Request';
-  const internals = new Internals()
-    .add('engines', engines)
-    .add('gateway', gateway)
-    .add('router', router)
-    .add('limiter', limiter)
-    .add('operator', operator)
-    .add('channels', channels)
-    .add('deadLetters', deadLetters)
-    .add('authenticator', authenticator);
-  registerInternals(httpRouter, {
-    nodeId,
-    authenticator,
-    hooks,
-    internals,
-    counters: () => {
-      let awaySessions = 0;
-      for (const session of gateway.sessions.values()) if (!session.isLive) awaySessions++;
-      return { ...gateway.stats(), awaySessions };
-    },
-  });
     if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\n\r\n`);
     socket.destroy();
   });
@@ -311,6 +311,7 @@ export function createNode(options: NodeOptions): ApixNode {
     engines,
     authenticator,
     log,
+    internals,
     async listen() {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
@@ -345,7 +346,6 @@ export function createNode(options: NodeOptions): ApixNode {
       await engines.close();
     },
   };
-    internals,
   return node;
 }
 

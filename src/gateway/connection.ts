@@ -42,11 +42,11 @@ export class Connection {
   refusals = 0;
   refusalsSince = 0;
   closingSince = 0;
-  readonly socket: Socket;
   /** The keys this connection counts under in the gateway's connection caps (released when it closes). */
   countedAddress: string | undefined;
   countedUser: string | undefined;
   countedOrg: string | undefined;
+  readonly socket: Socket;
   /** Whether permessage-deflate was negotiated: such sockets must go through ws's sender. */
   readonly deflate: boolean;
 

@@ -89,7 +89,6 @@ export class ApiXGateway {
   /** Sessions held by this node (live or waiting for their client), by session key. */
   readonly sessions = new Map<string, Session>();
   private readonly suspended = new Set<string>();
-  private readonly early = new WeakMap<Connection, Array<[RawData, boolean]>>();
   /**
    * Connection caps (APIX_MAX_CONNECTIONS_PER_ADDRESS / _USER / _ORG): open connections per remote
    * address, and connections past `connect` per user (`org/user`) and per organization, on this node.
@@ -98,6 +97,7 @@ export class ApiXGateway {
   readonly perAddress = new Map<string, number>();
   readonly perUser = new Map<string, number>();
   readonly perOrg = new Map<string, number>();
+  private readonly early = new WeakMap<Connection, Array<[RawData, boolean]>>();
   private sweepTimer: TimerHandle | undefined;
   private lastHeartbeat = 0;
   private draining = false;
@@ -262,6 +262,10 @@ export class ApiXGateway {
     }
     if (this.connections.size >= this.deps.config.maxConnections)
       return reject(503, 'UNAVAILABLE', 'connection limit reached');
+    const perAddress = this.deps.config.connectionCaps.perAddress;
+    const address = peer.remoteAddress;
+    if (perAddress > 0 && address !== undefined && (this.perAddress.get(address) ?? 0) >= perAddress)
+      return reject(429, 'RATE_LIMITED', `too many open connections from this address (limit ${perAddress})`);
     this.wss.handleUpgrade(req, socket, head, (ws) => this.onOpen(ws, peer));
   }
 
@@ -269,10 +273,6 @@ export class ApiXGateway {
     const now = this.deps.clock.now();
     const limits = this.deps.limiter.limits;
     const conn = new Connection(
-    const perAddress = this.deps.config.connectionCaps.perAddress;
-    const address = peer.remoteAddress;
-    if (perAddress > 0 && address !== undefined && (this.perAddress.get(address) ?? 0) >= perAddress)
-      return reject(429, 'RATE_LIMITED', `too many open connections from this address (limit ${perAddress})`);
       `${this.deps.nodeId}-${(++this.seq).toString(36)}`,
       ws,
       peer,
@@ -281,6 +281,11 @@ export class ApiXGateway {
     );
     conn.publishBucket = localBucket(limits.publish, now);
     this.connections.set(conn.id, conn);
+    // Counted here, in the same tick as the check in upgrade() (ws completes the upgrade synchronously).
+    if (this.deps.config.connectionCaps.perAddress > 0 && peer.remoteAddress !== undefined) {
+      conn.countedAddress = peer.remoteAddress;
+      increment(this.perAddress, peer.remoteAddress);
+    }
     conn.socket.setNoDelay(true);
     ws.on('message', (data, isBinary) => this.onMessage(conn, data, isBinary));
     ws.on('pong', () => {
@@ -288,11 +293,6 @@ export class ApiXGateway {
     });
     ws.on('error', () => {
       // ws reports protocol errors (bad frames, invalid UTF-8, oversize) here and closes the socket itself.
-    // Counted here, in the same tick as the check in upgrade() (ws completes the upgrade synchronously).
-    if (this.deps.config.connectionCaps.perAddress > 0 && peer.remoteAddress !== undefined) {
-      conn.countedAddress = peer.remoteAddress;
-      increment(this.perAddress, peer.remoteAddress);
-    }
     });
     ws.on('close', (code, reason) => this.onClose(conn, code, reason.toString()));
   }
@@ -482,16 +482,6 @@ export class ApiXGateway {
         correlationId,
       );
     }
-
-    // Find the session: held here, held by another node (store), or new.
-    let session = this.sessions.get(key);
-    let resumed: boolean;
-    let snapshot: SessionSnapshot | undefined;
-    if (session) {
-      resumed = true;
-      session.expiryTimer?.cancel();
-      session.expiryTimer = undefined;
-      const previous = session.connection;
     const capped = this.claimConnectionSlot(conn, principal.orgId, principal.userId, key);
     if (capped) {
       hooks.emit('onConnectRefused', {
@@ -503,6 +493,16 @@ export class ApiXGateway {
       });
       return this.fail(conn, 'RATE_LIMITED', capped, true, correlationId);
     }
+
+    // Find the session: held here, held by another node (store), or new.
+    let session = this.sessions.get(key);
+    let resumed: boolean;
+    let snapshot: SessionSnapshot | undefined;
+    if (session) {
+      resumed = true;
+      session.expiryTimer?.cancel();
+      session.expiryTimer = undefined;
+      const previous = session.connection;
       if (previous && previous !== conn) {
         this.detach(previous);
         this.disconnect(
@@ -642,16 +642,6 @@ export class ApiXGateway {
     }
   }
 
-  /** Denial for a subscribe, or undefined when allowed. */
-  private checkSubscribe(conn: Connection, session: Session, channel: ParsedChannel): Denial | undefined {
-    if (session.subscriptions.size >= this.deps.config.maxChannelsPerConnection)
-      return {
-        channel: channel.name,
-        code: 'FORBIDDEN',
-        message: `subscription limit of ${this.deps.config.maxChannelsPerConnection} channels reached`,
-      };
-    const settings = this.deps.channels.get(session.orgId, channel.name);
-    const decision = authorize(
   /**
    * Counts an authenticated connection against its user's and organization's caps, or says why it is
    * refused. A connection resuming a session that is live here replaces that session's connection (closed
@@ -685,6 +675,16 @@ export class ApiXGateway {
     return undefined;
   }
 
+  /** Denial for a subscribe, or undefined when allowed. */
+  private checkSubscribe(conn: Connection, session: Session, channel: ParsedChannel): Denial | undefined {
+    if (session.subscriptions.size >= this.deps.config.maxChannelsPerConnection)
+      return {
+        channel: channel.name,
+        code: 'FORBIDDEN',
+        message: `subscription limit of ${this.deps.config.maxChannelsPerConnection} channels reached`,
+      };
+    const settings = this.deps.channels.get(session.orgId, channel.name);
+    const decision = authorize(
       'subscribe',
       session.principal,
       conn.clientType,
@@ -1154,6 +1154,10 @@ export class ApiXGateway {
     const wasConnected = conn.phase === Phase.CONNECTED || conn.session !== undefined;
     conn.phase = Phase.CLOSED;
     this.connections.delete(conn.id);
+    if (conn.countedAddress !== undefined) decrement(this.perAddress, conn.countedAddress);
+    if (conn.countedUser !== undefined) decrement(this.perUser, conn.countedUser);
+    if (conn.countedOrg !== undefined) decrement(this.perOrg, conn.countedOrg);
+    conn.countedAddress = conn.countedUser = conn.countedOrg = undefined;
     this.early.delete(conn);
     const session = conn.session;
     if (session && session.connection === conn) this.detach(conn);
@@ -1165,10 +1169,6 @@ export class ApiXGateway {
         status: session?.status ?? ConnectionStatus.DISCONNECTED,
       });
   }
-    if (conn.countedAddress !== undefined) decrement(this.perAddress, conn.countedAddress);
-    if (conn.countedUser !== undefined) decrement(this.perUser, conn.countedUser);
-    if (conn.countedOrg !== undefined) decrement(this.perOrg, conn.countedOrg);
-    conn.countedAddress = conn.countedUser = conn.countedOrg = undefined;
 
   /** The connection leaves its session; the session waits `sessionTtlMs` for a resume. */
   private detach(conn: Connection): void {
@@ -1553,6 +1553,16 @@ function peerOf(req: IncomingMessage): Peer {
   };
 }
 
+function increment(counts: Map<string, number>, key: string): void {
+  counts.set(key, (counts.get(key) ?? 0) + 1);
+}
+
+function decrement(counts: Map<string, number>, key: string): void {
+  const n = (counts.get(key) ?? 0) - 1;
+  if (n > 0) counts.set(key, n);
+  else counts.delete(key);
+}
+
 function rateLimitedDenial(channel: string, err: RateLimitedError): Denial {
   return { channel, code: 'RATE_LIMITED', message: err.message, retryAfterMs: err.retryAfterMs ?? 0 };
 }
@@ -1573,13 +1583,3 @@ function parsePayload(frame: string): unknown {
 }
 
 export { sessionKey };
-function increment(counts: Map<string, number>, key: string): void {
-  counts.set(key, (counts.get(key) ?? 0) + 1);
-}
-
-function decrement(counts: Map<string, number>, key: string): void {
-  const n = (counts.get(key) ?? 0) - 1;
-  if (n > 0) counts.set(key, n);
-  else counts.delete(key);
-}
-

@@ -93,8 +93,8 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
       : {}),
   });
   records?.attach(node);
-  registerSdkBundle(node.httpRouter);
   if (records) node.internals.add('records', records);
+  registerSdkBundle(node.httpRouter);
   registerFeedExample(node.httpRouter);
   try {
     await node.listen();
