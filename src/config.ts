@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import type { RateLimit } from './ratelimit/rate-limit-store.ts';
+import type { Keyring } from './crypto/at-rest.ts';
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 const bool = z
@@ -109,6 +110,39 @@ export const EnvSchema = z.object({
   /** PEM files: when both are set the node serves HTTPS and WSS on its port. */
   APIX_TLS_CERT: z.string().min(1).optional(),
   APIX_TLS_KEY: z.string().min(1).optional(),
+  /**
+   * Master keys for channels encrypted at rest: `<version>:<base64 of 32 bytes>`, comma separated (version a
+   * positive integer). New writes use APIX_ENCRYPTION_ACTIVE_KEY, else the highest version; older versions
+   * stay listed so that what they encrypted stays readable.
+   */
+  APIX_ENCRYPTION_KEYS: z
+    .string()
+    .transform((s, ctx) => {
+      const keys: { version: number; key: Uint8Array }[] = [];
+      for (const part of s
+        .split(',')
+        .map((x) => x.trim())
+        .filter(Boolean)) {
+        const m = /^([0-9]{1,9}):([A-Za-z0-9+/_-]+={0,2})$/.exec(part);
+        const key = m ? Buffer.from(m[2]!, 'base64') : undefined;
+        if (!m || Number(m[1]) < 1 || key!.length !== 32) {
+          ctx.addIssue({
+            code: 'custom',
+            message: 'each entry must be <version>:<base64 of 32 bytes>, version a positive integer',
+          });
+          return z.NEVER;
+        }
+        if (keys.some((k) => k.version === Number(m[1]))) {
+          ctx.addIssue({ code: 'custom', message: `version ${m[1]} is listed twice` });
+          return z.NEVER;
+        }
+        keys.push({ version: Number(m[1]), key: new Uint8Array(key!) });
+      }
+      return keys;
+    })
+    .optional(),
+  /** The version of APIX_ENCRYPTION_KEYS used for new writes (default: the highest). */
+  APIX_ENCRYPTION_ACTIVE_KEY: int(1, 999_999_999).optional(),
   APIX_COMPRESSION: bool.default(true),
   APIX_COMPRESSION_THRESHOLD_BYTES: int(0, 64 * 1024 * 1024).default(1024),
 
@@ -176,6 +210,8 @@ export interface Config {
     /** `refusals` refusals of one connection within `windowMs` close it (4008), or suspend it (4011). */
     readonly abuse: { readonly refusals: number; readonly windowMs: number; readonly suspend: boolean };
   };
+  /** The at-rest keyring (APIX_ENCRYPTION_KEYS); undefined: channels cannot be `encrypted`. */
+  readonly encryption: Keyring | undefined;
   /** PEM file paths; when set the node serves HTTPS and WSS (read by `loadTlsFiles`). */
   readonly tls: { readonly certFile: string; readonly keyFile: string } | undefined;
   readonly presenceTtlMs: number;
@@ -217,6 +253,12 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     const missing = r.data.APIX_TLS_CERT === undefined ? 'APIX_TLS_CERT' : 'APIX_TLS_KEY';
     throw new ConfigError(`invalid ${missing}: must be set too (APIX_TLS_CERT and APIX_TLS_KEY go together)`);
   }
+  const keys = r.data.APIX_ENCRYPTION_KEYS;
+  const active = r.data.APIX_ENCRYPTION_ACTIVE_KEY;
+  if (active !== undefined && !keys?.some((k) => k.version === active))
+    throw new ConfigError(
+      `invalid APIX_ENCRYPTION_ACTIVE_KEY: version ${active} is not in APIX_ENCRYPTION_KEYS`,
+    );
   return configFromEnv(r.data);
 }
 
@@ -281,6 +323,13 @@ export function configFromEnv(e: Env): Config {
         suspend: e.APIX_SUSPEND_ON_ABUSE,
       },
     },
+    encryption:
+      e.APIX_ENCRYPTION_KEYS !== undefined && e.APIX_ENCRYPTION_KEYS.length > 0
+        ? {
+            keys: e.APIX_ENCRYPTION_KEYS,
+            active: e.APIX_ENCRYPTION_ACTIVE_KEY ?? Math.max(...e.APIX_ENCRYPTION_KEYS.map((k) => k.version)),
+          }
+        : undefined,
     tls:
       e.APIX_TLS_CERT !== undefined && e.APIX_TLS_KEY !== undefined
         ? { certFile: e.APIX_TLS_CERT, keyFile: e.APIX_TLS_KEY }

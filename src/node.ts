@@ -48,6 +48,9 @@ import type { RateLimitStore } from './ratelimit/rate-limit-store.ts';
 import { MemoryRateLimitStore } from './ratelimit/memory-rate-limit.ts';
 import { RateLimiter } from './ratelimit/rate-limiter.ts';
 import { loadTlsFiles } from './tls.ts';
+import { AtRestCipher } from './crypto/at-rest.ts';
+import { AtRestBroker, AtRestOfflineQueue, splitChannelKey } from './crypto/at-rest-engines.ts';
+import type { AtRestErrorHandler } from './crypto/at-rest-engines.ts';
 import type { TlsFiles } from './tls.ts';
 
 /** The engines a node runs on: memory (embedded) or shared (Redis). */
@@ -184,12 +187,28 @@ export function createNode(options: NodeOptions): ApixNode {
         onError: (err, key) => log.warn({ err, key }, 'durable replay failed; answering from history only'),
       })
     : engines.broker;
+  // Channels encrypted at rest: the engines store sealed frames (sealed once, by the router); this node
+  // opens each one once, when the engine hands it over, and the queue keeps them sealed.
+  const atRest = config.encryption ? new AtRestCipher(config.encryption) : undefined;
+  const onAtRestError: AtRestErrorHandler = (err, key, id) =>
+    log.error({ err, key, id }, 'encrypted entry cannot be opened: not delivered');
+  const nodeBroker = new AtRestBroker(historyBroker, atRest, onAtRestError);
+  const offlineQueue = new AtRestOfflineQueue(
+    engines.offlineQueue,
+    atRest,
+    (key) => {
+      const [org, name] = splitChannelKey(key);
+      return channels.get(org, name)?.encrypted === true;
+    },
+    onAtRestError,
+  );
   const router = new EventRouter(engines.broker, channels, hooks, clock, {
     maxMessageBytes: config.maxMessageBytes,
     history: { size: config.history.size, ttlMs: config.history.ttlMs },
     idempotencyWindowMs: config.idempotencyWindowMs,
     durable: options.durable,
     limiter,
+    atRest,
   });
   const gateway = new ApiXGateway({
     config,
@@ -198,9 +217,9 @@ export function createNode(options: NodeOptions): ApixNode {
     random,
     log,
     hooks,
-    broker: historyBroker,
+    broker: nodeBroker,
     router,
-    offlineQueue: engines.offlineQueue,
+    offlineQueue,
     sessionStore: engines.sessionStore,
     presence: engines.presence,
     authenticator,
@@ -213,7 +232,7 @@ export function createNode(options: NodeOptions): ApixNode {
   const httpRouter = new HttpRouter(config.allowedOrigins);
   registerApi(httpRouter, {
     authenticator,
-    broker: historyBroker,
+    broker: nodeBroker,
     router,
     channels,
     hooks,

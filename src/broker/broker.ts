@@ -28,6 +28,11 @@ export interface BrokerEvent {
   /** Who published it, so that a dead letter can tell them (`message.failed`). */
   readonly publisher: PublisherRef | undefined;
   /**
+   * On an encrypted channel (src/crypto/at-rest.ts): the stored, sealed text of the frame, kept beside the
+   * plaintext `frame` once opened so that queues and dead letters store it without encrypting again.
+   */
+  readonly sealed?: string | undefined;
+  /**
    * Only on the answer to a publish whose idempotency key was already used within the window: `id` is
    * the earlier event's, nothing was appended or delivered, and `frame` is empty.
    */

@@ -787,6 +787,7 @@ export class ApiXGateway {
       timestamp: item.timestamp,
       frame: item.frame,
       publisher: undefined,
+      sealed: item.sealed,
     };
     if (item.ack && sub.ack) this.retry.deliver(sub, event, undefined, item.attempts);
     else session.connection?.sendEvent(new EventFrames(item.frame, this.compressThreshold));
@@ -1244,6 +1245,8 @@ export class ApiXGateway {
         attempts,
         frame: event.frame,
         ack: sub.ack,
+        // Encrypted at rest: the queue stores the event's sealed text (no second encryption).
+        sealed: event.sealed,
       })
       .catch((err) => this.deps.log.warn({ err }, 'offline queue push failed'));
   }

@@ -5,3 +5,4 @@ export * from './channels.ts';
 export * from './events.ts';
 export * from './schemas.ts';
 export * from './event-id.ts';
+export * from './e2e.ts';

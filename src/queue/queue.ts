@@ -17,6 +17,11 @@ export interface QueuedFrame {
   readonly frame: string;
   /** Whether the frame belongs to an acknowledged subscription (it goes back in flight on resume). */
   readonly ack: boolean;
+  /**
+   * On an encrypted channel, once drained: the stored, sealed text of `frame` (src/crypto/at-rest-engines.ts);
+   * a push with it stores that instead of `frame`. Never stored itself.
+   */
+  readonly sealed?: string | undefined;
 }
 
 export interface DrainResult {

@@ -169,7 +169,8 @@ export class RetryManager {
       type: event.type,
       sessionId: sub.session.sessionId,
       attempts,
-      frame: event.frame,
+      // Encrypted at rest: the dead letter keeps the sealed text, as history does.
+      frame: event.sealed ?? event.frame,
       failedAt: this.clock.now(),
     });
     this.callbacks.deadLettered(sub, event, attempts);

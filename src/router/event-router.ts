@@ -9,6 +9,8 @@ import {
   checkDomainPayload,
   EVENT_TYPE_RE,
   isControlType,
+  isE2eMarked,
+  isE2ePayload,
   parseChannel,
 } from '../protocol/index.ts';
 import type { ClientType, EnvelopeMetadata, ParsedChannel } from '../protocol/index.ts';
@@ -19,6 +21,8 @@ import type { HookBus, Peer, Principal, ConnectionInfo } from '../gateway/hooks.
 import { authorize } from '../subscriptions/permissions.ts';
 import type { ChannelRegistry } from '../subscriptions/channel-registry.ts';
 import type { RateLimiter } from '../ratelimit/rate-limiter.ts';
+import type { AtRestCipher } from '../crypto/at-rest.ts';
+import { sealedFrameText, sealedRecordPayload } from '../crypto/at-rest.ts';
 
 export interface PublishRequest {
   readonly principal: Principal;
@@ -62,6 +66,8 @@ export interface EventRouterOptions {
   readonly durable?: DurableSink | undefined;
   /** Publishes per channel and per organization (a refusal throws RateLimitedError). */
   readonly limiter?: RateLimiter | undefined;
+  /** Seals what is stored of channels configured `encrypted`; absent: publishing to them is refused. */
+  readonly atRest?: AtRestCipher | undefined;
 }
 
 export class EventRouter {
@@ -83,8 +89,14 @@ export class EventRouter {
       throw new ApixError('BAD_REQUEST', `"${req.type}" is a reserved control type`);
     if (!EVENT_TYPE_RE.test(req.type))
       throw new ApixError('BAD_REQUEST', 'type must match [a-z][a-z0-9_.]{0,63}');
-    const payloadError = checkDomainPayload(req.type, req.payload);
-    if (payloadError) throw new ApixError('BAD_REQUEST', payloadError);
+    // An end-to-end encrypted payload (the SDK's envelope) cannot be checked: the gateway cannot read it.
+    if (isE2eMarked(req.metadata)) {
+      if (!isE2ePayload(req.payload))
+        throw new ApixError('BAD_REQUEST', 'metadata.e2e is set but payload is not an e2e envelope');
+    } else {
+      const payloadError = checkDomainPayload(req.type, req.payload);
+      if (payloadError) throw new ApixError('BAD_REQUEST', payloadError);
+    }
 
     const orgId = req.principal.orgId;
     const settings = this.channels.get(orgId, channel.name);
@@ -103,7 +115,12 @@ export class EventRouter {
     const key = channelKey(orgId, channel);
     // After validation and permission, so that refused junk does not spend the organization's tokens.
     if (this.options.limiter) await this.options.limiter.checkPublish(req.principal, req.peer, key);
-    return this.doPublish(req, channel, key, settings?.durable === true);
+    if (settings?.encrypted === true && this.options.atRest === undefined)
+      throw new ApixError(
+        'UNAVAILABLE',
+        `${channel.name} is configured encrypted, but this gateway has no encryption keys (APIX_ENCRYPTION_KEYS)`,
+      );
+    return this.doPublish(req, channel, key, settings?.durable === true, settings?.encrypted === true);
   }
 
   private async doPublish(
@@ -111,6 +128,7 @@ export class EventRouter {
     channel: ParsedChannel,
     key: string,
     durable: boolean,
+    encrypted = false,
   ): Promise<PublishResult> {
     let payloadJson: string;
     try {
@@ -128,6 +146,7 @@ export class EventRouter {
     } catch {
       throw new ApixError('BAD_REQUEST', 'metadata cannot be serialized (too deeply nested?)');
     }
+    let sealed: string | undefined;
     const idemKey = req.metadata?.idempotency_key;
     const windowMs = this.options.idempotencyWindowMs;
     // The broker decides duplicates atomically with the append, across every node of the engine.
@@ -137,17 +156,33 @@ export class EventRouter {
       timestamp,
       publisher: req.publisher,
       history: this.options.history,
-      encode: (id) => encodeChannelEvent(req.type, channel.name, id, payloadJson, timestamp, extraMetadata),
+      encode: (id) => {
+        if (!encrypted || this.options.atRest === undefined)
+          return encodeChannelEvent(req.type, channel.name, id, payloadJson, timestamp, extraMetadata);
+        // Encrypted at rest: sealed once here; each node opens it once when the engine hands it over.
+        const frame = encodeChannelEvent(
+          req.type,
+          channel.name,
+          ID_MARK,
+          payloadJson,
+          timestamp,
+          extraMetadata,
+        );
+        const at = frame.indexOf(ID_MARK);
+        const box = this.options.atRest.sealFrame(key, frame.slice(0, at), frame.slice(at + ID_MARK.length));
+        return (sealed = sealedFrameText(box, id));
+      },
       idempotency: idemKey !== undefined && windowMs > 0 ? { key: idemKey, windowMs } : undefined,
     });
     if (event.duplicate) return { id: event.id, channel, key, duplicate: true };
+    const sealedPayload = sealed === undefined ? undefined : sealedRecordPayload(sealed);
     this.published++;
     if (durable && this.options.durable)
       this.options.durable({
         channelKey: key,
         eventId: event.id,
         type: req.type,
-        payload: req.payload,
+        payload: sealedPayload ?? req.payload,
         sessionId: req.connection?.sessionId,
         publishedAt: timestamp,
         ...(extraMetadata !== undefined
@@ -167,8 +202,10 @@ export class EventRouter {
       });
     return { id: event.id, channel, key, duplicate: false };
   }
-
 }
+
+/** Where the id goes while an encrypted frame is built (the channel event grammar has no `\u0000`). */
+const ID_MARK = '\u0000id\u0000';
 
 /** Keys of a publish's metadata that are the publisher's own business (the rest travel with the event). */
 const PUBLISH_ONLY_METADATA = new Set([

@@ -45,13 +45,15 @@ export function channelRecordKey(
 
 /**
  * The `permissions` column holds a channel's settings: its permission rules at the top level
- * (`subscribe`, `publish`, `history`, as ChannelPermissions) beside `durable` and `coalesceKey` when set.
+ * (`subscribe`, `publish`, `history`, as ChannelPermissions) beside `durable`, `coalesceKey` and
+ * `encrypted` when set.
  */
 export function settingsToJson(settings: ChannelSettings): Record<string, unknown> {
   return {
     ...(settings.permissions ?? {}),
     ...(settings.durable !== undefined ? { durable: settings.durable } : {}),
     ...(settings.coalesceKey !== undefined ? { coalesceKey: settings.coalesceKey } : {}),
+    ...(settings.encrypted !== undefined ? { encrypted: settings.encrypted } : {}),
   };
 }
 
@@ -65,6 +67,7 @@ export function settingsFromJson(value: unknown): ChannelSettings {
     ...(Object.keys(permissions).length ? { permissions: permissions as ChannelPermissions } : {}),
     ...(typeof v.durable === 'boolean' ? { durable: v.durable } : {}),
     ...(typeof v.coalesceKey === 'string' ? { coalesceKey: v.coalesceKey } : {}),
+    ...(typeof v.encrypted === 'boolean' ? { encrypted: v.encrypted } : {}),
   };
 }
 

@@ -6,6 +6,7 @@
 import { MemoryDeadLetterStore, type DeadLetter, type DeadLetterStore } from '../retry/dead-letter.ts';
 import { channelKey, parseChannel } from '../protocol/index.ts';
 import type { EventRecords } from './event-records.ts';
+import { sealedRecordPayload } from '../crypto/at-rest.ts';
 
 export class PrismaDeadLetterStore implements DeadLetterStore {
   private readonly recent: MemoryDeadLetterStore;
@@ -49,6 +50,9 @@ export class PrismaDeadLetterStore implements DeadLetterStore {
 }
 
 function payloadOf(frame: string): unknown {
+  // An encrypted channel's frame: the row keeps it sealed (openRecordPayload reads it back).
+  const sealed = sealedRecordPayload(frame);
+  if (sealed !== undefined) return sealed;
   try {
     const parsed = JSON.parse(frame) as { payload?: unknown };
     return parsed.payload ?? null;

@@ -11,6 +11,11 @@ export interface ChannelSettings {
   readonly durable?: boolean;
   /** Slow subscribers get only the latest event per `payload[coalesceKey]` instead of being cut. */
   readonly coalesceKey?: string;
+  /**
+   * What is stored of its events (history, offline queues, ApiXEvent records, dead letters) is encrypted
+   * with the organization's key (src/crypto/at-rest.ts); publishing is refused without APIX_ENCRYPTION_KEYS.
+   */
+  readonly encrypted?: boolean;
 }
 
 export interface ChannelRegistry {

@@ -1,10 +1,11 @@
 /**
  * Subscription filters (`subscribe.filters`, an APIX extension of the seed's `filters` record):
  * `types: string[]` keeps only those event types; any other key keeps events whose payload has that
- * top-level field equal to the given scalar. Compiled once per subscription; the payload is parsed at
+ * top-level field equal to the given scalar (end-to-end encrypted payloads pass field filters: the
+ * receiving SDK applies them once decrypted). Compiled once per subscription; the payload is parsed at
  * most once per event per node, and only when some subscriber filters on payload fields.
  */
-import { ApixError } from '../protocol/index.ts';
+import { ApixError, isE2ePayload } from '../protocol/index.ts';
 
 export interface FilterInput {
   readonly type: string;
@@ -39,6 +40,8 @@ export function compileFilter(filters: Record<string, unknown> | undefined): Eve
     if (fields.length === 0) return true;
     const p = event.payload();
     if (p === null || typeof p !== 'object') return false;
+    // End-to-end encrypted: the gateway cannot read the fields; the SDK applies them after decrypting.
+    if (isE2ePayload(p)) return true;
     for (const [k, v] of fields) {
       if (!Object.prototype.hasOwnProperty.call(p, k) || (p as Record<string, unknown>)[k] !== v)
         return false;

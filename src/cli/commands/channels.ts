@@ -1,15 +1,20 @@
 /**
  * `apix channels set-permissions <channel> --org <org> --json '{...}'` stores a channel's own permissions
- * (PROTOCOL.md 5); `apix channels get <channel> --org <org>`; `apix channels list --org <org>`.
+ * (PROTOCOL.md 5); `apix channels set <channel> --org <org> [--durable true|false] [--encrypted true|false]`
+ * its delivery settings; `apix channels get <channel> --org <org>`; `apix channels list --org <org>`.
  */
 import { parseArgs, stringOption } from '../args.ts';
 import { auditCliAction, withCliDatabase } from '../database.ts';
 import { ChannelPermissionsSchema, ChannelRecords } from '../../store/channel-records.ts';
 import type { ChannelPermissions } from '../../subscriptions/permissions.ts';
 import { isValidOrgId, parseChannel, type ChannelType } from '../../protocol/index.ts';
+import { settingsFromJson } from '../../store/channel-records.ts';
+import type { ChannelSettings } from '../../subscriptions/channel-registry.ts';
+import { loadConfig } from '../../config.ts';
 
 const USAGE = `usage:
   apix channels set-permissions <channel> --org <org> --json '<permissions>'
+  apix channels set <channel> --org <org> [--durable true|false] [--encrypted true|false]
   apix channels get <channel> --org <org>
   apix channels list --org <org>`;
 
@@ -17,7 +22,9 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   const args = parseArgs(argv);
   const [sub, channel] = args.positionals;
   const org = stringOption(args, 'org');
-  const known = sub === 'list' || ((sub === 'set-permissions' || sub === 'get') && channel !== undefined);
+  const known =
+    sub === 'list' ||
+    ((sub === 'set-permissions' || sub === 'get' || sub === 'set') && channel !== undefined);
   if (!known || args.options.help || !isValidOrgId(org)) {
     process.stderr.write(`${USAGE}\n`);
     return args.options.help ? 0 : 2;
@@ -51,8 +58,49 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     }
     permissions = r.data;
   }
+  let changes: { durable?: boolean; encrypted?: boolean } = {};
+  if (sub === 'set') {
+    const flags: Record<string, boolean> = {};
+    for (const name of ['durable', 'encrypted']) {
+      const v = stringOption(args, name);
+      if (v === undefined) continue;
+      if (v !== 'true' && v !== 'false') {
+        process.stderr.write(`apix channels: --${name} must be true or false\n`);
+        return 2;
+      }
+      flags[name] = v === 'true';
+    }
+    if (Object.keys(flags).length === 0) {
+      process.stderr.write(`${USAGE}\n`);
+      return 2;
+    }
+    // Refused here rather than at the first publish: the gateways need the keys (set the same on all).
+    if (flags.encrypted === true && loadConfig(env).encryption === undefined) {
+      process.stderr.write(
+        'apix channels: --encrypted true needs APIX_ENCRYPTION_KEYS (the same keys as the gateway nodes); ' +
+          'without them publishing to the channel is refused\n',
+      );
+      return 1;
+    }
+    changes = flags;
+  }
   return withCliDatabase(env, async (cli) => {
     const channels = new ChannelRecords(cli.db.prisma);
+    if (sub === 'set') {
+      const current = await channels.get(org, channel!, type!);
+      const settings: ChannelSettings = { ...settingsFromJson(current?.permissions), ...changes };
+      const row = await channels.setSettings(org, channel!, settings);
+      await auditCliAction(cli, {
+        orgId: org,
+        action: 'admin.channels.set_settings',
+        target: channel,
+        detail: changes,
+      });
+      process.stdout.write(
+        `${row.name.slice(row.name.indexOf('/') + 1)}: ${JSON.stringify(row.permissions)}\n`,
+      );
+      return 0;
+    }
     if (sub === 'list') {
       for (const c of await channels.list(org))
         process.stdout.write(
