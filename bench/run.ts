@@ -23,12 +23,13 @@
  *   --per-worker N           connections per server process in (a)  [15000]
  *   --concurrency N          handshakes in flight, in total         [100]
  *   --publishes-per-connection N  publisher pool sizing (APIX caps frames/s per connection) [100]
+ *   --cpu-prof DIR           server processes write V8 CPU profiles (.cpuprofile) into DIR
  *   --no-pin                 do not use taskset
  *   --no-doc                 do not rewrite BENCHMARKS.md (quick runs never do)
  */
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cores, killAll, setNiceness } from './lib/proc.ts';
 import { writeReport } from './lib/report.ts';
@@ -76,6 +77,7 @@ const KNOWN = new Set([
   'stop-p99-ms',
   'budget-minutes',
   'publishes-per-connection',
+  'cpu-prof',
 ]);
 
 async function main(): Promise<number> {
@@ -140,7 +142,9 @@ async function main(): Promise<number> {
     p99LimitMs: num('p99-ms', 100),
     stopP99Ms: num('stop-p99-ms', 2000),
     publishesPerConnection: num('publishes-per-connection', 100),
+    ...(args.has('cpu-prof') ? { cpuProfDir: resolve(str('cpu-prof', 'bench/results/profiles')) } : {}),
   };
+  if (s.cpuProfDir) mkdirSync(s.cpuProfDir, { recursive: true });
 
   const tty = process.stdout.isTTY;
   let lastTransient = 0;

@@ -31,6 +31,8 @@ export interface BenchSettings {
   readonly stopP99Ms: number;
   /** Publishes per second per publisher connection, at most. */
   readonly publishesPerConnection: number;
+  /** `--cpu-prof DIR`: server processes write CPU profiles there (see BENCHMARKS.md, where the time goes). */
+  readonly cpuProfDir?: string;
 }
 
 export interface ConnectionsResult {
@@ -117,6 +119,7 @@ function startContext(s: BenchSettings, workers: number): StartContext {
     jwtSecret: s.jwtSecret,
     heartbeatMs: s.heartbeatMs,
     workers,
+    ...(s.cpuProfDir ? { cpuProfDir: s.cpuProfDir } : {}),
   };
 }
 

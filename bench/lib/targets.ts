@@ -19,6 +19,8 @@ export interface StartContext {
   readonly heartbeatMs: number;
   /** Server processes to use (connection counts above one process's file limit). */
   readonly workers: number;
+  /** When set, every server process writes a V8 CPU profile (`node --cpu-prof`) into this folder. */
+  readonly cpuProfDir?: string;
 }
 
 export interface Running {
@@ -48,6 +50,8 @@ function logTail(file: string): string {
 }
 
 let serial = 0;
+/** How long a stopping server may drain; a profiled one needs to exit by itself to write its profile. */
+let stopGraceMs = 2000;
 
 async function startNode(
   ctx: StartContext,
@@ -58,7 +62,9 @@ async function startNode(
   readyTimeoutMs: number,
 ): Promise<ChildProcess> {
   const logFile = join(ctx.tmpDir, `${name}-${++serial}.log`);
-  const child = spawnPinned(process.execPath, ['--import', 'tsx', ...args], {
+  const prof = ctx.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', ctx.cpuProfDir] : [];
+  if (ctx.cpuProfDir) stopGraceMs = 60_000;
+  const child = spawnPinned(process.execPath, [...prof, '--import', 'tsx', ...args], {
     cpu: ctx.cpu,
     cwd: ctx.root,
     env,
@@ -79,7 +85,7 @@ function running(children: ChildProcess[], ports: number[]): Running {
     urls: ports.map((p) => `ws://127.0.0.1:${p}`),
     pids: () => children.flatMap((c) => (c.pid !== undefined ? processTree(c.pid) : [])),
     stop: async () => {
-      await Promise.all(children.map((c) => stop(c)));
+      await Promise.all(children.map((c) => stop(c, stopGraceMs)));
     },
   };
 }
@@ -151,6 +157,9 @@ function apixEnv(ctx: StartContext, port: number, node: number, redisUrl?: strin
   for (const limit of ['CONNECTION', 'PUBLISH', 'CHANNEL', 'ORG_PUBLISH', 'ORG_SUBSCRIBE', 'ADDRESS']) {
     env[`APIX_RATE_${limit}_PER_SEC`] = '0';
   }
+  // Likewise the caps on concurrent connections per address and user: the load comes from a few addresses.
+  env.APIX_MAX_CONNECTIONS_PER_ADDRESS = '0';
+  env.APIX_MAX_CONNECTIONS_PER_USER = '0';
   if (redisUrl) env.REDIS_URL = redisUrl;
   else delete env.REDIS_URL;
   delete env.DATABASE_URL;
@@ -237,7 +246,7 @@ function apixRedis(nodes: number): TargetDef {
         }
         return running(children, ports);
       } catch (err) {
-        await Promise.all(children.map((c) => stop(c)));
+        await Promise.all(children.map((c) => stop(c, stopGraceMs)));
         throw err;
       }
     },

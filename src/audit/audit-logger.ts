@@ -302,10 +302,12 @@ export class AuditLogger {
   private async write(batch: readonly PendingAuditEntry[]): Promise<void> {
     await this.options.prisma.$transaction(
       async (tx) => {
-        const existing = await tx.auditLog.findMany({
-          where: { id: { in: batch.map((e) => e.id) } },
-          select: { id: true },
-        });
+        // Raw statements of one fixed shape, the rows as one jsonb parameter: Prisma's createMany/findMany
+        // with hundreds of parameters cost about 0.9 ms of CPU per entry on PGlite, these about a tenth.
+        const existing = await tx.$queryRawUnsafe<Array<{ id: string }>>(
+          `SELECT "id" FROM "AuditLog" WHERE "id" IN (SELECT jsonb_array_elements_text($1::jsonb))`,
+          JSON.stringify(batch.map((e) => e.id)),
+        );
         const stored = new Set(existing.map((r) => r.id));
         const fresh = batch.filter((e) => !stored.has(e.id));
         if (fresh.length === 0) return;
@@ -355,7 +357,16 @@ export class AuditLogger {
           head.set(e.orgId, { seq, hash });
           return row;
         });
-        await tx.auditLog.createMany({ data: rows });
+        await tx.$executeRawUnsafe(
+          `INSERT INTO "AuditLog" ("id", "orgId", "seq", "prevHash", "hash", "actor", "action", "target",
+             "detail", "remoteAddress", "userAgent", "createdAt")
+           SELECT r."id", r."orgId", r."seq", r."prevHash", r."hash", r."actor", r."action", r."target",
+                  r."detail", r."remoteAddress", r."userAgent", r."createdAt"
+           FROM jsonb_to_recordset($1::jsonb) AS r("id" text, "orgId" text, "seq" int, "prevHash" text,
+                "hash" text, "actor" text, "action" text, "target" text, "detail" jsonb,
+                "remoteAddress" text, "userAgent" text, "createdAt" timestamp(3))`,
+          JSON.stringify(rows),
+        );
         await tx.$executeRawUnsafe(
           `UPDATE "AuditChainHead" AS h SET "seq" = r."seq", "hash" = r."hash", "updatedAt" = now()
            FROM jsonb_to_recordset($1::jsonb) AS r("orgId" text, "seq" int, "hash" text) WHERE h."orgId" = r."orgId"`,

@@ -14,7 +14,16 @@ interface TrackedConnection {
   readonly orgId: string;
   readonly sessionId: string;
   readonly channels: Map<string, ChannelType>;
+  /** The last heartbeat handed to the connection records. */
+  heartbeatAt: number;
 }
+
+/**
+ * `lastHeartbeat` is written at most this often per connection: it tells a live connection from a
+ * stale one, which a minute resolves; writing every ping of 100,000 connections (one per 25 s each)
+ * would be 4,000 row updates a second for nothing. Disconnects and status changes are written at once.
+ */
+export const HEARTBEAT_RECORD_INTERVAL_MS = 60_000;
 
 /** Attaches the record writers to the bus; returns a function that detaches them. */
 export function attachRecordHooks(bus: HookBus, repos: RecordRepositories): () => void {
@@ -43,11 +52,15 @@ export function recordHooks(repos: RecordRepositories): GatewayHooks {
         orgId: connection.principal.orgId,
         sessionId: connection.sessionId,
         channels: new Map(),
+        heartbeatAt: connection.connectedAt,
       };
       tracked.set(connection.connectionId, t);
       for (const name of connection.channels) add(t, name, undefined);
     },
     onHeartbeat({ connectionId, sessionId, at }) {
+      const t = tracked.get(connectionId);
+      if (t && at - t.heartbeatAt < HEARTBEAT_RECORD_INTERVAL_MS) return;
+      if (t) t.heartbeatAt = at;
       connections.heartbeat(sessionId, connectionId, at);
     },
     onSubscribe({ connection, channel, channelType, granted }) {
