@@ -21,6 +21,9 @@ import {
   isApixError,
 } from '../../../src/protocol/errors.ts';
 import { isEventId } from '../../../src/protocol/event-id.ts';
+import { E2E_VERSION, isE2ePayload } from '../../../src/protocol/e2e.ts';
+import { E2eCipher } from './e2e.ts';
+import type { E2eKeyMap } from './e2e.ts';
 import type {
   ApiXConnection,
   ChannelEvent,
@@ -95,6 +98,12 @@ export interface ApixClientOptions {
   tokenRefreshMarginMs?: number;
   /** Measure the gateways' handshake time before the first connect when `url` lists several. Default true. */
   probeGateways?: boolean;
+  /**
+   * End-to-end encryption (AES-256-GCM, WebCrypto): channel -> its keys. Publishes to these channels are
+   * encrypted before they leave; their events are decrypted before handlers see them (an event that does
+   * not decrypt is an `error` event, never delivered). The gateway cannot read them.
+   */
+  e2eKeys?: E2eKeyMap;
   clock?: Clock;
   random?: Random;
 }
@@ -183,6 +192,11 @@ export class ApixClient extends TypedEmitter<ClientEvents> {
   private timers: Timers = {};
 
   private readonly subscriptions = new Map<string, Subscription>();
+  /** End-to-end encryption (e2e.ts); without `e2eKeys`, envelopes that arrive are reported, never delivered. */
+  private readonly e2e: E2eCipher;
+  /** Per channel: the decrypt-then-deliver chain that keeps its events in order. */
+  private readonly e2eChains = new Map<string, Promise<void>>();
+  private e2ePublishes: Promise<void> = Promise.resolve();
   /** Sent publishes waiting for `message.sent` / `message.queued` / `message.failed`. */
   private readonly inFlight = new Map<string, PendingPublish>();
   /** Publishes not sent yet (offline), in order. */
@@ -215,6 +229,7 @@ export class ApixClient extends TypedEmitter<ClientEvents> {
     const urls = typeof options.url === 'string' ? [options.url] : [...options.url];
     if (urls.length === 0) throw new Error('ApixClient needs at least one url');
     this.options = options;
+    this.e2e = new E2eCipher(options.e2eKeys ?? {});
     this.WebSocketImpl = WebSocketImpl;
     this.clock = options.clock ?? systemClock;
     this.random = options.random ?? Math.random;
@@ -294,6 +309,29 @@ export class ApixClient extends TypedEmitter<ClientEvents> {
     type: PublishableType<T>,
     payload: PayloadOf<T>,
     options: PublishOptions = {},
+  ): Promise<PublishResult> {
+    if (this.e2e.has(channel)) {
+      // Encrypted in publish order (WebCrypto is asynchronous), then published like any other.
+      const encrypted = this.e2ePublishes.then(() => this.e2e.encrypt(channel, type, payload));
+      this.e2ePublishes = encrypted.then(
+        () => undefined,
+        () => undefined,
+      );
+      return encrypted.then((envelope) =>
+        this.publishNow(channel, type, envelope as PayloadOf<T>, {
+          ...options,
+          metadata: { ...options.metadata, e2e: E2E_VERSION },
+        }),
+      );
+    }
+    return this.publishNow(channel, type, payload, options);
+  }
+
+  private publishNow<T extends string>(
+    channel: string,
+    type: PublishableType<T>,
+    payload: PayloadOf<T>,
+    options: PublishOptions,
   ): Promise<PublishResult> {
     if (this._state === 'closed')
       return Promise.reject(new ApixError(ErrorCode.UNAVAILABLE, 'the client is closed'));
@@ -590,6 +628,41 @@ export class ApixClient extends TypedEmitter<ClientEvents> {
     if (event.metadata === undefined)
       (event as { metadata: ChannelEvent['metadata'] }).metadata = { timestamp: 0, version: '1' };
     // Events of a channel without a local subscription (unsubscribed, not yet confirmed) are dropped.
+    const chain = this.e2eChains.get(event.channel);
+    if (chain === undefined && !isE2ePayload(event.payload)) {
+      this.subscriptions.get(event.channel)?.deliver(event);
+      return;
+    }
+    // End-to-end encrypted (or behind one on its channel): decrypted in order, then delivered.
+    const next = (chain ?? Promise.resolve()).then(() => this.deliverE2e(event));
+    this.e2eChains.set(event.channel, next);
+    void next.then(() => {
+      if (this.e2eChains.get(event.channel) === next) this.e2eChains.delete(event.channel);
+    });
+  }
+
+  private async deliverE2e(event: ChannelEvent): Promise<void> {
+    if (isE2ePayload(event.payload)) {
+      try {
+        (event as { payload: unknown }).payload = await this.e2e.decrypt(
+          event.channel,
+          event.type,
+          event.payload,
+        );
+      } catch (err) {
+        this.emit('error', isApixError(err) ? err : new ApixError(ErrorCode.INTERNAL, String(err)));
+        return;
+      }
+      // The gateway could not apply payload-field filters to the envelope: apply them now.
+      const filters = this.subscriptions.get(event.channel)?.filters;
+      if (filters) {
+        const p = event.payload as Record<string, unknown> | null;
+        for (const [k, v] of Object.entries(filters)) {
+          if (k === 'types') continue;
+          if (p === null || typeof p !== 'object' || p[k] !== v) return;
+        }
+      }
+    }
     this.subscriptions.get(event.channel)?.deliver(event);
   }
 

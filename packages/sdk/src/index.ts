@@ -55,3 +55,4 @@ export {
 export { compareEventIds, isEventId, parseEventId } from '../../../src/protocol/event-id.ts';
 export { parseChannel } from '../../../src/protocol/channels.ts';
 export type { DomainPayloads } from '../../../src/protocol/events.ts';
+export { E2eCipher, type E2eChannelKeys, type E2eKeyMap, type E2eKeyMaterial } from './e2e.ts';
