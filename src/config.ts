@@ -72,6 +72,8 @@ export const EnvSchema = z.object({
   APIX_PENDING_SWEEP_MS: int(100, 3_600_000).default(10_000),
   APIX_DEAD_LETTER_SIZE: int(1, 10_000_000).default(10_000),
   APIX_IDEMPOTENCY_WINDOW_MS: int(0, 86_400_000).default(120_000),
+  /** How long a token revocation is kept: make it at least the longest lifetime of the tokens issued. */
+  APIX_TOKEN_REVOCATION_TTL_MS: int(60_000, 365 * 86_400_000).default(7 * 86_400_000),
   /** A room member not refreshed by its node for this long is gone (a dead node's members expire). */
   APIX_PRESENCE_TTL_MS: int(1000, 3_600_000).default(60_000),
   /** `off`: keep no database records (no audit trail, no stored keys): for benchmarks and stateless edges. */
@@ -199,6 +201,7 @@ export interface Config {
   readonly pending: { readonly flushMs: number; readonly sweepMs: number };
   readonly deadLetterSize: number;
   readonly idempotencyWindowMs: number;
+  readonly tokenRevocationTtlMs: number;
   readonly compression: { readonly enabled: boolean; readonly thresholdBytes: number };
   readonly rateLimits: {
     readonly connection: RateLimit;
@@ -309,6 +312,7 @@ export function configFromEnv(e: Env): Config {
     pending: { flushMs: e.APIX_PENDING_FLUSH_MS, sweepMs: e.APIX_PENDING_SWEEP_MS },
     deadLetterSize: e.APIX_DEAD_LETTER_SIZE,
     idempotencyWindowMs: e.APIX_IDEMPOTENCY_WINDOW_MS,
+    tokenRevocationTtlMs: e.APIX_TOKEN_REVOCATION_TTL_MS,
     compression: { enabled: e.APIX_COMPRESSION, thresholdBytes: e.APIX_COMPRESSION_THRESHOLD_BYTES },
     rateLimits: {
       connection: { perSec: e.APIX_RATE_CONNECTION_PER_SEC, burst: e.APIX_RATE_CONNECTION_BURST },

@@ -14,6 +14,7 @@ import { RedisOfflineQueue } from './queue/redis-queue.ts';
 import { RedisSessionStore } from './sessions/redis-session-store.ts';
 import { RedisPresence } from './presence/redis-presence.ts';
 import { RedisRateLimitStore } from './ratelimit/redis-rate-limit.ts';
+import { RedisRevocationStore } from './auth/redis-revocation.ts';
 
 export interface EngineOptions {
   readonly clock?: Clock;
@@ -43,6 +44,7 @@ export async function createEngines(config: Config, options: EngineOptions): Pro
     presence,
     // Shared buckets refill by Redis's clock; nodes lease tokens ahead of use (see redis-rate-limit.ts).
     rateLimits: new RedisRateLimitStore(clients.command, keys, { clock }),
+    revocations: new RedisRevocationStore(clients.command, keys, { clock }),
     readiness: [],
     async close() {
       await presence.close();

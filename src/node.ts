@@ -46,6 +46,8 @@ import { ReservedChannelRegistry } from './latency/dashboard-feed.ts';
 import type { ReadinessCheck } from './http/api.ts';
 import type { RateLimitStore } from './ratelimit/rate-limit-store.ts';
 import { MemoryRateLimitStore } from './ratelimit/memory-rate-limit.ts';
+import type { RevocationStore } from './auth/revocation-store.ts';
+import { MemoryRevocationStore } from './auth/memory-revocation.ts';
 import { RateLimiter } from './ratelimit/rate-limiter.ts';
 import { loadTlsFiles } from './tls.ts';
 import { AtRestCipher } from './crypto/at-rest.ts';
@@ -61,6 +63,8 @@ export interface Engines {
   readonly presence: Presence;
   /** Shared rate-limit buckets (channel, organization, address). */
   readonly rateLimits: RateLimitStore;
+  /** Revoked tokens, shared by the nodes (absent: a memory store of this node). */
+  readonly revocations?: RevocationStore;
   readonly readiness: readonly ReadinessCheck[];
   close(): Promise<void>;
 }
@@ -123,11 +127,15 @@ export interface ApixNode {
 
 /** Nodes over one MemoryBrokerBus share their rate limits too, as Redis nodes do. */
 const busRateLimits = new WeakMap<MemoryBrokerBus, MemoryRateLimitStore>();
+/** And their revocations. */
+const busRevocations = new WeakMap<MemoryBrokerBus, MemoryRevocationStore>();
 
 export function memoryEngines(config: Config, clock: Clock, bus?: MemoryBrokerBus): Engines {
   const sharedBus = bus ?? new MemoryBrokerBus(clock, config.history.maxChannels);
   let rateLimits = busRateLimits.get(sharedBus);
   if (!rateLimits) busRateLimits.set(sharedBus, (rateLimits = new MemoryRateLimitStore(clock)));
+  let revocations = busRevocations.get(sharedBus);
+  if (!revocations) busRevocations.set(sharedBus, (revocations = new MemoryRevocationStore(clock)));
   const broker = new MemoryBroker(sharedBus, { size: config.history.size, ttlMs: config.history.ttlMs });
   const presence = new MemoryPresence(sharedBus.presence, { ttlMs: config.presenceTtlMs });
   return {
@@ -136,6 +144,7 @@ export function memoryEngines(config: Config, clock: Clock, bus?: MemoryBrokerBu
     sessionStore: new MemorySessionStore(clock),
     presence,
     rateLimits,
+    revocations,
     readiness: [],
     async close() {
       await presence.close();
@@ -161,7 +170,23 @@ export function createNode(options: NodeOptions): ApixNode {
     new StaticApiKeyStore(config.auth.apiKeys),
     ...(options.apiKeys ? [options.apiKeys] : []),
   ]);
-  const authenticator = new Authenticator({ ...config.auth, apiKeys, now: () => clock.now() });
+  const revocations = engines.revocations ?? new MemoryRevocationStore(clock);
+  let revocationErrorLogged = 0;
+  const authenticator = new Authenticator({
+    ...config.auth,
+    apiKeys,
+    now: () => clock.now(),
+    revocations,
+    onRevocationCheckError: (err) => {
+      // Fail open (Redis down is a wider outage, /readyz says so), and say so at most once a minute.
+      if (clock.now() - revocationErrorLogged < 60_000) return;
+      revocationErrorLogged = clock.now();
+      log.warn(
+        { err },
+        'revocation store unavailable: revoked tokens are only refused on the nodes that heard of them',
+      );
+    },
+  });
   const tls = options.tls ?? loadTlsFiles(config);
   let storeErrorLogged = 0;
   const limiter = new RateLimiter(
@@ -258,6 +283,8 @@ export function createNode(options: NodeOptions): ApixNode {
     broker: engines.broker,
     gateway,
     maxBodyBytes: config.maxMessageBytes,
+    revocations,
+    tokenRevocationTtlMs: config.tokenRevocationTtlMs,
   });
   const internals = new Internals()
     .add('engines', engines)

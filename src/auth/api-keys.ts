@@ -13,6 +13,8 @@ export interface ApiKeyRecord {
 export interface ApiKeyStore {
   /** The key's record if it is valid and not revoked; undefined otherwise. Must be fast (cache). */
   verify(key: string): Promise<ApiKeyRecord | undefined>;
+  /** The key was revoked elsewhere (a control message): drop whatever is cached of it. */
+  forget?(keyId: string): void;
 }
 
 export function hashApiKey(key: string): string {
@@ -55,5 +57,8 @@ export class ChainedApiKeyStore implements ApiKeyStore {
       if (r) return r;
     }
     return undefined;
+  }
+  forget(keyId: string): void {
+    for (const s of this.stores) s.forget?.(keyId);
   }
 }

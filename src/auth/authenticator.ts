@@ -11,6 +11,8 @@ import { ApixError, isValidOrgId } from '../protocol/index.ts';
 import type { Principal } from '../gateway/hooks.ts';
 import type { ApiKeyStore } from './api-keys.ts';
 import { looksLikeApiKey } from './api-keys.ts';
+import type { Revocation, RevocationStore } from './revocation-store.ts';
+import { HeardRevocations } from './revocation-store.ts';
 
 export interface AuthenticatorOptions {
   readonly jwtSecret: string | undefined;
@@ -20,6 +22,10 @@ export interface AuthenticatorOptions {
   readonly audience: string | undefined;
   readonly algorithms: readonly string[];
   readonly apiKeys: ApiKeyStore;
+  /** Revoked tokens (by `jti`, by user); absent: none are checked. */
+  readonly revocations?: RevocationStore | undefined;
+  /** A revocation check failed (store unreachable): the credentials are let in, and this is told. */
+  readonly onRevocationCheckError?: ((err: unknown) => void) | undefined;
   /** Seconds of clock skew tolerated on exp/nbf. */
   readonly clockToleranceSec?: number;
   readonly now?: () => number;
@@ -51,8 +57,11 @@ export class Authenticator {
   private readonly pemKeys = new Map<string, Promise<CryptoKey>>();
   private readonly pem: string | undefined;
   private readonly algorithms: string[];
+  /** Revocations this node heard of, checked last and synchronously (no await between it and the caller). */
+  private readonly heard: HeardRevocations;
 
   constructor(private readonly options: AuthenticatorOptions) {
+    this.heard = new HeardRevocations(options.now ?? Date.now);
     this.secret = options.jwtSecret ? new TextEncoder().encode(options.jwtSecret) : undefined;
     this.jwks = options.jwksUrl ? createRemoteJWKSet(new URL(options.jwksUrl)) : undefined;
     const pem = options.publicKeyPem;
@@ -67,7 +76,29 @@ export class Authenticator {
     const principal = looksLikeApiKey(token) ? await this.verifyApiKey(token) : await this.verifyJwt(token);
     if (claimedOrgId !== undefined && claimedOrgId !== principal.orgId)
       throw new ApixError('UNAUTHORIZED', 'organizationId does not match the token');
+    const store = this.options.revocations;
+    if (store && principal.kind === 'jwt') {
+      let revoked = false;
+      try {
+        revoked = await store.isRevoked(principal);
+      } catch (err) {
+        this.options.onRevocationCheckError?.(err);
+      }
+      if (revoked) throw new ApixError('UNAUTHORIZED', 'token revoked');
+    }
+    // Last, with no await after it: a revocation heard while the store was read still applies.
+    if (this.heard.covers(principal))
+      throw new ApixError(
+        'UNAUTHORIZED',
+        principal.kind === 'jwt' ? 'token revoked' : 'invalid or revoked API key',
+      );
     return principal;
+  }
+
+  /** A revocation made here or heard from another node: remembered, and a revoked key leaves the caches. */
+  noteRevocation(revocation: Revocation): void {
+    this.heard.add(revocation);
+    if (revocation.kind === 'apiKey') this.options.apiKeys.forget?.(revocation.keyId);
   }
 
   private async verifyApiKey(key: string): Promise<Principal> {
@@ -125,7 +156,7 @@ export class Authenticator {
         throw new ApixError('UNAUTHORIZED', 'token signature is invalid');
       throw new ApixError('UNAUTHORIZED', 'token is invalid');
     }
-    const { sub, org, roles } = payload as JWTPayload & { org?: unknown; roles?: unknown };
+    const { sub, org, roles, jti, iat } = payload as JWTPayload & { org?: unknown; roles?: unknown };
     if (typeof sub !== 'string' || sub.length === 0 || sub.length > 200)
       throw new ApixError('UNAUTHORIZED', 'token "sub" must be a non-empty string');
     if (!isValidOrgId(org)) throw new ApixError('UNAUTHORIZED', 'token "org" must match [A-Za-z0-9_-]{1,64}');
@@ -144,6 +175,8 @@ export class Authenticator {
       isService: roleList.includes('service'),
       expiresAt: payload.exp,
       keyId: undefined,
+      tokenId: typeof jti === 'string' && jti.length > 0 && jti.length <= 256 ? jti : undefined,
+      issuedAt: typeof iat === 'number' && Number.isFinite(iat) ? iat : undefined,
     };
   }
 }

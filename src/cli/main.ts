@@ -11,7 +11,7 @@ const COMMANDS: Record<string, string> = {
   channels: 'manage channels: apix channels set-permissions <channel> --org <org> --json <permissions>',
   migrate: 'apply database migrations',
   audit: 'the audit trail: apix audit verify|tail --org <org>',
-  admin: 'operate a running gateway: suspend, resume, kick',
+  admin: 'operate a running gateway: suspend, resume, kick, revoke-token, revoke-user',
 };
 
 async function main(argv: string[]): Promise<number> {

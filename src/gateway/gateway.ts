@@ -42,6 +42,8 @@ import type { OfflineQueue, QueuedFrame } from '../queue/queue.ts';
 import type { SessionStore, SessionSnapshot } from '../sessions/session-store.ts';
 import type { Presence, PresenceMember } from '../presence/presence.ts';
 import type { Authenticator } from '../auth/authenticator.ts';
+import type { Revocation } from '../auth/revocation-store.ts';
+import { parseRevocationControl, revocationControlMessage, revokes } from '../auth/revocation-store.ts';
 import type { ChannelRegistry } from '../subscriptions/channel-registry.ts';
 import { authorize } from '../subscriptions/permissions.ts';
 import { compileFilter } from '../subscriptions/filters.ts';
@@ -1315,7 +1317,35 @@ export class ApiXGateway {
           String(msg.reason ?? 'suspended by an operator'),
         );
         return;
+      default: {
+        const revoked = parseRevocationControl(msg);
+        if (revoked) this.applyRevocation(revoked.revocation, revoked.reason);
+      }
     }
+  }
+
+  /**
+   * Cuts, on every node, the live connections authenticated with revoked credentials (store them first:
+   * the store refuses them at the next connect). Answers how many were cut on this node.
+   */
+  async revokeCredentials(revocation: Revocation, reason: string): Promise<number> {
+    const cut = this.applyRevocation(revocation, reason);
+    await this.deps.broker.publishControl(revocationControlMessage(revocation, this.deps.nodeId, reason));
+    return cut;
+  }
+
+  /** `connection.disconnected` UNAUTHORIZED and close 4001 for every connection the revocation covers. */
+  private applyRevocation(revocation: Revocation, reason: string): number {
+    this.deps.authenticator.noteRevocation(revocation);
+    let cut = 0;
+    for (const conn of this.connections.values()) {
+      if (conn.phase === Phase.CLOSING || conn.phase === Phase.CLOSED) continue;
+      if (conn.principal === undefined || !revokes(revocation, conn.principal)) continue;
+      this.deps.hooks.emit('onAuthFailure', { peer: conn.peer, code: 'UNAUTHORIZED', reason, via: 'ws' });
+      this.disconnect(conn, 'UNAUTHORIZED', reason, CloseCode.UNAUTHORIZED, false);
+      cut++;
+    }
+    return cut;
   }
 
   /** Suspends (or lifts the suspension of) a session on every node. */

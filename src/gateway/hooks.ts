@@ -19,6 +19,10 @@ export interface Principal {
   /** Seconds since epoch; undefined for API keys. */
   readonly expiresAt: number | undefined;
   readonly keyId: string | undefined;
+  /** The JWT's `jti`, when it has one (revocation by token). */
+  readonly tokenId?: string | undefined;
+  /** The JWT's `iat` in seconds, when it has one (revocation of a user's tokens issued before a moment). */
+  readonly issuedAt?: number | undefined;
 }
 
 export interface Peer {

@@ -5,7 +5,11 @@
  *   connection with 4011 and refuses it until resumed, on every node;
  * - `POST /v1/admin/sessions/<sessionId>/resume` `{userId?}`;
  * - `POST /v1/admin/connections/<connectionId>/kick` `{reason?}`: closes one connection on this node
- *   (`connection.disconnected` with `reconnect: false`, then 4008).
+ *   (`connection.disconnected` with `reconnect: false`, then 4008);
+ * - `POST /v1/admin/revocations` `{jti, expiresAt?, reason?}` or `{userId, reason?}`: revokes one token of
+ *   the organization (by its `jti`), or every token of a user issued up to now; stored (shared by the
+ *   nodes) and broadcast, so live connections using them are cut (4001) on every node within a second,
+ *   and refused at connect, `auth.refresh` and on HTTP until the revocation lapses.
  * Sessions are per user (`<org>/<user>/<sessionId>`): without `userId`, the session must be held by this
  * node and be the organization's only one with that id. Every action emits `onAdminAction`.
  */
@@ -19,6 +23,8 @@ import type { Session } from '../gateway/session.ts';
 import { sessionKey } from '../gateway/session.ts';
 import { encodeControl } from '../gateway/frames.ts';
 import type { Clock } from '../clock.ts';
+import type { Revocation, RevocationStore, StoredRevocation } from '../auth/revocation-store.ts';
+import { notBeforeFor } from '../auth/revocation-store.ts';
 import { authenticateRequest, peerOfRequest } from './api.ts';
 import { readJson, sendJson } from './router.ts';
 import type { HttpRouter } from './router.ts';
@@ -28,6 +34,7 @@ export interface AdminGateway {
   readonly connections: ReadonlyMap<string, Connection>;
   readonly sessions: ReadonlyMap<string, Session>;
   suspend(key: string, suspended: boolean, reason: string): Promise<void>;
+  revokeCredentials(revocation: Revocation, reason: string): Promise<number>;
 }
 
 export interface AdminApiDeps {
@@ -37,6 +44,9 @@ export interface AdminApiDeps {
   readonly clock: Clock;
   readonly stats: (orgId: string) => unknown;
   readonly maxBodyBytes: number;
+  readonly revocations: RevocationStore;
+  /** How long a revocation is kept when the request does not say when the token expires. */
+  readonly tokenRevocationTtlMs: number;
 }
 
 const SessionActionSchema = z.strictObject({
@@ -44,6 +54,15 @@ const SessionActionSchema = z.strictObject({
   reason: z.string().max(200).optional(),
 });
 const KickSchema = z.strictObject({ reason: z.string().max(200).optional() });
+const RevocationSchema = z.union([
+  z.strictObject({
+    jti: z.string().min(1).max(256),
+    /** The token's `exp` (seconds since epoch): the revocation is kept until then. */
+    expiresAt: z.number().int().positive().optional(),
+    reason: z.string().max(200).optional(),
+  }),
+  z.strictObject({ userId: z.string().min(1).max(200), reason: z.string().max(200).optional() }),
+]);
 const ID_RE = /^[^\s/]{1,128}$/;
 
 export function registerAdminApi(http: HttpRouter, deps: AdminApiDeps): void {
@@ -81,6 +100,39 @@ export function registerAdminApi(http: HttpRouter, deps: AdminApiDeps): void {
       detail: { reason, ...(suspended ? { disconnected } : {}) },
     });
     sendJson(res, 200, { sessionId, userId, suspended, ...(suspended ? { disconnected } : {}) });
+  });
+
+  http.add('POST', /^\/v1\/admin\/revocations\/?$/, async ({ req, res }) => {
+    const admin = await requireAdmin(req);
+    const body = parse(RevocationSchema, await readJson(req, deps.maxBodyBytes));
+    const now = deps.clock.now();
+    const fallback = now + deps.tokenRevocationTtlMs;
+    let revocation: StoredRevocation;
+    if ('jti' in body) {
+      // Kept until the token expires (plus the verifier's clock tolerance), or the configured time.
+      const expiresAt = body.expiresAt !== undefined ? body.expiresAt * 1000 + 60_000 : fallback;
+      revocation = { kind: 'token', orgId: admin.orgId, jti: body.jti, expiresAt };
+    } else {
+      revocation = {
+        kind: 'user',
+        orgId: admin.orgId,
+        userId: body.userId,
+        notBefore: notBeforeFor(now),
+        expiresAt: fallback,
+      };
+    }
+    const reason = body.reason ?? 'credentials revoked by an operator';
+    // Stored before the broadcast: a node that cuts a connection also refuses its reconnect.
+    await deps.revocations.revoke(revocation);
+    const disconnected = await deps.gateway.revokeCredentials(revocation, reason);
+    deps.hooks.emit('onAdminAction', {
+      principal: admin,
+      peer: peerOfRequest(req),
+      action: revocation.kind === 'token' ? 'revoke-token' : 'revoke-user-tokens',
+      target: revocation.kind === 'token' ? revocation.jti : revocation.userId,
+      detail: { reason, expiresAt: revocation.expiresAt, disconnectedHere: disconnected },
+    });
+    sendJson(res, 200, { revoked: revocation, disconnectedHere: disconnected });
   });
 
   http.add('POST', /^\/v1\/admin\/connections\/([^/]+)\/kick\/?$/, async ({ req, res, params }) => {

@@ -9,6 +9,7 @@ import type { Authenticator } from '../auth/authenticator.ts';
 import type { Broker } from '../broker/broker.ts';
 import type { HookBus } from '../gateway/hooks.ts';
 import type { ApiXGateway } from '../gateway/gateway.ts';
+import type { RevocationStore } from '../auth/revocation-store.ts';
 import { LatencyTracker } from '../latency/latency-tracker.ts';
 import { CachedCensus } from '../latency/connection-census.ts';
 import { adminStats } from '../latency/admin-stats.ts';
@@ -29,6 +30,9 @@ export interface OperatorToolsDeps {
   readonly broker: Broker;
   readonly gateway: ApiXGateway;
   readonly maxBodyBytes: number;
+  /** Where token revocations are stored (shared by the nodes), and how long by default. */
+  readonly revocations: RevocationStore;
+  readonly tokenRevocationTtlMs: number;
 }
 
 export interface OperatorTools {
@@ -54,6 +58,8 @@ export function installOperatorTools(deps: OperatorToolsDeps): OperatorTools {
     clock,
     stats,
     maxBodyBytes: deps.maxBodyBytes,
+    revocations: deps.revocations,
+    tokenRevocationTtlMs: deps.tokenRevocationTtlMs,
   });
   registerDashboard(deps.http);
   const feed = new DashboardFeed({

@@ -79,6 +79,16 @@ export class RedisKeys {
     return `${this.prefix}presence:{${tag(roomKey)}}:deadlines`;
   }
 
+  /** A revoked token (`jti`) of an organization (PX: until the token has expired). */
+  revokedToken(orgId: string, jti: string): string {
+    return `${this.prefix}rev:token:{${tag(`${orgId}/${jti}`)}}`;
+  }
+
+  /** A user's revocation: tokens issued before the value (seconds) are revoked. */
+  revokedUser(orgId: string, userId: string): string {
+    return `${this.prefix}rev:user:{${tag(`${orgId}/${userId}`)}}`;
+  }
+
   /** A shared token bucket (hash: tokens, last refill), e.g. `org:pub:acme` or `ch:acme/agent:x`. */
   rateLimit(bucket: string): string {
     return `${this.prefix}rl:{${tag(bucket)}}`;

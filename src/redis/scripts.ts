@@ -8,7 +8,14 @@ import { fileURLToPath } from 'node:url';
 import type { RedisClient } from './client.ts';
 
 export type ScriptName =
-  'publish' | 'history' | 'queue-push' | 'queue-drain' | 'presence-join' | 'presence-list' | 'rate-limit';
+  | 'publish'
+  | 'history'
+  | 'queue-push'
+  | 'queue-drain'
+  | 'presence-join'
+  | 'presence-list'
+  | 'rate-limit'
+  | 'revoke-user';
 
 interface ScriptSource {
   readonly lua: string;

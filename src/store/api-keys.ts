@@ -79,6 +79,8 @@ export interface PrismaApiKeyStoreOptions {
 export class PrismaApiKeyStore implements ApiKeyStore {
   private readonly cache = new Map<string, { record: ApiKeyRecord | undefined; expiresAt: number }>();
   private lastUsed = new Map<string, number>();
+  /** Keys revoked by another process (a control message), refused until their cached answers are gone. */
+  private readonly revokedIds = new Map<string, number>();
   private readonly clock: Clock;
   private readonly cacheMs: number;
   private readonly maxCacheEntries: number;
@@ -107,8 +109,19 @@ export class PrismaApiKeyStore implements ApiKeyStore {
       if (this.cache.size >= this.maxCacheEntries) this.cache.clear();
       this.cache.set(hash, hit);
     }
+    // Checked after the load, with no await after it: a load that raced a revocation is not believed.
+    if (hit.record && (this.revokedIds.get(hit.record.keyId) ?? 0) > this.clock.now()) return undefined;
     if (hit.record) this.lastUsed.set(hit.record.keyId, now);
     return hit.record;
+  }
+
+  /** The key was revoked (here or by another process): its cached answers go, now. */
+  forget(keyId: string): void {
+    for (const [hash, hit] of this.cache) if (hit.record?.keyId === keyId) this.cache.delete(hash);
+    this.revokedIds.delete(keyId);
+    this.revokedIds.set(keyId, this.clock.now() + Math.max(10_000, 2 * this.cacheMs));
+    if (this.revokedIds.size > this.maxCacheEntries)
+      this.revokedIds.delete(this.revokedIds.keys().next().value as string);
   }
 
   /** Forgets cached answers (after a revoke in this process). */

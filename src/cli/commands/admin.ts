@@ -5,6 +5,8 @@
  *   apix admin suspend <sessionId> [--user <userId>] [--reason <text>]
  *   apix admin resume <sessionId> [--user <userId>]
  *   apix admin kick <connectionId> [--reason <text>]
+ *   apix admin revoke-token <jti> [--exp <token exp, seconds>] [--reason <text>]
+ *   apix admin revoke-user <userId> [--reason <text>]   (every token of the user issued up to now)
  *   apix admin stats
  *
  * `--url` (or APIX_URL; default http://127.0.0.1:8080) and `--token` (or APIX_ADMIN_TOKEN) on each.
@@ -15,6 +17,8 @@ const USAGE = `usage:
   apix admin suspend <sessionId> [--user <userId>] [--reason <text>] --url <http://host:port> --token <admin jwt>
   apix admin resume <sessionId> [--user <userId>] --url ... --token ...
   apix admin kick <connectionId> [--reason <text>] --url ... --token ...
+  apix admin revoke-token <jti> [--exp <token exp, seconds>] [--reason <text>] --url ... --token ...
+  apix admin revoke-user <userId> [--reason <text>] --url ... --token ...
   apix admin stats --url ... --token ...
 (--url defaults to $APIX_URL or http://127.0.0.1:8080; --token to $APIX_ADMIN_TOKEN)`;
 
@@ -22,7 +26,12 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   const args = parseArgs(argv);
   const [action, target] = args.positionals;
   const known =
-    ((action === 'suspend' || action === 'resume' || action === 'kick') && target !== undefined) ||
+    ((action === 'suspend' ||
+      action === 'resume' ||
+      action === 'kick' ||
+      action === 'revoke-token' ||
+      action === 'revoke-user') &&
+      target !== undefined) ||
     action === 'stats';
   if (!known || args.options.help) {
     process.stderr.write(`${USAGE}\n`);
@@ -44,7 +53,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   const user = stringOption(args, 'user');
   let method = 'POST';
   let path: string;
-  let body: Record<string, string> | undefined;
+  let body: Record<string, string | number> | undefined;
   switch (action) {
     case 'suspend':
     case 'resume':
@@ -54,6 +63,20 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     case 'kick':
       path = `/v1/admin/connections/${encodeURIComponent(target!)}/kick`;
       body = reason ? { reason } : {};
+      break;
+    case 'revoke-token': {
+      const exp = stringOption(args, 'exp');
+      if (exp !== undefined && !/^\d{1,12}$/.test(exp)) {
+        process.stderr.write("apix admin: --exp must be the token's exp claim, in seconds since epoch\n");
+        return 2;
+      }
+      path = '/v1/admin/revocations';
+      body = { jti: target!, ...(exp ? { expiresAt: Number(exp) } : {}), ...(reason ? { reason } : {}) };
+      break;
+    }
+    case 'revoke-user':
+      path = '/v1/admin/revocations';
+      body = { userId: target!, ...(reason ? { reason } : {}) };
       break;
     default:
       method = 'GET';

@@ -7,6 +7,10 @@ import { parseArgs, stringOption } from '../args.ts';
 import { auditCliAction, cliActor, withCliDatabase } from '../database.ts';
 import { ApiKeys } from '../../store/api-keys.ts';
 import { isValidOrgId } from '../../protocol/index.ts';
+import { createRedisClients } from '../../redis/client.ts';
+import { RedisKeys } from '../../redis/keys.ts';
+import { revocationControlMessage } from '../../auth/revocation-store.ts';
+import type { Config } from '../../config.ts';
 
 const USAGE = `usage:
   apix keys create --org <org> [--scopes a,b] [--name <name>]
@@ -62,8 +66,46 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
       process.stderr.write(`apix keys: ${org} has no active key ${keyId}\n`);
       return 1;
     }
-    await auditCliAction(cli, { orgId: org, action: 'admin.keys.revoke', target: keyId });
-    process.stdout.write(`revoked ${keyId} (gateways stop accepting it within their key cache time, 5 s)\n`);
+    const told = await tellGateways(cli.config, org, keyId!);
+    await auditCliAction(cli, {
+      orgId: org,
+      action: 'admin.keys.revoke',
+      target: keyId,
+      detail: { gatewaysTold: told },
+    });
+    process.stdout.write(
+      told
+        ? `revoked ${keyId}; every gateway drops it and cuts its connections (4001) within a second\n`
+        : `revoked ${keyId} (without REDIS_URL the gateways stop accepting it within their key cache time, APIX_API_KEY_CACHE_MS, and live connections stay up)\n`,
+    );
     return 0;
   });
+}
+
+/**
+ * With REDIS_URL: a control message to every gateway node (as the nodes send each other), so each drops
+ * the key from its cache and closes the connections authenticated with it. False without Redis.
+ */
+async function tellGateways(config: Config, orgId: string, keyId: string): Promise<boolean> {
+  if (!config.redisUrl) return false;
+  try {
+    const clients = await createRedisClients(config.redisUrl, { connectionName: 'apix:cli' });
+    try {
+      const message = revocationControlMessage(
+        { kind: 'apiKey', orgId, keyId },
+        `cli-${process.pid}`,
+        'API key revoked',
+      );
+      await clients.command.publish(new RedisKeys(config.redisPrefix).control(), JSON.stringify(message));
+      return true;
+    } finally {
+      await clients.close();
+    }
+  } catch (err) {
+    process.stderr.write(
+      `apix keys: the key is revoked, but the gateways could not be told over Redis (${(err as Error).message}); ` +
+        'they stop accepting it within their key cache time\n',
+    );
+    return false;
+  }
 }
