@@ -138,6 +138,15 @@ export function memoryEngines(config: Config, clock: Clock, bus?: MemoryBrokerBu
   if (!revocations) busRevocations.set(sharedBus, (revocations = new MemoryRevocationStore(clock)));
   const broker = new MemoryBroker(sharedBus, { size: config.history.size, ttlMs: config.history.ttlMs });
   const presence = new MemoryPresence(sharedBus.presence, { ttlMs: config.presenceTtlMs });
+  // Housekeeping: what expires by time (history past its TTL, idempotency keys past their window, rate
+  // buckets full again) is dropped even when no traffic comes to trigger it, as Redis expires keys itself.
+  const housekeeping = setInterval(() => {
+    const now = clock.now();
+    sharedBus.history.sweep(now, config.history.ttlMs);
+    sharedBus.idempotency.expire(now);
+    rateLimits.sweep(now);
+  }, 5_000);
+  housekeeping.unref();
   return {
     broker,
     offlineQueue: new MemoryOfflineQueue(config.offlineQueueSize),
@@ -147,6 +156,7 @@ export function memoryEngines(config: Config, clock: Clock, bus?: MemoryBrokerBu
     revocations,
     readiness: [],
     async close() {
+      clearInterval(housekeeping);
       await presence.close();
       await broker.close();
     },

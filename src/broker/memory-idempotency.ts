@@ -27,8 +27,11 @@ export class MemoryIdempotency {
     return this.seen.size;
   }
 
-  /** Drops lapsed entries from the oldest end (windows are one setting, so the order is the expiry order). */
-  private expire(now: number): void {
+  /**
+   * Drops lapsed entries from the oldest end (windows are one setting, so the order is the expiry order);
+   * also called by the memory engines' housekeeping, so that keys drain when publishing stops.
+   */
+  expire(now: number): void {
     for (const [k, v] of this.seen) {
       if (v.expiresAt > now) break;
       this.seen.delete(k);

@@ -139,10 +139,26 @@ export class MemoryHistory {
     while (ch.length > 0 && ch.events[ch.head]!.timestamp < cutoff) ch.evictOne();
   }
 
+  /**
+   * Forgets the channels whose every event is older than `ttlMs` and that saw no publish for as long, so
+   * that the history of channels gone quiet drains (a periodic housekeeping call; ids stay increasing: a
+   * channel published again starts above every forgotten one, like after an eviction).
+   */
+  sweep(now: number, ttlMs: number): void {
+    if (ttlMs <= 0) return;
+    for (const [key, ch] of this.channels) {
+      this.expire(ch, now, ttlMs);
+      if (ch.length === 0 && now - ch.lastMs >= ttlMs) this.forget(key, ch);
+    }
+  }
+
   private evictOldestChannel(): void {
     const oldest = this.channels.keys().next().value as string;
-    const ch = this.channels.get(oldest)!;
-    this.channels.delete(oldest);
+    this.forget(oldest, this.channels.get(oldest)!);
+  }
+
+  private forget(key: string, ch: ChannelHistory): void {
+    this.channels.delete(key);
     if (ch.top !== undefined && compareEventIds(ch.top, this.evictedFloor) > 0) this.evictedFloor = ch.top;
   }
 }
