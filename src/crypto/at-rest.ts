@@ -203,6 +203,13 @@ export function sealedRecordPayload(frame: string): { sealed: SealedBox } | unde
   }
 }
 
+/** The box of a record's `payload` column when it is sealed (`{sealed: box}`), else undefined. */
+export function sealedBoxOfRecordPayload(payload: unknown): SealedBox | undefined {
+  if (typeof payload !== 'object' || payload === null || !('sealed' in payload)) return undefined;
+  const box = (payload as { sealed: unknown }).sealed;
+  return isSealedBox(box) ? box : undefined;
+}
+
 /** The plaintext payload of a record's `payload` column (as is when it is not sealed). */
 export function openRecordPayload(
   cipher: AtRestCipher | undefined,
@@ -210,9 +217,8 @@ export function openRecordPayload(
   eventId: string,
   payload: unknown,
 ): unknown {
-  if (typeof payload !== 'object' || payload === null || !('sealed' in payload)) return payload;
-  const box = (payload as { sealed: unknown }).sealed;
-  if (!isSealedBox(box)) return payload;
+  const box = sealedBoxOfRecordPayload(payload);
+  if (box === undefined) return payload;
   if (cipher === undefined)
     throw new ApixError(
       'INTERNAL',

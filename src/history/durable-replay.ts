@@ -25,6 +25,7 @@
 import type { Clock } from '../clock.ts';
 import { channelNameFromKey, compareEventIds, isEventId, parseEventId } from '../protocol/index.ts';
 import { encodeChannelEvent } from '../gateway/frames.ts';
+import { sealedBoxOfRecordPayload, sealedFrameText } from '../crypto/at-rest.ts';
 import type { ChannelRegistry } from '../subscriptions/channel-registry.ts';
 import type {
   Broker,
@@ -183,6 +184,17 @@ export class DurableReplayBroker implements Broker {
 }
 
 function toBrokerEvent(key: string, channel: string, e: DurableReplayEvent): BrokerEvent {
+  // A channel encrypted at rest: the record holds the event's sealed frame; the node opens it (AtRestBroker).
+  const box = sealedBoxOfRecordPayload(e.payload);
+  if (box !== undefined)
+    return {
+      key,
+      id: e.id,
+      type: e.type,
+      timestamp: e.timestamp,
+      frame: sealedFrameText(box, e.id),
+      publisher: undefined,
+    };
   let extra: string | undefined;
   for (const [k, v] of Object.entries(e.metadata ?? {})) {
     const member = `${JSON.stringify(k)}:${JSON.stringify(v) ?? 'null'}`;
