@@ -289,14 +289,26 @@ export class ApiXGateway {
       increment(this.perAddress, peer.remoteAddress);
     }
     conn.socket.setNoDelay(true);
-    ws.on('message', (data, isBinary) => this.onMessage(conn, data, isBinary));
-    ws.on('pong', () => {
-      conn.missedHeartbeats = 0;
-    });
-    ws.on('error', () => {
-      // ws reports protocol errors (bad frames, invalid UTF-8, oversize) here and closes the socket itself.
-    });
-    ws.on('close', (code, reason) => this.onClose(conn, code, reason.toString()));
+    // The listeners are shared by every socket of this gateway (ws calls them with `this` = the socket):
+    // no closures per connection.
+    (ws as TaggedSocket)[kConnection] = conn;
+    ws.on('message', this.socketListeners.message);
+    ws.on('pong', onSocketPong);
+    ws.on('error', onSocketError);
+    ws.on('close', this.socketListeners.close);
+  }
+
+  private readonly socketListeners = ApiXGateway.socketListenersOf(this);
+
+  private static socketListenersOf(gateway: ApiXGateway) {
+    return {
+      message(this: WebSocket, data: RawData, isBinary: boolean): void {
+        gateway.onMessage((this as TaggedSocket)[kConnection], data, isBinary);
+      },
+      close(this: WebSocket, code: number, reason: Buffer): void {
+        gateway.onClose((this as TaggedSocket)[kConnection], code, reason.toString());
+      },
+    };
   }
 
   // ---------------------------------------------------------------- frames
@@ -1574,6 +1586,17 @@ export class ApiXGateway {
       slowConsumers: this.slowConsumers,
     };
   }
+}
+
+const kConnection = Symbol('apix.connection');
+type TaggedSocket = WebSocket & { [kConnection]: Connection };
+
+function onSocketPong(this: WebSocket): void {
+  (this as TaggedSocket)[kConnection].missedHeartbeats = 0;
+}
+
+function onSocketError(): void {
+  // ws reports protocol errors (bad frames, invalid UTF-8, oversize) here and closes the socket itself.
 }
 
 function peerOf(req: IncomingMessage): Peer {
