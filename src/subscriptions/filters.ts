@@ -41,7 +41,7 @@ export function compileFilter(filters: Record<string, unknown> | undefined): Eve
     const p = event.payload();
     if (p === null || typeof p !== 'object') return false;
     // End-to-end encrypted: the gateway cannot read the fields; the SDK applies them after decrypting.
-    if (isE2ePayload(p)) return true;
+    if (Object.prototype.hasOwnProperty.call(p, 'e2e') && isE2ePayload(p)) return true;
     for (const [k, v] of fields) {
       if (!Object.prototype.hasOwnProperty.call(p, k) || (p as Record<string, unknown>)[k] !== v)
         return false;
