@@ -14,6 +14,7 @@ import { RedisOfflineQueue } from './queue/redis-queue.ts';
 import { RedisSessionStore } from './sessions/redis-session-store.ts';
 import { RedisPresence } from './presence/redis-presence.ts';
 import { RedisRateLimitStore } from './ratelimit/redis-rate-limit.ts';
+import { RedisPendingStore } from './pending/redis-pending-store.ts';
 import { RedisRevocationStore } from './auth/redis-revocation.ts';
 
 export interface EngineOptions {
@@ -41,6 +42,11 @@ export async function createEngines(config: Config, options: EngineOptions): Pro
       clock,
     }),
     sessionStore: new RedisSessionStore(clients.command, keys, clock),
+    pendingStore: new RedisPendingStore(clients.command, {
+      prefix: config.redisPrefix,
+      cluster: clients.mode === 'cluster',
+      now: () => clock.now(),
+    }),
     presence,
     // Shared buckets refill by Redis's clock; nodes lease tokens ahead of use (see redis-rate-limit.ts).
     rateLimits: new RedisRateLimitStore(clients.command, keys, { clock }),

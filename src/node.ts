@@ -9,6 +9,9 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import type { Registry } from 'prom-client';
+import { Gauge } from 'prom-client';
+import { MemoryPendingStore } from './pending/pending-store.ts';
+import type { PendingStore } from './pending/pending-store.ts';
 import type { Config } from './config.ts';
 import { systemClock } from './clock.ts';
 import type { Clock, Random } from './clock.ts';
@@ -63,6 +66,8 @@ export interface Engines {
   readonly presence: Presence;
   /** Shared rate-limit buckets (channel, organization, address). */
   readonly rateLimits: RateLimitStore;
+  /** In-flight events of acknowledged subscriptions, kept across restarts (memory when absent). */
+  readonly pendingStore?: PendingStore;
   /** Revoked tokens, shared by the nodes (absent: a memory store of this node). */
   readonly revocations?: RevocationStore;
   readonly readiness: readonly ReadinessCheck[];
@@ -125,6 +130,14 @@ export interface ApixNode {
   close(): Promise<void>;
 }
 
+/** Nodes over one MemoryBrokerBus share their pending entries, as Redis nodes do. */
+const busPending = new WeakMap<MemoryBrokerBus, MemoryPendingStore>();
+function busPendingStore(bus: MemoryBrokerBus, clock: Clock): MemoryPendingStore {
+  let store = busPending.get(bus);
+  if (!store) busPending.set(bus, (store = new MemoryPendingStore(1_000_000, () => clock.now())));
+  return store;
+}
+
 /** Nodes over one MemoryBrokerBus share their rate limits too, as Redis nodes do. */
 const busRateLimits = new WeakMap<MemoryBrokerBus, MemoryRateLimitStore>();
 /** And their revocations. */
@@ -151,6 +164,7 @@ export function memoryEngines(config: Config, clock: Clock, bus?: MemoryBrokerBu
     broker,
     offlineQueue: new MemoryOfflineQueue(config.offlineQueueSize),
     sessionStore: new MemorySessionStore(clock),
+    pendingStore: busPendingStore(sharedBus, clock),
     presence,
     rateLimits,
     revocations,
@@ -256,6 +270,7 @@ export function createNode(options: NodeOptions): ApixNode {
     router,
     offlineQueue,
     sessionStore: engines.sessionStore,
+    ...(engines.pendingStore ? { pendingStore: engines.pendingStore } : {}),
     presence: engines.presence,
     authenticator,
     channels,
@@ -263,6 +278,40 @@ export function createNode(options: NodeOptions): ApixNode {
     limiter,
   });
   const metrics = createMetrics(nodeId, hooks, () => gateway.stats());
+  const pendingGauge = (name: string, help: string, read: () => number) =>
+    new Gauge({
+      name,
+      help,
+      registers: [metrics],
+      collect() {
+        this.set(read());
+      },
+    });
+  pendingGauge(
+    'apix_pending_buffered',
+    'In-flight state changes waiting for the next pending-store write',
+    () => gateway.pending.buffered,
+  );
+  pendingGauge(
+    'apix_pending_writes',
+    'Pending-store batches written (since start)',
+    () => gateway.pending.writes,
+  );
+  pendingGauge(
+    'apix_pending_write_failures',
+    'Pending-store batches that failed (retried)',
+    () => gateway.pending.failures,
+  );
+  pendingGauge(
+    'apix_pending_dropped',
+    'In-flight entries not persisted: the write buffer was full',
+    () => gateway.pending.dropped,
+  );
+  pendingGauge(
+    'apix_pending_swept',
+    'Pending entries of expired sessions dead-lettered by this node',
+    () => gateway.pending.swept,
+  );
   let draining = false;
   const httpRouter = new HttpRouter(config.allowedOrigins);
   registerApi(httpRouter, {
@@ -290,7 +339,7 @@ export function createNode(options: NodeOptions): ApixNode {
     metrics,
     http: httpRouter,
     authenticator,
-    broker: engines.broker,
+    broker: historyBroker,
     gateway,
     maxBodyBytes: config.maxMessageBytes,
     revocations,

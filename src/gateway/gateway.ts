@@ -50,6 +50,10 @@ import { compileFilter } from '../subscriptions/filters.ts';
 import { LocalHub } from '../router/hub.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import { RetryManager } from '../retry/retry-manager.ts';
+import { PendingJournal } from '../retry/pending-journal.ts';
+import { MemoryPendingStore } from '../pending/pending-store.ts';
+import type { PendingEntry, PendingOwner, PendingStore } from '../pending/pending-store.ts';
+import { channelNameFromKey } from '../protocol/index.ts';
 import type { DeadLetterStore } from '../retry/dead-letter.ts';
 import { localBucket, RateLimitedError } from '../ratelimit/rate-limiter.ts';
 import type { RateLimiter, RateLimitScope } from '../ratelimit/rate-limiter.ts';
@@ -75,6 +79,8 @@ export interface GatewayDeps {
   readonly deadLetters: DeadLetterStore;
   /** Rate limits: the per-connection ones (`limiter.limits`) and the shared ones. */
   readonly limiter: RateLimiter;
+  /** Where in-flight events of acknowledged subscriptions are kept across restarts (memory by default). */
+  readonly pendingStore?: PendingStore;
 }
 
 /** Frames buffered while `connect` is being authenticated (clients may pipeline). */
@@ -86,6 +92,8 @@ export class ApiXGateway {
   readonly wss: WebSocketServer;
   readonly hub: LocalHub;
   readonly retry: RetryManager;
+  /** Writes the retry manager's in-flight state to the pending store, in batches; sweeps expired sessions. */
+  readonly pending: PendingJournal;
   /** Every open connection, by id. */
   readonly connections = new Map<string, Connection>();
   /** Sessions held by this node (live or waiting for their client), by session key. */
@@ -153,6 +161,19 @@ export class ApiXGateway {
         },
       },
     );
+    this.pending = new PendingJournal(
+      deps.pendingStore ?? new MemoryPendingStore(1_000_000, () => deps.clock.now()),
+      deps.clock,
+      {
+        nodeId: deps.nodeId,
+        flushMs: config.pending.flushMs,
+        sweepMs: config.pending.sweepMs,
+        sessionTtlMs: config.sessionTtlMs,
+      },
+      (owner, entries) => this.deadLetterStored(owner, entries),
+      deps.log,
+    );
+    this.retry.pending = this.pending;
     this.hub = new LocalHub(
       deps.broker,
       {
@@ -190,6 +211,7 @@ export class ApiXGateway {
     );
     this.lastHeartbeat = this.deps.clock.now();
     this.sweepTimer = this.deps.clock.setInterval(() => this.sweep(), tick);
+    this.pending.start();
   }
 
   // ---------------------------------------------------------------- handshake
@@ -615,6 +637,8 @@ export class ApiXGateway {
     }
     if (limited && this.refused(conn, limited.scope)) return;
     if (!conn.isOpen) return;
+    // In-flight events the session had when its node died (or left): taken over, redelivered first.
+    const taken = resumed ? await this.pending.take(key).catch(() => undefined) : undefined;
     const queued = resumed
       ? await this.deps.offlineQueue.drain(key).catch(() => ({ frames: [], overflowed: 0 }))
       : undefined;
@@ -641,6 +665,7 @@ export class ApiXGateway {
       ),
     );
     const sent = new Set<string>();
+    if (taken && taken.entries.length > 0) this.sendPending(session, taken.entries, sent);
     if (queued) {
       for (const item of queued.frames) this.sendQueued(session, item, sent);
     }
@@ -1224,6 +1249,85 @@ export class ApiXGateway {
     if (forget) {
       this.deps.sessionStore.delete(session.key).catch(() => {});
       this.deps.offlineQueue.clear(session.key).catch(() => {});
+      // Its un-acked events are dead letters now, not silently gone.
+      const owner = { sessionKey: session.key, orgId: session.orgId, sessionId: session.sessionId };
+      this.pending
+        .take(session.key)
+        .then((t) => t.entries.length > 0 && this.deadLetterStored(owner, t.entries))
+        .catch((err) => this.deps.log.warn({ err }, 'pending entries of an ended session not dead-lettered'));
+    }
+  }
+
+  /**
+   * Entries taken from the pending store on a resume: redelivered with the attempts they had
+   * (`metadata.retryCount` continues), or dead-lettered when they have none left.
+   */
+  private sendPending(session: Session, entries: readonly PendingEntry[], sent: Set<string>): void {
+    const exhausted: PendingEntry[] = [];
+    for (const e of entries) {
+      const k = `${e.key}\n${e.id}`;
+      const sub = session.subscriptions.get(e.key);
+      if (sent.has(k) || !sub?.ack) continue;
+      sent.add(k);
+      if (e.attempts >= this.deps.config.retry.maxAttempts) {
+        exhausted.push(e);
+        continue;
+      }
+      const event: BrokerEvent = {
+        key: e.key,
+        id: e.id,
+        type: e.type,
+        timestamp: e.timestamp,
+        frame: e.frame,
+        publisher: e.publisher,
+      };
+      this.retry.deliver(sub, event, undefined, e.attempts);
+    }
+    if (exhausted.length > 0)
+      this.deadLetterStored(
+        { sessionKey: session.key, orgId: session.orgId, sessionId: session.sessionId },
+        exhausted,
+      );
+  }
+
+  /** Dead-letters stored pending entries (their session expired, or they ran out of attempts). */
+  private deadLetterStored(owner: PendingOwner, entries: readonly PendingEntry[]): void {
+    const now = this.deps.clock.now();
+    for (const e of entries) {
+      const channel = channelNameFromKey(e.key);
+      this.retry.deadLettered++;
+      this.deps.deadLetters.add({
+        orgId: owner.orgId,
+        channel,
+        eventId: e.id,
+        type: e.type,
+        sessionId: owner.sessionId,
+        attempts: e.attempts,
+        frame: e.frame,
+        failedAt: now,
+      });
+      this.deps.hooks.emit('onDeadLetter', {
+        orgId: owner.orgId,
+        channel,
+        eventId: e.id,
+        sessionId: owner.sessionId,
+        attempts: e.attempts,
+      });
+      const pub = e.publisher;
+      if (!pub) continue;
+      const message = `event ${e.id} was not acknowledged by session ${owner.sessionId} after ${e.attempts} attempts`;
+      if (pub.nodeId === this.deps.nodeId) this.notifyFailed(pub.connectionId, e.id, channel, message);
+      else
+        this.deps.broker
+          .publishControl({
+            kind: 'message.failed',
+            from: this.deps.nodeId,
+            connectionId: pub.connectionId,
+            id: e.id,
+            channel,
+            message,
+          })
+          .catch(() => {});
     }
   }
 
@@ -1571,7 +1675,10 @@ export class ApiXGateway {
     while (this.connections.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     for (const conn of this.connections.values()) conn.ws.terminate();
     this.sweepTimer?.cancel();
+    // The detached sessions' in-flight entries are written before the sessions are let go.
+    await this.pending.flush();
     for (const session of [...this.sessions.values()]) this.endSession(session, false);
+    await this.pending.close();
     this.wss.close();
   }
 

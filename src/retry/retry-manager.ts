@@ -13,6 +13,8 @@ import { EventFrames, withRetryCount } from '../gateway/frames.ts';
 import { backoffDelay } from './backoff.ts';
 import type { BackoffPolicy } from './backoff.ts';
 import type { DeadLetterStore } from './dead-letter.ts';
+import type { PendingJournal } from './pending-journal.ts';
+import type { PendingOwner } from '../pending/pending-store.ts';
 
 export interface RetryOptions extends BackoffPolicy {
   readonly ackTimeoutMs: number;
@@ -34,6 +36,11 @@ export class RetryManager {
   inflightCount = 0;
   redeliveries = 0;
   deadLettered = 0;
+  /** Where in-flight state is written so that it survives this process (src/retry/pending-journal.ts). */
+  pending: PendingJournal | undefined;
+  /** The journal generation of an entry's first put (an ack within it writes nothing). */
+  private readonly putGeneration = new WeakMap<InflightEntry, number>();
+  private readonly owners = new WeakMap<Session, PendingOwner>();
 
   constructor(
     private readonly options: RetryOptions,
@@ -70,6 +77,7 @@ export class RetryManager {
       entry.timer?.cancel();
       session.inflight.delete(k);
       this.inflightCount--;
+      this.pending?.remove(session.key, key, id, this.putGeneration.get(entry));
       n++;
       this.callbacks.acked(entry.sub, entry.event);
     }
@@ -82,6 +90,7 @@ export class RetryManager {
    * in order, to the offline queue, so that a resume redelivers them first.
    */
   suspend(session: Session): void {
+    this.pending?.away(this.owner(session));
     for (const entry of session.inflight.values()) {
       entry.timer?.cancel();
       this.callbacks.queueAway(entry.sub, entry.event, entry.attempts);
@@ -94,6 +103,7 @@ export class RetryManager {
 
   /** Forget a session's state (closed for good, or taken elsewhere). */
   drop(session: Session): void {
+    this.pending?.forget(session.key);
     for (const entry of session.inflight.values()) entry.timer?.cancel();
     this.inflightCount -= session.inflight.size;
     session.inflight.clear();
@@ -108,6 +118,7 @@ export class RetryManager {
       entry.timer?.cancel();
       session.inflight.delete(k);
       this.inflightCount--;
+      this.pending?.remove(session.key, entry.event.key, entry.event.id);
     }
     for (let i = session.waiting.length - 1; i >= 0; i--)
       if (session.waiting[i]!.sub === sub) session.waiting.splice(i, 1);
@@ -136,7 +147,23 @@ export class RetryManager {
     }
     session.inflight.set(k, entry);
     this.inflightCount++;
-    entry.timer = this.clock.setTimeout(() => this.expire(session, k, entry), this.delay(entry.attempts));
+    const delay = this.delay(entry.attempts);
+    entry.timer = this.clock.setTimeout(() => this.expire(session, k, entry), delay);
+    // Persisted (batched) so that a resume on another node after a crash continues the schedule. An
+    // event sealed at rest is not: its plain frame must not be stored (it is replayed from history).
+    if (this.pending && (event as { sealed?: string }).sealed === undefined) {
+      const generation = this.pending.put(this.owner(session), {
+        key: event.key,
+        id: event.id,
+        type: event.type,
+        timestamp: event.timestamp,
+        frame: event.frame,
+        publisher: event.publisher,
+        attempts: entry.attempts,
+        dueAt: this.clock.now() + delay,
+      });
+      if (entry.attempts === 1) this.putGeneration.set(entry, generation);
+    }
   }
 
   private delay(attemptsSoFar: number): number {
@@ -148,6 +175,7 @@ export class RetryManager {
     session.inflight.delete(k);
     this.inflightCount--;
     if (entry.attempts >= this.options.maxAttempts) {
+      this.pending?.remove(session.key, entry.event.key, entry.event.id);
       this.deadLetter(entry.sub, entry.event, entry.attempts);
       this.pump(session);
       return;
@@ -174,6 +202,16 @@ export class RetryManager {
       failedAt: this.clock.now(),
     });
     this.callbacks.deadLettered(sub, event, attempts);
+  }
+
+  private owner(session: Session): PendingOwner {
+    let o = this.owners.get(session);
+    if (!o)
+      this.owners.set(
+        session,
+        (o = { sessionKey: session.key, orgId: session.orgId, sessionId: session.sessionId }),
+      );
+    return o;
   }
 
   /** Moves waiting events into the window as it frees up. */
