@@ -1112,15 +1112,17 @@ export class ApiXGateway {
       })
       .then(
         (r) => {
-          const queued = this.isHeldForOfflineTarget(r.key);
-          conn.send(
-            encodeControl(
-              queued ? 'message.queued' : 'message.sent',
-              { id: r.id, channel: frame.channel },
-              this.deps.clock.now(),
-              correlationId,
-            ),
-          );
+          const reply = (queued: boolean) =>
+            conn.send(
+              encodeControl(
+                queued ? 'message.queued' : 'message.sent',
+                { id: r.id, channel: frame.channel },
+                this.deps.clock.now(),
+                correlationId,
+              ),
+            );
+          if (r.channel.type !== ChannelType.PRIVATE_USER) return reply(this.isHeldForOfflineTarget(r.key));
+          void this.isPrivateTargetAway(session.orgId, r.key, r.channel).then(reply);
         },
         (err) => {
           const e = isApixError(err) ? err : new ApixError('INTERNAL', 'publish failed');
@@ -1150,6 +1152,24 @@ export class ApiXGateway {
     for (const sub of subs) if (sub.session.isLive) return false;
     for (const sub of subs) if (sub.queuesWhileAway) return true;
     return false;
+  }
+
+  /**
+   * A `user:` channel's target may wait on another node: queued when no subscriber is live here and the
+   * session store (shared by the nodes) says every session receiving the channel is away. If the store
+   * does not answer, or does not know yet (a snapshot being written), what this node knows decides.
+   */
+  private async isPrivateTargetAway(orgId: string, key: string, channel: ParsedChannel): Promise<boolean> {
+    const subs = this.hub.subscribers(key);
+    if (subs) for (const sub of subs) if (sub.session.isLive) return false;
+    const local = this.isHeldForOfflineTarget(key);
+    if (channel.subject === undefined) return local;
+    try {
+      const state = await this.deps.sessionStore.privateChannelState(orgId, channel.subject);
+      return state === 'away' || (state === 'none' && local);
+    } catch {
+      return local;
+    }
   }
 
   // ---------------------------------------------------------------- auth refresh, expiry
@@ -1349,6 +1369,7 @@ export class ApiXGateway {
         nodeId: this.deps.nodeId,
         expiresAt: this.deps.clock.now() + ttl + (session.isLive ? 86_400_000 : 0),
         suspended: session.status === ConnectionStatus.SUSPENDED,
+        live: session.isLive,
       })
       .catch((err) => this.deps.log.warn({ err }, 'session snapshot failed'));
   }

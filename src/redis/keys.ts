@@ -59,6 +59,11 @@ export class RedisKeys {
     return `${this.prefix}session:${tag(sessionId)}`;
   }
 
+  /** A user's sessions that receive their `user:` channel: hash session key -> "<live>:<expiresAt>". */
+  userSessions(orgId: string, userId: string): string {
+    return `${this.prefix}usersessions:{${tag(`${orgId}/${userId}`)}}`;
+  }
+
   /** A session's offline queue (a list of encoded frames). */
   queue(sessionId: string): string {
     return `${this.prefix}queue:{${tag(sessionId)}}`;

@@ -15,7 +15,8 @@ export type ScriptName =
   | 'presence-join'
   | 'presence-list'
   | 'rate-limit'
-  | 'revoke-user';
+  | 'revoke-user'
+  | 'session-index';
 
 interface ScriptSource {
   readonly lua: string;

@@ -1,12 +1,18 @@
 /**
  * Sessions in Redis: one JSON snapshot per session, stored with PX so that Redis forgets it when the
  * session expires (`expiresAt`). A snapshot already past its expiry is deleted instead of written.
+ *
+ * Per user, an index of the sessions that receive their own `user:` channel (`usersessions:{<org>/<user>}`,
+ * kept by src/redis/scripts/session-index-1.lua), so that a node can answer a publish to `user:<id>` with
+ * `message.queued` when the target's sessions are all away, on whichever nodes they wait.
  */
 import type { Clock } from '../clock.ts';
 import { systemClock } from '../clock.ts';
 import type { RedisClient } from '../redis/client.ts';
 import type { RedisKeys } from '../redis/keys.ts';
-import type { SessionSnapshot, SessionStore } from './session-store.ts';
+import { runScript } from '../redis/scripts.ts';
+import type { PrivateChannelState, SessionSnapshot, SessionStore } from './session-store.ts';
+import { receivesPrivateChannel } from './session-store.ts';
 
 export class RedisSessionStore implements SessionStore {
   constructor(
@@ -17,12 +23,22 @@ export class RedisSessionStore implements SessionStore {
 
   async save(snapshot: SessionSnapshot): Promise<void> {
     const key = this.keys.session(snapshot.sessionId);
-    const ttl = Math.ceil(snapshot.expiresAt - this.clock.now());
-    if (ttl <= 0) {
-      await this.client.del(key);
-      return;
-    }
-    await this.client.set(key, JSON.stringify(snapshot), 'PX', ttl);
+    const now = this.clock.now();
+    const ttl = Math.ceil(snapshot.expiresAt - now);
+    const indexed = ttl > 0 && receivesPrivateChannel(snapshot);
+    if (ttl <= 0) await this.client.del(key);
+    else await this.client.set(key, JSON.stringify(snapshot), 'PX', ttl);
+    await runScript(
+      this.client,
+      'session-index',
+      [this.keys.userSessions(snapshot.orgId, snapshot.userId)],
+      [
+        snapshot.sessionId,
+        indexed ? `${snapshot.live ? 1 : 0}:${snapshot.expiresAt}` : '',
+        now,
+        Math.max(1, ttl),
+      ],
+    );
   }
 
   async load(sessionId: string): Promise<SessionSnapshot | undefined> {
@@ -44,6 +60,29 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async delete(sessionId: string): Promise<void> {
+    // The user's index keeps the entry until its deadline: readers skip sessions whose snapshot is gone.
     await this.client.del(this.keys.session(sessionId));
+  }
+
+  async privateChannelState(orgId: string, userId: string): Promise<PrivateChannelState> {
+    const entries = await this.client.hgetall(this.keys.userSessions(orgId, userId));
+    const now = this.clock.now();
+    const candidates: Array<{ sessionId: string; live: boolean }> = [];
+    for (const [sessionId, value] of Object.entries(entries)) {
+      const [live, deadline] = value.split(':');
+      if (Number(deadline) > now) candidates.push({ sessionId, live: live === '1' });
+    }
+    if (candidates.length === 0) return 'none';
+    // A session ended (deleted) without touching the index: its snapshot is gone.
+    const exists = await Promise.all(
+      candidates.map((c) => this.client.exists(this.keys.session(c.sessionId))),
+    );
+    let state: PrivateChannelState = 'none';
+    for (const [i, c] of candidates.entries()) {
+      if (exists[i] !== 1) continue;
+      if (c.live) return 'live';
+      state = 'away';
+    }
+    return state;
   }
 }

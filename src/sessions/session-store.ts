@@ -23,10 +23,27 @@ export interface SessionSnapshot {
   /** When the session may be forgotten, ms since epoch. */
   readonly expiresAt: number;
   readonly suspended: boolean;
+  /** Whether a client is connected to it now (false: it waits for a resume). Absent: not known (away). */
+  readonly live?: boolean | undefined;
 }
+
+/**
+ * Where the sessions of a user that receive their own `user:` channel stand, across every node: `live`
+ * when one of them is connected, `away` when all of them wait for a resume (events for them are queued:
+ * the publisher gets `message.queued`), `none` when there is no such session.
+ */
+export type PrivateChannelState = 'live' | 'away' | 'none';
 
 export interface SessionStore {
   save(snapshot: SessionSnapshot): Promise<void>;
   load(sessionId: string): Promise<SessionSnapshot | undefined>;
   delete(sessionId: string): Promise<void>;
+  /** The state of the sessions of `userId` (organization `orgId`) subscribed to `user:<userId>`. */
+  privateChannelState(orgId: string, userId: string): Promise<PrivateChannelState>;
+}
+
+/** Whether the snapshot's session receives its user's own channel (`user:<userId>`). */
+export function receivesPrivateChannel(snapshot: SessionSnapshot): boolean {
+  const own = `user:${snapshot.userId}`;
+  return snapshot.subscriptions.some((s) => s.channel === own);
 }

@@ -55,6 +55,38 @@ export function describeSessionStoreContract(
       await store.save(late);
       assert.equal(await store.load(late.sessionId), undefined);
     });
+
+    test('privateChannelState: live when a session receiving user:<id> is connected, away when all wait, else none', async () => {
+      const clock = makeClock();
+      const store = await engine.store(clock);
+      const user = `u-${randomBytes(4).toString('hex')}`;
+      const mk = (live: boolean, expiresAt: number, channel = `user:${user}`): SessionSnapshot => ({
+        ...snapshot(expiresAt),
+        userId: user,
+        subscriptions: [{ channel, ack: false, filters: undefined, lastId: undefined }],
+        live,
+      });
+      const state = () => store.privateChannelState('org1', user);
+      assert.equal(await state(), 'none');
+      const away = mk(false, clock.now() + 10_000);
+      await store.save(away);
+      assert.equal(await state(), 'away');
+      await store.save(mk(true, clock.now() + 10_000, 'agent:a'));
+      assert.equal(await state(), 'away', 'a live session that does not receive the channel does not count');
+      const live = mk(true, clock.now() + 10_000);
+      await store.save(live);
+      assert.equal(await state(), 'live');
+      assert.equal(await store.privateChannelState('org2', user), 'none', 'per organization');
+      await store.save({ ...live, live: false });
+      assert.equal(await state(), 'away');
+      await store.save({ ...live, subscriptions: [] });
+      await store.delete(away.sessionId);
+      assert.equal(await state(), 'none', 'deleted, or no longer receiving the channel');
+      await store.save(mk(false, clock.now() + 1000));
+      assert.equal(await state(), 'away');
+      clock.advance(1000);
+      assert.equal(await state(), 'none', 'expired');
+    });
   });
 }
 

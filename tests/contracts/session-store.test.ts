@@ -49,7 +49,8 @@ test(
       const clients = await pool.create();
       const store = new RedisSessionStore(clients.command, new RedisKeys(prefix), systemClock);
       await store.save(snapshot(Date.now() + 60));
-      assert.equal(await countPrefix(redis.url, prefix), 1);
+      // The snapshot, and its user's index of sessions receiving `user:<id>` (the snapshot has that channel).
+      assert.equal(await countPrefix(redis.url, prefix), 2);
       await sleep(120);
       assert.equal(await countPrefix(redis.url, prefix), 0);
     } finally {
