@@ -290,6 +290,19 @@ export const FRAMES: readonly FrameSpec[] = [
     },
   },
   {
+    key: 'qos',
+    direction: 'server',
+    title: 'qos (extension)',
+    summary:
+      'The connection was degraded (it reads too slowly: coalescible channels now send only the latest event per key) or is back to normal.',
+    schema: S.QosSchema,
+    example: {
+      type: 'qos',
+      payload: { state: 'degraded', reason: 'send buffer 1200000 bytes over 1048576' },
+      metadata: meta,
+    },
+  },
+  {
     key: 'messageSent',
     direction: 'server',
     title: 'message.sent',

@@ -47,6 +47,16 @@ export const EnvSchema = z.object({
   APIX_DRAIN_TIMEOUT_MS: int(0, 600_000).default(10_000),
 
   APIX_MAX_BUFFERED_BYTES: int(1024, 1024 * 1024 * 1024).default(4 * 1024 * 1024),
+  /**
+   * Quality of service (src/gateway/qos.ts): a connection with more unsent bytes than this, or a heartbeat
+   * round trip over APIX_QOS_DEGRADE_RTT_MS, is degraded (coalescible channels: latest event per key);
+   * 0 turns a trigger off. Its held events go out once its buffer is under APIX_QOS_LOW_WATER_BYTES.
+   */
+  APIX_QOS_DEGRADE_BUFFERED_BYTES: int(0, 1024 * 1024 * 1024).default(1024 * 1024),
+  APIX_QOS_LOW_WATER_BYTES: int(0, 1024 * 1024 * 1024).default(64 * 1024),
+  APIX_QOS_DEGRADE_RTT_MS: int(0, 600_000).default(5000),
+  APIX_QOS_MIN_DEGRADED_MS: int(0, 600_000).default(1000),
+  APIX_QOS_MAX_COALESCED_KEYS: int(1, 1_000_000).default(1000),
   APIX_MAX_CHANNELS_PER_CONNECTION: int(1, 100_000).default(500),
   APIX_MAX_CONNECTIONS: int(1, 10_000_000).default(200_000),
   /** Concurrent connections per remote address, per user and per organization on one node; 0 turns one off. */
@@ -187,6 +197,14 @@ export interface Config {
   readonly sessionTtlMs: number;
   readonly drainTimeoutMs: number;
   readonly maxBufferedBytes: number;
+  /** Degraded mode of slow subscribers (src/gateway/qos.ts). */
+  readonly qos: {
+    readonly degradeBufferedBytes: number;
+    readonly lowWaterBytes: number;
+    readonly degradeRttMs: number;
+    readonly minDegradedMs: number;
+    readonly maxCoalescedKeys: number;
+  };
   readonly maxChannelsPerConnection: number;
   readonly maxConnections: number;
   /** Concurrent connections on this node per remote address (at the upgrade), user and organization (at `connect`); 0: no cap. */
@@ -289,6 +307,13 @@ export function configFromEnv(e: Env): Config {
     sessionTtlMs: e.APIX_SESSION_TTL_MS,
     drainTimeoutMs: e.APIX_DRAIN_TIMEOUT_MS,
     maxBufferedBytes: e.APIX_MAX_BUFFERED_BYTES,
+    qos: {
+      degradeBufferedBytes: e.APIX_QOS_DEGRADE_BUFFERED_BYTES,
+      lowWaterBytes: e.APIX_QOS_LOW_WATER_BYTES,
+      degradeRttMs: e.APIX_QOS_DEGRADE_RTT_MS,
+      minDegradedMs: e.APIX_QOS_MIN_DEGRADED_MS,
+      maxCoalescedKeys: e.APIX_QOS_MAX_COALESCED_KEYS,
+    },
     maxChannelsPerConnection: e.APIX_MAX_CHANNELS_PER_CONNECTION,
     maxConnections: e.APIX_MAX_CONNECTIONS,
     connectionCaps: {

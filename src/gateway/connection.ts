@@ -11,6 +11,7 @@ import type { ConnectionInfo, Peer, Principal } from './hooks.ts';
 import type { Session } from './session.ts';
 import type { TokenBucket } from '../ratelimit/token-bucket.ts';
 import type { EventFrames } from './frames.ts';
+import type { DegradedState } from './qos.ts';
 
 export const enum Phase {
   /** Upgraded, waiting for `connect`. */
@@ -42,6 +43,8 @@ export class Connection {
   refusals = 0;
   refusalsSince = 0;
   closingSince = 0;
+  /** Set while the connection is in degraded mode (QoS): its held events. Undefined when healthy. */
+  qos: DegradedState | undefined = undefined;
   /** The keys this connection counts under in the gateway's connection caps (released when it closes). */
   countedAddress: string | undefined;
   countedUser: string | undefined;

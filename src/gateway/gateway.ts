@@ -61,6 +61,7 @@ import { Connection, Phase } from './connection.ts';
 import { Session, Subscription, sessionKey } from './session.ts';
 import type { HookBus, Peer } from './hooks.ts';
 import { encodeChannelEvent, encodeControl, encodeError, EventFrames } from './frames.ts';
+import { canRecover, DegradedState, degradeReason } from './qos.ts';
 
 export interface GatewayDeps {
   readonly config: Config;
@@ -113,6 +114,8 @@ export class ApiXGateway {
   private draining = false;
   private seq = 0;
   slowConsumers = 0;
+  /** Connections in degraded mode (QoS): checked at every sweep. */
+  readonly degraded = new Set<Connection>();
   private readonly compressThreshold: number;
   framesIn = 0;
 
@@ -179,7 +182,10 @@ export class ApiXGateway {
       {
         deliverAcked: (sub, event, frames) => this.retry.deliver(sub, event, frames),
         deliverAway: (sub, event) => this.queueAway(sub, event, 0),
-        slowConsumer: (conn) => this.slowConsumer(conn),
+        pressure: (conn) => this.pressure(conn),
+        coalesceField: (event, channel) =>
+          this.deps.channels.get(event.key.slice(0, event.key.indexOf('/')), channel.name)?.coalesceKey,
+        hold: (conn, sub, event, frames, key) => this.hold(conn, sub, event, frames, key),
         delivered: (event, channel, recipients, bytes) => {
           if (recipients > 0 && this.deps.hooks.has('onDeliver'))
             this.deps.hooks.emit('onDeliver', {
@@ -195,6 +201,7 @@ export class ApiXGateway {
       },
       config.maxBufferedBytes,
       this.compressThreshold,
+      config.qos.degradeBufferedBytes,
     );
     deps.broker.onControl((msg) => this.onControl(msg));
     deps.channels.onChange?.((key) => {
@@ -457,7 +464,10 @@ export class ApiXGateway {
       }
       case 'heartbeat.pong': {
         const now = this.deps.clock.now();
-        if (frame.payload.ts === conn.pingSentAt && conn.pingSentAt > 0) conn.rttMs = now - conn.pingSentAt;
+        if (frame.payload.ts === conn.pingSentAt && conn.pingSentAt > 0) {
+          conn.rttMs = now - conn.pingSentAt;
+          this.checkQos(conn);
+        }
         if (this.deps.hooks.has('onHeartbeat'))
           this.deps.hooks.emit('onHeartbeat', {
             connectionId: conn.id,
@@ -1214,6 +1224,7 @@ export class ApiXGateway {
     const wasConnected = conn.phase === Phase.CONNECTED || conn.session !== undefined;
     conn.phase = Phase.CLOSED;
     this.connections.delete(conn.id);
+    this.leaveQos(conn);
     if (conn.countedAddress !== undefined) decrement(this.perAddress, conn.countedAddress);
     if (conn.countedUser !== undefined) decrement(this.perUser, conn.countedUser);
     if (conn.countedOrg !== undefined) decrement(this.perOrg, conn.countedOrg);
@@ -1608,6 +1619,7 @@ export class ApiXGateway {
 
   private slowConsumer(conn: Connection): void {
     if (conn.phase === Phase.CLOSING || conn.phase === Phase.CLOSED) return;
+    this.leaveQos(conn);
     this.slowConsumers++;
     if (this.deps.hooks.has('onSlowConsumer'))
       this.deps.hooks.emit('onSlowConsumer', { connection: conn.info(), bufferedBytes: conn.bufferedBytes });
@@ -1637,6 +1649,7 @@ export class ApiXGateway {
       this.lastHeartbeat = now;
       pingFrames = new EventFrames(encodeControl('heartbeat.ping', { ts: now }, now), Infinity);
     }
+    for (const conn of this.degraded) this.checkQos(conn);
     for (const conn of this.connections.values()) {
       switch (conn.phase) {
         case Phase.AWAITING_CONNECT:
@@ -1703,6 +1716,86 @@ export class ApiXGateway {
     this.wss.close();
   }
 
+  // ---------------------------------------------------------------- quality of service (qos.ts)
+
+  /** The hub saw a connection's send buffer over the QoS threshold (or the ceiling). */
+  private pressure(conn: Connection): void {
+    if (conn.bufferedBytes > this.deps.config.maxBufferedBytes) this.slowConsumer(conn);
+    else if (conn.qos === undefined) this.checkQos(conn);
+  }
+
+  /**
+   * Re-evaluates a connection's QoS (after a heartbeat round trip, on its socket's drain, at each sweep
+   * while degraded, and on buffer pressure): degrades a healthy one that crossed a threshold; writes a
+   * degraded one's held events once its buffer is under the low-water mark, and returns it to normal when
+   * it recovered.
+   */
+  private checkQos(conn: Connection): void {
+    if (conn.phase !== Phase.CONNECTED) return this.leaveQos(conn);
+    const options = this.deps.config.qos;
+    const now = this.deps.clock.now();
+    const state = conn.qos;
+    if (state === undefined) {
+      const reason = degradeReason({ bufferedBytes: conn.bufferedBytes, rttMs: conn.rttMs }, options);
+      if (reason !== undefined) this.enterQos(conn, reason, now);
+      return;
+    }
+    if (conn.bufferedBytes > options.lowWaterBytes) return;
+    // Drained: write the held events (in id order per channel), then see whether it recovered.
+    for (const { sub, event, frames } of state.take()) {
+      if (sub.session.connection !== conn || sub.session.subscriptions.get(sub.key) !== sub) continue;
+      sub.lastId = event.id;
+      conn.sendEvent(frames);
+    }
+    if (conn.bufferedBytes > this.deps.config.maxBufferedBytes) return this.slowConsumer(conn);
+    if (!canRecover({ bufferedBytes: conn.bufferedBytes, rttMs: conn.rttMs }, state.since, now, options))
+      return;
+    this.leaveQos(conn);
+    conn.send(
+      encodeControl(
+        'qos',
+        { state: 'normal', reason: 'the client keeps up again', coalesced: state.coalesced },
+        now,
+      ),
+    );
+    this.emitQos(conn, 'normal', 'recovered');
+  }
+
+  private enterQos(conn: Connection, reason: string, now: number): void {
+    const state = new DegradedState(now, reason, this.deps.config.qos.maxCoalescedKeys);
+    conn.qos = state;
+    this.degraded.add(conn);
+    state.onDrain = () => this.checkQos(conn);
+    conn.socket.on('drain', state.onDrain);
+    conn.send(encodeControl('qos', { state: 'degraded', reason }, now));
+    this.deps.log.info({ connectionId: conn.id, reason }, 'connection degraded');
+    this.emitQos(conn, 'degraded', reason);
+  }
+
+  /** Leaves degraded mode without writing what is held (a resume replays it from history). */
+  private leaveQos(conn: Connection): void {
+    const state = conn.qos;
+    if (state === undefined) return;
+    conn.qos = undefined;
+    this.degraded.delete(conn);
+    if (state.onDrain) conn.socket.off('drain', state.onDrain);
+  }
+
+  private emitQos(conn: Connection, state: 'degraded' | 'normal', reason: string): void {
+    if (this.deps.hooks.has('onQos')) this.deps.hooks.emit('onQos', { connection: conn.info(), state, reason });
+  }
+
+  /** An event for a degraded connection on a coalescible channel: held, the latest per key. */
+  private hold(conn: Connection, sub: Subscription, event: BrokerEvent, frames: EventFrames, key: string): void {
+    const result = conn.qos!.hold(sub, key, event, frames);
+    if (result === 'superseded') {
+      if (this.deps.hooks.has('onCoalesced')) this.deps.hooks.emit('onCoalesced', { channelType: sub.type });
+    } else if (result === 'overflow') {
+      this.deps.log.warn({ connectionId: conn.id }, 'degraded connection holds too many keys');
+      this.slowConsumer(conn);
+    }
+  }
+
   stats() {
     return {
       connections: this.connections.size,
@@ -1712,6 +1805,7 @@ export class ApiXGateway {
       inflight: this.retry.inflightCount,
       offlineQueued: this.deps.offlineQueue.totalSize(),
       slowConsumers: this.slowConsumers,
+      degradedConnections: this.degraded.size,
     };
   }
 }

@@ -102,6 +102,10 @@ export interface HookEvents {
   onHeartbeat: { connectionId: string; sessionId: string; rttMs: number | undefined; at: number };
   onDisconnect: { connection: ConnectionInfo; code: number; reason: string; status: ConnectionStatus };
   onSlowConsumer: { connection: ConnectionInfo; bufferedBytes: number };
+  /** A connection entered or left degraded mode (src/gateway/qos.ts). */
+  onQos: { connection: ConnectionInfo; state: 'degraded' | 'normal'; reason: string };
+  /** An event held for a degraded connection was replaced by a later one of the same key. */
+  onCoalesced: { channelType: ChannelType };
   onRateLimited: { principal: Principal | undefined; peer: Peer; scope: string };
   onSuspend: { orgId: string; sessionId: string; by: string; reason: string; suspended: boolean };
   onAdminAction: { principal: Principal; peer: Peer; action: string; target: string; detail?: unknown };

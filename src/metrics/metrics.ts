@@ -12,6 +12,8 @@ export interface NodeStats {
   channels: number;
   inflight: number;
   offlineQueued: number;
+  /** Connections in degraded mode (QoS). */
+  degradedConnections: number;
 }
 
 export function createMetrics(nodeId: string, hooks: HookBus, stats: () => NodeStats): Registry {
@@ -34,6 +36,11 @@ export function createMetrics(nodeId: string, hooks: HookBus, stats: () => NodeS
   gauge('apix_channels', 'Channels with at least one subscriber on this node', (s) => s.channels);
   gauge('apix_inflight_events', 'Events awaiting acknowledgment', (s) => s.inflight);
   gauge('apix_offline_queued_events', 'Events held for sessions that are away', (s) => s.offlineQueued);
+  gauge(
+    'apix_qos_degraded_connections',
+    'Connections in degraded mode (reading too slowly: latest event per key on coalescible channels)',
+    (s) => s.degradedConnections,
+  );
 
   const published = new Counter({
     name: 'apix_events_published_total',
@@ -96,6 +103,18 @@ export function createMetrics(nodeId: string, hooks: HookBus, stats: () => NodeS
     help: 'Connections cut for reading too slowly',
     registers: [registry],
   });
+  const qosTransitions = new Counter({
+    name: 'apix_qos_transitions_total',
+    help: 'Connections entering (degraded) or leaving (normal) degraded mode',
+    labelNames: ['state'],
+    registers: [registry],
+  });
+  const coalesced = new Counter({
+    name: 'apix_qos_coalesced_events_total',
+    help: 'Events not written to a degraded connection because a later event of the same key replaced them',
+    labelNames: ['channel_type'],
+    registers: [registry],
+  });
   const deadLetters = new Counter({
     name: 'apix_dead_letters_total',
     help: 'Events dead-lettered after max attempts',
@@ -131,6 +150,8 @@ export function createMetrics(nodeId: string, hooks: HookBus, stats: () => NodeS
     onAuthFailure: (e) => authFailures.inc({ code: e.code, via: e.via }),
     onDeny: (e) => denials.inc({ action: e.action }),
     onSlowConsumer: () => slow.inc(),
+    onQos: (e) => qosTransitions.inc({ state: e.state }),
+    onCoalesced: (e) => coalesced.inc({ channel_type: e.channelType }),
     onDeadLetter: () => deadLetters.inc(),
     onRateLimited: (e) => rateLimited.inc({ scope: e.scope }),
   });

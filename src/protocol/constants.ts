@@ -51,6 +51,7 @@ export const CONTROL_TYPES = [
   'reconnection.attempt',
   'presence.join',
   'presence.leave',
+  'qos',
 ] as const;
 export type ControlType = (typeof CONTROL_TYPES)[number];
 const controlTypeSet: ReadonlySet<string> = new Set(CONTROL_TYPES);

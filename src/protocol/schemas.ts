@@ -230,6 +230,20 @@ export const MessageFailedSchema = serverFrame(
     retryAfterMs: z.number().optional(),
   }),
 );
+/**
+ * Extension: the connection's quality of service changed. `degraded`: the client reads too slowly (or
+ * answers heartbeats too late); on coalescible channels it now gets only the latest event per key.
+ * `normal`: back to every event; `coalesced` counts the events replaced by a later one meanwhile (still in
+ * the channels' history).
+ */
+export const QosSchema = serverFrame(
+  'qos',
+  z.object({
+    state: z.enum(['degraded', 'normal']),
+    reason: z.string(),
+    coalesced: z.number().int().min(0).optional(),
+  }),
+);
 /** A channel event as delivered to subscribers. */
 export const ChannelEventSchema = z.strictObject({
   type: z.string().regex(new RegExp(EVENT_TYPE_RE_SOURCE)),
@@ -252,6 +266,7 @@ export const ServerControlFrameSchema = z.discriminatedUnion('type', [
   MessageSentSchema,
   MessageQueuedSchema,
   MessageFailedSchema,
+  QosSchema,
 ]);
 export type ServerControlFrame = z.infer<typeof ServerControlFrameSchema>;
 export type ServerFrame = ServerControlFrame | ChannelEvent;

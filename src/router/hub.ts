@@ -10,14 +10,25 @@ import type { Subscription } from '../gateway/session.ts';
 import { EventFrames } from '../gateway/frames.ts';
 import type { FilterInput } from '../subscriptions/filters.ts';
 import type { Connection } from '../gateway/connection.ts';
+import { coalesceKeyOf } from '../gateway/qos.ts';
 
 export interface FanoutTarget {
   /** An event for an acknowledged subscription (tracked until acked). */
   deliverAcked(sub: Subscription, event: BrokerEvent, frames: EventFrames): void;
   /** An event for a session whose client is away. */
   deliverAway(sub: Subscription, event: BrokerEvent): void;
-  /** A connection's send buffer crossed the ceiling. */
-  slowConsumer(conn: Connection): void;
+  /**
+   * A connection's send buffer crossed the QoS threshold (`pressureBytes`, at most the ceiling): the
+   * target degrades it, or cuts it past the ceiling.
+   */
+  pressure(conn: Connection): void;
+  /**
+   * The `coalesceKey` of the event's channel, or undefined when it is not coalescible. Asked at most once
+   * per event, and only when a subscriber's connection is degraded.
+   */
+  coalesceField(event: BrokerEvent, channel: ParsedChannel): string | undefined;
+  /** Holds an event for a degraded connection instead of writing it: the latest per coalescing key. */
+  hold(conn: Connection, sub: Subscription, event: BrokerEvent, frames: EventFrames, key: string): void;
   /** Called once per event after the fan-out, with the number of sockets written. */
   /** `channel` is the parsed channel every subscriber of the key already holds (no re-parse per event). */
   delivered(event: BrokerEvent, channel: ParsedChannel, recipients: number, bytes: number): void;
@@ -25,6 +36,7 @@ export interface FanoutTarget {
 
 export class LocalHub {
   private readonly channels = new Map<string, Set<Subscription>>();
+  private readonly pressureBytes: number;
   subscriptionCount = 0;
 
   constructor(
@@ -32,7 +44,11 @@ export class LocalHub {
     private readonly target: FanoutTarget,
     private readonly maxBufferedBytes: number,
     private readonly compressThresholdBytes: number,
+    /** Unsent bytes above which `target.pressure` is told (QoS degrade threshold); default the ceiling. */
+    pressureBytes = maxBufferedBytes,
   ) {
+    this.pressureBytes =
+      pressureBytes > 0 && pressureBytes < maxBufferedBytes ? pressureBytes : maxBufferedBytes;
     broker.onEvent((event) => this.deliver(event));
   }
 
@@ -85,6 +101,8 @@ export class LocalHub {
     if (subs === undefined) return;
     let frames: EventFrames | undefined;
     let input: FilterInput | undefined;
+    // The channel's coalescing field, looked up only if a degraded subscriber is met (null: none).
+    let coalesce: string | null | undefined;
     let recipients = 0;
     for (const sub of subs) {
       if (sub.filter !== undefined && !sub.filter((input ??= filterInput(event)))) continue;
@@ -105,18 +123,28 @@ export class LocalHub {
         }
         continue;
       }
-      sub.lastId = event.id;
       if (frames === undefined) frames = new EventFrames(event.frame, this.compressThresholdBytes);
+      // Degraded (QoS) connections only: on a coalescible channel, plain events are held, latest per key
+      // (acknowledged ones never are). `lastId` then stays at the last event written, for resumes.
+      if (conn.qos !== undefined && !sub.ack) {
+        if (coalesce === undefined) coalesce = this.target.coalesceField(event, sub.channel) ?? null;
+        if (coalesce !== null) {
+          const key = coalesceKeyOf((input ??= filterInput(event)).payload(), coalesce);
+          this.target.hold(conn, sub, event, frames, key);
+          continue;
+        }
+      }
+      sub.lastId = event.id;
       if (sub.ack) {
         this.target.deliverAcked(sub, event, frames);
         recipients++;
         // maxInflight bounds events, not bytes: a stalled reader of acked events is a slow consumer too.
-        if (conn.bufferedBytes > this.maxBufferedBytes) this.target.slowConsumer(conn);
+        if (conn.bufferedBytes > this.pressureBytes) this.target.pressure(conn);
         continue;
       }
       conn.sendEvent(frames);
       recipients++;
-      if (conn.bufferedBytes > this.maxBufferedBytes) this.target.slowConsumer(conn);
+      if (conn.bufferedBytes > this.pressureBytes) this.target.pressure(conn);
     }
     const first = subs.values().next().value as Subscription | undefined;
     if (first)
