@@ -649,6 +649,11 @@ export class ApiXGateway {
     if (!conn.isOpen) return;
     // In-flight events the session had when its node died (or left): taken over, redelivered first.
     const taken = resumed ? await this.pending.take(key).catch(() => undefined) : undefined;
+    // In-flight events the session had when its node died (or left): taken over, redelivered first.
+    const taken =
+      resumed && [...session.subscriptions.values()].some((s) => s.ack)
+        ? await this.pending.take(key).catch(() => undefined)
+        : undefined;
     const queued = resumed
       ? await this.deps.offlineQueue.drain(key).catch(() => ({ frames: [], overflowed: 0 }))
       : undefined;
