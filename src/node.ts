@@ -324,40 +324,6 @@ export function createNode(options: NodeOptions): ApixNode {
       () => historyBroker.replayedFromRecords,
     );
   }
-  const pendingGauge = (name: string, help: string, read: () => number) =>
-    new Gauge({
-      name,
-      help,
-      registers: [metrics],
-      collect() {
-        this.set(read());
-      },
-    });
-  pendingGauge(
-    'apix_pending_buffered',
-    'In-flight state changes waiting for the next pending-store write',
-    () => gateway.pending.buffered,
-  );
-  pendingGauge(
-    'apix_pending_writes',
-    'Pending-store batches written (since start)',
-    () => gateway.pending.writes,
-  );
-  pendingGauge(
-    'apix_pending_write_failures',
-    'Pending-store batches that failed (retried)',
-    () => gateway.pending.failures,
-  );
-  pendingGauge(
-    'apix_pending_dropped',
-    'In-flight entries not persisted: the write buffer was full',
-    () => gateway.pending.dropped,
-  );
-  pendingGauge(
-    'apix_pending_swept',
-    'Pending entries of expired sessions dead-lettered by this node',
-    () => gateway.pending.swept,
-  );
   let draining = false;
   const httpRouter = new HttpRouter(config.allowedOrigins);
   registerApi(httpRouter, {

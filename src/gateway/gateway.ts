@@ -648,8 +648,6 @@ export class ApiXGateway {
     if (limited && this.refused(conn, limited.scope)) return;
     if (!conn.isOpen) return;
     // In-flight events the session had when its node died (or left): taken over, redelivered first.
-    const taken = resumed ? await this.pending.take(key).catch(() => undefined) : undefined;
-    // In-flight events the session had when its node died (or left): taken over, redelivered first.
     const taken =
       resumed && [...session.subscriptions.values()].some((s) => s.ack)
         ? await this.pending.take(key).catch(() => undefined)
