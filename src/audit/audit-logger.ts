@@ -349,7 +349,7 @@ export class AuditLogger {
             actor: e.actor,
             action: e.action,
             target: e.target,
-            detail: toJsonValue(e.detail),
+            detail: e.detail, // made JSON-safe by record()
             remoteAddress: e.remoteAddress,
             userAgent: e.userAgent,
             createdAt: new Date(e.createdAt),
