@@ -1,8 +1,9 @@
 /**
- * `node --import tsx bench/tools/profile-top.ts <file.cpuprofile> [--top N] [--filter TEXT]`: the
+ * `node --import tsx bench/tools/profile-top.ts <file.cpuprofile> [--top N] [--filter TEXT] [--during FN]`: the
  * functions a V8 CPU profile (`npm run bench -- --cpu-prof DIR`) spends its time in, by self time and
  * by total time (self + callees), with the file and line each one lives at. Used for BENCHMARKS.md's
- * "where the time goes".
+ * "where the time goes". `--during FN` keeps only the time between the first and the last sample with
+ * function FN on the stack (e.g. `deliver` for the fan-out phase of a run, `handleUpgrade` for connects).
  */
 import { readFileSync } from 'node:fs';
 import { relative } from 'node:path';
@@ -33,15 +34,33 @@ const opt = (name: string): string | undefined => {
 };
 const top = Number(opt('top') ?? 25);
 const filter = opt('filter');
+const during = opt('during');
 
 const profile = JSON.parse(readFileSync(file, 'utf8')) as Profile;
 const byId = new Map(profile.nodes.map((n) => [n.id, n]));
 const parent = new Map<number, number>();
 for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
 
+const onStack = (id: number, fn: string): boolean => {
+  for (let cur: number | undefined = id; cur !== undefined; cur = parent.get(cur))
+    if (byId.get(cur)!.callFrame.functionName === fn) return true;
+  return false;
+};
+// The window of `--during`: sample indexes from the first to the last sample with FN on the stack.
+let from = 0;
+let to = profile.samples.length - 1;
+if (during) {
+  from = profile.samples.findIndex((id) => onStack(id, during));
+  for (to = profile.samples.length - 1; to > from && !onStack(profile.samples[to]!, during); to--);
+  if (from < 0) {
+    process.stderr.write(`no sample has ${during} on its stack\n`);
+    process.exit(1);
+  }
+}
+
 // Time per sample: the delta that follows it (V8 records the gap before each sample).
 const selfUs = new Map<number, number>();
-for (let i = 0; i < profile.samples.length; i++) {
+for (let i = from; i <= to; i++) {
   const dt = profile.timeDeltas[i + 1] ?? 0;
   selfUs.set(profile.samples[i]!, (selfUs.get(profile.samples[i]!) ?? 0) + dt);
 }
@@ -85,5 +104,6 @@ const show = (title: string, m: Map<string, number>): void => {
   for (const [k, us] of rows)
     process.stdout.write(`${pct(us)}  ${(us / 1000).toFixed(0).padStart(7)} ms  ${k}\n`);
 };
+process.stdout.on('error', () => process.exit(0)); // `| head`
 show('self time', self);
 show('total time', total);
