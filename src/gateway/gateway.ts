@@ -580,8 +580,13 @@ export class ApiXGateway {
           .catch(() => {});
     }
     if (!conn.isOpen) {
-      // The client left while we were authenticating.
-      if (!resumed) this.sessions.delete(key);
+      // The client left (or is closing) while we were authenticating or loading its session. A session
+      // made here is forgotten (a snapshot stays in the store for its TTL); one held here before waits for
+      // a resume again, its expiry timer having been cancelled above (the soak found such sessions held
+      // forever, with their subscriptions).
+      if (snapshot !== undefined || !resumed) {
+        if (this.sessions.get(key) === session) this.sessions.delete(key);
+      } else if (!session.isLive) this.awaitResume(session);
       return;
     }
     session.metadata = payload.metadata;
@@ -685,7 +690,9 @@ export class ApiXGateway {
     for (const r of replays) this.flushReplay(r.sub, r.events, sent);
     for (const sub of session.subscriptions.values())
       if (sub.type === ChannelType.ROOM) void this.joinRoom(conn, sub);
-    hooks.emit('onConnect', { connection: conn.info(), resumed });
+    // Not when the client already left during the awaits above: onClose has emitted onDisconnect, and a
+    // late onConnect would leave it counted as connected (the latency tracker, the records).
+    if ((conn.phase as Phase) !== Phase.CLOSED) hooks.emit('onConnect', { connection: conn.info(), resumed });
     for (const d of denied) this.emitSubscribeDenied(conn, d);
     const early = this.early.get(conn);
     if (early) {
@@ -986,6 +993,12 @@ export class ApiXGateway {
     sub.presenceConnectionId = conn.id;
     try {
       await this.deps.presence.join(sub.key, member);
+      if (sub.presenceConnectionId !== conn.id) {
+        // Left (disconnected, unsubscribed) while joining: the leave ran first, so undo the join, or the
+        // member would stay in the room (and be refreshed by this node) forever.
+        await this.deps.presence.leave(sub.key, conn.id);
+        return undefined;
+      }
       this.publishPresence(sub, 'presence.join', member);
       return await this.deps.presence.list(sub.key);
     } catch (err) {
@@ -1266,6 +1279,16 @@ export class ApiXGateway {
     const ttl = this.deps.config.sessionTtlMs;
     if (ttl <= 0) return this.endSession(session, true);
     this.saveSnapshot(session);
+    session.expiryTimer = this.deps.clock.setTimeout(() => {
+      if (!session.isLive) this.endSession(session, true);
+    }, ttl);
+  }
+
+  /** A session without a connection waits `sessionTtlMs` for a resume, then ends. */
+  private awaitResume(session: Session): void {
+    const ttl = this.deps.config.sessionTtlMs;
+    if (ttl <= 0) return this.endSession(session, true);
+    session.expiryTimer?.cancel();
     session.expiryTimer = this.deps.clock.setTimeout(() => {
       if (!session.isLive) this.endSession(session, true);
     }, ttl);

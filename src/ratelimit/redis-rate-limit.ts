@@ -63,6 +63,7 @@ export class RedisRateLimitStore implements RateLimitStore {
   private readonly serverTime: boolean;
   /** Redis calls made (leases and refusals), for tests and metrics. */
   calls = 0;
+  private readonly sweeper: ReturnType<typeof setInterval>;
 
   constructor(
     private readonly redis: RedisClient,
@@ -73,6 +74,27 @@ export class RedisRateLimitStore implements RateLimitStore {
     this.leaseTtlMs = options.leaseTtlMs ?? 1000;
     this.maxKeys = options.maxKeys ?? 10_000;
     this.serverTime = options.serverTime ?? true;
+    // Lease state of keys gone quiet is dropped, so that it drains when the clients leave (found by the soak).
+    this.sweeper = setInterval(() => this.sweep(this.options.clock.now()), 5_000);
+    this.sweeper.unref?.();
+  }
+
+  /**
+   * Forgets the lease state that no longer matters (lease expired, no refusal remembered, no call in
+   * flight), least recently used first; stops at the first 100 still live.
+   */
+  sweep(now: number): void {
+    let kept = 0;
+    for (const [k, l] of this.leases) {
+      if (l.inflight === undefined && l.waiting === 0 && l.expiresAt <= now && l.refusedUntil <= now)
+        this.leases.delete(k);
+      else if (++kept >= 100) break;
+    }
+  }
+
+  /** Keys with lease state (for tests and bounds). */
+  get size(): number {
+    return this.leases.size;
   }
 
   async take(key: string, limit: RateLimit, n = 1): Promise<TakeResult> {
@@ -172,6 +194,7 @@ export class RedisRateLimitStore implements RateLimitStore {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.sweeper);
     this.leases.clear();
   }
 }
