@@ -1808,11 +1808,18 @@ export class ApiXGateway {
   }
 
   private emitQos(conn: Connection, state: 'degraded' | 'normal', reason: string): void {
-    if (this.deps.hooks.has('onQos')) this.deps.hooks.emit('onQos', { connection: conn.info(), state, reason });
+    if (this.deps.hooks.has('onQos'))
+      this.deps.hooks.emit('onQos', { connection: conn.info(), state, reason });
   }
 
   /** An event for a degraded connection on a coalescible channel: held, the latest per key. */
-  private hold(conn: Connection, sub: Subscription, event: BrokerEvent, frames: EventFrames, key: string): void {
+  private hold(
+    conn: Connection,
+    sub: Subscription,
+    event: BrokerEvent,
+    frames: EventFrames,
+    key: string,
+  ): void {
     const result = conn.qos!.hold(sub, key, event, frames);
     if (result === 'superseded') {
       if (this.deps.hooks.has('onCoalesced')) this.deps.hooks.emit('onCoalesced', { channelType: sub.type });

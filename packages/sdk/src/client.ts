@@ -64,6 +64,17 @@ export interface HeartbeatOptions {
   timeoutMs?: number;
 }
 
+export interface FailoverOptions {
+  /** Move when the server says this connection is degraded (`qos` frame). Default true. */
+  onQosDegraded?: boolean;
+  /** A heartbeat round trip above this counts as slow. Default 1000 ms. */
+  rttThresholdMs?: number;
+  /** Slow round trips in a row that make the client move. Default 3. */
+  rttSamples?: number;
+  /** How long a move waits for the replies to publishes in flight (new ones wait in the buffer). Default 2000 ms. */
+  drainMs?: number;
+}
+
 export interface ApixClientOptions {
   /**
    * The gateway: `wss://host` (the path `/v1/ws` is added when absent; http(s) maps to ws(s)). Given
@@ -99,6 +110,12 @@ export interface ApixClientOptions {
   /** Measure the gateways' handshake time before the first connect when `url` lists several. Default true. */
   probeGateways?: boolean;
   /**
+   * With several gateway URLs: move to the next one (resuming the session there) when the current one
+   * degrades: on the server's `qos: degraded` frame, or when the client's measured round trip stays above
+   * `rttThresholdMs` for `rttSamples` heartbeats in a row. `false` never moves for quality.
+   */
+  failover?: FailoverOptions | false;
+  /**
    * End-to-end encryption (AES-256-GCM, WebCrypto): channel -> its keys. Publishes to these channels are
    * encrypted before they leave; their events are decrypted before handlers see them (an event that does
    * not decrypt is an `error` event, never delivered). The gateway cannot read them.
@@ -120,6 +137,9 @@ const DEFAULTS = {
   tokenRetryMs: 5_000,
   /** How long `close()` waits for the closing handshake before settling anyway. */
   closeWaitMs: 2_000,
+  failoverRttThresholdMs: 1000,
+  failoverRttSamples: 3,
+  failoverDrainMs: 2000,
   /** The protocol's maximum ids per `ack` frame. */
   maxAckIds: 1000,
 } as const;
@@ -190,6 +210,10 @@ export class ApixClient extends TypedEmitter<ClientEvents> {
   private pingSentAt: number | undefined;
   private _rttMs: number | undefined;
   private timers: Timers = {};
+  /** Round trips in a row above the failover threshold on the current connection. */
+  private slowRtts = 0;
+  /** A move to the next gateway in progress: waits for publishes in flight, then switches. */
+  private moving: { readonly socket: WebSocketLike; readonly go: () => void; timer: TimerHandle } | undefined;
 
   private readonly subscriptions = new Map<string, Subscription>();
   /** End-to-end encryption (e2e.ts); without `e2eKeys`, envelopes that arrive are reported, never delivered. */
@@ -359,7 +383,7 @@ export class ApixClient extends TypedEmitter<ClientEvents> {
         reject,
         timer: undefined,
       };
-      if (this._state === 'connected') this.sendPublish(entry);
+      if (this._state === 'connected' && this.moving === undefined) this.sendPublish(entry);
       else if (this.outbox.length >= (this.options.offlineBufferSize ?? DEFAULTS.offlineBufferSize))
         reject(new ApixError(ErrorCode.UNAVAILABLE, 'offline: the publish buffer is full'));
       else this.outbox.push(entry);
@@ -527,6 +551,11 @@ export class ApixClient extends TypedEmitter<ClientEvents> {
 
   private onSocketClosed(code: number, reason: string): void {
     const wasConnected = this.established !== undefined;
+    // A socket that closed while a move was pending: the client moves on all the same.
+    const wasMoving = this.moving !== undefined;
+    this.moving?.timer.cancel();
+    this.moving = undefined;
+    this.slowRtts = 0;
     this.socket = undefined;
     this.established = undefined;
     this.stopConnectionTimers();
@@ -552,7 +581,7 @@ export class ApixClient extends TypedEmitter<ClientEvents> {
       return;
     }
     // A node going away (drain) or an attempt that never got established: try the next gateway.
-    if (code === CloseCode.GOING_AWAY || !wasConnected) this.rotateUrl();
+    if (code === CloseCode.GOING_AWAY || !wasConnected || wasMoving) this.rotateUrl();
     this.scheduleReconnect();
   }
 
@@ -722,12 +751,21 @@ export class ApixClient extends TypedEmitter<ClientEvents> {
       case 'heartbeat.pong':
         if (this.pingSentAt !== undefined && frame.payload.ts === this.pingSentAt) {
           this._rttMs = this.clock.now() - this.pingSentAt;
+          this.onRttSample(this._rttMs);
           this.pingSentAt = undefined;
           this.timers.heartbeatTimeout?.cancel();
           this.timers.heartbeatTimeout = undefined;
           this.emit('heartbeat.rtt', { rttMs: this._rttMs });
         }
         return;
+      case 'qos': {
+        const { state, reason, coalesced } = frame.payload;
+        this.emit('qos', { state, reason, coalesced });
+        const failover = this.options.failover;
+        if (state === 'degraded' && failover !== false && failover?.onQosDegraded !== false)
+          this.moveGateway(`the gateway degraded this connection: ${reason}`);
+        return;
+      }
       case 'auth.refreshed':
         if (correlationId !== undefined) this.requests.delete(correlationId);
         this.scheduleTokenRefresh();
@@ -868,6 +906,7 @@ export class ApixClient extends TypedEmitter<ClientEvents> {
 
   private settlePublish(entry: PendingPublish, outcome: PublishResult | ApixError): void {
     if (!this.inFlight.delete(entry.correlationId)) return;
+    if (this.moving !== undefined && this.inFlight.size === 0) this.moving.go();
     entry.timer?.cancel();
     entry.timer = undefined;
     if (isApixError(outcome)) entry.reject(outcome);
@@ -889,6 +928,46 @@ export class ApixClient extends TypedEmitter<ClientEvents> {
     const pending = this.outbox;
     this.outbox = [];
     for (const entry of pending) this.sendPublish(entry);
+  }
+
+  // ---- Moving to a better gateway ----
+
+  private onRttSample(rttMs: number): void {
+    const failover = this.options.failover;
+    if (failover === false || this.urls.length < 2) return;
+    const threshold = failover?.rttThresholdMs ?? DEFAULTS.failoverRttThresholdMs;
+    if (rttMs <= threshold) {
+      this.slowRtts = 0;
+      return;
+    }
+    if (++this.slowRtts >= (failover?.rttSamples ?? DEFAULTS.failoverRttSamples))
+      this.moveGateway(`round trip over ${threshold} ms for ${this.slowRtts} heartbeats (last ${rttMs} ms)`);
+  }
+
+  /**
+   * Leaves the current gateway for the next one in the ranking (the URLs are kept fastest first) and
+   * resumes the session there: new publishes wait in the buffer, those in flight get their replies first
+   * (up to `drainMs`, else they are resent with their idempotency keys), then the socket is closed and the
+   * client reconnects at once with `resume.lastEventIds`; deduplication by id keeps delivery exactly once.
+   */
+  private moveGateway(reason: string): void {
+    const socket = this.socket;
+    if (socket === undefined || this.moving !== undefined || this.urls.length < 2) return;
+    if (this._state !== 'connected') return;
+    const go = (): void => {
+      if (this.moving?.socket !== socket) return;
+      this.moving.timer.cancel();
+      this.moving = undefined;
+      if (this.socket !== socket) return;
+      const from = this.url;
+      this.rotateUrl();
+      this.emit('gateway.moving', { from, to: this.url, reason });
+      this.dropSocket(socket, 'moving to another gateway');
+    };
+    const failover = this.options.failover;
+    const drainMs = (failover === false ? undefined : failover?.drainMs) ?? DEFAULTS.failoverDrainMs;
+    this.moving = { socket, go, timer: this.clock.setTimeout(go, drainMs) };
+    if (this.inFlight.size === 0) go();
   }
 
   // ---- Heartbeat and token refresh ----

@@ -2,7 +2,7 @@
  * @apix/sdk: the client of the APIX real-time gateway, for browsers (no dependency beyond WebSocket) and
  * Node (inject `ws`). See docs/sdk.md.
  */
-export { ApixClient, type ApixClientOptions, type HeartbeatOptions } from './client.ts';
+export { ApixClient, type ApixClientOptions, type FailoverOptions, type HeartbeatOptions } from './client.ts';
 export {
   Subscription,
   type AckMode,

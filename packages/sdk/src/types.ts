@@ -75,6 +75,10 @@ export interface ClientEvents {
   /** Unsubscribed by you, or revoked by the server (then `reason` says why). */
   'subscription.removed': { channel: string; reason: string | undefined };
   'auth.refreshed': { expiresAt: number };
+  /** The server's `qos` frame: the connection was degraded (it reads too slowly) or is back to normal. */
+  qos: { state: 'degraded' | 'normal'; reason: string; coalesced: number | undefined };
+  /** Local: the client leaves a degraded gateway for the next one (`failover`), resuming its session there. */
+  'gateway.moving': { from: string; to: string; reason: string };
   /** A round-trip time sample from the client's own `heartbeat.ping`. */
   'heartbeat.rtt': { rttMs: number };
   /** Every channel event delivered to the application, on any subscription. */
