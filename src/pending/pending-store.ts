@@ -58,6 +58,11 @@ export interface PendingStore {
   take(sessionKey: string): Promise<TakenEntries>;
   /** Sessions whose deadline is at or before `now`, at most `limit`. */
   expired(now: number, limit: number): Promise<string[]>;
+  /**
+   * For the sweep: takes the session's entries only if its deadline is still at or before `now`
+   * (checked atomically with the take, so entries a holder just wrote with a later deadline stay).
+   */
+  takeExpired(sessionKey: string, now: number): Promise<TakenEntries | undefined>;
   /** Takes or renews the sweep lease for `ms`; true when this node holds it. */
   lease(nodeId: string, ms: number): Promise<boolean>;
 }
@@ -130,6 +135,12 @@ export class MemoryPendingStore implements PendingStore {
     this.sessions.delete(sessionKey);
     this.count -= s.entries.size;
     return { owner: s.owner, entries: sortEntries([...s.entries.values()]) };
+  }
+
+  async takeExpired(sessionKey: string, now: number): Promise<TakenEntries | undefined> {
+    const s = this.sessions.get(sessionKey);
+    if (s && s.deadline > now) return undefined;
+    return this.take(sessionKey);
   }
 
   async expired(now: number, limit: number): Promise<string[]> {

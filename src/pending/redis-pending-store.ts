@@ -3,7 +3,7 @@
  *
  * | key | type | what |
  * |---|---|---|
- * | `<prefix>pending:{<sessionKey>}` | hash | field `<channelKey>\n<eventId>` -> entry JSON; field `~owner` -> owner JSON |
+ * | `<prefix>pending:{<sessionKey>}` | hash | field `<channelKey>\n<eventId>` -> entry JSON; `~owner` -> owner JSON; `~deadline` |
  * | `<prefix>pending:deadlines` | zset | session key -> when its entries are dead-lettered unless held (ZADD GT: only ever later) |
  * | `<prefix>pending:sweep` | string (PX) | the sweep lease: the node id holding it |
  *
@@ -22,6 +22,8 @@ import type {
 } from './pending-store.ts';
 
 const OWNER_FIELD = '~owner';
+/** The session's deadline, beside its entries, so that the sweep's take can check it atomically. */
+const DEADLINE_FIELD = '~deadline';
 /** A session hash outlives its deadline by this much (the sweep normally takes it first). */
 const SAFETY_MS = 3_600_000;
 
@@ -32,6 +34,34 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return 1
 end
 return 0`;
+
+/**
+ * One session's part of a batch, atomically: KEYS[1] the session hash; ARGV[1] owner JSON, ARGV[2] the
+ * deadline ('' for none: it only ever moves later), ARGV[3] PX of the hash, ARGV[4] how many fields to
+ * delete, then those fields, then field/value pairs to set.
+ */
+const WRITE_SCRIPT = `
+local h = KEYS[1]
+local ndel = tonumber(ARGV[4])
+for i = 5, 4 + ndel do redis.call('HDEL', h, ARGV[i]) end
+local first = 5 + ndel
+if #ARGV >= first then
+  redis.call('HSET', h, '${OWNER_FIELD}', ARGV[1], unpack(ARGV, first))
+end
+if ARGV[2] ~= '' then
+  local d = tonumber(redis.call('HGET', h, '${DEADLINE_FIELD}'))
+  if not d or tonumber(ARGV[2]) > d then redis.call('HSET', h, '${OWNER_FIELD}', ARGV[1], '${DEADLINE_FIELD}', ARGV[2]) end
+end
+if redis.call('EXISTS', h) == 1 and ARGV[3] ~= '' then redis.call('PEXPIRE', h, ARGV[3]) end
+return 1`;
+
+/** Takes the session's hash (HGETALL + DEL) unless its deadline is later than ARGV[1]; else nil. */
+const TAKE_EXPIRED_SCRIPT = `
+local d = tonumber(redis.call('HGET', KEYS[1], '${DEADLINE_FIELD}'))
+if d and d > tonumber(ARGV[1]) then return false end
+local all = redis.call('HGETALL', KEYS[1])
+redis.call('DEL', KEYS[1])
+return all`;
 
 export interface RedisPendingStoreOptions {
   readonly prefix: string;
@@ -81,14 +111,19 @@ export class RedisPendingStore implements PendingStore {
     const now = this.now();
     const zadd: Array<string | number> = [];
     const fill = (p: ReturnType<RedisClient['pipeline']>, sessionKey: string, c: Cmds) => {
-      const h = this.hash(sessionKey);
-      if (c.del.length) p.hdel(h, ...c.del);
-      if (c.set.length) p.hset(h, OWNER_FIELD, JSON.stringify(c.owner), ...c.set);
-      if (c.at !== undefined) {
-        if (!c.set.length && c.owner) p.hset(h, OWNER_FIELD, JSON.stringify(c.owner));
-        p.pexpire(h, Math.max(1000, c.at - now + SAFETY_MS));
-        zadd.push(c.at, sessionKey);
-      }
+      // Entries and the deadline covering them land together (one script per session).
+      p.eval(
+        WRITE_SCRIPT,
+        1,
+        this.hash(sessionKey),
+        JSON.stringify(c.owner ?? null),
+        c.at === undefined ? '' : String(c.at),
+        c.at === undefined ? '' : String(Math.max(1000, c.at - now + SAFETY_MS)),
+        c.del.length,
+        ...c.del,
+        ...c.set,
+      );
+      if (c.at !== undefined) zadd.push(c.at, sessionKey);
     };
     if (!this.options.cluster) {
       const p = this.client.pipeline();
@@ -110,20 +145,25 @@ export class RedisPendingStore implements PendingStore {
   async take(sessionKey: string): Promise<TakenEntries> {
     const h = this.hash(sessionKey);
     const res = await this.client.multi().hgetall(h).del(h).exec();
-    await this.client.zrem(this.deadlinesKey, sessionKey);
+    await this.client.zrem(this.deadlinesKey, sessionKey).catch(() => {});
     const [err, all] = res?.[0] ?? [null, {}];
     if (err) throw err;
-    let owner: PendingOwner | undefined;
-    const entries: PendingEntry[] = [];
-    for (const [field, value] of Object.entries((all ?? {}) as Record<string, string>)) {
-      try {
-        if (field === OWNER_FIELD) owner = JSON.parse(value) as PendingOwner;
-        else entries.push(JSON.parse(value) as PendingEntry);
-      } catch {
-        // not written by this store: ignore
-      }
+    return decode(Object.entries((all ?? {}) as Record<string, string>));
+  }
+
+  async takeExpired(sessionKey: string, now: number): Promise<TakenEntries | undefined> {
+    const flat = (await this.client.eval(TAKE_EXPIRED_SCRIPT, 1, this.hash(sessionKey), now)) as
+      string[] | null;
+    if (flat === null) {
+      // Held again meanwhile (a later deadline): the index follows the hash.
+      const d = await this.client.hget(this.hash(sessionKey), DEADLINE_FIELD);
+      if (d !== null) await this.client.zadd(this.deadlinesKey, 'GT', Number(d), sessionKey);
+      return undefined;
     }
-    return { owner, entries: sortEntries(entries) };
+    await this.client.zrem(this.deadlinesKey, sessionKey).catch(() => {});
+    const pairs: Array<[string, string]> = [];
+    for (let i = 0; i + 1 < flat.length; i += 2) pairs.push([flat[i]!, flat[i + 1]!]);
+    return decode(pairs);
   }
 
   async expired(now: number, limit: number): Promise<string[]> {
@@ -133,6 +173,21 @@ export class RedisPendingStore implements PendingStore {
   async lease(nodeId: string, ms: number): Promise<boolean> {
     return (await this.client.eval(LEASE_SCRIPT, 1, this.leaseKey, nodeId, Math.max(1, ms))) === 1;
   }
+}
+
+function decode(fields: ReadonlyArray<[string, string]>): TakenEntries {
+  let owner: PendingOwner | undefined;
+  const entries: PendingEntry[] = [];
+  for (const [field, value] of fields) {
+    if (field === DEADLINE_FIELD) continue;
+    try {
+      if (field === OWNER_FIELD) owner = JSON.parse(value) as PendingOwner;
+      else entries.push(JSON.parse(value) as PendingEntry);
+    } catch {
+      // not written by this store: ignore
+    }
+  }
+  return { owner, entries: sortEntries(entries) };
 }
 
 async function execOrThrow(p: ReturnType<RedisClient['pipeline']>): Promise<void> {

@@ -119,6 +119,14 @@ export class PendingJournal {
   }
 
   /**
+   * The session has nothing in flight any more: its deadline is no longer refreshed (the sweep then
+   * finds nothing left to dead-letter and cleans up).
+   */
+  idle(sessionKey: string): void {
+    this.live.delete(sessionKey);
+  }
+
+  /**
    * This node no longer holds the session (ended, or taken by another node): its buffered puts are
    * dropped (the new holder took the entries; a late write would bring them back). Its deadline stays.
    */
@@ -190,8 +198,8 @@ export class PendingJournal {
       const sessions = await this.store.expired(this.clock.now(), 100);
       for (const sessionKey of sessions) {
         if (this.live.has(sessionKey)) continue; // held here: its refreshed deadline is on its way
-        const taken = await this.store.take(sessionKey);
-        if (taken.owner && taken.entries.length > 0) {
+        const taken = await this.store.takeExpired(sessionKey, this.clock.now());
+        if (taken?.owner && taken.entries.length > 0) {
           n += taken.entries.length;
           this.onExpired(taken.owner, taken.entries);
         }

@@ -81,7 +81,10 @@ export class RetryManager {
       n++;
       this.callbacks.acked(entry.sub, entry.event);
     }
-    if (n > 0) this.pump(session);
+    if (n > 0) {
+      this.pump(session);
+      if (session.inflight.size === 0) this.pending?.idle(session.key);
+    }
     return n;
   }
 
@@ -178,6 +181,7 @@ export class RetryManager {
       this.pending?.remove(session.key, entry.event.key, entry.event.id);
       this.deadLetter(entry.sub, entry.event, entry.attempts);
       this.pump(session);
+      if (session.inflight.size === 0) this.pending?.idle(session.key);
       return;
     }
     if (!session.isLive) {

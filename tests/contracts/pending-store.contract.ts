@@ -74,8 +74,14 @@ export function describePendingStoreContract(
       assert.ok(due.includes(a.sessionKey));
       assert.ok(!due.includes(b.sessionKey), 'an earlier deadline never replaces a later one');
       assert.ok((await s.expired(600, 10)).includes(b.sessionKey));
-      await s.take(a.sessionKey);
-      await s.take(b.sessionKey);
+      // The sweep's take checks the deadline again, atomically: a session held anew is left alone.
+      assert.equal(await s.takeExpired(b.sessionKey, 400), undefined);
+      assert.equal((await s.takeExpired(a.sessionKey, 200))?.entries.length, 1);
+      assert.deepEqual(
+        (await s.takeExpired(b.sessionKey, 600))?.entries.map((x) => x.id),
+        ['1-0'],
+      );
+      assert.deepEqual(await s.expired(10_000, 10), []);
     });
 
     test('the sweep lease is held by one node until it expires; its holder renews it', async () => {
