@@ -781,6 +781,9 @@ export class ApiXGateway {
     last: number | undefined,
     restoring: boolean,
   ): Promise<{ sub: Subscription | undefined; events: readonly BrokerEvent[]; recovered: boolean }> {
+    // The session ended (taken over on another node) while this connect or subscribe was awaiting: a
+    // subscription attached now would stay in the hub with no session to remove it (found by the soak).
+    if (this.sessions.get(session.key) !== session) return { sub: undefined, events: [], recovered: false };
     const key = channelKey(session.orgId, channel);
     let sub = session.subscriptions.get(key);
     if (!sub || sub.ack !== ack || filters !== undefined) {
@@ -983,6 +986,8 @@ export class ApiXGateway {
    */
   private async joinRoom(conn: Connection, sub: Subscription): Promise<PresenceMember[] | undefined> {
     if (sub.presenceConnectionId === conn.id) return undefined;
+    // Only for a connection still holding its session: one that left already would never leave the room.
+    if (!this.holdsRoom(conn, sub, false)) return undefined;
     const member: PresenceMember = {
       connectionId: conn.id,
       clientId: sub.session.sessionId,
@@ -993,9 +998,10 @@ export class ApiXGateway {
     sub.presenceConnectionId = conn.id;
     try {
       await this.deps.presence.join(sub.key, member);
-      if (sub.presenceConnectionId !== conn.id) {
-        // Left (disconnected, unsubscribed) while joining: the leave ran first, so undo the join, or the
-        // member would stay in the room (and be refreshed by this node) forever.
+      if (!this.holdsRoom(conn, sub, true)) {
+        // Left (disconnected, unsubscribed, taken over) while joining: the leave ran first, or never will,
+        // so undo the join, or the member would stay in the room (refreshed by this node) forever.
+        if (sub.presenceConnectionId === conn.id) sub.presenceConnectionId = undefined;
         await this.deps.presence.leave(sub.key, conn.id);
         return undefined;
       }
@@ -1005,6 +1011,17 @@ export class ApiXGateway {
       this.deps.log.warn({ err }, 'presence join failed');
       return undefined;
     }
+  }
+
+  /** Whether `conn` is still the live connection of the subscription's session (and, `joined`, its member). */
+  private holdsRoom(conn: Connection, sub: Subscription, joined: boolean): boolean {
+    return (
+      (!joined || sub.presenceConnectionId === conn.id) &&
+      conn.phase !== Phase.CLOSED &&
+      sub.session.connection === conn &&
+      sub.session.subscriptions.get(sub.key) === sub &&
+      this.sessions.get(sub.session.key) === sub.session
+    );
   }
 
   private leaveRoom(sub: Subscription): void {
