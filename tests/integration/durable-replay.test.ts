@@ -18,7 +18,10 @@ import { createEngines } from '../../src/engines.ts';
 import type { ApixNode } from '../../src/node.ts';
 import type { Config } from '../../src/config.ts';
 import { config, RawClient, startNode, token } from '../support/gateway.ts';
-import { databaseTargets } from '../support/databases.ts';
+import { cpSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { databaseTargets, pgliteTemplate } from '../support/databases.ts';
 import type { OpenedDatabase } from '../support/databases.ts';
 import { findRedis, skipWithoutRedis, uniquePrefix } from '../support/redis.ts';
 import type { FoundRedis } from '../support/redis.ts';
@@ -169,22 +172,21 @@ async function withRecords(c: Config, engines?: Awaited<ReturnType<typeof create
   };
 }
 
-const pglite = databaseTargets.find((t) => t.kind === 'pglite')!;
 const postgres = databaseTargets.find((t) => t.kind === 'postgres')!;
 
-let pgliteDb: OpenedDatabase | undefined;
 suite(
   'durable replay: memory engine, PGlite',
   async () => {
-    pgliteDb = await pglite.open();
-    await pgliteDb.db.close();
+    // A copy of the migrated PGlite template (opening it once, in openRecords, is the slow part).
+    const dataDir = mkdtempSync(join(tmpdir(), 'apix-durable-'));
+    cpSync(join(await pgliteTemplate(), 'pgdata'), join(dataDir, 'pgdata'), { recursive: true });
     // Records flushed only on demand: the replay itself must write what the stream still holds.
-    const setup = await withRecords(cfg({ dataDir: pgliteDb.dataDir, recordsFlushIntervalMs: 600_000 }));
+    const setup = await withRecords(cfg({ dataDir, recordsFlushIntervalMs: 600_000 }));
     return {
       ...setup,
       async close() {
         await setup.close();
-        rmSync(pgliteDb!.dataDir, { recursive: true, force: true });
+        rmSync(dataDir, { recursive: true, force: true });
       },
     };
   },

@@ -79,7 +79,7 @@ export const databaseTargets: readonly DatabaseTarget[] = [
  * copied per test (initialising PGlite takes seconds; copying it, milliseconds). Built by the same
  * `migrate` from an empty database, so a broken migration still fails the suite.
  */
-async function pgliteTemplate(): Promise<string> {
+export async function pgliteTemplate(): Promise<string> {
   const pkg = fileURLToPath(new URL('../../node_modules/@electric-sql/pglite/package.json', import.meta.url));
   const pgliteVersion = (JSON.parse(readFileSync(pkg, 'utf8')) as { version: string }).version;
   const key = createHash('sha256')
