@@ -213,7 +213,15 @@ export class ApixClient extends TypedEmitter<ClientEvents> {
   /** Round trips in a row above the failover threshold on the current connection. */
   private slowRtts = 0;
   /** A move to the next gateway in progress: waits for publishes in flight, then switches. */
-  private moving: { readonly socket: WebSocketLike; readonly go: () => void; timer: TimerHandle } | undefined;
+  private moving:
+    | {
+        readonly socket: WebSocketLike;
+        readonly finish: () => void;
+        readonly timer: TimerHandle;
+        /** A ping went out after the publishes drained: its pong means everything sent before it was read. */
+        barrier: boolean;
+      }
+    | undefined;
 
   private readonly subscriptions = new Map<string, Subscription>();
   /** End-to-end encryption (e2e.ts); without `e2eKeys`, envelopes that arrive are reported, never delivered. */
@@ -750,12 +758,14 @@ export class ApixClient extends TypedEmitter<ClientEvents> {
         return;
       case 'heartbeat.pong':
         if (this.pingSentAt !== undefined && frame.payload.ts === this.pingSentAt) {
-          this._rttMs = this.clock.now() - this.pingSentAt;
-          this.onRttSample(this._rttMs);
+          const rttMs = this.clock.now() - this.pingSentAt;
+          this._rttMs = rttMs;
           this.pingSentAt = undefined;
           this.timers.heartbeatTimeout?.cancel();
           this.timers.heartbeatTimeout = undefined;
-          this.emit('heartbeat.rtt', { rttMs: this._rttMs });
+          this.emit('heartbeat.rtt', { rttMs });
+          this.onRttSample(rttMs);
+          this.continueMove();
         }
         return;
       case 'qos': {
@@ -906,7 +916,7 @@ export class ApixClient extends TypedEmitter<ClientEvents> {
 
   private settlePublish(entry: PendingPublish, outcome: PublishResult | ApixError): void {
     if (!this.inFlight.delete(entry.correlationId)) return;
-    if (this.moving !== undefined && this.inFlight.size === 0) this.moving.go();
+    this.continueMove();
     entry.timer?.cancel();
     entry.timer = undefined;
     if (isApixError(outcome)) entry.reject(outcome);
@@ -947,14 +957,15 @@ export class ApixClient extends TypedEmitter<ClientEvents> {
   /**
    * Leaves the current gateway for the next one in the ranking (the URLs are kept fastest first) and
    * resumes the session there: new publishes wait in the buffer, those in flight get their replies first
-   * (up to `drainMs`, else they are resent with their idempotency keys), then the socket is closed and the
+   * (else they are resent with their idempotency keys), then a ping's pong shows that everything the
+   * gateway wrote before it was read; then the socket is closed (after `drainMs` at the latest) and the
    * client reconnects at once with `resume.lastEventIds`; deduplication by id keeps delivery exactly once.
    */
   private moveGateway(reason: string): void {
     const socket = this.socket;
     if (socket === undefined || this.moving !== undefined || this.urls.length < 2) return;
     if (this._state !== 'connected') return;
-    const go = (): void => {
+    const finish = (): void => {
       if (this.moving?.socket !== socket) return;
       this.moving.timer.cancel();
       this.moving = undefined;
@@ -966,8 +977,24 @@ export class ApixClient extends TypedEmitter<ClientEvents> {
     };
     const failover = this.options.failover;
     const drainMs = (failover === false ? undefined : failover?.drainMs) ?? DEFAULTS.failoverDrainMs;
-    this.moving = { socket, go, timer: this.clock.setTimeout(go, drainMs) };
-    if (this.inFlight.size === 0) go();
+    this.moving = { socket, finish, timer: this.clock.setTimeout(finish, drainMs), barrier: false };
+    this.continueMove();
+  }
+
+  /** The next step of a move: publishes in flight answered, then a ping answered, then switch. */
+  private continueMove(): void {
+    const moving = this.moving;
+    if (moving === undefined || this.inFlight.size > 0) return;
+    if (!moving.barrier) {
+      moving.barrier = true;
+      if (this.pingSentAt === undefined) {
+        const ts = this.clock.now();
+        this.pingSentAt = ts;
+        this.send({ type: 'heartbeat.ping', payload: { ts } });
+      }
+      return;
+    }
+    if (this.pingSentAt === undefined) moving.finish();
   }
 
   // ---- Heartbeat and token refresh ----
