@@ -98,9 +98,9 @@ describe('QoS: a slow subscriber cannot hurt a fast one', () => {
   const sentOn = (channel: string) =>
     pub.frames.filter((f) => f.type === 'message.sent' && f.payload.channel === channel);
 
-  async function stalledSubscriber(channel: string): Promise<WireClient> {
+  async function stalledSubscriber(channel: string, acknowledgment = false): Promise<WireClient> {
     const c = await wireConnected(node, { sub: `slow-${channel}` });
-    c.sendJson({ type: 'subscribe', payload: { channels: [channel] } });
+    c.sendJson({ type: 'subscribe', payload: { channels: [channel], acknowledgment } });
     await c.waitJson((f) => f.type === 'subscription.added');
     c.socket.pause(); // stops reading
     return c;
@@ -235,5 +235,34 @@ describe('QoS: a slow subscriber cannot hurt a fast one', () => {
     slow.socket.resume();
     await slow.waitEnded(5000);
     fast.close();
+  });
+
+  it('acknowledged subscription on a coalescible channel: never coalesced (at-least-once); the degraded slow one is cut at the hard limit instead', async () => {
+    const fast = await RawClient.connect(node.wsUrl, { subscriptions: ['agent:fleet'] });
+    open.push(fast);
+    const slow = await stalledSubscriber('agent:fleet', true);
+    const id = serverSide(slow)!.id;
+    const cutBefore = node.gateway.slowConsumers;
+    let held = 0;
+    await publishUntil(
+      'agent:fleet',
+      fast,
+      (i) => ({ agentId: 'a0', i }),
+      () => {
+        held = Math.max(held, serverSide(slow)?.qos?.size ?? 0);
+        return node.gateway.slowConsumers > cutBefore;
+      },
+    );
+    await until(() => node.gateway.slowConsumers > cutBefore, 10_000, 'the slow consumer to be cut');
+    assert.ok(
+      qosEvents.some((e) => e.state === 'degraded' && e.connection.connectionId === id),
+      'degraded first',
+    );
+    assert.equal(held, 0, 'nothing of an acknowledged subscription is held or coalesced');
+    assert.ok(
+      slowEvents.some((e) => e.connection.connectionId === id),
+      'cut as a slow consumer',
+    );
+    slow.destroy();
   });
 });
