@@ -566,6 +566,25 @@ const RETAINED = [
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
 
+/** Redis keys by shape (digits replaced by #). */
+async function redisShapes(r: Redis): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  let cursor = '0';
+  do {
+    const [next, keys] = await r.scan(cursor, 'COUNT', 1000);
+    cursor = next;
+    for (const k of keys) {
+      const shape = k.replace(/[0-9]+/g, '#');
+      out[shape] = (out[shape] ?? 0) + 1;
+    }
+  } while (cursor !== '0');
+  return out;
+}
+
+function redisKeyCount(r: Redis): Promise<number> {
+  return r.dbsize();
+}
+
 /**
  * Keys of the channels themselves (each published channel's stream and meta hash): kept by design for
  * their idle TTL (30 days) so that a channel's ids keep increasing; not per client.
@@ -739,7 +758,9 @@ async function main(): Promise<void> {
   stopPublishers();
   subs.forEach((h, i) => (i % 2 === 0 ? h.ws?.close(1000) : h.ws?.terminate()));
   for (const ws of open) ws.terminate();
-  const waitMs = Math.max(opt.sessionTtlMs, PRESENCE_TTL_MS, IDEMPOTENCY_WINDOW_MS, HISTORY_TTL_MS) + 15_000;
+  // Idempotency keys live for their window in Redis (PX), whatever setting the broker gives them: up to 120 s.
+  const waitMs =
+    Math.max(opt.sessionTtlMs, PRESENCE_TTL_MS, IDEMPOTENCY_WINDOW_MS, HISTORY_TTL_MS, 120_000) + 20_000;
   console.log(
     `clients gone; waiting up to ${Math.round(waitMs / 1000)} s for sessions, presence and keys to expire`,
   );
@@ -756,7 +777,10 @@ async function main(): Promise<void> {
           ([k, v]) => v <= (idle.nodes[i]!.sizes[k] ?? 0) || RETAINED.some((r) => r.test(k)),
         ),
     );
-    const redisClean = true; // judged at the end, by key shape
+    const redisClean =
+      !redisClient ||
+      (await redisKeyCount(redisClient)) - channelKeys(await redisShapes(redisClient)) <=
+        (idle.redis?.keys ?? 0) + 5;
     if (
       (clean && redisClean && Date.now() > drainDeadline - waitMs + opt.sessionTtlMs + 5000) ||
       Date.now() >= drainDeadline
@@ -766,16 +790,7 @@ async function main(): Promise<void> {
 
   let redisKeys: Record<string, number> | undefined;
   if (redisClient) {
-    redisKeys = {};
-    let cursor = '0';
-    do {
-      const [next, keys] = await redisClient.scan(cursor, 'COUNT', 1000);
-      cursor = next;
-      for (const k of keys) {
-        const shape = k.replace(/[0-9]+/g, '#');
-        redisKeys[shape] = (redisKeys[shape] ?? 0) + 1;
-      }
-    } while (cursor !== '0');
+    redisKeys = await redisShapes(redisClient);
     console.log(`redis keys after drain, by shape: ${JSON.stringify(redisKeys)}`);
   }
   const v = verdict(samples, opt.nodes, redisKeys);
