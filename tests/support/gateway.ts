@@ -161,6 +161,37 @@ export class RawClient {
     }
   }
 
+  /**
+   * The first frame from index `from` on matching `pred`, without skipping anything for other waiters:
+   * concurrent publishes on one client each find their own reply wherever it lands (`next` would move
+   * the shared cursor past a reply another caller still waits for). The cursor ends up past the match.
+   */
+  private async find(pred: (f: Frame) => boolean, from: number, timeoutMs = 3000): Promise<Frame> {
+    const deadline = Date.now() + timeoutMs;
+    for (let i = from; ;) {
+      for (; i < this.frames.length; i++) {
+        const f = this.frames[i]!;
+        if (pred(f)) {
+          this.cursor = Math.max(this.cursor, i + 1);
+          return f;
+        }
+      }
+      if (this.closed)
+        throw new Error(
+          `closed (${this.closed.code} ${this.closed.reason}) before a matching frame; saw ${this.summary()}`,
+        );
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out waiting for a frame; saw ${this.summary()}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+
   nextOfType(type: string, timeoutMs?: number): Promise<Frame> {
     return this.next((f) => f.type === type, timeoutMs);
   }
@@ -211,14 +242,16 @@ export class RawClient {
     metadata: Record<string, unknown> = {},
   ): Promise<Frame> {
     const correlation_id = `c-${Math.random().toString(36).slice(2)}`;
+    const from = this.frames.length;
     this.send({ type, channel, payload, metadata: { ...metadata, correlation_id } });
-    return this.next((f) => f.metadata?.correlation_id === correlation_id);
+    return this.find((f) => f.metadata?.correlation_id === correlation_id, from);
   }
 
   async subscribe(payload: Record<string, unknown>): Promise<Frame> {
     const correlation_id = `c-${Math.random().toString(36).slice(2)}`;
+    const from = this.frames.length;
     this.send({ type: 'subscribe', payload, metadata: { correlation_id } });
-    return this.next((f) => f.metadata?.correlation_id === correlation_id);
+    return this.find((f) => f.metadata?.correlation_id === correlation_id, from);
   }
 
   close(): void {
