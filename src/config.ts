@@ -157,6 +157,12 @@ export const EnvSchema = z.object({
   APIX_ENCRYPTION_ACTIVE_KEY: int(1, 999_999_999).optional(),
   APIX_COMPRESSION: bool.default(true),
   APIX_COMPRESSION_THRESHOLD_BYTES: int(0, 64 * 1024 * 1024).default(1024),
+  /**
+   * Per-event instrumentation: the latency tracker's and prom-client's publish, deliver and ack hooks
+   * (publish-to-deliver/ack histograms, event counters, throughput). `false` leaves them out; /metrics
+   * keeps the process metrics and the gauges read at scrape time.
+   */
+  APIX_METRICS: bool.default(true),
 
   REDIS_URL: z
     .string()
@@ -221,6 +227,8 @@ export interface Config {
   readonly idempotencyWindowMs: number;
   readonly tokenRevocationTtlMs: number;
   readonly compression: { readonly enabled: boolean; readonly thresholdBytes: number };
+  /** Per-event instrumentation (APIX_METRICS): publish/deliver/ack hooks of the metrics and latency tracker. */
+  readonly metrics: boolean;
   readonly rateLimits: {
     readonly connection: RateLimit;
     readonly publish: RateLimit;
@@ -339,6 +347,7 @@ export function configFromEnv(e: Env): Config {
     idempotencyWindowMs: e.APIX_IDEMPOTENCY_WINDOW_MS,
     tokenRevocationTtlMs: e.APIX_TOKEN_REVOCATION_TTL_MS,
     compression: { enabled: e.APIX_COMPRESSION, thresholdBytes: e.APIX_COMPRESSION_THRESHOLD_BYTES },
+    metrics: e.APIX_METRICS,
     rateLimits: {
       connection: { perSec: e.APIX_RATE_CONNECTION_PER_SEC, burst: e.APIX_RATE_CONNECTION_BURST },
       publish: { perSec: e.APIX_RATE_PUBLISH_PER_SEC, burst: e.APIX_RATE_PUBLISH_BURST },

@@ -277,7 +277,7 @@ export function createNode(options: NodeOptions): ApixNode {
     deadLetters,
     limiter,
   });
-  const metrics = createMetrics(nodeId, hooks, () => gateway.stats());
+  const metrics = createMetrics(nodeId, hooks, () => gateway.stats(), config.metrics);
   const pendingGauge = (name: string, help: string, read: () => number) =>
     new Gauge({
       name,
@@ -356,6 +356,7 @@ export function createNode(options: NodeOptions): ApixNode {
     maxBodyBytes: config.maxMessageBytes,
     revocations,
     tokenRevocationTtlMs: config.tokenRevocationTtlMs,
+    perEventMetrics: config.metrics,
   });
   const internals = new Internals()
     .add('engines', engines)

@@ -114,6 +114,16 @@ export interface HookEvents {
 export type HookName = keyof HookEvents;
 export type GatewayHooks = { [K in HookName]?: (event: HookEvents[K]) => void };
 
+/** Hooks called on every publish, delivery and ack: APIX_METRICS=false leaves the instrumentation's out. */
+export const PER_EVENT_HOOKS = ['onPublish', 'onDeliver', 'onAck'] as const satisfies readonly HookName[];
+
+/** `hooks` without its per-event handlers (PER_EVENT_HOOKS). */
+export function withoutPerEventHooks(hooks: GatewayHooks): GatewayHooks {
+  const rest: GatewayHooks = { ...hooks };
+  for (const name of PER_EVENT_HOOKS) delete rest[name];
+  return rest;
+}
+
 export class HookBus {
   private readonly handlers: { [K in HookName]?: Array<(event: HookEvents[K]) => void> } = {};
   constructor(private readonly onError: (name: HookName, err: unknown) => void = () => {}) {}

@@ -7,6 +7,7 @@ import type { Clock } from '../clock.ts';
 import type { Logger } from '../log.ts';
 import type { Authenticator } from '../auth/authenticator.ts';
 import type { Broker } from '../broker/broker.ts';
+import { withoutPerEventHooks } from '../gateway/hooks.ts';
 import type { HookBus } from '../gateway/hooks.ts';
 import type { ApiXGateway } from '../gateway/gateway.ts';
 import type { RevocationStore } from '../auth/revocation-store.ts';
@@ -33,6 +34,8 @@ export interface OperatorToolsDeps {
   /** Where token revocations are stored (shared by the nodes), and how long by default. */
   readonly revocations: RevocationStore;
   readonly tokenRevocationTtlMs: number;
+  /** APIX_METRICS: false leaves out the tracker's publish, deliver and ack hooks and the throughput gauge. */
+  readonly perEventMetrics: boolean;
 }
 
 export interface OperatorTools {
@@ -46,9 +49,9 @@ export interface OperatorTools {
 export function installOperatorTools(deps: OperatorToolsDeps): OperatorTools {
   const { clock, hooks, gateway } = deps;
   const tracker = new LatencyTracker({ clock, ignoredChannels: [DASHBOARD_CHANNEL] });
-  hooks.attach(tracker.hooks());
+  hooks.attach(deps.perEventMetrics ? tracker.hooks() : withoutPerEventHooks(tracker.hooks()));
   const census = new CachedCensus(gateway, () => clock.now());
-  registerLatencyMetrics(deps.metrics, hooks, tracker, census);
+  registerLatencyMetrics(deps.metrics, hooks, tracker, census, deps.perEventMetrics);
   const stats = (orgId: string) =>
     adminStats({ nodeId: deps.nodeId, clock, tracker, census, counters: () => gateway.stats() }, orgId);
   registerAdminApi(deps.http, {

@@ -15,6 +15,8 @@ export function registerLatencyMetrics(
   hooks: HookBus,
   tracker: LatencyTracker,
   census: CachedCensus,
+  /** false (APIX_METRICS=false): the tracker sees no events, so no throughput gauge. */
+  perEvent = true,
 ): void {
   new Gauge({
     name: 'apix_connections_by_client',
@@ -51,18 +53,19 @@ export function registerLatencyMetrics(
       }
     },
   });
-  new Gauge({
-    name: 'apix_throughput_per_second',
-    help: 'Events published, deliveries and delivered bytes per second over the last 10 s',
-    labelNames: ['measure'],
-    registers: [registry],
-    collect() {
-      const { throughput } = tracker.nodeFigures();
-      this.set({ measure: 'events' }, throughput.eventsPerSec);
-      this.set({ measure: 'deliveries' }, throughput.deliveriesPerSec);
-      this.set({ measure: 'bytes' }, throughput.bytesPerSec);
-    },
-  });
+  if (perEvent)
+    new Gauge({
+      name: 'apix_throughput_per_second',
+      help: 'Events published, deliveries and delivered bytes per second over the last 10 s',
+      labelNames: ['measure'],
+      registers: [registry],
+      collect() {
+        const { throughput } = tracker.nodeFigures();
+        this.set({ measure: 'events' }, throughput.eventsPerSec);
+        this.set({ measure: 'deliveries' }, throughput.deliveriesPerSec);
+        this.set({ measure: 'bytes' }, throughput.bytesPerSec);
+      },
+    });
   const adminActions = new Counter({
     name: 'apix_admin_actions_total',
     help: 'Operator actions through the admin API',

@@ -16,7 +16,16 @@ export interface NodeStats {
   degradedConnections: number;
 }
 
-export function createMetrics(nodeId: string, hooks: HookBus, stats: () => NodeStats): Registry {
+/**
+ * `perEvent` false (APIX_METRICS=false): no per-event counters and histograms (published, deliveries,
+ * delivered bytes, publish-to-deliver, publish-to-ack) and no hooks on publish, deliver and ack.
+ */
+export function createMetrics(
+  nodeId: string,
+  hooks: HookBus,
+  stats: () => NodeStats,
+  perEvent = true,
+): Registry {
   const registry = new Registry();
   registry.setDefaultLabels({ node: nodeId });
   collectDefaultMetrics({ register: registry });
@@ -42,38 +51,8 @@ export function createMetrics(nodeId: string, hooks: HookBus, stats: () => NodeS
     (s) => s.degradedConnections,
   );
 
-  const published = new Counter({
-    name: 'apix_events_published_total',
-    help: 'Events accepted',
-    labelNames: ['channel_type'],
-    registers: [registry],
-  });
-  const deliveries = new Counter({
-    name: 'apix_deliveries_total',
-    help: 'Event deliveries written to sockets',
-    labelNames: ['channel_type'],
-    registers: [registry],
-  });
-  const deliveredBytes = new Counter({
-    name: 'apix_delivered_bytes_total',
-    help: 'Bytes of event frames written',
-    labelNames: ['channel_type'],
-    registers: [registry],
-  });
-  const latency = new Histogram({
-    name: 'apix_publish_to_deliver_seconds',
-    help: 'Time from publish to fan-out on this node',
-    labelNames: ['channel_type'],
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-    registers: [registry],
-  });
-  const ackLatency = new Histogram({
-    name: 'apix_publish_to_ack_seconds',
-    help: 'Time from publish to acknowledgment',
-    labelNames: ['channel_type'],
-    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60],
-    registers: [registry],
-  });
+  if (perEvent) attachPerEventMetrics(registry, hooks);
+
   const rtt = new Histogram({
     name: 'apix_heartbeat_rtt_seconds',
     help: 'Round-trip time measured by heartbeats',
@@ -134,14 +113,6 @@ export function createMetrics(nodeId: string, hooks: HookBus, stats: () => NodeS
   });
 
   hooks.attach({
-    onPublish: (e) => published.inc({ channel_type: e.channelType }),
-    onDeliver: (e) => {
-      deliveries.inc({ channel_type: e.channelType }, e.recipients);
-      deliveredBytes.inc({ channel_type: e.channelType }, e.recipients * e.bytes);
-      latency.observe({ channel_type: e.channelType }, Math.max(0, e.deliveredAt - e.publishedAt) / 1000);
-    },
-    onAck: (e) =>
-      ackLatency.observe({ channel_type: e.channelType }, Math.max(0, e.ackedAt - e.publishedAt) / 1000),
     onHeartbeat: (e) => {
       if (e.rttMs !== undefined) rtt.observe(e.rttMs / 1000);
     },
@@ -156,4 +127,50 @@ export function createMetrics(nodeId: string, hooks: HookBus, stats: () => NodeS
     onRateLimited: (e) => rateLimited.inc({ scope: e.scope }),
   });
   return registry;
+}
+
+/** The metrics updated on every publish, delivery and acknowledgment. */
+function attachPerEventMetrics(registry: Registry, hooks: HookBus): void {
+  const published = new Counter({
+    name: 'apix_events_published_total',
+    help: 'Events accepted',
+    labelNames: ['channel_type'],
+    registers: [registry],
+  });
+  const deliveries = new Counter({
+    name: 'apix_deliveries_total',
+    help: 'Event deliveries written to sockets',
+    labelNames: ['channel_type'],
+    registers: [registry],
+  });
+  const deliveredBytes = new Counter({
+    name: 'apix_delivered_bytes_total',
+    help: 'Bytes of event frames written',
+    labelNames: ['channel_type'],
+    registers: [registry],
+  });
+  const latency = new Histogram({
+    name: 'apix_publish_to_deliver_seconds',
+    help: 'Time from publish to fan-out on this node',
+    labelNames: ['channel_type'],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  });
+  const ackLatency = new Histogram({
+    name: 'apix_publish_to_ack_seconds',
+    help: 'Time from publish to acknowledgment',
+    labelNames: ['channel_type'],
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60],
+    registers: [registry],
+  });
+  hooks.attach({
+    onPublish: (e) => published.inc({ channel_type: e.channelType }),
+    onDeliver: (e) => {
+      deliveries.inc({ channel_type: e.channelType }, e.recipients);
+      deliveredBytes.inc({ channel_type: e.channelType }, e.recipients * e.bytes);
+      latency.observe({ channel_type: e.channelType }, Math.max(0, e.deliveredAt - e.publishedAt) / 1000);
+    },
+    onAck: (e) =>
+      ackLatency.observe({ channel_type: e.channelType }, Math.max(0, e.ackedAt - e.publishedAt) / 1000),
+  });
 }
