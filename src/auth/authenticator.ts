@@ -13,6 +13,7 @@ import type { ApiKeyStore } from './api-keys.ts';
 import { looksLikeApiKey } from './api-keys.ts';
 import type { Revocation, RevocationStore } from './revocation-store.ts';
 import { HeardRevocations } from './revocation-store.ts';
+import { HmacJwtVerifier } from './hmac-jwt.ts';
 
 export interface AuthenticatorOptions {
   readonly jwtSecret: string | undefined;
@@ -60,6 +61,8 @@ export class Authenticator {
    * verification, which cost about two thirds of a token check (and of the CPU of a connect) here.
    */
   private readonly hmacKeys = new Map<string, Promise<CryptoKey>>();
+  /** Plain HS256/384/512 tokens, verified synchronously with node:crypto (same answers as jose). */
+  private readonly hmacFast: HmacJwtVerifier | undefined;
   private readonly pem: string | undefined;
   private readonly algorithms: string[];
   /** Revocations this node heard of, checked last and synchronously (no await between it and the caller). */
@@ -74,6 +77,16 @@ export class Authenticator {
     this.algorithms = options.algorithms.filter(
       (a) => (HMAC_ALGS.has(a) && this.secret) || (ASYM_ALGS.has(a) && (this.jwks || this.pem)),
     );
+    this.hmacFast =
+      this.secret && this.algorithms.some((a) => HMAC_ALGS.has(a))
+        ? new HmacJwtVerifier({
+            secret: this.secret,
+            algorithms: this.algorithms,
+            issuer: options.issuer,
+            audience: options.audience,
+            clockTolerance: options.clockToleranceSec ?? 2,
+          })
+        : undefined;
   }
 
   /** Authenticates a token or API key; throws ApixError UNAUTHORIZED / TOKEN_EXPIRED. */
@@ -153,15 +166,21 @@ export class Authenticator {
       throw new ApixError('UNAUTHORIZED', 'no JWT verification key is configured');
     let payload: JWTPayload;
     try {
-      const r = await jwtVerify(token, this.resolveKey, {
-        algorithms: this.algorithms,
-        issuer: this.options.issuer,
-        audience: this.options.audience,
-        requiredClaims: ['exp', 'sub'],
-        clockTolerance: this.options.clockToleranceSec ?? 2,
-        currentDate: this.options.now ? new Date(this.options.now()) : undefined,
-      });
-      payload = r.payload;
+      const currentDate = this.options.now ? new Date(this.options.now()) : undefined;
+      // Plain HMAC tokens: node:crypto, synchronously; anything else (and every other alg): jose.
+      const fast = this.hmacFast?.verify(token, currentDate);
+      if (fast) payload = fast;
+      else {
+        const r = await jwtVerify(token, this.resolveKey, {
+          algorithms: this.algorithms,
+          issuer: this.options.issuer,
+          audience: this.options.audience,
+          requiredClaims: ['exp', 'sub'],
+          clockTolerance: this.options.clockToleranceSec ?? 2,
+          currentDate,
+        });
+        payload = r.payload;
+      }
     } catch (err) {
       if (err instanceof ApixError) throw err;
       if (err instanceof joseErrors.JWTExpired) throw new ApixError('TOKEN_EXPIRED', 'token expired');
