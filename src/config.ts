@@ -66,6 +66,7 @@ export const EnvSchema = z.object({
   APIX_HISTORY_SIZE: int(0, 1_000_000).default(1000),
   APIX_HISTORY_TTL_MS: int(0, 30 * 86_400_000).default(3_600_000),
   APIX_MAX_CHANNELS_IN_HISTORY: int(1, 10_000_000).default(100_000),
+  APIX_HISTORY_MAX_BYTES: int(1024 * 1024, 1024 * 1024 * 1024 * 1024).default(256 * 1024 * 1024),
   /** Most events one replay of a durable channel reads back from the records (past the history). */
   APIX_DURABLE_REPLAY_MAX: int(1, 1_000_000).default(10_000),
   APIX_OFFLINE_QUEUE_SIZE: int(1, 1_000_000).default(1000),
@@ -215,7 +216,13 @@ export interface Config {
   readonly maxConnections: number;
   /** Concurrent connections on this node per remote address (at the upgrade), user and organization (at `connect`); 0: no cap. */
   readonly connectionCaps: { readonly perAddress: number; readonly perUser: number; readonly perOrg: number };
-  readonly history: { readonly size: number; readonly ttlMs: number; readonly maxChannels: number };
+  readonly history: {
+    readonly size: number;
+    readonly ttlMs: number;
+    readonly maxChannels: number;
+    /** Memory engine: the byte budget of all channels' history together (unset: no byte bound). */
+    readonly maxBytes?: number;
+  };
   /** Most events one replay of a durable channel reads from the records. */
   readonly durableReplayMax: number;
   readonly offlineQueueSize: number;
@@ -333,6 +340,7 @@ export function configFromEnv(e: Env): Config {
       size: e.APIX_HISTORY_SIZE,
       ttlMs: e.APIX_HISTORY_TTL_MS,
       maxChannels: e.APIX_MAX_CHANNELS_IN_HISTORY,
+      maxBytes: e.APIX_HISTORY_MAX_BYTES,
     },
     durableReplayMax: e.APIX_DURABLE_REPLAY_MAX,
     offlineQueueSize: e.APIX_OFFLINE_QUEUE_SIZE,

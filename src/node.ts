@@ -144,7 +144,8 @@ const busRateLimits = new WeakMap<MemoryBrokerBus, MemoryRateLimitStore>();
 const busRevocations = new WeakMap<MemoryBrokerBus, MemoryRevocationStore>();
 
 export function memoryEngines(config: Config, clock: Clock, bus?: MemoryBrokerBus): Engines {
-  const sharedBus = bus ?? new MemoryBrokerBus(clock, config.history.maxChannels);
+  const sharedBus =
+    bus ?? new MemoryBrokerBus(clock, config.history.maxChannels, 100_000, config.history.maxBytes);
   let rateLimits = busRateLimits.get(sharedBus);
   if (!rateLimits) busRateLimits.set(sharedBus, (rateLimits = new MemoryRateLimitStore(clock)));
   let revocations = busRevocations.get(sharedBus);
@@ -322,6 +323,19 @@ export function createNode(options: NodeOptions): ApixNode {
       'apix_durable_replayed_events',
       'Events replayed from the records (past the history)',
       () => historyBroker.replayedFromRecords,
+    );
+  }
+  if (engines.broker instanceof MemoryBroker) {
+    const history = engines.broker.bus.history;
+    pendingGauge(
+      'apix_history_bytes',
+      'Memory engine: estimated bytes of retained channel history (bounded by APIX_HISTORY_MAX_BYTES)',
+      () => history.bytes,
+    );
+    pendingGauge(
+      'apix_history_channels',
+      'Memory engine: channels with retained history',
+      () => history.channelCount,
     );
   }
   let draining = false;

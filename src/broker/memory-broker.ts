@@ -31,8 +31,9 @@ export class MemoryBrokerBus {
     readonly clock: Clock = systemClock,
     maxChannels = 100_000,
     maxIdempotencyKeys = 100_000,
+    maxHistoryBytes = Number.POSITIVE_INFINITY,
   ) {
-    this.history = new MemoryHistory(maxChannels, clock.now());
+    this.history = new MemoryHistory(maxChannels, clock.now(), maxHistoryBytes);
     this.presence = new MemoryPresenceStore(clock);
     this.idempotency = new MemoryIdempotency(maxIdempotencyKeys);
   }
@@ -46,7 +47,7 @@ export class MemoryBroker implements Broker {
   private closed = false;
 
   constructor(
-    private readonly bus: MemoryBrokerBus,
+    readonly bus: MemoryBrokerBus,
     private readonly historyDefaults: HistoryOptions,
   ) {
     bus.brokers.add(this);

@@ -1,9 +1,17 @@
 /**
- * In-memory channel history: one bounded ring per channel (by count and age), and a bounded number of
- * channels (least recently published channel evicted first). Used by the memory broker.
+ * In-memory channel history: one bounded ring per channel (by count and age), a bounded number of
+ * channels (least recently published channel evicted first), and a bound on the bytes of all of them
+ * together (oldest events of the least recently published channels go first). Used by the memory broker.
  */
 import { compareEventIds, formatEventId, parseEventId } from '../protocol/index.ts';
 import type { BrokerEvent, HistoryOptions, HistoryQuery, HistoryResult } from '../broker/broker.ts';
+
+/** What one retained event costs beyond its frame text: the event object, its id and key references. */
+const EVENT_OVERHEAD_BYTES = 160;
+
+function costOf(ev: BrokerEvent): number {
+  return EVENT_OVERHEAD_BYTES + ev.frame.length + (ev.sealed?.length ?? 0);
+}
 
 class ChannelHistory {
   events: BrokerEvent[] = [];
@@ -21,7 +29,8 @@ class ChannelHistory {
   get length(): number {
     return this.events.length - this.head;
   }
-  evictOne(): void {
+  /** Drops the oldest event; returns its cost in bytes. */
+  evictOne(): number {
     const ev = this.events[this.head]!;
     this.floor = ev.id;
     this.events[this.head] = undefined as unknown as BrokerEvent;
@@ -30,6 +39,7 @@ class ChannelHistory {
       this.events = this.events.slice(this.head);
       this.head = 0;
     }
+    return costOf(ev);
   }
 }
 
@@ -38,15 +48,24 @@ export class MemoryHistory {
   /** The highest id of any channel evicted by the channel cap: a new channel starts above it. */
   private evictedFloor: string;
 
+  /** The retained events' estimated size (frames + a fixed overhead per event). */
+  private retainedBytes = 0;
+
   constructor(
     private readonly maxChannels: number,
     startMs: number,
+    /** The byte budget of all channels' histories together (estimated: frame text + overhead). */
+    private readonly maxBytes = Number.POSITIVE_INFINITY,
   ) {
     this.evictedFloor = formatEventId(startMs, 0);
   }
 
   get channelCount(): number {
     return this.channels.size;
+  }
+
+  get bytes(): number {
+    return this.retainedBytes;
   }
 
   /** Gives the next id of the channel and, when `opts.size > 0`, keeps `make(id)` in its history. */
@@ -75,12 +94,14 @@ export class MemoryHistory {
     const event = make(id);
     if (opts.size > 0) {
       ch.events.push(event);
-      while (ch.length > opts.size) ch.evictOne();
+      this.retainedBytes += costOf(event);
+      while (ch.length > opts.size) this.retainedBytes -= ch.evictOne();
       this.expire(ch, now, opts.ttlMs);
+      if (this.retainedBytes > this.maxBytes) this.shrink(ch);
     } else {
       // Not kept: whoever asks for events up to here cannot recover them.
       ch.floor = id;
-      while (ch.length > 0) ch.evictOne();
+      while (ch.length > 0) this.retainedBytes -= ch.evictOne();
       ch.floor = id;
     }
     return event;
@@ -136,7 +157,25 @@ export class MemoryHistory {
   private expire(ch: ChannelHistory, now: number, ttlMs: number): void {
     if (ttlMs <= 0) return;
     const cutoff = now - ttlMs;
-    while (ch.length > 0 && ch.events[ch.head]!.timestamp < cutoff) ch.evictOne();
+    while (ch.length > 0 && ch.events[ch.head]!.timestamp < cutoff) this.retainedBytes -= ch.evictOne();
+  }
+
+  /**
+   * Over the byte budget: drops the oldest events of the least recently published channels (a channel
+   * left empty is forgotten, like one evicted by the channel cap) until under it; the channel just
+   * published to keeps at least its newest event.
+   */
+  private shrink(current: ChannelHistory): void {
+    while (this.retainedBytes > this.maxBytes) {
+      const [key, oldest] = this.channels.entries().next().value as [string, ChannelHistory];
+      if (oldest === current) {
+        while (this.retainedBytes > this.maxBytes && current.length > 1)
+          this.retainedBytes -= current.evictOne();
+        return;
+      }
+      if (oldest.length > 0) this.retainedBytes -= oldest.evictOne();
+      if (oldest.length === 0) this.forget(key, oldest);
+    }
   }
 
   /**
@@ -158,6 +197,7 @@ export class MemoryHistory {
   }
 
   private forget(key: string, ch: ChannelHistory): void {
+    while (ch.length > 0) this.retainedBytes -= ch.evictOne();
     this.channels.delete(key);
     if (ch.top !== undefined && compareEventIds(ch.top, this.evictedFloor) > 0) this.evictedFloor = ch.top;
   }

@@ -63,4 +63,54 @@ describe('MemoryHistory', () => {
     const next = h.append('a', 2003, opts, make('a', 2003)).id;
     assert.ok(next > a);
   });
+  it('keeps all channels together under the byte budget, oldest events of the quietest channels first', () => {
+    const big = { size: 1000, ttlMs: 0 };
+    const frame = 'x'.repeat(840); // 840 + 160 bytes of overhead: 1000 bytes per event
+    const ev = (key: string) => (id: string) => ({
+      key,
+      id,
+      type: 't',
+      timestamp: 2000,
+      frame,
+      publisher: undefined,
+    });
+    const h = new MemoryHistory(100, 1000, 10_000);
+    for (let i = 0; i < 6; i++) h.append('quiet', 2000, big, ev('quiet'));
+    for (let i = 0; i < 30; i++) h.append('busy', 2000 + i, big, ev('busy'));
+    assert.ok(h.bytes <= 10_000, `${h.bytes} bytes retained`);
+    assert.equal(h.bytes, 10_000, 'the budget is used, not more');
+    assert.equal(h.channelCount, 1, 'the quiet channel went first, then was forgotten');
+    const busy = h.query('busy', {}, 2100, big).events;
+    assert.equal(busy.length, 10);
+    assert.equal(busy.at(-1)!.id, '2029-0', 'the newest events stay');
+    const since = h.query('busy', { since: '2000-0' }, 2100, big);
+    assert.equal(since.recovered, false, 'a resume from a dropped event says so');
+    // A channel that forgot its history still gives increasing ids.
+    assert.ok(h.append('quiet', 2000, big, ev('quiet')).id > '2000-5');
+  });
+
+  it('a single channel larger than the budget keeps its newest event', () => {
+    const h = new MemoryHistory(100, 1000, 100);
+    const frame = 'y'.repeat(500);
+    h.append('k', 2000, { size: 10, ttlMs: 0 }, (id) => ({
+      key: 'k',
+      id,
+      type: 't',
+      timestamp: 2000,
+      frame,
+      publisher: undefined,
+    }));
+    h.append('k', 2001, { size: 10, ttlMs: 0 }, (id) => ({
+      key: 'k',
+      id,
+      type: 't',
+      timestamp: 2001,
+      frame,
+      publisher: undefined,
+    }));
+    assert.deepEqual(
+      h.query('k', {}, 2002, { size: 10, ttlMs: 0 }).events.map((e) => e.id),
+      ['2001-0'],
+    );
+  });
 });
