@@ -8,6 +8,9 @@
  *   node --import tsx bench/servers/ws-baseline.ts --port 9000 [--host 127.0.0.1] [--heartbeat-ms 25000]
  *     [--workers N]   (node:cluster, for connection counts above one process's file limit; publishes are
  *                      not relayed between workers, so fan-out runs use one worker)
+ *     [--deflate on]  (ws's own permessage-deflate, its defaults: each event goes through ws.send to each
+ *                      subscriber, compressed per connection with that connection's context; the reference
+ *                      of bench/tools/compression.ts)
  *
  * Client frames: `{"type":"subscribe","channels":[...]}` -> `{"type":"subscribed"}`;
  * `{"type":"<event>","channel":"...","payload":...}` publishes to the channel's subscribers.
@@ -34,6 +37,7 @@ const port = Number(flag('port', '9000'));
 const host = flag('host', '127.0.0.1');
 const heartbeatMs = Number(flag('heartbeat-ms', '25000'));
 const workers = Number(flag('workers', '1'));
+const deflate = flag('deflate', 'off') === 'on';
 
 interface Client {
   readonly ws: WebSocket;
@@ -51,7 +55,11 @@ function serve(): void {
   const http = createServer((req, res) => {
     res.writeHead(req.url === '/healthz' ? 200 : 404).end();
   });
-  const wss = new wsModule.WebSocketServer({ server: http, perMessageDeflate: false, clientTracking: false });
+  const wss = new wsModule.WebSocketServer({
+    server: http,
+    perMessageDeflate: deflate,
+    clientTracking: false,
+  });
 
   function publish(channel: string, type: string, payload: unknown): void {
     const subs = channels.get(channel);
@@ -62,6 +70,11 @@ function serve(): void {
     const event =
       `{"type":${JSON.stringify(type)},"channel":${JSON.stringify(channel)},"id":"${now}-${seq}",` +
       `"payload":${JSON.stringify(payload)},"metadata":{"timestamp":${now},"version":"1"}}`;
+    if (deflate) {
+      const data = Buffer.from(event);
+      for (const c of subs) c.ws.send(data, { binary: false });
+      return;
+    }
     const frame = Buffer.concat(Sender.frame(Buffer.from(event), TEXT));
     for (const c of subs) {
       c.socket.cork();

@@ -1,0 +1,589 @@
+/**
+ * The clients of bench/tools/compression.ts, in one process on the load core, driven over IPC: N
+ * subscribers and one publisher on raw TCP sockets that speak just enough WebSocket (RFC 6455, RFC 7692)
+ * to count what arrives without decoding it. A subscriber may offer permessage-deflate
+ * (`client_max_window_bits`, what browsers send; the server decides on context takeover) and then
+ * compresses what it sends (its `connect` or `subscribe`), as browsers compress every message; it counts a
+ * delivery per event frame and the raw bytes its socket read (`socket.bytesRead`: WebSocket framing
+ * included, TCP/IP headers not). One subscriber in `sampleEvery` also inflates its frames (one inflate
+ * stream per connection, as a browser keeps) and records publish-to-deliver latency from the send time
+ * the publisher put in the payload (`"bt":`, CLOCK_MONOTONIC, the same clock as the publisher here).
+ */
+import { connect } from 'node:net';
+import type { Socket } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { constants as zlibConstants, createInflateRaw, deflateRawSync, inflateRawSync } from 'node:zlib';
+import type { InflateRaw } from 'node:zlib';
+import { SignJWT } from 'jose';
+import { Histogram } from '../lib/histogram.ts';
+import type { SparseHistogram } from '../lib/histogram.ts';
+
+export type ServerKind = 'apix' | 'baseline';
+
+export interface ConnectOp {
+  readonly op: 'connect';
+  readonly kind: ServerKind;
+  readonly port: number;
+  readonly count: number;
+  /** Subscribers offer permessage-deflate. */
+  readonly deflate: boolean;
+  /** Once it is negotiated they compress what they send, as browsers do (false: as ws does under 1 KB). */
+  readonly compressOut: boolean;
+  readonly secret: string;
+  readonly channel: string;
+  /** Source addresses 127.<a>.<b>.x: fresh ones for every run (no TIME_WAIT from an earlier one). */
+  readonly addressPrefix: string;
+  readonly sampleEvery: number;
+  readonly concurrency: number;
+}
+export interface PublishOp {
+  readonly op: 'publish';
+  readonly rate: number;
+  readonly seconds: number;
+  readonly payloadBytes: number;
+}
+export type ClientOp =
+  | ConnectOp
+  | PublishOp
+  | { readonly op: 'snapshot' }
+  | { readonly op: 'histogram' }
+  | { readonly op: 'close' };
+
+export interface ConnectResult {
+  readonly connected: number;
+  readonly failed: number;
+  /** Subscribers whose handshake answer accepted permessage-deflate. */
+  readonly negotiated: number;
+  readonly firstError: string | undefined;
+  readonly elapsedMs: number;
+}
+export interface PublishResult {
+  readonly sent: number;
+  readonly failed: number;
+  readonly firstFailure: string | undefined;
+  /** Monotonic ms (process.hrtime) of the first publish. */
+  readonly startedAt: number;
+  readonly endedAt: number;
+  /** Mean size of the published payload JSON. */
+  readonly payloadBytes: number;
+}
+export interface Snapshot {
+  readonly deliveries: number;
+  /** Raw bytes read by the subscribers' sockets so far. */
+  readonly bytes: number;
+  /** Frames that arrived compressed (RSV1). */
+  readonly compressedFrames: number;
+  readonly lastDeliveryAt: number;
+  readonly closed: number;
+  readonly now: number;
+}
+
+const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
+const TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
+const BT = Buffer.from('"bt":');
+const SYNC = { finishFlush: zlibConstants.Z_SYNC_FLUSH };
+
+/** A masked client frame; the mask key is 0 (valid: the server unmasks whatever key is given). */
+function clientFrame(opcode: number, data: Buffer, compressed = false): Buffer {
+  const len = data.length;
+  const head = len < 126 ? 6 : len < 65536 ? 8 : 14;
+  const buf = Buffer.alloc(head + len);
+  buf[0] = 0x80 | (compressed ? 0x40 : 0) | opcode;
+  if (len < 126) buf[1] = 0x80 | len;
+  else if (len < 65536) {
+    buf[1] = 0x80 | 126;
+    buf.writeUInt16BE(len, 2);
+  } else {
+    buf[1] = 0x80 | 127;
+    buf.writeUInt32BE(Math.floor(len / 2 ** 32), 2);
+    buf.writeUInt32BE(len >>> 0, 6);
+  }
+  data.copy(buf, head);
+  return buf;
+}
+
+function readNumber(buf: Buffer, at: number): number {
+  let v = 0;
+  let i = at;
+  let c = buf[i]!;
+  while (c >= 48 && c <= 57) {
+    v = v * 10 + (c - 48);
+    c = buf[++i]!;
+  }
+  if (c === 46) {
+    let scale = 0.1;
+    c = buf[++i]!;
+    while (c >= 48 && c <= 57) {
+      v += (c - 48) * scale;
+      scale /= 10;
+      c = buf[++i]!;
+    }
+  }
+  return v;
+}
+
+const hist = new Histogram();
+let deliveries = 0;
+let compressedFrames = 0;
+let lastDeliveryAt = 0;
+let closed = 0;
+let publishFailed = 0;
+let firstPublishFailure: string | undefined;
+const subscribers: RawWs[] = [];
+let publisher: RawWs | undefined;
+
+class RawWs {
+  readonly socket: Socket;
+  private pending: Buffer | undefined;
+  private upgraded = false;
+  deflate = false;
+  ready = false;
+  private fragments: Buffer[] = [];
+  private fragmentCompressed = false;
+  private inflater: InflateRaw | undefined;
+  private inflateQueue: Array<{ data: Buffer; at: number }> = [];
+  private inflating = false;
+
+  constructor(
+    port: number,
+    localAddress: string,
+    private readonly path: string,
+    private readonly headers: string,
+    private readonly onMessage: (
+      ws: RawWs,
+      text: Buffer | undefined,
+      compressed: Buffer | undefined,
+      at: number,
+    ) => void,
+    private readonly onOpen: (ws: RawWs) => void,
+    private readonly onFail: (ws: RawWs, err: Error) => void,
+    readonly sampled: boolean,
+    private readonly compressOut: boolean,
+  ) {
+    this.socket = connect({ port, host: '127.0.0.1', localAddress });
+    this.socket.setNoDelay(true);
+    this.socket.on('connect', () => {
+      this.socket.write(
+        `GET ${this.path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+          `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n${this.headers}\r\n`,
+      );
+    });
+    this.socket.on('data', (chunk: Buffer) => this.data(chunk));
+    this.socket.on('error', (err) => this.onFail(this, err));
+    this.socket.on('close', () => {
+      if (this.ready) closed++;
+      else this.onFail(this, new Error('closed before ready'));
+    });
+  }
+
+  /** A text message; compressed when deflate was negotiated, as browsers do (each message on its own). */
+  send(text: string): void {
+    if (!this.deflate || !this.compressOut) {
+      this.socket.write(clientFrame(1, Buffer.from(text)));
+      return;
+    }
+    const raw = deflateRawSync(Buffer.from(text), SYNC);
+    this.socket.write(clientFrame(1, raw.subarray(0, raw.length - 4), true));
+  }
+
+  private data(chunk: Buffer): void {
+    const at = nowMs();
+    let b = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
+    this.pending = undefined;
+    if (!this.upgraded) {
+      const end = b.indexOf('\r\n\r\n');
+      if (end < 0) {
+        this.pending = b;
+        return;
+      }
+      const head = b.toString('latin1', 0, end);
+      if (!head.startsWith('HTTP/1.1 101')) {
+        this.onFail(this, new Error(head.split('\r\n', 1)[0]));
+        this.socket.destroy();
+        return;
+      }
+      this.deflate = /\r\nsec-websocket-extensions:[^\r]*permessage-deflate/i.test(head);
+      if (this.deflate && this.sampled) {
+        this.inflater = createInflateRaw();
+        this.inflater.on('error', (err) => this.onFail(this, err));
+      }
+      this.upgraded = true;
+      b = b.subarray(end + 4);
+      this.onOpen(this);
+    }
+    let off = 0;
+    while (b.length - off >= 2) {
+      const b0 = b[off]!;
+      let len = b[off + 1]! & 0x7f;
+      let h = 2;
+      if (len === 126) {
+        if (b.length - off < 4) break;
+        len = b.readUInt16BE(off + 2);
+        h = 4;
+      } else if (len === 127) {
+        if (b.length - off < 10) break;
+        len = b.readUInt32BE(off + 2) * 2 ** 32 + b.readUInt32BE(off + 6);
+        h = 10;
+      }
+      if (b.length - off < h + len) break;
+      this.frame(b0, b.subarray(off + h, off + h + len), at);
+      off += h + len;
+    }
+    if (off < b.length) this.pending = Buffer.from(b.subarray(off));
+  }
+
+  private frame(b0: number, payload: Buffer, at: number): void {
+    const opcode = b0 & 0x0f;
+    const fin = (b0 & 0x80) !== 0;
+    if (opcode === 9) {
+      this.socket.write(clientFrame(10, payload));
+      return;
+    }
+    if (opcode === 8) {
+      this.socket.end();
+      return;
+    }
+    if (opcode === 10) return;
+    if (opcode !== 0) this.fragmentCompressed = (b0 & 0x40) !== 0;
+    if (!fin) {
+      this.fragments.push(Buffer.from(payload));
+      return;
+    }
+    const data = this.fragments.length > 0 ? Buffer.concat([...this.fragments, payload]) : payload;
+    this.fragments = [];
+    if (this.fragmentCompressed) this.onMessage(this, undefined, data, at);
+    else this.onMessage(this, data, undefined, at);
+  }
+
+  /** Inflates in order on this connection's own stream (a sampled subscriber), then calls `done`. */
+  inflate(data: Buffer, at: number, done: (text: Buffer, at: number) => void): void {
+    this.inflateQueue.push({ data: Buffer.concat([data, TAIL]), at });
+    const next = (): void => {
+      if (this.inflating || this.inflateQueue.length === 0 || !this.inflater) return;
+      this.inflating = true;
+      const { data: input, at: arrived } = this.inflateQueue.shift()!;
+      const chunks: Buffer[] = [];
+      const onData = (c: Buffer): void => void chunks.push(c);
+      const inflater = this.inflater;
+      inflater.on('data', onData);
+      inflater.write(input);
+      inflater.flush(zlibConstants.Z_SYNC_FLUSH, () => {
+        inflater.off('data', onData);
+        this.inflating = false;
+        done(Buffer.concat(chunks), arrived);
+        next();
+      });
+    };
+    next();
+  }
+}
+
+function recordLatency(text: Buffer, at: number): void {
+  const i = text.indexOf(BT);
+  if (i >= 0) hist.record(at - readNumber(text, i + BT.length));
+}
+
+function onSubscriberMessage(
+  ws: RawWs,
+  text: Buffer | undefined,
+  compressed: Buffer | undefined,
+  at: number,
+): void {
+  if (!ws.ready) return; // handled by the handshake listener
+  if (compressed !== undefined) {
+    // Only events are large enough to be compressed (control frames are under the threshold).
+    compressedFrames++;
+    deliveries++;
+    lastDeliveryAt = at;
+    if (ws.sampled) ws.inflate(compressed, at, recordLatency);
+    return;
+  }
+  if (text!.indexOf(BT) < 0) return; // a heartbeat or other control frame
+  deliveries++;
+  lastDeliveryAt = at;
+  if (ws.sampled) recordLatency(text!, at);
+}
+
+async function token(secret: string, sub: string, roles: string[]): Promise<string> {
+  return new SignJWT({ org: 'bench', roles })
+    .setProtectedHeader({ alg: 'HS256' })
+    .setSubject(sub)
+    .setExpirationTime(Math.floor(Date.now() / 1000) + 3600)
+    .sign(new TextEncoder().encode(secret));
+}
+
+/** Opens one connection and completes the server's handshake (APIX `connect`, the baseline's `subscribe`). */
+function open(
+  op: ConnectOp,
+  index: number,
+  role: 'subscriber' | 'publisher',
+  jwt: string | undefined,
+): Promise<RawWs> {
+  const apix = op.kind === 'apix';
+  const headers =
+    (apix ? 'Sec-WebSocket-Protocol: apix.v1.json\r\n' : '') +
+    (op.deflate && role === 'subscriber'
+      ? 'Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n'
+      : '');
+  const local = `${op.addressPrefix}.${1 + Math.floor(index / 10_000)}`;
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const timer = setTimeout(() => fail(ws, new Error('handshake timeout (30 s)')), 30_000);
+    const fail = (w: RawWs, err: Error): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      w.socket.destroy();
+      reject(err);
+    };
+    const ready = (w: RawWs): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      w.ready = true;
+      resolve(w);
+    };
+    const onMessage = (
+      w: RawWs,
+      text: Buffer | undefined,
+      compressed: Buffer | undefined,
+      at: number,
+    ): void => {
+      if (w.ready) {
+        if (role === 'subscriber') onSubscriberMessage(w, text, compressed, at);
+        else {
+          const s = (text ?? inflateRawSync(Buffer.concat([compressed!, TAIL]), SYNC)).toString();
+          if (s.includes('"message.failed"') || s.includes('"connection.error"')) {
+            publishFailed++;
+            firstPublishFailure ??= s.slice(0, 300);
+          }
+        }
+        return;
+      }
+      // A sampled subscriber's first frames go through its inflate stream too (the context carries over).
+      if (compressed !== undefined && w.sampled) w.inflate(compressed, at, (t) => handshake(w, t.toString()));
+      else handshake(w, (text ?? inflateRawSync(Buffer.concat([compressed!, TAIL]), SYNC)).toString());
+    };
+    const handshake = (w: RawWs, s: string): void => {
+      if (apix) {
+        if (s.includes('"connection.established"')) {
+          if (/"denied":\[\{/.test(s)) fail(w, new Error(`subscription denied: ${s.slice(0, 200)}`));
+          else ready(w);
+        } else if (s.includes('"connection.error"')) fail(w, new Error(s.slice(0, 200)));
+      } else if (s.includes('"subscribed"')) ready(w);
+    };
+    const onOpen = (w: RawWs): void => {
+      if (apix)
+        w.send(
+          JSON.stringify({
+            type: 'connect',
+            payload: {
+              sessionId: `${role}-${process.pid}-${index}`,
+              clientType: role === 'publisher' ? 'INTERNAL_SERVICE' : 'WEB_APP',
+              authentication: { token: jwt },
+              subscriptions: role === 'subscriber' ? [op.channel] : [],
+            },
+          }),
+        );
+      else if (role === 'subscriber') w.send(JSON.stringify({ type: 'subscribe', channels: [op.channel] }));
+      else ready(w);
+    };
+    const ws = new RawWs(
+      op.port,
+      local,
+      apix ? '/v1/ws' : '/',
+      headers,
+      onMessage,
+      onOpen,
+      fail,
+      role === 'subscriber' && index % op.sampleEvery === 0,
+      op.compressOut,
+    );
+  });
+}
+
+async function connectAll(op: ConnectOp): Promise<ConnectResult> {
+  const started = nowMs();
+  const apix = op.kind === 'apix';
+  // One token per 100 subscribers (APIX_MAX_CONNECTIONS_PER_USER is off for the run).
+  const tokens: string[] = [];
+  if (apix)
+    for (let k = 0; k < Math.ceil(op.count / 100); k++)
+      tokens.push(await token(op.secret, `user-${k}`, ['member']));
+  let next = 0;
+  let failed = 0;
+  let firstError: string | undefined;
+  const worker = async (): Promise<void> => {
+    while (next < op.count) {
+      const i = next++;
+      try {
+        subscribers.push(await open(op, i, 'subscriber', tokens[Math.floor(i / 100)]));
+      } catch (err) {
+        failed++;
+        firstError ??= (err as Error).message;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(op.concurrency, op.count) }, worker));
+  publisher = await open(
+    op,
+    op.count,
+    'publisher',
+    apix ? await token(op.secret, 'publisher', ['service']) : undefined,
+  );
+  return {
+    connected: subscribers.length,
+    failed,
+    negotiated: subscribers.filter((s) => s.deflate).length,
+    firstError,
+    elapsedMs: nowMs() - started,
+  };
+}
+
+/** Words of realistic agent output: a web search tool's result, as an agent platform would stream it. */
+const SENTENCES = [
+  'The rate limiter uses a token bucket per connection, refilled every second, with a configurable burst.',
+  'Kubernetes readiness probes should fail while a node drains so that the load balancer stops routing to it.',
+  'PostgreSQL logical replication streams changes from the write-ahead log to subscribers in commit order.',
+  'A WebSocket server that negotiates permessage-deflate keeps a zlib context per connection unless told not to.',
+  'The incident began at 14:02 UTC when the primary database failed over and clients retried in a tight loop.',
+  'Exponential backoff with full jitter spreads retries over time and avoids synchronized thundering herds.',
+  'The agent summarized twelve support tickets and found that most of them concerned expired API credentials.',
+  'Redis streams keep an ordered log per key, trimmed by length or by minimum id, and support consumer groups.',
+  'For browsers, the recommended approach is to reconnect with the last event id so that the server can replay.',
+  'Our evaluation shows a median latency of 38 milliseconds and a p99 of 210 milliseconds under nominal load.',
+  'The workflow moved from the planning step to the execution step after the user approved the proposed changes.',
+  'OpenTelemetry traces propagate a trace id across services through the traceparent header of each request.',
+  'A circuit breaker opens after five consecutive failures and half-opens again after thirty seconds of cooldown.',
+  'The search returned documentation pages, a blog post from the vendor, and two threads from the community forum.',
+  'Enable HTTP/2 on the load balancer, but keep WebSocket upgrades on HTTP/1.1 connections to the gateway nodes.',
+  'The model called the calculator tool three times before producing the final answer with the correct total.',
+  'Each tenant has its own encryption key, derived from a master key with HKDF and the organization identifier.',
+  'Large language models stream tokens as server-sent events; a gateway can fan them out to many viewers at once.',
+  'The provider reported degraded health in the eu-west region with an error rate of four percent for an hour.',
+  'Cache invalidation is triggered by the change feed, so readers never observe a value older than two seconds.',
+];
+const TITLES = [
+  'Rate limiting strategies for real-time APIs',
+  'Designing resilient WebSocket gateways',
+  'Postmortem: database failover and retry storms',
+  'permessage-deflate and memory per connection',
+  'Operating Redis streams in production',
+  'Tracing asynchronous workflows end to end',
+  'Multi-tenant key management patterns',
+  'Streaming LLM output to thousands of clients',
+];
+
+/** A tool_call_result payload of about `bytes` bytes of JSON, different for every `seq`. */
+function payloadFor(seq: number, bytes: number, bt: number): string {
+  let x = (seq * 2654435761) >>> 0;
+  const rnd = (n: number): number => {
+    x = (x * 1103515245 + 12345) >>> 0;
+    return (x >>> 8) % n;
+  };
+  const results: Array<{ title: string; url: string; snippet: string; score: number }> = [];
+  const body = {
+    toolCallId: `call_${seq.toString(36)}_${rnd(1e9).toString(16)}`,
+    toolName: 'web_search',
+    agentId: 'research-assistant',
+    durationMs: 200 + rnd(2000),
+    output: {
+      query: 'how do real-time gateways keep fan-out fast when compression is enabled',
+      results,
+      summary: '',
+    },
+    usage: { inputTokens: 1200 + rnd(800), outputTokens: 300 + rnd(400) },
+    bs: 0,
+    bq: seq,
+    bt: 0,
+  };
+  const size = (): number => JSON.stringify(body).length + 12; // bt grows to its real width below
+  while (size() < bytes * 0.7 && results.length < 50) {
+    const title = TITLES[rnd(TITLES.length)]!;
+    results.push({
+      title,
+      url: `https://docs.example.com/articles/${title.toLowerCase().replace(/[^a-z]+/g, '-')}-${rnd(9000) + 1000}`,
+      snippet: `${SENTENCES[rnd(SENTENCES.length)]} ${SENTENCES[rnd(SENTENCES.length)]}`,
+      score: Math.round(1000 * (0.5 + rnd(500) / 1000)) / 1000,
+    });
+  }
+  const summary: string[] = [];
+  while (size() < bytes) {
+    summary.push(SENTENCES[rnd(SENTENCES.length)]!);
+    body.output.summary = summary.join(' ');
+  }
+  body.bt = bt;
+  return JSON.stringify(body);
+}
+
+async function publish(op: PublishOp, kind: ServerKind, channel: string): Promise<PublishResult> {
+  const pub = publisher;
+  if (!pub) throw new Error('no publisher');
+  publishFailed = 0;
+  firstPublishFailure = undefined;
+  const total = Math.max(1, Math.round(op.rate * op.seconds));
+  const startedAt = nowMs();
+  let sent = 0;
+  let payloadBytes = 0;
+  void kind;
+  await new Promise<void>((resolve) => {
+    const tick = (): void => {
+      const due = Math.min(total, Math.floor(((nowMs() - startedAt) * op.rate) / 1000) + 1);
+      while (sent < due) {
+        const payload = payloadFor(sent, op.payloadBytes, Number(nowMs().toFixed(3)));
+        payloadBytes += payload.length;
+        pub.send(`{"type":"tool_call_result","channel":${JSON.stringify(channel)},"payload":${payload}}`);
+        sent++;
+      }
+      if (sent >= total) resolve();
+      else setTimeout(tick, 2);
+    };
+    tick();
+  });
+  const endedAt = nowMs();
+  await new Promise((r) => setTimeout(r, 200)); // replies to the last publishes
+  return {
+    sent,
+    failed: publishFailed,
+    firstFailure: firstPublishFailure,
+    startedAt,
+    endedAt,
+    payloadBytes: Math.round(payloadBytes / Math.max(1, sent)),
+  };
+}
+
+function snapshot(): Snapshot {
+  let bytes = 0;
+  for (const s of subscribers) bytes += s.socket.bytesRead;
+  return { deliveries, bytes, compressedFrames, lastDeliveryAt, closed, now: nowMs() };
+}
+
+let channel = '';
+let kind: ServerKind = 'apix';
+async function handle(op: ClientOp): Promise<unknown> {
+  switch (op.op) {
+    case 'connect':
+      channel = op.channel;
+      kind = op.kind;
+      return connectAll(op);
+    case 'publish':
+      return publish(op, kind, channel);
+    case 'snapshot':
+      return snapshot();
+    case 'histogram':
+      return hist.toSparse() satisfies SparseHistogram;
+    case 'close':
+      for (const s of subscribers) s.socket.destroy();
+      publisher?.socket.destroy();
+      setTimeout(() => process.exit(0), 50);
+      return null;
+  }
+}
+
+process.on('message', (msg: { id: number; op: ClientOp }) => {
+  handle(msg.op).then(
+    (result) => process.send?.({ id: msg.id, ok: true, result }),
+    (err: unknown) => process.send?.({ id: msg.id, ok: false, error: (err as Error).message }),
+  );
+});
+process.on('disconnect', () => process.exit(0));
