@@ -54,6 +54,15 @@ export class DatabaseInUseError extends Error {
   override name = 'DatabaseInUseError';
 }
 
+/**
+ * Prisma caches the compiled plan of every query and batch shape, up to 1000 of each by default, with no
+ * bound on their size. The record writers' batches (`createMany` of N rows, a transaction of N updates) have
+ * a new shape for every N, and a plan of hundreds of rows weighs megabytes: the soak saw a node's heap
+ * grow by about 1 MB/s, to gigabytes (tests: tests/integration/store-plan-cache.test.ts). Off: plans are
+ * compiled per call, off the delivery path (records are written in the background).
+ */
+const QUERY_PLAN_CACHE = 0;
+
 export async function createDatabase(options: DatabaseOptions): Promise<Database> {
   return options.databaseUrl ? createPostgres(options, options.databaseUrl) : createPglite(options);
 }
@@ -93,7 +102,7 @@ async function createPostgres(options: DatabaseOptions, url: string): Promise<Da
   });
   // An idle client losing its server emits on the pool; without a listener that would crash the process.
   pool.on('error', (err) => logger.warn({ err }, 'postgres: idle connection lost'));
-  const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
+  const prisma = new PrismaClient({ adapter: new PrismaPg(pool), queryPlanCacheMaxSize: QUERY_PLAN_CACHE });
   let closed: Promise<void> | undefined;
   return {
     prisma,
@@ -141,7 +150,10 @@ async function createPglite(options: DatabaseOptions): Promise<Database> {
     releaseLock();
     throw err;
   }
-  const prisma = new PrismaClient({ adapter: new PrismaPGlite(engine) });
+  const prisma = new PrismaClient({
+    adapter: new PrismaPGlite(engine),
+    queryPlanCacheMaxSize: QUERY_PLAN_CACHE,
+  });
   let closed: Promise<void> | undefined;
   return {
     prisma,
