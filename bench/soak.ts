@@ -612,11 +612,13 @@ function verdict(samples: Sample[], nodes: number, redisKeys?: Record<string, nu
     const rssBase = base.nodes[i]!.rss;
     const rssEnd = mean(last.map((s) => s.nodes[i]!.rss));
     const rssFlat = rssEnd - rssBase < 40 * MB || (rssEnd - rssBase) / rssBase < 0.25;
-    // Handles follow the number of open sockets, which the storms move up and down: judged without them.
-    const other = (n: NodeSample) => n.handles - (n.counters.connections ?? 0);
+    // Handles are sockets (moved up and down by the storms) and timers (retries in flight), judged apart:
+    // every other kind must stay where it was, and after the drain all of them back where they started.
+    const other = (n: NodeSample) =>
+      n.handles - (n.resources.TCPSocketWrap ?? 0) - (n.resources.Timeout ?? 0);
     const hBase = other(base.nodes[i]!);
     const hEnd = mean(last.map((s) => other(s.nodes[i]!)));
-    const handlesFlat = hEnd <= hBase + 20;
+    const handlesFlat = hEnd <= hBase + 5 && drain.nodes[i]!.handles <= idle.nodes[i]!.handles;
     const d = drain.nodes[i]!;
     const countersLeft = Object.entries(d.counters).filter(
       ([k, v]) => v !== 0 && k !== 'slowConsumers' && k !== 'degraded',
@@ -801,7 +803,7 @@ async function main(): Promise<void> {
     console.log(
       `node ${n.node}: heap ${fmt(n.heap.base)} -> ${fmt(n.heap.lastThirdMean)} MB (${n.heap.growth >= 0 ? '+' : ''}${fmt(n.heap.growth)} MB) ${n.heap.flat ? 'flat' : 'GROWING'}; ` +
         `rss ${fmt(n.rss.base)} -> ${fmt(n.rss.lastThirdMean)} MB ${n.rss.flat ? 'flat' : 'GROWING'}; ` +
-        `handles besides sockets ${n.handles.base} -> ${n.handles.lastThirdMean.toFixed(0)} ${n.handles.flat ? 'flat' : 'GROWING'}; ` +
+        `handles besides sockets and timers ${n.handles.base} -> ${n.handles.lastThirdMean.toFixed(0)} ${n.handles.flat ? 'flat' : 'GROWING'}; ` +
         `${n.drained ? 'drained' : `NOT DRAINED: ${JSON.stringify({ ...n.countersLeft, ...n.sizesLeft })}`}; ` +
         `retained by design: ${JSON.stringify(n.retained)}`,
     );
