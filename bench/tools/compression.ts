@@ -36,6 +36,7 @@ import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { constants as zlibConstants, deflateRawSync } from 'node:zlib';
 import { Histogram } from '../lib/histogram.ts';
 import type { Percentiles, SparseHistogram } from '../lib/histogram.ts';
 import {
@@ -53,6 +54,7 @@ import {
   waitHttp,
 } from '../lib/proc.ts';
 import type { ClientOp, ConnectResult, PublishResult, ServerKind, Snapshot } from './compression-clients.ts';
+import { payloadFor } from './agent-payload.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const argv = process.argv.slice(2);
@@ -410,6 +412,35 @@ function table(results: readonly RunResult[]): string {
   );
 }
 
+/**
+ * The shared compressor's own cost, per event (not per delivery), at zlib levels 1 (APIX's, in
+ * src/gateway/frames.ts), 6 (zlib's default, ws's) and 9, on the same events: what a level buys.
+ */
+function compressorCost(): Array<{ level: number; usPerEvent: number; bytes: number; ratio: number }> {
+  const events = Array.from(
+    { length: 300 },
+    (_, i) =>
+      `{"type":"tool_call_result","channel":"${CHANNEL}","id":"1764400000000-${i}","payload":` +
+      `${payloadFor(i, payloadBytes, 1234567.891)},"metadata":{"timestamp":1764400000000,"version":"1"}}`,
+  );
+  const plain = events.reduce((n, e) => n + Buffer.byteLength(e), 0);
+  const options = (level: number) => ({ finishFlush: zlibConstants.Z_SYNC_FLUSH, level, memLevel: 8 });
+  for (const level of [1, 6, 9]) for (const e of events) deflateRawSync(Buffer.from(e), options(level)); // warm up
+  return [1, 6, 9].map((level) => {
+    const o = options(level);
+    let bytes = 0;
+    const t = performance.now();
+    for (const e of events) bytes += deflateRawSync(Buffer.from(e), o).length - 4;
+    const us = ((performance.now() - t) * 1000) / events.length;
+    return {
+      level,
+      usPerEvent: round(us),
+      bytes: Math.round(bytes / events.length),
+      ratio: round(bytes / plain, 3),
+    };
+  });
+}
+
 async function main(): Promise<void> {
   const started = new Date();
   const tmp = mkdtempSync(join(tmpdir(), 'apix-compression-'));
@@ -418,6 +449,11 @@ async function main(): Promise<void> {
     `compression: ${subscribers} subscribers on one channel, ${rate} publishes/s for ${seconds} s, ~${payloadBytes} B ` +
       `payload; runs ${runNames.join(',')}; server core ${serverCore ?? '-'}, clients core ${loadCore ?? '-'}`,
   );
+  const compressor = compressorCost();
+  for (const c of compressor)
+    log(
+      `zlib level ${c.level}: ${c.usPerEvent} µs per event, ${c.bytes} B (${Math.round(c.ratio * 100)} % of the plain event)`,
+    );
   const results: RunResult[] = [];
   const failures: Record<string, string> = {};
   try {
@@ -486,6 +522,7 @@ async function main(): Promise<void> {
       sampleEvery: SAMPLE_EVERY,
       pinned: serverCore !== undefined,
     },
+    compressor,
     results,
     ratios,
     failures,
