@@ -43,6 +43,8 @@ export class Connection {
   refusals = 0;
   refusalsSince = 0;
   closingSince = 0;
+  /** The subscription changes (subscribe, and unsubscribe behind one) still running, chained in order. */
+  subscribing: Promise<void> | undefined = undefined;
   /** Set while the connection is in degraded mode (QoS): its held events. Undefined when healthy. */
   qos: DegradedState | undefined = undefined;
   /** The keys this connection counts under in the gateway's connection caps (released when it closes). */

@@ -439,14 +439,19 @@ export class ApiXGateway {
 
   private dispatch(conn: Connection, frame: ClientControlFrame, correlationId: string | undefined): void {
     switch (frame.type) {
-      case 'subscribe':
-        this.handleSubscribe(conn, frame.payload, correlationId).catch((err) =>
-          this.internalError(conn, err, false),
-        );
+      case 'subscribe': {
+        const payload = frame.payload;
+        this.inOrder(conn, () => this.handleSubscribe(conn, payload, correlationId));
         return;
-      case 'unsubscribe':
-        this.handleUnsubscribe(conn, frame.payload.channels, correlationId);
+      }
+      case 'unsubscribe': {
+        const channels = frame.payload.channels;
+        // Behind a subscribe still in progress (it awaits limits, history, presence), an unsubscribe
+        // waits for it: otherwise it would find nothing to remove, and the subscribe would win.
+        if (conn.subscribing) this.inOrder(conn, () => this.handleUnsubscribe(conn, channels, correlationId));
+        else this.handleUnsubscribe(conn, channels, correlationId);
         return;
+      }
       case 'ack':
         this.handleAck(conn, frame.payload.channel, frame.payload.ids);
         return;
@@ -856,6 +861,17 @@ export class ApiXGateway {
   }
 
   // ---------------------------------------------------------------- subscribe / unsubscribe / ack
+
+  /** Runs a subscription change after the connection's earlier ones, in the order the frames came. */
+  private inOrder(conn: Connection, op: () => Promise<void> | void): void {
+    const run = async (): Promise<void> => op();
+    const done: Promise<void> = (conn.subscribing ? conn.subscribing.then(run) : run())
+      .catch((err: unknown) => this.internalError(conn, err, false))
+      .finally(() => {
+        if (conn.subscribing === done) conn.subscribing = undefined;
+      });
+    conn.subscribing = done;
+  }
 
   private async handleSubscribe(
     conn: Connection,

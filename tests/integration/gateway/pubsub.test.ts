@@ -160,6 +160,30 @@ describe('publish and fan-out', () => {
     member.close();
     admin.close();
   });
+
+  it('subscribe then unsubscribe in back-to-back frames ends unsubscribed (the unsubscribe waits for the subscribe)', async () => {
+    const c = await RawClient.connect(node.wsUrl, { token: await token({ sub: 'racer' }) });
+    for (let round = 0; round < 20; round++) {
+      c.send({ type: 'subscribe', payload: { channels: ['agent:race', 'room:race'] } });
+      c.send({ type: 'unsubscribe', payload: { channels: ['agent:race', 'room:race'] } });
+    }
+    c.send({ type: 'subscribe', payload: { channels: ['agent:keep'] } });
+    await c.next((f) => f.type === 'subscription.added' && JSON.stringify(f.payload).includes('agent:keep'));
+    const sessions = [...node.gateway.sessions.values()].filter((s) => s.userId === 'racer');
+    assert.equal(sessions.length, 1);
+    assert.deepEqual(
+      [...sessions[0]!.subscriptions.values()].map((sub) => sub.name),
+      ['agent:keep'],
+      'only the channel never unsubscribed is left',
+    );
+    const pub = await RawClient.connect(node.wsUrl, { token: await token({ sub: 'racepub' }) });
+    await pub.publish('agent:race', 'note', { late: true });
+    await pub.publish('agent:keep', 'note', { kept: true });
+    await c.next((f) => f.channel === 'agent:keep');
+    assert.equal(c.events('agent:race').length, 0, 'nothing arrives on the unsubscribed channel');
+    c.close();
+    pub.close();
+  });
 });
 
 describe('tenant isolation', () => {
