@@ -60,8 +60,8 @@ export const EnvSchema = z.object({
   APIX_MAX_CHANNELS_PER_CONNECTION: int(1, 100_000).default(500),
   APIX_MAX_CONNECTIONS: int(1, 10_000_000).default(200_000),
   /** Concurrent connections per remote address, per user and per organization on one node; 0 turns one off. */
-  APIX_MAX_CONNECTIONS_PER_ADDRESS: int(0, 10_000_000).default(1000),
-  APIX_MAX_CONNECTIONS_PER_USER: int(0, 10_000_000).default(100),
+  APIX_MAX_CONNECTIONS_PER_ADDRESS: int(0, 10_000_000).default(10_000),
+  APIX_MAX_CONNECTIONS_PER_USER: int(0, 10_000_000).default(0),
   APIX_MAX_CONNECTIONS_PER_ORG: int(0, 10_000_000).default(0),
   APIX_HISTORY_SIZE: int(0, 1_000_000).default(1000),
   APIX_HISTORY_TTL_MS: int(0, 30 * 86_400_000).default(3_600_000),
