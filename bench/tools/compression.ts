@@ -19,7 +19,8 @@
  * the connected subscribers, and after the fan-out). Writes bench/results/compression.json.
  *
  *   node --import tsx bench/tools/compression.ts [--subscribers 5000] [--rate 5] [--seconds 10]
- *     [--payload-bytes 2000] [--runs a,b,f,c,d,e] [--no-pin] [--nice -10] [--out bench/results/compression.json]
+ *     [--payload-bytes 2000] [--runs a,b,f,c,d,e] [--heartbeat-ms 60000] [--no-pin] [--nice -10]
+ *     [--out bench/results/compression.json]
  *
  * The default offered load, 5 publishes/s to 5,000 subscribers (25,000 deliveries/s), stays below what
  * APIX and the clients' core sustain here (each costs about 20-30 µs per delivery on this 2-core VM), so
@@ -73,6 +74,8 @@ const payloadBytes = Number(opt('payload-bytes', '2000'));
 const runNames = opt('runs', 'a,b,f,c,d,e').split(',');
 const out = resolve(root, opt('out', 'bench/results/compression.json'));
 const pin = !argv.includes('--no-pin');
+/** APIX's heartbeat interval: each round also frees the inflate streams of idle compressing clients. */
+const heartbeatMs = opt('heartbeat-ms', '60000');
 setNiceness(Number(opt('nice', '-10')));
 const { server: serverCore, load: loadCore } = cores(pin);
 const secret = 'compression-bench-secret-0123456789';
@@ -219,7 +222,7 @@ async function startServer(def: RunDef, port: number, tmp: string): Promise<Chil
       APIX_LOG_LEVEL: 'warn',
       APIX_DATA_DIR: join(tmp, `apix-${def.name}`),
       APIX_NODE_ID: `compression-${def.name}`,
-      APIX_HEARTBEAT_INTERVAL_MS: '60000',
+      APIX_HEARTBEAT_INTERVAL_MS: heartbeatMs,
       APIX_RECORDS: 'off',
       APIX_MAX_CONNECTIONS_PER_ADDRESS: '0',
       APIX_MAX_CONNECTIONS_PER_USER: '0',

@@ -1738,6 +1738,7 @@ export class ApiXGateway {
             }
             conn.missedHeartbeats++;
             conn.pingSentAt = now;
+            conn.releaseInflate();
             conn.sendEvent(pingFrames!);
             try {
               conn.ws.ping();
