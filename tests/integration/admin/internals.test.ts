@@ -17,7 +17,8 @@ async function internals(node: ApixNode, auth?: string) {
 describe('GET /v1/admin/internals', () => {
   let node: ApixNode;
   before(async () => {
-    node = await startNode({ sessionTtlMs: 0 });
+    // The per-user cap is on here (it is off by default) so that its counts show in the sizes.
+    node = await startNode({ sessionTtlMs: 0, connectionCaps: { perAddress: 100, perUser: 10, perOrg: 0 } });
   });
   after(() => node.close());
 
