@@ -401,9 +401,17 @@ async function unavailableOnFailure<T>(what: string, p: Promise<T>): Promise<T> 
     return await p;
   } catch (err) {
     if ((err as Error)?.name === 'ReplyError') throw err;
-    throw new ApixError('UNAVAILABLE', `${what} failed: Redis unavailable (${(err as Error)?.message})`, {
-      cause: err,
-    });
+    const message = (err as Error)?.message ?? '';
+    // ioredis refuses a command it could not write ("Stream isn't writeable"); any other failure (the
+    // connection closed under a command in flight, a timeout) may come after Redis applied it.
+    const notSent = /isn't writeable|is not writeable|^Connection is closed/i.test(message);
+    throw new ApixError(
+      'UNAVAILABLE',
+      notSent
+        ? `${what} failed: Redis unavailable (${message})`
+        : `${what} outcome unknown: Redis became unavailable while it was in flight (${message}); it may have been applied: retry with the same idempotency_key`,
+      { cause: err },
+    );
   }
 }
 

@@ -105,7 +105,12 @@ export async function httpPublish(
   }
   const body = (await res.json().catch(() => ({}))) as { id?: string; code?: string; message?: string };
   if (res.status === 200 && typeof body.id === 'string') return body.id;
-  if (res.status >= 500 && Date.now() - started >= unknownAfterMs)
+  // A 5xx after the gateway gave up waiting, or one that says the outcome is unknown (Redis went away
+  // with the publish in flight: it may have been applied), may or may not have happened.
+  if (
+    res.status >= 500 &&
+    (Date.now() - started >= unknownAfterMs || /outcome unknown/.test(body.message ?? ''))
+  )
     throw new UnknownOutcome(`HTTP ${res.status} ${body.code ?? '?'} after ${Date.now() - started} ms`);
   throw Object.assign(new Error(`HTTP ${res.status} ${body.code ?? ''} ${body.message ?? ''}`), {
     code: `HTTP ${res.status} ${body.code ?? '?'}`,
