@@ -13,12 +13,10 @@ import type {
   Broker,
   BrokerEvent,
   BrokerEventHandler,
-  ControlHandler,
-  ControlMessage,
   HistoryQuery,
   HistoryResult,
-  PublishInput,
 } from '../broker/broker.ts';
+import { ForwardingBroker } from '../broker/forwarding-broker.ts';
 import type { DrainResult, OfflineQueue, QueuedFrame } from '../queue/queue.ts';
 import type { AtRestCipher } from './at-rest.ts';
 import { isSealedFrame, openStoredFrame, orgOfChannelKey, sealedFrameText } from './at-rest.ts';
@@ -40,23 +38,17 @@ export function openBrokerEvent(
   }
 }
 
-export class AtRestBroker implements Broker {
+/** Publishes as the engine does (its result's frame is the stored, possibly sealed, text; callers use its id). */
+export class AtRestBroker extends ForwardingBroker {
   constructor(
-    private readonly inner: Broker,
+    inner: Broker,
     private readonly cipher: AtRestCipher | undefined,
     private readonly onError: AtRestErrorHandler,
-  ) {}
-
-  get name(): string {
-    return this.inner.name;
+  ) {
+    super(inner);
   }
 
-  /** The engine's result: its frame is the stored (possibly sealed) text; callers use its id. */
-  publish(input: PublishInput): Promise<BrokerEvent> {
-    return this.inner.publish(input);
-  }
-
-  async history(key: string, query: HistoryQuery): Promise<HistoryResult> {
+  override async history(key: string, query: HistoryQuery): Promise<HistoryResult> {
     const h = await this.inner.history(key, query);
     let sealed = 0;
     let lost = false;
@@ -76,29 +68,11 @@ export class AtRestBroker implements Broker {
     return { events, recovered: h.recovered && !lost, top: h.top };
   }
 
-  subscribe(key: string): Promise<void> {
-    return this.inner.subscribe(key);
-  }
-  unsubscribe(key: string): Promise<void> {
-    return this.inner.unsubscribe(key);
-  }
-  onEvent(handler: BrokerEventHandler): void {
+  override onEvent(handler: BrokerEventHandler): void {
     this.inner.onEvent((event) => {
       const opened = openBrokerEvent(this.cipher, event, this.onError);
       if (opened) handler(opened);
     });
-  }
-  publishControl(message: ControlMessage): Promise<void> {
-    return this.inner.publishControl(message);
-  }
-  onControl(handler: ControlHandler): void {
-    this.inner.onControl(handler);
-  }
-  ping(): Promise<void> {
-    return this.inner.ping();
-  }
-  close(): Promise<void> {
-    return this.inner.close();
   }
 }
 

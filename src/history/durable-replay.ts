@@ -24,19 +24,11 @@
  */
 import type { Clock } from '../clock.ts';
 import { channelNameFromKey, compareEventIds, isEventId, parseEventId } from '../protocol/index.ts';
+import { ForwardingBroker } from '../broker/forwarding-broker.ts';
 import { encodeChannelEvent } from '../gateway/frames.ts';
 import { sealedBoxOfRecordPayload, sealedFrameText } from '../crypto/at-rest.ts';
 import type { ChannelRegistry } from '../subscriptions/channel-registry.ts';
-import type {
-  Broker,
-  BrokerEvent,
-  BrokerEventHandler,
-  ControlHandler,
-  ControlMessage,
-  HistoryQuery,
-  HistoryResult,
-  PublishInput,
-} from '../broker/broker.ts';
+import type { Broker, BrokerEvent, HistoryQuery, HistoryResult } from '../broker/broker.ts';
 
 /** A durable event as the records give it back. */
 export interface DurableReplayEvent {
@@ -81,20 +73,19 @@ export interface DurableReplayOptions {
   readonly onError?: (err: unknown, key: string) => void;
 }
 
-export class DurableReplayBroker implements Broker {
-  readonly name: string;
+export class DurableReplayBroker extends ForwardingBroker {
   /** Replays that reached into the records, and the events they read there. */
   replays = 0;
   replayedFromRecords = 0;
 
   constructor(
-    readonly inner: Broker,
+    inner: Broker,
     private readonly options: DurableReplayOptions,
   ) {
-    this.name = inner.name;
+    super(inner);
   }
 
-  async history(key: string, query: HistoryQuery): Promise<HistoryResult> {
+  override async history(key: string, query: HistoryQuery): Promise<HistoryResult> {
     const r = await this.inner.history(key, query);
     const since = query.since;
     if (r.recovered || since === undefined || r.events.length > 0 || !isEventId(since)) return r;
@@ -155,31 +146,6 @@ export class DurableReplayBroker implements Broker {
     this.replayedFromRecords += fromRecords;
     this.options.onReplay?.(fromRecords);
     return { events, recovered: !truncated, top: stream.top };
-  }
-
-  publish(input: PublishInput): Promise<BrokerEvent> {
-    return this.inner.publish(input);
-  }
-  subscribe(key: string): Promise<void> {
-    return this.inner.subscribe(key);
-  }
-  unsubscribe(key: string): Promise<void> {
-    return this.inner.unsubscribe(key);
-  }
-  onEvent(handler: BrokerEventHandler): void {
-    this.inner.onEvent(handler);
-  }
-  publishControl(message: ControlMessage): Promise<void> {
-    return this.inner.publishControl(message);
-  }
-  onControl(handler: ControlHandler): void {
-    this.inner.onControl(handler);
-  }
-  ping(): Promise<void> {
-    return this.inner.ping();
-  }
-  close(): Promise<void> {
-    return this.inner.close();
   }
 }
 

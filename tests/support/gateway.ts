@@ -135,30 +135,8 @@ export class RawClient {
 
   private cursor = 0;
   /** The next frame (after the last one returned) matching `pred`. */
-  async next(pred: (f: Frame) => boolean = () => true, timeoutMs = 3000): Promise<Frame> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      for (; this.cursor < this.frames.length; this.cursor++) {
-        const f = this.frames[this.cursor]!;
-        if (pred(f)) {
-          this.cursor++;
-          return f;
-        }
-      }
-      if (this.closed)
-        throw new Error(
-          `closed (${this.closed.code} ${this.closed.reason}) before a matching frame; saw ${this.summary()}`,
-        );
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out waiting for a frame; saw ${this.summary()}`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.waiters.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
-    }
+  next(pred: (f: Frame) => boolean = () => true, timeoutMs = 3000): Promise<Frame> {
+    return this.find(pred, this.cursor, timeoutMs);
   }
 
   /**
