@@ -77,7 +77,7 @@ export async function openRecords(
     refreshMs: 5_000,
   }).start();
   const audit = new AuditLogger({
-    prisma: db.prisma,
+    db,
     dataDir: config.dataDir,
     clock,
     random,

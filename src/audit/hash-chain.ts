@@ -36,16 +36,16 @@ export function canonicalJson(value: unknown): string {
 }
 
 export function chainHash(prevHash: string, content: ChainedContent): string {
-  const canonical = canonicalJson({
-    orgId: content.orgId,
-    seq: content.seq,
-    actor: content.actor,
-    action: content.action,
-    target: content.target,
-    detail: content.detail,
-    remoteAddress: content.remoteAddress,
-    userAgent: content.userAgent,
-    createdAt: content.createdAt,
-  });
+  // canonicalJson of the whole entry, its top-level keys written out in sorted order: the same bytes as
+  // canonicalJson({orgId, seq, ...}) (a unit test holds them equal) without sorting nine keys per entry,
+  // which was a fifth of the audit writer's own CPU.
+  const canonical =
+    `{"action":${json(content.action)},"actor":${json(content.actor)},"createdAt":${json(content.createdAt)}` +
+    `,"detail":${canonicalJson(content.detail)},"orgId":${json(content.orgId)}` +
+    `,"remoteAddress":${json(content.remoteAddress)},"seq":${json(content.seq)},"target":${json(content.target)}` +
+    `,"userAgent":${json(content.userAgent)}}`;
   return createHash('sha256').update(prevHash).update('\n').update(canonical).digest('hex');
 }
+
+/** A scalar member as canonicalJson writes it (undefined as null: the fields are never left out). */
+const json = (v: string | number | null): string => JSON.stringify(v ?? null);

@@ -45,7 +45,7 @@ export function cliActor(): string {
 
 /** Records an operator's action in the audit trail and waits for it to be written (or spilled). */
 export async function auditCliAction(cli: CliDatabase, entry: Omit<AuditEntryInput, 'actor'>): Promise<void> {
-  const audit = new AuditLogger({ prisma: cli.db.prisma, dataDir: cli.config.dataDir });
+  const audit = new AuditLogger({ db: cli.db, dataDir: cli.config.dataDir });
   audit.record({ ...entry, actor: cliActor(), detail: { ...entry.detail, via: 'cli' } });
   if (!(await audit.close()))
     note('warning: the audit entry could not be written yet; it is kept in the spill file');

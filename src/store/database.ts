@@ -22,6 +22,17 @@ export interface RawSqlSession {
   query<Row extends Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<Row[]>;
 }
 
+/** One transaction of raw statements, for the batch writers that need neither Prisma's models nor its plans. */
+export interface SqlTransaction {
+  query<Row extends Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<Row[]>;
+  /**
+   * Bulk-loads CSV text with a `COPY <table> (<columns>) FROM '/dev/blob' WITH (FORMAT csv)` statement:
+   * on the embedded PGlite about half the CPU of an `INSERT ... SELECT` of the same rows. Undefined on
+   * PostgreSQL, whose work runs in its own processes (callers fall back to an INSERT there).
+   */
+  readonly copyCsv?: (copySql: string, csv: string) => Promise<void>;
+}
+
 export interface Database {
   readonly prisma: PrismaClient;
   readonly kind: DatabaseKind;
@@ -34,6 +45,12 @@ export interface Database {
    * Prisma cannot express: multi-statement migration scripts inside one transaction.
    */
   withRawSession<T>(fn: (session: RawSqlSession) => Promise<T>): Promise<T>;
+  /**
+   * Runs `fn` in one transaction (committed when it resolves, rolled back when it throws): through Prisma's
+   * interactive transaction on PostgreSQL, on the engine itself on PGlite (which holds the engine for it,
+   * so Prisma's own queries wait and never interleave).
+   */
+  transaction<T>(fn: (tx: SqlTransaction) => Promise<T>): Promise<T>;
   /** Disconnects Prisma and closes the pool or the embedded engine (flushing it to disk). Idempotent. */
   close(): Promise<void>;
 }
@@ -116,6 +133,15 @@ async function createPostgres(options: DatabaseOptions, url: string): Promise<Da
         return false;
       }
     },
+    transaction(fn) {
+      return prisma.$transaction(
+        (tx) =>
+          fn({
+            query: (sql, params = []) => tx.$queryRawUnsafe(sql, ...params),
+          }),
+        { maxWait: 10_000, timeout: 30_000 },
+      );
+    },
     async withRawSession(fn) {
       const client = await pool.connect();
       try {
@@ -167,6 +193,16 @@ async function createPglite(options: DatabaseOptions): Promise<Database> {
       } catch {
         return false;
       }
+    },
+    transaction(fn) {
+      return engine.transaction((tx) =>
+        fn({
+          query: async <Row>(sql: string, params?: readonly unknown[]) =>
+            (await tx.query<Row>(sql, params as unknown[] | undefined)).rows,
+          copyCsv: async (copySql: string, csv: string) =>
+            void (await tx.query(copySql, [], { blob: new Blob([csv]) })),
+        } as SqlTransaction),
+      );
     },
     async withRawSession(fn) {
       return fn({

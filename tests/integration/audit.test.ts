@@ -30,9 +30,11 @@ for (const target of databaseTargets) {
   describe(`audit trail on ${target.kind}`, { skip }, () => {
     let opened: OpenedDatabase;
     let prisma: PrismaClient;
+    let db: Database;
     before(async () => {
       opened = await target.open();
-      prisma = opened.db.prisma;
+      db = opened.db;
+      prisma = db.prisma;
     });
     let reopened: Database | undefined;
     after(async () => {
@@ -41,7 +43,43 @@ for (const target of databaseTargets) {
     });
 
     const newLogger = (overrides: Partial<ConstructorParameters<typeof AuditLogger>[0]> = {}) =>
-      new AuditLogger({ prisma, dataDir: opened.dataDir, clock: new ManualClock(T0), ...overrides });
+      new AuditLogger({ db, dataDir: opened.dataDir, clock: new ManualClock(T0), ...overrides });
+
+    test('text fields round-trip exactly, whatever they hold (CSV quoting on PGlite, jsonb on PostgreSQL)', async () => {
+      const audit = newLogger();
+      const awkward = [
+        { actor: 'a,b', target: 'say "hi", then leave', userAgent: 'line\nbreak\r\nand more' },
+        { actor: '""', target: '', userAgent: null },
+        { actor: '\\N', target: '\\.', userAgent: 'tab\there, é ✓ \u2028' },
+        { actor: 'nul\u0000byte', target: null, userAgent: ',' },
+      ];
+      for (const [i, a] of awkward.entries())
+        audit.record({
+          orgId: 'csv-org',
+          action: 'admin.test',
+          ...a,
+          detail: { i, quote: '"', comma: ',', nl: '\n', nested: { b: [1, '"x"'], a: null } },
+          remoteAddress: i % 2 ? null : '::1',
+        });
+      assert.equal(await audit.close(), true);
+      const { entries } = await queryAudit(prisma, { orgId: 'csv-org' });
+      assert.equal(entries.length, awkward.length);
+      for (const [i, a] of awkward.entries()) {
+        const e = entries[i]!;
+        assert.deepEqual(
+          [e.actor, e.target, e.userAgent, e.remoteAddress],
+          [a.actor.replace('\u0000', '\uFFFD'), a.target, a.userAgent, i % 2 ? null : '::1'],
+        );
+        assert.deepEqual(e.detail, {
+          i,
+          quote: '"',
+          comma: ',',
+          nl: '\n',
+          nested: { b: [1, '"x"'], a: null },
+        });
+      }
+      assert.equal((await verifyAuditChain(prisma, 'csv-org')).ok, true);
+    });
 
     test('every hook kind is recorded: who, organization, when, what, from where', async () => {
       const audit = newLogger();
@@ -280,7 +318,7 @@ for (const target of databaseTargets) {
       if (target.kind === 'postgres') lost = await opened.reopen();
       await lost.close();
       const first = new AuditLogger({
-        prisma: lost.prisma,
+        db: lost,
         dataDir: opened.dataDir,
         clock: new ManualClock(T0),
       });
@@ -290,6 +328,7 @@ for (const target of databaseTargets) {
       assert.ok(existsSync(join(opened.dataDir, 'audit-spill.jsonl')));
       if (target.kind === 'pglite') {
         reopened = await opened.reopen();
+        db = reopened;
         prisma = reopened.prisma;
       }
 
@@ -314,7 +353,7 @@ for (const target of databaseTargets) {
         const viaProxy = await opened.reopen({ databaseUrl: viaPort(pgInfo.url, proxy.port) });
         const clock = new ManualClock(T0);
         const audit = new AuditLogger({
-          prisma: viaProxy.prisma,
+          db: viaProxy,
           dataDir: opened.dataDir,
           clock,
           retryBaseMs: 1_000,

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import {
   GENESIS_HASH,
@@ -46,4 +47,25 @@ test('the hash depends on every field and on the previous hash, not on key order
   ];
   for (const change of changes)
     assert.notEqual(chainHash(GENESIS_HASH, { ...content, ...change }), h, JSON.stringify(change));
+});
+
+test('the hash is sha256(prevHash, "\\n", canonicalJson of the entry): pinned, so stored chains stay verifiable', () => {
+  assert.equal(
+    chainHash(GENESIS_HASH, content),
+    '66fe0ac0b7b645e0e40d5c3989cbf33b9fc957b08dc2ec99feec77b4b059662f',
+  );
+  const samples: ChainedContent[] = [
+    content,
+    { ...content, target: 'agent:bot', userAgent: 'Mozilla/5.0 "quoted" \u2028', detail: {} },
+    { ...content, remoteAddress: null, detail: [1, 'two', null, { b: true, a: -0.5 }], seq: 2 ** 31 - 1 },
+    { ...content, actor: 'é\u0000', action: 'x'.repeat(1024), detail: 'a string detail' },
+  ];
+  for (const c of samples) {
+    const reference = createHash('sha256')
+      .update(GENESIS_HASH)
+      .update('\n')
+      .update(canonicalJson({ ...c }))
+      .digest('hex');
+    assert.equal(chainHash(GENESIS_HASH, c), reference, JSON.stringify(c));
+  }
 });
