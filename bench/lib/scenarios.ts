@@ -305,6 +305,17 @@ async function quiesce(gens: readonly Loadgen[]): Promise<void> {
   }
 }
 
+/** Waits (at most 20 s) until the server uses under 10 % of a core over half a second; returns seconds. */
+async function settle(pids: () => readonly number[]): Promise<number> {
+  const t0 = performance.now();
+  while (performance.now() - t0 < 20_000) {
+    const cpu = new CpuMeter(pids);
+    await sleep(500);
+    if (cpu.read() < 10) break;
+  }
+  return (performance.now() - t0) / 1000;
+}
+
 /** Scenarios (b), (c), (d) and, on the Redis targets, (e): one result per phase. */
 export async function runFanout(
   def: TargetDef,
@@ -374,6 +385,20 @@ export async function runFanout(
         `connected in ${c.seconds.toFixed(1)} s; ${publishers} publisher connection(s)`,
     );
     await sleep(500);
+    // Measure the steady state, for every target alike: let the server finish what the connects left
+    // it (APIX writes its connection records and audit entries after the fact), then warm it up at the
+    // first rate for one step's length, unmeasured.
+    const settled = await settle(() => server.pids());
+    const warm = groups[0]!;
+    await pub.publish({
+      step: -1,
+      rate: spec.rates[0]! / (spec.subscribers / warm.length),
+      durationMs: s.stepSeconds * 1000,
+      channels: warm,
+      random: warm.length > 1,
+    });
+    await quiesce(subscriberGens);
+    log(`${head} settled in ${settled.toFixed(1)} s, warmed up for ${s.stepSeconds} s`);
 
     const loadPids = (): number[] => gens.map((g) => g.pid);
     let stepId = 0;

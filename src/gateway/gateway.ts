@@ -89,6 +89,11 @@ const MAX_EARLY_FRAMES = 64;
 /** Heartbeat rounds without a word from the client before it is terminated. */
 const MISSED_HEARTBEATS_TO_CUT = 2;
 
+/** The heartbeat timer's period: about 200 slices per interval, between 10 and 250 ms. */
+function heartbeatTickMs(intervalMs: number): number {
+  return Math.max(10, Math.min(250, Math.floor(intervalMs / 200)));
+}
+
 export class ApiXGateway {
   readonly wss: WebSocketServer;
   readonly hub: LocalHub;
@@ -110,7 +115,9 @@ export class ApiXGateway {
   readonly perOrg = new Map<string, number>();
   private readonly early = new WeakMap<Connection, Array<[RawData, boolean]>>();
   private sweepTimer: TimerHandle | undefined;
-  private lastHeartbeat = 0;
+  private heartbeatTimer: TimerHandle | undefined;
+  /** The heartbeat round in progress: connections still to ping, how many per tick, when it began. */
+  private heartbeatRound: { rest: Iterator<Connection>; perTick: number; startedAt: number } | undefined;
   private draining = false;
   private seq = 0;
   slowConsumers = 0;
@@ -216,8 +223,11 @@ export class ApiXGateway {
       25,
       Math.min(1000, Math.floor(Math.min(heartbeatIntervalMs, connectTimeoutMs) / 4)),
     );
-    this.lastHeartbeat = this.deps.clock.now();
     this.sweepTimer = this.deps.clock.setInterval(() => this.sweep(), tick);
+    this.heartbeatTimer = this.deps.clock.setInterval(
+      () => this.heartbeatTick(),
+      heartbeatTickMs(heartbeatIntervalMs),
+    );
     this.pending.start();
   }
 
@@ -1698,16 +1708,10 @@ export class ApiXGateway {
 
   // ---------------------------------------------------------------- sweeper
 
-  /** One pass over all connections: connect timeouts, token expiry, heartbeats, stuck closes. */
+  /** One pass over all connections: connect timeouts, token expiry, stuck closes. */
   sweep(): void {
     const now = this.deps.clock.now();
-    const { connectTimeoutMs, heartbeatIntervalMs } = this.deps.config;
-    const heartbeatDue = now - this.lastHeartbeat >= heartbeatIntervalMs;
-    let pingFrames: EventFrames | undefined;
-    if (heartbeatDue) {
-      this.lastHeartbeat = now;
-      pingFrames = new EventFrames(encodeControl('heartbeat.ping', { ts: now }, now), Infinity);
-    }
+    const { connectTimeoutMs } = this.deps.config;
     for (const conn of this.degraded) this.checkQos(conn);
     for (const conn of this.connections.values()) {
       switch (conn.phase) {
@@ -1726,28 +1730,64 @@ export class ApiXGateway {
         case Phase.CLOSING:
           if (now - conn.closingSince > 5000) conn.ws.terminate();
           continue;
-        case Phase.CONNECTED: {
-          if (this.expireToken(conn, now)) continue;
-          if (heartbeatDue) {
-            // Two silent rounds in a row: a client busy for one interval (GC, a loaded machine) survives,
-            // a dead one is cut within two to three intervals.
-            if (conn.missedHeartbeats >= MISSED_HEARTBEATS_TO_CUT) {
-              this.deps.log.debug({ connectionId: conn.id }, 'heartbeats missed: terminating');
-              conn.ws.terminate();
-              continue;
-            }
-            conn.missedHeartbeats++;
-            conn.pingSentAt = now;
-            conn.releaseInflate();
-            conn.sendEvent(pingFrames!);
-            try {
-              conn.ws.ping();
-            } catch {
-              // socket already closing
-            }
-          }
-        }
+        case Phase.CONNECTED:
+          this.expireToken(conn, now);
       }
+    }
+  }
+
+  /**
+   * The heartbeat round, spread over the interval: every tick pings the next slice of the connections, so
+   * that each one is pinged once per interval and no tick writes more than a few dozen sockets. (Pinging
+   * them all at once stalled every delivery for the length of 20,000 socket writes: hundreds of
+   * milliseconds at 10,000 connections, every interval.)
+   */
+  heartbeatTick(): void {
+    const now = this.deps.clock.now();
+    const interval = this.deps.config.heartbeatIntervalMs;
+    if (!this.heartbeatRound) {
+      const slices = Math.max(1, Math.floor(interval / heartbeatTickMs(interval)));
+      this.heartbeatRound = {
+        rest: this.connections.values(),
+        perTick: Math.max(1, Math.ceil(this.connections.size / slices)),
+        startedAt: now,
+      };
+    }
+    const round = this.heartbeatRound;
+    if (round.perTick === 0) {
+      // This round's connections are all pinged: the next round starts one interval after this one did.
+      if (now - round.startedAt >= interval) this.heartbeatRound = undefined;
+      return;
+    }
+    let frames: EventFrames | undefined;
+    for (let n = 0; n < round.perTick; n++) {
+      const next = round.rest.next();
+      if (next.done) {
+        round.perTick = 0;
+        break;
+      }
+      const conn = next.value;
+      if (conn.phase !== Phase.CONNECTED || this.expireToken(conn, now)) continue;
+      // Two silent rounds in a row: a client busy for one interval (GC, a loaded machine) survives, a
+      // dead one is cut within two to three intervals.
+      if (conn.missedHeartbeats >= MISSED_HEARTBEATS_TO_CUT) {
+        this.deps.log.debug({ connectionId: conn.id }, 'heartbeats missed: terminating');
+        conn.ws.terminate();
+        continue;
+      }
+      frames ??= new EventFrames(encodeControl('heartbeat.ping', { ts: now }, now), Infinity);
+      conn.missedHeartbeats++;
+      conn.pingSentAt = now;
+      conn.releaseInflate();
+      // Both pings in one write.
+      conn.socket.cork();
+      conn.sendEvent(frames);
+      try {
+        conn.ws.ping();
+      } catch {
+        // socket already closing
+      }
+      conn.socket.uncork();
     }
   }
 
@@ -1769,6 +1809,7 @@ export class ApiXGateway {
     while (this.connections.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     for (const conn of this.connections.values()) conn.ws.terminate();
     this.sweepTimer?.cancel();
+    this.heartbeatTimer?.cancel();
     // The detached sessions' in-flight entries are written before the sessions are let go.
     await this.pending.flush();
     for (const session of [...this.sessions.values()]) this.endSession(session, false);

@@ -54,6 +54,9 @@ describe('replay and recovery', () => {
 
   it('recovered:false for a trimmed id, an id above the top, another channel’s id and garbage', async () => {
     const ids = await publishN(pub, 'agent:r3', 60); // history keeps 50
+    // Ids are <ms>-<seq> per channel: published in the same millisecond as r3's last events, r4's ids
+    // could be r3's own (a real position in r3, rightly recovered); a later millisecond makes them foreign.
+    await sleep(5);
     const other = await publishN(pub, 'agent:r4', 3);
     const c = await RawClient.connect(node.wsUrl);
     const top = ids[59]!.split('-');
@@ -238,6 +241,29 @@ describe('connection lifecycle', () => {
       await sleep(300);
       assert.equal(alive.closed, undefined, 'a client that answers stays');
       alive.close();
+    } finally {
+      await node.close();
+    }
+  });
+
+  it('spreads the heartbeat round over the interval: each client pinged once per interval, not all at once', async () => {
+    const interval = 1000;
+    const node = await startNode({ heartbeatIntervalMs: interval });
+    try {
+      const clients = await Promise.all(Array.from({ length: 60 }, () => RawClient.connect(node.wsUrl)));
+      await sleep(2 * interval + 300);
+      const pings = clients.map((c) =>
+        c.frames.filter((f) => f.type === 'heartbeat.ping').map((f) => f.payload.ts as number),
+      );
+      for (const ts of pings) {
+        assert.ok(ts.length >= 1 && ts.length <= 3, `pings: ${ts.length}`);
+        for (let i = 1; i < ts.length; i++)
+          assert.ok(ts[i]! - ts[i - 1]! >= interval * 0.8, `two pings ${ts[i]! - ts[i - 1]!} ms apart`);
+      }
+      const firsts = pings.map((ts) => ts[0]!);
+      const spread = Math.max(...firsts) - Math.min(...firsts);
+      assert.ok(spread >= interval * 0.4, `the first round's pings span ${spread} ms`);
+      for (const c of clients) c.close();
     } finally {
       await node.close();
     }
