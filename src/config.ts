@@ -178,6 +178,8 @@ export const EnvSchema = z.object({
     .string()
     .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')
     .optional(),
+  /** The embedded PGlite's shared_buffers: pages it keeps in the gateway's own memory (the OS caches the rest). */
+  APIX_EMBEDDED_DB_BUFFERS_MB: int(1, 4096).default(16),
 });
 export type Env = z.infer<typeof EnvSchema>;
 
@@ -264,6 +266,7 @@ export interface Config {
   readonly redisUrl: string | undefined;
   readonly redisPrefix: string;
   readonly databaseUrl: string | undefined;
+  readonly embeddedDbBuffersMb: number;
 }
 
 export class ConfigError extends Error {
@@ -394,6 +397,7 @@ export function configFromEnv(e: Env): Config {
     redisUrl: e.REDIS_URL,
     redisPrefix: e.APIX_REDIS_PREFIX,
     databaseUrl: e.DATABASE_URL,
+    embeddedDbBuffersMb: e.APIX_EMBEDDED_DB_BUFFERS_MB,
   };
 }
 

@@ -57,7 +57,12 @@ export async function openRecords(
   deps: { clock: Clock; random: Random; log: Logger },
 ): Promise<Records> {
   const { clock, random, log } = deps;
-  const db = await createDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, logger: log });
+  const db = await createDatabase({
+    databaseUrl: config.databaseUrl,
+    dataDir: config.dataDir,
+    embeddedBuffersMb: config.embeddedDbBuffersMb,
+    logger: log,
+  });
   try {
     await migrate(db, { onProgress: (line: string) => log.info(line) });
   } catch (err) {

@@ -21,7 +21,11 @@ export async function openCliDatabase(
   options: { migrate?: boolean } = {},
 ): Promise<CliDatabase> {
   const config = loadConfig(env);
-  const db = await createDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  const db = await createDatabase({
+    databaseUrl: config.databaseUrl,
+    dataDir: config.dataDir,
+    embeddedBuffersMb: config.embeddedDbBuffersMb,
+  });
   try {
     if (options.migrate !== false) {
       const r = await migrate(db, { onProgress: note });

@@ -60,6 +60,12 @@ export interface DatabaseOptions {
   readonly databaseUrl?: string | undefined;
   /** APIX_DATA_DIR; PGlite keeps its files in `<dataDir>/pgdata`. */
   readonly dataDir: string;
+  /**
+   * PGlite's shared_buffers in MiB (unset: left as it is). Its pages live in the gateway's heap, so they
+   * are what the records cost in memory per connection; 16 MiB holds the hot index pages, the OS page
+   * cache the rest (PostgreSQL's default, 128 MiB, grew the process by 3-4 KB per connection).
+   */
+  readonly embeddedBuffersMb?: number | undefined;
   /** Pool size on PostgreSQL (default 10). */
   readonly poolSize?: number;
   /** Client-side limit on one query, so that a dead network fails writes instead of hanging them. */
@@ -172,6 +178,21 @@ async function createPglite(options: DatabaseOptions): Promise<Database> {
   try {
     engine = new PGlite(dir);
     await engine.waitReady;
+    const mb = options.embeddedBuffersMb;
+    if (mb !== undefined) {
+      const [row] = (
+        await engine.query<{ mb: number }>(
+          `SELECT (setting::bigint * 8 / 1024)::int AS mb FROM pg_settings WHERE name = 'shared_buffers'`,
+        )
+      ).rows;
+      if (row?.mb !== mb) {
+        // A server setting: written to postgresql.auto.conf, read at the next start (once per change).
+        await engine.exec(`ALTER SYSTEM SET shared_buffers = '${Math.trunc(mb)}MB'`);
+        await engine.close();
+        engine = new PGlite(dir);
+        await engine.waitReady;
+      }
+    }
   } catch (err) {
     releaseLock();
     throw err;
