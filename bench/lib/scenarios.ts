@@ -43,6 +43,9 @@ export interface ConnectionsResult {
   failed?: number;
   connectSeconds?: number;
   connectsPerSec?: number;
+  /** CPU (% of one core) of the server and of the load generators over both halves of the connects. */
+  connectServerCpuPct?: number;
+  connectLoadCpuPct?: number;
   rssBeforeMB?: number;
   /** Server RSS with half the connections. */
   rssMiddleMB?: number;
@@ -176,7 +179,9 @@ async function connectAll(
       connected: results.reduce((n, r) => n + r.connected, 0),
       failed: results.reduce((n, r) => n + r.failed, 0),
       retried: results.reduce((n, r) => n + r.retried, 0),
-      seconds: (performance.now() - started) / 1000,
+      // The handshakes' own time, from each generator's first handshake (after it minted its tokens:
+      // clients bring tokens their backend minted beforehand) to its last; the generators run at once.
+      seconds: Math.max(...results.map((r) => r.elapsedMs)) / 1000,
       firstError: results.find((r) => r.firstError)?.firstError,
     };
   } finally {
@@ -209,6 +214,8 @@ export async function runConnections(
     // server allocates or frees on its first connections (and after start-up, e.g. a shrinking heap).
     const half = Math.floor(connections / 2);
     const target = clientTarget(def, server, s);
+    const connectCpu = new CpuMeter(() => server.pids());
+    const connectLoadCpu = new CpuMeter(() => gens.map((g) => g.pid));
     const groups = [['agent:bench']];
     const c1 = await connectAll(gens, target, half, groups, false, 0, s, log, `${label} (1st half)`);
     await sleep(2000);
@@ -225,6 +232,8 @@ export async function runConnections(
       `${label} (2nd half)`,
       half,
     );
+    r.connectServerCpuPct = Math.round(connectCpu.read());
+    r.connectLoadCpuPct = Math.round(connectLoadCpu.read());
     const connected = c1.connected + c2.connected;
     const seconds = c1.seconds + c2.seconds;
     r.connected = connected;
@@ -257,6 +266,7 @@ export async function runConnections(
   log(
     `${label}: ${r.connected ?? 0} connected in ${r.connectSeconds ?? '-'} s (${r.connectsPerSec ?? '-'}/s), ` +
       `RSS ${r.rssBeforeMB ?? '-'} -> ${r.rssMiddleMB ?? '-'} -> ${r.rssAfterMB ?? '-'} MB (${r.rssPerConnKB ?? '-'} KB/conn), ` +
+      `CPU % while connecting: server ${r.connectServerCpuPct ?? '-'} load ${r.connectLoadCpuPct ?? '-'}; ` +
       `idle CPU ${r.idleCpuPct ?? '-'}% (other processes ${r.otherCpuPct ?? '-'}%)${r.error ? `  ERROR: ${r.error.split('\n')[0]}` : ''}`,
   );
   return r;

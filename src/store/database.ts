@@ -63,7 +63,8 @@ export interface DatabaseOptions {
   /**
    * PGlite's shared_buffers in MiB (unset: left as it is). Its pages live in the gateway's heap, so they
    * are what the records cost in memory per connection; 16 MiB holds the hot index pages, the OS page
-   * cache the rest (PostgreSQL's default, 128 MiB, grew the process by 3-4 KB per connection).
+   * cache the rest (PostgreSQL's default, 128 MiB, grew the process by 3-4 KB per connection). A start
+   * parameter: it holds from this open on, nothing is written to the data directory.
    */
   readonly embeddedBuffersMb?: number | undefined;
   /** Pool size on PostgreSQL (default 10). */
@@ -176,23 +177,8 @@ async function createPglite(options: DatabaseOptions): Promise<Database> {
   const releaseLock = acquireDirLock(join(options.dataDir, 'pgdata.lock'));
   let engine: PGlite;
   try {
-    engine = new PGlite(dir);
+    engine = new PGlite(dir, { startParams: pgliteStartParams(options.embeddedBuffersMb) });
     await engine.waitReady;
-    const mb = options.embeddedBuffersMb;
-    if (mb !== undefined) {
-      const [row] = (
-        await engine.query<{ mb: number }>(
-          `SELECT (setting::bigint * 8 / 1024)::int AS mb FROM pg_settings WHERE name = 'shared_buffers'`,
-        )
-      ).rows;
-      if (row?.mb !== mb) {
-        // A server setting: written to postgresql.auto.conf, read at the next start (once per change).
-        await engine.exec(`ALTER SYSTEM SET shared_buffers = '${Math.trunc(mb)}MB'`);
-        await engine.close();
-        engine = new PGlite(dir);
-        await engine.waitReady;
-      }
-    }
   } catch (err) {
     releaseLock();
     throw err;
@@ -244,6 +230,13 @@ async function createPglite(options: DatabaseOptions): Promise<Database> {
       return closed;
     },
   };
+}
+
+/** PGlite's own start parameters (the single-user flags), plus shared_buffers when one is given. */
+function pgliteStartParams(buffersMb: number | undefined): string[] | undefined {
+  const defaults = (PGlite as unknown as { defaultStartParams?: readonly string[] }).defaultStartParams;
+  if (buffersMb === undefined || !defaults) return undefined;
+  return [...defaults, '-c', `shared_buffers=${Math.trunc(buffersMb)}MB`];
 }
 
 /** An exclusive lock file holding our pid; a lock left by a dead process is taken over. */

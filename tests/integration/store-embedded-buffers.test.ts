@@ -24,15 +24,15 @@ describe('embedded database: shared_buffers', () => {
   const dir = mkdtempSync(join(tmpdir(), 'apix-buffers-'));
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('applied at open (the engine restarts once), kept across reopens, changed when the setting changes; data intact', async () => {
+  it('applied at every open, changed when the setting changes, PostgreSQL default when unset; data intact', async () => {
     let db = await createDatabase({ dataDir: dir, embeddedBuffersMb: 8 });
     await migrate(db, { onProgress: () => {} });
     assert.equal(await buffersMb(db), 8);
     await db.prisma.organization.create({ data: { id: 'buffers-org', name: 'b' } });
     await db.close();
 
-    db = await createDatabase({ dataDir: dir, embeddedBuffersMb: 8 });
-    assert.equal(await buffersMb(db), 8);
+    db = await createDatabase({ dataDir: dir });
+    assert.equal(await buffersMb(db), 128);
     await db.close();
 
     db = await createDatabase({ dataDir: dir, embeddedBuffersMb: 24 });
