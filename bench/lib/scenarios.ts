@@ -41,6 +41,8 @@ export interface ConnectionsResult {
   readonly loadProcesses: number;
   connected?: number;
   failed?: number;
+  /** Handshakes that failed and were tried again (counted once each in `connected` when they then passed). */
+  retriedHandshakes?: number;
   connectSeconds?: number;
   connectsPerSec?: number;
   /** CPU (% of one core) of the server and of the load generators over both halves of the connects. */
@@ -106,7 +108,10 @@ export interface FanoutResult {
 
 export type Log = (line: string, transient?: boolean) => void;
 
-let nextAddress = 1;
+// Each run starts at its own block of source addresses: the previous run's connections leave their ports in
+// TIME_WAIT for a minute, and binding beside 10,000 of them on the same address made a run right after another
+// connect at half the rate (the load generator's kernel time).
+let nextAddress = 1 + 1000 * Math.floor(Math.random() * 4000);
 /** Fresh source addresses for every run, so no run meets the previous one's TIME_WAIT sockets. */
 function takeAddresses(connections: number, perAddress: number): number {
   const base = nextAddress;
@@ -238,6 +243,7 @@ export async function runConnections(
     const seconds = c1.seconds + c2.seconds;
     r.connected = connected;
     r.failed = c1.failed + c2.failed;
+    r.retriedHandshakes = c1.retried + c2.retried;
     r.connectSeconds = Math.round(seconds * 100) / 100;
     r.connectsPerSec = Math.round(connected / seconds);
     const firstError = c1.firstError ?? c2.firstError;

@@ -5,10 +5,11 @@
  */
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { PGlite } from '@electric-sql/pglite';
+import type { PGlite } from '@electric-sql/pglite';
 import { PrismaPg } from '@prisma/adapter-pg';
 import pg from 'pg';
 import { PrismaPGlite } from 'pglite-prisma-adapter';
+import { PGliteThread } from './pglite-thread.ts';
 import { PrismaClient } from '../generated/prisma/client.ts';
 import { silentLogger, type StoreLogger } from './log.ts';
 
@@ -175,16 +176,17 @@ async function createPglite(options: DatabaseOptions): Promise<Database> {
   mkdirSync(dir, { recursive: true });
   // PGlite is single-process: a second process opening the same directory would corrupt it.
   const releaseLock = acquireDirLock(join(options.dataDir, 'pgdata.lock'));
-  let engine: PGlite;
+  let engine: PGliteThread;
   try {
-    engine = new PGlite(dir, { startParams: pgliteStartParams(options.embeddedBuffersMb) });
-    await engine.waitReady;
+    // On a thread of its own: PGlite runs each statement synchronously on the thread that owns it.
+    engine = await PGliteThread.open({ dataDir: dir, sharedBuffersMb: options.embeddedBuffersMb });
   } catch (err) {
     releaseLock();
     throw err;
   }
   const prisma = new PrismaClient({
-    adapter: new PrismaPGlite(engine),
+    // The adapter uses query/exec/transaction, which the thread provides with PGlite's own semantics.
+    adapter: new PrismaPGlite(engine as unknown as PGlite),
     queryPlanCacheMaxSize: QUERY_PLAN_CACHE,
   });
   let closed: Promise<void> | undefined;
@@ -206,8 +208,7 @@ async function createPglite(options: DatabaseOptions): Promise<Database> {
         fn({
           query: async <Row>(sql: string, params?: readonly unknown[]) =>
             (await tx.query<Row>(sql, params as unknown[] | undefined)).rows,
-          copyCsv: async (copySql: string, csv: string) =>
-            void (await tx.query(copySql, [], { blob: new Blob([csv]) })),
+          copyCsv: async (copySql: string, csv: string) => void (await tx.query(copySql, [], { csv })),
         } as SqlTransaction),
       );
     },
@@ -230,13 +231,6 @@ async function createPglite(options: DatabaseOptions): Promise<Database> {
       return closed;
     },
   };
-}
-
-/** PGlite's own start parameters (the single-user flags), plus shared_buffers when one is given. */
-function pgliteStartParams(buffersMb: number | undefined): string[] | undefined {
-  const defaults = (PGlite as unknown as { defaultStartParams?: readonly string[] }).defaultStartParams;
-  if (buffersMb === undefined || !defaults) return undefined;
-  return [...defaults, '-c', `shared_buffers=${Math.trunc(buffersMb)}MB`];
 }
 
 /** An exclusive lock file holding our pid; a lock left by a dead process is taken over. */

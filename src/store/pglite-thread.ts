@@ -1,0 +1,269 @@
+/**
+ * The embedded PostgreSQL (PGlite) on a worker thread, behind the part of PGlite's interface that APIX
+ * and pglite-prisma-adapter use (`query`, `exec`, `transaction`, `close`).
+ *
+ * Why: PGlite runs every statement synchronously on the thread that owns it. In the gateway's thread, a
+ * batch of audit entries or connection records held every handshake and delivery for its whole length
+ * (10-30 ms a batch, more in a connect storm). On its own thread it runs beside the event loop, using the
+ * time the event loop leaves idle.
+ *
+ * How: the worker (src/store/pglite-worker.mjs) owns the engine and answers each statement with the rows as
+ * PostgreSQL's text; this side parses them exactly as PGlite would (the caller's parsers, then the array
+ * types, then PGlite's defaults), so results are identical. Statements and transactions run one at a time
+ * (a transaction holds the engine until it ends, as in PGlite), in the order they were asked.
+ */
+import { Worker } from 'node:worker_threads';
+import { messages, types, type Results } from '@electric-sql/pglite';
+
+export interface WorkerStart {
+  readonly dataDir: string;
+  readonly sharedBuffersMb?: number | undefined;
+}
+
+export interface RawResult {
+  readonly fields: ReadonlyArray<{ readonly name: string; readonly dataTypeID: number }>;
+  /** Values as PostgreSQL's text (null for NULL). */
+  readonly rows: unknown[][];
+  readonly affectedRows?: number | undefined;
+  /** The command tag (a COMMIT of an aborted transaction answers ROLLBACK). */
+  readonly command?: string | undefined;
+}
+
+export interface ErrorData {
+  readonly message: string;
+  /** A PostgreSQL error (PGlite's DatabaseError): its fields (code, detail, constraint, ...) are kept. */
+  readonly database: boolean;
+  readonly fields: Record<string, string>;
+}
+
+export type PgliteRequest =
+  | {
+      readonly id: number;
+      readonly op: 'query';
+      readonly sql: string;
+      readonly params?: readonly unknown[];
+      readonly csv?: string;
+    }
+  | { readonly id: number; readonly op: 'exec'; readonly sql: string }
+  | { readonly id: number; readonly op: 'close' };
+
+export type PgliteResponse =
+  | { readonly id: number; readonly ok: true; readonly result: unknown }
+  | { readonly id: number; readonly ok: false; readonly error: ErrorData };
+
+type Parser = (text: string, typeId?: number) => unknown;
+
+export interface ThreadQueryOptions {
+  readonly rowMode?: 'array' | 'object';
+  readonly parsers?: Readonly<Record<number, Parser>>;
+  /** CSV text for a `COPY ... FROM '/dev/blob'` statement. */
+  readonly csv?: string;
+}
+
+export interface ThreadTransaction {
+  query<T>(sql: string, params?: readonly unknown[], options?: ThreadQueryOptions): Promise<Results<T>>;
+  exec(sql: string, options?: ThreadQueryOptions): Promise<Array<Results>>;
+  rollback(): Promise<void>;
+  readonly closed: boolean;
+}
+
+const defaultParsers = types.parsers as unknown as Record<number, Parser>;
+
+export class PGliteThread {
+  private readonly worker: Worker;
+  private readonly calls = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private nextId = 1;
+  /** Top-level statements and transactions, one at a time, in order. */
+  private lock: Promise<unknown> = Promise.resolve();
+  /** Array types' parsers, as PGlite makes them at start. */
+  private readonly arrayParsers: Record<number, Parser> = {};
+  private stopped: Error | undefined;
+  private closing: Promise<void> | undefined;
+
+  /** Starts the thread and opens (or creates) the database in `dataDir`. */
+  static async open(start: WorkerStart): Promise<PGliteThread> {
+    const thread = new PGliteThread(start);
+    try {
+      await new Promise<unknown>((resolve, reject) => thread.calls.set(0, { resolve, reject }));
+      await thread.loadArrayTypes();
+    } catch (err) {
+      await thread.worker.terminate();
+      throw err;
+    }
+    return thread;
+  }
+
+  private constructor(start: WorkerStart) {
+    this.worker = new Worker(new URL('./pglite-worker.mjs', import.meta.url), {
+      workerData: start,
+      // The thread's JavaScript is small (the rows cross as text); a small young generation keeps the
+      // garbage of its messages from adding megabytes to the process.
+      resourceLimits: { maxYoungGenerationSizeMb: 4 },
+    });
+    this.worker.on('message', (res: PgliteResponse) => {
+      const call = this.calls.get(res.id);
+      if (!call) return;
+      this.calls.delete(res.id);
+      if (res.ok) call.resolve(res.result);
+      else call.reject(toError(res.error));
+    });
+    const stop = (err: Error): void => {
+      this.stopped ??= err;
+      for (const call of this.calls.values()) call.reject(err);
+      this.calls.clear();
+    };
+    this.worker.on('error', (err) => stop(new Error(`the embedded database stopped: ${err.message}`)));
+    this.worker.on('exit', (code) => stop(new Error(`the embedded database thread exited (${code})`)));
+  }
+
+  get closed(): boolean {
+    return this.stopped !== undefined || this.closing !== undefined;
+  }
+
+  query<T>(sql: string, params?: readonly unknown[], options?: ThreadQueryOptions): Promise<Results<T>> {
+    return this.exclusive(() => this.runQuery<T>(sql, params, options));
+  }
+
+  exec(sql: string, options?: ThreadQueryOptions): Promise<Array<Results>> {
+    return this.exclusive(() => this.runExec(sql, options));
+  }
+
+  /** BEGIN, `fn`, COMMIT (ROLLBACK when it throws); nothing else runs on the engine meanwhile. */
+  transaction<T>(fn: (tx: ThreadTransaction) => Promise<T>): Promise<T> {
+    return this.exclusive(async () => {
+      await this.runExec('BEGIN');
+      let closed = false;
+      const open = (): void => {
+        if (closed) throw new Error('Transaction is closed');
+      };
+      const tx: ThreadTransaction = {
+        query: async <R>(sql: string, params?: readonly unknown[], options?: ThreadQueryOptions) => {
+          open();
+          return this.runQuery<R>(sql, params, options);
+        },
+        exec: async (sql, options) => {
+          open();
+          return this.runExec(sql, options);
+        },
+        rollback: async () => {
+          open();
+          closed = true;
+          await this.runExec('ROLLBACK');
+        },
+        get closed() {
+          return closed;
+        },
+      };
+      try {
+        const result = await fn(tx);
+        if (!closed) {
+          closed = true;
+          const [commit] = await this.runExec('COMMIT');
+          if ((commit as { command?: string } | undefined)?.command === 'ROLLBACK')
+            throw new Error('the transaction was aborted and rolled back');
+        }
+        return result;
+      } catch (err) {
+        if (!closed) {
+          closed = true;
+          await this.runExec('ROLLBACK').catch(() => undefined);
+        }
+        throw err;
+      }
+    });
+  }
+
+  /** Closes the engine (flushing it to disk) and ends the thread. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      try {
+        if (!this.stopped) await this.exclusive(() => this.call({ id: 0, op: 'close' }));
+      } finally {
+        await this.worker.terminate();
+      }
+    })();
+    return this.closing;
+  }
+
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.lock.then(fn);
+    this.lock = run.catch(() => undefined);
+    return run;
+  }
+
+  private async runQuery<T>(
+    sql: string,
+    params: readonly unknown[] | undefined,
+    options: ThreadQueryOptions | undefined,
+  ): Promise<Results<T>> {
+    const raw = (await this.call({
+      id: 0,
+      op: 'query',
+      sql,
+      ...(params && params.length ? { params } : {}),
+      ...(options?.csv !== undefined ? { csv: options.csv } : {}),
+    })) as RawResult;
+    return this.parse<T>(raw, options);
+  }
+
+  private async runExec(sql: string, options?: ThreadQueryOptions): Promise<Array<Results>> {
+    const raws = (await this.call({ id: 0, op: 'exec', sql })) as RawResult[];
+    return raws.map((r) => this.parse(r, options));
+  }
+
+  private call(req: PgliteRequest): Promise<unknown> {
+    if (this.stopped) return Promise.reject(this.stopped);
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.calls.set(id, { resolve, reject });
+      this.worker.postMessage({ ...req, id });
+    });
+  }
+
+  /** Text to values, as PGlite's own parseType: the caller's parser, else the array types', else PGlite's. */
+  private parse<T>(raw: RawResult, options: ThreadQueryOptions | undefined): Results<T> {
+    const parsers = raw.fields.map(
+      (f) =>
+        options?.parsers?.[f.dataTypeID] ?? this.arrayParsers[f.dataTypeID] ?? defaultParsers[f.dataTypeID],
+    );
+    const typeIds = raw.fields.map((f) => f.dataTypeID);
+    const value = (v: unknown, i: number): unknown => {
+      if (v === null || v === undefined) return null;
+      const p = parsers[i];
+      return p ? p(v as string, typeIds[i]!) : v;
+    };
+    const rows =
+      options?.rowMode === 'array'
+        ? raw.rows.map((r) => r.map(value))
+        : raw.rows.map((r) => {
+            const row: Record<string, unknown> = {};
+            for (let i = 0; i < raw.fields.length; i++) row[raw.fields[i]!.name] = value(r[i], i);
+            return row;
+          });
+    return {
+      rows: rows as T[],
+      fields: raw.fields.map((f) => ({ name: f.name, dataTypeID: f.dataTypeID })),
+      ...(raw.affectedRows !== undefined ? { affectedRows: raw.affectedRows } : {}),
+      ...(raw.command !== undefined ? { command: raw.command } : {}),
+    } as Results<T>;
+  }
+
+  private async loadArrayTypes(): Promise<void> {
+    const r = await this.runQuery<{ oid: number; typarray: number }>(
+      `SELECT b.oid, b.typarray FROM pg_catalog.pg_type a LEFT JOIN pg_catalog.pg_type b ON b.oid = a.typelem
+       WHERE a.typcategory = 'A' GROUP BY b.oid, b.typarray ORDER BY b.oid`,
+      undefined,
+      undefined,
+    );
+    for (const { oid, typarray } of r.rows)
+      this.arrayParsers[typarray] = (text) =>
+        types.arrayParser(text, (this.arrayParsers[oid] ?? defaultParsers[oid]) as Parser, typarray);
+  }
+}
+
+function toError(data: ErrorData): Error {
+  if (!data.database) return new Error(data.message);
+  const err = new messages.DatabaseError(data.message, 0, 'error');
+  Object.assign(err, data.fields);
+  return err;
+}

@@ -1,0 +1,112 @@
+/**
+ * The embedded PostgreSQL (PGlite) on a thread of its own: src/store/pglite-thread.ts sends it SQL, it
+ * answers with the rows as PostgreSQL's text (the calling thread parses them, with the parsers its caller
+ * asked for). PGlite runs a query synchronously on the thread that owns it; here, that is never the
+ * gateway's event loop.
+ *
+ * Plain JavaScript: a worker thread does not inherit the TypeScript loader of its parent on every Node
+ * version, and this file needs none. Its messages are typed in pglite-thread.ts (PgliteRequest,
+ * PgliteResponse, RawResult, ErrorData).
+ */
+import { Blob } from 'node:buffer';
+import { setTimeout } from 'node:timers';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { parentPort, workerData } from 'node:worker_threads';
+import { PGlite, messages, types } from '@electric-sql/pglite';
+
+/** @type {{ dataDir: string, sharedBuffersMb?: number }} */
+const start = workerData;
+const port = /** @type {import('node:worker_threads').MessagePort} */ (parentPort);
+/** @param {string} text */
+const identity = (text) => text;
+
+/** @param {import('@electric-sql/pglite').Results} r */
+const raw = (r) => ({
+  fields: r.fields.map((f) => ({ name: f.name, dataTypeID: f.dataTypeID })),
+  rows: r.rows,
+  affectedRows: r.affectedRows,
+  command: /** @type {{ command?: string }} */ (r).command,
+});
+
+async function open() {
+  const defaults = /** @type {{ defaultStartParams?: string[] }} */ (/** @type {unknown} */ (PGlite))
+    .defaultStartParams;
+  const engine = new PGlite(start.dataDir, {
+    ...(start.sharedBuffersMb !== undefined && defaults
+      ? { startParams: [...defaults, '-c', `shared_buffers=${start.sharedBuffersMb}MB`] }
+      : {}),
+    parsers: Object.fromEntries(Object.keys(types.parsers).map((oid) => [oid, identity])),
+  });
+  await engine.waitReady;
+  // PGlite adds a parser per array type at start; raw text for those too.
+  const parsers = /** @type {{ parsers: Record<string, unknown> }} */ (/** @type {unknown} */ (engine))
+    .parsers;
+  for (const oid of Object.keys(parsers)) parsers[oid] = identity;
+  // A new database is made by initdb, a WebAssembly instance of its own of some hundreds of MB, unreachable
+  // once done but freed only by full collections, which this thread's small heap may not run for a long
+  // time: collecting now returns that memory at start (770 -> about 400 MB) instead of at a random later
+  // time.
+  // The engine lets go of it over its first seconds, so a few collections, not one.
+  setFlagsFromString('--expose-gc');
+  const gc = /** @type {() => void} */ (runInNewContext('gc'));
+  gc();
+  for (const ms of [500, 1500, 3000, 6000]) setTimeout(gc, ms).unref();
+  return engine;
+}
+
+const ready = open();
+ready.then(
+  () => port.postMessage({ id: 0, ok: true, result: undefined }),
+  (err) => port.postMessage({ id: 0, ok: false, error: describe(err) }),
+);
+
+port.on(
+  'message',
+  (/** @type {{ id: number, op: string, sql: string, params?: unknown[], csv?: string }} */ req) => {
+    void handle(req).then((res) => port.postMessage(res));
+  },
+);
+
+/** @param {{ id: number, op: string, sql: string, params?: unknown[], csv?: string }} req */
+async function handle(req) {
+  try {
+    const engine = await ready;
+    switch (req.op) {
+      case 'query':
+        return {
+          id: req.id,
+          ok: true,
+          result: raw(
+            await engine.query(req.sql, req.params, {
+              rowMode: 'array',
+              ...(req.csv !== undefined ? { blob: new Blob([req.csv]) } : {}),
+            }),
+          ),
+        };
+      case 'exec':
+        return { id: req.id, ok: true, result: (await engine.exec(req.sql, { rowMode: 'array' })).map(raw) };
+      case 'close':
+        if (!engine.closed) await engine.close();
+        return { id: req.id, ok: true, result: undefined };
+      default:
+        throw new Error(`unknown operation ${req.op}`);
+    }
+  } catch (err) {
+    return { id: req.id, ok: false, error: describe(err) };
+  }
+}
+
+/** An error as plain data: PostgreSQL's fields (code, detail, constraint, ...) survive the crossing. */
+function describe(/** @type {unknown} */ err) {
+  const e = /** @type {Record<string, unknown>} */ (err);
+  /** @type {Record<string, string>} */
+  const fields = {};
+  if (e && typeof e === 'object')
+    for (const [k, v] of Object.entries(e)) if (typeof v === 'string') fields[k] = v;
+  return {
+    message: e && typeof e === 'object' && typeof e.message === 'string' ? e.message : String(err),
+    database: err instanceof messages.DatabaseError,
+    fields,
+  };
+}
