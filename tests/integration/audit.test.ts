@@ -83,6 +83,35 @@ for (const target of databaseTargets) {
       assert.equal((await verifyAuditChain(prisma, 'csv-org')).ok, true);
     });
 
+    test('batches: a full batch is written at once, a partial one waits for the tick', async () => {
+      const clock = new ManualClock(T0);
+      const audit = new AuditLogger({
+        db,
+        dataDir: opened.dataDir,
+        clock,
+        maxBatch: 5,
+        flushIntervalMs: 1_000,
+      });
+      const written = async () => {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        return audit.counters.written;
+      };
+      for (let i = 0; i < 4; i++) audit.record(entry('batch-org', i));
+      assert.equal(await written(), 0, 'four of five: not yet');
+      audit.record(entry('batch-org', 4)); // fills the batch: its write starts
+      // Recorded while that write is in flight: they wait for the next full batch or tick, not a
+      // transaction of their own right after it.
+      for (let i = 5; i < 8; i++) audit.record(entry('batch-org', i));
+      for (let i = 0; i < 50 && audit.counters.written < 5; i++) await written();
+      assert.equal(audit.counters.written, 5, 'the full batch is written without a tick');
+      assert.equal(await written(), 5, 'the partial batch waits');
+      clock.advance(1_000);
+      for (let i = 0; i < 50 && audit.counters.written < 8; i++) await written();
+      assert.equal(audit.counters.written, 8, 'the tick writes it');
+      assert.equal(await audit.close(), true);
+      assert.equal((await verifyAuditChain(prisma, 'batch-org')).ok, true);
+    });
+
     test('every hook kind is recorded: who, organization, when, what, from where', async () => {
       const audit = newLogger();
       const bus = new HookBus((name, err) => assert.fail(`hook ${name} threw: ${String(err)}`));
