@@ -9,6 +9,7 @@ const COMMANDS: Record<string, string> = {
   token: 'mint a development JWT: apix token --sub alice --org acme --roles member [--ttl 1h]',
   keys: 'manage API keys: apix keys create|list|revoke --org <org>',
   channels: 'manage channels: apix channels set-permissions <channel> --org <org> --json <permissions>',
+  connections: 'connection records: apix connections list --org <org> [--status S] [--limit N]',
   migrate: 'apply database migrations',
   audit: 'the audit trail: apix audit verify|tail --org <org>',
   admin: 'operate a running gateway: suspend, resume, kick, revoke-token, revoke-user',

@@ -1314,7 +1314,9 @@ export class ApiXGateway {
     }
     session.status = ConnectionStatus.RECONNECTING;
     if (this.draining) {
-      // Leaving with the node: the session lives on in the store for another node.
+      // Leaving with the node: the session lives on in a shared store for another node; in this node's
+      // memory it ends here.
+      if (!this.deps.sessionStore.outlivesNode) return this.endSession(session, true);
       this.saveSnapshot(session);
       this.endSession(session, false);
       return;
@@ -1347,6 +1349,11 @@ export class ApiXGateway {
     if (this.sessions.get(session.key) === session) this.sessions.delete(session.key);
     if (session.status !== ConnectionStatus.SUSPENDED) session.status = ConnectionStatus.DISCONNECTED;
     if (forget) {
+      this.deps.hooks.emit('onSessionEnd', {
+        orgId: session.orgId,
+        sessionId: session.sessionId,
+        status: session.status,
+      });
       this.deps.sessionStore.delete(session.key).catch(() => {});
       this.deps.offlineQueue.clear(session.key).catch(() => {});
       // Its un-acked events are dead letters now, not silently gone.
@@ -1812,7 +1819,10 @@ export class ApiXGateway {
     this.heartbeatTimer?.cancel();
     // The detached sessions' in-flight entries are written before the sessions are let go.
     await this.pending.flush();
-    for (const session of [...this.sessions.values()]) this.endSession(session, false);
+    // Sessions waiting for a resume live on in a shared store (another node resumes them); in this node's
+    // memory they end here, and their records say so.
+    const outlive = this.deps.sessionStore.outlivesNode;
+    for (const session of [...this.sessions.values()]) this.endSession(session, !outlive);
     await this.pending.close();
     this.wss.close();
   }

@@ -108,6 +108,8 @@ export interface HookEvents {
   onCoalesced: { channelType: ChannelType };
   onRateLimited: { principal: Principal | undefined; peer: Peer; scope: string };
   onSuspend: { orgId: string; sessionId: string; by: string; reason: string; suspended: boolean };
+  /** A session ended for good: its resume window passed, or it cannot outlive this node (memory engine). */
+  onSessionEnd: { orgId: string; sessionId: string; status: ConnectionStatus };
   onAdminAction: { principal: Principal; peer: Peer; action: string; target: string; detail?: unknown };
 }
 

@@ -3,6 +3,7 @@ import type { PrivateChannelState, SessionSnapshot, SessionStore } from './sessi
 import { receivesPrivateChannel } from './session-store.ts';
 
 export class MemorySessionStore implements SessionStore {
+  readonly outlivesNode = false;
   private readonly sessions = new Map<string, SessionSnapshot>();
   /** `<org>/<user>` -> its sessions that receive `user:<user>` (removed with them: bounded by `sessions`). */
   private readonly byUser = new Map<string, Set<string>>();

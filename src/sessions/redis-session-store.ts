@@ -15,6 +15,7 @@ import type { PrivateChannelState, SessionSnapshot, SessionStore } from './sessi
 import { receivesPrivateChannel } from './session-store.ts';
 
 export class RedisSessionStore implements SessionStore {
+  readonly outlivesNode = true;
   constructor(
     private readonly client: RedisClient,
     private readonly keys: RedisKeys,

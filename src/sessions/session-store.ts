@@ -35,6 +35,8 @@ export interface SessionSnapshot {
 export type PrivateChannelState = 'live' | 'away' | 'none';
 
 export interface SessionStore {
+  /** Whether sessions saved here outlive this process (Redis): a node shutting down leaves them to others. */
+  readonly outlivesNode: boolean;
   save(snapshot: SessionSnapshot): Promise<void>;
   load(sessionId: string): Promise<SessionSnapshot | undefined>;
   delete(sessionId: string): Promise<void>;

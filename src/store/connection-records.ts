@@ -124,10 +124,16 @@ export class ConnectionRecords {
     return this.prisma.apiXConnection.findUnique({ where: { sessionId } });
   }
 
-  listByOrganization(organizationId: string, status?: ConnectionStatus): Promise<ApiXConnection[]> {
+  /** An organization's connection records, newest first (at most `limit`, default 1000). */
+  listByOrganization(
+    organizationId: string,
+    status?: ConnectionStatus,
+    limit = 1000,
+  ): Promise<ApiXConnection[]> {
     return this.prisma.apiXConnection.findMany({
       where: { organizationId, ...(status ? { status } : {}) },
       orderBy: { connectedAt: 'desc' },
+      take: limit,
     });
   }
 

@@ -85,6 +85,9 @@ export function recordHooks(repos: RecordRepositories): GatewayHooks {
       }
       connections.statusChanged(connection.sessionId, connection.connectionId, status, clock.now());
     },
+    onSessionEnd({ sessionId, status }) {
+      connections.statusChanged(sessionId, undefined, status, clock.now());
+    },
     onSuspend({ sessionId, suspended }) {
       if (suspended && sessionId)
         connections.statusChanged(sessionId, undefined, ConnectionStatus.SUSPENDED, clock.now());

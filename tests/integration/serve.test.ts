@@ -1,6 +1,6 @@
 /**
- * `apix serve` as a user runs it: embedded defaults keep connections, keys and the audit trail in the
- * data dir across a restart; with DATABASE_URL they are kept in PostgreSQL. A bad setting stops the start
+ * `apix serve` as a user runs it: embedded defaults keep connection records (ended at shutdown), keys and
+ * the audit trail in the data dir across a restart; with DATABASE_URL they are kept in PostgreSQL. A bad setting stops the start
  * with one line naming it.
  */
 import { describe, it, after } from 'node:test';
@@ -24,6 +24,13 @@ async function exercise(env: Record<string, string>) {
   c.close();
   await new Promise((r) => setTimeout(r, 300));
   assert.equal(await gw.kill('SIGTERM'), 0, 'drains and exits 0');
+
+  // Between runs: run 1's connection is on record, and ended (its session cannot outlive the node's
+  // memory engine), not left waiting for a resume that cannot come.
+  const conns = runCli(['connections', 'list', '--org', 'acme'], env);
+  assert.equal(conns.status, 0, conns.stderr);
+  assert.match(conns.stdout, /DISCONNECTED {2}user=alice {2}WEB_APP .*channels=agent:p/, conns.stdout);
+  assert.doesNotMatch(conns.stdout, /RECONNECTING|\bCONNECTED/, conns.stdout);
 
   // Between runs: an API key created with the CLI against the same store.
   const created = runCli(['keys', 'create', '--org', 'acme', '--scopes', '*'], env);
