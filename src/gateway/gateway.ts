@@ -116,6 +116,8 @@ export class ApiXGateway {
   private readonly early = new WeakMap<Connection, Array<[RawData, boolean]>>();
   private sweepTimer: TimerHandle | undefined;
   private heartbeatTimer: TimerHandle | undefined;
+  /** Session snapshots being written: a draining node waits for them before its store closes. */
+  private readonly snapshotsInFlight = new Set<Promise<void>>();
   /** The heartbeat round in progress: connections still to ping, how many per tick, when it began. */
   private heartbeatRound: { rest: Iterator<Connection>; perTick: number; startedAt: number } | undefined;
   private draining = false;
@@ -1441,7 +1443,7 @@ export class ApiXGateway {
   private saveSnapshot(session: Session): void {
     const ttl = this.deps.config.sessionTtlMs;
     if (ttl <= 0) return;
-    this.deps.sessionStore
+    const saving: Promise<void> = this.deps.sessionStore
       .save({
         sessionId: session.key,
         orgId: session.orgId,
@@ -1458,7 +1460,9 @@ export class ApiXGateway {
         suspended: session.status === ConnectionStatus.SUSPENDED,
         live: session.isLive,
       })
-      .catch((err) => this.deps.log.warn({ err }, 'session snapshot failed'));
+      .catch((err) => this.deps.log.warn({ err }, 'session snapshot failed'))
+      .finally(() => this.snapshotsInFlight.delete(saving));
+    this.snapshotsInFlight.add(saving);
   }
 
   private queueAway(sub: Subscription, event: BrokerEvent, attempts: number): void {
@@ -1815,6 +1819,11 @@ export class ApiXGateway {
     const deadline = Date.now() + this.deps.config.drainTimeoutMs;
     while (this.connections.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     for (const conn of this.connections.values()) conn.ws.terminate();
+    // A terminated socket's close (and so its session's snapshot) comes a moment later: wait for it, so
+    // that every session is saved before the node closes its store (they were lost with the Redis client).
+    const cut = Date.now() + 2_000;
+    while (this.connections.size > 0 && Date.now() < cut) await new Promise((r) => setTimeout(r, 10));
+    await Promise.all([...this.snapshotsInFlight]);
     this.sweepTimer?.cancel();
     this.heartbeatTimer?.cancel();
     // The detached sessions' in-flight entries are written before the sessions are let go.

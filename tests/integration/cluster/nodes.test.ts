@@ -211,4 +211,33 @@ describe('redis', { skip }, () => {
   });
   after(() => redis?.release());
   clusterSuite('Redis', (n, o) => redisCluster(n, o, redis!.url));
+
+  it('clients that do not leave while their node drains keep their sessions for another node', async () => {
+    const pair = await redisCluster(2, { drainTimeoutMs: 200 }, redis!.url);
+    try {
+      const tok = await token({ sub: 'stuck' });
+      const stuck = await Promise.all(
+        Array.from({ length: 200 }, (_, i) =>
+          RawClient.connect(pair.nodes[0]!.wsUrl, {
+            token: tok,
+            sessionId: `stuck-${i}`,
+            subscriptions: ['agent:stuck'],
+          }),
+        ),
+      );
+      // They never read the close: the drain times out and cuts them, and only then do their sessions
+      // leave (their snapshots were lost when they came after the node had closed its Redis client).
+      for (const c of stuck) (c.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+      await pair.nodes[0]!.close();
+      for (const i of [0, 99, 199]) {
+        const c2 = await RawClient.connect(pair.nodes[1]!.wsUrl, { token: tok, sessionId: `stuck-${i}` });
+        assert.equal(c2.frames[0]!.payload.resumed, true, `stuck-${i}`);
+        assert.deepEqual(c2.frames[0]!.payload.subscriptions, ['agent:stuck']);
+        c2.close();
+      }
+      for (const c of stuck) c.terminate();
+    } finally {
+      await pair.nodes[1]!.close();
+    }
+  });
 });
