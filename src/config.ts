@@ -179,7 +179,7 @@ export const EnvSchema = z.object({
     .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')
     .optional(),
   /** The embedded PGlite's shared_buffers: pages it keeps in the gateway's own memory (the OS caches the rest). */
-  APIX_EMBEDDED_DB_BUFFERS_MB: int(1, 4096).default(16),
+  APIX_EMBEDDED_DB_BUFFERS_MB: int(1, 1024).default(16),
 });
 export type Env = z.infer<typeof EnvSchema>;
 

@@ -38,14 +38,27 @@ export function canonicalJson(value: unknown): string {
 export function chainHash(prevHash: string, content: ChainedContent): string {
   // canonicalJson of the whole entry, its top-level keys written out in sorted order: the same bytes as
   // canonicalJson({orgId, seq, ...}) (a unit test holds them equal) without sorting nine keys per entry,
-  // which was a fifth of the audit writer's own CPU.
+  // which was a fifth of the audit writer's own CPU. Like canonicalJson, an undefined member is left out.
   const canonical =
-    `{"action":${json(content.action)},"actor":${json(content.actor)},"createdAt":${json(content.createdAt)}` +
-    `,"detail":${canonicalJson(content.detail)},"orgId":${json(content.orgId)}` +
-    `,"remoteAddress":${json(content.remoteAddress)},"seq":${json(content.seq)},"target":${json(content.target)}` +
-    `,"userAgent":${json(content.userAgent)}}`;
+    '{' +
+    [
+      member('action', content.action),
+      member('actor', content.actor),
+      member('createdAt', content.createdAt),
+      content.detail === undefined ? '' : `"detail":${canonicalJson(content.detail)}`,
+      member('orgId', content.orgId),
+      member('remoteAddress', content.remoteAddress),
+      member('seq', content.seq),
+      member('target', content.target),
+      member('userAgent', content.userAgent),
+    ]
+      .filter((m) => m !== '')
+      .join(',') +
+    '}';
   return createHash('sha256').update(prevHash).update('\n').update(canonical).digest('hex');
 }
 
-/** A scalar member as canonicalJson writes it (undefined as null: the fields are never left out). */
-const json = (v: string | number | null): string => JSON.stringify(v ?? null);
+/** `"name":value` as canonicalJson writes a scalar member; '' for undefined (left out). */
+function member(name: string, value: string | number | null | undefined): string {
+  return value === undefined ? '' : `"${name}":${JSON.stringify(value)}`;
+}

@@ -119,7 +119,7 @@ export class ApiXGateway {
   /** Session snapshots being written: a draining node waits for them before its store closes. */
   private readonly snapshotsInFlight = new Set<Promise<void>>();
   /** The heartbeat round in progress: connections still to ping, how many per tick, when it began. */
-  private heartbeatRound: { rest: Iterator<Connection>; perTick: number; startedAt: number } | undefined;
+  private heartbeatRound: { rest: Iterator<Connection>; done: boolean; startedAt: number } | undefined;
   private draining = false;
   private seq = 0;
   slowConsumers = 0;
@@ -1756,25 +1756,22 @@ export class ApiXGateway {
   heartbeatTick(): void {
     const now = this.deps.clock.now();
     const interval = this.deps.config.heartbeatIntervalMs;
-    if (!this.heartbeatRound) {
-      const slices = Math.max(1, Math.floor(interval / heartbeatTickMs(interval)));
-      this.heartbeatRound = {
-        rest: this.connections.values(),
-        perTick: Math.max(1, Math.ceil(this.connections.size / slices)),
-        startedAt: now,
-      };
-    }
+    this.heartbeatRound ??= { rest: this.connections.values(), done: false, startedAt: now };
     const round = this.heartbeatRound;
-    if (round.perTick === 0) {
+    if (round.done) {
       // This round's connections are all pinged: the next round starts one interval after this one did.
       if (now - round.startedAt >= interval) this.heartbeatRound = undefined;
       return;
     }
+    // The slice follows the number of connections now: connections that arrive during a round join its
+    // end (the iterator is live), and a round begun with few must not crawl through a storm's thousands.
+    const slices = Math.max(1, Math.floor(interval / heartbeatTickMs(interval)));
+    const perTick = Math.max(1, Math.ceil(this.connections.size / slices));
     let frames: EventFrames | undefined;
-    for (let n = 0; n < round.perTick; n++) {
+    for (let n = 0; n < perTick; n++) {
       const next = round.rest.next();
       if (next.done) {
-        round.perTick = 0;
+        round.done = true;
         break;
       }
       const conn = next.value;

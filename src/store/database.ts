@@ -179,7 +179,12 @@ async function createPglite(options: DatabaseOptions): Promise<Database> {
   let engine: PGliteThread;
   try {
     // On a thread of its own: PGlite runs each statement synchronously on the thread that owns it.
-    engine = await PGliteThread.open({ dataDir: dir, sharedBuffersMb: options.embeddedBuffersMb });
+    engine = await PGliteThread.open({ dataDir: dir, sharedBuffersMb: options.embeddedBuffersMb }, (err) =>
+      (options.logger ?? silentLogger).error(
+        { err },
+        'the embedded database stopped; records and the audit trail now fail (the audit spills to its file)',
+      ),
+    );
   } catch (err) {
     releaseLock();
     throw err;

@@ -1,9 +1,13 @@
 /** Values headed for PostgreSQL jsonb and text columns. */
 import type { Prisma } from '../generated/prisma/client.ts';
 
-/** PostgreSQL text and jsonb reject NUL; it becomes U+FFFD. */
+/**
+ * PostgreSQL text and jsonb reject NUL, and a lone UTF-16 surrogate cannot be stored as UTF-8 (it would be
+ * stored as U+FFFD, unlike what was hashed into the audit chain): both become U+FFFD here, before hashing.
+ */
 export function pgSafeText(s: string): string {
-  return s.includes('\u0000') ? s.replaceAll('\u0000', '\uFFFD') : s;
+  const wellFormed = (s as unknown as { toWellFormed(): string }).toWellFormed();
+  return wellFormed.includes('\u0000') ? wellFormed.replaceAll('\u0000', '\uFFFD') : wellFormed;
 }
 
 /** A JSON-safe copy: drops undefined members, turns NUL into U+FFFD, non-JSON values into what JSON makes. */

@@ -81,8 +81,8 @@ export class PGliteThread {
   private closing: Promise<void> | undefined;
 
   /** Starts the thread and opens (or creates) the database in `dataDir`. */
-  static async open(start: WorkerStart): Promise<PGliteThread> {
-    const thread = new PGliteThread(start);
+  static async open(start: WorkerStart, onStop?: (err: Error) => void): Promise<PGliteThread> {
+    const thread = new PGliteThread(start, onStop);
     try {
       await new Promise<unknown>((resolve, reject) => thread.calls.set(0, { resolve, reject }));
       await thread.loadArrayTypes();
@@ -93,7 +93,8 @@ export class PGliteThread {
     return thread;
   }
 
-  private constructor(start: WorkerStart) {
+  /** `onStop`: the thread ended without close() (a crash); every call fails from then on. */
+  private constructor(start: WorkerStart, onStop?: (err: Error) => void) {
     this.worker = new Worker(new URL('./pglite-worker.mjs', import.meta.url), {
       workerData: start,
       // The thread's JavaScript is small (the rows cross as text); a small young generation keeps the
@@ -108,6 +109,7 @@ export class PGliteThread {
       else call.reject(toError(res.error));
     });
     const stop = (err: Error): void => {
+      if (!this.stopped && !this.closing) onStop?.(err);
       this.stopped ??= err;
       for (const call of this.calls.values()) call.reject(err);
       this.calls.clear();
@@ -148,6 +150,9 @@ export class PGliteThread {
         rollback: async () => {
           open();
           closed = true;
+          // pglite-prisma-adapter calls this without awaiting it: with the thread gone there is nothing to
+          // roll back, and a rejection here would be unhandled.
+          if (this.stopped) return;
           await this.runExec('ROLLBACK');
         },
         get closed() {
@@ -160,7 +165,11 @@ export class PGliteThread {
           closed = true;
           const [commit] = await this.runExec('COMMIT');
           if ((commit as { command?: string } | undefined)?.command === 'ROLLBACK')
-            throw new Error('the transaction was aborted and rolled back');
+            throw toError({
+              message: 'current transaction is aborted: rolled back at COMMIT',
+              database: true,
+              fields: { code: '25P02', severity: 'ERROR' },
+            });
         }
         return result;
       } catch (err) {
@@ -216,7 +225,13 @@ export class PGliteThread {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.calls.set(id, { resolve, reject });
-      this.worker.postMessage({ ...req, id });
+      try {
+        this.worker.postMessage({ ...req, id });
+      } catch (err) {
+        // A parameter that cannot be cloned: this call fails, the others go on.
+        this.calls.delete(id);
+        reject(err as Error);
+      }
     });
   }
 

@@ -52,6 +52,7 @@ for (const target of databaseTargets) {
         { actor: '""', target: '', userAgent: null },
         { actor: '\\N', target: '\\.', userAgent: 'tab\there, é ✓ \u2028' },
         { actor: 'nul\u0000byte', target: null, userAgent: ',' },
+        { actor: 'lone \ud800 surrogate', target: 'x'.repeat(1023) + '\ud83d\ude00', userAgent: 'ok' },
       ];
       for (const [i, a] of awkward.entries())
         audit.record({
@@ -70,7 +71,13 @@ for (const target of databaseTargets) {
         const e = entries[i]!;
         assert.deepEqual(
           [e.actor, e.target, e.userAgent, e.remoteAddress],
-          [a.actor.replace('\u0000', '\uFFFD'), a.target, a.userAgent, i % 2 ? null : '::1'],
+          [
+            a.actor.replace('\u0000', '\uFFFD').replace('\ud800', '\uFFFD'),
+            // Clipped at 1024 UTF-16 units, which splits the emoji: its half becomes U+FFFD.
+            a.target && a.target.length > 1024 ? a.target.slice(0, 1023) + '\uFFFD' : a.target,
+            a.userAgent,
+            i % 2 ? null : '::1',
+          ],
         );
         assert.deepEqual(e.detail, {
           i,

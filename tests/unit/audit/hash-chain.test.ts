@@ -59,6 +59,8 @@ test('the hash is sha256(prevHash, "\\n", canonicalJson of the entry): pinned, s
     { ...content, target: 'agent:bot', userAgent: 'Mozilla/5.0 "quoted" \u2028', detail: {} },
     { ...content, remoteAddress: null, detail: [1, 'two', null, { b: true, a: -0.5 }], seq: 2 ** 31 - 1 },
     { ...content, actor: 'é\u0000', action: 'x'.repeat(1024), detail: 'a string detail' },
+    { ...content, detail: undefined, target: undefined as unknown as null },
+    { ...content, seq: Number.NaN, createdAt: Number.POSITIVE_INFINITY },
   ];
   for (const c of samples) {
     const reference = createHash('sha256')
