@@ -19,10 +19,8 @@ import type {
   StatsResult,
   ToLoadgen,
 } from './lib/messages.ts';
+import { nowMs, readNumber, SEND_TIME_KEY as BT } from './lib/raw-frames.ts';
 
-const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
-
-const BT = Buffer.from('"bt":');
 const BS = Buffer.from('"bs":');
 const ID = Buffer.from('"id":"');
 const CHANNEL = Buffer.from('"channel":"');
@@ -73,27 +71,6 @@ const publisher: {
 
 function send(msg: FromLoadgen): void {
   process.send?.(msg);
-}
-
-/** Reads a non-negative decimal number at `at` without allocating. */
-function readNumber(buf: Buffer, at: number): number {
-  let v = 0;
-  let i = at;
-  let c = buf[i]!;
-  while (c >= 48 && c <= 57) {
-    v = v * 10 + (c - 48);
-    c = buf[++i]!;
-  }
-  if (c === 46) {
-    let scale = 0.1;
-    c = buf[++i]!;
-    while (c >= 48 && c <= 57) {
-      v += (c - 48) * scale;
-      scale /= 10;
-      c = buf[++i]!;
-    }
-  }
-  return v;
 }
 
 /** The string value after `"key":"` (event ids and channel names need no unescaping). */

@@ -18,6 +18,7 @@ import { SignJWT } from 'jose';
 import { Histogram } from '../lib/histogram.ts';
 import { payloadFor } from './agent-payload.ts';
 import type { SparseHistogram } from '../lib/histogram.ts';
+import { nowMs, readNumber, SEND_TIME_KEY as BT } from '../lib/raw-frames.ts';
 
 export type ServerKind = 'apix' | 'baseline';
 
@@ -79,9 +80,7 @@ export interface Snapshot {
   readonly now: number;
 }
 
-const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 const TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
-const BT = Buffer.from('"bt":');
 const SYNC = { finishFlush: zlibConstants.Z_SYNC_FLUSH };
 
 /** A masked client frame; the mask key is 0 (valid: the server unmasks whatever key is given). */
@@ -101,26 +100,6 @@ function clientFrame(opcode: number, data: Buffer, compressed = false): Buffer {
   }
   data.copy(buf, head);
   return buf;
-}
-
-function readNumber(buf: Buffer, at: number): number {
-  let v = 0;
-  let i = at;
-  let c = buf[i]!;
-  while (c >= 48 && c <= 57) {
-    v = v * 10 + (c - 48);
-    c = buf[++i]!;
-  }
-  if (c === 46) {
-    let scale = 0.1;
-    c = buf[++i]!;
-    while (c >= 48 && c <= 57) {
-      v += (c - 48) * scale;
-      scale /= 10;
-      c = buf[++i]!;
-    }
-  }
-  return v;
 }
 
 const hist = new Histogram();

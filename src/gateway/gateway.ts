@@ -118,7 +118,7 @@ export class ApiXGateway {
   private heartbeatTimer: TimerHandle | undefined;
   /** Session snapshots being written: a draining node waits for them before its store closes. */
   private readonly snapshotsInFlight = new Set<Promise<void>>();
-  /** The heartbeat round in progress: connections still to ping, how many per tick, when it began. */
+  /** The heartbeat round in progress: the connections still to ping, whether none are left, when it began. */
   private heartbeatRound: { rest: Iterator<Connection>; done: boolean; startedAt: number } | undefined;
   private draining = false;
   private seq = 0;
@@ -1775,7 +1775,8 @@ export class ApiXGateway {
         break;
       }
       const conn = next.value;
-      if (conn.phase !== Phase.CONNECTED || this.expireToken(conn, now)) continue;
+      // (Expired tokens are cut by the sweep, which runs at least every second.)
+      if (conn.phase !== Phase.CONNECTED) continue;
       // Two silent rounds in a row: a client busy for one interval (GC, a loaded machine) survives, a
       // dead one is cut within two to three intervals.
       if (conn.missedHeartbeats >= MISSED_HEARTBEATS_TO_CUT) {
@@ -1801,6 +1802,12 @@ export class ApiXGateway {
 
   // ---------------------------------------------------------------- shutdown
 
+  /** Resolves once every connection has closed, or after `ms`. */
+  private async connectionsGone(ms: number): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (this.connections.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  }
+
   /**
    * Graceful shutdown: refuse new connections, tell every client to go elsewhere
    * (`connection.disconnected`, close 1001), wait for them to leave up to the drain timeout, then cut.
@@ -1813,13 +1820,11 @@ export class ApiXGateway {
         this.disconnect(conn, 'UNAVAILABLE', 'server shutting down; reconnect', CloseCode.GOING_AWAY, true);
       else conn.close(CloseCode.GOING_AWAY, 'server shutting down', now);
     }
-    const deadline = Date.now() + this.deps.config.drainTimeoutMs;
-    while (this.connections.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await this.connectionsGone(this.deps.config.drainTimeoutMs);
     for (const conn of this.connections.values()) conn.ws.terminate();
     // A terminated socket's close (and so its session's snapshot) comes a moment later: wait for it, so
     // that every session is saved before the node closes its store (they were lost with the Redis client).
-    const cut = Date.now() + 2_000;
-    while (this.connections.size > 0 && Date.now() < cut) await new Promise((r) => setTimeout(r, 10));
+    await this.connectionsGone(2_000);
     await Promise.all([...this.snapshotsInFlight]);
     this.sweepTimer?.cancel();
     this.heartbeatTimer?.cancel();

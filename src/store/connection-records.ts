@@ -192,19 +192,9 @@ export class ConnectionRecords {
           channels: p.channels ?? null,
         });
     }
-    // One statement per kind and chunk: the rows travel as one jsonb parameter (the same SQL on PG and
-    // PGlite). Chunks of CHUNK rows with a turn of the event loop between them: on the embedded PGlite a
-    // statement holds the gateway's event loop, and one of 6,000 rows (a connect storm's 5 s of records)
-    // stalled every handshake and delivery for half a second. Rewriting a chunk after a failure is harmless:
-    // both statements are idempotent.
-    for (let i = 0; i < inserts.length; i += CHUNK) {
-      if (i > 0) await nextTurn();
-      await this.insert(inserts.slice(i, i + CHUNK));
-    }
-    for (let i = 0; i < updates.length; i += CHUNK) {
-      if (i > 0 || inserts.length > 0) await nextTurn();
-      await this.update(updates.slice(i, i + CHUNK));
-    }
+    // One statement per kind: the rows travel as one jsonb parameter (the same SQL on PG and PGlite).
+    await this.insert(inserts);
+    await this.update(updates);
   }
 
   private async insert(inserts: readonly object[]): Promise<void> {
@@ -245,8 +235,3 @@ export class ConnectionRecords {
       );
   }
 }
-
-/** Rows per statement of a flush. */
-const CHUNK = 250;
-
-const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));

@@ -212,7 +212,7 @@ async function createPglite(options: DatabaseOptions): Promise<Database> {
       return engine.transaction((tx) =>
         fn({
           query: async <Row>(sql: string, params?: readonly unknown[]) =>
-            (await tx.query<Row>(sql, params as unknown[] | undefined)).rows,
+            (await tx.query<Row>(sql, params)).rows,
           copyCsv: async (copySql: string, csv: string) => void (await tx.query(copySql, [], { csv })),
         } as SqlTransaction),
       );
@@ -221,7 +221,7 @@ async function createPglite(options: DatabaseOptions): Promise<Database> {
       return fn({
         exec: async (sql) => void (await engine.exec(sql)),
         query: async <Row>(sql: string, params?: readonly unknown[]) =>
-          (await engine.query<Row>(sql, params as unknown[] | undefined)).rows,
+          (await engine.query<Row>(sql, params)).rows,
       } as RawSqlSession);
     },
     close() {

@@ -6,7 +6,8 @@ import type { Prisma } from '../generated/prisma/client.ts';
  * stored as U+FFFD, unlike what was hashed into the audit chain): both become U+FFFD here, before hashing.
  */
 export function pgSafeText(s: string): string {
-  const wellFormed = (s as unknown as { toWellFormed(): string }).toWellFormed();
+  const str = s as unknown as { isWellFormed(): boolean; toWellFormed(): string };
+  const wellFormed = str.isWellFormed() ? s : str.toWellFormed();
   return wellFormed.includes('\u0000') ? wellFormed.replaceAll('\u0000', '\uFFFD') : wellFormed;
 }
 
