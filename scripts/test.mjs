@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 // The whole suite: static checks, then every test file under tests/ through node's test runner.
-// Usage: node scripts/test.mjs [unit|contracts|integration|e2e|<path filter>] [--no-static]
+// Usage: node scripts/test.mjs [unit|contracts|integration|e2e|<path filter>] [--no-static] [--no-build]
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
 const args = process.argv.slice(2);
 const noStatic = args.includes('--no-static') || args.length > 0;
+const noBuild = args.includes('--no-build');
 const filters = args.filter((a) => !a.startsWith('--'));
 
 function run(title, cmd, cmdArgs) {
@@ -45,6 +46,10 @@ if (!noStatic) {
     'src/**/*.ts',
   ]);
 }
+
+// The tests that start `apix serve` as a process run the compiled dist/ (what `npm start` runs): bring it
+// up to date first (incremental: a few seconds when nothing changed).
+if (!noBuild) run('build', process.execPath, ['scripts/build.mjs']);
 
 const roots = ['tests', 'packages/sdk/tests'].filter((d) => {
   try {

@@ -1,26 +1,33 @@
 /**
  * Browser assets served by the gateway itself, so that a clean clone shows something live with
- * `npm ci && npm start` and no build step:
+ * `npm ci && npm start`:
  *
- * - `GET /sdk/apix.js`: the client SDK (`packages/sdk`) as one ESM file, bundled by esbuild on the first
- *   request and cached for the life of the process (the same options as `npm run build -w @apix/sdk`).
- * - `GET /examples/feed/`: the live activity feed example (`examples/feed/`): its page, stylesheet, and
- *   script (`feed.ts`, transpiled on first request; its SDK import is left to `/sdk/apix.js`).
+ * - `GET /sdk/apix.js`: the client SDK (`packages/sdk`) as one ESM file.
+ * - `GET /examples/feed/`: the live activity feed example (`examples/feed/`): its page, stylesheet and
+ *   script (its SDK import is left to `/sdk/apix.js`).
  *
- * Every response is static (nothing depends on the request), carries an ETag, and the page ships a
- * Content-Security-Policy without inline scripts or styles. esbuild comes with `tsx`, a dependency.
+ * The compiled gateway (dist/) serves what `npm run build` bundled into dist/public/. Run from its
+ * TypeScript sources (tests, `npm run dev`), it bundles them on first request with esbuild, a dev
+ * dependency, and the same options (src/http/browser-assets.ts). Every response is static, carries an
+ * ETag, and the page ships a Content-Security-Policy without inline scripts or styles.
  */
 import { readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import type { ServerResponse } from 'node:http';
 import type * as Esbuild from 'esbuild';
+import type { BuildOptions } from 'esbuild';
 import { ApixError } from '../protocol/index.ts';
 import type { HttpContext, HttpRouter } from './router.ts';
+import { feedScriptOptions, sdkBundleOptions } from './browser-assets.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const SDK_ENTRY = `${ROOT}packages/sdk/src/index.ts`;
-const FEED_DIR = `${ROOT}examples/feed/`;
+/** Whether this module runs compiled (dist/http/examples.js): the assets were built beside it. */
+const COMPILED = import.meta.url.endsWith('.js');
+/** What `npm run build` wrote: dist/public/. */
+const BUILT = fileURLToPath(new URL('../public/', import.meta.url));
+/** The feed's page and stylesheet: copied into dist/public/ by the build (the Docker image holds only dist/). */
+const FEED_DIR = COMPILED ? `${BUILT}examples/feed/` : `${ROOT}examples/feed/`;
 
 /** The page's CSP: scripts and styles from this origin only; WebSockets to any gateway the user names. */
 export const FEED_CSP = [
@@ -61,54 +68,19 @@ function once(build: () => Promise<Asset>): () => Promise<Asset> {
   };
 }
 
-async function esbuild(): Promise<typeof Esbuild> {
+const JS = 'text/javascript; charset=utf-8';
+
+/** A script: the built file when compiled, else bundled now from the sources. */
+async function script(builtPath: string, options: BuildOptions): Promise<Asset> {
+  if (COMPILED) return readAsset(`${BUILT}${builtPath}`, JS);
+  let esbuild: typeof Esbuild;
   try {
-    return await import('esbuild');
+    esbuild = await import('esbuild');
   } catch {
-    throw new ApixError('UNAVAILABLE', 'esbuild is not installed; run npm ci');
+    throw new ApixError('UNAVAILABLE', 'esbuild is not installed; run npm ci (or serve the built dist/)');
   }
-}
-
-/** The SDK bundle: plain ESM, no imports, for browsers (see packages/sdk/tests/bundle.test.ts). */
-async function buildSdkBundle(): Promise<Asset> {
-  const { build } = await esbuild();
-  const result = await build({
-    entryPoints: [SDK_ENTRY],
-    bundle: true,
-    format: 'esm',
-    platform: 'neutral',
-    target: 'es2022',
-    write: false,
-    logLevel: 'silent',
-    legalComments: 'none',
-  });
-  return asset(result.outputFiles[0]?.text ?? '', 'text/javascript; charset=utf-8');
-}
-
-/** The feed's script: feed.ts transpiled; its import of the SDK source becomes `../../sdk/apix.js`. */
-async function buildFeedScript(): Promise<Asset> {
-  const { build } = await esbuild();
-  const result = await build({
-    entryPoints: [`${FEED_DIR}feed.ts`],
-    bundle: true,
-    format: 'esm',
-    platform: 'browser',
-    target: 'es2022',
-    write: false,
-    logLevel: 'silent',
-    plugins: [
-      {
-        name: 'sdk-from-gateway',
-        setup(b) {
-          b.onResolve({ filter: /packages\/sdk\/src\/index\.ts$/ }, () => ({
-            path: '../../sdk/apix.js',
-            external: true,
-          }));
-        },
-      },
-    ],
-  });
-  return asset(result.outputFiles[0]?.text ?? '', 'text/javascript; charset=utf-8');
+  const result = await esbuild.build({ ...options, write: false });
+  return asset(result.outputFiles?.[0]?.text ?? '', JS);
 }
 
 async function readAsset(path: string, contentType: string): Promise<Asset> {
@@ -134,7 +106,7 @@ function redirect(res: ServerResponse, location: string): void {
 
 /** `GET /sdk/apix.js`: the browser SDK bundle. */
 export function registerSdkBundle(http: HttpRouter): void {
-  const sdk = once(buildSdkBundle);
+  const sdk = once(() => script('sdk/apix.js', sdkBundleOptions(ROOT.slice(0, -1))));
   http.add('GET', /^\/sdk\/apix\.js$/, async (ctx) => send(ctx, await sdk()));
 }
 
@@ -142,11 +114,11 @@ export function registerSdkBundle(http: HttpRouter): void {
 export function registerFeedExample(http: HttpRouter): void {
   const page = once(() => readAsset(`${FEED_DIR}index.html`, 'text/html; charset=utf-8'));
   const style = once(() => readAsset(`${FEED_DIR}feed.css`, 'text/css; charset=utf-8'));
-  const script = once(buildFeedScript);
+  const feed = once(() => script('examples/feed/feed.js', feedScriptOptions(ROOT.slice(0, -1))));
   http.add('GET', /^\/examples\/feed$/, ({ res }) => redirect(res, 'feed/'));
   http.add('GET', /^\/examples\/feed\/(?:index\.html)?$/, async (ctx) =>
     send(ctx, await page(), { 'Content-Security-Policy': FEED_CSP }),
   );
   http.add('GET', /^\/examples\/feed\/feed\.css$/, async (ctx) => send(ctx, await style()));
-  http.add('GET', /^\/examples\/feed\/feed\.js$/, async (ctx) => send(ctx, await script()));
+  http.add('GET', /^\/examples\/feed\/feed\.js$/, async (ctx) => send(ctx, await feed()));
 }

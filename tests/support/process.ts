@@ -1,6 +1,7 @@
 /**
  * A gateway as a real process (`apix serve`), for restart, persistence and SIGKILL tests: started on a
- * free port with the environment given, ready when /readyz answers 200.
+ * free port with the environment given, ready when /readyz answers 200. It runs what `npm start` runs:
+ * the compiled CLI in dist/ (bin/apix.js; `node scripts/test.mjs` builds it first), not the sources.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -8,6 +9,8 @@ import { fileURLToPath } from 'node:url';
 import { freePort } from './redis.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+/** The `apix` command as installed (bin/apix.js runs dist/cli/main.js). */
+const APIX = ['bin/apix.js'];
 const running = new Set<ChildProcess>();
 process.on('exit', () => {
   for (const p of running) p.kill('SIGKILL');
@@ -28,7 +31,7 @@ export async function spawnGateway(
 ): Promise<GatewayProcess> {
   const port = options.port ?? (await freePort());
   let out = '';
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve'], {
+  const child = spawn(process.execPath, [...APIX, 'serve'], {
     cwd: ROOT,
     env: {
       PATH: process.env.PATH ?? '',
@@ -79,7 +82,7 @@ export function runCli(
   args: string[],
   env: Record<string, string>,
 ): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
+  const r = spawnSync(process.execPath, [...APIX, ...args], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
     encoding: 'utf8',

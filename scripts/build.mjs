@@ -1,0 +1,64 @@
+#!/usr/bin/env node
+// `npm run build` (also run by `npm ci` through `prepare`): compiles the gateway to dist/ and builds the
+// browser assets it serves, so that `npm start` runs plain JavaScript with no TypeScript loader.
+//   1. tsc -p tsconfig.build.json          src/**/*.ts -> dist/**/*.js (imports rewritten to .js)
+//   2. the files src/ reads at run time    Lua scripts, the PGlite worker, the dashboard's page and script
+//   3. esbuild                             dist/public/sdk/apix.js (the SDK for browsers) and the feed example
+// Usage: node scripts/build.mjs [--skip-tsc]
+import { spawnSync } from 'node:child_process';
+import { cpSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const DIST = join(ROOT, 'dist');
+const skipTsc = process.argv.includes('--skip-tsc');
+const started = Date.now();
+const step = (text) =>
+  process.stderr.write(`build: ${text} (${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
+
+if (!skipTsc) {
+  step('compiling src/ with tsc');
+  const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+  const r = spawnSync(process.execPath, [tsc, '-p', join(ROOT, 'tsconfig.build.json')], { stdio: 'inherit' });
+  if (r.status !== 0) {
+    process.stderr.write('build: tsc failed\n');
+    process.exit(r.status ?? 1);
+  }
+}
+
+// Files the compiled code opens beside itself (new URL('./x', import.meta.url)).
+const ASSET = /\.(lua|mjs|html|css|js)$/;
+function copyAssets(dir) {
+  for (const name of readdirSync(dir)) {
+    const from = join(dir, name);
+    if (statSync(from).isDirectory()) {
+      if (name !== 'generated') copyAssets(from);
+      continue;
+    }
+    if (!ASSET.test(name)) continue;
+    const to = join(DIST, relative(join(ROOT, 'src'), from));
+    mkdirSync(dirname(to), { recursive: true });
+    cpSync(from, to);
+  }
+}
+step('copying run-time assets');
+copyAssets(join(ROOT, 'src'));
+
+step('bundling the browser SDK and the feed example');
+let esbuild;
+try {
+  esbuild = await import('esbuild');
+} catch {
+  process.stderr.write('build: esbuild is not installed (a dev dependency): run npm ci\n');
+  process.exit(1);
+}
+const PUBLIC = join(DIST, 'public');
+rmSync(PUBLIC, { recursive: true, force: true });
+// The same options the gateway uses when it runs from src/ (tests, `npm run dev`) and bundles on demand.
+const { sdkBundleOptions, feedScriptOptions } = await import(join(DIST, 'http', 'browser-assets.js'));
+await esbuild.build({ ...sdkBundleOptions(ROOT), outfile: join(PUBLIC, 'sdk', 'apix.js') });
+await esbuild.build({ ...feedScriptOptions(ROOT), outfile: join(PUBLIC, 'examples', 'feed', 'feed.js') });
+for (const file of ['index.html', 'feed.css'])
+  cpSync(join(ROOT, 'examples', 'feed', file), join(PUBLIC, 'examples', 'feed', file));
+step('done: dist/');
