@@ -57,6 +57,7 @@ import { AtRestCipher } from './crypto/at-rest.ts';
 import { AtRestBroker, AtRestOfflineQueue, splitChannelKey } from './crypto/at-rest-engines.ts';
 import type { AtRestErrorHandler } from './crypto/at-rest-engines.ts';
 import type { TlsFiles } from './tls.ts';
+import { rawHttpResponse } from './security-headers.ts';
 
 /** The engines a node runs on: memory (embedded) or shared (Redis). */
 export interface Engines {
@@ -413,7 +414,11 @@ export function createNode(options: NodeOptions): ApixNode {
     socket.on('error', () => socket.destroy());
     const path = (req.url ?? '').split('?')[0];
     if (path !== WS_PATH) {
-      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+      const json = JSON.stringify({
+        code: 'NOT_FOUND',
+        message: `WebSocket upgrades are served at ${WS_PATH}`,
+      });
+      socket.end(rawHttpResponse(404, { json }));
       socket.destroy();
       return;
     }
@@ -421,12 +426,8 @@ export function createNode(options: NodeOptions): ApixNode {
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     const status =
-      err.code === 'HPE_HEADER_OVERFLOW'
-        ? '431 Request Header Fields Too Large'
-        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-          ? '408 Request Timeout'
-          : '400 Bad Request';
-    if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\n\r\n`);
+      err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    if (socket.writable) socket.end(rawHttpResponse(status));
     socket.destroy();
   });
 

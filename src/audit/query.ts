@@ -53,12 +53,16 @@ export async function queryAudit(prisma: PrismaClient, query: AuditQuery): Promi
   return { entries, nextAfterSeq: rows.at(-1)?.seq ?? query.afterSeq ?? 0 };
 }
 
+const MAX_DATE_MS = 8.64e15;
+const MAX_SEQ = 2 ** 31 - 1;
+
 const QuerySchema = z.object({
   since: z
     .string()
     .transform((s, ctx) => {
       const ms = /^\d+$/.test(s) ? Number(s) : Date.parse(s);
-      if (!Number.isFinite(ms)) {
+      // A Date holds at most 8.64e15 ms either side of the epoch; beyond it the query cannot be built.
+      if (!Number.isFinite(ms) || Math.abs(ms) > MAX_DATE_MS) {
         ctx.addIssue({ code: 'custom', message: 'since must be an ISO date or milliseconds since epoch' });
         return z.NEVER;
       }
@@ -70,7 +74,8 @@ const QuerySchema = z.object({
     .regex(/^[a-z][a-z0-9_.]{0,63}$/, 'type must be an action like auth.failed or an area like connection')
     .optional(),
   limit: z.coerce.number().int().min(1).max(AUDIT_MAX_LIMIT).optional(),
-  afterSeq: z.coerce.number().int().min(0).optional(),
+  // `seq` is a 32-bit integer column: a larger value is not a position of any chain.
+  afterSeq: z.coerce.number().int().min(0).max(MAX_SEQ).optional(),
 });
 
 /** Parses `GET /v1/audit` query parameters; on failure, a one-line message for a BAD_REQUEST. */

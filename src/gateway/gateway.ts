@@ -62,6 +62,7 @@ import { Session, Subscription, sessionKey } from './session.ts';
 import type { HookBus, Peer } from './hooks.ts';
 import { encodeChannelEvent, encodeControl, encodeError, EventFrames } from './frames.ts';
 import { canRecover, DegradedState, degradeReason } from './qos.ts';
+import { rawHttpResponse } from '../security-headers.ts';
 
 export interface GatewayDeps {
   readonly config: Config;
@@ -145,6 +146,15 @@ export class ApiXGateway {
           }
         : false,
       handleProtocols: (protocols) => (protocols.has(WS_SUBPROTOCOL) ? WS_SUBPROTOCOL : false),
+    });
+    // A handshake ws itself refuses (method, Upgrade, key, version, malformed offers) is answered here, so
+    // that it carries the security headers and the error registry's code like the gateway's own refusals.
+    this.wss.on('wsClientError', (err: Error, socket: Duplex, req: IncomingMessage) => {
+      const version: Record<string, string> = /Sec-WebSocket-Version/.test(err.message)
+        ? { 'Sec-WebSocket-Version': '13, 8' }
+        : {};
+      const status = req.method === 'GET' ? 400 : 405;
+      this.rejectUpgrade(socket, peerOf(req), status, 'BAD_REQUEST', err.message, { headers: version });
     });
     this.retry = new RetryManager(
       {
@@ -266,27 +276,20 @@ export class ApiXGateway {
     status: number,
     code: ErrorCode | 'ORIGIN' | 'PROTOCOL',
     reason: string,
-    extra: { retryAfterMs?: number } = {},
+    extra: { retryAfterMs?: number; headers?: Record<string, string> } = {},
   ): void {
     this.deps.hooks.emit('onConnectRefused', { peer, code, reason });
-    const text =
-      status === 403
-        ? 'Forbidden'
-        : status === 429
-          ? 'Too Many Requests'
-          : status === 503
-            ? 'Service Unavailable'
-            : 'Bad Request';
-    const retryAfter =
-      extra.retryAfterMs !== undefined ? `Retry-After: ${Math.ceil(extra.retryAfterMs / 1000)}\r\n` : '';
+    const { headers: more, ...fields } = extra;
     const body = JSON.stringify({
       code: code === 'ORIGIN' ? 'FORBIDDEN' : code === 'PROTOCOL' ? 'BAD_REQUEST' : code,
       message: reason,
-      ...extra,
+      ...fields,
     });
-    socket.end(
-      `HTTP/1.1 ${status} ${text}\r\nConnection: close\r\n${retryAfter}Content-Type: application/json\r\n\r\n${body}`,
-    );
+    const headers = {
+      ...more,
+      ...(extra.retryAfterMs !== undefined ? { 'Retry-After': Math.ceil(extra.retryAfterMs / 1000) } : {}),
+    };
+    socket.end(rawHttpResponse(status, { headers, json: body }));
     socket.destroy();
   }
 

@@ -4,6 +4,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ApixError, isApixError } from '../protocol/index.ts';
+import { setSecurityHeaders } from '../security-headers.ts';
 
 export interface HttpContext {
   readonly req: IncomingMessage;
@@ -29,9 +30,20 @@ export class HttpRouter {
     return this;
   }
 
+  /** The registered routes (method and path pattern), in matching order. */
+  list(): { readonly method: string; readonly pattern: RegExp }[] {
+    return this.routes.map(({ method, pattern }) => ({ method, pattern }));
+  }
+
   async handle(req: IncomingMessage, res: ServerResponse, onError: (err: unknown) => void): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    securityHeaders(res);
+    setSecurityHeaders(res);
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://localhost');
+    } catch {
+      sendError(res, new ApixError('BAD_REQUEST', 'malformed request target'));
+      return;
+    }
     this.cors(req, res);
     if (req.method === 'OPTIONS') {
       res.writeHead(204).end();
@@ -44,7 +56,7 @@ export class HttpRouter {
       pathMatched = true;
       if (route.method !== req.method && !(route.method === 'GET' && req.method === 'HEAD')) continue;
       try {
-        await route.handler({ req, res, url, params: m.slice(1).map((p) => decodeURIComponent(p)) });
+        await route.handler({ req, res, url, params: decodeParams(m) });
       } catch (err) {
         if (!isApixError(err)) onError(err);
         sendError(res, isApixError(err) ? err : new ApixError('INTERNAL', 'internal error'));
@@ -68,11 +80,16 @@ export class HttpRouter {
   }
 }
 
-export function securityHeaders(res: ServerResponse): void {
-  res.setHeader('X-Content-Type-Options', 'nosniff');
-  res.setHeader('X-Frame-Options', 'DENY');
-  res.setHeader('Referrer-Policy', 'no-referrer');
-  res.setHeader('Cross-Origin-Resource-Policy', 'same-origin');
+/** The captured path segments, percent-decoded; a malformed escape (`%ZZ`, bad UTF-8) is the client's error. */
+function decodeParams(m: RegExpExecArray): string[] {
+  return m.slice(1).map((p) => {
+    if (p === undefined) return '';
+    try {
+      return decodeURIComponent(p);
+    } catch {
+      throw new ApixError('BAD_REQUEST', 'malformed percent-encoding in the path');
+    }
+  });
 }
 
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {
