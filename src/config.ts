@@ -67,6 +67,8 @@ export const EnvSchema = z.object({
   APIX_HISTORY_TTL_MS: int(0, 30 * 86_400_000).default(3_600_000),
   APIX_MAX_CHANNELS_IN_HISTORY: int(1, 10_000_000).default(100_000),
   APIX_HISTORY_MAX_BYTES: int(1024 * 1024, 1024 * 1024 * 1024 * 1024).default(256 * 1024 * 1024),
+  /** The byte budget of one `GET /v1/channels/<channel>/history` answer (its events' frames); more: a next page. */
+  APIX_HISTORY_PAGE_BYTES: int(1024, 256 * 1024 * 1024).default(1024 * 1024),
   /** Most events one replay of a durable channel reads back from the records (past the history). */
   APIX_DURABLE_REPLAY_MAX: int(1, 1_000_000).default(10_000),
   APIX_OFFLINE_QUEUE_SIZE: int(1, 1_000_000).default(1000),
@@ -225,6 +227,11 @@ export interface Config {
     /** Memory engine: the byte budget of all channels' history together (unset: no byte bound). */
     readonly maxBytes?: number;
   };
+  /**
+   * The byte budget of one HTTP history answer: events are added while their frames fit (the first one
+   * always), the rest is the next page (`hasMore`, `next`).
+   */
+  readonly historyPageBytes: number;
   /** Most events one replay of a durable channel reads from the records. */
   readonly durableReplayMax: number;
   readonly offlineQueueSize: number;
@@ -345,6 +352,7 @@ export function configFromEnv(e: Env): Config {
       maxChannels: e.APIX_MAX_CHANNELS_IN_HISTORY,
       maxBytes: e.APIX_HISTORY_MAX_BYTES,
     },
+    historyPageBytes: e.APIX_HISTORY_PAGE_BYTES,
     durableReplayMax: e.APIX_DURABLE_REPLAY_MAX,
     offlineQueueSize: e.APIX_OFFLINE_QUEUE_SIZE,
     maxInflight: e.APIX_MAX_INFLIGHT,

@@ -349,6 +349,7 @@ export function createNode(options: NodeOptions): ApixNode {
     hooks,
     metrics,
     maxBodyBytes: config.maxMessageBytes,
+    historyPageBytes: config.historyPageBytes,
     readiness: [
       { name: 'broker', check: () => engines.broker.ping() },
       ...engines.readiness,

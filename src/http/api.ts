@@ -20,6 +20,7 @@ import type { HookBus, Peer, Principal } from '../gateway/hooks.ts';
 import type { Registry } from 'prom-client';
 import type { Presence } from '../presence/presence.ts';
 import { bearerToken, readJson, sendJson } from './router.ts';
+import { historyPage, sendHistoryPage } from './history-page.ts';
 import type { HttpRouter } from './router.ts';
 
 export interface ReadinessCheck {
@@ -35,6 +36,8 @@ export interface HttpApiDeps {
   readonly hooks: HookBus;
   readonly metrics: Registry;
   readonly maxBodyBytes: number;
+  /** The byte budget of one history answer (APIX_HISTORY_PAGE_BYTES). */
+  readonly historyPageBytes: number;
   readonly readiness: readonly ReadinessCheck[];
   readonly isDraining: () => boolean;
   readonly presence: Presence;
@@ -109,7 +112,7 @@ export function registerApi(http: HttpRouter, deps: HttpApiDeps): void {
     if (limit !== undefined && (!Number.isInteger(limit) || limit < 1 || limit > 10_000))
       throw new ApixError('BAD_REQUEST', 'limit must be an integer from 1 to 10000');
     if (since !== undefined && !isEventId(since)) {
-      sendJson(res, 200, { events: [], recovered: false });
+      sendJson(res, 200, { events: [], recovered: false, hasMore: false });
       return;
     }
     const h = await deps.broker.history(channelKey(principal.orgId, parsed.channel), {
@@ -117,8 +120,8 @@ export function registerApi(http: HttpRouter, deps: HttpApiDeps): void {
       limit,
       last: since === undefined ? limit : undefined,
     });
-    const events = h.events.map((e) => JSON.parse(e.frame) as unknown);
-    sendJson(res, 200, { events, recovered: h.recovered });
+    // The stored frames as they are, up to the byte budget: no parse, no stringify (history-page.ts).
+    await sendHistoryPage(res, historyPage(h.events, h.top, deps.historyPageBytes), h.recovered);
   });
 
   http.add('GET', /^\/v1\/channels\/([^/]+)\/presence\/?$/, async ({ req, res, params }) => {
