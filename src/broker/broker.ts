@@ -70,6 +70,12 @@ export interface HistoryQuery {
   readonly last?: number | undefined;
   /** At most this many events (default and cap: the channel's history size). */
   readonly limit?: number | undefined;
+  /**
+   * A byte budget for the answer: only the first events (oldest first) whose stored frames add up to at
+   * most this many bytes are answered, and at least one; `recovered` and `top` are as without it. A bound
+   * on the work of one read (HTTP history pages), not an exact size: the caller cuts its page itself.
+   */
+  readonly maxBytes?: number | undefined;
 }
 
 export interface HistoryResult {

@@ -172,7 +172,7 @@ export class RedisBroker implements Broker {
         this.clients.command,
         'history',
         [this.keys.stream(key), this.keys.meta(key)],
-        [since, last, cap, Math.max(0, opts.ttlMs)],
+        [since, last, cap, Math.max(0, opts.ttlMs), Math.max(0, Math.floor(query.maxBytes ?? 0))],
       ),
     )) as [string | null, number, [string, string[]][]];
     const [top, recovered, entries] = reply;

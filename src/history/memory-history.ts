@@ -43,6 +43,16 @@ class ChannelHistory {
   }
 }
 
+/** The first events whose frames add up to at most `maxBytes` (counted in UTF-16 units), at least one. */
+function withinBytes(events: readonly BrokerEvent[], maxBytes: number): readonly BrokerEvent[] {
+  let bytes = 0;
+  for (let i = 0; i < events.length; i++) {
+    bytes += events[i]!.frame.length;
+    if (bytes > maxBytes && i > 0) return events.slice(0, i);
+  }
+  return events;
+}
+
 export class MemoryHistory {
   private readonly channels = new Map<string, ChannelHistory>();
   /** The highest id of any channel evicted by the channel cap: a new channel starts above it. */
@@ -108,6 +118,11 @@ export class MemoryHistory {
   }
 
   query(key: string, q: HistoryQuery, now: number, opts: HistoryOptions): HistoryResult {
+    const r = this.select(key, q, now, opts);
+    return q.maxBytes === undefined ? r : { ...r, events: withinBytes(r.events, q.maxBytes) };
+  }
+
+  private select(key: string, q: HistoryQuery, now: number, opts: HistoryOptions): HistoryResult {
     const ch = this.channels.get(key);
     const cap = Math.max(0, Math.min(q.limit ?? opts.size, opts.size || 0, 10_000));
     if (ch === undefined) {

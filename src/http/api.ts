@@ -119,6 +119,7 @@ export function registerApi(http: HttpRouter, deps: HttpApiDeps): void {
       since,
       limit,
       last: since === undefined ? limit : undefined,
+      maxBytes: deps.historyPageBytes,
     });
     // The stored frames as they are, up to the byte budget: no parse, no stringify (history-page.ts).
     await sendHistoryPage(res, historyPage(h.events, h.top, deps.historyPageBytes), h.recovered);

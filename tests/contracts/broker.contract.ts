@@ -194,6 +194,23 @@ export function describeBrokerContract(
         assert.equal(page.recovered, false);
       });
 
+      test('maxBytes: a non-empty prefix of the answer, recovered and top as without it', async () => {
+        const a = await node('a');
+        const key = channel();
+        const evs = await publishMany(a, key, 4);
+        for (const q of [{}, { last: 3 }, { since: evs[0]!.id }, { since: evs[0]!.id, limit: 2 }]) {
+          const all = await a.history(key, q);
+          const one = await a.history(key, { ...q, maxBytes: 1 });
+          assert.deepEqual(ids(one.events), ids(all.events.slice(0, 1)), JSON.stringify(q));
+          assert.equal(one.recovered, all.recovered);
+          assert.equal(one.top, all.top);
+          const some = await a.history(key, { ...q, maxBytes: evs[0]!.frame.length * 2 });
+          assert.ok(some.events.length >= 1 && some.events.length <= all.events.length);
+          assert.deepEqual(ids(some.events), ids(all.events.slice(0, some.events.length)));
+          assert.deepEqual(ids((await a.history(key, { ...q, maxBytes: 1 << 20 })).events), ids(all.events));
+        }
+      });
+
       test('since a trimmed id: not recovered; since the floor (last trimmed id): recovered', async () => {
         const a = await node('a', { size: 3, ttlMs: 0 });
         const key = channel();

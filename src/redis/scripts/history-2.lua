@@ -12,6 +12,8 @@
     ARGV[2] last: the number of newest events wanted when there is no `since`; -1 for "up to the cap"
     ARGV[3] cap: at most this many events
     ARGV[4] history ttl in ms (0: no age limit); expired events are trimmed here as on publish
+    ARGV[5] byte budget (0: none): only the first events whose fields add up to at most this many bytes are
+            answered (at least one); `recovered` is as without it (a bound on the reply, HTTP history pages)
   Output:
     { top id or false, recovered (1/0), { {id, {field, value, ...}}, ... } }
 ]]
@@ -20,6 +22,22 @@ local since = ARGV[1]
 local last = tonumber(ARGV[2])
 local cap = tonumber(ARGV[3])
 local ttl = tonumber(ARGV[4])
+local maxBytes = tonumber(ARGV[5]) or 0
+
+local function within(events)
+  if maxBytes <= 0 then return events end
+  local bytes = 0
+  for i = 1, #events do
+    local fields = events[i][2]
+    for j = 2, #fields, 2 do bytes = bytes + #fields[j] end
+    if bytes > maxBytes and i > 1 then
+      local kept = {}
+      for k = 1, i - 1 do kept[k] = events[k] end
+      return kept
+    end
+  end
+  return events
+end
 
 local function parse(id)
   local ms, seq = string.match(id, '^(%d+)-(%d+)$')
@@ -57,7 +75,7 @@ if since == '' then
   local rev = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', n)
   local events = {}
   for i = #rev, 1, -1 do events[#events + 1] = rev[i] end
-  return { top, 1, events }
+  return { top, 1, within(events) }
 end
 if since == '-' then return { top, 0, {} } end
 
@@ -65,7 +83,7 @@ if cmp(since, floor) == 0 then
   if cap <= 0 then return { top, 1, {} } end
   local events = redis.call('XRANGE', stream, '-', '+', 'COUNT', cap)
   local recovered = redis.call('XLEN', stream) <= cap and 1 or 0
-  return { top, recovered, events }
+  return { top, recovered, within(events) }
 end
 if cmp(since, floor) < 0 or top == false or cmp(since, top) > 0 then return { top, 0, {} } end
 -- Between the floor and the top: it must be one of this channel's ids.
@@ -76,4 +94,4 @@ if #events > cap then
   recovered = 0
   events[#events] = nil
 end
-return { top, recovered, events }
+return { top, recovered, within(events) }
