@@ -40,6 +40,16 @@ export const EnvSchema = z.object({
 
   APIX_ALLOWED_ORIGINS: list.optional(),
   APIX_MAX_MESSAGE_BYTES: int(64, 64 * 1024 * 1024).default(1024 * 1024),
+  /**
+   * Bounds of client JSON (src/protocol/json-bounds.ts): `connect.metadata` (bytes as JSON, nesting depth,
+   * members of one object or array), and the nesting depth and members per object or array of publish
+   * payloads and metadata. Larger input is refused with PAYLOAD_TOO_LARGE.
+   */
+  APIX_CONNECT_METADATA_MAX_BYTES: int(0, 64 * 1024 * 1024).default(4096),
+  APIX_CONNECT_METADATA_MAX_DEPTH: int(1, 1000).default(8),
+  APIX_CONNECT_METADATA_MAX_KEYS: int(1, 1_000_000).default(64),
+  APIX_PAYLOAD_MAX_DEPTH: int(1, 10_000).default(64),
+  APIX_PAYLOAD_MAX_WIDTH: int(1, 64 * 1024 * 1024).default(10_000),
   APIX_CONNECT_TIMEOUT_MS: int(100, 600_000).default(10_000),
   APIX_HEARTBEAT_INTERVAL_MS: int(100, 600_000).default(25_000),
   APIX_ACK_TIMEOUT_MS: int(10, 3_600_000).default(10_000),
@@ -202,6 +212,14 @@ export interface Config {
   };
   readonly allowedOrigins: readonly string[] | undefined;
   readonly maxMessageBytes: number;
+  /** Bounds of `connect.metadata` and of publish payloads (src/protocol/json-bounds.ts). */
+  readonly jsonBounds: {
+    readonly metadataMaxBytes: number;
+    readonly metadataMaxDepth: number;
+    readonly metadataMaxKeys: number;
+    readonly payloadMaxDepth: number;
+    readonly payloadMaxWidth: number;
+  };
   readonly connectTimeoutMs: number;
   readonly heartbeatIntervalMs: number;
   readonly ackTimeoutMs: number;
@@ -326,6 +344,13 @@ export function configFromEnv(e: Env): Config {
     },
     allowedOrigins: e.APIX_ALLOWED_ORIGINS,
     maxMessageBytes: e.APIX_MAX_MESSAGE_BYTES,
+    jsonBounds: {
+      metadataMaxBytes: e.APIX_CONNECT_METADATA_MAX_BYTES,
+      metadataMaxDepth: e.APIX_CONNECT_METADATA_MAX_DEPTH,
+      metadataMaxKeys: e.APIX_CONNECT_METADATA_MAX_KEYS,
+      payloadMaxDepth: e.APIX_PAYLOAD_MAX_DEPTH,
+      payloadMaxWidth: e.APIX_PAYLOAD_MAX_WIDTH,
+    },
     connectTimeoutMs: e.APIX_CONNECT_TIMEOUT_MS,
     heartbeatIntervalMs: e.APIX_HEARTBEAT_INTERVAL_MS,
     ackTimeoutMs: e.APIX_ACK_TIMEOUT_MS,

@@ -255,6 +255,7 @@ export function createNode(options: NodeOptions): ApixNode {
   );
   const router = new EventRouter(engines.broker, channels, hooks, clock, {
     maxMessageBytes: config.maxMessageBytes,
+    shape: { maxDepth: config.jsonBounds.payloadMaxDepth, maxWidth: config.jsonBounds.payloadMaxWidth },
     history: { size: config.history.size, ttlMs: config.history.ttlMs },
     idempotencyWindowMs: config.idempotencyWindowMs,
     durable: options.durable,

@@ -37,6 +37,20 @@ export interface BrokerEvent {
    * the earlier event's, nothing was appended or delivered, and `frame` is empty.
    */
   readonly duplicate?: true;
+  /**
+   * A live-only event (`publishLive`: room presence): it has no id (`id` is empty), is in no history, and
+   * takes no place in the channel's order; subscribers with a connection get it, nobody replays it.
+   */
+  readonly live?: true;
+}
+
+/** A live-only event: delivered to the channel's current subscribers, never stored, given no id. */
+export interface LiveInput {
+  readonly key: string;
+  readonly type: string;
+  readonly timestamp: number;
+  /** The complete frame (it carries no id). */
+  readonly frame: string;
 }
 
 export interface PublisherRef {
@@ -99,6 +113,12 @@ export type ControlHandler = (message: ControlMessage) => void;
 export interface Broker {
   readonly name: string;
   publish(input: PublishInput): Promise<BrokerEvent>;
+  /**
+   * Delivers a live-only event to every node subscribed to the channel, at most once, without saving it or
+   * giving it an id: the channel's history and ids are untouched (room presence, which must never push
+   * real events out of a bounded history). Handlers get it with `live: true`.
+   */
+  publishLive(input: LiveInput): Promise<void>;
   history(key: string, query: HistoryQuery): Promise<HistoryResult>;
   /**
    * This node wants the channel's events (called on the first local subscriber). Every event published after

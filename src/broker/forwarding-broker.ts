@@ -10,6 +10,7 @@ import type {
   ControlMessage,
   HistoryQuery,
   HistoryResult,
+  LiveInput,
   PublishInput,
 } from './broker.ts';
 
@@ -20,6 +21,9 @@ export class ForwardingBroker implements Broker {
   }
   publish(input: PublishInput): Promise<BrokerEvent> {
     return this.inner.publish(input);
+  }
+  publishLive(input: LiveInput): Promise<void> {
+    return this.inner.publishLive(input);
   }
   history(key: string, query: HistoryQuery): Promise<HistoryResult> {
     return this.inner.history(key, query);

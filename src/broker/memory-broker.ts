@@ -17,6 +17,7 @@ import type {
   HistoryOptions,
   HistoryQuery,
   HistoryResult,
+  LiveInput,
   PublishInput,
 } from './broker.ts';
 
@@ -82,6 +83,20 @@ export class MemoryBroker implements Broker {
     if (idem) this.bus.idempotency.remember(input.key, idem.key, event.id, idem.windowMs, now);
     for (const b of this.bus.brokers) if (b.subscribed.has(input.key)) b.eventHandler(event);
     return event;
+  }
+
+  async publishLive(input: LiveInput): Promise<void> {
+    if (this.closed) throw new Error('broker closed');
+    const event: BrokerEvent = {
+      key: input.key,
+      id: '',
+      type: input.type,
+      timestamp: input.timestamp,
+      frame: input.frame,
+      publisher: undefined,
+      live: true,
+    };
+    for (const b of this.bus.brokers) if (b.subscribed.has(input.key)) b.eventHandler(event);
   }
 
   async history(key: string, query: HistoryQuery): Promise<HistoryResult> {

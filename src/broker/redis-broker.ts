@@ -30,6 +30,7 @@ import type {
   HistoryOptions,
   HistoryQuery,
   HistoryResult,
+  LiveInput,
   PublisherRef,
   PublishInput,
 } from './broker.ts';
@@ -158,6 +159,20 @@ export class RedisBroker implements Broker {
       frame: before + id + after,
       publisher: p,
     };
+  }
+
+  /** Published on the channel's topic with an empty id: not in the stream, so not in history. */
+  async publishLive(input: LiveInput): Promise<void> {
+    if (this.closed) throw new Error('broker closed');
+    const header: HeaderTuple = [input.type, input.timestamp, null, null];
+    const message = `\n${JSON.stringify(header)}\n${input.frame}`;
+    const topic = this.keys.topic(input.key);
+    await unavailableOnFailure(
+      'live publish',
+      this.publishCmd === 'spublish'
+        ? this.clients.command.spublish(topic, message)
+        : this.clients.command.publish(topic, message),
+    );
   }
 
   async history(key: string, query: HistoryQuery): Promise<HistoryResult> {
@@ -380,6 +395,19 @@ export class RedisBroker implements Broker {
       return; // not written by the publish script: never let it throw inside the client's event loop
     }
     const [type, timestamp, nodeId, connectionId] = header;
+    if (id === '') {
+      // Live-only (publishLive): no place in the channel's order, so never held back or deduplicated.
+      this.eventHandler({
+        key,
+        id,
+        type,
+        timestamp,
+        frame: message.slice(nl2 + 1),
+        publisher: undefined,
+        live: true,
+      });
+      return;
+    }
     this.emit({
       key,
       id,

@@ -28,6 +28,11 @@ export class Connection {
   session: Session | undefined;
   principal: Principal | undefined;
   clientType: ClientType | undefined;
+  /**
+   * `connect.metadata` (bounded at the edge), kept with the connection only: the session, which outlives it
+   * while it waits for a resume, does not hold it.
+   */
+  metadata: Record<string, unknown> | undefined;
   /** Heartbeat rounds since the client was last heard from (any frame or pong resets it). */
   missedHeartbeats = 0;
   /** When the last app-level ping was sent, for RTT. */
@@ -130,7 +135,7 @@ export class Connection {
       status: s?.status ?? ConnectionStatus.DISCONNECTED,
       connectedAt: this.openedAt,
       channels: s ? [...s.subscriptions.values()].map((sub) => sub.name) : [],
-      metadata: s?.metadata,
+      metadata: this.metadata,
     };
   }
 }

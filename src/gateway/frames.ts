@@ -56,6 +56,19 @@ export function encodeChannelEvent(
   return `{"type":"${type}","channel":"${channel}","id":"${id}","payload":${payloadJson},"metadata":${meta}}`;
 }
 
+/**
+ * A room's `presence.join` / `presence.leave` frame: like a channel event but without an id, since it is
+ * live only (never in history, no place in the channel's order).
+ */
+export function encodePresence(
+  type: string,
+  channel: string,
+  payloadJson: string,
+  timestamp: number,
+): string {
+  return `{"type":"${type}","channel":"${channel}","payload":${payloadJson},"metadata":{"timestamp":${timestamp},"version":"${PROTOCOL_VERSION}"}}`;
+}
+
 /** Re-encodes an event frame for a redelivery, with `metadata.retryCount` set. */
 export function withRetryCount(frame: string, retryCount: number): string {
   const obj = JSON.parse(frame) as { metadata: Record<string, unknown> };

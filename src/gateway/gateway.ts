@@ -20,6 +20,7 @@ import {
   isApixError,
   isControlType,
   isEventId,
+  metadataError,
   parseChannel,
   PublishFrameSchema,
   WS_SUBPROTOCOL,
@@ -60,7 +61,7 @@ import type { RateLimiter, RateLimitScope } from '../ratelimit/rate-limiter.ts';
 import { Connection, Phase } from './connection.ts';
 import { Session, Subscription, sessionKey } from './session.ts';
 import type { HookBus, Peer } from './hooks.ts';
-import { encodeChannelEvent, encodeControl, encodeError, EventFrames } from './frames.ts';
+import { encodeControl, encodeError, encodePresence, EventFrames } from './frames.ts';
 import { canRecover, DegradedState, degradeReason } from './qos.ts';
 import { rawHttpResponse } from '../security-headers.ts';
 
@@ -410,6 +411,13 @@ export class ApiXGateway {
         return this.fail(conn, 'BAD_REQUEST', 'the first frame must be "connect"', true, correlationId);
       const r = CLIENT_CONTROL_SCHEMAS.connect.safeParse(frame);
       if (!r.success) return this.fail(conn, 'BAD_REQUEST', formatIssues(r.error), true, correlationId);
+      const b = this.deps.config.jsonBounds;
+      const tooLarge = metadataError(r.data.payload.metadata, {
+        maxBytes: b.metadataMaxBytes,
+        maxDepth: b.metadataMaxDepth,
+        maxKeys: b.metadataMaxKeys,
+      });
+      if (tooLarge !== undefined) return this.fail(conn, 'PAYLOAD_TOO_LARGE', tooLarge, true, correlationId);
       conn.phase = Phase.CONNECTING;
       this.handleConnect(conn, r.data.payload, correlationId).catch((err) =>
         this.internalError(conn, err, true),
@@ -609,7 +617,7 @@ export class ApiXGateway {
       } else if (!session.isLive) this.awaitResume(session);
       return;
     }
-    session.metadata = payload.metadata;
+    conn.metadata = payload.metadata;
     session.connection = conn;
     session.status = ConnectionStatus.CONNECTED;
     conn.session = session;
@@ -1080,15 +1088,13 @@ export class ApiXGateway {
       connectionId: member.connectionId,
       ...(member.info ? { info: member.info } : {}),
     });
-    const channel = sub.name;
+    // Live only: never in history (a room's churn must not push its events out), no id, no replay.
     this.deps.broker
-      .publish({
+      .publishLive({
         key: sub.key,
         type,
         timestamp,
-        publisher: undefined,
-        history: { size: this.deps.config.history.size, ttlMs: this.deps.config.history.ttlMs },
-        encode: (id) => encodeChannelEvent(type, channel, id, payload, timestamp, undefined),
+        frame: encodePresence(type, sub.name, payload, timestamp),
       })
       .catch((err) => this.deps.log.warn({ err }, 'presence event failed'));
   }

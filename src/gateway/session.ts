@@ -59,7 +59,6 @@ export class Session {
   /** Events of acknowledged subscriptions waiting for room in the in-flight window. */
   readonly waiting: Array<{ sub: Subscription; event: BrokerEvent; attempts: number }> = [];
   expiryTimer: TimerHandle | undefined;
-  metadata: Record<string, unknown> | undefined;
 
   constructor(
     /** `<org>/<user>/<sessionId>`: sessions are scoped per user, so nobody can claim another's. */

@@ -43,7 +43,8 @@ export const ERRORS: Readonly<Record<ErrorCode, ErrorSpec>> = {
   PAYLOAD_TOO_LARGE: {
     httpStatus: 413,
     closeCode: 1009,
-    description: 'The frame or body is over the size limit.',
+    description:
+      'The frame or body is over the size limit, or JSON in it (connect metadata, a payload) is over its bounds.',
   },
   CONFLICT: {
     httpStatus: 409,

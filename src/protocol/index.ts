@@ -6,3 +6,4 @@ export * from './events.ts';
 export * from './schemas.ts';
 export * from './event-id.ts';
 export * from './e2e.ts';
+export * from './json-bounds.ts';

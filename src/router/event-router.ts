@@ -11,9 +11,10 @@ import {
   isControlType,
   isE2eMarked,
   isE2ePayload,
+  jsonShapeError,
   parseChannel,
 } from '../protocol/index.ts';
-import type { ClientType, EnvelopeMetadata, ParsedChannel } from '../protocol/index.ts';
+import type { ClientType, EnvelopeMetadata, JsonShapeBounds, ParsedChannel } from '../protocol/index.ts';
 import type { Broker, BrokerEvent, HistoryOptions, PublisherRef } from '../broker/broker.ts';
 import type { Clock } from '../clock.ts';
 import { encodeChannelEvent } from '../gateway/frames.ts';
@@ -59,6 +60,8 @@ export type DurableSink = (record: DurableRecord) => void;
 
 export interface EventRouterOptions {
   readonly maxMessageBytes: number;
+  /** Nesting depth and members per object or array of payloads and metadata; absent: unbounded. */
+  readonly shape?: JsonShapeBounds | undefined;
   readonly history: HistoryOptions;
   /** How long a publish's `idempotency_key` is remembered (by the broker, shared by the nodes); 0: off. */
   readonly idempotencyWindowMs: number;
@@ -89,6 +92,13 @@ export class EventRouter {
       throw new ApixError('BAD_REQUEST', `"${req.type}" is a reserved control type`);
     if (!EVENT_TYPE_RE.test(req.type))
       throw new ApixError('BAD_REQUEST', 'type must match [a-z][a-z0-9_.]{0,63}');
+    // Before anything walks, keeps or serializes it again (the domain checks, the broker, the records).
+    const shape = this.options.shape;
+    if (shape !== undefined) {
+      const tooLarge =
+        jsonShapeError(req.payload, shape, 'payload') ?? jsonShapeError(req.metadata, shape, 'metadata');
+      if (tooLarge !== undefined) throw new ApixError('PAYLOAD_TOO_LARGE', tooLarge);
+    }
     // An end-to-end encrypted payload (the SDK's envelope) cannot be checked: the gateway cannot read it.
     if (isE2eMarked(req.metadata)) {
       if (!isE2ePayload(req.payload))

@@ -99,6 +99,7 @@ export class LocalHub {
   deliver(event: BrokerEvent): void {
     const subs = this.channels.get(event.key);
     if (subs === undefined) return;
+    if (event.live) return this.deliverLive(event, subs);
     let frames: EventFrames | undefined;
     let input: FilterInput | undefined;
     // The channel's coalescing field, looked up only if a degraded subscriber is met (null: none).
@@ -149,6 +150,24 @@ export class LocalHub {
     const first = subs.values().next().value as Subscription | undefined;
     if (first)
       this.target.delivered(event, first.channel, recipients, frames === undefined ? 0 : frames.size);
+  }
+
+  /**
+   * A live-only event (room presence): written to the subscribers connected now, whose filters take it.
+   * It has no id, so it moves no subscription's position, is never acked, queued or held for later, and a
+   * subscriber still replaying (`pending`) or away does not get it.
+   */
+  private deliverLive(event: BrokerEvent, subs: ReadonlySet<Subscription>): void {
+    let frames: EventFrames | undefined;
+    let input: FilterInput | undefined;
+    for (const sub of subs) {
+      if (sub.filter !== undefined && !sub.filter((input ??= filterInput(event)))) continue;
+      const conn = sub.session.connection;
+      if (sub.pending !== undefined || conn === undefined) continue;
+      frames ??= new EventFrames(event.frame, this.compressThresholdBytes);
+      conn.sendEvent(frames);
+      if (conn.bufferedBytes > this.pressureBytes) this.target.pressure(conn);
+    }
   }
 }
 

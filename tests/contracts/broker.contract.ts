@@ -144,6 +144,33 @@ export function describeBrokerContract(
       );
     });
 
+    test('publishLive: every subscribed node gets it (live, no id); history and ids are untouched', async () => {
+      const [a, b] = [await node('a', { size: 3, ttlMs: 0 }), await node('b', { size: 3, ttlMs: 0 })];
+      const key = channel();
+      const got: BrokerEvent[] = [];
+      b.onEvent((e) => got.push(e));
+      await b.subscribe(key);
+      const kept = [];
+      for (let i = 0; i < 3; i++)
+        kept.push(await a.publish(input(key, i, { history: { size: 3, ttlMs: 0 } })));
+      for (let i = 0; i < 10; i++)
+        await a.publishLive({ key, type: 'presence.join', timestamp: Date.now(), frame: `{"n":${i}}` });
+      const next = await a.publish(input(key, 'after', { history: { size: 3, ttlMs: 0 } }));
+      await waitFor(() => got.some((e) => e.id === next.id), 5000);
+      const live = got.filter((e) => e.live);
+      assert.deepEqual(
+        live.map((e) => [e.id, e.type, e.frame]),
+        Array.from({ length: 10 }, (_, i) => ['', 'presence.join', `{"n":${i}}`]),
+      );
+      // The history holds the last 3 real events, and the live ones took no id of the channel.
+      const h = await a.history(key, {});
+      assert.deepEqual(
+        h.events.map((e) => e.id),
+        [kept[1]!.id, kept[2]!.id, next.id],
+      );
+      assert.equal((await a.history(key, { since: kept[2]!.id })).recovered, true);
+    });
+
     test('control messages reach the other nodes, not the sender', async () => {
       const [a, b, c] = [await node('a'), await node('b'), await node('c')];
       const got: Record<string, ControlMessage[]> = { a: [], b: [], c: [] };
