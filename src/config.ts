@@ -111,6 +111,8 @@ export const EnvSchema = z.object({
   APIX_AUDIT_FLUSH_INTERVAL_MS: int(50, 600_000).default(1_000),
   APIX_AUDIT_MAX_QUEUE: int(100, 10_000_000).default(20_000),
   APIX_AUDIT_MAX_SPILL_BYTES: int(1024, 68_719_476_736).default(64 * 1024 * 1024),
+  /** Denials of one connection (or principal and address) within this window make one entry and a count. */
+  APIX_AUDIT_DENIAL_WINDOW_MS: int(0, 3_600_000).default(10_000),
   /**
    * Rate limits (token buckets: tokens per second and burst; a rate of 0 turns the limit off). Per
    * connection: inbound frames and publishes. Shared by every node (in Redis with REDIS_URL): publishes
@@ -287,6 +289,8 @@ export interface Config {
     readonly flushIntervalMs: number;
     readonly maxQueue: number;
     readonly maxSpillBytes: number;
+    /** Denials per source aggregated within this window (src/audit/denial-aggregator.ts); 0: off. */
+    readonly denialWindowMs: number;
   };
   readonly redisUrl: string | undefined;
   readonly redisPrefix: string;
@@ -426,6 +430,7 @@ export function configFromEnv(e: Env): Config {
       flushIntervalMs: e.APIX_AUDIT_FLUSH_INTERVAL_MS,
       maxQueue: e.APIX_AUDIT_MAX_QUEUE,
       maxSpillBytes: e.APIX_AUDIT_MAX_SPILL_BYTES,
+      denialWindowMs: e.APIX_AUDIT_DENIAL_WINDOW_MS,
     },
     redisUrl: e.REDIS_URL,
     redisPrefix: e.APIX_REDIS_PREFIX,

@@ -22,7 +22,7 @@ import {
   recordHooks,
 } from './store/index.ts';
 import type { Database, RecordRepositories } from './store/index.ts';
-import { AuditLogger, auditHooks } from './audit/index.ts';
+import { AuditLogger, auditHooks, DenialAggregator } from './audit/index.ts';
 import { Gauge } from 'prom-client';
 import type { Registry } from 'prom-client';
 import type { HttpRouter } from './http/router.ts';
@@ -91,6 +91,11 @@ export async function openRecords(
     maxQueue: config.audit.maxQueue,
     maxSpillBytes: config.audit.maxSpillBytes,
   });
+  const denials = new DenialAggregator({
+    clock,
+    windowMs: config.audit.denialWindowMs,
+    record: (entry) => audit.record(entry),
+  });
   return {
     db,
     repos,
@@ -98,7 +103,7 @@ export async function openRecords(
     apiKeys: repos.apiKeyStore,
     channels,
     deadLetters: new PrismaDeadLetterStore(repos.events, config.deadLetterSize),
-    hooks: [recordHooks(repos), auditHooks(audit, { publishes: config.audit.publishes })],
+    hooks: [recordHooks(repos), auditHooks(audit, { publishes: config.audit.publishes, denials })],
     readiness: [
       {
         name: 'database',
@@ -150,6 +155,7 @@ export async function openRecords(
       gauge('apix_records_dropped', 'Records refused by a full buffer', () => repos.counters.dropped);
     },
     async close() {
+      denials.flush();
       await audit.close();
       await repos.close();
       channels.close();

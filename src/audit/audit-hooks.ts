@@ -6,6 +6,7 @@
  */
 import type { GatewayHooks, HookBus, Peer, Principal } from '../gateway/hooks.ts';
 import type { AuditEntryInput, AuditLogger } from './audit-logger.ts';
+import type { DenialAggregator } from './denial-aggregator.ts';
 
 /** The actions written, for `GET /v1/audit?type=` and `apix audit tail --type`. */
 export const AuditAction = {
@@ -32,6 +33,11 @@ export interface AuditHookOptions {
   readonly disconnects?: boolean;
   /** Record rate-limit hits (default false: under abuse they would flood the trail). */
   readonly rateLimits?: boolean;
+  /**
+   * Aggregates denials (subscription denied, permission denied) per connection, or per principal and
+   * address, and window; absent: every denial is one entry.
+   */
+  readonly denials?: DenialAggregator;
 }
 
 function actorOf(p: Principal): string {
@@ -44,6 +50,11 @@ function from(peer: Peer): Pick<AuditEntryInput, 'remoteAddress' | 'userAgent'> 
 
 /** The hook handlers (exposed for tests); `attachAuditHooks` attaches them. */
 export function auditHooks(audit: AuditLogger, options: AuditHookOptions = {}): GatewayHooks {
+  const denials = options.denials;
+  const deny = (source: string, entry: AuditEntryInput): void => {
+    if (denials) denials.deny(source, entry);
+    else audit.record(entry);
+  };
   const hooks: GatewayHooks = {
     onConnect({ connection: c, resumed }) {
       audit.record({
@@ -58,9 +69,10 @@ export function auditHooks(audit: AuditLogger, options: AuditHookOptions = {}): 
           auth: c.principal.kind,
           roles: c.principal.roles,
           origin: c.peer.origin ?? null,
+          // When the socket opened; the entry's own time is when the connection was accepted.
+          openedAt: c.connectedAt,
         },
         ...from(c.peer),
-        at: c.connectedAt,
       });
     },
     onConnectRefused({ peer, code, reason, orgId, userId }) {
@@ -81,17 +93,19 @@ export function auditHooks(audit: AuditLogger, options: AuditHookOptions = {}): 
       });
     },
     onSubscribe({ connection: c, channel, channelType, granted, code, reason }) {
-      audit.record({
+      const entry: AuditEntryInput = {
         orgId: c.principal.orgId,
         actor: actorOf(c.principal),
         action: granted ? AuditAction.SUBSCRIPTION_GRANTED : AuditAction.SUBSCRIPTION_DENIED,
         target: channel,
         detail: { channelType, sessionId: c.sessionId, ...(granted ? {} : { code, reason }) },
         ...from(c.peer),
-      });
+      };
+      if (granted) audit.record(entry);
+      else deny(`connection ${c.connectionId}`, entry);
     },
     onDeny({ principal, peer, action, channel, reason }) {
-      audit.record({
+      deny(`${principal.orgId}\n${actorOf(principal)}\n${peer.remoteAddress ?? ''}`, {
         orgId: principal.orgId,
         actor: actorOf(principal),
         action: AuditAction.PERMISSION_DENIED,

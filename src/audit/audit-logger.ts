@@ -1,14 +1,18 @@
 /**
  * AuditLogger: the durable, tamper-evident audit trail. Guarantees:
- * - `record` is synchronous and O(1): it appends to a bounded in-memory queue; nothing on the caller's
- *   path waits on I/O.
+ * - `record` is synchronous and O(1) while the queue has room: it appends to a bounded in-memory queue;
+ *   nothing on the caller's path waits on I/O. A full queue is moved to the spill file at once (a
+ *   synchronous append, amortized over the queue's length), before anything is refused.
  * - Entries are written in batches, in the order recorded, each organization's entries extending its
  *   hash chain (src/audit/hash-chain.ts) under a row lock on the chain head, so several nodes can share
- *   one database.
+ *   one database. `createdAt` is stamped by `record` and never decreases, so on one node the chain's
+ *   order (`seq`) is the order of the events and of their `createdAt`.
  * - Nothing is dropped silently. When a write fails, the batch and everything queued behind it go to a
  *   bounded spill file in the data dir, replayed (in order, before newer entries) once the database
  *   answers; replays are idempotent (entry ids are fixed at `record` time). Only when the memory queue
  *   and the spill file are both full is an entry refused: `counters.dropped` counts it and it is logged.
+ * - Protected entries (`isProtectedAction`: an operator's actions, suspensions) have a reserve of their
+ *   own beyond the queue's bound: a flood of other entries never crowds them out.
  */
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
@@ -38,8 +42,14 @@ export interface AuditEntryInput {
   /** From where. */
   readonly remoteAddress?: string | undefined;
   readonly userAgent?: string | undefined;
-  /** When (ms); unset: the logger's clock. */
-  readonly at?: number | undefined;
+}
+
+/**
+ * Entries that are never crowded out by others: an operator's actions (`admin.*`) and suspensions
+ * (`session.suspended` / `session.unsuspended`). A client cannot cause them, so they cannot flood.
+ */
+export function isProtectedAction(action: string): boolean {
+  return action.startsWith('admin.') || action.startsWith('session.');
 }
 
 /** An entry as queued and spilled: everything but its place in the chain. */
@@ -91,7 +101,7 @@ export interface AuditLoggerOptions {
    * the next tick. The writes run off the event loop (PostgreSQL's processes, or PGlite's own thread).
    */
   readonly maxBatch?: number;
-  /** In-memory queue bound (default 20 000). */
+  /** In-memory queue bound (default 20 000); protected entries have as many again in reserve. */
   readonly maxQueue?: number;
   /** Spill-file bound (default 64 MiB). */
   readonly maxSpillBytes?: number;
@@ -116,8 +126,12 @@ export class AuditLogger {
   /** A rerun asked for by the timer or flush(): write the partial batch too. */
   private rerunAll = false;
   private failures = 0;
+  /** `spilled` when a full spill file was last logged (logged once per new spill). */
+  private spillFullLogged = -1;
   private nextAttemptAt = 0;
   private closed = false;
+  /** The last `createdAt` given: stamps never go back, even if the clock does. */
+  private lastStamp = 0;
   private readonly n = {
     recorded: 0,
     written: 0,
@@ -146,31 +160,53 @@ export class AuditLogger {
     return { ...this.n, queued: this.queue.length, spillBytes: this.spill.size };
   }
 
-  /** Queues an entry. False when it was refused (queue full): counted in `dropped` and logged. */
+  /**
+   * Queues an entry. A full queue goes to the spill file first; false when the entry was refused all the
+   * same (queue and spill file full, or closed): counted in `dropped` and logged.
+   */
   record(input: AuditEntryInput): boolean {
-    if (this.closed || this.queue.length >= this.maxQueue) {
+    const action = clip(input.action) ?? 'unknown';
+    if (!this.closed && this.queue.length >= this.maxQueue) this.overflow();
+    const room = this.maxQueue + (isProtectedAction(action) ? this.maxQueue : 0);
+    if (this.closed || this.queue.length >= room) {
       this.n.dropped++;
       if (this.n.dropped === 1 || this.n.dropped % 1000 === 0)
         this.logger.error(
-          { dropped: this.n.dropped, action: input.action },
-          'audit: queue full, entry refused',
+          { dropped: this.n.dropped, action },
+          'audit: queue and spill file full, entry refused',
         );
       return false;
     }
+    const now = Math.trunc(this.clock.now());
+    this.lastStamp = Math.max(this.lastStamp, now);
     this.queue.push({
       id: randomUUID(),
       orgId: input.orgId ?? GATEWAY_ORG_ID,
       actor: clip(input.actor) ?? 'unknown',
-      action: clip(input.action) ?? 'unknown',
+      action,
       target: clip(input.target),
       detail: toJsonValue(input.detail ?? {}),
       remoteAddress: clip(input.remoteAddress),
       userAgent: clip(input.userAgent),
-      createdAt: Math.trunc(input.at ?? this.clock.now()),
+      createdAt: this.lastStamp,
     });
     this.n.recorded++;
     if (this.queue.length >= this.maxBatch) this.kick(false);
     return true;
+  }
+
+  /**
+   * The queue is full: moves it to the spill file now (what fits), so that the entry being recorded is
+   * not refused while the disk has room. The writer then replays the file, in order, before newer entries.
+   */
+  private overflow(): void {
+    try {
+      this.spillQueue();
+    } catch (err) {
+      this.logger.error({ err }, 'audit: cannot write the spill file');
+      return;
+    }
+    this.kick();
   }
 
   /** Writes (or spills) everything queued now, ignoring any backoff. Resolves true when all is in the DB. */
@@ -226,54 +262,58 @@ export class AuditLogger {
    * writer made 40 transactions a second of 25 entries).
    */
   private async step(all: boolean): Promise<void> {
-    const backingOff = this.clock.now() < this.nextAttemptAt;
-    if (this.spill.size > 0) {
-      // Degraded: newer entries go behind the spilled ones, preserving order; the DB is retried on backoff.
-      await this.spillQueue();
-      if (backingOff) return;
-      await this.replaySpill();
-      if (this.spill.size > 0) return;
-    } else if (backingOff) return;
-    while (this.queue.length >= (all ? 1 : this.maxBatch)) {
-      const batch = this.queue.slice(0, this.maxBatch);
+    for (;;) {
+      const backingOff = this.clock.now() < this.nextAttemptAt;
+      if (this.spill.size > 0) {
+        // Degraded: newer entries go behind the spilled ones, preserving order; the DB is retried on backoff.
+        this.spillQueue();
+        if (backingOff) return;
+        if (!(await this.replaySpill())) return;
+        continue;
+      }
+      if (backingOff || this.queue.length < (all ? 1 : this.maxBatch)) return;
+      // Out of the queue while it is written: an overflow meanwhile spills only what came after it.
+      const batch = this.queue.splice(0, this.maxBatch);
       try {
         await this.write(batch, false);
       } catch (err) {
         this.failed(err);
-        await this.spillQueue();
+        // Older than anything spilled or queued since: first in the file.
+        try {
+          this.spill.prepend(batch);
+        } catch (spillErr) {
+          this.queue = batch.concat(this.queue);
+          throw spillErr;
+        }
+        this.n.spilled += batch.length;
+        this.spillQueue();
         return;
       }
-      this.queue.splice(0, batch.length);
       this.n.written += batch.length;
     }
   }
 
-  private async spillQueue(): Promise<void> {
+  /**
+   * Moves the queue to the spill file, behind what it holds; what does not fit stays queued (newer than
+   * everything in the file), and is refused only by `record` once the queue is full too.
+   */
+  private spillQueue(): void {
     if (this.queue.length === 0) return;
-    const taken = this.queue;
-    this.queue = [];
-    try {
-      const r = await this.spill.append(taken);
-      this.n.spilled += r.written;
-      if (r.refused > 0) {
-        this.n.dropped += r.refused;
-        this.logger.error(
-          { refused: r.refused, path: this.spill.path },
-          'audit: spill file full, entries refused',
-        );
-      }
-    } catch (err) {
-      // Keep them in memory (bounded) for the next attempt; any excess is refused and counted.
-      const kept = taken.concat(this.queue);
-      const excess = Math.max(0, kept.length - this.maxQueue);
-      if (excess > 0) this.n.dropped += excess;
-      this.queue = excess > 0 ? kept.slice(0, this.maxQueue) : kept;
-      throw err;
+    const r = this.spill.append(this.queue);
+    this.n.spilled += r.written;
+    if (r.written > 0) this.queue = this.queue.slice(r.written);
+    if (r.refused > 0 && this.spillFullLogged < this.n.spilled) {
+      this.spillFullLogged = this.n.spilled;
+      this.logger.error(
+        { queued: this.queue.length, path: this.spill.path },
+        'audit: spill file full, entries held in memory',
+      );
     }
   }
 
-  private async replaySpill(): Promise<void> {
-    const { entries, corrupt } = await this.spill.readAll();
+  /** Writes the spill file's entries; false when a write failed (the rest stays in the file). */
+  private async replaySpill(): Promise<boolean> {
+    const { entries, corrupt, bytes } = this.spill.readAll();
     if (corrupt > 0) {
       this.n.corrupt += corrupt;
       this.logger.error(
@@ -282,6 +322,7 @@ export class AuditLogger {
       );
     }
     let done = 0;
+    let ok = true;
     try {
       while (done < entries.length) {
         const batch = entries.slice(done, done + this.maxBatch);
@@ -292,10 +333,13 @@ export class AuditLogger {
       }
     } catch (err) {
       this.failed(err);
+      ok = false;
     }
-    await this.spill.replace(entries.slice(done));
+    // Entries spilled while this ran (a full queue) were appended after `bytes`: they stay, behind.
+    this.spill.replace(entries.slice(done), bytes);
     if (done === entries.length && done > 0)
       this.logger.info({ replayed: done }, 'audit: caught up with entries spilled during a database outage');
+    return ok;
   }
 
   private failed(err: unknown): void {

@@ -4,3 +4,4 @@ export * from './audit-hooks.ts';
 export * from './hash-chain.ts';
 export * from './verify.ts';
 export * from './query.ts';
+export * from './denial-aggregator.ts';

@@ -220,7 +220,9 @@ for (const target of databaseTargets) {
       const [accepted, refused, , denied, published] = entries;
       assert.equal(accepted!.actor, 'user-s1');
       assert.equal(accepted!.target, 's1');
-      assert.equal(accepted!.createdAt, new Date(T0 + 1).toISOString());
+      // Stamped when recorded (the logger's clock); the socket's opening time is in the detail.
+      assert.equal(accepted!.createdAt, new Date(T0).toISOString());
+      assert.equal((accepted!.detail as any).openedAt, T0 + 1);
       assert.equal(accepted!.remoteAddress, testPeer.remoteAddress);
       assert.equal(accepted!.userAgent, testPeer.userAgent);
       assert.equal((refused!.detail as any).reason, 'bad signature');
@@ -341,12 +343,88 @@ for (const target of databaseTargets) {
       assert.deepEqual([v.ok, v.checked, v.headSeq], [true, 60, 60]);
     });
 
-    test('bounded: a full queue refuses and counts, never grows', async () => {
+    test('bounded: a full queue goes to the spill file before anything is refused; all written, in order', async () => {
       const audit = newLogger({ maxQueue: 5 });
-      for (let i = 0; i < 8; i++) audit.record(entry('bound-org', i));
-      assert.deepEqual([audit.counters.queued, audit.counters.dropped, audit.counters.recorded], [5, 3, 5]);
-      await audit.close();
-      assert.equal(audit.record(entry('bound-org', 9)), false, 'closed loggers refuse');
+      for (let i = 0; i < 48; i++) audit.record(entry('bound-org', i));
+      const c = audit.counters;
+      assert.equal(c.dropped, 0);
+      assert.equal(c.recorded, 48);
+      assert.ok(c.queued <= 5, `queued ${c.queued}`);
+      assert.ok(c.spilled >= 40, `spilled ${c.spilled}`);
+      assert.equal(await audit.close(), true);
+      assert.equal(audit.counters.written, 48);
+      const { entries } = await queryAudit(prisma, { orgId: 'bound-org', limit: 100 });
+      assert.deepEqual(
+        entries.map((e) => e.target),
+        Array.from({ length: 48 }, (_, i) => `t${i}`),
+      );
+      assert.equal((await verifyAuditChain(prisma, 'bound-org')).ok, true);
+      assert.equal(existsSync(join(opened.dataDir, 'audit-spill.jsonl')), false);
+      assert.equal(audit.record(entry('bound-org', 99)), false, 'closed loggers refuse');
+    });
+
+    test('queue and spill file full: other entries are refused and counted, admin and session entries are not', async () => {
+      const audit = newLogger({ maxQueue: 5, maxSpillBytes: 1024 });
+      const flood = (i: number) => ({
+        orgId: 'crowd-org',
+        actor: 'mallory',
+        action: 'permission.denied',
+        target: `x${i}`,
+      });
+      for (let i = 0; i < 100; i++) audit.record(flood(i));
+      const before = audit.counters;
+      assert.ok(before.dropped > 0 && before.spilled > 0, JSON.stringify(before));
+      assert.ok(before.spillBytes <= 1024);
+      for (let i = 0; i < 4; i++)
+        assert.equal(
+          audit.record({
+            orgId: 'crowd-org',
+            actor: 'ops',
+            action: 'admin.revoke-user-tokens',
+            target: `u${i}`,
+          }),
+          true,
+        );
+      assert.equal(
+        audit.record({ orgId: 'crowd-org', actor: 'ops', action: 'session.suspended', target: 's' }),
+        true,
+      );
+      assert.equal(audit.record(flood(100)), false, 'the rest still waits for room');
+      assert.equal(await audit.close(), true);
+      const { entries } = await queryAudit(prisma, { orgId: 'crowd-org', limit: 1000 });
+      assert.deepEqual(
+        entries.filter((e) => e.actor === 'ops').map((e) => e.target),
+        ['u0', 'u1', 'u2', 'u3', 's'],
+      );
+      assert.equal(entries.length, audit.counters.written);
+      assert.equal(audit.counters.written + audit.counters.dropped, 106);
+    });
+
+    test("seq follows createdAt: an entry's time is when it was recorded, never earlier than the one before", async () => {
+      const clock = new ManualClock(T0);
+      const audit = newLogger({ clock });
+      const bus = new HookBus((name, err) => assert.fail(`hook ${name} threw: ${String(err)}`));
+      attachAuditHooks(bus, audit);
+      // A connection opened at T0 + 1 is accepted (authenticated) at T0 + 20; another entry came in between.
+      const conn = testConnection('order-org', 's1', 'c1', { connectedAt: T0 + 1 });
+      clock.advance(10);
+      audit.record({ orgId: 'order-org', actor: 'other', action: 'connection.closed', target: 's0' });
+      clock.advance(10);
+      bus.emit('onConnect', { connection: conn, resumed: false });
+      clock.advance(-15 as number); // a clock stepped back: stamps do not follow it
+      audit.record({ orgId: 'order-org', actor: 'other', action: 'connection.closed', target: 's2' });
+      assert.equal(await audit.close(), true);
+      const { entries } = await queryAudit(prisma, { orgId: 'order-org' });
+      assert.deepEqual(
+        entries.map((e) => [e.seq, e.target]),
+        [
+          [1, 's0'],
+          [2, 's1'],
+          [3, 's2'],
+        ],
+      );
+      const times = entries.map((e) => Date.parse(e.createdAt));
+      assert.deepEqual(times, [T0 + 10, T0 + 20, T0 + 20]);
     });
 
     test('an entry spilled by a run that lost its database is caught up by the next run', async () => {
@@ -407,13 +485,14 @@ for (const target of databaseTargets) {
           assert.deepEqual([audit.counters.spilled, audit.counters.queued], [5, 0]);
           assert.ok(audit.counters.writeFailures >= 1);
           assert.ok(audit.counters.spillBytes > 0);
-          // More entries during the outage queue behind the spilled ones; beyond the file's bound they are
-          // refused and counted.
+          // More entries during the outage queue behind the spilled ones; beyond the file's bound they wait
+          // in memory (refused only once the queue is full too).
           for (let i = 7; i <= 40; i++) audit.record(entry('outage-org', i));
           clock.advance(1_000);
           await audit.flush();
-          const { spilled, dropped } = audit.counters;
-          assert.ok(dropped > 0 && spilled + dropped === 39, `spilled ${spilled} + dropped ${dropped}`);
+          const { spilled, dropped, queued } = audit.counters;
+          assert.equal(dropped, 0);
+          assert.ok(queued > 0 && spilled + queued === 39, `spilled ${spilled} + queued ${queued}`);
 
           proxy.restore();
           assert.equal(await audit.flush(), true);
@@ -422,7 +501,7 @@ for (const target of databaseTargets) {
           const { entries } = await queryAudit(prisma, { orgId: 'outage-org', limit: 1000 });
           assert.deepEqual(
             entries.map((e) => e.target),
-            Array.from({ length: 1 + spilled }, (_, i) => `t${i + 1}`),
+            Array.from({ length: 40 }, (_, i) => `t${i + 1}`),
           );
           assert.equal((await verifyAuditChain(prisma, 'outage-org')).ok, true);
         } finally {

@@ -98,7 +98,7 @@ describe('attack: JSON and protocol', () => {
     await control.check();
   });
 
-  it('a 10,000-deep and a 100,000-deep nesting bomb in payload, metadata, connect.metadata, filters, type and correlation_id -> BAD_REQUEST (never INTERNAL), no crash', async () => {
+  it('a 10,000-deep and a 100,000-deep nesting bomb in payload, metadata, connect.metadata, filters, type and correlation_id -> PAYLOAD_TOO_LARGE (over the depth bound) or BAD_REQUEST, never INTERNAL, no crash', async () => {
     const pub = await RawClient.connect(node.wsUrl, { subscriptions: ['agent:deep'] });
     for (const depth of [10_000, 100_000]) {
       const bomb = '['.repeat(depth) + ']'.repeat(depth);
@@ -122,7 +122,8 @@ describe('attack: JSON and protocol', () => {
           (f) => f.metadata?.correlation_id === frame.match(/"correlation_id":"(\w)"/)![1],
         );
         assert.equal(r.type, 'message.failed', `${where} ${depth}`);
-        assert.equal(r.payload.code, 'BAD_REQUEST', `${where} ${depth}: ${r.payload.message}`);
+        // Over APIX_PAYLOAD_MAX_DEPTH: refused at validation, before anything stores or serializes it.
+        assert.equal(r.payload.code, 'PAYLOAD_TOO_LARGE', `${where} ${depth}: ${r.payload.message}`);
       }
       pub.send(`{"type":"subscribe","payload":{"channels":["agent:x"],"filters":{"f":${bomb}}}}`);
       assert.equal((await pub.nextOfType('connection.error')).payload.code, 'BAD_REQUEST');
@@ -130,7 +131,7 @@ describe('attack: JSON and protocol', () => {
       assert.match((await pub.nextOfType('connection.error')).payload.message, /type must be a string/);
       pub.send(`{"type":"heartbeat.ping","metadata":{"correlation_id":${bomb}}}`);
       assert.equal((await pub.nextOfType('connection.error')).payload.code, 'BAD_REQUEST');
-      // connect.metadata is kept with the connection: it must not break the connect.
+      // connect.metadata is kept with the connection: over APIX_CONNECT_METADATA_MAX_DEPTH it is refused.
       const c = await WireClient.open(port);
       c.sendText(
         `{"type":"connect","payload":{"sessionId":"deep","clientType":"WEB_APP","authentication":{"token":"${await token()}"},"subscriptions":[],"metadata":{"m":${bomb}}}}`,
@@ -139,7 +140,7 @@ describe('attack: JSON and protocol', () => {
         (f) => f.type === 'connection.established' || f.type === 'connection.error',
       );
       assert.ok(
-        est.type === 'connection.established' || est.payload.code === 'BAD_REQUEST',
+        est.type === 'connection.error' && est.payload.code === 'PAYLOAD_TOO_LARGE',
         JSON.stringify(est.payload),
       );
       c.destroy();
