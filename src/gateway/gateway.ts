@@ -45,7 +45,8 @@ import type { Authenticator } from '../auth/authenticator.ts';
 import type { Revocation } from '../auth/revocation-store.ts';
 import { parseRevocationControl, revocationControlMessage, revokes } from '../auth/revocation-store.ts';
 import type { ChannelRegistry } from '../subscriptions/channel-registry.ts';
-import { authorize } from '../subscriptions/permissions.ts';
+import { ChannelAccess } from '../subscriptions/access.ts';
+import { credentialClientType } from '../auth/client-type.ts';
 import { compileFilter } from '../subscriptions/filters.ts';
 import { LocalHub } from '../router/hub.ts';
 import type { EventRouter } from '../router/event-router.ts';
@@ -127,11 +128,14 @@ export class ApiXGateway {
   /** Connections in degraded mode (QoS): checked at every sweep. */
   readonly degraded = new Set<Connection>();
   private readonly compressThreshold: number;
+  /** Permission decisions with the credential's client type, denials audited. */
+  private readonly access: ChannelAccess;
   framesIn = 0;
 
   constructor(private readonly deps: GatewayDeps) {
     const { config } = deps;
     this.compressThreshold = config.compression.thresholdBytes;
+    this.access = new ChannelAccess(deps.channels, deps.hooks);
     this.wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
@@ -619,25 +623,47 @@ export class ApiXGateway {
     const denied: Denial[] = [];
     const recovered: Record<string, boolean> = {};
     const replays: Array<{ sub: Subscription; events: readonly BrokerEvent[] }> = [];
+    // Subscriptions of the session that the new credentials do not allow (resume, takeover): dropped.
+    const revoked: string[] = [];
 
-    // Restore a session from another node's snapshot.
+    // Restore a session from another node's snapshot, as far as the new credentials allow.
     if (snapshot) {
       for (const s of snapshot.subscriptions) {
         const parsed = parseChannel(s.channel);
         if (!parsed.ok) continue;
-        const since = lastIds[s.channel] ?? s.lastId;
+        const check = this.checkSubscribe(conn, session, parsed.channel, false);
+        if (check) {
+          denied.push(check);
+          revoked.push(s.channel);
+          continue;
+        }
+        const wanted = lastIds[s.channel] ?? s.lastId;
+        const since =
+          wanted !== undefined && this.mayReplay(conn, session, parsed.channel) ? wanted : undefined;
         const r = await this.attach(session, parsed.channel, s.ack, s.filters, since, undefined, true);
         if (r.sub) {
-          recovered[s.channel] = r.recovered;
+          recovered[s.channel] = since === wanted && r.recovered;
           replays.push({ sub: r.sub, events: r.events });
         }
       }
     } else if (resumed) {
-      // Same node: subscriptions are still in the hub; catch up plain ones from history.
+      // Same node (a resume or a takeover): the new credentials decide which subscriptions stay.
+      for (const sub of [...session.subscriptions.values()]) {
+        const check = this.checkSubscribe(conn, session, sub.channel, false);
+        if (!check) continue;
+        this.removeSubscription(sub, 'resumed with credentials that do not allow it');
+        denied.push(check);
+        revoked.push(sub.name);
+      }
+      // The others are still in the hub; catch up plain ones from history.
       for (const sub of session.subscriptions.values()) {
         if (sub.queuesWhileAway) continue;
         const since = lastIds[sub.name] ?? sub.lastId;
         if (since === undefined) continue;
+        if (!this.mayReplay(conn, session, sub.channel)) {
+          recovered[sub.name] = false;
+          continue;
+        }
         sub.pending = [];
         const h = await this.readHistory(sub.key, since, undefined);
         recovered[sub.name] = h.recovered;
@@ -653,6 +679,7 @@ export class ApiXGateway {
         continue;
       }
       if (session.subscriptions.has(channelKey(principal.orgId, parsed.channel))) continue;
+      if (revoked.includes(name)) continue;
       const check = this.checkSubscribe(conn, session, parsed.channel);
       if (check) {
         denied.push(check);
@@ -663,10 +690,12 @@ export class ApiXGateway {
         denied.push(rateLimitedDenial(name, limited));
         continue;
       }
-      const since = lastIds[name];
+      const wanted = lastIds[name];
+      const since =
+        wanted !== undefined && this.mayReplay(conn, session, parsed.channel) ? wanted : undefined;
       const r = await this.attach(session, parsed.channel, false, undefined, since, undefined, false);
       if (r.sub) {
-        if (since !== undefined) recovered[name] = r.recovered;
+        if (wanted !== undefined) recovered[name] = since !== undefined && r.recovered;
         replays.push({ sub: r.sub, events: r.events });
       }
     }
@@ -702,6 +731,12 @@ export class ApiXGateway {
         correlationId,
       ),
     );
+    if (revoked.length > 0) {
+      const reason = 'the credentials of this connection do not allow it';
+      conn.send(encodeControl('subscription.removed', { channels: revoked, reason }, now));
+      for (const channel of revoked)
+        hooks.emit('onUnsubscribe', { connection: conn.info(), channel, reason });
+    }
     const sent = new Set<string>();
     if (taken && taken.entries.length > 0) this.sendPending(session, taken.entries, sent);
     if (queued) {
@@ -754,30 +789,24 @@ export class ApiXGateway {
     return undefined;
   }
 
-  /** Denial for a subscribe, or undefined when allowed. */
-  private checkSubscribe(conn: Connection, session: Session, channel: ParsedChannel): Denial | undefined {
-    if (session.subscriptions.size >= this.deps.config.maxChannelsPerConnection)
+  /**
+   * Denial for a subscribe, or undefined when allowed. `counting`: a new subscription, so the per-connection
+   * limit applies (a subscription kept or restored is only re-checked against the permissions).
+   */
+  private checkSubscribe(
+    conn: Connection,
+    session: Session,
+    channel: ParsedChannel,
+    counting = true,
+  ): Denial | undefined {
+    if (counting && session.subscriptions.size >= this.deps.config.maxChannelsPerConnection)
       return {
         channel: channel.name,
         code: 'FORBIDDEN',
         message: `subscription limit of ${this.deps.config.maxChannelsPerConnection} channels reached`,
       };
-    const settings = this.deps.channels.get(session.orgId, channel.name);
-    const decision = authorize(
-      'subscribe',
-      session.principal,
-      conn.clientType,
-      channel,
-      settings?.permissions,
-    );
+    const decision = this.access.check('subscribe', session.principal, conn.peer, channel);
     if (!decision.allowed) {
-      this.deps.hooks.emit('onDeny', {
-        principal: session.principal,
-        peer: conn.peer,
-        action: 'subscribe',
-        channel: channel.name,
-        reason: decision.reason,
-      });
       return {
         channel: channel.name,
         code: 'FORBIDDEN',
@@ -785,6 +814,14 @@ export class ApiXGateway {
       };
     }
     return undefined;
+  }
+
+  /**
+   * Whether the channel's history rule lets the session's credentials have past events (replay, `since`,
+   * `resume.lastEventIds`, catch-up): when it does not, a subscription is served live only.
+   */
+  private mayReplay(conn: Connection, session: Session, channel: ParsedChannel): boolean {
+    return this.access.check('history', session.principal, conn.peer, channel).allowed;
   }
 
   /**
@@ -913,8 +950,10 @@ export class ApiXGateway {
         continue;
       }
       const existing = session.subscriptions.get(channelKey(session.orgId, parsed.channel));
-      const check = existing ? undefined : this.checkSubscribe(conn, session, parsed.channel);
+      // An existing subscription is checked too (a re-subscribe with a replay reads history).
+      const check = this.checkSubscribe(conn, session, parsed.channel, !existing);
       if (check) {
+        if (existing) this.revokeDenied([existing], 'no longer allowed');
         denied.push(check);
         continue;
       }
@@ -926,22 +965,22 @@ export class ApiXGateway {
         }
       }
       const since = payload.since?.[name];
+      const last = payload.replay?.last;
+      const wantsReplay = since !== undefined || last !== undefined;
+      const replay = wantsReplay && this.mayReplay(conn, session, parsed.channel);
       const r = await this.attach(
         session,
         parsed.channel,
         payload.acknowledgment,
         payload.filters,
-        since,
-        payload.replay?.last,
+        replay ? since : undefined,
+        replay ? last : undefined,
         false,
       );
       if (!r.sub) continue;
+      const recovered = r.recovered && replay === wantsReplay;
       const members = r.sub.type === ChannelType.ROOM ? await this.joinRoom(conn, r.sub) : undefined;
-      granted.push(
-        members
-          ? { channel: name, recovered: r.recovered, presence: members }
-          : { channel: name, recovered: r.recovered },
-      );
+      granted.push(members ? { channel: name, recovered, presence: members } : { channel: name, recovered });
       replays.push({ sub: r.sub, events: r.events });
       this.deps.hooks.emit('onSubscribe', {
         connection: conn.info(),
@@ -1107,15 +1146,7 @@ export class ApiXGateway {
     for (const sub of subs) {
       const session = sub.session;
       if (session.subscriptions.get(sub.key) !== sub) continue;
-      const settings = this.deps.channels.get(session.orgId, sub.name);
-      const decision = authorize(
-        'subscribe',
-        session.principal,
-        session.clientType,
-        sub.channel,
-        settings?.permissions,
-      );
-      if (decision.allowed) continue;
+      if (this.access.decide('subscribe', session.principal, sub.channel).allowed) continue;
       this.removeSubscription(sub, reason);
       const list = removedBySession.get(session) ?? [];
       list.push(sub.name);
@@ -1175,7 +1206,7 @@ export class ApiXGateway {
     this.deps.router
       .publish({
         principal: session.principal,
-        clientType: conn.clientType,
+        clientType: credentialClientType(session.principal),
         peer: conn.peer,
         connection: this.deps.hooks.has('onPublish') ? conn.info() : undefined,
         publisher: { nodeId: this.deps.nodeId, connectionId: conn.id },

@@ -23,6 +23,8 @@ export interface Principal {
   readonly tokenId?: string | undefined;
   /** The JWT's `iat` in seconds, when it has one (revocation of a user's tokens issued before a moment). */
   readonly issuedAt?: number | undefined;
+  /** The JWT's `client_type` claim, when it has one (see auth/client-type.ts). */
+  readonly clientType?: ClientType | undefined;
 }
 
 export interface Peer {
