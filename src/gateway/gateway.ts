@@ -40,6 +40,17 @@ import type { Logger } from '../log.ts';
 import type { Broker, BrokerEvent, ControlMessage } from '../broker/broker.ts';
 import type { OfflineQueue, QueuedFrame } from '../queue/queue.ts';
 import type { SessionStore, SessionSnapshot } from '../sessions/session-store.ts';
+import type {
+  FoundSuspension,
+  Suspension,
+  SuspensionStore,
+  SuspensionTarget,
+} from '../suspension/suspension-store.ts';
+import {
+  HeardSuspensions,
+  parseSuspensionControl,
+  suspensionControlMessage,
+} from '../suspension/suspension-store.ts';
 import type { Presence, PresenceMember } from '../presence/presence.ts';
 import type { Authenticator } from '../auth/authenticator.ts';
 import type { Revocation } from '../auth/revocation-store.ts';
@@ -60,7 +71,7 @@ import { localBucket, RateLimitedError } from '../ratelimit/rate-limiter.ts';
 import type { RateLimiter, RateLimitScope } from '../ratelimit/rate-limiter.ts';
 import { Connection, Phase } from './connection.ts';
 import { Session, Subscription, sessionKey } from './session.ts';
-import type { HookBus, Peer } from './hooks.ts';
+import type { HookBus, Peer, Principal } from './hooks.ts';
 import { encodeChannelEvent, encodeControl, encodeError, EventFrames } from './frames.ts';
 import { canRecover, DegradedState, degradeReason } from './qos.ts';
 import { rawHttpResponse } from '../security-headers.ts';
@@ -84,6 +95,8 @@ export interface GatewayDeps {
   readonly limiter: RateLimiter;
   /** Where in-flight events of acknowledged subscriptions are kept across restarts (memory by default). */
   readonly pendingStore?: PendingStore;
+  /** Suspensions of sessions, users and API keys, shared by the nodes. */
+  readonly suspensions: SuspensionStore;
 }
 
 /** Frames buffered while `connect` is being authenticated (clients may pipeline). */
@@ -106,7 +119,9 @@ export class ApiXGateway {
   readonly connections = new Map<string, Connection>();
   /** Sessions held by this node (live or waiting for their client), by session key. */
   readonly sessions = new Map<string, Session>();
-  private readonly suspended = new Set<string>();
+  /** Suspensions made here or heard from other nodes (bounded), checked after the store at connect. */
+  private readonly heardSuspensions: HeardSuspensions;
+  private suspensionErrorLogged = 0;
   /**
    * Connection caps (APIX_MAX_CONNECTIONS_PER_ADDRESS / _USER / _ORG): open connections per remote
    * address, and connections past `connect` per user (`org/user`) and per organization, on this node.
@@ -136,6 +151,7 @@ export class ApiXGateway {
     const { config } = deps;
     this.compressThreshold = config.compression.thresholdBytes;
     this.access = new ChannelAccess(deps.channels, deps.hooks);
+    this.heardSuspensions = new HeardSuspensions(() => deps.clock.now());
     this.wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
@@ -520,11 +536,13 @@ export class ApiXGateway {
   ): Promise<void> {
     const { hooks, clock } = this.deps;
     let principal;
+    let suspension: FoundSuspension | undefined;
     try {
       principal = await this.deps.authenticator.authenticate(
         payload.authentication.token,
         payload.authentication.organizationId,
       );
+      suspension = await this.findSuspension(principal, payload.sessionId);
     } catch (err) {
       const e = isApixError(err) ? err : new ApixError('UNAUTHORIZED', 'authentication failed');
       hooks.emit('onAuthFailure', { peer: conn.peer, code: e.code, reason: e.message, via: 'ws' });
@@ -535,18 +553,18 @@ export class ApiXGateway {
     conn.principal = principal;
     conn.clientType = payload.clientType;
     const key = sessionKey(principal.orgId, principal.userId, payload.sessionId);
-    if (this.suspended.has(key)) {
+    if (suspension) {
       hooks.emit('onConnectRefused', {
         peer: conn.peer,
         code: 'FORBIDDEN',
-        reason: 'session suspended',
+        reason: `${suspension.scope} suspended`,
         orgId: principal.orgId,
         userId: principal.userId,
       });
       return this.disconnect(
         conn,
         'FORBIDDEN',
-        'session is suspended',
+        suspension.scope === 'user' ? 'this user is suspended' : 'session is suspended',
         CloseCode.SUSPENDED,
         false,
         correlationId,
@@ -1572,16 +1590,11 @@ export class ApiXGateway {
       case 'message.failed':
         this.notifyFailed(String(msg.connectionId), String(msg.id), String(msg.channel), String(msg.message));
         return;
-      case 'session.suspend':
-        this.applySuspension(
-          String(msg.key),
-          Boolean(msg.suspended),
-          String(msg.reason ?? 'suspended by an operator'),
-        );
-        return;
       default: {
         const revoked = parseRevocationControl(msg);
         if (revoked) this.applyRevocation(revoked.revocation, revoked.reason);
+        const suspension = parseSuspensionControl(msg);
+        if (suspension) this.applySuspension(suspension.suspension, suspension.suspended);
       }
     }
   }
@@ -1610,30 +1623,76 @@ export class ApiXGateway {
     return cut;
   }
 
-  /** Suspends (or lifts the suspension of) a session on every node. */
-  async suspend(key: string, suspended: boolean, reason: string): Promise<void> {
-    this.applySuspension(key, suspended, reason);
-    await this.deps.broker.publishControl({
-      kind: 'session.suspend',
-      from: this.deps.nodeId,
-      key,
-      suspended,
-      reason,
-    });
+  /**
+   * Suspends (or lifts the suspension of) a session, or of every session of a user or an API key
+   * (`sessionId` absent), on every node: stored first (every node refuses it at connect), then broadcast
+   * (every node cuts the connections it covers, 4011). Answers how many were cut on this node.
+   */
+  async suspend(
+    target: SuspensionTarget,
+    suspended: boolean,
+    reason: string,
+    ttlMs: number = this.deps.config.suspensionTtlMs,
+  ): Promise<number> {
+    const expiresAt = this.deps.clock.now() + ttlMs;
+    const s: Suspension = { ...target, reason, expiresAt };
+    if (suspended) await this.deps.suspensions.suspend(s);
+    else await this.deps.suspensions.lift(target);
+    const cut = this.applySuspension(s, suspended);
+    await this.deps.broker.publishControl(
+      suspensionControlMessage(this.deps.nodeId, target, suspended, reason, expiresAt),
+    );
+    return cut;
   }
 
-  private applySuspension(key: string, suspended: boolean, reason: string): void {
-    if (!suspended) {
-      this.suspended.delete(key);
-      return;
+  /** The suspension covering a connect: the store's answer, else what this node heard of. */
+  private async findSuspension(p: Principal, sessionId: string): Promise<FoundSuspension | undefined> {
+    let found: FoundSuspension | undefined;
+    try {
+      found = await this.deps.suspensions.find(p.orgId, p.userId, sessionId);
+    } catch (err) {
+      // Fail open, as for revocations (the store down is a wider outage), and say so once a minute.
+      const now = this.deps.clock.now();
+      if (now - this.suspensionErrorLogged >= 60_000) {
+        this.suspensionErrorLogged = now;
+        this.deps.log.warn({ err }, 'suspension store unavailable: only suspensions heard here are enforced');
+      }
     }
-    this.suspended.add(key);
-    const session = this.sessions.get(key);
-    if (!session) return;
-    session.status = ConnectionStatus.SUSPENDED;
-    const conn = session.connection;
-    if (conn) this.disconnect(conn, 'FORBIDDEN', reason, CloseCode.SUSPENDED, false);
-    else this.endSession(session, true);
+    return found ?? this.heardSuspensions.find(p.orgId, p.userId, sessionId);
+  }
+
+  /** Remembers (or forgets) a suspension and cuts what it covers on this node; answers how many were cut. */
+  private applySuspension(s: Suspension, suspended: boolean): number {
+    if (!suspended) {
+      this.heardSuspensions.remove(s);
+      return 0;
+    }
+    this.heardSuspensions.add(s);
+    const hit: Session[] = [];
+    if (s.sessionId !== undefined) {
+      const session = this.sessions.get(sessionKey(s.orgId, s.userId, s.sessionId));
+      if (session) hit.push(session);
+    } else
+      for (const session of this.sessions.values())
+        if (session.orgId === s.orgId && session.userId === s.userId) hit.push(session);
+    let cut = 0;
+    for (const session of hit) {
+      session.status = ConnectionStatus.SUSPENDED;
+      const conn = session.connection;
+      if (conn) {
+        this.disconnect(conn, 'FORBIDDEN', s.reason, CloseCode.SUSPENDED, false);
+        cut++;
+      } else this.endSession(session, true);
+    }
+    // A user's connections still in `connect` (their session not made yet) go too.
+    if (s.sessionId === undefined)
+      for (const conn of this.connections.values()) {
+        const p = conn.principal;
+        if (conn.phase !== Phase.CONNECTING || p?.orgId !== s.orgId || p.userId !== s.userId) continue;
+        this.disconnect(conn, 'FORBIDDEN', s.reason, CloseCode.SUSPENDED, false);
+        cut++;
+      }
+    return cut;
   }
 
   // ---------------------------------------------------------------- rate-limit abuse
@@ -1663,7 +1722,8 @@ export class ApiXGateway {
         reason,
         suspended: true,
       });
-      this.suspend(session.key, true, `suspended for abuse: ${reason}`).catch((err) =>
+      const target = { orgId: session.orgId, userId: session.userId, sessionId: session.sessionId };
+      this.suspend(target, true, `suspended for abuse: ${reason}`).catch((err) =>
         this.deps.log.warn({ err }, 'suspension not sent to the other nodes'),
       );
       return true;

@@ -109,7 +109,16 @@ export interface HookEvents {
   /** An event held for a degraded connection was replaced by a later one of the same key. */
   onCoalesced: { channelType: ChannelType };
   onRateLimited: { principal: Principal | undefined; peer: Peer; scope: string };
-  onSuspend: { orgId: string; sessionId: string; by: string; reason: string; suspended: boolean };
+  /** A suspension made or lifted: of a session, or (`sessionId` empty) of every session of a user or key. */
+  onSuspend: {
+    orgId: string;
+    sessionId: string;
+    by: string;
+    reason: string;
+    suspended: boolean;
+    userId?: string;
+    scope?: 'session' | 'user' | 'key';
+  };
   /** A session ended for good: its resume window passed, or it cannot outlive this node (memory engine). */
   onSessionEnd: { orgId: string; sessionId: string; status: ConnectionStatus };
   onAdminAction: { principal: Principal; peer: Peer; action: string; target: string; detail?: unknown };
