@@ -1625,8 +1625,8 @@ export class ApiXGateway {
 
   /**
    * Suspends (or lifts the suspension of) a session, or of every session of a user or an API key
-   * (`sessionId` absent), on every node: stored first (every node refuses it at connect), then broadcast
-   * (every node cuts the connections it covers, 4011). Answers how many were cut on this node.
+   * (`sessionId` absent), on every node: stored (every node refuses it at connect) and broadcast (every
+   * node cuts the connections it covers, 4011). Answers how many were cut on this node.
    */
   async suspend(
     target: SuspensionTarget,
@@ -1636,12 +1636,17 @@ export class ApiXGateway {
   ): Promise<number> {
     const expiresAt = this.deps.clock.now() + ttlMs;
     const s: Suspension = { ...target, reason, expiresAt };
-    if (suspended) await this.deps.suspensions.suspend(s);
-    else await this.deps.suspensions.lift(target);
+    // Here first (cut, and remembered: a reconnect here is refused even if the store fails), then stored
+    // (nodes that did not hear of it read it at connect), then told to the other nodes, even if storing failed.
     const cut = this.applySuspension(s, suspended);
-    await this.deps.broker.publishControl(
-      suspensionControlMessage(this.deps.nodeId, target, suspended, reason, expiresAt),
-    );
+    try {
+      if (suspended) await this.deps.suspensions.suspend(s);
+      else await this.deps.suspensions.lift(target);
+    } finally {
+      await this.deps.broker.publishControl(
+        suspensionControlMessage(this.deps.nodeId, target, suspended, reason, expiresAt),
+      );
+    }
     return cut;
   }
 
