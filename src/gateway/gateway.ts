@@ -46,11 +46,8 @@ import type {
   SuspensionStore,
   SuspensionTarget,
 } from '../suspension/suspension-store.ts';
-import {
-  HeardSuspensions,
-  parseSuspensionControl,
-  suspensionControlMessage,
-} from '../suspension/suspension-store.ts';
+import { parseSuspensionControl, suspensionControlMessage } from '../suspension/suspension-store.ts';
+import { SuspensionGuard } from '../suspension/suspension-guard.ts';
 import type { Presence, PresenceMember } from '../presence/presence.ts';
 import type { Authenticator } from '../auth/authenticator.ts';
 import type { Revocation } from '../auth/revocation-store.ts';
@@ -71,7 +68,7 @@ import { localBucket, RateLimitedError } from '../ratelimit/rate-limiter.ts';
 import type { RateLimiter, RateLimitScope } from '../ratelimit/rate-limiter.ts';
 import { Connection, Phase } from './connection.ts';
 import { Session, Subscription, sessionKey } from './session.ts';
-import type { HookBus, Peer, Principal } from './hooks.ts';
+import type { HookBus, Peer } from './hooks.ts';
 import { encodeChannelEvent, encodeControl, encodeError, EventFrames } from './frames.ts';
 import { canRecover, DegradedState, degradeReason } from './qos.ts';
 import { rawHttpResponse } from '../security-headers.ts';
@@ -119,9 +116,8 @@ export class ApiXGateway {
   readonly connections = new Map<string, Connection>();
   /** Sessions held by this node (live or waiting for their client), by session key. */
   readonly sessions = new Map<string, Session>();
-  /** Suspensions made here or heard from other nodes (bounded), checked after the store at connect. */
-  private readonly heardSuspensions: HeardSuspensions;
-  private suspensionErrorLogged = 0;
+  /** Suspensions: the shared store, and those made here or heard from other nodes. */
+  private readonly suspensions: SuspensionGuard;
   /**
    * Connection caps (APIX_MAX_CONNECTIONS_PER_ADDRESS / _USER / _ORG): open connections per remote
    * address, and connections past `connect` per user (`org/user`) and per organization, on this node.
@@ -151,7 +147,7 @@ export class ApiXGateway {
     const { config } = deps;
     this.compressThreshold = config.compression.thresholdBytes;
     this.access = new ChannelAccess(deps.channels, deps.hooks);
-    this.heardSuspensions = new HeardSuspensions(() => deps.clock.now());
+    this.suspensions = new SuspensionGuard(deps.suspensions, () => deps.clock.now(), deps.log);
     this.wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
@@ -542,7 +538,7 @@ export class ApiXGateway {
         payload.authentication.token,
         payload.authentication.organizationId,
       );
-      suspension = await this.findSuspension(principal, payload.sessionId);
+      suspension = await this.suspensions.find(principal.orgId, principal.userId, payload.sessionId);
     } catch (err) {
       const e = isApixError(err) ? err : new ApixError('UNAUTHORIZED', 'authentication failed');
       hooks.emit('onAuthFailure', { peer: conn.peer, code: e.code, reason: e.message, via: 'ws' });
@@ -1640,8 +1636,7 @@ export class ApiXGateway {
     // (nodes that did not hear of it read it at connect), then told to the other nodes, even if storing failed.
     const cut = this.applySuspension(s, suspended);
     try {
-      if (suspended) await this.deps.suspensions.suspend(s);
-      else await this.deps.suspensions.lift(target);
+      await this.suspensions.record(s, suspended);
     } finally {
       await this.deps.broker.publishControl(
         suspensionControlMessage(this.deps.nodeId, target, suspended, reason, expiresAt),
@@ -1650,29 +1645,10 @@ export class ApiXGateway {
     return cut;
   }
 
-  /** The suspension covering a connect: the store's answer, else what this node heard of. */
-  private async findSuspension(p: Principal, sessionId: string): Promise<FoundSuspension | undefined> {
-    let found: FoundSuspension | undefined;
-    try {
-      found = await this.deps.suspensions.find(p.orgId, p.userId, sessionId);
-    } catch (err) {
-      // Fail open, as for revocations (the store down is a wider outage), and say so once a minute.
-      const now = this.deps.clock.now();
-      if (now - this.suspensionErrorLogged >= 60_000) {
-        this.suspensionErrorLogged = now;
-        this.deps.log.warn({ err }, 'suspension store unavailable: only suspensions heard here are enforced');
-      }
-    }
-    return found ?? this.heardSuspensions.find(p.orgId, p.userId, sessionId);
-  }
-
   /** Remembers (or forgets) a suspension and cuts what it covers on this node; answers how many were cut. */
   private applySuspension(s: Suspension, suspended: boolean): number {
-    if (!suspended) {
-      this.heardSuspensions.remove(s);
-      return 0;
-    }
-    this.heardSuspensions.add(s);
+    this.suspensions.heardOf(s, suspended);
+    if (!suspended) return 0;
     const hit: Session[] = [];
     if (s.sessionId !== undefined) {
       const session = this.sessions.get(sessionKey(s.orgId, s.userId, s.sessionId));
