@@ -4,6 +4,7 @@
  * (memory, or Redis shared by the nodes: a node started after the suspension refuses it too), until lifted.
  */
 import { describe, it, before, after } from 'node:test';
+import { execFile } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { RawClient, config, token } from '../../support/gateway.ts';
 import { findRedis, skipWithoutRedis, uniquePrefix } from '../../support/redis.ts';
@@ -132,6 +133,46 @@ function suite(
     });
   });
 }
+
+describe('apix admin suspend --scope', () => {
+  it('suspends and resumes a user and a key from the command line', async () => {
+    const node = await startNode(async () => undefined);
+    const adminToken = await token({ sub: 'ops', roles: ['admin'] });
+    const cli = (...args: string[]) =>
+      new Promise<{ status: number; stdout: string; stderr: string }>((resolve) => {
+        execFile(
+          process.execPath,
+          ['--import', 'tsx', 'src/cli/main.ts', 'admin', ...args, '--url', node.httpUrl],
+          { encoding: 'utf8', env: { ...process.env, APIX_ADMIN_TOKEN: adminToken }, timeout: 30_000 },
+          (err, stdout, stderr) =>
+            resolve({ status: err ? Number((err as { code?: unknown }).code ?? 1) : 0, stdout, stderr }),
+        );
+      });
+    try {
+      const dave = await token({ sub: 'dave' });
+      const c = await RawClient.connect(node.wsUrl, { token: dave, sessionId: 'd1' });
+      const s = await cli('suspend', 'dave', '--scope', 'user', '--ttl', '1h', '--reason', 'cli');
+      assert.equal(s.status, 0, s.stderr);
+      assert.deepEqual(JSON.parse(s.stdout), {
+        userId: 'dave',
+        scope: 'user',
+        suspended: true,
+        disconnectedHere: 1,
+      });
+      assert.equal((await c.waitClosed()).code, 4011);
+      await refused(node.wsUrl, dave, 'd2');
+      assert.equal((await cli('resume', 'dave', '--scope', 'user')).status, 0);
+      (await RawClient.connect(node.wsUrl, { token: dave, sessionId: 'd3' })).close();
+      const k = await cli('suspend', 'static-1', '--scope', 'key');
+      assert.equal(JSON.parse(k.stdout).scope, 'key', k.stderr);
+      await refused(node.wsUrl, 'apix_static_acmekey', 'k1');
+      assert.equal((await cli('resume', 'static-1', '--scope', 'key')).status, 0);
+      assert.equal((await cli('suspend', 'x', '--scope', 'org')).status, 2);
+    } finally {
+      await node.close();
+    }
+  });
+});
 
 suite('memory', async () => ({ engines: async () => undefined, close: async () => {} }), 1, false);
 
