@@ -3,7 +3,11 @@ import { test } from 'node:test';
 import { systemClock } from '../../src/clock.ts';
 import { MemorySuspensionStore } from '../../src/suspension/memory-suspension-store.ts';
 import { RedisSuspensionStore } from '../../src/suspension/redis-suspension-store.ts';
-import { HeardSuspensions } from '../../src/suspension/suspension-store.ts';
+import {
+  HeardSuspensions,
+  parseSuspensionControl,
+  suspensionControlMessage,
+} from '../../src/suspension/suspension-store.ts';
 import { RedisKeys } from '../../src/redis/keys.ts';
 import { findRedis, skipWithoutRedis, uniquePrefix } from '../support/redis.ts';
 import { ClientPool, deletePrefix } from '../support/redis-engines.ts';
@@ -55,4 +59,16 @@ test('what a node heard is bounded (the oldest goes) and lapses', () => {
   assert.equal(heard.find('o', 'c', 'x')?.scope, 'user');
   now = 100;
   assert.equal(heard.find('o', 'c', 'x'), undefined);
+});
+
+test('a suspension control message is read field by field', () => {
+  const msg = suspensionControlMessage('n1', { orgId: 'acme', userId: 'u' }, true, 'why', 123);
+  assert.deepEqual(parseSuspensionControl(msg), {
+    suspension: { orgId: 'acme', userId: 'u', sessionId: undefined, reason: 'why', expiresAt: 123 },
+    suspended: true,
+  });
+  assert.equal(parseSuspensionControl({ ...msg, userId: 5 }), undefined);
+  assert.equal(parseSuspensionControl({ ...msg, sessionId: {} }), undefined);
+  assert.equal(parseSuspensionControl({ ...msg, kind: 'other' }), undefined);
+  assert.equal(parseSuspensionControl({ ...msg, suspended: 'yes' })?.suspended, false);
 });
