@@ -97,6 +97,8 @@ export const EnvSchema = z.object({
   APIX_IDEMPOTENCY_WINDOW_MS: int(0, 86_400_000).default(120_000),
   /** How long a token revocation is kept: make it at least the longest lifetime of the tokens issued. */
   APIX_TOKEN_REVOCATION_TTL_MS: int(60_000, 365 * 86_400_000).default(7 * 86_400_000),
+  /** How long a suspension (session, user, API key) lasts unless lifted or given a shorter one. */
+  APIX_SUSPENSION_TTL_MS: int(60_000, 365 * 86_400_000).default(7 * 86_400_000),
   /** A room member not refreshed by its node for this long is gone (a dead node's members expire). */
   APIX_PRESENCE_TTL_MS: int(1000, 3_600_000).default(60_000),
   /** `off`: keep no database records (no audit trail, no stored keys): for benchmarks and stateless edges. */
@@ -262,6 +264,8 @@ export interface Config {
   readonly deadLetterSize: number;
   readonly idempotencyWindowMs: number;
   readonly tokenRevocationTtlMs: number;
+  /** How long a suspension lasts unless lifted (the admin API may ask for less). */
+  readonly suspensionTtlMs: number;
   readonly compression: { readonly enabled: boolean; readonly thresholdBytes: number };
   /** Per-event instrumentation (APIX_METRICS): publish/deliver/ack hooks of the metrics and latency tracker. */
   readonly metrics: boolean;
@@ -394,6 +398,7 @@ export function configFromEnv(e: Env): Config {
     deadLetterSize: e.APIX_DEAD_LETTER_SIZE,
     idempotencyWindowMs: e.APIX_IDEMPOTENCY_WINDOW_MS,
     tokenRevocationTtlMs: e.APIX_TOKEN_REVOCATION_TTL_MS,
+    suspensionTtlMs: e.APIX_SUSPENSION_TTL_MS,
     compression: { enabled: e.APIX_COMPRESSION, thresholdBytes: e.APIX_COMPRESSION_THRESHOLD_BYTES },
     metrics: e.APIX_METRICS,
     rateLimits: {

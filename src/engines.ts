@@ -16,6 +16,7 @@ import { RedisPresence } from './presence/redis-presence.ts';
 import { RedisRateLimitStore } from './ratelimit/redis-rate-limit.ts';
 import { RedisPendingStore } from './pending/redis-pending-store.ts';
 import { RedisRevocationStore } from './auth/redis-revocation.ts';
+import { RedisSuspensionStore } from './suspension/redis-suspension-store.ts';
 
 export interface EngineOptions {
   readonly clock?: Clock;
@@ -51,6 +52,7 @@ export async function createEngines(config: Config, options: EngineOptions): Pro
     // Shared buckets refill by Redis's clock; nodes lease tokens ahead of use (see redis-rate-limit.ts).
     rateLimits: new RedisRateLimitStore(clients.command, keys, { clock }),
     revocations: new RedisRevocationStore(clients.command, keys, { clock }),
+    suspensions: new RedisSuspensionStore(clients.command, keys, { clock }),
     readiness: [],
     async close() {
       await presence.close();

@@ -51,6 +51,8 @@ import type { RateLimitStore } from './ratelimit/rate-limit-store.ts';
 import { MemoryRateLimitStore } from './ratelimit/memory-rate-limit.ts';
 import type { RevocationStore } from './auth/revocation-store.ts';
 import { MemoryRevocationStore } from './auth/memory-revocation.ts';
+import type { SuspensionStore } from './suspension/suspension-store.ts';
+import { MemorySuspensionStore } from './suspension/memory-suspension-store.ts';
 import { RateLimiter } from './ratelimit/rate-limiter.ts';
 import { loadTlsFiles } from './tls.ts';
 import { AtRestCipher } from './crypto/at-rest.ts';
@@ -71,6 +73,8 @@ export interface Engines {
   readonly pendingStore?: PendingStore;
   /** Revoked tokens, shared by the nodes (absent: a memory store of this node). */
   readonly revocations?: RevocationStore;
+  /** Suspensions (session, user, API key), shared by the nodes (absent: a memory store of this node). */
+  readonly suspensions?: SuspensionStore;
   readonly readiness: readonly ReadinessCheck[];
   close(): Promise<void>;
 }
@@ -143,6 +147,8 @@ function busPendingStore(bus: MemoryBrokerBus, clock: Clock): MemoryPendingStore
 const busRateLimits = new WeakMap<MemoryBrokerBus, MemoryRateLimitStore>();
 /** And their revocations. */
 const busRevocations = new WeakMap<MemoryBrokerBus, MemoryRevocationStore>();
+/** And their suspensions. */
+const busSuspensions = new WeakMap<MemoryBrokerBus, MemorySuspensionStore>();
 
 export function memoryEngines(config: Config, clock: Clock, bus?: MemoryBrokerBus): Engines {
   const sharedBus =
@@ -151,6 +157,8 @@ export function memoryEngines(config: Config, clock: Clock, bus?: MemoryBrokerBu
   if (!rateLimits) busRateLimits.set(sharedBus, (rateLimits = new MemoryRateLimitStore(clock)));
   let revocations = busRevocations.get(sharedBus);
   if (!revocations) busRevocations.set(sharedBus, (revocations = new MemoryRevocationStore(clock)));
+  let suspensions = busSuspensions.get(sharedBus);
+  if (!suspensions) busSuspensions.set(sharedBus, (suspensions = new MemorySuspensionStore(clock)));
   const broker = new MemoryBroker(sharedBus, { size: config.history.size, ttlMs: config.history.ttlMs });
   const presence = new MemoryPresence(sharedBus.presence, { ttlMs: config.presenceTtlMs });
   // Housekeeping: what expires by time (history past its TTL, idempotency keys past their window, rate
@@ -170,6 +178,7 @@ export function memoryEngines(config: Config, clock: Clock, bus?: MemoryBrokerBu
     presence,
     rateLimits,
     revocations,
+    suspensions,
     readiness: [],
     async close() {
       clearInterval(housekeeping);
@@ -279,6 +288,7 @@ export function createNode(options: NodeOptions): ApixNode {
     channels,
     deadLetters,
     limiter,
+    suspensions: engines.suspensions ?? new MemorySuspensionStore(clock),
   });
   const metrics = createMetrics(nodeId, hooks, () => gateway.stats(), config.metrics);
   const pendingGauge = (name: string, help: string, read: () => number) =>
@@ -373,6 +383,7 @@ export function createNode(options: NodeOptions): ApixNode {
     maxBodyBytes: config.maxMessageBytes,
     revocations,
     tokenRevocationTtlMs: config.tokenRevocationTtlMs,
+    suspensionTtlMs: config.suspensionTtlMs,
     perEventMetrics: config.metrics,
   });
   const internals = new Internals()

@@ -114,13 +114,13 @@ export function auditHooks(audit: AuditLogger, options: AuditHookOptions = {}): 
         ...from(peer),
       });
     },
-    onSuspend({ orgId, sessionId, by, reason, suspended }) {
+    onSuspend({ orgId, sessionId, userId, scope, by, reason, suspended }) {
       audit.record({
         orgId,
         actor: by,
         action: suspended ? AuditAction.SESSION_SUSPENDED : AuditAction.SESSION_UNSUSPENDED,
-        target: sessionId || orgId,
-        detail: { reason },
+        target: sessionId || userId || orgId,
+        detail: { reason, ...(scope ? { scope } : {}), ...(userId && sessionId ? { userId } : {}) },
       });
     },
     onDeadLetter({ orgId, channel, eventId, sessionId, attempts }) {

@@ -14,6 +14,7 @@ import { looksLikeApiKey } from './api-keys.ts';
 import type { Revocation, RevocationStore } from './revocation-store.ts';
 import { HeardRevocations } from './revocation-store.ts';
 import { HmacJwtVerifier } from './hmac-jwt.ts';
+import { CLIENT_TYPE_CLAIM, isClientType } from './client-type.ts';
 
 export interface AuthenticatorOptions {
   readonly jwtSecret: string | undefined;
@@ -202,6 +203,12 @@ export class Authenticator {
     )
       throw new ApixError('UNAUTHORIZED', 'token "roles" must be an array of strings');
     const roleList = (roles as string[] | undefined) ?? [];
+    const clientType = (payload as Record<string, unknown>)[CLIENT_TYPE_CLAIM];
+    if (clientType !== undefined && !isClientType(clientType))
+      throw new ApixError(
+        'UNAUTHORIZED',
+        `token "${CLIENT_TYPE_CLAIM}" must be one of WEB_APP, MOBILE_APP, SDK_WIDGET, API_CLIENT, INTERNAL_SERVICE`,
+      );
     return {
       orgId: org,
       userId: sub,
@@ -213,6 +220,7 @@ export class Authenticator {
       keyId: undefined,
       tokenId: typeof jti === 'string' && jti.length > 0 && jti.length <= 256 ? jti : undefined,
       issuedAt: typeof iat === 'number' && Number.isFinite(iat) ? iat : undefined,
+      clientType,
     };
   }
 }

@@ -41,12 +41,21 @@ import type { Logger } from '../log.ts';
 import type { Broker, BrokerEvent, ControlMessage } from '../broker/broker.ts';
 import type { OfflineQueue, QueuedFrame } from '../queue/queue.ts';
 import type { SessionStore, SessionSnapshot } from '../sessions/session-store.ts';
+import type {
+  FoundSuspension,
+  Suspension,
+  SuspensionStore,
+  SuspensionTarget,
+} from '../suspension/suspension-store.ts';
+import { parseSuspensionControl, suspensionControlMessage } from '../suspension/suspension-store.ts';
+import { SuspensionGuard } from '../suspension/suspension-guard.ts';
 import type { Presence, PresenceMember } from '../presence/presence.ts';
 import type { Authenticator } from '../auth/authenticator.ts';
 import type { Revocation } from '../auth/revocation-store.ts';
 import { parseRevocationControl, revocationControlMessage, revokes } from '../auth/revocation-store.ts';
 import type { ChannelRegistry } from '../subscriptions/channel-registry.ts';
-import { authorize } from '../subscriptions/permissions.ts';
+import { ChannelAccess } from '../subscriptions/access.ts';
+import { credentialClientType } from '../auth/client-type.ts';
 import { compileFilter } from '../subscriptions/filters.ts';
 import { LocalHub } from '../router/hub.ts';
 import type { EventRouter } from '../router/event-router.ts';
@@ -84,6 +93,8 @@ export interface GatewayDeps {
   readonly limiter: RateLimiter;
   /** Where in-flight events of acknowledged subscriptions are kept across restarts (memory by default). */
   readonly pendingStore?: PendingStore;
+  /** Suspensions of sessions, users and API keys, shared by the nodes. */
+  readonly suspensions: SuspensionStore;
 }
 
 /** Frames buffered while `connect` is being authenticated (clients may pipeline). */
@@ -106,7 +117,8 @@ export class ApiXGateway {
   readonly connections = new Map<string, Connection>();
   /** Sessions held by this node (live or waiting for their client), by session key. */
   readonly sessions = new Map<string, Session>();
-  private readonly suspended = new Set<string>();
+  /** Suspensions: the shared store, and those made here or heard from other nodes. */
+  private readonly suspensions: SuspensionGuard;
   /**
    * Connection caps (APIX_MAX_CONNECTIONS_PER_ADDRESS / _USER / _ORG): open connections per remote
    * address, and connections past `connect` per user (`org/user`) and per organization, on this node.
@@ -128,11 +140,15 @@ export class ApiXGateway {
   /** Connections in degraded mode (QoS): checked at every sweep. */
   readonly degraded = new Set<Connection>();
   private readonly compressThreshold: number;
+  /** Permission decisions with the credential's client type, denials audited. */
+  private readonly access: ChannelAccess;
   framesIn = 0;
 
   constructor(private readonly deps: GatewayDeps) {
     const { config } = deps;
     this.compressThreshold = config.compression.thresholdBytes;
+    this.access = new ChannelAccess(deps.channels, deps.hooks);
+    this.suspensions = new SuspensionGuard(deps.suspensions, () => deps.clock.now(), deps.log);
     this.wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
@@ -524,11 +540,13 @@ export class ApiXGateway {
   ): Promise<void> {
     const { hooks, clock } = this.deps;
     let principal;
+    let suspension: FoundSuspension | undefined;
     try {
       principal = await this.deps.authenticator.authenticate(
         payload.authentication.token,
         payload.authentication.organizationId,
       );
+      suspension = await this.suspensions.find(principal.orgId, principal.userId, payload.sessionId);
     } catch (err) {
       const e = isApixError(err) ? err : new ApixError('UNAUTHORIZED', 'authentication failed');
       hooks.emit('onAuthFailure', { peer: conn.peer, code: e.code, reason: e.message, via: 'ws' });
@@ -539,18 +557,18 @@ export class ApiXGateway {
     conn.principal = principal;
     conn.clientType = payload.clientType;
     const key = sessionKey(principal.orgId, principal.userId, payload.sessionId);
-    if (this.suspended.has(key)) {
+    if (suspension) {
       hooks.emit('onConnectRefused', {
         peer: conn.peer,
         code: 'FORBIDDEN',
-        reason: 'session suspended',
+        reason: `${suspension.scope} suspended`,
         orgId: principal.orgId,
         userId: principal.userId,
       });
       return this.disconnect(
         conn,
         'FORBIDDEN',
-        'session is suspended',
+        suspension.scope === 'user' ? 'this user is suspended' : 'session is suspended',
         CloseCode.SUSPENDED,
         false,
         correlationId,
@@ -627,25 +645,47 @@ export class ApiXGateway {
     const denied: Denial[] = [];
     const recovered: Record<string, boolean> = {};
     const replays: Array<{ sub: Subscription; events: readonly BrokerEvent[] }> = [];
+    // Subscriptions of the session that the new credentials do not allow (resume, takeover): dropped.
+    const revoked: string[] = [];
 
-    // Restore a session from another node's snapshot.
+    // Restore a session from another node's snapshot, as far as the new credentials allow.
     if (snapshot) {
       for (const s of snapshot.subscriptions) {
         const parsed = parseChannel(s.channel);
         if (!parsed.ok) continue;
-        const since = lastIds[s.channel] ?? s.lastId;
+        const check = this.checkSubscribe(conn, session, parsed.channel, false);
+        if (check) {
+          denied.push(check);
+          revoked.push(s.channel);
+          continue;
+        }
+        const wanted = lastIds[s.channel] ?? s.lastId;
+        const since =
+          wanted !== undefined && this.mayReplay(conn, session, parsed.channel) ? wanted : undefined;
         const r = await this.attach(session, parsed.channel, s.ack, s.filters, since, undefined, true);
         if (r.sub) {
-          recovered[s.channel] = r.recovered;
+          recovered[s.channel] = since === wanted && r.recovered;
           replays.push({ sub: r.sub, events: r.events });
         }
       }
     } else if (resumed) {
-      // Same node: subscriptions are still in the hub; catch up plain ones from history.
+      // Same node (a resume or a takeover): the new credentials decide which subscriptions stay.
+      for (const sub of [...session.subscriptions.values()]) {
+        const check = this.checkSubscribe(conn, session, sub.channel, false);
+        if (!check) continue;
+        this.removeSubscription(sub, 'resumed with credentials that do not allow it');
+        denied.push(check);
+        revoked.push(sub.name);
+      }
+      // The others are still in the hub; catch up plain ones from history.
       for (const sub of session.subscriptions.values()) {
         if (sub.queuesWhileAway) continue;
         const since = lastIds[sub.name] ?? sub.lastId;
         if (since === undefined) continue;
+        if (!this.mayReplay(conn, session, sub.channel)) {
+          recovered[sub.name] = false;
+          continue;
+        }
         sub.pending = [];
         const h = await this.readHistory(sub.key, since, undefined);
         recovered[sub.name] = h.recovered;
@@ -661,6 +701,7 @@ export class ApiXGateway {
         continue;
       }
       if (session.subscriptions.has(channelKey(principal.orgId, parsed.channel))) continue;
+      if (revoked.includes(name)) continue;
       const check = this.checkSubscribe(conn, session, parsed.channel);
       if (check) {
         denied.push(check);
@@ -671,10 +712,12 @@ export class ApiXGateway {
         denied.push(rateLimitedDenial(name, limited));
         continue;
       }
-      const since = lastIds[name];
+      const wanted = lastIds[name];
+      const since =
+        wanted !== undefined && this.mayReplay(conn, session, parsed.channel) ? wanted : undefined;
       const r = await this.attach(session, parsed.channel, false, undefined, since, undefined, false);
       if (r.sub) {
-        if (since !== undefined) recovered[name] = r.recovered;
+        if (wanted !== undefined) recovered[name] = since !== undefined && r.recovered;
         replays.push({ sub: r.sub, events: r.events });
       }
     }
@@ -710,6 +753,12 @@ export class ApiXGateway {
         correlationId,
       ),
     );
+    if (revoked.length > 0) {
+      const reason = 'the credentials of this connection do not allow it';
+      conn.send(encodeControl('subscription.removed', { channels: revoked, reason }, now));
+      for (const channel of revoked)
+        hooks.emit('onUnsubscribe', { connection: conn.info(), channel, reason });
+    }
     const sent = new Set<string>();
     if (taken && taken.entries.length > 0) this.sendPending(session, taken.entries, sent);
     if (queued) {
@@ -762,30 +811,24 @@ export class ApiXGateway {
     return undefined;
   }
 
-  /** Denial for a subscribe, or undefined when allowed. */
-  private checkSubscribe(conn: Connection, session: Session, channel: ParsedChannel): Denial | undefined {
-    if (session.subscriptions.size >= this.deps.config.maxChannelsPerConnection)
+  /**
+   * Denial for a subscribe, or undefined when allowed. `counting`: a new subscription, so the per-connection
+   * limit applies (a subscription kept or restored is only re-checked against the permissions).
+   */
+  private checkSubscribe(
+    conn: Connection,
+    session: Session,
+    channel: ParsedChannel,
+    counting = true,
+  ): Denial | undefined {
+    if (counting && session.subscriptions.size >= this.deps.config.maxChannelsPerConnection)
       return {
         channel: channel.name,
         code: 'FORBIDDEN',
         message: `subscription limit of ${this.deps.config.maxChannelsPerConnection} channels reached`,
       };
-    const settings = this.deps.channels.get(session.orgId, channel.name);
-    const decision = authorize(
-      'subscribe',
-      session.principal,
-      conn.clientType,
-      channel,
-      settings?.permissions,
-    );
+    const decision = this.access.check('subscribe', session.principal, conn.peer, channel);
     if (!decision.allowed) {
-      this.deps.hooks.emit('onDeny', {
-        principal: session.principal,
-        peer: conn.peer,
-        action: 'subscribe',
-        channel: channel.name,
-        reason: decision.reason,
-      });
       return {
         channel: channel.name,
         code: 'FORBIDDEN',
@@ -793,6 +836,14 @@ export class ApiXGateway {
       };
     }
     return undefined;
+  }
+
+  /**
+   * Whether the channel's history rule lets the session's credentials have past events (replay, `since`,
+   * `resume.lastEventIds`, catch-up): when it does not, a subscription is served live only.
+   */
+  private mayReplay(conn: Connection, session: Session, channel: ParsedChannel): boolean {
+    return this.access.check('history', session.principal, conn.peer, channel).allowed;
   }
 
   /**
@@ -921,8 +972,10 @@ export class ApiXGateway {
         continue;
       }
       const existing = session.subscriptions.get(channelKey(session.orgId, parsed.channel));
-      const check = existing ? undefined : this.checkSubscribe(conn, session, parsed.channel);
+      // An existing subscription is checked too (a re-subscribe with a replay reads history).
+      const check = this.checkSubscribe(conn, session, parsed.channel, !existing);
       if (check) {
+        if (existing) this.revokeDenied([existing], 'no longer allowed');
         denied.push(check);
         continue;
       }
@@ -934,22 +987,22 @@ export class ApiXGateway {
         }
       }
       const since = payload.since?.[name];
+      const last = payload.replay?.last;
+      const wantsReplay = since !== undefined || last !== undefined;
+      const replay = wantsReplay && this.mayReplay(conn, session, parsed.channel);
       const r = await this.attach(
         session,
         parsed.channel,
         payload.acknowledgment,
         payload.filters,
-        since,
-        payload.replay?.last,
+        replay ? since : undefined,
+        replay ? last : undefined,
         false,
       );
       if (!r.sub) continue;
+      const recovered = r.recovered && replay === wantsReplay;
       const members = r.sub.type === ChannelType.ROOM ? await this.joinRoom(conn, r.sub) : undefined;
-      granted.push(
-        members
-          ? { channel: name, recovered: r.recovered, presence: members }
-          : { channel: name, recovered: r.recovered },
-      );
+      granted.push(members ? { channel: name, recovered, presence: members } : { channel: name, recovered });
       replays.push({ sub: r.sub, events: r.events });
       this.deps.hooks.emit('onSubscribe', {
         connection: conn.info(),
@@ -1113,15 +1166,7 @@ export class ApiXGateway {
     for (const sub of subs) {
       const session = sub.session;
       if (session.subscriptions.get(sub.key) !== sub) continue;
-      const settings = this.deps.channels.get(session.orgId, sub.name);
-      const decision = authorize(
-        'subscribe',
-        session.principal,
-        session.clientType,
-        sub.channel,
-        settings?.permissions,
-      );
-      if (decision.allowed) continue;
+      if (this.access.decide('subscribe', session.principal, sub.channel).allowed) continue;
       this.removeSubscription(sub, reason);
       const list = removedBySession.get(session) ?? [];
       list.push(sub.name);
@@ -1181,7 +1226,7 @@ export class ApiXGateway {
     this.deps.router
       .publish({
         principal: session.principal,
-        clientType: conn.clientType,
+        clientType: credentialClientType(session.principal),
         peer: conn.peer,
         connection: this.deps.hooks.has('onPublish') ? conn.info() : undefined,
         publisher: { nodeId: this.deps.nodeId, connectionId: conn.id },
@@ -1547,16 +1592,11 @@ export class ApiXGateway {
       case 'message.failed':
         this.notifyFailed(String(msg.connectionId), String(msg.id), String(msg.channel), String(msg.message));
         return;
-      case 'session.suspend':
-        this.applySuspension(
-          String(msg.key),
-          Boolean(msg.suspended),
-          String(msg.reason ?? 'suspended by an operator'),
-        );
-        return;
       default: {
         const revoked = parseRevocationControl(msg);
         if (revoked) this.applyRevocation(revoked.revocation, revoked.reason);
+        const suspension = parseSuspensionControl(msg);
+        if (suspension) this.applySuspension(suspension.suspension, suspension.suspended);
       }
     }
   }
@@ -1585,30 +1625,61 @@ export class ApiXGateway {
     return cut;
   }
 
-  /** Suspends (or lifts the suspension of) a session on every node. */
-  async suspend(key: string, suspended: boolean, reason: string): Promise<void> {
-    this.applySuspension(key, suspended, reason);
-    await this.deps.broker.publishControl({
-      kind: 'session.suspend',
-      from: this.deps.nodeId,
-      key,
-      suspended,
-      reason,
-    });
+  /**
+   * Suspends (or lifts the suspension of) a session, or of every session of a user or an API key
+   * (`sessionId` absent), on every node: stored (every node refuses it at connect) and broadcast (every
+   * node cuts the connections it covers, 4011). Answers how many were cut on this node.
+   */
+  async suspend(
+    target: SuspensionTarget,
+    suspended: boolean,
+    reason: string,
+    ttlMs: number = this.deps.config.suspensionTtlMs,
+  ): Promise<number> {
+    const expiresAt = this.deps.clock.now() + ttlMs;
+    const s: Suspension = { ...target, reason, expiresAt };
+    // Here first (cut, and remembered: a reconnect here is refused even if the store fails), then stored
+    // (nodes that did not hear of it read it at connect), then told to the other nodes, even if storing failed.
+    const cut = this.applySuspension(s, suspended);
+    try {
+      await this.suspensions.record(s, suspended);
+    } finally {
+      await this.deps.broker.publishControl(
+        suspensionControlMessage(this.deps.nodeId, target, suspended, reason, expiresAt),
+      );
+    }
+    return cut;
   }
 
-  private applySuspension(key: string, suspended: boolean, reason: string): void {
-    if (!suspended) {
-      this.suspended.delete(key);
-      return;
+  /** Remembers (or forgets) a suspension and cuts what it covers on this node; answers how many were cut. */
+  private applySuspension(s: Suspension, suspended: boolean): number {
+    this.suspensions.heardOf(s, suspended);
+    if (!suspended) return 0;
+    const hit: Session[] = [];
+    if (s.sessionId !== undefined) {
+      const session = this.sessions.get(sessionKey(s.orgId, s.userId, s.sessionId));
+      if (session) hit.push(session);
+    } else
+      for (const session of this.sessions.values())
+        if (session.orgId === s.orgId && session.userId === s.userId) hit.push(session);
+    let cut = 0;
+    for (const session of hit) {
+      session.status = ConnectionStatus.SUSPENDED;
+      const conn = session.connection;
+      if (conn) {
+        this.disconnect(conn, 'FORBIDDEN', s.reason, CloseCode.SUSPENDED, false);
+        cut++;
+      } else this.endSession(session, true);
     }
-    this.suspended.add(key);
-    const session = this.sessions.get(key);
-    if (!session) return;
-    session.status = ConnectionStatus.SUSPENDED;
-    const conn = session.connection;
-    if (conn) this.disconnect(conn, 'FORBIDDEN', reason, CloseCode.SUSPENDED, false);
-    else this.endSession(session, true);
+    // A user's connections still in `connect` (their session not made yet) go too.
+    if (s.sessionId === undefined)
+      for (const conn of this.connections.values()) {
+        const p = conn.principal;
+        if (conn.phase !== Phase.CONNECTING || p?.orgId !== s.orgId || p.userId !== s.userId) continue;
+        this.disconnect(conn, 'FORBIDDEN', s.reason, CloseCode.SUSPENDED, false);
+        cut++;
+      }
+    return cut;
   }
 
   // ---------------------------------------------------------------- rate-limit abuse
@@ -1638,7 +1709,8 @@ export class ApiXGateway {
         reason,
         suspended: true,
       });
-      this.suspend(session.key, true, `suspended for abuse: ${reason}`).catch((err) =>
+      const target = { orgId: session.orgId, userId: session.userId, sessionId: session.sessionId };
+      this.suspend(target, true, `suspended for abuse: ${reason}`).catch((err) =>
         this.deps.log.warn({ err }, 'suspension not sent to the other nodes'),
       );
       return true;

@@ -23,6 +23,8 @@ export interface Principal {
   readonly tokenId?: string | undefined;
   /** The JWT's `iat` in seconds, when it has one (revocation of a user's tokens issued before a moment). */
   readonly issuedAt?: number | undefined;
+  /** The JWT's `client_type` claim, when it has one (see auth/client-type.ts). */
+  readonly clientType?: ClientType | undefined;
 }
 
 export interface Peer {
@@ -107,7 +109,16 @@ export interface HookEvents {
   /** An event held for a degraded connection was replaced by a later one of the same key. */
   onCoalesced: { channelType: ChannelType };
   onRateLimited: { principal: Principal | undefined; peer: Peer; scope: string };
-  onSuspend: { orgId: string; sessionId: string; by: string; reason: string; suspended: boolean };
+  /** A suspension made or lifted: of a session, or (`sessionId` empty) of every session of a user or key. */
+  onSuspend: {
+    orgId: string;
+    sessionId: string;
+    by: string;
+    reason: string;
+    suspended: boolean;
+    userId?: string;
+    scope?: 'session' | 'user' | 'key';
+  };
   /** A session ended for good: its resume window passed, or it cannot outlive this node (memory engine). */
   onSessionEnd: { orgId: string; sessionId: string; status: ConnectionStatus };
   onAdminAction: { principal: Principal; peer: Peer; action: string; target: string; detail?: unknown };

@@ -4,6 +4,10 @@
  * - `POST /v1/admin/sessions/<sessionId>/suspend` `{userId?, reason?}`: closes the session's live
  *   connection with 4011 and refuses it until resumed, on every node;
  * - `POST /v1/admin/sessions/<sessionId>/resume` `{userId?}`;
+ * - `POST /v1/admin/users/<userId>/suspend|resume` `{reason?, ttlMs?}`: every session of the user, whatever
+ *   its id (a new session id does not get past it);
+ * - `POST /v1/admin/keys/<keyId>/suspend|resume` `{reason?, ttlMs?}`: every connection made with the API key;
+ *   a suspension lasts `ttlMs` (at most, and by default, APIX_SUSPENSION_TTL_MS) unless resumed first;
  * - `POST /v1/admin/connections/<connectionId>/kick` `{reason?}`: closes one connection on this node
  *   (`connection.disconnected` with `reconnect: false`, then 4008);
  * - `POST /v1/admin/revocations` `{jti, expiresAt?, reason?}` or `{userId, reason?}`: revokes one token of
@@ -25,6 +29,8 @@ import { encodeControl } from '../gateway/frames.ts';
 import type { Clock } from '../clock.ts';
 import type { Revocation, RevocationStore, StoredRevocation } from '../auth/revocation-store.ts';
 import { notBeforeFor } from '../auth/revocation-store.ts';
+import { apiKeyUser } from '../suspension/suspension-store.ts';
+import type { SuspensionTarget } from '../suspension/suspension-store.ts';
 import { authenticateRequest, peerOfRequest } from './api.ts';
 import { readJson, sendJson } from './router.ts';
 import type { HttpRouter } from './router.ts';
@@ -33,7 +39,7 @@ import type { HttpRouter } from './router.ts';
 export interface AdminGateway {
   readonly connections: ReadonlyMap<string, Connection>;
   readonly sessions: ReadonlyMap<string, Session>;
-  suspend(key: string, suspended: boolean, reason: string): Promise<void>;
+  suspend(target: SuspensionTarget, suspended: boolean, reason: string, ttlMs?: number): Promise<number>;
   revokeCredentials(revocation: Revocation, reason: string): Promise<number>;
 }
 
@@ -47,11 +53,18 @@ export interface AdminApiDeps {
   readonly revocations: RevocationStore;
   /** How long a revocation is kept when the request does not say when the token expires. */
   readonly tokenRevocationTtlMs: number;
+  /** The longest (and default) suspension. */
+  readonly suspensionTtlMs: number;
 }
 
 const SessionActionSchema = z.strictObject({
   userId: z.string().min(1).max(256).optional(),
   reason: z.string().max(200).optional(),
+  ttlMs: z.number().int().min(1000).optional(),
+});
+const SuspendSchema = z.strictObject({
+  reason: z.string().max(200).optional(),
+  ttlMs: z.number().int().min(1000).optional(),
 });
 const KickSchema = z.strictObject({ reason: z.string().max(200).optional() });
 const RevocationSchema = z.union([
@@ -64,6 +77,13 @@ const RevocationSchema = z.union([
   z.strictObject({ userId: z.string().min(1).max(200), reason: z.string().max(200).optional() }),
 ]);
 const ID_RE = /^[^\s/]{1,128}$/;
+/** A user id (a token's `sub`: 1-200 characters), percent-decoded from the path. */
+const USER_RE = /^[^\s]{1,200}$/;
+
+/** The suspension's lifetime: the one asked for, at most the configured one. */
+function ttlOf(asked: number | undefined, max: number): number {
+  return Math.min(asked ?? max, max);
+}
 
 export function registerAdminApi(http: HttpRouter, deps: AdminApiDeps): void {
   const requireAdmin = async (req: IncomingMessage): Promise<Principal> => {
@@ -89,9 +109,22 @@ export function registerAdminApi(http: HttpRouter, deps: AdminApiDeps): void {
     const suspended = verb === 'suspend';
     const reason = body.reason ?? (suspended ? 'suspended by an operator' : 'resumed by an operator');
     const disconnected = suspended && deps.gateway.sessions.get(key)?.connection !== undefined;
-    await deps.gateway.suspend(key, suspended, reason);
+    await deps.gateway.suspend(
+      { orgId: admin.orgId, userId, sessionId },
+      suspended,
+      reason,
+      ttlOf(body.ttlMs, deps.suspensionTtlMs),
+    );
     const peer = peerOfRequest(req);
-    deps.hooks.emit('onSuspend', { orgId: admin.orgId, sessionId, by: admin.userId, reason, suspended });
+    deps.hooks.emit('onSuspend', {
+      orgId: admin.orgId,
+      sessionId,
+      userId,
+      scope: 'session',
+      by: admin.userId,
+      reason,
+      suspended,
+    });
     deps.hooks.emit('onAdminAction', {
       principal: admin,
       peer,
@@ -101,6 +134,57 @@ export function registerAdminApi(http: HttpRouter, deps: AdminApiDeps): void {
     });
     sendJson(res, 200, { sessionId, userId, suspended, ...(suspended ? { disconnected } : {}) });
   });
+
+  // A user's or an API key's every session, on every node (issue 12: a new session id does not get past it).
+  http.add(
+    'POST',
+    /^\/v1\/admin\/(users|keys)\/([^/]+)\/(suspend|resume)\/?$/,
+    async ({ req, res, params }) => {
+      const admin = await requireAdmin(req);
+      const [kind, rawId, verb] = params as ['users' | 'keys', string, 'suspend' | 'resume'];
+      let id: string;
+      try {
+        id = decodeURIComponent(rawId);
+      } catch {
+        throw new ApixError('BAD_REQUEST', 'invalid percent-encoding in the path');
+      }
+      if (!(kind === 'users' ? USER_RE : ID_RE).test(id))
+        throw new ApixError('BAD_REQUEST', `invalid ${kind === 'users' ? 'user' : 'key'} id`);
+      const body = parse(SuspendSchema, await readOptionalJson(req, deps.maxBodyBytes));
+      const suspended = verb === 'suspend';
+      const reason = body.reason ?? (suspended ? 'suspended by an operator' : 'resumed by an operator');
+      const userId = kind === 'users' ? id : apiKeyUser(id);
+      const disconnectedHere = await deps.gateway.suspend(
+        { orgId: admin.orgId, userId },
+        suspended,
+        reason,
+        ttlOf(body.ttlMs, deps.suspensionTtlMs),
+      );
+      const scope = kind === 'users' ? 'user' : 'key';
+      deps.hooks.emit('onSuspend', {
+        orgId: admin.orgId,
+        sessionId: '',
+        userId,
+        scope,
+        by: admin.userId,
+        reason,
+        suspended,
+      });
+      deps.hooks.emit('onAdminAction', {
+        principal: admin,
+        peer: peerOfRequest(req),
+        action: `${verb}-${scope}`,
+        target: id,
+        detail: { reason, ...(suspended ? { disconnectedHere } : {}) },
+      });
+      sendJson(res, 200, {
+        ...(kind === 'users' ? { userId: id } : { keyId: id }),
+        scope,
+        suspended,
+        ...(suspended ? { disconnectedHere } : {}),
+      });
+    },
+  );
 
   http.add('POST', /^\/v1\/admin\/revocations\/?$/, async ({ req, res }) => {
     const admin = await requireAdmin(req);

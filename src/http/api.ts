@@ -21,6 +21,7 @@ import type { Registry } from 'prom-client';
 import type { Presence } from '../presence/presence.ts';
 import { bearerToken, readJson, sendJson } from './router.ts';
 import { historyPage, sendHistoryPage } from './history-page.ts';
+import { credentialClientType } from '../auth/client-type.ts';
 import type { HttpRouter } from './router.ts';
 
 export interface ReadinessCheck {
@@ -78,7 +79,7 @@ export function registerApi(http: HttpRouter, deps: HttpApiDeps): void {
     if (!r.success) throw new ApixError('BAD_REQUEST', formatIssues(r.error));
     const result = await deps.router.publish({
       principal,
-      clientType: principal.isService ? 'INTERNAL_SERVICE' : 'API_CLIENT',
+      clientType: credentialClientType(principal) ?? 'API_CLIENT',
       peer: peerOfRequest(req),
       connection: undefined,
       publisher: undefined,
@@ -95,7 +96,13 @@ export function registerApi(http: HttpRouter, deps: HttpApiDeps): void {
     const parsed = parseChannel(params[0]);
     if (!parsed.ok) throw new ApixError('BAD_REQUEST', parsed.reason);
     const settings = deps.channels.get(principal.orgId, parsed.channel.name);
-    const decision = authorize('history', principal, undefined, parsed.channel, settings?.permissions);
+    const decision = authorize(
+      'history',
+      principal,
+      credentialClientType(principal),
+      parsed.channel,
+      settings?.permissions,
+    );
     if (!decision.allowed) {
       deps.hooks.emit('onDeny', {
         principal,
@@ -132,7 +139,13 @@ export function registerApi(http: HttpRouter, deps: HttpApiDeps): void {
     if (parsed.channel.type !== 'ROOM')
       throw new ApixError('BAD_REQUEST', 'presence is kept for room: channels');
     const settings = deps.channels.get(principal.orgId, parsed.channel.name);
-    const decision = authorize('subscribe', principal, undefined, parsed.channel, settings?.permissions);
+    const decision = authorize(
+      'subscribe',
+      principal,
+      credentialClientType(principal),
+      parsed.channel,
+      settings?.permissions,
+    );
     if (!decision.allowed)
       throw new ApixError('FORBIDDEN', `presence of ${parsed.channel.name} denied: ${decision.reason}`);
     const members = await deps.presence.list(channelKey(principal.orgId, parsed.channel));

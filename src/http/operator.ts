@@ -34,6 +34,7 @@ export interface OperatorToolsDeps {
   /** Where token revocations are stored (shared by the nodes), and how long by default. */
   readonly revocations: RevocationStore;
   readonly tokenRevocationTtlMs: number;
+  readonly suspensionTtlMs: number;
   /** APIX_METRICS: false leaves out the tracker's publish, deliver and ack hooks and the throughput gauge. */
   readonly perEventMetrics: boolean;
 }
@@ -63,6 +64,7 @@ export function installOperatorTools(deps: OperatorToolsDeps): OperatorTools {
     maxBodyBytes: deps.maxBodyBytes,
     revocations: deps.revocations,
     tokenRevocationTtlMs: deps.tokenRevocationTtlMs,
+    suspensionTtlMs: deps.suspensionTtlMs,
   });
   registerDashboard(deps.http);
   const feed = new DashboardFeed({

@@ -94,6 +94,12 @@ export class RedisKeys {
     return `${this.prefix}rev:user:{${tag(`${orgId}/${userId}`)}}`;
   }
 
+  /** A suspension (value: the reason; PX until it lapses): a user's, or one session's. Same tag per user. */
+  suspension(orgId: string, userId: string, sessionId?: string): string {
+    const base = `${this.prefix}susp:{${tag(`${orgId}/${userId}`)}}`;
+    return sessionId === undefined ? `${base}:user` : `${base}:s:${sessionId}`;
+  }
+
   /** A shared token bucket (hash: tokens, last refill), e.g. `org:pub:acme` or `ch:acme/agent:x`. */
   rateLimit(bucket: string): string {
     return `${this.prefix}rl:{${tag(bucket)}}`;

@@ -2,8 +2,10 @@
  * `apix admin`: operates a running gateway through its admin API (a JWT with role `admin`; actions are
  * limited to that token's organization and recorded in the audit trail).
  *
- *   apix admin suspend <sessionId> [--user <userId>] [--reason <text>]
- *   apix admin resume <sessionId> [--user <userId>]
+ *   apix admin suspend <sessionId> [--user <userId>] [--reason <text>] [--ttl 1h]
+ *   apix admin suspend <userId> --scope user [--reason <text>] [--ttl 1h]   (every session of the user)
+ *   apix admin suspend <keyId> --scope key [--reason <text>] [--ttl 1h]     (every connection of the key)
+ *   apix admin resume <sessionId> [--user <userId>] | <userId> --scope user | <keyId> --scope key
  *   apix admin kick <connectionId> [--reason <text>]
  *   apix admin revoke-token <jti> [--exp <token exp, seconds>] [--reason <text>]
  *   apix admin revoke-user <userId> [--reason <text>]   (every token of the user issued up to now)
@@ -12,10 +14,13 @@
  * `--url` (or APIX_URL; default http://127.0.0.1:8080) and `--token` (or APIX_ADMIN_TOKEN) on each.
  */
 import { parseArgs, stringOption } from '../args.ts';
+import { parseDuration } from './token.ts';
 
 const USAGE = `usage:
-  apix admin suspend <sessionId> [--user <userId>] [--reason <text>] --url <http://host:port> --token <admin jwt>
-  apix admin resume <sessionId> [--user <userId>] --url ... --token ...
+  apix admin suspend <sessionId> [--user <userId>] [--reason <text>] [--ttl 1h] --url <http://host:port> --token <admin jwt>
+  apix admin suspend <userId> --scope user [--reason <text>] [--ttl 1h] --url ... --token ...
+  apix admin suspend <keyId> --scope key [--reason <text>] [--ttl 1h] --url ... --token ...
+  apix admin resume <sessionId> [--user <userId>] | <userId> --scope user | <keyId> --scope key --url ... --token ...
   apix admin kick <connectionId> [--reason <text>] --url ... --token ...
   apix admin revoke-token <jti> [--exp <token exp, seconds>] [--reason <text>] --url ... --token ...
   apix admin revoke-user <userId> [--reason <text>] --url ... --token ...
@@ -56,10 +61,29 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   let body: Record<string, string | number> | undefined;
   switch (action) {
     case 'suspend':
-    case 'resume':
-      path = `/v1/admin/sessions/${encodeURIComponent(target!)}/${action}`;
-      body = { ...(user ? { userId: user } : {}), ...(reason && action === 'suspend' ? { reason } : {}) };
+    case 'resume': {
+      const scope = stringOption(args, 'scope') ?? 'session';
+      if (scope !== 'session' && scope !== 'user' && scope !== 'key') {
+        process.stderr.write('apix admin: --scope must be session, user or key\n');
+        return 2;
+      }
+      const ttl = stringOption(args, 'ttl');
+      let ttlMs: number | undefined;
+      try {
+        ttlMs = ttl !== undefined && action === 'suspend' ? parseDuration(ttl) : undefined;
+      } catch (err) {
+        process.stderr.write(`apix admin: --ttl: ${(err as Error).message}\n`);
+        return 2;
+      }
+      const collection = { session: 'sessions', user: 'users', key: 'keys' }[scope];
+      path = `/v1/admin/${collection}/${encodeURIComponent(target!)}/${action}`;
+      body = {
+        ...(user && scope === 'session' ? { userId: user } : {}),
+        ...(reason && action === 'suspend' ? { reason } : {}),
+        ...(ttlMs !== undefined ? { ttlMs } : {}),
+      };
       break;
+    }
     case 'kick':
       path = `/v1/admin/connections/${encodeURIComponent(target!)}/kick`;
       body = reason ? { reason } : {};

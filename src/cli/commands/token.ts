@@ -1,8 +1,12 @@
-/** `apix token --sub alice --org acme --roles member [--ttl 1h]`: mints a JWT signed with the node's secret. */
+/**
+ * `apix token --sub alice --org acme --roles member [--ttl 1h] [--client-type MOBILE_APP]`: mints a JWT signed
+ * with the node's secret. `--client-type` sets the `client_type` claim, the client type channel rules see.
+ */
 import { SignJWT } from 'jose';
 import { loadConfig } from '../../config.ts';
 import { parseArgs, stringOption } from '../args.ts';
 import { resolveJwtSecret } from '../dev-secret.ts';
+import { CLIENT_TYPE_CLAIM, isClientType } from '../../auth/client-type.ts';
 
 export function parseDuration(text: string): number {
   const m = /^(\d+)(ms|s|m|h|d)?$/.exec(text.trim());
@@ -17,7 +21,16 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   const sub = stringOption(args, 'sub');
   const org = stringOption(args, 'org');
   if (!sub || !org) {
-    process.stderr.write('usage: apix token --sub <user> --org <org> [--roles member,admin] [--ttl 1h]\n');
+    process.stderr.write(
+      'usage: apix token --sub <user> --org <org> [--roles member,admin] [--ttl 1h] [--client-type <type>]\n',
+    );
+    return 2;
+  }
+  const clientType = stringOption(args, 'client-type');
+  if (clientType !== undefined && !isClientType(clientType)) {
+    process.stderr.write(
+      'apix token: --client-type must be WEB_APP, MOBILE_APP, SDK_WIDGET, API_CLIENT or INTERNAL_SERVICE\n',
+    );
     return 2;
   }
   const config = loadConfig(env);
@@ -30,7 +43,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   }
   const roles = (stringOption(args, 'roles') ?? 'member').split(',').filter(Boolean);
   const ttlMs = parseDuration(stringOption(args, 'ttl') ?? '1h');
-  let jwt = new SignJWT({ org, roles })
+  let jwt = new SignJWT({ org, roles, ...(clientType ? { [CLIENT_TYPE_CLAIM]: clientType } : {}) })
     .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
     .setSubject(sub)
     .setIssuedAt()
