@@ -63,6 +63,7 @@ import type { HookBus, Peer } from './hooks.ts';
 import { encodeChannelEvent, encodeControl, encodeError, EventFrames } from './frames.ts';
 import { canRecover, DegradedState, degradeReason } from './qos.ts';
 import { rawHttpResponse } from '../security-headers.ts';
+import { DEFAULT_MAX_PUBLISHES_IN_FLIGHT, PublishOrder } from '../router/publish-order.ts';
 
 export interface GatewayDeps {
   readonly config: Config;
@@ -124,6 +125,8 @@ export class ApiXGateway {
   private draining = false;
   private seq = 0;
   slowConsumers = 0;
+  /** Times a connection's socket stopped being read: too many of its publishes in flight (since start). */
+  publishPauses = 0;
   /** Connections in degraded mode (QoS): checked at every sweep. */
   readonly degraded = new Set<Connection>();
   private readonly compressThreshold: number;
@@ -1173,17 +1176,20 @@ export class ApiXGateway {
     }
     conn.publishLimited = false;
     this.deps.router
-      .publish({
-        principal: session.principal,
-        clientType: conn.clientType,
-        peer: conn.peer,
-        connection: this.deps.hooks.has('onPublish') ? conn.info() : undefined,
-        publisher: { nodeId: this.deps.nodeId, connectionId: conn.id },
-        channel: frame.channel,
-        type: frame.type,
-        payload: frame.payload,
-        metadata: frame.metadata as EnvelopeMetadata | undefined,
-      })
+      .publish(
+        {
+          principal: session.principal,
+          clientType: conn.clientType,
+          peer: conn.peer,
+          connection: this.deps.hooks.has('onPublish') ? conn.info() : undefined,
+          publisher: { nodeId: this.deps.nodeId, connectionId: conn.id },
+          channel: frame.channel,
+          type: frame.type,
+          payload: frame.payload,
+          metadata: frame.metadata as EnvelopeMetadata | undefined,
+        },
+        conn.publishOrder ?? this.publishOrderOf(conn),
+      )
       .then(
         (r) => {
           const reply = (queued: boolean) =>
@@ -1217,6 +1223,21 @@ export class ApiXGateway {
           if (err instanceof RateLimitedError) this.refused(conn, err.scope);
         },
       );
+  }
+
+  /**
+   * The connection's publish order (ids in receive order), made at its first publish; its socket stops
+   * being read while too many of its publishes are in flight.
+   */
+  private publishOrderOf(conn: Connection): PublishOrder {
+    return (conn.publishOrder = new PublishOrder({
+      maxInFlight: DEFAULT_MAX_PUBLISHES_IN_FLIGHT,
+      pause: () => {
+        this.publishPauses++;
+        conn.ws.pause();
+      },
+      resume: () => conn.ws.resume(),
+    }));
   }
 
   /** A `user:` channel whose only subscribers here are away: the event waits in their queues. */

@@ -23,6 +23,7 @@ import type { ChannelRegistry } from '../subscriptions/channel-registry.ts';
 import type { RateLimiter } from '../ratelimit/rate-limiter.ts';
 import type { AtRestCipher } from '../crypto/at-rest.ts';
 import { sealedFrameText, sealedRecordPayload } from '../crypto/at-rest.ts';
+import type { PublishOrder } from './publish-order.ts';
 
 export interface PublishRequest {
   readonly principal: Principal;
@@ -81,7 +82,26 @@ export class EventRouter {
     private readonly options: EventRouterOptions,
   ) {}
 
-  async publish(req: PublishRequest): Promise<PublishResult> {
+  /**
+   * Publishes one event. With `order` (a WebSocket connection's), the connection's publishes get their
+   * ids in the order this was called, whatever their checks wait for (src/router/publish-order.ts);
+   * without it (an HTTP request), the id is given when the checks are done.
+   */
+  async publish(req: PublishRequest, order?: PublishOrder): Promise<PublishResult> {
+    if (order === undefined) return this.checkAndPublish(req, undefined, 0);
+    const ticket = order.enter();
+    try {
+      return await this.checkAndPublish(req, order, ticket);
+    } finally {
+      order.settle(ticket);
+    }
+  }
+
+  private async checkAndPublish(
+    req: PublishRequest,
+    order: PublishOrder | undefined,
+    ticket: number,
+  ): Promise<PublishResult> {
     const parsed = parseChannel(req.channel);
     if (!parsed.ok) throw new ApixError('BAD_REQUEST', parsed.reason);
     const channel = parsed.channel;
@@ -120,7 +140,17 @@ export class EventRouter {
         'UNAVAILABLE',
         `${channel.name} is configured encrypted, but this gateway has no encryption keys (APIX_ENCRYPTION_KEYS)`,
       );
-    return this.doPublish(req, channel, key, settings?.durable === true, settings?.encrypted === true);
+    // The broker fixes the id when it is called: wait for the turn of this connection's publish.
+    if (order !== undefined && !order.isTurn(ticket)) await order.wait(ticket);
+    const published = this.doPublish(
+      req,
+      channel,
+      key,
+      settings?.durable === true,
+      settings?.encrypted === true,
+    );
+    order?.pass(ticket);
+    return published;
   }
 
   private async doPublish(
