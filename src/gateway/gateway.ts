@@ -63,7 +63,7 @@ import type { HookBus, Peer } from './hooks.ts';
 import { encodeChannelEvent, encodeControl, encodeError, EventFrames } from './frames.ts';
 import { canRecover, DegradedState, degradeReason } from './qos.ts';
 import { rawHttpResponse } from '../security-headers.ts';
-import { DEFAULT_MAX_PUBLISHES_IN_FLIGHT, PublishOrder } from '../router/publish-order.ts';
+import { PublishOrder } from '../router/publish-order.ts';
 
 export interface GatewayDeps {
   readonly config: Config;
@@ -1231,7 +1231,7 @@ export class ApiXGateway {
    */
   private publishOrderOf(conn: Connection): PublishOrder {
     return (conn.publishOrder = new PublishOrder({
-      maxInFlight: DEFAULT_MAX_PUBLISHES_IN_FLIGHT,
+      maxInFlight: this.deps.config.maxPublishesInFlight,
       pause: () => {
         this.publishPauses++;
         conn.ws.pause();

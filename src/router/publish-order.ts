@@ -11,12 +11,10 @@
  * connection's publishes stay pipelined. Publishes of different connections never wait for each other.
  *
  * Bounded: a connection with more than `maxInFlight` publishes not yet answered is told to stop reading
- * (`pause`, the socket's backpressure) until half of them are answered (`resume`). What was already read
- * off the socket still comes in, so the bound is `maxInFlight` plus one read's worth of frames.
+ * (`pause`, the socket's backpressure) until half of them are answered (`resume`); the gateway's bound is
+ * `APIX_MAX_PUBLISHES_IN_FLIGHT`. What was already read off the socket still comes in, so the bound is
+ * `maxInFlight` plus one read's worth of frames.
  */
-
-/** Publishes one connection may have in flight before its socket stops being read. */
-export const DEFAULT_MAX_PUBLISHES_IN_FLIGHT = 5_000;
 
 export interface PublishFlow {
   /** Publishes in flight (entered, not yet settled) above which `pause` is called. */

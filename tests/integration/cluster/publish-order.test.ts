@@ -15,6 +15,7 @@ import { RawClient, config, token } from '../../support/gateway.ts';
 import { findRedis, uniquePrefix, skipWithoutRedis } from '../../support/redis.ts';
 import type { FoundRedis } from '../../support/redis.ts';
 import { deletePrefix } from '../../support/redis-engines.ts';
+import { waitFor } from '../../support/wait.ts';
 import { createNode, memoryEngines } from '../../../src/node.ts';
 import type { ApixNode } from '../../../src/node.ts';
 import { MemoryBrokerBus } from '../../../src/broker/memory-broker.ts';
@@ -220,5 +221,40 @@ describe('redis', { skip }, () => {
       (cfg) => createEngines(cfg, { nodeId: cfg.nodeId! }),
       () => deletePrefix(redis!.url, prefix),
     );
+  });
+});
+
+describe('the in-flight bound of one connection', { timeout: 60_000 }, () => {
+  it('stops reading a connection past APIX_MAX_PUBLISHES_IN_FLIGHT and reads it again: every publish answered, in order', async () => {
+    const c = await cluster({ ...limitsOff }, { maxPublishesInFlight: 8 }, async (cfg) =>
+      memoryEngines(cfg, systemClock, new MemoryBrokerBus(systemClock)),
+    );
+    try {
+      const node = c.nodes[0]!;
+      const sub = await RawClient.connect(node.wsUrl, {
+        token: await token({ sub: 'viewer', roles: ['admin'] }),
+        subscriptions: ['org:feed'],
+      });
+      const pub = await RawClient.connect(node.wsUrl, {
+        token: await token({ sub: 'svc', roles: ['service'] }),
+      });
+      for (let i = 0; i < N; i++) pub.send({ type: 'step', channel: 'org:feed', payload: { i } });
+      await assertOrder([sub], 'org:feed');
+      await waitFor(
+        () => pub.frames.filter((f) => f.type === 'message.sent').length === N,
+        30_000,
+        'every publish answered',
+      );
+      assert.ok(node.gateway.publishPauses > 0, 'reading was paused');
+      const metrics = await (await fetch(`${node.httpUrl}/metrics`)).text();
+      assert.match(metrics, /apix_publish_read_pauses\{[^}]*\} [1-9]/);
+      // Still read after the pauses: a ping is answered.
+      pub.send({ type: 'heartbeat.ping', payload: {} });
+      await pub.nextOfType('heartbeat.pong', 10_000);
+      sub.close();
+      pub.close();
+    } finally {
+      await c.close();
+    }
   });
 });
