@@ -1175,6 +1175,8 @@ export class ApiXGateway {
       return;
     }
     conn.publishLimited = false;
+    const order = conn.publishOrder ?? this.publishOrderOf(conn);
+    const ticket = order.enter();
     this.deps.router
       .publish(
         {
@@ -1188,10 +1190,12 @@ export class ApiXGateway {
           payload: frame.payload,
           metadata: frame.metadata as EnvelopeMetadata | undefined,
         },
-        conn.publishOrder ?? this.publishOrderOf(conn),
+        order,
+        ticket,
       )
       .then(
         (r) => {
+          order.settle(ticket);
           const reply = (queued: boolean) =>
             conn.send(
               encodeControl(
@@ -1205,6 +1209,7 @@ export class ApiXGateway {
           void this.isPrivateTargetAway(session.orgId, r.key, r.channel).then(reply);
         },
         (err) => {
+          order.settle(ticket);
           const e = isApixError(err) ? err : new ApixError('INTERNAL', 'publish failed');
           if (!isApixError(err)) this.deps.log.error({ err }, 'publish failed');
           conn.send(

@@ -83,25 +83,12 @@ export class EventRouter {
   ) {}
 
   /**
-   * Publishes one event. With `order` (a WebSocket connection's), the connection's publishes get their
-   * ids in the order this was called, whatever their checks wait for (src/router/publish-order.ts);
-   * without it (an HTTP request), the id is given when the checks are done.
+   * Publishes one event. With `order` and `ticket` (a WebSocket connection's publish: the caller took the
+   * ticket with `order.enter()` when the frame came in, and calls `order.settle(ticket)` once this
+   * settles), the connection's publishes get their ids in ticket order, whatever their checks wait for
+   * (src/router/publish-order.ts); without (an HTTP request), the id is given when the checks are done.
    */
-  async publish(req: PublishRequest, order?: PublishOrder): Promise<PublishResult> {
-    if (order === undefined) return this.checkAndPublish(req, undefined, 0);
-    const ticket = order.enter();
-    try {
-      return await this.checkAndPublish(req, order, ticket);
-    } finally {
-      order.settle(ticket);
-    }
-  }
-
-  private async checkAndPublish(
-    req: PublishRequest,
-    order: PublishOrder | undefined,
-    ticket: number,
-  ): Promise<PublishResult> {
+  async publish(req: PublishRequest, order?: PublishOrder, ticket = 0): Promise<PublishResult> {
     const parsed = parseChannel(req.channel);
     if (!parsed.ok) throw new ApixError('BAD_REQUEST', parsed.reason);
     const channel = parsed.channel;

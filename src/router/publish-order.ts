@@ -4,7 +4,7 @@
  * A publish goes through asynchronous steps before the broker gives it its id (the shared rate limits
  * wait for Redis when a node's token lease runs out, while the next publish may be served from the
  * lease), so publishes of one connection can reach the broker out of order. Each publish takes a ticket
- * when it enters the router (in receive order); its checks run concurrently with the others', but it
+ * when the gateway reads it (in receive order); its checks run concurrently with the others', but it
  * calls the broker only on its turn: once every earlier ticket has called the broker or failed. The turn
  * passes as soon as the broker was called, not when it answered: the brokers fix the id order at the
  * call (memory: synchronously; Redis: commands of one connection run in the order they were sent), so a
