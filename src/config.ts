@@ -83,6 +83,7 @@ export const EnvSchema = z.object({
   APIX_DURABLE_REPLAY_MAX: int(1, 1_000_000).default(10_000),
   APIX_OFFLINE_QUEUE_SIZE: int(1, 1_000_000).default(1000),
   APIX_MAX_INFLIGHT: int(1, 100_000).default(1000),
+  APIX_MAX_PUBLISHES_IN_FLIGHT: int(1, 1_000_000).default(5000),
   APIX_RETRY_BASE_MS: int(1, 3_600_000).default(1000),
   APIX_RETRY_MAX_MS: int(1, 86_400_000).default(60_000),
   APIX_RETRY_MAX_ATTEMPTS: int(1, 100).default(5),
@@ -258,6 +259,8 @@ export interface Config {
   readonly durableReplayMax: number;
   readonly offlineQueueSize: number;
   readonly maxInflight: number;
+  /** Publishes of one connection not yet answered above which its socket stops being read. */
+  readonly maxPublishesInFlight: number;
   readonly retry: { readonly baseMs: number; readonly maxMs: number; readonly maxAttempts: number };
   /** The pending store of in-flight events: batch interval, sweep of expired sessions. */
   readonly pending: { readonly flushMs: number; readonly sweepMs: number };
@@ -389,6 +392,7 @@ export function configFromEnv(e: Env): Config {
     durableReplayMax: e.APIX_DURABLE_REPLAY_MAX,
     offlineQueueSize: e.APIX_OFFLINE_QUEUE_SIZE,
     maxInflight: e.APIX_MAX_INFLIGHT,
+    maxPublishesInFlight: e.APIX_MAX_PUBLISHES_IN_FLIGHT,
     retry: {
       baseMs: e.APIX_RETRY_BASE_MS,
       maxMs: e.APIX_RETRY_MAX_MS,

@@ -311,6 +311,11 @@ export function createNode(options: NodeOptions): ApixNode {
     () => gateway.pending.writes,
   );
   pendingGauge(
+    'apix_publish_read_pauses',
+    'Times a connection stopped being read because too many of its publishes were in flight (since start)',
+    () => gateway.publishPauses,
+  );
+  pendingGauge(
     'apix_pending_write_failures',
     'Pending-store batches that failed (retried)',
     () => gateway.pending.failures,

@@ -5,6 +5,9 @@
  * - `publish` saves the event to the channel's history (when history is enabled for it) and delivers it
  *   to every node that subscribed to the channel, atomically: the order of ids is the order in which
  *   every node receives the channel's events. Ids are `<ms>-<seq>` and strictly increase per channel.
+ * - The id order is fixed when `publish` is called: publishes to one channel that one node calls one
+ *   after the other (without awaiting) get ids in call order. The router relies on it to give one
+ *   connection's publishes ids in receive order while they stay pipelined (src/router/publish-order.ts).
  * - Delivery to nodes is at most once; a node that needs more (acks, resume) reads history.
  * - `history` with `since` answers every retained event after it, in order, and `recovered: false`
  *   when events after `since` may have been dropped (trimmed, expired, or `since` is not an id this

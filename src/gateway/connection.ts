@@ -12,6 +12,7 @@ import type { Session } from './session.ts';
 import type { TokenBucket } from '../ratelimit/token-bucket.ts';
 import type { EventFrames } from './frames.ts';
 import type { DegradedState } from './qos.ts';
+import type { PublishOrder } from '../router/publish-order.ts';
 
 export const enum Phase {
   /** Upgraded, waiting for `connect`. */
@@ -42,6 +43,8 @@ export class Connection {
   violations = 0;
   /** Publishes per connection (set when the connection opens). */
   publishBucket: TokenBucket | undefined;
+  /** Its publishes' turns (ids in receive order), made at its first publish. */
+  publishOrder: PublishOrder | undefined;
   /** In a burst of refused publishes (`onRateLimited` is emitted once per burst). */
   publishLimited = false;
   /** Refusals of any rate limit since `refusalsSince`: too many in the window is abuse. */

@@ -73,6 +73,7 @@ import type { HookBus, Peer } from './hooks.ts';
 import { encodeControl, encodeError, encodePresence, EventFrames } from './frames.ts';
 import { canRecover, DegradedState, degradeReason } from './qos.ts';
 import { rawHttpResponse } from '../security-headers.ts';
+import { PublishOrder } from '../router/publish-order.ts';
 
 export interface GatewayDeps {
   readonly config: Config;
@@ -137,6 +138,8 @@ export class ApiXGateway {
   private draining = false;
   private seq = 0;
   slowConsumers = 0;
+  /** Times a connection's socket stopped being read: too many of its publishes in flight (since start). */
+  publishPauses = 0;
   /** Connections in degraded mode (QoS): checked at every sweep. */
   readonly degraded = new Set<Connection>();
   private readonly compressThreshold: number;
@@ -1223,20 +1226,27 @@ export class ApiXGateway {
       return;
     }
     conn.publishLimited = false;
+    const order = conn.publishOrder ?? this.publishOrderOf(conn);
+    const ticket = order.enter();
     this.deps.router
-      .publish({
-        principal: session.principal,
-        clientType: credentialClientType(session.principal),
-        peer: conn.peer,
-        connection: this.deps.hooks.has('onPublish') ? conn.info() : undefined,
-        publisher: { nodeId: this.deps.nodeId, connectionId: conn.id },
-        channel: frame.channel,
-        type: frame.type,
-        payload: frame.payload,
-        metadata: frame.metadata as EnvelopeMetadata | undefined,
-      })
+      .publish(
+        {
+          principal: session.principal,
+          clientType: credentialClientType(session.principal),
+          peer: conn.peer,
+          connection: this.deps.hooks.has('onPublish') ? conn.info() : undefined,
+          publisher: { nodeId: this.deps.nodeId, connectionId: conn.id },
+          channel: frame.channel,
+          type: frame.type,
+          payload: frame.payload,
+          metadata: frame.metadata as EnvelopeMetadata | undefined,
+        },
+        order,
+        ticket,
+      )
       .then(
         (r) => {
+          order.settle(ticket);
           const reply = (queued: boolean) =>
             conn.send(
               encodeControl(
@@ -1250,6 +1260,7 @@ export class ApiXGateway {
           void this.isPrivateTargetAway(session.orgId, r.key, r.channel).then(reply);
         },
         (err) => {
+          order.settle(ticket);
           const e = isApixError(err) ? err : new ApixError('INTERNAL', 'publish failed');
           if (!isApixError(err)) this.deps.log.error({ err }, 'publish failed');
           conn.send(
@@ -1268,6 +1279,21 @@ export class ApiXGateway {
           if (err instanceof RateLimitedError) this.refused(conn, err.scope);
         },
       );
+  }
+
+  /**
+   * The connection's publish order (ids in receive order), made at its first publish; its socket stops
+   * being read while too many of its publishes are in flight.
+   */
+  private publishOrderOf(conn: Connection): PublishOrder {
+    return (conn.publishOrder = new PublishOrder({
+      maxInFlight: this.deps.config.maxPublishesInFlight,
+      pause: () => {
+        this.publishPauses++;
+        conn.ws.pause();
+      },
+      resume: () => conn.ws.resume(),
+    }));
   }
 
   /** A `user:` channel whose only subscribers here are away: the event waits in their queues. */

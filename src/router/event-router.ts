@@ -24,6 +24,7 @@ import type { ChannelRegistry } from '../subscriptions/channel-registry.ts';
 import type { RateLimiter } from '../ratelimit/rate-limiter.ts';
 import type { AtRestCipher } from '../crypto/at-rest.ts';
 import { sealedFrameText, sealedRecordPayload } from '../crypto/at-rest.ts';
+import type { PublishOrder } from './publish-order.ts';
 
 export interface PublishRequest {
   readonly principal: Principal;
@@ -84,7 +85,13 @@ export class EventRouter {
     private readonly options: EventRouterOptions,
   ) {}
 
-  async publish(req: PublishRequest): Promise<PublishResult> {
+  /**
+   * Publishes one event. With `order` and `ticket` (a WebSocket connection's publish: the caller took the
+   * ticket with `order.enter()` when the frame came in, and calls `order.settle(ticket)` once this
+   * settles), the connection's publishes get their ids in ticket order, whatever their checks wait for
+   * (src/router/publish-order.ts); without (an HTTP request), the id is given when the checks are done.
+   */
+  async publish(req: PublishRequest, order?: PublishOrder, ticket = 0): Promise<PublishResult> {
     const parsed = parseChannel(req.channel);
     if (!parsed.ok) throw new ApixError('BAD_REQUEST', parsed.reason);
     const channel = parsed.channel;
@@ -130,7 +137,17 @@ export class EventRouter {
         'UNAVAILABLE',
         `${channel.name} is configured encrypted, but this gateway has no encryption keys (APIX_ENCRYPTION_KEYS)`,
       );
-    return this.doPublish(req, channel, key, settings?.durable === true, settings?.encrypted === true);
+    // The broker fixes the id when it is called: wait for the turn of this connection's publish.
+    if (order !== undefined && !order.isTurn(ticket)) await order.wait(ticket);
+    const published = this.doPublish(
+      req,
+      channel,
+      key,
+      settings?.durable === true,
+      settings?.encrypted === true,
+    );
+    order?.pass(ticket);
+    return published;
   }
 
   private async doPublish(

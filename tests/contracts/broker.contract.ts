@@ -70,6 +70,21 @@ export function describeBrokerContract(
       assert.equal(h.events[1]!.publisher, undefined);
     });
 
+    test('publishes called one after the other, not awaited, get ids in call order (publisher order)', async () => {
+      const a = await node('a', { size: 500, ttlMs: 0 });
+      const key = channel();
+      const events = await Promise.all(
+        Array.from({ length: 200 }, (_, i) => a.publish(input(key, i, { history: { size: 500, ttlMs: 0 } }))),
+      );
+      for (let i = 1; i < events.length; i++)
+        assert.equal(compareEventIds(events[i - 1]!.id, events[i]!.id), -1, `call ${i}`);
+      const h = await a.history(key, { limit: 500 });
+      assert.deepEqual(
+        h.events.map((e) => (JSON.parse(e.frame) as { payload: number }).payload),
+        events.map((_, i) => i),
+      );
+    });
+
     test('two nodes publishing concurrently: every subscribed node gets each event once, in id order', async () => {
       const nodes = await Promise.all(['n1', 'n2', 'n3'].map((id) => node(id, { size: 100, ttlMs: 0 })));
       const key = channel();
