@@ -6,7 +6,7 @@ import { RedisKeys } from '../../src/redis/keys.ts';
 import { findRedis, skipWithoutRedis, uniquePrefix } from '../support/redis.ts';
 import type { FoundRedis } from '../support/redis.ts';
 import { ClientPool, countPrefix, deletePrefix } from '../support/redis-engines.ts';
-import { sleep } from '../support/wait.ts';
+import { waitFor } from '../support/wait.ts';
 import { describeQueueContract } from './queue.contract.ts';
 
 describeQueueContract('memory', async () => ({
@@ -65,7 +65,10 @@ describe('RedisOfflineQueue', { skip: skipWithoutRedis() }, () => {
     const p = uniquePrefix();
     const clients = await new ClientPool(redis.url).create();
     try {
-      const q = new RedisOfflineQueue(clients.command, new RedisKeys(p), { maxPerSession: 2, ttlMs: 80 });
+      // Redis expires on its own clock: a TTL long enough to count the keys first on a busy machine, then
+      // a bounded wait for Redis to drop them (nobody deletes them).
+      const pushed = Date.now();
+      const q = new RedisOfflineQueue(clients.command, new RedisKeys(p), { maxPerSession: 2, ttlMs: 2000 });
       const f = {
         key: 'o/agent:x',
         id: '1-0',
@@ -77,8 +80,8 @@ describe('RedisOfflineQueue', { skip: skipWithoutRedis() }, () => {
       };
       for (let i = 0; i < 3; i++) await q.push('s1', f); // one overflow: the counter key exists too
       assert.equal(await countPrefix(redis.url, p), 2);
-      await sleep(150);
-      assert.equal(await countPrefix(redis.url, p), 0);
+      await waitFor(async () => (await countPrefix(redis.url, p)) === 0, 15_000, 'Redis expiry');
+      assert.ok(Date.now() - pushed >= 1900, 'not before the TTL');
       assert.equal(q.totalSize(), 0);
     } finally {
       await clients.close();

@@ -16,7 +16,8 @@ import { findRedis, skipWithoutRedis, uniquePrefix } from '../support/redis.ts';
 import type { FoundRedis } from '../support/redis.ts';
 import { deletePrefix } from '../support/redis-engines.ts';
 import { launchChromium, skipWithoutChromium } from '../support/chromium.ts';
-import { createNode } from '../../src/node.ts';
+import { SteppedClock } from '../support/clock.ts';
+import { createNode, memoryEngines } from '../../src/node.ts';
 import type { ApixNode } from '../../src/node.ts';
 import { createEngines } from '../../src/engines.ts';
 import { createLogger } from '../../src/log.ts';
@@ -226,8 +227,14 @@ describe('the live activity feed in Chromium', { skip, timeout: 60_000 }, () => 
       await page.waitForSelector('#state[data-state="connected"]');
 
       const shown = await shownEvents(page);
-      const shownIds = shown.map((e) => e.id);
-      assert.equal(new Set(shownIds).size, shownIds.length, `no event shown twice: ${shownIds.join(' ')}`);
+      // Ids are per channel (two channels published in the same millisecond give the same id): an event is
+      // its channel and its id.
+      const shownKeys = shown.map((e) => `${e.channel} ${e.id}`);
+      assert.equal(
+        new Set(shownKeys).size,
+        shownKeys.length,
+        `no event shown twice: ${shownKeys.join(', ')}`,
+      );
       assert.equal(shown.length, published.length, 'no event missing, none extra');
       // Ids are ordered within a channel, and so is delivery (PROTOCOL.md 6): compare channel by channel.
       for (const channel of FEED_CHANNELS) {
@@ -248,6 +255,51 @@ describe('the live activity feed in Chromium', { skip, timeout: 60_000 }, () => 
       await context.close();
       await stopNode(node1);
       await stopNode(node2);
+    }
+  });
+
+  it('shows the events of two channels that carry the same ids (ids are per channel)', async () => {
+    // Time stands still for the node (timers run): every publish falls in the same millisecond, so each
+    // channel numbers its events <ms>-1, <ms>-2, ... and the two channels give the same ids.
+    const clock = new SteppedClock();
+    const cfg = config({ port: 0, nodeId: 'e2e-same-ids' });
+    const node = createNode({
+      config: cfg,
+      clock,
+      logger: createLogger('silent', 'e2e-same-ids'),
+      engines: memoryEngines(cfg, clock),
+    });
+    registerSdkBundle(node.httpRouter);
+    registerFeedExample(node.httpRouter);
+    await node.listen();
+    nodes.add(node);
+    const jwt = await token({ sub: 'carol', org: 'acme', roles: ['member'] });
+    const channels = ['agent:research-bot', 'tool:web_search'];
+    const { context, page, problems } = await openFeed(node, jwt, channels);
+    try {
+      await page.locator('#log li', { hasText: 'subscribed tool:web_search' }).waitFor({ timeout: 10_000 });
+      const http = new HttpPublisher(node.httpUrl, API_KEY);
+      const published: Published[] = [];
+      for (let i = 0; i < 2; i++)
+        for (const channel of channels) {
+          const { id } = await http.publish({
+            channel,
+            type: 'agent_status_update',
+            payload: { agentId: 'research-bot', status: 'running', message: `${channel} ${i}` },
+          });
+          published.push({ id, channel });
+        }
+      assert.equal(published[0]!.id, published[1]!.id, 'the two channels gave the same id');
+      await waitForEventCount(page, published.length);
+      const shown = await shownEvents(page);
+      assert.deepEqual(
+        shown.map((e) => `${e.channel} ${e.id}`),
+        published.map((e) => `${e.channel} ${e.id}`),
+      );
+      assert.deepEqual(problems, []);
+    } finally {
+      await context.close();
+      await stopNode(node);
     }
   });
 

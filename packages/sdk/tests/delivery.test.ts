@@ -273,6 +273,44 @@ describe('subscriptions and delivery', () => {
     assert.deepEqual(await removed, { channel: 'room:r1', reason: 'permissions changed' });
     assert.equal(sub.state, 'unsubscribed');
   });
+
+  it('dedupes by channel and id: two channels carrying the same id both deliver it, a repeat on one does not', async () => {
+    // Ids are per channel (`<ms>-<seq>`): two channels published in the same millisecond give the same id.
+    const { gateway, client } = await setup();
+    await client.connect();
+    const a = client.subscribe('agent:a1');
+    const b = client.subscribe('tool:t1');
+    await Promise.all([a.ready, b.ready]);
+    const seen: string[] = [];
+    const global: string[] = [];
+    a.on('*', (e) => void seen.push(`${e.channel} ${e.id}`));
+    b.on('*', (e) => void seen.push(`${e.channel} ${e.id}`));
+    client.on('event', (e) => void global.push(`${e.channel} ${e.id}`));
+    const conn = gateway.open[0] as NonNullable<(typeof gateway.open)[0]>;
+    const frame = (channel: string, id: string, n: number) => ({
+      type: 'agent_status_update',
+      channel,
+      id,
+      payload: { agentId: 'a1', status: 'running', n },
+    });
+    gateway.send(conn, frame('agent:a1', '1700000000000-0', 1));
+    gateway.send(conn, frame('tool:t1', '1700000000000-0', 2));
+    gateway.send(conn, frame('tool:t1', '1700000000000-0', 3)); // a redelivery on tool:t1
+    gateway.send(conn, frame('tool:t1', '1700000000000-1', 4));
+    gateway.send(conn, frame('agent:a1', '1700000000000-1', 5));
+    await eventually(() => seen.length === 4);
+    await sleep(50);
+    const expected = [
+      'agent:a1 1700000000000-0',
+      'tool:t1 1700000000000-0',
+      'tool:t1 1700000000000-1',
+      'agent:a1 1700000000000-1',
+    ];
+    assert.deepEqual(seen, expected);
+    assert.deepEqual(global, expected);
+    assert.equal(a.lastEventId, '1700000000000-1');
+    assert.equal(b.lastEventId, '1700000000000-1');
+  });
 });
 
 export type { ApixClient };

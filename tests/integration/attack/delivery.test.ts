@@ -6,7 +6,10 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { config, RawClient, startNode, token } from '../../support/gateway.ts';
+import { compareEventIds } from '../../../src/protocol/event-id.ts';
+import { memoryEngines } from '../../../src/node.ts';
 import type { ApixNode } from '../../../src/node.ts';
+import { SteppedClock } from '../../support/clock.ts';
 import { MemoryDeadLetterStore } from '../../../src/retry/dead-letter.ts';
 import { Control, Op, sleep, until, watchProcess, WireClient, wireConnected } from './helpers.ts';
 
@@ -19,11 +22,16 @@ describe('attack: idempotency and forged since', () => {
   let node: ApixNode;
   let control: Control;
   let pub: RawClient;
+  // The time moves only when a test moves it (timers run on real time): an idempotency window holds however
+  // slow the machine is and ends without a sleep, and the ids of two channels collide or not as a test
+  // chooses (ids are <ms>-<seq>, per channel).
+  const clock = new SteppedClock();
   before(async () => {
-    node = await startNode({
+    const overrides = {
       idempotencyWindowMs: 1500,
       history: { size: 20, ttlMs: 3_600_000, maxChannels: 1000 },
-    });
+    };
+    node = await startNode(overrides, { clock, engines: memoryEngines(config(overrides), clock) });
     control = await Control.start(node);
     pub = await RawClient.connect(node.wsUrl, { token: await serviceToken() });
   });
@@ -106,7 +114,7 @@ describe('attack: idempotency and forged since', () => {
     const [ev] = await globexSub.waitForEvents(1, 'agent:idem2');
     assert.equal(ev!.payload.globex, true, "globex got its own event, not acme's");
     assert.equal(ev!.id, g.payload.id);
-    await sleep(1600);
+    clock.advance(1600);
     const later = await pub.publish('agent:idem2', 'note', {}, { idempotency_key: 'shared' });
     assert.notEqual(later.payload.id, a.payload.id, 'a new event after the window');
     globexSub.close();
@@ -115,13 +123,25 @@ describe('attack: idempotency and forged since', () => {
   });
 
   it('forged since: another channel’s id, an id above the top, the max safe id, an unsafe id, a trimmed id, 0-0 -> recovered:false and never another channel’s data; a real id -> recovered:true and the rest', async () => {
+    // Interleaved, a millisecond apart: the ids of agent:fb lie inside agent:fa's retained range (the
+    // last 20 of 30) and none is an id of agent:fa.
     const a: string[] = [];
-    for (let i = 0; i < 30; i++) a.push((await pub.publish('agent:fa', 'note', { ch: 'fa', i })).payload.id);
     const b: string[] = [];
-    for (let i = 0; i < 3; i++) b.push((await pub.publish('agent:fb', 'note', { ch: 'fb', i })).payload.id);
+    for (let i = 0; i < 30; i++) {
+      clock.advance(1);
+      a.push((await pub.publish('agent:fa', 'note', { ch: 'fa', i })).payload.id);
+      if (i >= 26 && i <= 28) {
+        clock.advance(1);
+        b.push((await pub.publish('agent:fb', 'note', { ch: 'fb', i })).payload.id);
+      }
+    }
     const [ms, seq] = a[29]!.split('-').map(Number) as [number, number];
-    // Ids are per channel: an id of agent:fb that is not also an id of agent:fa.
-    const foreign = b.find((id) => !a.includes(id))!;
+    const foreign = b[1]!;
+    assert.ok(!a.includes(foreign), 'not an id of agent:fa');
+    assert.ok(
+      compareEventIds(a[10]!, foreign) < 0 && compareEventIds(foreign, a[29]!) < 0,
+      'inside its range',
+    );
     const c = await RawClient.connect(node.wsUrl);
     for (const [what, since] of [
       ['another channel’s id', foreign],
@@ -172,9 +192,27 @@ describe('attack: idempotency and forged since', () => {
         since,
       );
     }
+    // Ids are per channel: two channels published in the same millisecond give the same id. On agent:fa
+    // that id is agent:fa's own, and resumes from agent:fa's place: recovered, and only agent:fa's events.
+    clock.advance(1);
+    const sharedA = (await pub.publish('agent:fa', 'note', { ch: 'fa', shared: true })).payload.id;
+    const sharedB = (await pub.publish('agent:fb', 'note', { ch: 'fb', shared: true })).payload.id;
+    assert.equal(sharedA, sharedB, 'the same id on both channels');
+    const afterShared = (await pub.publish('agent:fa', 'note', { ch: 'fa', after: true })).payload.id;
+    const s = await RawClient.connect(node.wsUrl);
+    const resumed = await s.subscribe({ channels: ['agent:fa'], since: { 'agent:fa': sharedB } });
+    assert.deepEqual(resumed.payload.channels[0], { channel: 'agent:fa', recovered: true });
+    const [next] = await s.waitForEvents(1, 'agent:fa');
+    await sleep(50);
+    assert.equal(next!.id, afterShared);
+    assert.deepEqual(
+      s.events().map((e) => e.payload),
+      [{ ch: 'fa', after: true }],
+    );
     c.close();
     r.close();
     z.close();
+    s.close();
     await control.check();
   });
 });
