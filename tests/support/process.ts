@@ -50,7 +50,9 @@ export async function spawnGateway(
     child.once('exit', (code) => (running.delete(child), resolve(code))),
   );
   const httpUrl = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + (options.readyTimeoutMs ?? 30_000);
+  // Generous: a first start in a fresh data dir runs PGlite's initdb and the migrations, which take tens of
+  // seconds on a busy 2-core machine. Polled: a fast start is not slowed down.
+  const deadline = Date.now() + (options.readyTimeoutMs ?? 120_000);
   for (;;) {
     if (child.exitCode !== null) throw new Error(`gateway exited (${child.exitCode}): ${out}`);
     try {
@@ -86,7 +88,7 @@ export function runCli(
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
     encoding: 'utf8',
-    timeout: 60_000,
+    timeout: 120_000, // opening the embedded database is slow on a busy machine
   });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
