@@ -169,9 +169,12 @@ export class RedisBroker implements Broker {
     const topic = this.keys.topic(input.key);
     await unavailableOnFailure(
       'live publish',
-      this.publishCmd === 'spublish'
-        ? this.clients.command.spublish(topic, message)
-        : this.clients.command.publish(topic, message),
+      runScript(
+        this.clients.command,
+        'publish-live',
+        [this.keys.stream(input.key)],
+        [topic, message, this.publishCmd],
+      ),
     );
   }
 

@@ -9,6 +9,7 @@ import type { RedisClient } from './client.ts';
 
 export type ScriptName =
   | 'publish'
+  | 'publish-live'
   | 'history'
   | 'queue-push'
   | 'queue-drain'
