@@ -1434,6 +1434,7 @@ export class ApiXGateway {
     if (forget) {
       this.deps.hooks.emit('onSessionEnd', {
         orgId: session.orgId,
+        userId: session.userId,
         sessionId: session.sessionId,
         status: session.status,
       });
@@ -1752,6 +1753,7 @@ export class ApiXGateway {
       this.deps.log.warn({ sessionKey: session.key, scope }, 'session suspended for rate-limit abuse');
       this.deps.hooks.emit('onSuspend', {
         orgId: session.orgId,
+        userId: session.userId,
         sessionId: session.sessionId,
         by: 'rate-limit',
         reason,

@@ -125,7 +125,7 @@ export interface HookEvents {
     scope?: 'session' | 'user' | 'key';
   };
   /** A session ended for good: its resume window passed, or it cannot outlive this node (memory engine). */
-  onSessionEnd: { orgId: string; sessionId: string; status: ConnectionStatus };
+  onSessionEnd: { orgId: string; userId: string; sessionId: string; status: ConnectionStatus };
   onAdminAction: { principal: Principal; peer: Peer; action: string; target: string; detail?: unknown };
 }
 
