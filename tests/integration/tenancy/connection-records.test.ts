@@ -73,7 +73,12 @@ for (const target of databaseTargets) {
       );
       // A status change of one is not the other's.
       bus.emit('onDisconnect', { connection: eve, code: 1000, reason: 'bye', status: 'DISCONNECTED' });
-      bus.emit('onSessionEnd', { orgId: 'globex', userId: 'eve', sessionId: 'tab-1', status: 'DISCONNECTED' });
+      bus.emit('onSessionEnd', {
+        orgId: 'globex',
+        userId: 'eve',
+        sessionId: 'tab-1',
+        status: 'DISCONNECTED',
+      });
       await repos.flush();
       const a = await repos.connections.get({ orgId: 'acme', userId: 'alice', sessionId: 'tab-1' });
       const g = await repos.connections.get({ orgId: 'globex', userId: 'eve', sessionId: 'tab-1' });
