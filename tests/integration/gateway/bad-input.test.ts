@@ -98,7 +98,10 @@ describe('bad input', () => {
   });
 
   it('keeps __proto__ payload keys as plain data', async () => {
-    const sub = await RawClient.connect(node.wsUrl, { subscriptions: ['agent:proto'] });
+    const sub = await RawClient.connect(node.wsUrl, {
+      token: await token({ sub: 'agent-svc', roles: ['service'] }), // agent events come from services
+      subscriptions: ['agent:proto'],
+    });
     sub.send(
       '{"type":"note","channel":"agent:proto","payload":{"__proto__":{"polluted":1},"constructor":{"prototype":{"x":1}}}}',
     );
