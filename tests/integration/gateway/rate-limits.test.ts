@@ -77,7 +77,7 @@ describe('rate limits', () => {
         limited.map((e) => e.scope),
         ['publish'],
       );
-      assert.equal(limited[0]!.principal?.userId, 'alice');
+      assert.equal(limited[0]!.principal?.userId, 'agent-svc');
       // Another connection has its own bucket.
       const d = await RawClient.connect(node.wsUrl, { token: await agentService() });
       assert.equal((await d.publish('agent:a', 'note', {})).type, 'message.sent');
