@@ -2,7 +2,7 @@
  * The SDK from Node: one client watches an agent, another publishes its status.
  *
  *   npm start                                               # a gateway on :8080
- *   export APIX_TOKEN=$(npm run -s apix -- token --sub alice --org acme)
+ *   export APIX_TOKEN=$(npm run -s apix -- token --sub demo-agent --org acme --roles service)
  *   node --import tsx examples/sdk-node.ts
  */
 import { WebSocket } from 'ws';
@@ -11,7 +11,7 @@ import { ApixClient, isApixError } from '../packages/sdk/src/index.ts';
 const url = process.env.APIX_URL ?? 'ws://localhost:8080';
 const token = process.env.APIX_TOKEN;
 if (!token) {
-  console.error('set APIX_TOKEN (npm run -s apix -- token --sub alice --org acme)');
+  console.error('set APIX_TOKEN (npm run -s apix -- token --sub demo-agent --org acme --roles service)');
   process.exit(2);
 }
 

@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import type { RateLimit } from './ratelimit/rate-limit-store.ts';
 import type { Keyring } from './crypto/at-rest.ts';
+import { isValidOrgId } from './protocol/channels.ts';
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 const bool = z
@@ -37,6 +38,15 @@ export const EnvSchema = z.object({
   APIX_JWT_ALGORITHMS: list.default(['HS256', 'RS256', 'ES256']),
   /** Static API keys for services: `org:key[:scope|scope]`, comma separated (keys in the database also work). */
   APIX_API_KEYS: list.default([]),
+  /**
+   * The platform's own organizations: their services (service tokens, API keys) may publish to the shared
+   * `system:` channels. Empty: only API keys with the explicit `system` scope may.
+   */
+  APIX_PLATFORM_ORGS: list
+    .refine((orgs) => orgs.every(isValidOrgId), {
+      message: 'must be organization ids ([A-Za-z0-9_-]{1,64}, not "_")',
+    })
+    .default([]),
 
   APIX_ALLOWED_ORIGINS: list.optional(),
   APIX_MAX_MESSAGE_BYTES: int(64, 64 * 1024 * 1024).default(1024 * 1024),
@@ -214,6 +224,8 @@ export interface Config {
     readonly audience: string | undefined;
     readonly algorithms: readonly string[];
     readonly apiKeys: readonly string[];
+    /** APIX_PLATFORM_ORGS: organizations whose services may publish to `system:` channels (absent: none). */
+    readonly platformOrgs?: readonly string[];
   };
   readonly allowedOrigins: readonly string[] | undefined;
   readonly maxMessageBytes: number;
@@ -352,6 +364,7 @@ export function configFromEnv(e: Env): Config {
       audience: e.APIX_JWT_AUDIENCE,
       algorithms: e.APIX_JWT_ALGORITHMS,
       apiKeys: e.APIX_API_KEYS,
+      platformOrgs: e.APIX_PLATFORM_ORGS,
     },
     allowedOrigins: e.APIX_ALLOWED_ORIGINS,
     maxMessageBytes: e.APIX_MAX_MESSAGE_BYTES,

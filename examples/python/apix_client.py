@@ -3,7 +3,7 @@
 standard library (RFC 6455 framing by hand). Connect, subscribe, publish over WebSocket and HTTP, replay
 with `since`, drop the connection and resume the session: each step prints PASS or FAIL (exit 1).
 
-    python3 examples/python/apix_client.py 127.0.0.1 8080 "$(npx apix token --sub alice --org acme --roles member)"
+    python3 examples/python/apix_client.py 127.0.0.1 8080 "$(npx apix token --sub py-agent --org acme --roles service)"
 
 Run by tests/e2e/python-client.test.ts against a real node."""
 import base64, hashlib, json, os, socket, struct, sys, time, urllib.request

@@ -3,6 +3,7 @@
  * stored. Implementations: static keys from config (StaticApiKeyStore) and the database (store/).
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { isValidOrgId } from '../protocol/channels.ts';
 
 export interface ApiKeyRecord {
   readonly keyId: string;
@@ -25,18 +26,37 @@ export function looksLikeApiKey(token: string): boolean {
   return token.startsWith('apix_');
 }
 
-/** Keys from `APIX_API_KEYS`: `org:key[:scope|scope]`. */
+/**
+ * Keys from `APIX_API_KEYS`, each `org:key[:scopes]`: the organization, the key (`apix_...`, which has no
+ * `:`), then everything after the second `:` is the scope list, so scopes that contain `:` stay whole
+ * (`acme:apix_t_x:publish:tool` has the one scope `publish:tool`). Scopes are separated by `|` or `+`
+ * (`acme:apix_t_x:publish:tool|history`); none given: `*`.
+ */
+export function parseStaticApiKey(
+  entry: string,
+  index: number,
+): { orgId: string; key: string; scopes: string[] } {
+  const where = `APIX_API_KEYS entry ${index + 1}`;
+  const first = entry.indexOf(':');
+  const second = first === -1 ? -1 : entry.indexOf(':', first + 1);
+  const orgId = first === -1 ? entry : entry.slice(0, first);
+  const key = first === -1 ? '' : second === -1 ? entry.slice(first + 1) : entry.slice(first + 1, second);
+  const scopeText = second === -1 ? undefined : entry.slice(second + 1);
+  if (!orgId || !key) throw new Error(`${where} must be org:key[:scopes]`);
+  if (!isValidOrgId(orgId))
+    throw new Error(`${where}: the organization must match [A-Za-z0-9_-]{1,64} and not be "_"`);
+  if (!looksLikeApiKey(key)) throw new Error(`${where}: the key must start with apix_`);
+  const scopes = scopeText === undefined ? ['*'] : scopeText.split(/[|+]/).filter(Boolean);
+  if (scopes.length === 0) throw new Error(`${where}: the scope list is empty`);
+  return { orgId, key, scopes };
+}
+
 export class StaticApiKeyStore implements ApiKeyStore {
   private readonly byHash = new Map<string, ApiKeyRecord>();
   constructor(entries: readonly string[]) {
     for (const [i, entry] of entries.entries()) {
-      const [orgId, key, scopes] = entry.split(':');
-      if (!orgId || !key) throw new Error(`APIX_API_KEYS entry ${i + 1} must be org:key[:scopes]`);
-      this.byHash.set(hashApiKey(key), {
-        keyId: `static-${i + 1}`,
-        orgId,
-        scopes: scopes ? scopes.split('|').filter(Boolean) : ['*'],
-      });
+      const { orgId, key, scopes } = parseStaticApiKey(entry, i);
+      this.byHash.set(hashApiKey(key), { keyId: `static-${i + 1}`, orgId, scopes });
     }
   }
   async verify(key: string): Promise<ApiKeyRecord | undefined> {

@@ -24,6 +24,8 @@ export interface AuthenticatorOptions {
   readonly audience: string | undefined;
   readonly algorithms: readonly string[];
   readonly apiKeys: ApiKeyStore;
+  /** APIX_PLATFORM_ORGS: organizations whose services may publish to `system:` channels. */
+  readonly platformOrgs?: readonly string[];
   /** Revoked tokens (by `jti`, by user); absent: none are checked. */
   readonly revocations?: RevocationStore | undefined;
   /** A revocation check failed (store unreachable): the credentials are let in, and this is told. */
@@ -122,7 +124,8 @@ export class Authenticator {
 
   private async verifyApiKey(key: string): Promise<Principal> {
     const rec = await this.options.apiKeys.verify(key);
-    if (!rec) throw new ApixError('UNAUTHORIZED', 'invalid or revoked API key');
+    // A key of no valid organization (or of the shared namespace `_`) authenticates nobody.
+    if (!rec || !isValidOrgId(rec.orgId)) throw new ApixError('UNAUTHORIZED', 'invalid or revoked API key');
     return {
       orgId: rec.orgId,
       userId: `apikey:${rec.keyId}`,
@@ -130,9 +133,14 @@ export class Authenticator {
       kind: 'apiKey',
       scopes: rec.scopes,
       isService: true,
+      isPlatform: this.isPlatformOrg(rec.orgId),
       expiresAt: undefined,
       keyId: rec.keyId,
     };
+  }
+
+  private isPlatformOrg(orgId: string): boolean {
+    return this.options.platformOrgs?.includes(orgId) ?? false;
   }
 
   private readonly resolveKey: KeyResolver = async (header) => {
@@ -196,7 +204,8 @@ export class Authenticator {
     const { sub, org, roles, jti, iat } = payload as JWTPayload & { org?: unknown; roles?: unknown };
     if (typeof sub !== 'string' || sub.length === 0 || sub.length > 200)
       throw new ApixError('UNAUTHORIZED', 'token "sub" must be a non-empty string');
-    if (!isValidOrgId(org)) throw new ApixError('UNAUTHORIZED', 'token "org" must match [A-Za-z0-9_-]{1,64}');
+    if (!isValidOrgId(org))
+      throw new ApixError('UNAUTHORIZED', 'token "org" must match [A-Za-z0-9_-]{1,64} and not be "_"');
     if (
       roles !== undefined &&
       (!Array.isArray(roles) || roles.length > MAX_ROLES || roles.some((r) => typeof r !== 'string'))
@@ -216,6 +225,7 @@ export class Authenticator {
       kind: 'jwt',
       scopes: [],
       isService: roleList.includes('service'),
+      isPlatform: roleList.includes('service') && this.isPlatformOrg(org),
       expiresAt: payload.exp,
       keyId: undefined,
       tokenId: typeof jti === 'string' && jti.length > 0 && jti.length <= 256 ? jti : undefined,

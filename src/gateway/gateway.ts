@@ -66,6 +66,7 @@ import type { PendingEntry, PendingOwner, PendingStore } from '../pending/pendin
 import { channelNameFromKey } from '../protocol/index.ts';
 import type { DeadLetterStore } from '../retry/dead-letter.ts';
 import { localBucket, RateLimitedError } from '../ratelimit/rate-limiter.ts';
+import { mayNotifyPublisher } from '../tenancy/scope-keys.ts';
 import type { RateLimiter, RateLimitScope } from '../ratelimit/rate-limiter.ts';
 import { Connection, Phase } from './connection.ts';
 import { Session, Subscription, sessionKey } from './session.ts';
@@ -1433,6 +1434,7 @@ export class ApiXGateway {
     if (forget) {
       this.deps.hooks.emit('onSessionEnd', {
         orgId: session.orgId,
+        userId: session.userId,
         sessionId: session.sessionId,
         status: session.status,
       });
@@ -1505,7 +1507,8 @@ export class ApiXGateway {
       const pub = e.publisher;
       if (!pub) continue;
       const message = `event ${e.id} was not acknowledged by session ${owner.sessionId} after ${e.attempts} attempts`;
-      if (pub.nodeId === this.deps.nodeId) this.notifyFailed(pub.connectionId, e.id, channel, message);
+      if (pub.nodeId === this.deps.nodeId)
+        this.notifyFailed(pub.connectionId, e.id, channel, message, owner.orgId);
       else
         this.deps.broker
           .publishControl({
@@ -1515,6 +1518,7 @@ export class ApiXGateway {
             id: e.id,
             channel,
             message,
+            orgId: owner.orgId,
           })
           .catch(() => {});
     }
@@ -1573,7 +1577,9 @@ export class ApiXGateway {
     const pub = event.publisher;
     if (!pub) return;
     const message = `event ${event.id} was not acknowledged by session ${sub.session.sessionId} after ${attempts} attempts`;
-    if (pub.nodeId === this.deps.nodeId) this.notifyFailed(pub.connectionId, event.id, channel, message);
+    const orgId = sub.session.orgId;
+    if (pub.nodeId === this.deps.nodeId)
+      this.notifyFailed(pub.connectionId, event.id, channel, message, orgId);
     else
       this.deps.broker
         .publishControl({
@@ -1583,13 +1589,24 @@ export class ApiXGateway {
           id: event.id,
           channel,
           message,
+          orgId,
         })
         .catch(() => {});
   }
 
-  private notifyFailed(connectionId: string, id: string, channel: string, message: string): void {
+  /**
+   * Tells a publisher its event was dead-lettered by a session of `subscriberOrgId`: only a publisher of
+   * that organization (on a shared channel, another organization's publisher hears nothing of it).
+   */
+  private notifyFailed(
+    connectionId: string,
+    id: string,
+    channel: string,
+    message: string,
+    subscriberOrgId: string,
+  ): void {
     const conn = this.connections.get(connectionId);
-    if (conn?.phase === Phase.CONNECTED)
+    if (conn?.phase === Phase.CONNECTED && mayNotifyPublisher(conn.principal!.orgId, subscriberOrgId))
       conn.send(
         encodeControl('message.failed', { code: 'UNAVAILABLE', message, id, channel }, this.deps.clock.now()),
       );
@@ -1616,7 +1633,13 @@ export class ApiXGateway {
         return;
       }
       case 'message.failed':
-        this.notifyFailed(String(msg.connectionId), String(msg.id), String(msg.channel), String(msg.message));
+        this.notifyFailed(
+          String(msg.connectionId),
+          String(msg.id),
+          String(msg.channel),
+          String(msg.message),
+          String(msg.orgId),
+        );
         return;
       default: {
         const revoked = parseRevocationControl(msg);
@@ -1730,6 +1753,7 @@ export class ApiXGateway {
       this.deps.log.warn({ sessionKey: session.key, scope }, 'session suspended for rate-limit abuse');
       this.deps.hooks.emit('onSuspend', {
         orgId: session.orgId,
+        userId: session.userId,
         sessionId: session.sessionId,
         by: 'rate-limit',
         reason,

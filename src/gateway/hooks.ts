@@ -14,8 +14,13 @@ export interface Principal {
   readonly kind: 'jwt' | 'apiKey';
   /** API-key scopes; empty for JWTs. */
   readonly scopes: readonly string[];
-  /** True for API keys and JWTs with the `service` role: may publish to `system` and every org channel. */
+  /** True for API keys and JWTs with the `service` role: may publish to every channel of its organization. */
   readonly isService: boolean;
+  /**
+   * True for a service of a platform organization (APIX_PLATFORM_ORGS): may publish to the shared `system`
+   * channels (so may an API key with the `system` scope). Absent: false.
+   */
+  readonly isPlatform?: boolean;
   /** Seconds since epoch; undefined for API keys. */
   readonly expiresAt: number | undefined;
   readonly keyId: string | undefined;
@@ -120,7 +125,7 @@ export interface HookEvents {
     scope?: 'session' | 'user' | 'key';
   };
   /** A session ended for good: its resume window passed, or it cannot outlive this node (memory engine). */
-  onSessionEnd: { orgId: string; sessionId: string; status: ConnectionStatus };
+  onSessionEnd: { orgId: string; userId: string; sessionId: string; status: ConnectionStatus };
   onAdminAction: { principal: Principal; peer: Peer; action: string; target: string; detail?: unknown };
 }
 

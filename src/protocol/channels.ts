@@ -57,10 +57,13 @@ export function parseChannel(name: unknown): ChannelParseResult {
   return { ok: true, channel: { name, type, prefix, subject } };
 }
 
-/** Organization ids (the `org` claim) share the segment alphabet, so no org id can contain a separator. */
+/**
+ * Organization ids (the `org` claim, an API key's organization) share the segment alphabet, so no org id
+ * can contain a separator; `_` is reserved: it is the namespace every organization shares (`_/system:...`).
+ */
 const ORG_RE = /^[A-Za-z0-9_-]{1,64}$/;
 export function isValidOrgId(org: unknown): org is string {
-  return typeof org === 'string' && ORG_RE.test(org);
+  return typeof org === 'string' && ORG_RE.test(org) && org !== '_';
 }
 
 /**

@@ -11,6 +11,7 @@
 import { ApixError } from '../protocol/index.ts';
 import type { HookBus, Peer, Principal } from '../gateway/hooks.ts';
 import { TokenBucket } from './token-bucket.ts';
+import { publisherScopeKey } from '../tenancy/scope-keys.ts';
 import type { RateLimit, RateLimitStore, TakeResult } from './rate-limit-store.ts';
 
 /** What a refusal limited, as reported by `onRateLimited`. */
@@ -21,7 +22,8 @@ export interface RateLimits {
   readonly connection: RateLimit;
   /** Publishes per connection (local). */
   readonly publish: RateLimit;
-  /** Publishes into one channel of an organization, by every publisher (shared). */
+  /** Publishes into one channel of an organization, by every publisher (shared); on a shared `system:`
+   * channel, by every publisher of one organization. */
   readonly channel: RateLimit;
   /** Publishes of one organization (shared). */
   readonly orgPublish: RateLimit;
@@ -65,16 +67,18 @@ export class RateLimiter {
 
   /** A publish of `principal` into the channel with engine key `channelKey` (`<org>/<name>`). */
   async checkPublish(principal: Principal, peer: Peer, channelKey: string): Promise<void> {
-    const ch = await this.take(`ch:${channelKey}`, this.limits.channel);
+    // Per publisher scope: on a shared channel (`system:`), each organization has its own bucket.
+    const bucket = `ch:${publisherScopeKey(principal, channelKey)}`;
+    const ch = await this.take(bucket, this.limits.channel);
     if (!ch.allowed) {
-      this.refused('channel', `ch:${channelKey}`, principal, peer);
+      this.refused('channel', bucket, principal, peer);
       throw new RateLimitedError(
         'channel',
         `too many publishes to ${channelKey.slice(channelKey.indexOf('/') + 1)}; retry after ${ch.retryAfterMs} ms`,
         ch.retryAfterMs,
       );
     }
-    this.passed(`ch:${channelKey}`);
+    this.passed(bucket);
     const org = await this.take(`org:pub:${principal.orgId}`, this.limits.orgPublish);
     if (!org.allowed) {
       this.refused('org', `org:pub:${principal.orgId}`, principal, peer);

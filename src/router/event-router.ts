@@ -25,6 +25,7 @@ import type { RateLimiter } from '../ratelimit/rate-limiter.ts';
 import type { AtRestCipher } from '../crypto/at-rest.ts';
 import { sealedFrameText, sealedRecordPayload } from '../crypto/at-rest.ts';
 import type { PublishOrder } from './publish-order.ts';
+import { publisherIdempotencyKey } from '../tenancy/scope-keys.ts';
 
 export interface PublishRequest {
   readonly principal: Principal;
@@ -199,7 +200,10 @@ export class EventRouter {
         const box = this.options.atRest.sealFrame(key, frame.slice(0, at), frame.slice(at + ID_MARK.length));
         return (sealed = sealedFrameText(box, id));
       },
-      idempotency: idemKey !== undefined && windowMs > 0 ? { key: idemKey, windowMs } : undefined,
+      idempotency:
+        idemKey !== undefined && windowMs > 0
+          ? { key: publisherIdempotencyKey(req.principal, key, idemKey), windowMs }
+          : undefined,
     });
     if (event.duplicate) return { id: event.id, channel, key, duplicate: true };
     const sealedPayload = sealed === undefined ? undefined : sealedRecordPayload(sealed);

@@ -1,7 +1,8 @@
 /**
  * ApiXConnection rows: upserted on connect, status set on disconnect or suspension, `lastHeartbeat`
- * advanced in batches. Guarantees: calls are synchronous and O(1) (they only update a pending map keyed
- * by session); one flush writes all pending changes in at most two statements, however many heartbeats
+ * advanced in batches. A row is keyed like the gateway's sessions, by (organization, user, session id): a
+ * session id is the client's own choice, so another organization's `tab-1` is another row. Guarantees:
+ * calls are synchronous and O(1) (they only update a pending map keyed by session); one flush writes all pending changes in at most two statements, however many heartbeats
  * arrived; a change from a connection that has since been replaced by a newer one for the same session
  * (takeover, resume on another node) never overwrites the newer row. Pending sessions are bounded;
  * beyond the bound new sessions are counted in `dropped`, never queued without limit.
@@ -15,15 +16,21 @@ import { createRowId } from './ids.ts';
 /** The key under which the gateway's own facts are kept in `metadata` (a client cannot set it). */
 export const GATEWAY_METADATA_KEY = '$apix';
 
+/** Which row: the session's organization, user and client-chosen session id. */
+export interface ConnectionRef {
+  readonly orgId: string;
+  readonly userId: string;
+  readonly sessionId: string;
+}
+
 interface ConnectionRow {
-  readonly organizationId: string;
-  readonly userId: string | null;
   readonly clientType: ClientType;
   readonly metadata: Record<string, unknown>;
   readonly connectedAt: number;
 }
 
 interface PendingConnection {
+  readonly ref: ConnectionRef;
   connectionId: string;
   row: ConnectionRow | undefined;
   status: ConnectionStatus | undefined;
@@ -54,11 +61,10 @@ export class ConnectionRecords {
   }
 
   connected(info: ConnectionInfo): void {
-    const entry = this.slot(info.sessionId, info.connectionId, true);
+    const ref = { orgId: info.principal.orgId, userId: info.principal.userId, sessionId: info.sessionId };
+    const entry = this.slot(ref, info.connectionId, true);
     if (!entry) return;
     entry.row = {
-      organizationId: info.principal.orgId,
-      userId: info.principal.userId,
       clientType: info.clientType,
       metadata: {
         ...(info.metadata ?? {}),
@@ -76,23 +82,23 @@ export class ConnectionRecords {
     entry.channels = info.channels;
   }
 
-  heartbeat(sessionId: string, connectionId: string, at: number): void {
-    const entry = this.slot(sessionId, connectionId, false);
+  heartbeat(ref: ConnectionRef, connectionId: string, at: number): void {
+    const entry = this.slot(ref, connectionId, false);
     if (entry) entry.lastHeartbeat = Math.max(entry.lastHeartbeat ?? 0, at);
   }
 
-  channelsChanged(sessionId: string, connectionId: string, channels: readonly string[]): void {
-    const entry = this.slot(sessionId, connectionId, false);
+  channelsChanged(ref: ConnectionRef, connectionId: string, channels: readonly string[]): void {
+    const entry = this.slot(ref, connectionId, false);
     if (entry) entry.channels = channels;
   }
 
   statusChanged(
-    sessionId: string,
+    ref: ConnectionRef,
     connectionId: string | undefined,
     status: ConnectionStatus,
     at: number,
   ): void {
-    const entry = this.slot(sessionId, connectionId, false);
+    const entry = this.slot(ref, connectionId, false);
     if (!entry) return;
     entry.status = status;
     entry.lastHeartbeat = Math.max(entry.lastHeartbeat ?? 0, at);
@@ -106,9 +112,9 @@ export class ConnectionRecords {
     try {
       await this.write(batch);
     } catch (err) {
-      for (const [sessionId, older] of batch) {
-        const newer = this.pending.get(sessionId);
-        if (!newer) this.pending.set(sessionId, older);
+      for (const [k, older] of batch) {
+        const newer = this.pending.get(k);
+        if (!newer) this.pending.set(k, older);
         else if (newer.connectionId === older.connectionId && !newer.row) {
           newer.row = older.row;
           newer.status ??= older.status;
@@ -120,8 +126,16 @@ export class ConnectionRecords {
     }
   }
 
-  get(sessionId: string): Promise<ApiXConnection | null> {
-    return this.prisma.apiXConnection.findUnique({ where: { sessionId } });
+  get(ref: ConnectionRef): Promise<ApiXConnection | null> {
+    return this.prisma.apiXConnection.findUnique({
+      where: {
+        organizationId_userId_sessionId: {
+          organizationId: ref.orgId,
+          userId: ref.userId,
+          sessionId: ref.sessionId,
+        },
+      },
+    });
   }
 
   /** An organization's connection records, newest first (at most `limit`, default 1000). */
@@ -143,11 +157,12 @@ export class ConnectionRecords {
    * only a newer connect replaces.
    */
   private slot(
-    sessionId: string,
+    ref: ConnectionRef,
     connectionId: string | undefined,
     isConnect: boolean,
   ): PendingConnection | undefined {
-    const existing = this.pending.get(sessionId);
+    const k = refKey(ref);
+    const existing = this.pending.get(k);
     if (existing && (connectionId === undefined || existing.connectionId === connectionId)) return existing;
     if (existing && existing.row && !isConnect) return undefined;
     if (!existing && this.pending.size >= this.maxPending) {
@@ -155,13 +170,14 @@ export class ConnectionRecords {
       return undefined;
     }
     const fresh: PendingConnection = {
+      ref,
       connectionId: connectionId ?? existing?.connectionId ?? '',
       row: undefined,
       status: undefined,
       lastHeartbeat: undefined,
       channels: undefined,
     };
-    this.pending.set(sessionId, fresh);
+    this.pending.set(k, fresh);
     return fresh;
   }
 
@@ -169,12 +185,13 @@ export class ConnectionRecords {
     const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
     const inserts: object[] = [];
     const updates: object[] = [];
-    for (const [sessionId, p] of batch) {
+    for (const p of batch.values()) {
+      const { orgId: organizationId, userId, sessionId } = p.ref;
       if (p.row)
         inserts.push({
           id: createRowId(p.row.connectedAt),
-          organizationId: p.row.organizationId,
-          userId: p.row.userId,
+          organizationId,
+          userId,
           sessionId,
           clientType: p.row.clientType,
           channels: p.channels ?? [],
@@ -185,6 +202,8 @@ export class ConnectionRecords {
         });
       else
         updates.push({
+          organizationId,
+          userId,
           sessionId,
           connectionId: p.connectionId || null,
           status: p.status ?? null,
@@ -209,8 +228,7 @@ export class ConnectionRecords {
          FROM jsonb_to_recordset($1::jsonb) AS r("id" text, "organizationId" text, "userId" text,
               "sessionId" text, "clientType" text, "channels" jsonb, "metadata" jsonb,
               "connectedAt" timestamp(3), "lastHeartbeat" timestamp(3), "status" text)
-         ON CONFLICT ("sessionId") DO UPDATE SET
-           "organizationId" = EXCLUDED."organizationId", "userId" = EXCLUDED."userId",
+         ON CONFLICT ("organizationId", "userId", "sessionId") DO UPDATE SET
            "clientType" = EXCLUDED."clientType", "channels" = EXCLUDED."channels",
            "metadata" = EXCLUDED."metadata", "connectedAt" = EXCLUDED."connectedAt",
            "lastHeartbeat" = EXCLUDED."lastHeartbeat", "status" = EXCLUDED."status"
@@ -227,11 +245,17 @@ export class ConnectionRecords {
            "lastHeartbeat" = GREATEST(c."lastHeartbeat", COALESCE(r."lastHeartbeat", c."lastHeartbeat")),
            "channels" = CASE WHEN r."channels" IS NULL THEN c."channels"
                              ELSE ARRAY(SELECT jsonb_array_elements_text(r."channels")) END
-         FROM jsonb_to_recordset($1::jsonb) AS r("sessionId" text, "connectionId" text, "status" text,
-              "lastHeartbeat" timestamp(3), "channels" jsonb)
-         WHERE c."sessionId" = r."sessionId"
+         FROM jsonb_to_recordset($1::jsonb) AS r("organizationId" text, "userId" text, "sessionId" text,
+              "connectionId" text, "status" text, "lastHeartbeat" timestamp(3), "channels" jsonb)
+         WHERE c."organizationId" = r."organizationId" AND c."userId" = r."userId"
+           AND c."sessionId" = r."sessionId"
            AND (r."connectionId" IS NULL OR c."metadata" -> '${GATEWAY_METADATA_KEY}' ->> 'connectionId' = r."connectionId")`,
         JSON.stringify(updates),
       );
   }
+}
+
+/** The pending map's key of a row ('\n' appears in no organization id, user id or session id we key by). */
+function refKey(ref: ConnectionRef): string {
+  return `${ref.orgId}\n${ref.userId}\n${ref.sessionId}`;
 }

@@ -5,14 +5,15 @@
  * order or repetition the gateway emits those hooks in. Dead letters are not taken from `onDeadLetter`:
  * PrismaDeadLetterStore, given to the node as its DeadLetterStore, writes them with their payload.
  */
-import type { GatewayHooks, HookBus } from '../gateway/hooks.ts';
+import type { ConnectionInfo, GatewayHooks, HookBus } from '../gateway/hooks.ts';
 import type { ChannelType } from '../protocol/index.ts';
 import { ConnectionStatus, parseChannel } from '../protocol/index.ts';
 import type { RecordRepositories } from './records.ts';
+import type { ConnectionRef } from './connection-records.ts';
 
 interface TrackedConnection {
-  readonly orgId: string;
-  readonly sessionId: string;
+  /** The connection's record: its organization, user and session id. */
+  readonly ref: ConnectionRef;
   readonly channels: Map<string, ChannelType>;
   /** The last heartbeat handed to the connection records. */
   heartbeatAt: number;
@@ -40,7 +41,7 @@ export function recordHooks(repos: RecordRepositories): GatewayHooks {
     const resolved = type ?? channelTypeOf(name);
     if (!resolved) return false;
     t.channels.set(name, resolved);
-    channels.adjustSubscribers(t.orgId, name, resolved, +1);
+    channels.adjustSubscribers(t.ref.orgId, name, resolved, +1);
     return true;
   };
 
@@ -49,49 +50,63 @@ export function recordHooks(repos: RecordRepositories): GatewayHooks {
       connections.connected(connection);
       organizations.noteSeen(connection.principal.orgId);
       const t: TrackedConnection = {
-        orgId: connection.principal.orgId,
-        sessionId: connection.sessionId,
+        ref: refOf(connection),
         channels: new Map(),
         heartbeatAt: connection.connectedAt,
       };
       tracked.set(connection.connectionId, t);
       for (const name of connection.channels) add(t, name, undefined);
     },
-    onHeartbeat({ connectionId, sessionId, at }) {
+    onHeartbeat({ connectionId, at }) {
+      // Only connections this node saw connect: the record's key (organization, user) comes from there.
       const t = tracked.get(connectionId);
-      if (t && at - t.heartbeatAt < HEARTBEAT_RECORD_INTERVAL_MS) return;
-      if (t) t.heartbeatAt = at;
-      connections.heartbeat(sessionId, connectionId, at);
+      if (!t || at - t.heartbeatAt < HEARTBEAT_RECORD_INTERVAL_MS) return;
+      t.heartbeatAt = at;
+      connections.heartbeat(t.ref, connectionId, at);
     },
     onSubscribe({ connection, channel, channelType, granted }) {
       const t = tracked.get(connection.connectionId);
       if (!granted || !t) return;
       if (add(t, channel, channelType))
-        connections.channelsChanged(t.sessionId, connection.connectionId, [...t.channels.keys()]);
+        connections.channelsChanged(t.ref, connection.connectionId, [...t.channels.keys()]);
     },
     onUnsubscribe({ connection, channel }) {
       const t = tracked.get(connection.connectionId);
       const type = t?.channels.get(channel);
       if (!t || !type) return;
       t.channels.delete(channel);
-      channels.adjustSubscribers(t.orgId, channel, type, -1);
-      connections.channelsChanged(t.sessionId, connection.connectionId, [...t.channels.keys()]);
+      channels.adjustSubscribers(t.ref.orgId, channel, type, -1);
+      connections.channelsChanged(t.ref, connection.connectionId, [...t.channels.keys()]);
     },
     onDisconnect({ connection, status }) {
       const t = tracked.get(connection.connectionId);
       if (t) {
-        for (const [name, type] of t.channels) channels.adjustSubscribers(t.orgId, name, type, -1);
+        for (const [name, type] of t.channels) channels.adjustSubscribers(t.ref.orgId, name, type, -1);
         tracked.delete(connection.connectionId);
       }
-      connections.statusChanged(connection.sessionId, connection.connectionId, status, clock.now());
+      connections.statusChanged(refOf(connection), connection.connectionId, status, clock.now());
     },
-    onSessionEnd({ sessionId, status }) {
-      connections.statusChanged(sessionId, undefined, status, clock.now());
+    onSessionEnd({ orgId, userId, sessionId, status }) {
+      connections.statusChanged({ orgId, userId, sessionId }, undefined, status, clock.now());
     },
-    onSuspend({ sessionId, suspended }) {
-      if (suspended && sessionId)
-        connections.statusChanged(sessionId, undefined, ConnectionStatus.SUSPENDED, clock.now());
+    onSuspend({ orgId, userId, sessionId, suspended }) {
+      // A session's suspension marks its record (a user's or key's has no one session to mark).
+      if (suspended && sessionId && userId !== undefined)
+        connections.statusChanged(
+          { orgId, userId, sessionId },
+          undefined,
+          ConnectionStatus.SUSPENDED,
+          clock.now(),
+        );
     },
+  };
+}
+
+function refOf(connection: ConnectionInfo): ConnectionRef {
+  return {
+    orgId: connection.principal.orgId,
+    userId: connection.principal.userId,
+    sessionId: connection.sessionId,
   };
 }
 

@@ -1,7 +1,7 @@
 /**
  * Who may subscribe to, publish to, and read the history of a channel (PROTOCOL.md 5). First the
  * tenancy and type invariants, which nothing overrides (a `user:<id>` channel is that user's; only
- * services publish to `system`); then the channel's own rule for the action when it has one, else the
+ * the platform publishes to `system`); then the channel's own rule for the action when it has one, else the
  * type's default rule. Pure: no I/O, so it is cheap and unit-tested exhaustively.
  */
 import { ChannelType } from '../protocol/index.ts';
@@ -49,8 +49,8 @@ export function authorize(
   if (channel.type === ChannelType.PRIVATE_USER && action !== 'publish' && !principal.isService) {
     if (channel.subject !== principal.userId) return deny('only its user may read a user channel');
   }
-  if (channel.type === ChannelType.SYSTEM_EVENTS && action === 'publish' && !principal.isService)
-    return deny('only internal services publish to system channels');
+  if (channel.type === ChannelType.SYSTEM_EVENTS && action === 'publish' && !isPlatformPublisher(principal))
+    return deny('only the platform publishes to system channels');
   if (principal.isService && action === 'publish') return ALLOW;
 
   const rule = overrides?.[action];
@@ -63,6 +63,11 @@ function defaultRule(action: ChannelAction, principal: Principal, channel: Parse
   if (action !== 'publish') return ALLOW; // every member of the organization reads its channels
   if (principal.roles.some((r) => READ_ONLY_ROLES.includes(r))) return deny('read-only role');
   switch (channel.type) {
+    // Agent, tool, workflow and provider events come from services (and admins): a signed-in user must not
+    // be able to post a `tool_call_result` the UI shows as the agent's. A channel's rule can open one up.
+    case ChannelType.AGENT_EVENTS:
+    case ChannelType.TOOL_EVENTS:
+    case ChannelType.WORKFLOW_EVENTS:
     case ChannelType.PROVIDER_EVENTS:
     case ChannelType.ORGANIZATION:
       return principal.roles.includes('admin')
@@ -87,5 +92,24 @@ function matches(rule: PermissionRule, principal: Principal, clientType: ClientT
 }
 
 function hasScope(scopes: readonly string[], action: ChannelAction, prefix: string): boolean {
-  return scopes.includes('*') || scopes.includes(action) || scopes.includes(`${action}:${prefix}`);
+  return (
+    scopes.includes('*') ||
+    scopes.includes(action) ||
+    scopes.includes(`${action}:${prefix}`) ||
+    (action === 'publish' && prefix === 'system' && scopes.includes(SYSTEM_SCOPE))
+  );
+}
+
+/** The API-key scope that makes a key the platform's: it may publish to the shared `system` channels. */
+export const SYSTEM_SCOPE = 'system';
+
+/**
+ * `system` channels are shared by every organization, so only the platform publishes to them: a service
+ * of an organization in APIX_PLATFORM_ORGS, or an API key given the `system` scope by the operator.
+ */
+function isPlatformPublisher(principal: Principal): boolean {
+  if (!principal.isService) return false;
+  return (
+    principal.isPlatform === true || (principal.kind === 'apiKey' && principal.scopes.includes(SYSTEM_SCOPE))
+  );
 }

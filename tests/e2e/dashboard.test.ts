@@ -101,9 +101,11 @@ describe('admin dashboard in Chromium', { skip: skipWithoutChromium() }, () => {
       if (f.id && f.channel === 'workflow:flow')
         acker.send({ type: 'ack', payload: { channel: f.channel, ids: [f.id] } });
     });
+    // Agent, tool and workflow events come from services.
+    const service = (sub: string) => token({ sub, org: 'acme', roles: ['service'] });
     const publishers = [
-      await client(node, await member('pub-1'), []),
-      await client(node, await member('pub-2'), []),
+      await client(node, await service('pub-1'), []),
+      await client(node, await service('pub-2'), []),
     ];
     clients.push(...publishers);
 

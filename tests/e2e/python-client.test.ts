@@ -30,7 +30,7 @@ describe('a Python client written from docs/protocol.md', { skip: skipWithoutPyt
 
   it('connects, subscribes, publishes, replays with since and resumes: every step passes', async () => {
     const { port } = new URL(node.wsUrl);
-    const tok = await token({ sub: 'py', roles: ['member'] });
+    const tok = await token({ sub: 'py', roles: ['service'] }); // it publishes agent events: a service
     const out = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
       execFile('python3', [SCRIPT, '127.0.0.1', port, tok], { timeout: 30_000 }, (err, stdout, stderr) =>
         resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),

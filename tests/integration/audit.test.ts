@@ -173,6 +173,7 @@ for (const target of databaseTargets) {
       });
       bus.emit('onSuspend', {
         orgId: 'hooks-org',
+        userId: 'u1',
         sessionId: 's1',
         by: 'ops',
         reason: 'abuse',

@@ -33,7 +33,8 @@ async function exercise(env: Record<string, string>) {
   assert.doesNotMatch(conns.stdout, /RECONNECTING|\bCONNECTED/, conns.stdout);
 
   // Between runs: an API key created with the CLI against the same store.
-  const created = runCli(['keys', 'create', '--org', 'acme', '--scopes', '*'], env);
+  // `system` too: only the platform's keys publish to the shared system: channels.
+  const created = runCli(['keys', 'create', '--org', 'acme', '--scopes', '*,system'], env);
   assert.equal(created.status, 0, created.stderr);
   const key = /apix_[A-Za-z0-9_-]+/.exec(created.stdout)?.[0];
   assert.ok(key, created.stdout);

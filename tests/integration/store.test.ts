@@ -90,7 +90,7 @@ for (const target of databaseTargets) {
       };
       const c = await p.apiXConnection.create({ data: conn });
       assert.ok(c.id.length > 0);
-      assert.deepEqual(await p.apiXConnection.findUnique({ where: { sessionId: 'rt-session' } }), {
+      assert.deepEqual(await p.apiXConnection.findFirst({ where: { sessionId: 'rt-session' } }), {
         ...conn,
         id: c.id,
       });
@@ -201,7 +201,7 @@ for (const target of databaseTargets) {
           'nothing is written inline',
         );
         assert.equal(await repos.flush(), true);
-        const row = await p.apiXConnection.findUniqueOrThrow({ where: { sessionId: 'sess-1' } });
+        const row = await p.apiXConnection.findFirstOrThrow({ where: { sessionId: 'sess-1' } });
         assert.equal(row.status, 'CONNECTED');
         assert.deepEqual(row.channels, ['agent:a1']);
         assert.equal((row.metadata as Record<string, any>)[GATEWAY_METADATA_KEY].connectionId, 'conn-1');
@@ -219,17 +219,17 @@ for (const target of databaseTargets) {
             at: connectedAt + i * 200,
           });
         assert.equal(repos.counters.pending, 1, '500 pings are one pending change');
-        const before = await p.apiXConnection.findUniqueOrThrow({ where: { sessionId: 'sess-1' } });
+        const before = await p.apiXConnection.findFirstOrThrow({ where: { sessionId: 'sess-1' } });
         assert.equal(before.lastHeartbeat.getTime(), connectedAt, 'pings wait for the flush');
         clock.advance(5_000); // the flush loop's interval
         await waitFor(async () => {
-          const r = await p.apiXConnection.findUniqueOrThrow({ where: { sessionId: 'sess-1' } });
+          const r = await p.apiXConnection.findFirstOrThrow({ where: { sessionId: 'sess-1' } });
           return r.lastHeartbeat.getTime() === connectedAt + HEARTBEAT_RECORD_INTERVAL_MS;
         });
 
         bus.emit('onDisconnect', { connection: info, code: 1000, reason: 'bye', status: 'DISCONNECTED' });
         await repos.flush();
-        const gone = await p.apiXConnection.findUniqueOrThrow({ where: { sessionId: 'sess-1' } });
+        const gone = await p.apiXConnection.findFirstOrThrow({ where: { sessionId: 'sess-1' } });
         assert.equal(gone.status, 'DISCONNECTED');
       });
 
@@ -246,7 +246,7 @@ for (const target of databaseTargets) {
         await repos.flush();
         bus.emit('onDisconnect', { connection: a, code: 4009, reason: 'taken over', status: 'DISCONNECTED' });
         await repos.flush();
-        const row = await p.apiXConnection.findUniqueOrThrow({ where: { sessionId: 'sess-2' } });
+        const row = await p.apiXConnection.findFirstOrThrow({ where: { sessionId: 'sess-2' } });
         assert.equal(row.status, 'CONNECTED');
         assert.equal((row.metadata as Record<string, any>)[GATEWAY_METADATA_KEY].connectionId, 'conn-b');
       });
@@ -282,7 +282,7 @@ for (const target of databaseTargets) {
         await repos.flush();
         assert.equal(await count('acme/workflow:w1'), 0);
         assert.equal(await count('_/system:status'), 1);
-        const row = await p.apiXConnection.findUniqueOrThrow({ where: { sessionId: 'sess-3' } });
+        const row = await p.apiXConnection.findFirstOrThrow({ where: { sessionId: 'sess-3' } });
         assert.deepEqual(row.channels, []);
       });
 

@@ -19,7 +19,8 @@ const k2 = new Uint8Array(randomBytes(32));
 function client(url: string, e2eKeys: E2eKeyMap, sub = 'alice'): ApixClient {
   return new ApixClient({
     url,
-    tokenProvider: () => token({ sub }),
+    // Agent events are published by services (members only read agent channels).
+    tokenProvider: () => token({ sub, roles: ['service'] }),
     clientType: 'WEB_APP',
     WebSocket: WebSocket as never,
     e2eKeys,

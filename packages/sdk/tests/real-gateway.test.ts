@@ -44,7 +44,7 @@ describe('SDK against the real gateway', () => {
   it('connects, subscribes, publishes with a typed payload, and receives the event once', async () => {
     const { url } = await node();
     const alice = client(url);
-    const bob = client(url, { tokenProvider: () => token({ sub: 'bob' }) });
+    const bob = client(url, { tokenProvider: () => token({ sub: 'bob', roles: ['service'] }) }); // a publishing service
     const established = await alice.connect();
     assert.equal(established.sessionId, alice.sessionId);
     await bob.connect();
@@ -76,7 +76,7 @@ describe('SDK against the real gateway', () => {
     const proxy = await startTcpProxy('127.0.0.1', Number(new URL(url).port));
     cleanup.push(() => proxy.close());
     const alice = client(`ws://127.0.0.1:${proxy.port}`);
-    const bob = client(url, { tokenProvider: () => token({ sub: 'bob' }) });
+    const bob = client(url, { tokenProvider: () => token({ sub: 'bob', roles: ['service'] }) }); // a publishing service
     await alice.connect();
     await bob.connect();
     const seen: string[] = [];

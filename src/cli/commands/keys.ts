@@ -24,7 +24,9 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   const known = sub === 'create' || sub === 'list' || (sub === 'revoke' && keyId !== undefined);
   if (!known || args.options.help || !isValidOrgId(org)) {
     if (org !== undefined && !isValidOrgId(org))
-      process.stderr.write('apix keys: --org must match [A-Za-z0-9_-]{1,64}\n');
+      process.stderr.write(
+        'apix keys: --org must match [A-Za-z0-9_-]{1,64} and not be "_" (the shared namespace)\n',
+      );
     process.stderr.write(`${USAGE}\n`);
     return args.options.help ? 0 : 2;
   }

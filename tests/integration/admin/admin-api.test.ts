@@ -59,7 +59,9 @@ describe('admin API', () => {
 
   it("reports the organization's traffic, latency and busiest channels, and no other organization's", async () => {
     const sub = track(await RawClient.connect(node.wsUrl, { token: member, subscriptions: ['agent:busy'] }));
-    const pub = track(await RawClient.connect(node.wsUrl, { token: await token({ sub: 'bob' }) }));
+    const pub = track(
+      await RawClient.connect(node.wsUrl, { token: await token({ sub: 'bob', roles: ['service'] }) }),
+    );
     for (let i = 0; i < 30; i++)
       await pub.publish('agent:busy', 'agent_status_update', { agentId: 'busy', status: 'running' });
     for (let i = 0; i < 3; i++)
@@ -153,7 +155,7 @@ describe('admin API', () => {
     assert.equal(sus.body.disconnected, false);
     await sleep(100);
     assert.equal(c.closed, undefined);
-    const pong = await c.publish('agent:iso', 'agent_status_update', { agentId: 'iso', status: 'idle' });
+    const pong = await c.publish('room:iso', 'agent_status_update', { agentId: 'iso', status: 'idle' });
     assert.equal(pong.type, 'message.sent');
     await api(node, 'POST', '/v1/admin/sessions/iso-1/resume', globexAdmin, { userId: 'alice' });
   });

@@ -103,7 +103,7 @@ function suite(
       }
       // Other users are not affected.
       assert.equal(bob.closed, undefined);
-      assert.equal((await bob.publish('agent:x', 'note', {})).type, 'message.sent');
+      assert.equal((await bob.publish('room:x', 'note', {})).type, 'message.sent');
 
       const lifted = await admin(last(), '/v1/admin/users/alice/resume');
       assert.deepEqual(lifted.body, { userId: 'alice', scope: 'user', suspended: false });

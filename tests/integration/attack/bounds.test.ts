@@ -122,7 +122,9 @@ describe('attack: publish payload bounds', () => {
         payloadMaxWidth: 100,
       },
     });
-    const pub = await RawClient.connect(n.wsUrl);
+    // Agent events are published by services.
+    const svcToken = await token({ sub: 'agent-svc', roles: ['service'] });
+    const pub = await RawClient.connect(n.wsUrl, { token: svcToken });
     let deep: unknown = 1;
     for (let i = 0; i < 11; i++) deep = [deep];
     const wide = { d: Array.from({ length: 101 }, () => []) };
@@ -135,7 +137,7 @@ describe('attack: publish payload bounds', () => {
       assert.equal(r.payload.code, 'PAYLOAD_TOO_LARGE', what);
       const res = await fetch(`${n.httpUrl}/v1/publish`, {
         method: 'POST',
-        headers: { authorization: `Bearer ${await token()}`, 'content-type': 'application/json' },
+        headers: { authorization: `Bearer ${svcToken}`, 'content-type': 'application/json' },
         body: JSON.stringify({ channel: 'agent:big', type: 'note', payload }),
       });
       assert.equal(res.status, 413, what);

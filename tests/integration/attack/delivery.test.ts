@@ -234,7 +234,7 @@ describe('attack: a subscriber that never acks', () => {
       const sub = await wireConnected(node, { sub: 'lazy' });
       sub.sendJson({ type: 'subscribe', payload: { channels: ['tool:jobs'], acknowledgment: true } });
       await sub.waitJson((f) => f.type === 'subscription.added');
-      const pub = await RawClient.connect(node.wsUrl, { token: await token({ sub: 'boss' }) });
+      const pub = await RawClient.connect(node.wsUrl, { token: await serviceToken() });
       let maxInflight = 0;
       const sampler = setInterval(() => {
         maxInflight = Math.max(maxInflight, node.gateway.retry.inflightCount);

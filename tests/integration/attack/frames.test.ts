@@ -22,7 +22,7 @@ function deflateMessage(data: Buffer): Buffer {
 
 /** A JSON publish frame of exactly `size` bytes. */
 function publishOfSize(size: number): string {
-  const head = '{"type":"note","channel":"agent:big","payload":"';
+  const head = '{"type":"note","channel":"room:big","payload":"';
   const tail = '"}';
   return head + 'x'.repeat(size - head.length - tail.length) + tail;
 }
@@ -66,7 +66,7 @@ describe('attack: frames', { concurrency: true }, () => {
     c.sendFrame({
       opcode: Op.TEXT,
       fin: false,
-      payload: `{"type":"note","channel":"agent:f","payload":"${part}`,
+      payload: `{"type":"note","channel":"room:f","payload":"${part}`,
     });
     c.sendFrame({ opcode: Op.CONT, fin: false, payload: part });
     c.sendFrame({ opcode: Op.CONT, fin: false, payload: part });

@@ -72,7 +72,7 @@ export class Control {
     const client = await RawClient.connect(node.wsUrl, {
       token: tok ?? (await token({ sub: 'control', org: 'acme' })),
       sessionId: 'control-session',
-      subscriptions: ['agent:control'],
+      subscriptions: ['room:control'],
     });
     return new Control(node, client);
   }
@@ -83,7 +83,7 @@ export class Control {
     const correlation_id = `control-${nonce}`;
     this.client.send({
       type: 'note',
-      channel: 'agent:control',
+      channel: 'room:control',
       payload: { nonce },
       metadata: { correlation_id },
     });
@@ -91,7 +91,7 @@ export class Control {
     assert.equal(reply.type, 'message.sent', `control publish answered ${JSON.stringify(reply)}`);
     const ev = await waitFrame(
       this.client,
-      (f) => f.channel === 'agent:control' && f.payload?.nonce === nonce,
+      (f) => f.channel === 'room:control' && f.payload?.nonce === nonce,
     );
     assert.equal(ev.id, reply.payload.id);
     const health = await fetch(`${this.node.httpUrl}/healthz`);

@@ -8,6 +8,9 @@ import { RawClient, startNode, token } from '../../support/gateway.ts';
 import type { ApixNode } from '../../../src/node.ts';
 import { Control, Op, portOf, sleep, watchProcess, WireClient, wireConnected } from './helpers.ts';
 
+/** Agent events are published by services (members only read agent channels). */
+const agentService = () => token({ sub: 'agent-svc', roles: ['service'] });
+
 const watch = watchProcess();
 after(() => watch.assertNone());
 
@@ -99,7 +102,10 @@ describe('attack: JSON and protocol', () => {
   });
 
   it('a 10,000-deep and a 100,000-deep nesting bomb in payload, metadata, connect.metadata, filters, type and correlation_id -> PAYLOAD_TOO_LARGE (over the depth bound) or BAD_REQUEST, never INTERNAL, no crash', async () => {
-    const pub = await RawClient.connect(node.wsUrl, { subscriptions: ['agent:deep'] });
+    const pub = await RawClient.connect(node.wsUrl, {
+      token: await agentService(),
+      subscriptions: ['agent:deep'],
+    });
     for (const depth of [10_000, 100_000]) {
       const bomb = '['.repeat(depth) + ']'.repeat(depth);
       const objBomb = '{"a":'.repeat(depth) + '1' + '}'.repeat(depth);
@@ -153,7 +159,7 @@ describe('attack: JSON and protocol', () => {
   });
 
   it('__proto__ / constructor.prototype keys in authentication, connect.metadata, filters, since and publish metadata -> no prototype pollution, org never changes', async () => {
-    const tok = await token();
+    const tok = await agentService();
     // In authentication (a strict object): an unknown key, fatal BAD_REQUEST 4000; never organizationId=globex.
     await expectFatalFirst(
       `{"type":"connect","payload":{"sessionId":"p","clientType":"WEB_APP","authentication":{"token":"${tok}","__proto__":{"organizationId":"globex"}},"subscriptions":[]}}`,
@@ -302,7 +308,10 @@ describe('attack: JSON and protocol', () => {
   });
 
   it('a second connect with another organization’s token, and two pipelined connects -> "already connected" (non-fatal); identity unchanged', async () => {
-    const c = await RawClient.connect(node.wsUrl, { subscriptions: ['agent:who'] });
+    const c = await RawClient.connect(node.wsUrl, {
+      token: await agentService(),
+      subscriptions: ['agent:who'],
+    });
     const globex = await RawClient.connect(node.wsUrl, {
       token: await token({ sub: 'gina', org: 'globex' }),
       subscriptions: ['agent:who'],
@@ -354,7 +363,7 @@ describe('attack: JSON and protocol', () => {
 
   it('a publish flood (1,000 in one burst) -> the first burst is published in order, the rest refused RATE_LIMITED, then close 4008; subscribers get only what was accepted', async () => {
     const sub = await RawClient.connect(node.wsUrl, { subscriptions: ['agent:flood'] });
-    const c = await wireConnected(node);
+    const c = await wireConnected(node, { roles: ['service'] });
     const frames = Array.from({ length: 1000 }, (_, i) =>
       c.frameBytes(
         Op.TEXT,

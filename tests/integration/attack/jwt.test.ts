@@ -369,7 +369,7 @@ describe('attack: key confusion on an RS256 node', () => {
           .sign(privateKey);
         const control = await RawClient.connect(node.wsUrl, {
           token: good,
-          subscriptions: ['agent:control'],
+          subscriptions: ['room:control'],
         });
         for (const [what, key] of [
           ['PEM', pem],
@@ -385,9 +385,9 @@ describe('attack: key confusion on an RS256 node', () => {
           );
         // RS256 header but HMAC signature bytes: refused as well.
         await expectRefused(node, handJwt({ alg: 'RS256' }, claims(), pem), 'RS256 header, HMAC signature');
-        const sent = await control.publish('agent:control', 'note', { ok: true });
+        const sent = await control.publish('room:control', 'note', { ok: true });
         assert.equal(sent.type, 'message.sent');
-        await control.waitForEvents(1, 'agent:control');
+        await control.waitForEvents(1, 'room:control');
         control.close();
       } finally {
         WireClient.destroyAll();

@@ -92,14 +92,14 @@ function suite(
     after(() => close());
 
     it('one organization publishing through both nodes gets its limit once', async () => {
-      const tok = await token({ org: 'acme-pub' });
+      const tok = await token({ org: 'acme-pub', roles: ['service'] });
       const clients = await Promise.all(nodes.map((n) => RawClient.connect(n.wsUrl, { token: tok })));
       assert.equal(await sentCount(clients, (i) => `agent:c${i}`, 16), 8);
       for (const c of clients) c.close();
     });
 
     it('one channel published to through both nodes gets its limit once', async () => {
-      const tok = await token({ org: 'acme-ch' });
+      const tok = await token({ org: 'acme-ch', roles: ['service'] });
       const clients = await Promise.all(nodes.map((n) => RawClient.connect(n.wsUrl, { token: tok })));
       assert.equal(await sentCount(clients, () => 'agent:hot', 10), 5);
       for (const c of clients) c.close();
@@ -174,7 +174,7 @@ describe('leased tokens over two Redis nodes', { skip: skipWithoutRedis() }, () 
     // (that drops its tokens, by design), so what passes depends only on how the leases are handed out.
     const nodes = await redisPair(found.url, prefix, limits, new SteppedClock());
     try {
-      const tok = await token({ org: 'big' });
+      const tok = await token({ org: 'big', roles: ['service'] });
       const clients = await Promise.all(
         [0, 1, 0, 1].map((i) => RawClient.connect(nodes[i]!.wsUrl, { token: tok })),
       );

@@ -22,6 +22,9 @@ import { deletePrefix } from '../../support/redis-engines.ts';
 import { databaseTargets, type OpenedDatabase } from '../../support/databases.ts';
 import { waitFor } from '../../support/wait.ts';
 
+/** Agent events are published by services. */
+const agentService = () => token({ sub: 'agent-svc', roles: ['service'] });
+
 const SECRET = `TOP-SECRET-${randomBytes(4).toString('hex')}`;
 const keyring: Keyring = { keys: [{ version: 1, key: randomBytes(32) }], active: 1 };
 
@@ -96,7 +99,7 @@ describe('encryption at rest on Redis and the records', { skip: skipWithoutRedis
     await away.waitClosed();
     await waitFor(() => node.gateway.stats().connections === 1, 3000, 'bob to be away');
 
-    const publisher = await RawClient.connect(node.wsUrl);
+    const publisher = await RawClient.connect(node.wsUrl, { token: await agentService() });
     publisher.send({
       type: 'agent_status_update',
       channel: 'agent:vault',
@@ -158,7 +161,7 @@ describe('encryption at rest on Redis and the records', { skip: skipWithoutRedis
   });
 
   test('plain channels are stored as before', async () => {
-    const publisher = await RawClient.connect(node.wsUrl);
+    const publisher = await RawClient.connect(node.wsUrl, { token: await agentService() });
     publisher.send({
       type: 'agent_status_update',
       channel: 'agent:open',
@@ -180,7 +183,7 @@ describe('an encrypted channel without keys', () => {
     await channels.set('acme', 'agent:vault', { encrypted: true });
     const node = await startNode({}, { channels });
     try {
-      const c = await RawClient.connect(node.wsUrl);
+      const c = await RawClient.connect(node.wsUrl, { token: await agentService() });
       c.send({
         type: 'agent_status_update',
         channel: 'agent:vault',
@@ -234,7 +237,7 @@ describe('encryption at rest: replay past the history from the records (memory e
   });
 
   test('events trimmed from the history come back from the sealed records as plaintext', async () => {
-    const publisher = await RawClient.connect(node.wsUrl);
+    const publisher = await RawClient.connect(node.wsUrl, { token: await agentService() });
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) {
       publisher.send({
@@ -275,7 +278,7 @@ describe('encryption at rest: replay past the history from the records (memory e
     const sub = await RawClient.connect(node.wsUrl);
     sub.send({ type: 'subscribe', payload: { channels: ['agent:vault'], acknowledgment: true } });
     await sub.nextOfType('subscription.added');
-    const publisher = await RawClient.connect(node.wsUrl);
+    const publisher = await RawClient.connect(node.wsUrl, { token: await agentService() });
     publisher.send({
       type: 'agent_status_update',
       channel: 'agent:vault',

@@ -45,7 +45,7 @@ describe(
       });
       b = await startGateway(env, cleanup);
       publisher = await RawClient.connect(b.wsUrl, {
-        token: await token({ sub: 'pub' }),
+        token: await token({ sub: 'pub', roles: ['service'] }),
         sessionId: 'pub-1',
       });
       cleanup.add(() => publisher.terminate());

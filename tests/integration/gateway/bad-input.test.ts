@@ -14,12 +14,12 @@ describe('bad input', () => {
     node = await startNode({ maxMessageBytes: 64 * 1024, maxChannelsPerConnection: 20 });
     control = await RawClient.connect(node.wsUrl, {
       token: await token({ sub: 'control' }),
-      subscriptions: ['agent:control'],
+      subscriptions: ['room:control'],
     });
   });
   after(async () => {
     // The control connection saw every event of its channel and is still up.
-    const r = await control.publish('agent:control', 'note', { last: true });
+    const r = await control.publish('room:control', 'note', { last: true });
     assert.equal(r.type, 'message.sent');
     assert.equal(control.closed, undefined);
     control.close();
@@ -98,7 +98,10 @@ describe('bad input', () => {
   });
 
   it('keeps __proto__ payload keys as plain data', async () => {
-    const sub = await RawClient.connect(node.wsUrl, { subscriptions: ['agent:proto'] });
+    const sub = await RawClient.connect(node.wsUrl, {
+      token: await token({ sub: 'agent-svc', roles: ['service'] }), // agent events come from services
+      subscriptions: ['agent:proto'],
+    });
     sub.send(
       '{"type":"note","channel":"agent:proto","payload":{"__proto__":{"polluted":1},"constructor":{"prototype":{"x":1}}}}',
     );

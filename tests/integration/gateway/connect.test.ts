@@ -164,11 +164,15 @@ describe('connect handshake', () => {
     const f = await connectFrame(c, 'apix_static_acmekey', { clientType: 'INTERNAL_SERVICE' });
     assert.equal(f.type, 'connection.established');
     assert.equal(f.payload.organizationId, 'acme');
-    const sent = await c.publish('system:maintenance', 'system_notification', {
+    // A service publishes to its organization's agent channels (members may not)...
+    const sent = await c.publish('agent:maintenance', 'note', { message: 'hello' });
+    assert.equal(sent.type, 'message.sent');
+    // ...but a tenant's key is not the platform's: system channels are refused.
+    const system = await c.publish('system:maintenance', 'system_notification', {
       level: 'info',
       message: 'hello',
     });
-    assert.equal(sent.type, 'message.sent');
+    assert.equal(system.payload.code, 'FORBIDDEN');
     c.close();
   });
 });

@@ -201,7 +201,9 @@ describe('acknowledged subscriptions', () => {
     try {
       const sub = await RawClient.connect(node.wsUrl, { token: await token({ sub: 'worker' }) });
       await sub.subscribe({ channels: ['tool:jobs'], acknowledgment: true });
-      const pub = await RawClient.connect(node.wsUrl, { token: await token({ sub: 'boss' }) });
+      const pub = await RawClient.connect(node.wsUrl, {
+        token: await token({ sub: 'boss', roles: ['service'] }),
+      });
       const a = await pub.publish('tool:jobs', 'job', { n: 1 });
       const b = await pub.publish('tool:jobs', 'job', { n: 2 });
       // Ack the first at once; never ack the second.

@@ -21,7 +21,9 @@ async function deliverOnceAndScrape(metrics: boolean): Promise<string> {
       token: await token({ sub: 'sub' }),
       subscriptions: ['agent:a1'],
     });
-    const pub = await RawClient.connect(node.wsUrl, { token: await token({ sub: 'pub' }) });
+    const pub = await RawClient.connect(node.wsUrl, {
+      token: await token({ sub: 'pub', roles: ['service'] }),
+    });
     const sent = await pub.publish('agent:a1', 'agent_status_update', { agentId: 'a1', status: 'running' });
     await sub.next((f) => f.id === sent.payload.id);
     const res = await fetch(`${node.httpUrl}/metrics`);

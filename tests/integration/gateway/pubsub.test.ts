@@ -1,12 +1,16 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { RawClient, startNode, token, sleep } from '../../support/gateway.ts';
+import { RawClient, config, startNode, token, sleep } from '../../support/gateway.ts';
 import type { ApixNode } from '../../../src/node.ts';
+
+/** Agent, tool and workflow events are published by services (members only read those channels). */
+const agentService = () => token({ sub: 'agent-svc', roles: ['service'] });
 
 describe('publish and fan-out', () => {
   let node: ApixNode;
   before(async () => {
-    node = await startNode();
+    // ops is the platform's organization here: its services publish to the shared system: channels.
+    node = await startNode({ auth: { ...config().auth, platformOrgs: ['ops'] } });
   });
   after(() => node.close());
 
@@ -19,7 +23,7 @@ describe('publish and fan-out', () => {
         }),
       ),
     );
-    const pub = await RawClient.connect(node.wsUrl, { token: await token({ sub: 'publisher' }) });
+    const pub = await RawClient.connect(node.wsUrl, { token: await agentService() });
     const N = 200;
     for (let i = 0; i < N; i++)
       pub.send({
@@ -48,7 +52,10 @@ describe('publish and fan-out', () => {
   });
 
   it('answers message.sent with the event id and echoes correlation_id', async () => {
-    const c = await RawClient.connect(node.wsUrl, { subscriptions: ['agent:a1'] });
+    const c = await RawClient.connect(node.wsUrl, {
+      token: await agentService(),
+      subscriptions: ['agent:a1'],
+    });
     const reply = await c.publish('agent:a1', 'agent_status_update', { agentId: 'a1', status: 'running' });
     assert.equal(reply.type, 'message.sent');
     const ev = c.frames.find((f) => f.channel === 'agent:a1' && f.id === reply.payload.id);
@@ -61,7 +68,7 @@ describe('publish and fan-out', () => {
   });
 
   it('checks domain payloads and names the bad field', async () => {
-    const c = await RawClient.connect(node.wsUrl);
+    const c = await RawClient.connect(node.wsUrl, { token: await agentService() });
     const r = await c.publish('tool:t1', 'tool_call_start', { toolName: 'search' });
     assert.equal(r.type, 'message.failed');
     assert.equal(r.payload.code, 'BAD_REQUEST');
@@ -72,7 +79,7 @@ describe('publish and fan-out', () => {
   });
 
   it('refuses reserved control types and bad event types', async () => {
-    const c = await RawClient.connect(node.wsUrl);
+    const c = await RawClient.connect(node.wsUrl, { token: await agentService() });
     for (const type of ['message.sent', 'connection.established', 'subscription.added', 'Bad-Type', '1abc']) {
       const r = await c.publish('agent:a1', type, {});
       assert.equal(r.type, 'message.failed', type);
@@ -105,7 +112,7 @@ describe('publish and fan-out', () => {
     const note = { level: 'info', message: 'x' };
     await expect(member, 'system:all', 'system_notification', note, 'message.failed');
     await expect(admin, 'system:all', 'system_notification', note, 'message.failed');
-    await expect(service, 'system:all', 'system_notification', note, 'message.sent');
+    await expect(service, 'system:all', 'system_notification', note, 'message.failed'); // not the platform's
     await expect(member, 'org', 'note', {}, 'message.failed');
     await expect(admin, 'org', 'note', {}, 'message.sent');
     await expect(
@@ -123,7 +130,12 @@ describe('publish and fan-out', () => {
       'message.sent',
     );
     await expect(viewer, 'agent:a1', 'note', {}, 'message.failed');
-    await expect(member, 'agent:a1', 'note', {}, 'message.sent');
+    await expect(member, 'agent:a1', 'note', {}, 'message.failed');
+    await expect(member, 'tool:t1', 'note', {}, 'message.failed');
+    await expect(member, 'workflow:w1', 'note', {}, 'message.failed');
+    await expect(admin, 'agent:a1', 'note', {}, 'message.sent');
+    await expect(service, 'agent:a1', 'note', {}, 'message.sent');
+    await expect(member, 'room:r1', 'note', {}, 'message.sent');
     await expect(member, 'user:m', 'note', {}, 'message.sent');
     await expect(member, 'user:other', 'note', {}, 'message.failed');
     await expect(service, 'user:other', 'note', {}, 'message.sent');
@@ -176,7 +188,7 @@ describe('publish and fan-out', () => {
       ['agent:keep'],
       'only the channel never unsubscribed is left',
     );
-    const pub = await RawClient.connect(node.wsUrl, { token: await token({ sub: 'racepub' }) });
+    const pub = await RawClient.connect(node.wsUrl, { token: await agentService() });
     await pub.publish('agent:race', 'note', { late: true });
     await pub.publish('agent:keep', 'note', { kept: true });
     await c.next((f) => f.channel === 'agent:keep');
@@ -189,7 +201,7 @@ describe('publish and fan-out', () => {
 describe('tenant isolation', () => {
   let node: ApixNode;
   before(async () => {
-    node = await startNode();
+    node = await startNode({ auth: { ...config().auth, platformOrgs: ['ops'] } }); // ops: the platform
   });
   after(() => node.close());
 

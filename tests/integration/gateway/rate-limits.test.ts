@@ -12,6 +12,9 @@ import type { Frame } from '../../support/gateway.ts';
 import type { Config } from '../../../src/config.ts';
 import type { HookEvents } from '../../../src/gateway/hooks.ts';
 
+/** Agent events are published by services (members only read agent channels). */
+const agentService = () => token({ sub: 'agent-svc', roles: ['service'] });
+
 type Limits = Config['rateLimits'];
 const OFF = { perSec: 0, burst: 1 };
 /** Every limit off except the ones given (and the abuse rule, which stays at its default unless given). */
@@ -53,7 +56,7 @@ const failed = (f: Frame) => f.type === 'message.failed' && f.payload.code === '
 describe('rate limits', () => {
   it('publishes per connection: the burst passes, then message.failed RATE_LIMITED with retryAfterMs; onRateLimited once per burst', async () => {
     await withNode(limits({ publish: { perSec: 1, burst: 3 } }), async (node, limited) => {
-      const c = await RawClient.connect(node.wsUrl);
+      const c = await RawClient.connect(node.wsUrl, { token: await agentService() });
       const replies = await publishN(c, 'agent:a', 6);
       assert.deepEqual(
         replies.map((r) => r.type),
@@ -74,9 +77,9 @@ describe('rate limits', () => {
         limited.map((e) => e.scope),
         ['publish'],
       );
-      assert.equal(limited[0]!.principal?.userId, 'alice');
+      assert.equal(limited[0]!.principal?.userId, 'agent-svc');
       // Another connection has its own bucket.
-      const d = await RawClient.connect(node.wsUrl);
+      const d = await RawClient.connect(node.wsUrl, { token: await agentService() });
       assert.equal((await d.publish('agent:a', 'note', {})).type, 'message.sent');
       c.close();
       d.close();
@@ -85,9 +88,11 @@ describe('rate limits', () => {
 
   it('publishes per channel: shared by every publisher of the organization; other channels and organizations unaffected', async () => {
     await withNode(limits({ channel: { perSec: 1, burst: 4 } }), async (node, limited) => {
-      const a = await RawClient.connect(node.wsUrl, { token: await token({ sub: 'a' }) });
-      const b = await RawClient.connect(node.wsUrl, { token: await token({ sub: 'b' }) });
-      const other = await RawClient.connect(node.wsUrl, { token: await token({ sub: 'x', org: 'globex' }) });
+      const a = await RawClient.connect(node.wsUrl, { token: await token({ sub: 'a', roles: ['service'] }) });
+      const b = await RawClient.connect(node.wsUrl, { token: await token({ sub: 'b', roles: ['service'] }) });
+      const other = await RawClient.connect(node.wsUrl, {
+        token: await token({ sub: 'x', org: 'globex', roles: ['service'] }),
+      });
       const sent = [...(await publishN(a, 'agent:hot', 2)), ...(await publishN(b, 'agent:hot', 2))];
       assert.ok(sent.every((r) => r.type === 'message.sent'));
       assert.ok(failed(await a.publish('agent:hot', 'note', {})));
@@ -104,7 +109,7 @@ describe('rate limits', () => {
 
   it('publishes per organization, over WebSocket and HTTP: 429 with Retry-After and {code, message, retryAfterMs}', async () => {
     await withNode(limits({ orgPublish: { perSec: 1, burst: 3 } }), async (node, limited) => {
-      const c = await RawClient.connect(node.wsUrl);
+      const c = await RawClient.connect(node.wsUrl, { token: await agentService() });
       assert.ok((await publishN(c, 'agent:one', 2)).every((r) => r.type === 'message.sent'));
       const http = (channel: string, key = 'apix_static_acmekey') =>
         fetch(`${node.httpUrl}/v1/publish`, {
@@ -204,7 +209,7 @@ describe('rate limits', () => {
       abuse: { refusals: 5, windowMs: 10_000, suspend: false },
     });
     await withNode(rl, async (node) => {
-      const c = await RawClient.connect(node.wsUrl);
+      const c = await RawClient.connect(node.wsUrl, { token: await agentService() });
       for (let i = 0; i < 6; i++) c.send({ type: 'note', channel: 'agent:a', payload: { i } });
       const d = await c.nextOfType('connection.disconnected');
       assert.equal(d.payload.code, 'RATE_LIMITED');

@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { get } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { RawClient, startNode } from '../../support/gateway.ts';
+import { RawClient, startNode, token } from '../../support/gateway.ts';
 import { run as serve } from '../../../src/cli/commands/serve.ts';
 import { ConfigError, loadConfig } from '../../../src/config.ts';
 import { loadTlsFiles } from '../../../src/tls.ts';
@@ -70,6 +70,7 @@ describe('TLS served directly', () => {
       assert.equal(health.status, 200);
       assert.deepEqual(JSON.parse(health.body), { status: 'ok' });
       const c = await RawClient.connect(node.wsUrl, {
+        token: await token({ sub: 'agent-svc', roles: ['service'] }), // agent events come from services
         subscriptions: ['agent:tls'],
         ws: { rejectUnauthorized: false },
       });

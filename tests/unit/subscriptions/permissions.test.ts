@@ -26,17 +26,23 @@ describe('permission rules', () => {
   it('default rules by channel type', () => {
     const member = who();
     const service = who({ roles: ['service'], isService: true });
+    const platform = who({ roles: ['service'], isService: true, isPlatform: true });
     const admin = who({ roles: ['admin'] });
     const viewer = who({ roles: ['viewer'] });
     const table: Array<[Principal, string, 'subscribe' | 'publish' | 'history', boolean]> = [
       [member, 'agent:a', 'subscribe', true],
-      [member, 'agent:a', 'publish', true],
+      [member, 'agent:a', 'publish', false],
+      [member, 'tool:a', 'publish', false],
+      [member, 'workflow:a', 'publish', false],
+      [admin, 'agent:a', 'publish', true],
+      [service, 'agent:a', 'publish', true],
       [viewer, 'agent:a', 'publish', false],
       [viewer, 'agent:a', 'history', true],
       [member, 'system:x', 'subscribe', true],
       [member, 'system:x', 'publish', false],
       [admin, 'system:x', 'publish', false],
-      [service, 'system:x', 'publish', true],
+      [service, 'system:x', 'publish', false],
+      [platform, 'system:x', 'publish', true],
       [member, 'user:alice', 'subscribe', true],
       [member, 'user:bob', 'subscribe', false],
       [member, 'user:bob', 'history', false],
@@ -76,6 +82,21 @@ describe('permission rules', () => {
     assert.equal(authorize('publish', key(['subscribe']), undefined, ch('agent:a')).allowed, false);
     assert.equal(authorize('publish', key(['publish:tool']), undefined, ch('tool:a')).allowed, true);
     assert.equal(authorize('publish', key(['publish:tool']), undefined, ch('agent:a')).allowed, false);
+    // system: only a key with the explicit `system` scope (or of a platform organization).
+    assert.equal(authorize('publish', key(['*']), undefined, ch('system:x')).allowed, false);
+    assert.equal(authorize('publish', key(['publish:system']), undefined, ch('system:x')).allowed, false);
+    assert.equal(authorize('publish', key(['system']), undefined, ch('system:x')).allowed, true);
+    assert.equal(authorize('publish', key(['system']), undefined, ch('agent:a')).allowed, false);
+    assert.equal(
+      authorize('publish', { ...key(['*']), isPlatform: true }, undefined, ch('system:x')).allowed,
+      true,
+    );
+  });
+
+  it('a channel rule can open an agent channel to members', () => {
+    const open = { publish: { roles: ['member'] } };
+    assert.equal(authorize('publish', who(), 'WEB_APP', ch('agent:chat'), open).allowed, true);
+    assert.equal(authorize('publish', who(), 'WEB_APP', ch('agent:chat')).allowed, false);
   });
 });
 

@@ -172,7 +172,7 @@ export type ApiXConnectionGroupByArgs<ExtArgs extends runtime.Types.Extensions.I
 export type ApiXConnectionGroupByOutputType = {
   id: string
   organizationId: string
-  userId: string | null
+  userId: string
   sessionId: string
   clientType: $Enums.ClientType
   channels: string[]
@@ -206,7 +206,7 @@ export type ApiXConnectionWhereInput = {
   NOT?: Prisma.ApiXConnectionWhereInput | Prisma.ApiXConnectionWhereInput[]
   id?: Prisma.StringFilter<"ApiXConnection"> | string
   organizationId?: Prisma.StringFilter<"ApiXConnection"> | string
-  userId?: Prisma.StringNullableFilter<"ApiXConnection"> | string | null
+  userId?: Prisma.StringFilter<"ApiXConnection"> | string
   sessionId?: Prisma.StringFilter<"ApiXConnection"> | string
   clientType?: Prisma.EnumClientTypeFilter<"ApiXConnection"> | $Enums.ClientType
   channels?: Prisma.StringNullableListFilter<"ApiXConnection">
@@ -219,7 +219,7 @@ export type ApiXConnectionWhereInput = {
 export type ApiXConnectionOrderByWithRelationInput = {
   id?: Prisma.SortOrder
   organizationId?: Prisma.SortOrder
-  userId?: Prisma.SortOrderInput | Prisma.SortOrder
+  userId?: Prisma.SortOrder
   sessionId?: Prisma.SortOrder
   clientType?: Prisma.SortOrder
   channels?: Prisma.SortOrder
@@ -231,24 +231,25 @@ export type ApiXConnectionOrderByWithRelationInput = {
 
 export type ApiXConnectionWhereUniqueInput = Prisma.AtLeast<{
   id?: string
-  sessionId?: string
+  organizationId_userId_sessionId?: Prisma.ApiXConnectionOrganizationIdUserIdSessionIdCompoundUniqueInput
   AND?: Prisma.ApiXConnectionWhereInput | Prisma.ApiXConnectionWhereInput[]
   OR?: Prisma.ApiXConnectionWhereInput[]
   NOT?: Prisma.ApiXConnectionWhereInput | Prisma.ApiXConnectionWhereInput[]
   organizationId?: Prisma.StringFilter<"ApiXConnection"> | string
-  userId?: Prisma.StringNullableFilter<"ApiXConnection"> | string | null
+  userId?: Prisma.StringFilter<"ApiXConnection"> | string
+  sessionId?: Prisma.StringFilter<"ApiXConnection"> | string
   clientType?: Prisma.EnumClientTypeFilter<"ApiXConnection"> | $Enums.ClientType
   channels?: Prisma.StringNullableListFilter<"ApiXConnection">
   metadata?: Prisma.JsonFilter<"ApiXConnection">
   connectedAt?: Prisma.DateTimeFilter<"ApiXConnection"> | Date | string
   lastHeartbeat?: Prisma.DateTimeFilter<"ApiXConnection"> | Date | string
   status?: Prisma.EnumConnectionStatusFilter<"ApiXConnection"> | $Enums.ConnectionStatus
-}, "id" | "sessionId">
+}, "id" | "organizationId_userId_sessionId">
 
 export type ApiXConnectionOrderByWithAggregationInput = {
   id?: Prisma.SortOrder
   organizationId?: Prisma.SortOrder
-  userId?: Prisma.SortOrderInput | Prisma.SortOrder
+  userId?: Prisma.SortOrder
   sessionId?: Prisma.SortOrder
   clientType?: Prisma.SortOrder
   channels?: Prisma.SortOrder
@@ -267,7 +268,7 @@ export type ApiXConnectionScalarWhereWithAggregatesInput = {
   NOT?: Prisma.ApiXConnectionScalarWhereWithAggregatesInput | Prisma.ApiXConnectionScalarWhereWithAggregatesInput[]
   id?: Prisma.StringWithAggregatesFilter<"ApiXConnection"> | string
   organizationId?: Prisma.StringWithAggregatesFilter<"ApiXConnection"> | string
-  userId?: Prisma.StringNullableWithAggregatesFilter<"ApiXConnection"> | string | null
+  userId?: Prisma.StringWithAggregatesFilter<"ApiXConnection"> | string
   sessionId?: Prisma.StringWithAggregatesFilter<"ApiXConnection"> | string
   clientType?: Prisma.EnumClientTypeWithAggregatesFilter<"ApiXConnection"> | $Enums.ClientType
   channels?: Prisma.StringNullableListFilter<"ApiXConnection">
@@ -280,7 +281,7 @@ export type ApiXConnectionScalarWhereWithAggregatesInput = {
 export type ApiXConnectionCreateInput = {
   id?: string
   organizationId: string
-  userId?: string | null
+  userId: string
   sessionId: string
   clientType: $Enums.ClientType
   channels?: Prisma.ApiXConnectionCreatechannelsInput | string[]
@@ -293,7 +294,7 @@ export type ApiXConnectionCreateInput = {
 export type ApiXConnectionUncheckedCreateInput = {
   id?: string
   organizationId: string
-  userId?: string | null
+  userId: string
   sessionId: string
   clientType: $Enums.ClientType
   channels?: Prisma.ApiXConnectionCreatechannelsInput | string[]
@@ -306,7 +307,7 @@ export type ApiXConnectionUncheckedCreateInput = {
 export type ApiXConnectionUpdateInput = {
   id?: Prisma.StringFieldUpdateOperationsInput | string
   organizationId?: Prisma.StringFieldUpdateOperationsInput | string
-  userId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  userId?: Prisma.StringFieldUpdateOperationsInput | string
   sessionId?: Prisma.StringFieldUpdateOperationsInput | string
   clientType?: Prisma.EnumClientTypeFieldUpdateOperationsInput | $Enums.ClientType
   channels?: Prisma.ApiXConnectionUpdatechannelsInput | string[]
@@ -319,7 +320,7 @@ export type ApiXConnectionUpdateInput = {
 export type ApiXConnectionUncheckedUpdateInput = {
   id?: Prisma.StringFieldUpdateOperationsInput | string
   organizationId?: Prisma.StringFieldUpdateOperationsInput | string
-  userId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  userId?: Prisma.StringFieldUpdateOperationsInput | string
   sessionId?: Prisma.StringFieldUpdateOperationsInput | string
   clientType?: Prisma.EnumClientTypeFieldUpdateOperationsInput | $Enums.ClientType
   channels?: Prisma.ApiXConnectionUpdatechannelsInput | string[]
@@ -332,7 +333,7 @@ export type ApiXConnectionUncheckedUpdateInput = {
 export type ApiXConnectionCreateManyInput = {
   id?: string
   organizationId: string
-  userId?: string | null
+  userId: string
   sessionId: string
   clientType: $Enums.ClientType
   channels?: Prisma.ApiXConnectionCreatechannelsInput | string[]
@@ -345,7 +346,7 @@ export type ApiXConnectionCreateManyInput = {
 export type ApiXConnectionUpdateManyMutationInput = {
   id?: Prisma.StringFieldUpdateOperationsInput | string
   organizationId?: Prisma.StringFieldUpdateOperationsInput | string
-  userId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  userId?: Prisma.StringFieldUpdateOperationsInput | string
   sessionId?: Prisma.StringFieldUpdateOperationsInput | string
   clientType?: Prisma.EnumClientTypeFieldUpdateOperationsInput | $Enums.ClientType
   channels?: Prisma.ApiXConnectionUpdatechannelsInput | string[]
@@ -358,7 +359,7 @@ export type ApiXConnectionUpdateManyMutationInput = {
 export type ApiXConnectionUncheckedUpdateManyInput = {
   id?: Prisma.StringFieldUpdateOperationsInput | string
   organizationId?: Prisma.StringFieldUpdateOperationsInput | string
-  userId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  userId?: Prisma.StringFieldUpdateOperationsInput | string
   sessionId?: Prisma.StringFieldUpdateOperationsInput | string
   clientType?: Prisma.EnumClientTypeFieldUpdateOperationsInput | $Enums.ClientType
   channels?: Prisma.ApiXConnectionUpdatechannelsInput | string[]
@@ -374,6 +375,12 @@ export type StringNullableListFilter<$PrismaModel = never> = {
   hasEvery?: string[] | Prisma.ListStringFieldRefInput<$PrismaModel>
   hasSome?: string[] | Prisma.ListStringFieldRefInput<$PrismaModel>
   isEmpty?: boolean
+}
+
+export type ApiXConnectionOrganizationIdUserIdSessionIdCompoundUniqueInput = {
+  organizationId: string
+  userId: string
+  sessionId: string
 }
 
 export type ApiXConnectionCountOrderByAggregateInput = {
@@ -417,10 +424,6 @@ export type ApiXConnectionCreatechannelsInput = {
 
 export type StringFieldUpdateOperationsInput = {
   set?: string
-}
-
-export type NullableStringFieldUpdateOperationsInput = {
-  set?: string | null
 }
 
 export type EnumClientTypeFieldUpdateOperationsInput = {
@@ -502,7 +505,13 @@ export type $ApiXConnectionPayload<ExtArgs extends runtime.Types.Extensions.Inte
   scalars: runtime.Types.Extensions.GetPayloadResult<{
     id: string
     organizationId: string
-    userId: string | null
+    /**
+     * The JWT's `sub` (or `apikey:<keyId>`); '' on rows written before records were keyed by user.
+     */
+    userId: string
+    /**
+     * The client's own id: unique only within (organizationId, userId), like the gateway's sessions.
+     */
     sessionId: string
     clientType: $Enums.ClientType
     channels: string[]

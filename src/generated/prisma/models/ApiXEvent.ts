@@ -425,6 +425,10 @@ export type ApiXEventSumOrderByAggregateInput = {
   retryCount?: Prisma.SortOrder
 }
 
+export type NullableStringFieldUpdateOperationsInput = {
+  set?: string | null
+}
+
 export type BoolFieldUpdateOperationsInput = {
   set?: boolean
 }
