@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -68,7 +68,17 @@ describe('apix migrate / keys / channels / audit', { skip }, () => {
   test('an operator session, end to end', async () => {
     const migrated = await apix('migrate');
     assert.equal(migrated.code, 0, migrated.stderr);
-    assert.match(migrated.stdout, /applied 1 migration/);
+    // Every migration under prisma/migrations/ is applied to a new database, in order.
+    const migrations = readdirSync(new URL('../../prisma/migrations/', import.meta.url), {
+      withFileTypes: true,
+    })
+      .filter((d) => d.isDirectory())
+      .map((d) => d.name)
+      .sort();
+    assert.match(
+      migrated.stdout,
+      new RegExp(`applied ${migrations.length} migration\\(s\\): ${migrations.join(', ')}`),
+    );
 
     const perms = '{"subscribe":{"roles":["ops"]}}';
     const created = await apix('keys', 'create', '--org', 'acme', '--scopes', 'publish,subscribe');
