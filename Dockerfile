@@ -2,7 +2,7 @@
 # An APIX gateway node. Configuration comes from the environment (docs/configuration.md); see
 # docker-compose.yml for Redis + PostgreSQL + two nodes behind a load balancer (docs/deployment.md).
 
-# Build: every dependency, the Prisma client, then dist/ (tsc + the browser bundles).
+# Build: every dependency, the Prisma client, then dist/ and packages/protocol/dist (tsc + the browser bundles).
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY . .
@@ -13,6 +13,7 @@ FROM node:20-bookworm-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 COPY packages/sdk/package.json packages/sdk/package.json
+COPY packages/protocol/package.json packages/protocol/package.json
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
 
 FROM node:20-bookworm-slim
@@ -25,6 +26,9 @@ COPY --from=deps /app/node_modules node_modules
 COPY package.json ./
 COPY bin bin
 COPY --from=build /app/dist dist
+# @apix/protocol, which dist/ imports by name: node_modules/@apix/protocol links to packages/protocol.
+COPY packages/protocol/package.json packages/protocol/package.json
+COPY --from=build /app/packages/protocol/dist packages/protocol/dist
 # The SQL migrations `apix serve` applies at start.
 COPY prisma/migrations prisma/migrations
 RUN mkdir -p /var/lib/apix && chown node:node /var/lib/apix

@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // `npm run build` (also run by `npm ci` through `prepare`): compiles the gateway to dist/ and builds the
 // browser assets it serves, so that `npm start` runs plain JavaScript with no TypeScript loader.
+//   0. tsc -p packages/protocol/...        @apix/protocol -> packages/protocol/dist (JS + declarations), which
+//                                          the compiled gateway imports by name at run time
 //   1. tsc -p tsconfig.build.json          src/**/*.ts -> dist/**/*.js (imports rewritten to .js)
 //   2. the files src/ reads at run time    Lua scripts, the PGlite worker, the dashboard's page and script
 //   3. esbuild                             dist/public/sdk/apix.js (the SDK for browsers) and the feed example
@@ -17,14 +19,18 @@ const started = Date.now();
 const step = (text) =>
   process.stderr.write(`build: ${text} (${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
 
-if (!skipTsc) {
-  step('compiling src/ with tsc');
-  const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
-  const r = spawnSync(process.execPath, [tsc, '-p', join(ROOT, 'tsconfig.build.json')], { stdio: 'inherit' });
+function tsc(project, what) {
+  step(`compiling ${what} with tsc`);
+  const bin = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+  const r = spawnSync(process.execPath, [bin, '-p', join(ROOT, project)], { stdio: 'inherit' });
   if (r.status !== 0) {
     process.stderr.write('build: tsc failed\n');
     process.exit(r.status ?? 1);
   }
+}
+if (!skipTsc) {
+  tsc('packages/protocol/tsconfig.build.json', 'packages/protocol/');
+  tsc('tsconfig.build.json', 'src/');
 }
 
 // Files the compiled code opens beside itself (new URL('./x', import.meta.url)).

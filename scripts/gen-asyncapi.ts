@@ -11,9 +11,9 @@
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { DOMAIN_EVENT_TYPES, PROTOCOL_VERSION, WS_PATH, WS_SUBPROTOCOL } from '../src/protocol/constants.ts';
-import { DOMAIN_PAYLOAD_SCHEMAS } from '../src/protocol/events.ts';
-import * as S from '../src/protocol/schemas.ts';
+import { DOMAIN_EVENT_TYPES, PROTOCOL_VERSION, WS_PATH, WS_SUBPROTOCOL } from '@apix/protocol/constants';
+import { DOMAIN_PAYLOAD_SCHEMAS } from '@apix/protocol/events';
+import * as S from '@apix/protocol/schemas';
 
 export const ASYNCAPI_PATH = fileURLToPath(new URL('../docs/asyncapi.json', import.meta.url));
 

@@ -5,7 +5,7 @@
 import { z } from 'zod';
 import type { RateLimit } from './ratelimit/rate-limit-store.ts';
 import type { Keyring } from './crypto/at-rest.ts';
-import { isValidOrgId } from './protocol/channels.ts';
+import { isValidOrgId } from '@apix/protocol/channels';
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 const bool = z

@@ -17,7 +17,7 @@ import { systemClock } from './clock.ts';
 import type { Clock, Random } from './clock.ts';
 import { createLogger } from './log.ts';
 import type { Logger } from './log.ts';
-import { WS_PATH } from './protocol/index.ts';
+import { WS_PATH } from '@apix/protocol';
 import type { Broker } from './broker/broker.ts';
 import { MemoryBroker, MemoryBrokerBus } from './broker/memory-broker.ts';
 import type { OfflineQueue } from './queue/queue.ts';

@@ -3,7 +3,7 @@
  * stored. Implementations: static keys from config (StaticApiKeyStore) and the database (store/).
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { isValidOrgId } from '../protocol/channels.ts';
+import { isValidOrgId } from '@apix/protocol/channels';
 
 export interface ApiKeyRecord {
   readonly keyId: string;

@@ -5,7 +5,7 @@
  * `service` role: `INTERNAL_SERVICE`). The `clientType` of the `connect` frame is the client's own
  * description (records, metrics, presence) and grants nothing.
  */
-import { ClientType } from '../protocol/index.ts';
+import { ClientType } from '@apix/protocol';
 import type { Principal } from '../gateway/hooks.ts';
 
 const TYPES = new Set<string>(Object.values(ClientType));

@@ -3,7 +3,7 @@
  * expired entries go first; when `maxEntries` unexpired ones are held, a new revocation is refused
  * (UNAVAILABLE) rather than silently forgetting an older one.
  */
-import { ApixError } from '../protocol/index.ts';
+import { ApixError } from '@apix/protocol';
 import type { Clock } from '../clock.ts';
 import type { Principal } from '../gateway/hooks.ts';
 import type { RevocationStore, StoredRevocation } from './revocation-store.ts';

@@ -16,7 +16,7 @@
  *   subscriptions and listeners, and whoever created the clients closes them.
  */
 import { randomBytes } from 'node:crypto';
-import { ApixError, compareEventIds, isEventId, parseEventId } from '../protocol/index.ts';
+import { ApixError, compareEventIds, isEventId, parseEventId } from '@apix/protocol';
 import type { RedisClients } from '../redis/client.ts';
 import { withTimeout } from '../redis/client.ts';
 import type { RedisKeys } from '../redis/keys.ts';

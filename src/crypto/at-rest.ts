@@ -14,7 +14,7 @@
  *   encryption): `at` is where the id goes back in, and is authenticated too.
  */
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
-import { ApixError } from '../protocol/errors.ts';
+import { ApixError } from '@apix/protocol/errors';
 
 export interface EncryptionKey {
   /** A positive integer; the highest is the newest. */

@@ -5,8 +5,8 @@
  */
 import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
-import { ConnectionStatus } from '../protocol/index.ts';
-import type { ClientType } from '../protocol/index.ts';
+import { ConnectionStatus } from '@apix/protocol';
+import type { ClientType } from '@apix/protocol';
 import type { ConnectionInfo, Peer, Principal } from './hooks.ts';
 import type { Session } from './session.ts';
 import type { TokenBucket } from '../ratelimit/token-bucket.ts';

@@ -4,8 +4,8 @@
  * once so the same Buffer is written to every subscriber's socket.
  */
 import { constants as zlibConstants, deflateRawSync } from 'node:zlib';
-import { PROTOCOL_VERSION } from '../protocol/index.ts';
-import type { ErrorCode, ServerControlFrame } from '../protocol/index.ts';
+import { PROTOCOL_VERSION } from '@apix/protocol';
+import type { ErrorCode, ServerControlFrame } from '@apix/protocol';
 
 type ControlPayload<T extends ServerControlFrame['type']> = Extract<
   ServerControlFrame,

@@ -24,7 +24,7 @@ import {
   parseChannel,
   PublishFrameSchema,
   WS_SUBPROTOCOL,
-} from '../protocol/index.ts';
+} from '@apix/protocol';
 import type {
   ApiXConnection,
   ApiXSubscription,
@@ -34,7 +34,7 @@ import type {
   ErrorCode,
   ParsedChannel,
   PublishFrame,
-} from '../protocol/index.ts';
+} from '@apix/protocol';
 import type { Config } from '../config.ts';
 import type { Clock, Random, TimerHandle } from '../clock.ts';
 import type { Logger } from '../log.ts';
@@ -63,7 +63,7 @@ import { RetryManager } from '../retry/retry-manager.ts';
 import { PendingJournal } from '../retry/pending-journal.ts';
 import { MemoryPendingStore } from '../pending/pending-store.ts';
 import type { PendingEntry, PendingOwner, PendingStore } from '../pending/pending-store.ts';
-import { channelNameFromKey } from '../protocol/index.ts';
+import { channelNameFromKey } from '@apix/protocol';
 import type { DeadLetterStore } from '../retry/dead-letter.ts';
 import { localBucket, RateLimitedError } from '../ratelimit/rate-limiter.ts';
 import { mayNotifyPublisher } from '../tenancy/scope-keys.ts';

@@ -3,7 +3,7 @@
  * called inline from the gateway. Handlers run synchronously on the gateway's path: they must be cheap
  * (enqueue, count) and must not throw; an exception is caught and logged, never propagated.
  */
-import type { ClientType, ChannelType, ConnectionStatus, ErrorCode } from '../protocol/index.ts';
+import type { ClientType, ChannelType, ConnectionStatus, ErrorCode } from '@apix/protocol';
 
 /** Who is on the other end of a connection or an HTTP request. */
 export interface Principal {

@@ -2,8 +2,8 @@
  * A session outlives its connections: it holds the subscriptions, the in-flight (un-acked) events and
  * the client's identity, and waits `sessionTtlMs` for its client to come back after a disconnect.
  */
-import { ConnectionStatus } from '../protocol/index.ts';
-import type { ChannelType, ClientType, ParsedChannel } from '../protocol/index.ts';
+import { ConnectionStatus } from '@apix/protocol';
+import type { ChannelType, ClientType, ParsedChannel } from '@apix/protocol';
 import type { TimerHandle } from '../clock.ts';
 import type { BrokerEvent } from '../broker/broker.ts';
 import type { Connection } from './connection.ts';

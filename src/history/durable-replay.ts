@@ -23,7 +23,7 @@
  * a capped history read (HTTP clients page with `since` = the last id).
  */
 import type { Clock } from '../clock.ts';
-import { channelNameFromKey, compareEventIds, isEventId, parseEventId } from '../protocol/index.ts';
+import { channelNameFromKey, compareEventIds, isEventId, parseEventId } from '@apix/protocol';
 import { ForwardingBroker } from '../broker/forwarding-broker.ts';
 import { encodeChannelEvent } from '../gateway/frames.ts';
 import { sealedBoxOfRecordPayload, sealedFrameText } from '../crypto/at-rest.ts';

@@ -3,7 +3,7 @@
  * channels (least recently published channel evicted first), and a bound on the bytes of all of them
  * together (oldest events of the least recently published channels go first). Used by the memory broker.
  */
-import { compareEventIds, formatEventId, parseEventId } from '../protocol/index.ts';
+import { compareEventIds, formatEventId, parseEventId } from '@apix/protocol';
 import type { BrokerEvent, HistoryOptions, HistoryQuery, HistoryResult } from '../broker/broker.ts';
 
 /** What one retained event costs beyond its frame text: the event object, its id and key references. */

@@ -19,7 +19,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { z } from 'zod';
-import { ApixError, CloseCode, formatIssues } from '../protocol/index.ts';
+import { ApixError, CloseCode, formatIssues } from '@apix/protocol';
 import type { Authenticator } from '../auth/authenticator.ts';
 import type { HookBus, Principal } from '../gateway/hooks.ts';
 import type { Connection } from '../gateway/connection.ts';

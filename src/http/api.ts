@@ -10,7 +10,7 @@ import {
   isApixError,
   isEventId,
   parseChannel,
-} from '../protocol/index.ts';
+} from '@apix/protocol';
 import type { Authenticator } from '../auth/authenticator.ts';
 import type { Broker } from '../broker/broker.ts';
 import type { EventRouter } from '../router/event-router.ts';

@@ -3,7 +3,7 @@
  * `admin` on a JWT, or an API key with the `audit:read` scope), never another organization's.
  */
 import type { PrismaClient } from '../generated/prisma/client.ts';
-import { ApixError } from '../protocol/index.ts';
+import { ApixError } from '@apix/protocol';
 import { parseAuditQuery, queryAudit } from '../audit/index.ts';
 import type { Authenticator } from '../auth/authenticator.ts';
 import type { HookBus } from '../gateway/hooks.ts';

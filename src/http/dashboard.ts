@@ -7,7 +7,7 @@
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { ApixError } from '../protocol/index.ts';
+import { ApixError } from '@apix/protocol';
 import type { HttpRouter } from './router.ts';
 
 export const DASHBOARD_CSP = [

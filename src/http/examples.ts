@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import type { ServerResponse } from 'node:http';
 import type * as Esbuild from 'esbuild';
 import type { BuildOptions } from 'esbuild';
-import { ApixError } from '../protocol/index.ts';
+import { ApixError } from '@apix/protocol';
 import type { HttpContext, HttpRouter } from './router.ts';
 import { feedScriptOptions, sdkBundleOptions } from './browser-assets.ts';
 

@@ -10,7 +10,7 @@
  * every other tenant's deliveries on the node (issue 13 item 7).
  */
 import type { ServerResponse } from 'node:http';
-import { compareEventIds } from '../protocol/index.ts';
+import { compareEventIds } from '@apix/protocol';
 
 /** What a page needs of a stored event. */
 export interface StoredFrame {

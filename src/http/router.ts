@@ -3,7 +3,7 @@
  * error registry, CORS from APIX_ALLOWED_ORIGINS and the usual security headers.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ApixError, isApixError } from '../protocol/index.ts';
+import { ApixError, isApixError } from '@apix/protocol';
 import { setSecurityHeaders } from '../security-headers.ts';
 
 export interface HttpContext {

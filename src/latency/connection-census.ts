@@ -3,7 +3,7 @@
  * the gateway's own maps (a scan: cheap enough once a second, and never wrong the way counters kept by
  * hooks could drift across takeovers and resumes). Answers are cached for `maxAgeMs` (250 ms).
  */
-import type { ClientType, ConnectionStatus } from '../protocol/index.ts';
+import type { ClientType, ConnectionStatus } from '@apix/protocol';
 import type { Principal } from '../gateway/hooks.ts';
 
 /** What a census reads: the shape of ApiXGateway's `connections` and `sessions` maps. */

@@ -10,8 +10,8 @@
  * trail, the publish metrics, or the very figures they carry. Their history is kept short (the
  * dashboard replays the last two minutes to draw its charts at once).
  */
-import { ApixError, channelKey, parseChannel } from '../protocol/index.ts';
-import type { ParsedChannel } from '../protocol/index.ts';
+import { ApixError, channelKey, parseChannel } from '@apix/protocol';
+import type { ParsedChannel } from '@apix/protocol';
 import type { Broker, HistoryOptions } from '../broker/broker.ts';
 import type { Clock, TimerHandle } from '../clock.ts';
 import type { Logger } from '../log.ts';

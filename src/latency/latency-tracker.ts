@@ -11,7 +11,7 @@
  * Time comes from the injected clock, so windows are testable without sleeping.
  */
 import type { Clock } from '../clock.ts';
-import type { ChannelType, ClientType } from '../protocol/index.ts';
+import type { ChannelType, ClientType } from '@apix/protocol';
 import type { GatewayHooks, Principal } from '../gateway/hooks.ts';
 import { LogLinearHistogram, WindowedHistogram } from './histogram.ts';
 import type { HistogramOptions, Percentiles } from './histogram.ts';

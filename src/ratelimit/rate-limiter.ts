@@ -8,7 +8,7 @@
  * after a request has passed it. If the store fails (Redis unreachable), requests pass: a rate limit
  * protects the service, it must not take it down.
  */
-import { ApixError } from '../protocol/index.ts';
+import { ApixError } from '@apix/protocol';
 import type { HookBus, Peer, Principal } from '../gateway/hooks.ts';
 import { TokenBucket } from './token-bucket.ts';
 import { publisherScopeKey } from '../tenancy/scope-keys.ts';

@@ -13,8 +13,8 @@ import {
   isE2ePayload,
   jsonShapeError,
   parseChannel,
-} from '../protocol/index.ts';
-import type { ClientType, EnvelopeMetadata, JsonShapeBounds, ParsedChannel } from '../protocol/index.ts';
+} from '@apix/protocol';
+import type { ClientType, EnvelopeMetadata, JsonShapeBounds, ParsedChannel } from '@apix/protocol';
 import type { Broker, BrokerEvent, HistoryOptions, PublisherRef } from '../broker/broker.ts';
 import type { Clock } from '../clock.ts';
 import { encodeChannelEvent } from '../gateway/frames.ts';

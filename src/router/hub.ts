@@ -4,8 +4,8 @@
  * to every subscriber's socket; nothing is allocated per subscriber on plain subscriptions.
  */
 import type { Broker, BrokerEvent } from '../broker/broker.ts';
-import { compareEventIds } from '../protocol/index.ts';
-import type { ParsedChannel } from '../protocol/index.ts';
+import { compareEventIds } from '@apix/protocol';
+import type { ParsedChannel } from '@apix/protocol';
 import type { Subscription } from '../gateway/session.ts';
 import { EventFrames } from '../gateway/frames.ts';
 import type { FilterInput } from '../subscriptions/filters.ts';

@@ -2,7 +2,7 @@
  * Where sessions live while their client is away, so that a client reconnecting with the same
  * `sessionId` (and the same user) within the session TTL resumes on any node.
  */
-import type { ClientType } from '../protocol/index.ts';
+import type { ClientType } from '@apix/protocol';
 
 export interface SubscriptionSnapshot {
   readonly channel: string;

@@ -6,7 +6,7 @@
  * The gateway reads settings through PrismaChannelRegistry (a cache); this class is the writer.
  */
 import { z } from 'zod';
-import type { ChannelType, ClientType } from '../protocol/index.ts';
+import type { ChannelType, ClientType } from '@apix/protocol';
 import type { ChannelSettings } from '../subscriptions/channel-registry.ts';
 import type { ChannelPermissions } from '../subscriptions/permissions.ts';
 import {
@@ -14,7 +14,7 @@ import {
   ClientType as ClientTypes,
   channelKey,
   parseChannel,
-} from '../protocol/index.ts';
+} from '@apix/protocol';
 import type { ApiXChannel } from '../generated/prisma/client.ts';
 import type { Clock } from '../clock.ts';
 import { systemClock } from '../clock.ts';

@@ -8,7 +8,7 @@
  * beyond the bound new sessions are counted in `dropped`, never queued without limit.
  */
 import type { ConnectionInfo } from '../gateway/hooks.ts';
-import type { ClientType, ConnectionStatus } from '../protocol/index.ts';
+import type { ClientType, ConnectionStatus } from '@apix/protocol';
 import type { ApiXConnection } from '../generated/prisma/client.ts';
 import type { PrismaClient } from './database.ts';
 import { createRowId } from './ids.ts';

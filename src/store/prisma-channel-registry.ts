@@ -11,7 +11,7 @@ import type {
   ChannelRegistry,
   ChannelSettings,
 } from '../subscriptions/channel-registry.ts';
-import { parseChannel } from '../protocol/index.ts';
+import { parseChannel } from '@apix/protocol';
 import { ChannelRecords, channelRecordKey, settingsFromJson } from './channel-records.ts';
 import type { PrismaClient } from './database.ts';
 import { silentLogger, type StoreLogger } from './log.ts';

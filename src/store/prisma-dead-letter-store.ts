@@ -4,7 +4,7 @@
  * repositories' flush, never on the caller's path).
  */
 import { MemoryDeadLetterStore, type DeadLetter, type DeadLetterStore } from '../retry/dead-letter.ts';
-import { channelKey, parseChannel } from '../protocol/index.ts';
+import { channelKey, parseChannel } from '@apix/protocol';
 import type { EventRecords } from './event-records.ts';
 import { sealedRecordPayload } from '../crypto/at-rest.ts';
 

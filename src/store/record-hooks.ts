@@ -6,8 +6,8 @@
  * PrismaDeadLetterStore, given to the node as its DeadLetterStore, writes them with their payload.
  */
 import type { ConnectionInfo, GatewayHooks, HookBus } from '../gateway/hooks.ts';
-import type { ChannelType } from '../protocol/index.ts';
-import { ConnectionStatus, parseChannel } from '../protocol/index.ts';
+import type { ChannelType } from '@apix/protocol';
+import { ConnectionStatus, parseChannel } from '@apix/protocol';
 import type { RecordRepositories } from './records.ts';
 import type { ConnectionRef } from './connection-records.ts';
 

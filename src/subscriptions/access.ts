@@ -3,7 +3,7 @@
  * channel's current settings and the client type its credential vouches for (never the one a client
  * declares: auth/client-type.ts), and audits denials (`onDeny`).
  */
-import type { ParsedChannel } from '../protocol/index.ts';
+import type { ParsedChannel } from '@apix/protocol';
 import type { HookBus, Peer, Principal } from '../gateway/hooks.ts';
 import { credentialClientType } from '../auth/client-type.ts';
 import type { ChannelRegistry } from './channel-registry.ts';

@@ -2,7 +2,7 @@
  * Per-channel settings: permission overrides (PROTOCOL.md 5) and delivery options. The memory registry
  * is the embedded default; the database registry (store/) keeps them in ApiXChannel.
  */
-import { channelKey, parseChannel } from '../protocol/index.ts';
+import { channelKey, parseChannel } from '@apix/protocol';
 import type { ChannelPermissions } from './permissions.ts';
 
 export interface ChannelSettings {

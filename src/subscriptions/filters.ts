@@ -5,7 +5,7 @@
  * receiving SDK applies them once decrypted). Compiled once per subscription; the payload is parsed at
  * most once per event per node, and only when some subscriber filters on payload fields.
  */
-import { ApixError, isE2ePayload } from '../protocol/index.ts';
+import { ApixError, isE2ePayload } from '@apix/protocol';
 
 export interface FilterInput {
   readonly type: string;

@@ -4,8 +4,8 @@
  * the platform publishes to `system`); then the channel's own rule for the action when it has one, else the
  * type's default rule. Pure: no I/O, so it is cheap and unit-tested exhaustively.
  */
-import { ChannelType } from '../protocol/index.ts';
-import type { ClientType, ParsedChannel } from '../protocol/index.ts';
+import { ChannelType } from '@apix/protocol';
+import type { ClientType, ParsedChannel } from '@apix/protocol';
 import type { Principal } from '../gateway/hooks.ts';
 
 export type ChannelAction = 'subscribe' | 'publish' | 'history';

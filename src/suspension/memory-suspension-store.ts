@@ -3,7 +3,7 @@
  * expired entries go first; when `maxEntries` unexpired ones are held, a new suspension is refused
  * (UNAVAILABLE) rather than silently forgetting an older one.
  */
-import { ApixError } from '../protocol/index.ts';
+import { ApixError } from '@apix/protocol';
 import type { Clock } from '../clock.ts';
 import { targetKey } from './suspension-store.ts';
 import type { FoundSuspension, Suspension, SuspensionStore, SuspensionTarget } from './suspension-store.ts';

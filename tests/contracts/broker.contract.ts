@@ -12,7 +12,7 @@ import type {
   HistoryOptions,
   PublishInput,
 } from '../../src/broker/broker.ts';
-import { compareEventIds, isEventId } from '../../src/protocol/index.ts';
+import { compareEventIds, isEventId } from '@apix/protocol';
 import { sleep, waitFor } from '../support/wait.ts';
 
 export interface BrokerTestEngine {

@@ -24,7 +24,7 @@
  * and checks per-channel order: on each channel a client must see event ids (and, for a single
  * sequential publisher, publish sequence numbers) strictly increasing.
  */
-import { compareEventIds, isEventId } from '../../src/protocol/event-id.ts';
+import { compareEventIds, isEventId } from '@apix/protocol/event-id';
 
 export type PublishStatus = 'pending' | 'ok' | 'failed' | 'unknown';
 

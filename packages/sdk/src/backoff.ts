@@ -1,5 +1,5 @@
 /** Reconnect delays: exponential backoff with full jitter, as a pure function of the attempt number. */
-import type { Random } from './clock.ts';
+import type { Random } from '@apix/protocol/clock';
 
 export interface BackoffOptions {
   /** The ceiling of the first delay, in ms. */

@@ -5,13 +5,8 @@
  *
  * Runtime imports come only from the Zod-free protocol modules; the wire types are `import type`.
  */
-import {
-  EVENT_TYPE_RE,
-  isControlType,
-  WS_SUBPROTOCOL,
-  type ClientType,
-} from '../../../src/protocol/constants.ts';
-import { parseChannel } from '../../../src/protocol/channels.ts';
+import { EVENT_TYPE_RE, isControlType, WS_SUBPROTOCOL, type ClientType } from '@apix/protocol/constants';
+import { parseChannel } from '@apix/protocol/channels';
 import {
   ApixError,
   CloseCode,
@@ -19,9 +14,9 @@ import {
   ERRORS,
   ErrorCode,
   isApixError,
-} from '../../../src/protocol/errors.ts';
-import { isEventId } from '../../../src/protocol/event-id.ts';
-import { E2E_VERSION, isE2ePayload } from '../../../src/protocol/e2e.ts';
+} from '@apix/protocol/errors';
+import { isEventId } from '@apix/protocol/event-id';
+import { E2E_VERSION, isE2ePayload } from '@apix/protocol/e2e';
 import { E2eCipher } from './e2e.ts';
 import type { E2eKeyMap } from './e2e.ts';
 import type {
@@ -31,9 +26,9 @@ import type {
   PublishFrame,
   ServerControlFrame,
   ServerFrameOf,
-} from '../../../src/protocol/schemas.ts';
+} from '@apix/protocol/schemas';
 import { backoffDelayMs, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.ts';
-import { systemClock, type Clock, type Random, type TimerHandle } from './clock.ts';
+import { systemClock, type Clock, type Random, type TimerHandle } from '@apix/protocol/clock';
 import { TypedEmitter } from './emitter.ts';
 import { rankGateways } from './gateway-select.ts';
 import { Subscription, type SubscriptionHost } from './subscription.ts';

@@ -9,9 +9,9 @@
  * The additional authenticated data binds the channel, the event type and the key id, so an envelope
  * replayed onto another channel or as another type fails to open.
  */
-import { ApixError, ErrorCode } from '../../../src/protocol/errors.ts';
-import { E2E_ALGORITHM, E2E_VERSION, isE2ePayload } from '../../../src/protocol/e2e.ts';
-import type { E2eEnvelope } from '../../../src/protocol/e2e.ts';
+import { ApixError, ErrorCode } from '@apix/protocol/errors';
+import { E2E_ALGORITHM, E2E_VERSION, isE2ePayload } from '@apix/protocol/e2e';
+import type { E2eEnvelope } from '@apix/protocol/e2e';
 
 /** A 256-bit AES key: a WebCrypto AES-GCM `CryptoKey`, or its 32 raw bytes. */
 export type E2eKeyMaterial = CryptoKey | Uint8Array;

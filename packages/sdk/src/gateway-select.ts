@@ -4,8 +4,8 @@
  * without credentials and without CORS, which an HTTP probe would need. Simple on purpose: a later
  * version can weigh the server's reported load as well.
  */
-import { WS_SUBPROTOCOL } from '../../../src/protocol/constants.ts';
-import { systemClock, type Clock } from './clock.ts';
+import { WS_SUBPROTOCOL } from '@apix/protocol/constants';
+import { systemClock, type Clock } from '@apix/protocol/clock';
 import { defaultWebSocket, normalizeGatewayUrl, type WebSocketConstructor } from './transport.ts';
 
 export interface GatewayProbeOptions {

@@ -19,7 +19,7 @@ export {
   type GatewayRtt,
 } from './gateway-select.ts';
 export { normalizeGatewayUrl, type WebSocketConstructor, type WebSocketLike } from './transport.ts';
-export { systemClock, type Clock, type Random, type TimerHandle } from './clock.ts';
+export { systemClock, type Clock, type Random, type TimerHandle } from '@apix/protocol/clock';
 export type {
   ApixEvent,
   ClientEvents,
@@ -43,7 +43,7 @@ export {
   PROTOCOL_VERSION,
   WS_PATH,
   WS_SUBPROTOCOL,
-} from '../../../src/protocol/constants.ts';
+} from '@apix/protocol/constants';
 export {
   ApixError,
   CloseCode,
@@ -51,8 +51,8 @@ export {
   ERRORS,
   closeCodeAllowsReconnect,
   isApixError,
-} from '../../../src/protocol/errors.ts';
-export { compareEventIds, isEventId, parseEventId } from '../../../src/protocol/event-id.ts';
-export { parseChannel } from '../../../src/protocol/channels.ts';
-export type { DomainPayloads } from '../../../src/protocol/events.ts';
+} from '@apix/protocol/errors';
+export { compareEventIds, isEventId, parseEventId } from '@apix/protocol/event-id';
+export { parseChannel } from '@apix/protocol/channels';
+export type { DomainPayloads } from '@apix/protocol/events';
 export { E2eCipher, type E2eChannelKeys, type E2eKeyMap, type E2eKeyMaterial } from './e2e.ts';

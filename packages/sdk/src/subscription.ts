@@ -2,9 +2,9 @@
  * One channel subscription: its handlers per event type, its place in the channel's event sequence (the
  * last id delivered, used to drop duplicates and to resume), and its acknowledgment mode.
  */
-import { ApixError, ErrorCode } from '../../../src/protocol/errors.ts';
-import { compareEventIds, isEventId } from '../../../src/protocol/event-id.ts';
-import type { ApiXSubscription, ChannelEvent } from '../../../src/protocol/schemas.ts';
+import { ApixError, ErrorCode } from '@apix/protocol/errors';
+import { compareEventIds, isEventId } from '@apix/protocol/event-id';
+import type { ApiXSubscription, ChannelEvent } from '@apix/protocol/schemas';
 import type { ApixEvent, EventHandler, SubscribeOptions, SubscriptionFilters } from './types.ts';
 
 /** What a subscription needs from its client. Internal: keeps subscription.ts free of client.ts. */

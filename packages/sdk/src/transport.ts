@@ -2,7 +2,7 @@
  * The WebSocket the SDK needs: the browser's global, or `ws` injected on Node (< 22 has no global).
  * Only the event-handler properties are used, which the DOM WebSocket and `ws` both implement.
  */
-import { WS_PATH } from '../../../src/protocol/constants.ts';
+import { WS_PATH } from '@apix/protocol/constants';
 
 /** Method-style declaration: makes handler parameters bivariant, so DOM and `ws` event types both fit. */
 type Handler<E> = { bivarianceHack(event: E): void }['bivarianceHack'];

@@ -2,10 +2,10 @@
  * Public types of the SDK. Wire shapes come from the protocol's Zod contracts as TYPES only (`import
  * type` is erased), so the bundle carries no Zod at run time.
  */
-import type { ControlType } from '../../../src/protocol/constants.ts';
-import type { ApixError } from '../../../src/protocol/errors.ts';
-import type { DomainPayloads } from '../../../src/protocol/events.ts';
-import type { ChannelEvent, ServerFrameOf } from '../../../src/protocol/schemas.ts';
+import type { ControlType } from '@apix/protocol/constants';
+import type { ApixError } from '@apix/protocol/errors';
+import type { DomainPayloads } from '@apix/protocol/events';
+import type { ChannelEvent, ServerFrameOf } from '@apix/protocol/schemas';
 
 /** The payload of an event type: the domain schema's for the seed's types, `unknown` for any other. */
 export type PayloadOf<T extends string> = T extends keyof DomainPayloads ? DomainPayloads[T] : unknown;

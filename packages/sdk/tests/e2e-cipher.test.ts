@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { E2eCipher } from '../src/index.ts';
-import { isE2ePayload } from '../../../src/protocol/e2e.ts';
+import { isE2ePayload } from '@apix/protocol/e2e';
 
 const raw = () => globalThis.crypto.getRandomValues(new Uint8Array(32));
 const k1 = raw();

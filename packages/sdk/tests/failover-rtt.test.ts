@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { WebSocket } from 'ws';
 import { ApixClient, type ApixClientOptions } from '../src/index.ts';
-import { systemClock, type Clock } from '../src/clock.ts';
+import { systemClock, type Clock } from '@apix/protocol/clock';
 import { FakeGateway } from './support/fake-gateway.ts';
 import { nextEmit, sleep } from './support/helpers.ts';
 

@@ -7,7 +7,7 @@ import { parseArgs, stringOption } from '../args.ts';
 import { auditCliAction, withCliDatabase } from '../database.ts';
 import { ChannelPermissionsSchema, ChannelRecords } from '../../store/channel-records.ts';
 import type { ChannelPermissions } from '../../subscriptions/permissions.ts';
-import { isValidOrgId, parseChannel, type ChannelType } from '../../protocol/index.ts';
+import { isValidOrgId, parseChannel, type ChannelType } from '@apix/protocol';
 import { settingsFromJson } from '../../store/channel-records.ts';
 import type { ChannelSettings } from '../../subscriptions/channel-registry.ts';
 import { loadConfig } from '../../config.ts';

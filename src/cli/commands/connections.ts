@@ -5,7 +5,7 @@
 import { parseArgs, stringOption } from '../args.ts';
 import { withCliDatabase } from '../database.ts';
 import { ConnectionRecords } from '../../store/connection-records.ts';
-import { ConnectionStatus, isValidOrgId } from '../../protocol/index.ts';
+import { ConnectionStatus, isValidOrgId } from '@apix/protocol';
 
 const USAGE = `usage:
   apix connections list --org <org> [--status ${Object.values(ConnectionStatus).join('|')}] [--limit N]`;

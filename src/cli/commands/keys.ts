@@ -6,7 +6,7 @@
 import { parseArgs, stringOption } from '../args.ts';
 import { auditCliAction, cliActor, withCliDatabase } from '../database.ts';
 import { ApiKeys } from '../../store/api-keys.ts';
-import { isValidOrgId } from '../../protocol/index.ts';
+import { isValidOrgId } from '@apix/protocol';
 import { createRedisClients } from '../../redis/client.ts';
 import { RedisKeys } from '../../redis/keys.ts';
 import { revocationControlMessage } from '../../auth/revocation-store.ts';

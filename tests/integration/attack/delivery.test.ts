@@ -6,7 +6,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { config, RawClient, startNode, token } from '../../support/gateway.ts';
-import { compareEventIds } from '../../../src/protocol/event-id.ts';
+import { compareEventIds } from '@apix/protocol/event-id';
 import { memoryEngines } from '../../../src/node.ts';
 import type { ApixNode } from '../../../src/node.ts';
 import { SteppedClock } from '../../support/clock.ts';

@@ -16,7 +16,7 @@ import { systemClock } from '../../../src/clock.ts';
 import { openRecords } from '../../../src/records.ts';
 import type { Records } from '../../../src/records.ts';
 import type { ApixNode } from '../../../src/node.ts';
-import { ERRORS } from '../../../src/protocol/index.ts';
+import { ERRORS } from '@apix/protocol';
 import { registerFeedExample, registerSdkBundle } from '../../../src/http/examples.ts';
 import { config, startNode, token } from '../../support/gateway.ts';
 import { pgliteTemplate } from '../../support/databases.ts';

@@ -26,7 +26,7 @@ import type { Config } from '../../../src/config.ts';
 import type { Engines } from '../../../src/node.ts';
 import { MemoryChannelRegistry } from '../../../src/subscriptions/channel-registry.ts';
 import type { DurableRecord } from '../../../src/router/event-router.ts';
-import { compareEventIds } from '../../../src/protocol/index.ts';
+import { compareEventIds } from '@apix/protocol';
 
 const N = 1000;
 const OFF = { perSec: 0, burst: 1 };

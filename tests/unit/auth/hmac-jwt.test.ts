@@ -12,7 +12,7 @@ import type { JWTPayload } from 'jose';
 import { HmacJwtVerifier } from '../../../src/auth/hmac-jwt.ts';
 import { Authenticator } from '../../../src/auth/authenticator.ts';
 import type { ApiKeyStore } from '../../../src/auth/api-keys.ts';
-import { ApixError } from '../../../src/protocol/index.ts';
+import { ApixError } from '@apix/protocol';
 
 const SECRET = 'differential-test-secret-0123456789';
 const SECRET_BYTES = new TextEncoder().encode(SECRET);

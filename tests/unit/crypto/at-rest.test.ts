@@ -10,7 +10,7 @@ import {
   sealedFrameText,
   sealedRecordPayload,
 } from '../../../src/crypto/at-rest.ts';
-import { ApixError } from '../../../src/protocol/index.ts';
+import { ApixError } from '@apix/protocol';
 import { loadConfig } from '../../../src/config.ts';
 
 const k1 = randomBytes(32);

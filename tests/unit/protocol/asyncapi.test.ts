@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { ASYNCAPI_PATH, buildAsyncApi, FRAMES, renderAsyncApi } from '../../../scripts/gen-asyncapi.ts';
-import { CLIENT_CONTROL_SCHEMAS, ServerControlFrameSchema } from '../../../src/protocol/schemas.ts';
+import { CLIENT_CONTROL_SCHEMAS, ServerControlFrameSchema } from '@apix/protocol/schemas';
 
 describe('AsyncAPI document', () => {
   it('is identical to what the generator produces from the Zod contracts', () => {

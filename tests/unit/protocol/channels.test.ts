@@ -7,7 +7,7 @@ import {
   isValidOrgId,
   compareEventIds,
   parseEventId,
-} from '../../../src/protocol/index.ts';
+} from '@apix/protocol';
 
 describe('channel grammar', () => {
   it('maps the first segment to the channel type', () => {

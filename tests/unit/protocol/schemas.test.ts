@@ -13,7 +13,7 @@ import {
   ErrorCode,
   CloseCode,
   isControlType,
-} from '../../../src/protocol/index.ts';
+} from '@apix/protocol';
 
 describe('Zod contracts', () => {
   it('keep the seed’s schemas, strict at the top level', () => {

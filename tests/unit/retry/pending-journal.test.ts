@@ -14,7 +14,7 @@ import { MemoryDeadLetterStore } from '../../../src/retry/dead-letter.ts';
 import { MemoryPendingStore } from '../../../src/pending/pending-store.ts';
 import type { PendingBatch, PendingEntry, PendingOwner } from '../../../src/pending/pending-store.ts';
 import { Session, Subscription } from '../../../src/gateway/session.ts';
-import { parseChannel } from '../../../src/protocol/index.ts';
+import { parseChannel } from '@apix/protocol';
 import type { BrokerEvent } from '../../../src/broker/broker.ts';
 import type { Connection } from '../../../src/gateway/connection.ts';
 

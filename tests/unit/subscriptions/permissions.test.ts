@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { authorize } from '../../../src/subscriptions/permissions.ts';
 import { compileFilter } from '../../../src/subscriptions/filters.ts';
-import { parseChannel } from '../../../src/protocol/index.ts';
+import { parseChannel } from '@apix/protocol';
 import type { Principal } from '../../../src/gateway/hooks.ts';
 
 const who = (p: Partial<Principal> = {}): Principal => ({

@@ -6,7 +6,7 @@ import {
   publisherIdempotencyKey,
   publisherScopeKey,
 } from '../../../src/tenancy/scope-keys.ts';
-import { channelKey, isValidOrgId, parseChannel } from '../../../src/protocol/index.ts';
+import { channelKey, isValidOrgId, parseChannel } from '@apix/protocol';
 
 const key = (org: string, name: string) => {
   const r = parseChannel(name);

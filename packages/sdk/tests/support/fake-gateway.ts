@@ -6,9 +6,9 @@
  */
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { WS_PATH, WS_SUBPROTOCOL } from '../../../../src/protocol/constants.ts';
-import { compareEventIds, formatEventId } from '../../../../src/protocol/event-id.ts';
-import type { ErrorCode } from '../../../../src/protocol/errors.ts';
+import { WS_PATH, WS_SUBPROTOCOL } from '@apix/protocol/constants';
+import { compareEventIds, formatEventId } from '@apix/protocol/event-id';
+import type { ErrorCode } from '@apix/protocol/errors';
 
 /** A type alias, not an interface: it must fit `send`'s index signature. */
 export type FakeEvent = {
