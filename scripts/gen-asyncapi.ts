@@ -429,7 +429,7 @@ export function buildAsyncApi(): Record<string, unknown> {
       title: 'APIX real-time gateway, WebSocket protocol',
       version: PROTOCOL_VERSION,
       description:
-        'Generated from src/protocol/schemas.ts and src/protocol/events.ts by scripts/gen-asyncapi.ts; do not edit. ' +
+        'Generated from packages/protocol/src/schemas.ts and packages/protocol/src/events.ts by scripts/gen-asyncapi.ts; do not edit. ' +
         'Describes the gateway: it receives client frames and sends server frames, one JSON object per text frame. ' +
         'The prose contract, close codes and error codes are in docs/protocol.md.',
       license: { name: 'MIT' },
