@@ -32,6 +32,11 @@ export const systemClock: Clock = {
   },
 };
 
+/** Node's timers have `unref` (a browser's are numbers): the process may exit while only they are armed. */
+function unref(timer: unknown): void {
+  (timer as { unref?: () => void }).unref?.();
+}
+
 /**
  * Real timers that do not keep a Node process alive (`unref`ed): the gateway's background work
  * (heartbeats, sweeps, retries), which must never hold a process open on its own. The server's
@@ -41,12 +46,12 @@ export const backgroundClock: Clock = {
   now: () => Date.now(),
   setTimeout(fn, ms) {
     const t = setTimeout(fn, ms);
-    t.unref?.();
+    unref(t);
     return { cancel: () => clearTimeout(t) };
   },
   setInterval(fn, ms) {
     const t = setInterval(fn, ms);
-    t.unref?.();
+    unref(t);
     return { cancel: () => clearInterval(t) };
   },
 };
