@@ -51,7 +51,7 @@ export const EnvSchema = z.object({
   APIX_ALLOWED_ORIGINS: list.optional(),
   APIX_MAX_MESSAGE_BYTES: int(64, 64 * 1024 * 1024).default(1024 * 1024),
   /**
-   * Bounds of client JSON (src/protocol/json-bounds.ts): `connect.metadata` (bytes as JSON, nesting depth,
+   * Bounds of client JSON (packages/protocol/src/json-bounds.ts): `connect.metadata` (bytes as JSON, nesting depth,
    * members of one object or array), and the nesting depth and members per object or array of publish
    * payloads and metadata. Larger input is refused with PAYLOAD_TOO_LARGE.
    */
@@ -229,7 +229,7 @@ export interface Config {
   };
   readonly allowedOrigins: readonly string[] | undefined;
   readonly maxMessageBytes: number;
-  /** Bounds of `connect.metadata` and of publish payloads (src/protocol/json-bounds.ts). */
+  /** Bounds of `connect.metadata` and of publish payloads (packages/protocol/src/json-bounds.ts). */
   readonly jsonBounds: {
     readonly metadataMaxBytes: number;
     readonly metadataMaxDepth: number;
