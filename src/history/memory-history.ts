@@ -145,24 +145,25 @@ export class MemoryHistory {
         top: ch.top,
       };
     }
-    if (compareEventIds(since, ch.floor) < 0 || ch.top === undefined || compareEventIds(since, ch.top) > 0) {
-      return { events: [], recovered: false, top: ch.top };
-    }
-    // Binary search for `since` among the retained events: it must be one of this channel's ids.
+    // Binary search for the first retained event after `since`. Recovered only when `since` is one of this
+    // channel's retained ids; otherwise (older than what is retained, lost with a restart, not an id of
+    // this channel) the retained events after it still go out, with `recovered: false`.
     let lo = ch.head;
     let hi = live.length - 1;
+    let exact = false;
     while (lo <= hi) {
       const mid = (lo + hi) >> 1;
       const c = compareEventIds(live[mid]!.id, since);
       if (c === 0) {
-        const start = mid + 1;
-        const available = live.length - start;
-        return { events: live.slice(start, start + cap), recovered: available <= cap, top: ch.top };
+        exact = true;
+        lo = mid + 1;
+        break;
       }
       if (c < 0) lo = mid + 1;
       else hi = mid - 1;
     }
-    return { events: [], recovered: false, top: ch.top };
+    const available = live.length - lo;
+    return { events: live.slice(lo, lo + cap), recovered: exact && available <= cap, top: ch.top };
   }
 
   top(key: string): string | undefined {

@@ -3,7 +3,8 @@
   in one atomic step so that no publish can trim between the checks and the read.
 
   `since` is recoverable when it is the channel's floor (the last trimmed id, '0-0' before any trim) or an id
-  still in the stream; anything else (older than retention, above the top, another channel's id) is not.
+  still in the stream; for anything else (older than retention, lost with a restart, another channel's id)
+  the retained events after it are answered with recovered = 0.
 
   Input:
     KEYS[1] the channel's stream
@@ -85,11 +86,13 @@ if cmp(since, floor) == 0 then
   local recovered = redis.call('XLEN', stream) <= cap and 1 or 0
   return { top, recovered, within(events) }
 end
-if cmp(since, floor) < 0 or top == false or cmp(since, top) > 0 then return { top, 0, {} } end
--- Between the floor and the top: it must be one of this channel's ids.
-if #redis.call('XRANGE', stream, since, since) == 0 then return { top, 0, {} } end
-local events = redis.call('XRANGE', stream, '(' .. since, '+', 'COUNT', cap + 1)
+-- Anything else: the retained events after `since`, recovered only when `since` is one of this channel's
+-- ids still in the stream. Older than retention (or lost with a restart of Redis), or not an id of this
+-- channel: what is still retained after it goes out, with recovered = 0, so the client knows of the gap.
 local recovered = 1
+if top == false or #redis.call('XRANGE', stream, since, since) == 0 then recovered = 0 end
+if top == false then return { top, 0, {} } end
+local events = redis.call('XRANGE', stream, '(' .. since, '+', 'COUNT', cap + 1)
 if #events > cap then
   recovered = 0
   events[#events] = nil
