@@ -101,20 +101,24 @@ describe('apix serve on embedded defaults: restart', { timeout: 120_000 }, () =>
   it('a crash (SIGKILL) keeps what was written before it', async () => {
     const e = env({ APIX_STATE_FLUSH_MS: '50' });
     let gw = await spawnGateway(e);
-    const ids = await publishN(gw, 'agent:k', 0, 5);
-    // Written within one flush interval: wait until the log holds the last id, then crash.
-    await waitFor(
-      () => {
-        try {
-          return readFileSync(join(e.APIX_DATA_DIR!, 'state.log'), 'utf8').includes(ids[4]!);
-        } catch {
-          return false;
-        }
-      },
-      10_000,
-      'the state log to hold the last event',
-    );
-    await gw.kill('SIGKILL');
+    let ids: string[];
+    try {
+      ids = await publishN(gw, 'agent:k', 0, 5);
+      // Written within one flush interval: wait until the log holds the last id, then crash.
+      await waitFor(
+        () => {
+          try {
+            return readFileSync(join(e.APIX_DATA_DIR!, 'state.log'), 'utf8').includes(ids[4]!);
+          } catch {
+            return false;
+          }
+        },
+        10_000,
+        'the state log to hold the last event',
+      );
+    } finally {
+      await gw.kill('SIGKILL');
+    }
     gw = await spawnGateway(e);
     try {
       const more = await publishN(gw, 'agent:k', 5, 2);
