@@ -232,9 +232,7 @@ export class MemoryHistory {
         top: ch.top,
       };
     }
-    // Binary search for the first retained event after `since`. Recovered only when `since` is one of this
-    // channel's retained ids; otherwise (older than what is retained, lost with a restart, not an id of
-    // this channel) the retained events after it still go out, with `recovered: false`.
+    // Binary search for `since` among the retained events: recovered only when it is one of them.
     let lo = ch.head;
     let hi = live.length - 1;
     let exact = false;
@@ -249,8 +247,15 @@ export class MemoryHistory {
       if (c < 0) lo = mid + 1;
       else hi = mid - 1;
     }
-    const available = live.length - lo;
-    return { events: live.slice(lo, lo + cap), recovered: exact && available <= cap, top: ch.top };
+    if (exact) {
+      const available = live.length - lo;
+      return { events: live.slice(lo, lo + cap), recovered: available <= cap, top: ch.top };
+    }
+    // Older than every retained event (trimmed, expired, or lost with a restart): what is retained, with
+    // the gap said. Inside the retained range yet not one of its ids: not a position in this channel (ids
+    // are per channel; another channel's id is never compared into this one), so nothing.
+    if (lo === ch.head) return { events: live.slice(ch.head, ch.head + cap), recovered: false, top: ch.top };
+    return { events: [], recovered: false, top: ch.top };
   }
 
   top(key: string): string | undefined {

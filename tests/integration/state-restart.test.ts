@@ -26,7 +26,7 @@ function env(extra: Record<string, string> = {}): Record<string, string> {
 }
 
 async function publishN(gw: GatewayProcess, channel: string, from: number, n: number): Promise<string[]> {
-  const pub = await RawClient.connect(gw.wsUrl, { token: await token({ sub: 'svc' }) });
+  const pub = await RawClient.connect(gw.wsUrl, { token: await token({ sub: 'svc', roles: ['admin'] }) });
   const ids: string[] = [];
   for (let i = from; i < from + n; i++) {
     const r = await pub.publish(channel, 'note', { i });

@@ -42,7 +42,7 @@ async function setup() {
   const url = `ws://127.0.0.1:${(node.server.address() as AddressInfo).port}`;
   const proxy = await startTcpProxy('127.0.0.1', Number(new URL(url).port));
   cleanup.push(() => proxy.close());
-  const service = client(url, { tokenProvider: () => token({ sub: 'agent' }) });
+  const service = client(url, { tokenProvider: () => token({ sub: 'agent', roles: ['admin'] }) });
   await service.connect();
   const publish = async (n: number) => {
     const ids: string[] = [];

@@ -3,8 +3,8 @@
   in one atomic step so that no publish can trim between the checks and the read.
 
   `since` is recoverable when it is the channel's floor (the last trimmed id, '0-0' before any trim) or an id
-  still in the stream; for anything else (older than retention, lost with a restart, another channel's id)
-  the retained events after it are answered with recovered = 0.
+  still in the stream. Older than every retained event (trimmed, lost with a restart): every retained event,
+  recovered = 0. Inside the retained range but not an id of the stream (another channel's id): nothing.
 
   Input:
     KEYS[1] the channel's stream
@@ -86,12 +86,17 @@ if cmp(since, floor) == 0 then
   local recovered = redis.call('XLEN', stream) <= cap and 1 or 0
   return { top, recovered, within(events) }
 end
--- Anything else: the retained events after `since`, recovered only when `since` is one of this channel's
--- ids still in the stream. Older than retention (or lost with a restart of Redis), or not an id of this
--- channel: what is still retained after it goes out, with recovered = 0, so the client knows of the gap.
-local recovered = 1
-if top == false or #redis.call('XRANGE', stream, since, since) == 0 then recovered = 0 end
+-- Anything else: recovered only when `since` is one of this channel's ids still in the stream. Older than
+-- every retained event (trimmed, or lost with a restart of Redis): every retained event, recovered = 0,
+-- so the client knows of the gap and loses nothing still there.
 if top == false then return { top, 0, {} } end
+if #redis.call('XRANGE', stream, since, since) == 0 then
+  -- Inside the retained range yet not one of its ids: not a position in this channel, nothing.
+  if #redis.call('XRANGE', stream, '-', since, 'COUNT', 1) > 0 then return { top, 0, {} } end
+  if cap <= 0 then return { top, 0, {} } end
+  return { top, 0, within(redis.call('XRANGE', stream, '-', '+', 'COUNT', cap)) }
+end
+local recovered = 1
 local events = redis.call('XRANGE', stream, '(' .. since, '+', 'COUNT', cap + 1)
 if #events > cap then
   recovered = 0
