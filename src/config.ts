@@ -112,6 +112,15 @@ export const EnvSchema = z.object({
   APIX_SUSPENSION_TTL_MS: int(60_000, 365 * 86_400_000).default(7 * 86_400_000),
   /** A room member not refreshed by its node for this long is gone (a dead node's members expire). */
   APIX_PRESENCE_TTL_MS: int(1000, 3_600_000).default(60_000),
+  /**
+   * Memory engine (no REDIS_URL): the state a restart must not lose (history, waiting sessions, their queues
+   * and in-flight events) is appended to `<APIX_DATA_DIR>/state.log` every this many ms; 0 keeps none.
+   */
+  APIX_STATE_FLUSH_MS: int(0, 600_000).default(1000),
+  /** The state log is compacted when it outgrows this (or twice its size after the last compaction). */
+  APIX_STATE_COMPACT_BYTES: int(1024 * 1024, 1024 * 1024 * 1024 * 1024).default(64 * 1024 * 1024),
+  /** Changes waiting for the next state-log write; past it the next write is a full snapshot instead. */
+  APIX_STATE_MAX_BUFFERED_BYTES: int(64 * 1024, 4 * 1024 * 1024 * 1024).default(64 * 1024 * 1024),
   /** `off`: keep no database records (no audit trail, no stored keys): for benchmarks and stateless edges. */
   APIX_RECORDS: z.enum(['on', 'off']).default('on'),
   /** Gateway processes sharing the port (node:cluster); more than 1 needs REDIS_URL. */
@@ -299,6 +308,12 @@ export interface Config {
   /** PEM file paths; when set the node serves HTTPS and WSS (read by `loadTlsFiles`). */
   readonly tls: { readonly certFile: string; readonly keyFile: string } | undefined;
   readonly presenceTtlMs: number;
+  /** Memory engine: the state log in the data dir (src/state/state-log.ts); flushMs 0: none. */
+  readonly state: {
+    readonly flushMs: number;
+    readonly compactBytes: number;
+    readonly maxBufferedBytes: number;
+  };
   readonly records: boolean;
   readonly workers: number;
   readonly recordsFlushIntervalMs: number;
@@ -443,6 +458,11 @@ export function configFromEnv(e: Env): Config {
         ? { certFile: e.APIX_TLS_CERT, keyFile: e.APIX_TLS_KEY }
         : undefined,
     presenceTtlMs: e.APIX_PRESENCE_TTL_MS,
+    state: {
+      flushMs: e.APIX_STATE_FLUSH_MS,
+      compactBytes: e.APIX_STATE_COMPACT_BYTES,
+      maxBufferedBytes: e.APIX_STATE_MAX_BUFFERED_BYTES,
+    },
     records: e.APIX_RECORDS === 'on',
     workers: e.APIX_WORKERS,
     recordsFlushIntervalMs: e.APIX_RECORDS_FLUSH_INTERVAL_MS,

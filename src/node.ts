@@ -60,6 +60,7 @@ import { AtRestBroker, AtRestOfflineQueue, splitChannelKey } from './crypto/at-r
 import type { AtRestErrorHandler } from './crypto/at-rest-engines.ts';
 import type { TlsFiles } from './tls.ts';
 import { rawHttpResponse } from './security-headers.ts';
+import type { StateLog } from './state/state-log.ts';
 
 /** The engines a node runs on: memory (embedded) or shared (Redis). */
 export interface Engines {
@@ -75,6 +76,8 @@ export interface Engines {
   readonly revocations?: RevocationStore;
   /** Suspensions (session, user, API key), shared by the nodes (absent: a memory store of this node). */
   readonly suspensions?: SuspensionStore;
+  /** The memory engines' state log in the data dir (absent: their state ends with the process). */
+  readonly stateLog?: StateLog;
   readonly readiness: readonly ReadinessCheck[];
   close(): Promise<void>;
 }
@@ -340,6 +343,24 @@ export function createNode(options: NodeOptions): ApixNode {
       'apix_durable_replayed_events',
       'Events replayed from the records (past the history)',
       () => historyBroker.replayedFromRecords,
+    );
+  }
+  const stateLog = engines.stateLog;
+  if (stateLog) {
+    pendingGauge(
+      'apix_state_log_bytes',
+      'Memory engine: bytes of the state log in the data dir',
+      () => stateLog.bytes,
+    );
+    pendingGauge(
+      'apix_state_log_buffered',
+      'Memory engine: changes waiting for the next state-log write',
+      () => stateLog.buffered,
+    );
+    pendingGauge(
+      'apix_state_log_overflows',
+      'Memory engine: times the state-log buffer was full (the next write was a full snapshot)',
+      () => stateLog.counters.overflows,
     );
   }
   if (engines.broker instanceof MemoryBroker) {

@@ -16,11 +16,24 @@ export class MemoryIdempotency {
     return hit !== undefined && hit.expiresAt > now ? hit.id : undefined;
   }
 
+  /** Told of every key remembered (src/state/state-log.ts keeps them across a restart). */
+  onRemember: ((k: string, id: string, expiresAt: number) => void) | undefined;
+
   remember(channelKey: string, key: string, id: string, windowMs: number, now: number): void {
-    const k = `${channelKey}\n${key}`;
+    this.restore(`${channelKey}\n${key}`, id, now + windowMs);
+    this.onRemember?.(`${channelKey}\n${key}`, id, now + windowMs);
+  }
+
+  /** Remembers an entry as `entries` gave it (a restore keeps them in the order given: expiry order). */
+  restore(k: string, id: string, expiresAt: number): void {
     this.seen.delete(k);
-    this.seen.set(k, { id, expiresAt: now + windowMs });
+    this.seen.set(k, { id, expiresAt });
     if (this.seen.size > this.maxKeys) this.seen.delete(this.seen.keys().next().value as string);
+  }
+
+  /** Every entry, oldest first. */
+  entries(): Array<[string, string, number]> {
+    return [...this.seen].map(([k, v]) => [k, v.id, v.expiresAt]);
   }
 
   get size(): number {

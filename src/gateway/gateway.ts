@@ -75,6 +75,7 @@ import { encodeControl, encodeError, encodePresence, EventFrames } from './frame
 import { canRecover, DegradedState, degradeReason } from './qos.ts';
 import { rawHttpResponse } from '../security-headers.ts';
 import { PublishOrder } from '../router/publish-order.ts';
+import { resumeFrom } from './resume.ts';
 
 export interface GatewayDeps {
   readonly config: Config;
@@ -646,6 +647,10 @@ export class ApiXGateway {
     conn.phase = Phase.CONNECTED;
 
     const lastIds = payload.resume?.lastEventIds ?? {};
+    // Where each channel replays from: the client's last id; else the replay it asked for when it has no
+    // position (a reloaded page: the session's own position is where its previous page stopped); else the
+    // session's position. The replays the client asked for go out first, before queued and in-flight events.
+    const { from, asked } = resumeFrom(lastIds, payload.resume?.replay);
     const denied: Denial[] = [];
     const recovered: Record<string, boolean> = {};
     const replays: Array<{ sub: Subscription; events: readonly BrokerEvent[] }> = [];
@@ -663,12 +668,20 @@ export class ApiXGateway {
           revoked.push(s.channel);
           continue;
         }
-        const wanted = lastIds[s.channel] ?? s.lastId;
-        const since =
-          wanted !== undefined && this.mayReplay(conn, session, parsed.channel) ? wanted : undefined;
-        const r = await this.attach(session, parsed.channel, s.ack, s.filters, since, undefined, true);
+        const f = from(s.channel, s.lastId);
+        const wants = f.since !== undefined || f.last !== undefined;
+        const may = wants && this.mayReplay(conn, session, parsed.channel);
+        const r = await this.attach(
+          session,
+          parsed.channel,
+          s.ack,
+          s.filters,
+          may ? f.since : undefined,
+          may ? f.last : undefined,
+          true,
+        );
         if (r.sub) {
-          recovered[s.channel] = since === wanted && r.recovered;
+          recovered[s.channel] = (!wants || may) && r.recovered;
           replays.push({ sub: r.sub, events: r.events });
         }
       }
@@ -683,15 +696,15 @@ export class ApiXGateway {
       }
       // The others are still in the hub; catch up plain ones from history.
       for (const sub of session.subscriptions.values()) {
-        if (sub.queuesWhileAway) continue;
-        const since = lastIds[sub.name] ?? sub.lastId;
-        if (since === undefined) continue;
+        if (sub.queuesWhileAway && !asked(sub.name)) continue;
+        const f = from(sub.name, sub.lastId);
+        if (f.since === undefined && f.last === undefined) continue;
         if (!this.mayReplay(conn, session, sub.channel)) {
           recovered[sub.name] = false;
           continue;
         }
         sub.pending = [];
-        const h = await this.readHistory(sub.key, since, undefined);
+        const h = await this.readHistory(sub.key, f.since, f.last);
         recovered[sub.name] = h.recovered;
         replays.push({ sub, events: h.events });
       }
@@ -716,12 +729,20 @@ export class ApiXGateway {
         denied.push(rateLimitedDenial(name, limited));
         continue;
       }
-      const wanted = lastIds[name];
-      const since =
-        wanted !== undefined && this.mayReplay(conn, session, parsed.channel) ? wanted : undefined;
-      const r = await this.attach(session, parsed.channel, false, undefined, since, undefined, false);
+      const f = from(name, undefined);
+      const may =
+        (f.since !== undefined || f.last !== undefined) && this.mayReplay(conn, session, parsed.channel);
+      const r = await this.attach(
+        session,
+        parsed.channel,
+        false,
+        undefined,
+        may ? f.since : undefined,
+        may ? f.last : undefined,
+        false,
+      );
       if (r.sub) {
-        if (wanted !== undefined) recovered[name] = since !== undefined && r.recovered;
+        if (f.since !== undefined) recovered[name] = may && r.recovered;
         replays.push({ sub: r.sub, events: r.events });
       }
     }
@@ -764,11 +785,13 @@ export class ApiXGateway {
         hooks.emit('onUnsubscribe', { connection: conn.info(), channel, reason });
     }
     const sent = new Set<string>();
+    const first = replays.filter((r) => asked(r.sub.name));
+    for (const r of first) this.flushReplay(r.sub, r.events, sent);
     if (taken && taken.entries.length > 0) this.sendPending(session, taken.entries, sent);
     if (queued) {
       for (const item of queued.frames) this.sendQueued(session, item, sent);
     }
-    for (const r of replays) this.flushReplay(r.sub, r.events, sent);
+    for (const r of replays) if (!asked(r.sub.name)) this.flushReplay(r.sub, r.events, sent);
     for (const sub of session.subscriptions.values())
       if (sub.type === ChannelType.ROOM) void this.joinRoom(conn, sub);
     // Not when the client already left during the awaits above: onClose has emitted onDisconnect, and a

@@ -88,7 +88,9 @@ export class DurableReplayBroker extends ForwardingBroker {
   override async history(key: string, query: HistoryQuery): Promise<HistoryResult> {
     const r = await this.inner.history(key, query);
     const since = query.since;
-    if (r.recovered || since === undefined || r.events.length > 0 || !isEventId(since)) return r;
+    // Not recovered: `since` may be older than the stream (the retained events after it came back, with
+    // the gap); the records fill the gap when they know `since`, else the stream's answer stands.
+    if (r.recovered || since === undefined || !isEventId(since)) return r;
     if (!this.isDurable(key)) return r;
     try {
       return (await this.fromRecords(key, since, query.limit)) ?? r;

@@ -21,6 +21,8 @@ class ChannelHistory {
   lastMs = 0;
   lastSeq = 0;
   top: string | undefined;
+  /** The bounds of the last publish kept (for a snapshot: src/state/state-log.ts). */
+  opts: HistoryOptions | undefined;
   /** Events at or below this id may be gone: the id of the last evicted event, or the channel's start. */
   floor: string;
   constructor(floor: string) {
@@ -53,8 +55,32 @@ function withinBytes(events: readonly BrokerEvent[], maxBytes: number): readonly
   return events;
 }
 
+/**
+ * Told of every change that the history cannot derive again from its bounds (src/state/state-log.ts keeps
+ * them in a log, so that a restart restores the history). Called synchronously; must not throw or block.
+ */
+export interface HistoryObserver {
+  /** A channel was created with this floor. */
+  created(key: string, floor: string): void;
+  /** An event was kept. */
+  kept(event: BrokerEvent, opts: HistoryOptions): void;
+  /** A publish was not kept (history size 0): `id` is the channel's top and floor now. */
+  skipped(key: string, id: string): void;
+}
+
+/** One channel's state, for a snapshot of the history. */
+export interface ChannelState {
+  readonly key: string;
+  readonly floor: string;
+  readonly top: string | undefined;
+  readonly opts: HistoryOptions | undefined;
+  readonly events: readonly BrokerEvent[];
+}
+
 export class MemoryHistory {
   private readonly channels = new Map<string, ChannelHistory>();
+  /** See HistoryObserver (none: nothing is told). */
+  observer: HistoryObserver | undefined;
   /** The highest id of any channel evicted by the channel cap: a new channel starts above it. */
   private evictedFloor: string;
 
@@ -87,6 +113,7 @@ export class MemoryHistory {
       ch.lastMs = floor.ms;
       ch.lastSeq = floor.seq;
       this.channels.set(key, ch);
+      this.observer?.created(key, ch.floor);
       if (this.channels.size > this.maxChannels) this.evictOldestChannel();
     } else if (opts.size > 0) {
       // Keep the map ordered by last publish, for LRU eviction.
@@ -103,6 +130,8 @@ export class MemoryHistory {
     ch.top = id;
     const event = make(id);
     if (opts.size > 0) {
+      this.observer?.kept(event, opts);
+      ch.opts = opts;
       ch.events.push(event);
       this.retainedBytes += costOf(event);
       while (ch.length > opts.size) this.retainedBytes -= ch.evictOne();
@@ -113,8 +142,66 @@ export class MemoryHistory {
       ch.floor = id;
       while (ch.length > 0) this.retainedBytes -= ch.evictOne();
       ch.floor = id;
+      this.observer?.skipped(key, id);
     }
     return event;
+  }
+
+  /** Every channel's floor, top and retained events (references: events are never changed). */
+  snapshot(): ChannelState[] {
+    const out: ChannelState[] = [];
+    for (const [key, ch] of this.channels)
+      out.push({ key, floor: ch.floor, top: ch.top, opts: ch.opts, events: ch.events.slice(ch.head) });
+    return out;
+  }
+
+  /** Restore (from the state log): the channel starts (again) at `floor`, with no events. */
+  restoreChannel(key: string, floor: string, top: string | undefined): void {
+    const old = this.channels.get(key);
+    if (old) this.forget(key, old);
+    const ch = new ChannelHistory(floor);
+    const last = parseEventId(top ?? floor);
+    if (last === undefined) return;
+    ch.lastMs = last.ms;
+    ch.lastSeq = last.seq;
+    ch.top = top;
+    this.channels.set(key, ch);
+    if (this.channels.size > this.maxChannels) this.evictOldestChannel();
+  }
+
+  /** Restore: keeps `event` (its id above the channel's top) under the bounds, as `append` would. */
+  restoreEvent(event: BrokerEvent, now: number, opts: HistoryOptions): void {
+    const ch = this.channels.get(event.key);
+    const id = parseEventId(event.id);
+    if (
+      ch === undefined ||
+      id === undefined ||
+      (ch.top !== undefined && compareEventIds(event.id, ch.top) <= 0)
+    )
+      return;
+    this.channels.delete(event.key);
+    this.channels.set(event.key, ch);
+    ch.lastMs = id.ms;
+    ch.lastSeq = id.seq;
+    ch.top = event.id;
+    ch.opts = opts;
+    ch.events.push(event);
+    this.retainedBytes += costOf(event);
+    while (ch.length > Math.max(1, opts.size)) this.retainedBytes -= ch.evictOne();
+    this.expire(ch, now, opts.ttlMs);
+    if (this.retainedBytes > this.maxBytes) this.shrink(ch);
+  }
+
+  /** Restore: a publish that was not kept. */
+  restoreSkipped(key: string, id: string): void {
+    const ch = this.channels.get(key);
+    const parsed = parseEventId(id);
+    if (ch === undefined || parsed === undefined) return;
+    while (ch.length > 0) this.retainedBytes -= ch.evictOne();
+    ch.floor = id;
+    ch.top = id;
+    ch.lastMs = parsed.ms;
+    ch.lastSeq = parsed.seq;
   }
 
   query(key: string, q: HistoryQuery, now: number, opts: HistoryOptions): HistoryResult {
@@ -145,23 +232,29 @@ export class MemoryHistory {
         top: ch.top,
       };
     }
-    if (compareEventIds(since, ch.floor) < 0 || ch.top === undefined || compareEventIds(since, ch.top) > 0) {
-      return { events: [], recovered: false, top: ch.top };
-    }
-    // Binary search for `since` among the retained events: it must be one of this channel's ids.
+    // Binary search for `since` among the retained events: recovered only when it is one of them.
     let lo = ch.head;
     let hi = live.length - 1;
+    let exact = false;
     while (lo <= hi) {
       const mid = (lo + hi) >> 1;
       const c = compareEventIds(live[mid]!.id, since);
       if (c === 0) {
-        const start = mid + 1;
-        const available = live.length - start;
-        return { events: live.slice(start, start + cap), recovered: available <= cap, top: ch.top };
+        exact = true;
+        lo = mid + 1;
+        break;
       }
       if (c < 0) lo = mid + 1;
       else hi = mid - 1;
     }
+    if (exact) {
+      const available = live.length - lo;
+      return { events: live.slice(lo, lo + cap), recovered: available <= cap, top: ch.top };
+    }
+    // Older than every retained event (trimmed, expired, or lost with a restart): what is retained, with
+    // the gap said. Inside the retained range yet not one of its ids: not a position in this channel (ids
+    // are per channel; another channel's id is never compared into this one), so nothing.
+    if (lo === ch.head) return { events: live.slice(ch.head, ch.head + cap), recovered: false, top: ch.top };
     return { events: [], recovered: false, top: ch.top };
   }
 

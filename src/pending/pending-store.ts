@@ -152,6 +152,17 @@ export class MemoryPendingStore implements PendingStore {
     return out;
   }
 
+  /** Every session's entries and deadline (for a snapshot of the state: src/state/state-log.ts). */
+  dump(): PendingBatch {
+    const puts: Array<{ owner: PendingOwner; entry: PendingEntry }> = [];
+    const deadlines: Array<{ owner: PendingOwner; at: number }> = [];
+    for (const s of this.sessions.values()) {
+      for (const entry of s.entries.values()) puts.push({ owner: s.owner, entry });
+      if (s.deadline !== Infinity) deadlines.push({ owner: s.owner, at: s.deadline });
+    }
+    return { puts, removes: [], deadlines };
+  }
+
   async lease(nodeId: string, ms: number): Promise<boolean> {
     const now = this.now();
     if (this.leaseHolder && this.leaseHolder.until > now && this.leaseHolder.nodeId !== nodeId) return false;

@@ -34,4 +34,11 @@ export class MemoryOfflineQueue implements OfflineQueue {
   totalSize(): number {
     return this.total;
   }
+  /** Every session's queue (for a snapshot of the state: src/state/state-log.ts). */
+  entries(): Array<[string, { readonly items: readonly QueuedFrame[]; readonly overflowed: number }]> {
+    return [...this.queues.entries()].map(([k, q]) => [
+      k,
+      { items: q.items.slice(), overflowed: q.overflowed },
+    ]);
+  }
 }

@@ -43,6 +43,11 @@ export class MemorySessionStore implements SessionStore {
   get size(): number {
     return this.sessions.size;
   }
+  /** Every snapshot not yet expired (for a snapshot of the state: src/state/state-log.ts). */
+  entries(): SessionSnapshot[] {
+    const now = this.clock.now();
+    return [...this.sessions.values()].filter((s) => s.expiresAt > now);
+  }
   private unindex(sessionId: string): void {
     const s = this.sessions.get(sessionId);
     if (!s) return;

@@ -303,6 +303,65 @@ describe('the live activity feed in Chromium', { skip, timeout: 60_000 }, () => 
     }
   });
 
+  it('a reload resumes the stored session and shows the page caught up again: each event once, in order', async () => {
+    const node = await startNode(0, 'e2e-reload');
+    const jwt = await token({ sub: 'alice', org: 'acme', roles: ['member'] });
+    const { context, page, problems } = await openFeed(node, jwt, FEED_CHANNELS);
+    const http = new HttpPublisher(node.httpUrl, API_KEY);
+    const published: Published[] = [];
+    try {
+      await publishAll(agentRun(1), { http, sdk: http }, published);
+      // The first visit shows its replay (the channels may hold earlier tests' events) and then these.
+      const key = (e: { channel: string; id: string }) => `${e.channel} ${e.id}`;
+      const showsAll = async () => {
+        const shown = new Set((await shownEvents(page)).map(key));
+        return published.every((e) => shown.has(key(e)));
+      };
+      for (let t = Date.now(); !(await showsAll());) {
+        assert.ok(Date.now() - t < 15_000, 'the first visit shows what was published');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const firstVisit = await shownEvents(page);
+      // The page is loaded again in the same tab (the token comes in the fragment again: the page keeps it
+      // out of the address bar): its session id, kept in sessionStorage, resumes the session, and the new
+      // page, which has shown nothing yet, must get its replay (the last 20 per channel), not a blank feed.
+      await page.goto('about:blank');
+      const fragment = new URLSearchParams({ token: jwt, channels: FEED_CHANNELS.join(',') });
+      await page.goto(`${node.httpUrl}/examples/feed/#${fragment}`);
+      await page.waitForSelector('#state[data-state="connected"]', { timeout: 10_000 });
+      await waitForEventCount(page, firstVisit.length);
+      await new Promise((r) => setTimeout(r, 200));
+      const shown = await shownEvents(page);
+      // Ids are per channel: an event is the pair (channel, id).
+      const keys = shown.map(key);
+      assert.equal(new Set(keys).size, keys.length, `no event shown twice: ${keys.join(', ')}`);
+      assert.equal(
+        shown.length,
+        firstVisit.length,
+        'what the first visit showed, no event missing, none extra',
+      );
+      for (const channel of FEED_CHANNELS) {
+        const ids = shown.filter((e) => e.channel === channel).map((e) => e.id);
+        assert.deepEqual(
+          ids,
+          firstVisit.filter((e) => e.channel === channel).map((e) => e.id),
+          `events of ${channel}, in order`,
+        );
+        const mine = published.filter((e) => e.channel === channel).map((e) => e.id);
+        assert.deepEqual(ids.slice(ids.length - mine.length), mine, `the newest of ${channel}`);
+      }
+      assert.match(
+        await page.locator('#log').innerText(),
+        /session resumed/,
+        'the reload resumed the session',
+      );
+      assert.deepEqual(problems, []);
+    } finally {
+      await context.close();
+      await stopNode(node);
+    }
+  });
+
   it("shows a permission denial for someone else's channel, and stays connected", async () => {
     const node = await startNode(0, 'e2e-deny');
     const jwt = await token({ sub: 'bob', org: 'acme', roles: ['member'] });

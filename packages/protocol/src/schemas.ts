@@ -38,7 +38,16 @@ export const ApiXEventSchema = z.strictObject({
 });
 export type ApiXEvent = z.infer<typeof ApiXEventSchema>;
 
-export const ResumeSchema = z.strictObject({ lastEventIds: z.record(channelName, eventId) });
+export const ReplaySchema = z.strictObject({ last: z.number().int().min(1).max(10_000) });
+
+export const ResumeSchema = z.strictObject({
+  lastEventIds: z.record(channelName, eventId),
+  /**
+   * Extension: channels the client has no position on (a reloaded page resuming its session) and the
+   * replay it wants there, instead of the position the session kept for its previous connection.
+   */
+  replay: z.record(channelName, ReplaySchema).optional(),
+});
 
 /** The seed's ApiXConnectionSchema, plus `resume`. */
 export const ApiXConnectionSchema = z.strictObject({
@@ -60,7 +69,7 @@ export const ApiXSubscriptionSchema = z.strictObject({
   filters: z.record(z.string(), z.unknown()).optional(),
   acknowledgment: z.boolean().default(false),
   since: z.record(channelName, eventId).optional(),
-  replay: z.strictObject({ last: z.number().int().min(1).max(10_000) }).optional(),
+  replay: ReplaySchema.optional(),
 });
 export type ApiXSubscription = z.infer<typeof ApiXSubscriptionSchema>;
 

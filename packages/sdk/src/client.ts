@@ -494,9 +494,14 @@ export class ApixClient extends TypedEmitter<ClientEvents> {
   }
 
   private sendConnect(token: string): void {
+    // Per channel, where a resumed session continues: after the last event this client delivered; with
+    // none (a reloaded page resuming its stored session), the replay its subscription asked for.
     const lastEventIds: Record<string, string> = {};
-    for (const sub of this.subscriptions.values())
+    const replay: Record<string, { last: number }> = {};
+    for (const sub of this.subscriptions.values()) {
       if (sub.lastEventId !== undefined) lastEventIds[sub.channel] = sub.lastEventId;
+      else if (sub.replayWanted) replay[sub.channel] = sub.replayWanted;
+    }
     const payload: ApiXConnection = {
       sessionId: this.sessionId,
       clientType: this.options.clientType,
@@ -508,7 +513,8 @@ export class ApixClient extends TypedEmitter<ClientEvents> {
     if (this.options.organizationId !== undefined)
       payload.authentication.organizationId = this.options.organizationId;
     if (this.options.metadata !== undefined) payload.metadata = this.options.metadata;
-    if (Object.keys(lastEventIds).length > 0) payload.resume = { lastEventIds };
+    if (Object.keys(replay).length > 0) payload.resume = { lastEventIds, replay };
+    else if (Object.keys(lastEventIds).length > 0) payload.resume = { lastEventIds };
     this.send({ type: 'connect', payload, metadata: { correlation_id: this.nextCorrelationId() } });
   }
 

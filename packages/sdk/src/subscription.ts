@@ -112,6 +112,14 @@ export class Subscription {
 
   // ---- Internal: driven by the client ----
 
+  /**
+   * @internal The replay asked for (`replay: {last}`) while nothing was delivered yet: a resumed session
+   * (a reloaded page) must still catch this page up, not continue where its previous page stopped.
+   */
+  get replayWanted(): { last: number } | undefined {
+    return this._lastEventId === undefined ? this.replay : undefined;
+  }
+
   /** @internal The `subscribe` payload: resume from the last delivered id when there is one. */
   subscribePayload(): ApiXSubscription {
     const payload: ApiXSubscription = { channels: [this.channel], acknowledgment: this.ackMode !== 'none' };

@@ -57,14 +57,14 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   if (workers > 1 && !isWorker()) return runPrimary(workers, (line) => process.stderr.write(line + '\n'));
   const baseId = config.nodeId ?? `n${randomBytes(4).toString('hex')}`;
   config = { ...config, nodeId: isWorker() ? `${baseId}-w${env.APIX_WORKER_INDEX ?? '0'}` : baseId };
+  const log = createLogger(config.logLevel, config.nodeId!);
   let engines;
   try {
-    engines = await createEngines(config, { nodeId: config.nodeId! });
+    engines = await createEngines(config, { nodeId: config.nodeId!, logger: log });
   } catch (err) {
     process.stderr.write(`apix: cannot start the engines: ${(err as Error).message}\n`);
     return 1;
   }
-  const log = createLogger(config.logLevel, config.nodeId!);
   let records: Records | undefined;
   if (config.records) {
     try {

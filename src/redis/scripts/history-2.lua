@@ -3,7 +3,8 @@
   in one atomic step so that no publish can trim between the checks and the read.
 
   `since` is recoverable when it is the channel's floor (the last trimmed id, '0-0' before any trim) or an id
-  still in the stream; anything else (older than retention, above the top, another channel's id) is not.
+  still in the stream. Older than every retained event (trimmed, lost with a restart): every retained event,
+  recovered = 0. Inside the retained range but not an id of the stream (another channel's id): nothing.
 
   Input:
     KEYS[1] the channel's stream
@@ -85,11 +86,18 @@ if cmp(since, floor) == 0 then
   local recovered = redis.call('XLEN', stream) <= cap and 1 or 0
   return { top, recovered, within(events) }
 end
-if cmp(since, floor) < 0 or top == false or cmp(since, top) > 0 then return { top, 0, {} } end
--- Between the floor and the top: it must be one of this channel's ids.
-if #redis.call('XRANGE', stream, since, since) == 0 then return { top, 0, {} } end
-local events = redis.call('XRANGE', stream, '(' .. since, '+', 'COUNT', cap + 1)
+-- Anything else: recovered only when `since` is one of this channel's ids still in the stream. Older than
+-- every retained event (trimmed, or lost with a restart of Redis): every retained event, recovered = 0,
+-- so the client knows of the gap and loses nothing still there.
+if top == false then return { top, 0, {} } end
+if #redis.call('XRANGE', stream, since, since) == 0 then
+  -- Inside the retained range yet not one of its ids: not a position in this channel, nothing.
+  if #redis.call('XRANGE', stream, '-', since, 'COUNT', 1) > 0 then return { top, 0, {} } end
+  if cap <= 0 then return { top, 0, {} } end
+  return { top, 0, within(redis.call('XRANGE', stream, '-', '+', 'COUNT', cap)) }
+end
 local recovered = 1
+local events = redis.call('XRANGE', stream, '(' .. since, '+', 'COUNT', cap + 1)
 if #events > cap then
   recovered = 0
   events[#events] = nil
