@@ -1,9 +1,11 @@
 /**
- * The one configuration schema. Every setting has its default here, durations end in `Ms`, and nothing
- * else in the codebase reads `process.env`: the CLI passes the environment to `loadConfig`.
+ * The one configuration schema. Every setting is declared once, in {@link SETTINGS}: its environment
+ * variable, its parser with its default, one line of documentation, and where its value lands in
+ * {@link Config} (the table has Config's shape). The env schema ({@link EnvSchema}), the `Config` type and
+ * the mapping are derived from it. Durations end in `Ms`, and nothing else in the codebase reads
+ * `process.env`: the CLI passes the environment to `loadConfig`.
  */
 import { z } from 'zod';
-import type { RateLimit } from './ratelimit/rate-limit-store.ts';
 import type { Keyring } from './crypto/at-rest.ts';
 import { isValidOrgId } from '@apix/protocol/channels';
 
@@ -18,319 +20,613 @@ const list = z.string().transform((s) =>
     .filter(Boolean),
 );
 
-/** Environment variables (PROTOCOL.md 10 and the extensions documented in docs/configuration.md). */
-export const EnvSchema = z.object({
-  APIX_PORT: int(0, 65535).default(8080),
-  APIX_HOST: z.string().min(1).default('0.0.0.0'),
-  APIX_DATA_DIR: z.string().min(1).default('./.apix'),
-  APIX_NODE_ID: z
-    .string()
-    .regex(/^[A-Za-z0-9_.-]{1,64}$/)
-    .optional(),
-  APIX_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-
-  APIX_JWT_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
-  APIX_JWKS_URL: z.url().optional(),
-  /** A PEM public key (SPKI) for RS256/ES256 tokens, inline or a file path. */
-  APIX_JWT_PUBLIC_KEY: z.string().optional(),
-  APIX_JWT_ISSUER: z.string().optional(),
-  APIX_JWT_AUDIENCE: z.string().optional(),
-  APIX_JWT_ALGORITHMS: list.default(['HS256', 'RS256', 'ES256']),
-  /** Static API keys for services: `org:key[:scope|scope]`, comma separated (keys in the database also work). */
-  APIX_API_KEYS: list.default([]),
-  /**
-   * The platform's own organizations: their services (service tokens, API keys) may publish to the shared
-   * `system:` channels. Empty: only API keys with the explicit `system` scope may.
-   */
-  APIX_PLATFORM_ORGS: list
-    .refine((orgs) => orgs.every(isValidOrgId), {
-      message: 'must be organization ids ([A-Za-z0-9_-]{1,64}, not "_")',
-    })
-    .default([]),
-
-  APIX_ALLOWED_ORIGINS: list.optional(),
-  APIX_MAX_MESSAGE_BYTES: int(64, 64 * 1024 * 1024).default(1024 * 1024),
-  /**
-   * Bounds of client JSON (packages/protocol/src/json-bounds.ts): `connect.metadata` (bytes as JSON, nesting depth,
-   * members of one object or array), and the nesting depth and members per object or array of publish
-   * payloads and metadata. Larger input is refused with PAYLOAD_TOO_LARGE.
-   */
-  APIX_CONNECT_METADATA_MAX_BYTES: int(0, 64 * 1024 * 1024).default(4096),
-  APIX_CONNECT_METADATA_MAX_DEPTH: int(1, 1000).default(8),
-  APIX_CONNECT_METADATA_MAX_KEYS: int(1, 1_000_000).default(64),
-  APIX_PAYLOAD_MAX_DEPTH: int(1, 10_000).default(64),
-  APIX_PAYLOAD_MAX_WIDTH: int(1, 64 * 1024 * 1024).default(10_000),
-  APIX_CONNECT_TIMEOUT_MS: int(100, 600_000).default(10_000),
-  APIX_HEARTBEAT_INTERVAL_MS: int(100, 600_000).default(25_000),
-  APIX_ACK_TIMEOUT_MS: int(10, 3_600_000).default(10_000),
-  APIX_SESSION_TTL_MS: int(0, 86_400_000).default(120_000),
-  APIX_DRAIN_TIMEOUT_MS: int(0, 600_000).default(10_000),
-
-  APIX_MAX_BUFFERED_BYTES: int(1024, 1024 * 1024 * 1024).default(4 * 1024 * 1024),
-  /**
-   * Quality of service (src/gateway/qos.ts): a connection with more unsent bytes than this, or a heartbeat
-   * round trip over APIX_QOS_DEGRADE_RTT_MS, is degraded (coalescible channels: latest event per key);
-   * 0 turns a trigger off. Its held events go out once its buffer is under APIX_QOS_LOW_WATER_BYTES.
-   */
-  APIX_QOS_DEGRADE_BUFFERED_BYTES: int(0, 1024 * 1024 * 1024).default(1024 * 1024),
-  APIX_QOS_LOW_WATER_BYTES: int(0, 1024 * 1024 * 1024).default(64 * 1024),
-  APIX_QOS_DEGRADE_RTT_MS: int(0, 600_000).default(5000),
-  APIX_QOS_MIN_DEGRADED_MS: int(0, 600_000).default(1000),
-  APIX_QOS_MAX_COALESCED_KEYS: int(1, 1_000_000).default(1000),
-  APIX_MAX_CHANNELS_PER_CONNECTION: int(1, 100_000).default(500),
-  APIX_MAX_CONNECTIONS: int(1, 10_000_000).default(200_000),
-  /** Concurrent connections per remote address, per user and per organization on one node; 0 turns one off. */
-  APIX_MAX_CONNECTIONS_PER_ADDRESS: int(0, 10_000_000).default(10_000),
-  APIX_MAX_CONNECTIONS_PER_USER: int(0, 10_000_000).default(0),
-  APIX_MAX_CONNECTIONS_PER_ORG: int(0, 10_000_000).default(0),
-  APIX_HISTORY_SIZE: int(0, 1_000_000).default(1000),
-  APIX_HISTORY_TTL_MS: int(0, 30 * 86_400_000).default(3_600_000),
-  APIX_MAX_CHANNELS_IN_HISTORY: int(1, 10_000_000).default(100_000),
-  APIX_HISTORY_MAX_BYTES: int(1024 * 1024, 1024 * 1024 * 1024 * 1024).default(256 * 1024 * 1024),
-  /** The byte budget of one `GET /v1/channels/<channel>/history` answer (its events' frames); more: a next page. */
-  APIX_HISTORY_PAGE_BYTES: int(1024, 256 * 1024 * 1024).default(1024 * 1024),
-  /** Most events one replay of a durable channel reads back from the records (past the history). */
-  APIX_DURABLE_REPLAY_MAX: int(1, 1_000_000).default(10_000),
-  APIX_OFFLINE_QUEUE_SIZE: int(1, 1_000_000).default(1000),
-  APIX_MAX_INFLIGHT: int(1, 100_000).default(1000),
-  APIX_MAX_PUBLISHES_IN_FLIGHT: int(1, 1_000_000).default(5000),
-  APIX_RETRY_BASE_MS: int(1, 3_600_000).default(1000),
-  APIX_RETRY_MAX_MS: int(1, 86_400_000).default(60_000),
-  APIX_RETRY_MAX_ATTEMPTS: int(1, 100).default(5),
-  /**
-   * In-flight (un-acked) events are written to the pending store (Redis with REDIS_URL) every this many
-   * ms, in one batch, so that a session resumed on another node after a crash gets them back.
-   */
-  APIX_PENDING_FLUSH_MS: int(10, 60_000).default(100),
-  /** How often one node (holding a lease) dead-letters the pending events of sessions that expired. */
-  APIX_PENDING_SWEEP_MS: int(100, 3_600_000).default(10_000),
-  APIX_DEAD_LETTER_SIZE: int(1, 10_000_000).default(10_000),
-  APIX_IDEMPOTENCY_WINDOW_MS: int(0, 86_400_000).default(120_000),
-  /** How long a token revocation is kept: make it at least the longest lifetime of the tokens issued. */
-  APIX_TOKEN_REVOCATION_TTL_MS: int(60_000, 365 * 86_400_000).default(7 * 86_400_000),
-  /** How long a suspension (session, user, API key) lasts unless lifted or given a shorter one. */
-  APIX_SUSPENSION_TTL_MS: int(60_000, 365 * 86_400_000).default(7 * 86_400_000),
-  /** A room member not refreshed by its node for this long is gone (a dead node's members expire). */
-  APIX_PRESENCE_TTL_MS: int(1000, 3_600_000).default(60_000),
-  /**
-   * Memory engine (no REDIS_URL): the state a restart must not lose (history, waiting sessions, their queues
-   * and in-flight events) is appended to `<APIX_DATA_DIR>/state.log` every this many ms; 0 keeps none.
-   */
-  APIX_STATE_FLUSH_MS: int(0, 600_000).default(1000),
-  /** The state log is compacted when it outgrows this (or twice its size after the last compaction). */
-  APIX_STATE_COMPACT_BYTES: int(1024 * 1024, 1024 * 1024 * 1024 * 1024).default(64 * 1024 * 1024),
-  /** Changes waiting for the next state-log write; past it the next write is a full snapshot instead. */
-  APIX_STATE_MAX_BUFFERED_BYTES: int(64 * 1024, 4 * 1024 * 1024 * 1024).default(64 * 1024 * 1024),
-  /** `off`: keep no database records (no audit trail, no stored keys): for benchmarks and stateless edges. */
-  APIX_RECORDS: z.enum(['on', 'off']).default('on'),
-  /** Gateway processes sharing the port (node:cluster); more than 1 needs REDIS_URL. */
-  APIX_WORKERS: int(1, 256).default(1),
-  /** How often buffered connection/channel/key records are written (heartbeats never write more often). */
-  APIX_RECORDS_FLUSH_INTERVAL_MS: int(100, 600_000).default(5_000),
-  /** How long API-key answers are cached: the longest a revoked key keeps working. */
-  APIX_API_KEY_CACHE_MS: int(0, 600_000).default(5_000),
-  APIX_AUDIT_PUBLISHES: bool.default(true),
-  APIX_AUDIT_FLUSH_INTERVAL_MS: int(50, 600_000).default(1_000),
-  APIX_AUDIT_MAX_QUEUE: int(100, 10_000_000).default(20_000),
-  APIX_AUDIT_MAX_SPILL_BYTES: int(1024, 68_719_476_736).default(64 * 1024 * 1024),
-  /** Denials of one connection (or principal and address) within this window make one entry and a count. */
-  APIX_AUDIT_DENIAL_WINDOW_MS: int(0, 3_600_000).default(10_000),
-  /**
-   * Rate limits (token buckets: tokens per second and burst; a rate of 0 turns the limit off). Per
-   * connection: inbound frames and publishes. Shared by every node (in Redis with REDIS_URL): publishes
-   * into one channel, publishes and subscribes of one organization, connection attempts per address.
-   */
-  APIX_RATE_CONNECTION_PER_SEC: int(0, 1_000_000).default(200),
-  APIX_RATE_CONNECTION_BURST: int(1, 10_000_000).default(400),
-  APIX_RATE_PUBLISH_PER_SEC: int(0, 1_000_000).default(100),
-  APIX_RATE_PUBLISH_BURST: int(1, 10_000_000).default(200),
-  APIX_RATE_CHANNEL_PER_SEC: int(0, 10_000_000).default(1000),
-  APIX_RATE_CHANNEL_BURST: int(1, 100_000_000).default(2000),
-  APIX_RATE_ORG_PUBLISH_PER_SEC: int(0, 10_000_000).default(5000),
-  APIX_RATE_ORG_PUBLISH_BURST: int(1, 100_000_000).default(10_000),
-  APIX_RATE_ORG_SUBSCRIBE_PER_SEC: int(0, 10_000_000).default(2000),
-  APIX_RATE_ORG_SUBSCRIBE_BURST: int(1, 100_000_000).default(10_000),
-  APIX_RATE_ADDRESS_PER_SEC: int(0, 1_000_000).default(50),
-  APIX_RATE_ADDRESS_BURST: int(1, 10_000_000).default(200),
-  /** Refusals of one connection within the window that close it (4008), or suspend its session. */
-  APIX_RATE_ABUSE_REFUSALS: int(1, 1_000_000).default(100),
-  APIX_RATE_ABUSE_WINDOW_MS: int(100, 3_600_000).default(10_000),
-  APIX_SUSPEND_ON_ABUSE: bool.default(false),
-  /** PEM files: when both are set the node serves HTTPS and WSS on its port. */
-  APIX_TLS_CERT: z.string().min(1).optional(),
-  APIX_TLS_KEY: z.string().min(1).optional(),
-  /**
-   * Master keys for channels encrypted at rest: `<version>:<base64 of 32 bytes>`, comma separated (version a
-   * positive integer). New writes use APIX_ENCRYPTION_ACTIVE_KEY, else the highest version; older versions
-   * stay listed so that what they encrypted stays readable.
-   */
-  APIX_ENCRYPTION_KEYS: z
-    .string()
-    .transform((s, ctx) => {
-      const keys: { version: number; key: Uint8Array }[] = [];
-      for (const part of s
-        .split(',')
-        .map((x) => x.trim())
-        .filter(Boolean)) {
-        const m = /^([0-9]{1,9}):([A-Za-z0-9+/_-]+={0,2})$/.exec(part);
-        const key = m ? Buffer.from(m[2]!, 'base64') : undefined;
-        if (!m || Number(m[1]) < 1 || key!.length !== 32) {
-          ctx.addIssue({
-            code: 'custom',
-            message: 'each entry must be <version>:<base64 of 32 bytes>, version a positive integer',
-          });
-          return z.NEVER;
-        }
-        if (keys.some((k) => k.version === Number(m[1]))) {
-          ctx.addIssue({ code: 'custom', message: `version ${m[1]} is listed twice` });
-          return z.NEVER;
-        }
-        keys.push({ version: Number(m[1]), key: new Uint8Array(key!) });
-      }
-      return keys;
-    })
-    .optional(),
-  /** The version of APIX_ENCRYPTION_KEYS used for new writes (default: the highest). */
-  APIX_ENCRYPTION_ACTIVE_KEY: int(1, 999_999_999).optional(),
-  APIX_COMPRESSION: bool.default(true),
-  APIX_COMPRESSION_THRESHOLD_BYTES: int(0, 64 * 1024 * 1024).default(1024),
-  /**
-   * Per-event instrumentation: the latency tracker's and prom-client's publish, deliver and ack hooks
-   * (publish-to-deliver/ack histograms, event counters, throughput). `false` leaves them out; /metrics
-   * keeps the process metrics and the gauges read at scrape time.
-   */
-  APIX_METRICS: bool.default(true),
-
-  REDIS_URL: z
-    .string()
-    .regex(/^rediss?(\+cluster)?:\/\//, 'must be a redis://, rediss:// or redis+cluster:// URL')
-    .optional(),
-  /** Prefix of every Redis key (several deployments can share one Redis). */
-  APIX_REDIS_PREFIX: z
-    .string()
-    .regex(/^[A-Za-z0-9_.:-]{1,64}$/)
-    .default('apix:'),
-  DATABASE_URL: z
-    .string()
-    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')
-    .optional(),
-  /** The embedded PGlite's shared_buffers: pages it keeps in the gateway's own memory (the OS caches the rest). */
-  APIX_EMBEDDED_DB_BUFFERS_MB: int(1, 1024).default(16),
-});
-export type Env = z.infer<typeof EnvSchema>;
-
-export interface Config {
-  readonly port: number;
-  readonly host: string;
-  readonly dataDir: string;
-  readonly nodeId: string | undefined;
-  readonly logLevel: Env['APIX_LOG_LEVEL'];
-  readonly auth: {
-    readonly jwtSecret: string | undefined;
-    readonly jwksUrl: string | undefined;
-    readonly publicKeyPem: string | undefined;
-    readonly issuer: string | undefined;
-    readonly audience: string | undefined;
-    readonly algorithms: readonly string[];
-    readonly apiKeys: readonly string[];
-    /** APIX_PLATFORM_ORGS: organizations whose services may publish to `system:` channels (absent: none). */
-    readonly platformOrgs?: readonly string[];
-  };
-  readonly allowedOrigins: readonly string[] | undefined;
-  readonly maxMessageBytes: number;
-  /** Bounds of `connect.metadata` and of publish payloads (packages/protocol/src/json-bounds.ts). */
-  readonly jsonBounds: {
-    readonly metadataMaxBytes: number;
-    readonly metadataMaxDepth: number;
-    readonly metadataMaxKeys: number;
-    readonly payloadMaxDepth: number;
-    readonly payloadMaxWidth: number;
-  };
-  readonly connectTimeoutMs: number;
-  readonly heartbeatIntervalMs: number;
-  readonly ackTimeoutMs: number;
-  readonly sessionTtlMs: number;
-  readonly drainTimeoutMs: number;
-  readonly maxBufferedBytes: number;
-  /** Degraded mode of slow subscribers (src/gateway/qos.ts). */
-  readonly qos: {
-    readonly degradeBufferedBytes: number;
-    readonly lowWaterBytes: number;
-    readonly degradeRttMs: number;
-    readonly minDegradedMs: number;
-    readonly maxCoalescedKeys: number;
-  };
-  readonly maxChannelsPerConnection: number;
-  readonly maxConnections: number;
-  /** Concurrent connections on this node per remote address (at the upgrade), user and organization (at `connect`); 0: no cap. */
-  readonly connectionCaps: { readonly perAddress: number; readonly perUser: number; readonly perOrg: number };
-  readonly history: {
-    readonly size: number;
-    readonly ttlMs: number;
-    readonly maxChannels: number;
-    /** Memory engine: the byte budget of all channels' history together (unset: no byte bound). */
-    readonly maxBytes?: number;
-  };
-  /**
-   * The byte budget of one HTTP history answer: events are added while their frames fit (the first one
-   * always), the rest is the next page (`hasMore`, `next`).
-   */
-  readonly historyPageBytes: number;
-  /** Most events one replay of a durable channel reads from the records. */
-  readonly durableReplayMax: number;
-  readonly offlineQueueSize: number;
-  readonly maxInflight: number;
-  /** Publishes of one connection not yet answered above which its socket stops being read. */
-  readonly maxPublishesInFlight: number;
-  readonly retry: { readonly baseMs: number; readonly maxMs: number; readonly maxAttempts: number };
-  /** The pending store of in-flight events: batch interval, sweep of expired sessions. */
-  readonly pending: { readonly flushMs: number; readonly sweepMs: number };
-  readonly deadLetterSize: number;
-  readonly idempotencyWindowMs: number;
-  readonly tokenRevocationTtlMs: number;
-  /** How long a suspension lasts unless lifted (the admin API may ask for less). */
-  readonly suspensionTtlMs: number;
-  readonly compression: { readonly enabled: boolean; readonly thresholdBytes: number };
-  /** Per-event instrumentation (APIX_METRICS): publish/deliver/ack hooks of the metrics and latency tracker. */
-  readonly metrics: boolean;
-  readonly rateLimits: {
-    readonly connection: RateLimit;
-    readonly publish: RateLimit;
-    readonly channel: RateLimit;
-    readonly orgPublish: RateLimit;
-    readonly orgSubscribe: RateLimit;
-    readonly address: RateLimit;
-    /** `refusals` refusals of one connection within `windowMs` close it (4008), or suspend it (4011). */
-    readonly abuse: { readonly refusals: number; readonly windowMs: number; readonly suspend: boolean };
-  };
-  /** The at-rest keyring (APIX_ENCRYPTION_KEYS); undefined: channels cannot be `encrypted`. */
-  readonly encryption: Keyring | undefined;
-  /** PEM file paths; when set the node serves HTTPS and WSS (read by `loadTlsFiles`). */
-  readonly tls: { readonly certFile: string; readonly keyFile: string } | undefined;
-  readonly presenceTtlMs: number;
-  /** Memory engine: the state log in the data dir (src/state/state-log.ts); flushMs 0: none. */
-  readonly state: {
-    readonly flushMs: number;
-    readonly compactBytes: number;
-    readonly maxBufferedBytes: number;
-  };
-  readonly records: boolean;
-  readonly workers: number;
-  readonly recordsFlushIntervalMs: number;
-  readonly apiKeyCacheMs: number;
-  readonly audit: {
-    readonly publishes: boolean;
-    readonly flushIntervalMs: number;
-    readonly maxQueue: number;
-    readonly maxSpillBytes: number;
-    /** Denials per source aggregated within this window (src/audit/denial-aggregator.ts); 0: off. */
-    readonly denialWindowMs: number;
-  };
-  readonly redisUrl: string | undefined;
-  readonly redisPrefix: string;
-  readonly databaseUrl: string | undefined;
-  readonly embeddedDbBuffersMb: number;
+/**
+ * One setting: the environment variable, its parser (which holds the default), one line for the docs
+ * (docs/configuration.md has the full text) and how the parsed value becomes its Config value.
+ * `omittable`: the Config key is optional (code that builds a Config may leave it out).
+ */
+export interface Setting<S extends z.ZodType = z.ZodType, C = unknown, O extends boolean = boolean> {
+  readonly env: string;
+  readonly schema: S;
+  readonly doc: string;
+  readonly to: (value: z.output<S>) => C;
+  readonly omittable: O;
 }
+
+/** Settings that land in Config as one value, built from theirs (e.g. both TLS files, or none). */
+export interface Group<T extends Table = Table, C = unknown> {
+  readonly group: T;
+  /** Builds the value from the group's values; throws a ConfigError when they do not go together. */
+  readonly build: (values: never) => C;
+}
+
+export interface Table {
+  readonly [key: string]: Setting | Group | Table;
+}
+
+type ValueOf<T> =
+  T extends Setting<z.ZodType, infer C> ? C : T extends Group<Table, infer C> ? C : ConfigOf<T>;
+type OmittableKeys<T> = {
+  [K in keyof T]: T[K] extends Setting<z.ZodType, unknown, true> ? K : never;
+}[keyof T];
+type Flatten<T> = { readonly [K in keyof T]: T[K] };
+/** The Config value of a table: its shape, each setting replaced by its value. */
+export type ConfigOf<T> = Flatten<
+  { readonly [K in Exclude<keyof T, OmittableKeys<T>>]: ValueOf<T[K]> } & {
+    readonly [K in OmittableKeys<T>]?: ValueOf<T[K]>;
+  }
+>;
+
+function s<S extends z.ZodType>(env: string, schema: S, doc: string): Setting<S, z.output<S>, false>;
+function s<S extends z.ZodType, C>(
+  env: string,
+  schema: S,
+  doc: string,
+  to: (value: z.output<S>) => C,
+): Setting<S, C, false>;
+function s<S extends z.ZodType>(
+  env: string,
+  schema: S,
+  doc: string,
+  to: (value: z.output<S>) => unknown = (v) => v,
+): Setting<S, unknown, false> {
+  return { env, schema, doc, to, omittable: false };
+}
+
+function omittable<S extends z.ZodType, C>(setting: Setting<S, C, false>): Setting<S, C, true> {
+  return { ...setting, omittable: true };
+}
+
+function group<T extends Table, C>(settings: T, build: (values: ConfigOf<T>) => C): Group<T, C> {
+  return { group: settings, build };
+}
+
+const isSetting = (x: Setting | Group | Table): x is Setting => 'env' in x && 'schema' in x;
+const isGroup = (x: Setting | Group | Table): x is Group => 'group' in x && 'build' in x;
+
+/** Every setting of the node, in the shape of {@link Config}. */
+export const SETTINGS = {
+  port: s(
+    'APIX_PORT',
+    int(0, 65535).default(8080),
+    'HTTP and WebSocket port (one port for both; 0 picks a free one)',
+  ),
+  host: s('APIX_HOST', z.string().min(1).default('0.0.0.0'), 'bind address'),
+  dataDir: s(
+    'APIX_DATA_DIR',
+    z.string().min(1).default('./.apix'),
+    "the node's local files: embedded database, development JWT secret, audit spill file",
+  ),
+  nodeId: s(
+    'APIX_NODE_ID',
+    z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]{1,64}$/)
+      .optional(),
+    "the node's name in logs, metrics, connection ids and Redis client names",
+  ),
+  logLevel: s(
+    'APIX_LOG_LEVEL',
+    z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    'pino log level (JSON lines on stdout)',
+  ),
+  auth: {
+    jwtSecret: s(
+      'APIX_JWT_SECRET',
+      z.string().min(16, 'must be at least 16 characters').optional(),
+      'HMAC secret for HS256/HS384/HS512 tokens',
+    ),
+    jwksUrl: s(
+      'APIX_JWKS_URL',
+      z.url().optional(),
+      'JWKS endpoint for asymmetric tokens (RS*, PS*, ES*, EdDSA)',
+    ),
+    publicKeyPem: s(
+      'APIX_JWT_PUBLIC_KEY',
+      z.string().optional(),
+      'a public key for asymmetric tokens, instead of a JWKS',
+    ),
+    issuer: s('APIX_JWT_ISSUER', z.string().optional(), 'when set, the `iss` claim must equal it'),
+    audience: s('APIX_JWT_AUDIENCE', z.string().optional(), 'when set, the `aud` claim must contain it'),
+    algorithms: s(
+      'APIX_JWT_ALGORITHMS',
+      list.default(['HS256', 'RS256', 'ES256']),
+      'the algorithm allow-list',
+    ),
+    apiKeys: s(
+      'APIX_API_KEYS',
+      list.default([]),
+      'static API keys for services: `org:key[:scope|scope]`, comma separated',
+    ),
+    platformOrgs: omittable(
+      s(
+        'APIX_PLATFORM_ORGS',
+        list
+          .refine((orgs) => orgs.every(isValidOrgId), {
+            message: 'must be organization ids ([A-Za-z0-9_-]{1,64}, not "_")',
+          })
+          .default([]),
+        'organizations whose services may publish to the shared `system:` channels (absent in a Config: none)',
+        (v): readonly string[] => v,
+      ),
+    ),
+  },
+  allowedOrigins: s(
+    'APIX_ALLOWED_ORIGINS',
+    list.optional(),
+    '`Origin`s allowed to open a WebSocket and to receive CORS headers (unset: all)',
+  ),
+  maxMessageBytes: s(
+    'APIX_MAX_MESSAGE_BYTES',
+    int(64, 64 * 1024 * 1024).default(1024 * 1024),
+    'largest WebSocket frame (a larger one closes the connection with 1009) and largest HTTP body (413)',
+  ),
+  jsonBounds: {
+    metadataMaxBytes: s(
+      'APIX_CONNECT_METADATA_MAX_BYTES',
+      int(0, 64 * 1024 * 1024).default(4096),
+      'largest `connect.metadata`, as JSON text',
+    ),
+    metadataMaxDepth: s(
+      'APIX_CONNECT_METADATA_MAX_DEPTH',
+      int(1, 1000).default(8),
+      'deepest nesting of `connect.metadata` (`{}` is 1, `{"a":[]}` is 2)',
+    ),
+    metadataMaxKeys: s(
+      'APIX_CONNECT_METADATA_MAX_KEYS',
+      int(1, 1_000_000).default(64),
+      'most members of one object or array in `connect.metadata` (its keys included)',
+    ),
+    payloadMaxDepth: s(
+      'APIX_PAYLOAD_MAX_DEPTH',
+      int(1, 10_000).default(64),
+      "deepest nesting of a publish's payload or metadata (WebSocket and HTTP)",
+    ),
+    payloadMaxWidth: s(
+      'APIX_PAYLOAD_MAX_WIDTH',
+      int(1, 64 * 1024 * 1024).default(10_000),
+      "most members of one object or array in a publish's payload or metadata (300,000 empty arrays fit in 1 MB)",
+    ),
+  },
+  connectTimeoutMs: s(
+    'APIX_CONNECT_TIMEOUT_MS',
+    int(100, 600_000).default(10_000),
+    'time from the WebSocket upgrade to the `connect` frame (else close 4004)',
+  ),
+  heartbeatIntervalMs: s(
+    'APIX_HEARTBEAT_INTERVAL_MS',
+    int(100, 600_000).default(25_000),
+    'the server pings every connection this often (`heartbeat.ping` frame and a WebSocket ping)',
+  ),
+  ackTimeoutMs: s(
+    'APIX_ACK_TIMEOUT_MS',
+    int(10, 3_600_000).default(10_000),
+    'an event of an acknowledged subscription not acked in this time is redelivered',
+  ),
+  sessionTtlMs: s(
+    'APIX_SESSION_TTL_MS',
+    int(0, 86_400_000).default(120_000),
+    'how long a disconnected session waits for a resume (with the Redis engine, on any node)',
+  ),
+  drainTimeoutMs: s(
+    'APIX_DRAIN_TIMEOUT_MS',
+    int(0, 600_000).default(10_000),
+    'on SIGTERM/SIGINT, how long the node waits for clients to leave (close 1001) before cutting the rest',
+  ),
+  maxBufferedBytes: s(
+    'APIX_MAX_BUFFERED_BYTES',
+    int(1024, 1024 * 1024 * 1024).default(4 * 1024 * 1024),
+    'unsent data allowed per connection',
+  ),
+  qos: {
+    degradeBufferedBytes: s(
+      'APIX_QOS_DEGRADE_BUFFERED_BYTES',
+      int(0, 1024 * 1024 * 1024).default(1024 * 1024),
+      'unsent bytes of a connection above which it is degraded',
+    ),
+    lowWaterBytes: s(
+      'APIX_QOS_LOW_WATER_BYTES',
+      int(0, 1024 * 1024 * 1024).default(64 * 1024),
+      "a degraded connection's held events are written when its unsent bytes fall to this",
+    ),
+    degradeRttMs: s(
+      'APIX_QOS_DEGRADE_RTT_MS',
+      int(0, 600_000).default(5000),
+      'a heartbeat round trip longer than this degrades the connection; 0: never by latency',
+    ),
+    minDegradedMs: s(
+      'APIX_QOS_MIN_DEGRADED_MS',
+      int(0, 600_000).default(1000),
+      'the shortest stay in degraded mode (no flapping)',
+    ),
+    maxCoalescedKeys: s(
+      'APIX_QOS_MAX_COALESCED_KEYS',
+      int(1, 1_000_000).default(1000),
+      'distinct keys held for one degraded connection (bounds its memory)',
+    ),
+  },
+  maxChannelsPerConnection: s(
+    'APIX_MAX_CHANNELS_PER_CONNECTION',
+    int(1, 100_000).default(500),
+    'subscriptions per connection',
+  ),
+  maxConnections: s(
+    'APIX_MAX_CONNECTIONS',
+    int(1, 10_000_000).default(200_000),
+    'WebSocket connections per node',
+  ),
+  connectionCaps: {
+    perAddress: s(
+      'APIX_MAX_CONNECTIONS_PER_ADDRESS',
+      int(0, 10_000_000).default(10_000),
+      'open WebSocket connections per remote address on one node',
+    ),
+    perUser: s(
+      'APIX_MAX_CONNECTIONS_PER_USER',
+      int(0, 10_000_000).default(0),
+      'connections of one user (`sub` of an organization) on one node; 0: no cap',
+    ),
+    perOrg: s(
+      'APIX_MAX_CONNECTIONS_PER_ORG',
+      int(0, 10_000_000).default(0),
+      'connections of one organization on one node, refused like `APIX_MAX_CONNECTIONS_PER_USER`',
+    ),
+  },
+  history: {
+    size: s(
+      'APIX_HISTORY_SIZE',
+      int(0, 1_000_000).default(1000),
+      'events retained per channel for replay (`since`, `replay.last`, resume, `GET /v1/channels/<channel>/history`)',
+    ),
+    ttlMs: s(
+      'APIX_HISTORY_TTL_MS',
+      int(0, 30 * 86_400_000).default(3_600_000),
+      'how long retained events stay',
+    ),
+    maxChannels: s(
+      'APIX_MAX_CHANNELS_IN_HISTORY',
+      int(1, 10_000_000).default(100_000),
+      'memory engine only: channels with history kept in memory',
+    ),
+    maxBytes: omittable(
+      s(
+        'APIX_HISTORY_MAX_BYTES',
+        int(1024 * 1024, 1024 * 1024 * 1024 * 1024).default(256 * 1024 * 1024),
+        "memory engine only: the byte budget of all channels' history together (unset in a Config: no byte bound)",
+      ),
+    ),
+  },
+  historyPageBytes: s(
+    'APIX_HISTORY_PAGE_BYTES',
+    int(1024, 256 * 1024 * 1024).default(1024 * 1024),
+    'the byte budget of one `GET /v1/channels/<channel>/history` answer; more: a next page',
+  ),
+  durableReplayMax: s(
+    'APIX_DURABLE_REPLAY_MAX',
+    int(1, 1_000_000).default(10_000),
+    'durable channels: most events one replay reads back from the records (past the history)',
+  ),
+  offlineQueueSize: s(
+    'APIX_OFFLINE_QUEUE_SIZE',
+    int(1, 1_000_000).default(1000),
+    'events held per away session (acknowledged subscriptions and its `user:` channel)',
+  ),
+  maxInflight: s(
+    'APIX_MAX_INFLIGHT',
+    int(1, 100_000).default(1000),
+    'unacked events outstanding per session',
+  ),
+  maxPublishesInFlight: s(
+    'APIX_MAX_PUBLISHES_IN_FLIGHT',
+    int(1, 1_000_000).default(5000),
+    'publishes of one connection not yet answered above which its socket stops being read',
+  ),
+  retry: {
+    baseMs: s(
+      'APIX_RETRY_BASE_MS',
+      int(1, 3_600_000).default(1000),
+      'redelivery backoff (full jitter): the base delay',
+    ),
+    maxMs: s(
+      'APIX_RETRY_MAX_MS',
+      int(1, 86_400_000).default(60_000),
+      'redelivery backoff: the largest delay',
+    ),
+    maxAttempts: s(
+      'APIX_RETRY_MAX_ATTEMPTS',
+      int(1, 100).default(5),
+      'deliveries of an event before it is dead-lettered (and its publisher, if connected, gets `message.failed`)',
+    ),
+  },
+  pending: {
+    flushMs: s(
+      'APIX_PENDING_FLUSH_MS',
+      int(10, 60_000).default(100),
+      'in-flight (un-acked) events are written to the pending store every this many ms, in one batch',
+    ),
+    sweepMs: s(
+      'APIX_PENDING_SWEEP_MS',
+      int(100, 3_600_000).default(10_000),
+      'how often one node (holding a lease) dead-letters the pending events of sessions whose TTL ran out',
+    ),
+  },
+  deadLetterSize: s(
+    'APIX_DEAD_LETTER_SIZE',
+    int(1, 10_000_000).default(10_000),
+    'dead letters kept (the oldest go first)',
+  ),
+  idempotencyWindowMs: s(
+    'APIX_IDEMPOTENCY_WINDOW_MS',
+    int(0, 86_400_000).default(120_000),
+    'a publish repeating a `metadata.idempotency_key` within this window is not published again',
+  ),
+  tokenRevocationTtlMs: s(
+    'APIX_TOKEN_REVOCATION_TTL_MS',
+    int(60_000, 365 * 86_400_000).default(7 * 86_400_000),
+    'how long a token revocation is kept: at least the longest lifetime of the tokens issued',
+  ),
+  suspensionTtlMs: s(
+    'APIX_SUSPENSION_TTL_MS',
+    int(60_000, 365 * 86_400_000).default(7 * 86_400_000),
+    'how long a suspension (session, user, API key) lasts unless lifted or given a shorter one',
+  ),
+  compression: {
+    enabled: s('APIX_COMPRESSION', bool.default(true), 'permessage-deflate when the client offers it'),
+    thresholdBytes: s(
+      'APIX_COMPRESSION_THRESHOLD_BYTES',
+      int(0, 64 * 1024 * 1024).default(1024),
+      'messages smaller than this are sent uncompressed',
+    ),
+  },
+  metrics: s(
+    'APIX_METRICS',
+    bool.default(true),
+    'per-event instrumentation: the publish, deliver and ack hooks of the metrics and latency tracker',
+  ),
+  rateLimits: {
+    connection: {
+      perSec: s(
+        'APIX_RATE_CONNECTION_PER_SEC',
+        int(0, 1_000_000).default(200),
+        'inbound frames per connection (every frame, `connect` included)',
+      ),
+      burst: s('APIX_RATE_CONNECTION_BURST', int(1, 10_000_000).default(400), 'its burst'),
+    },
+    publish: {
+      perSec: s('APIX_RATE_PUBLISH_PER_SEC', int(0, 1_000_000).default(100), 'publishes per connection'),
+      burst: s('APIX_RATE_PUBLISH_BURST', int(1, 10_000_000).default(200), 'its burst'),
+    },
+    channel: {
+      perSec: s(
+        'APIX_RATE_CHANNEL_PER_SEC',
+        int(0, 10_000_000).default(1000),
+        'publishes into one channel of an organization, by all its publishers together (WebSocket and HTTP)',
+      ),
+      burst: s('APIX_RATE_CHANNEL_BURST', int(1, 100_000_000).default(2000), 'its burst'),
+    },
+    orgPublish: {
+      perSec: s(
+        'APIX_RATE_ORG_PUBLISH_PER_SEC',
+        int(0, 10_000_000).default(5000),
+        'publishes of one organization, all channels, WebSocket and HTTP (HTTP: 429 with `Retry-After`)',
+      ),
+      burst: s('APIX_RATE_ORG_PUBLISH_BURST', int(1, 100_000_000).default(10_000), 'its burst'),
+    },
+    orgSubscribe: {
+      perSec: s(
+        'APIX_RATE_ORG_SUBSCRIBE_PER_SEC',
+        int(0, 10_000_000).default(2000),
+        'channels subscribed by one organization (in `subscribe` and in `connect`)',
+      ),
+      burst: s('APIX_RATE_ORG_SUBSCRIBE_BURST', int(1, 100_000_000).default(10_000), 'its burst'),
+    },
+    address: {
+      perSec: s(
+        'APIX_RATE_ADDRESS_PER_SEC',
+        int(0, 1_000_000).default(50),
+        'WebSocket connection attempts per remote address, checked first at the upgrade: HTTP 429 with `Retry-After`',
+      ),
+      burst: s('APIX_RATE_ADDRESS_BURST', int(1, 10_000_000).default(200), 'its burst'),
+    },
+    abuse: {
+      refusals: s(
+        'APIX_RATE_ABUSE_REFUSALS',
+        int(1, 1_000_000).default(100),
+        'refusals of one connection within `APIX_RATE_ABUSE_WINDOW_MS` that close it (4008)',
+      ),
+      windowMs: s(
+        'APIX_RATE_ABUSE_WINDOW_MS',
+        int(100, 3_600_000).default(10_000),
+        "the window of `APIX_RATE_ABUSE_REFUSALS` (it starts at a connection's first refusal)",
+      ),
+      suspend: s(
+        'APIX_SUSPEND_ON_ABUSE',
+        bool.default(false),
+        'on abuse, suspend the session instead (close 4011)',
+      ),
+    },
+  },
+  tls: group(
+    {
+      certFile: s(
+        'APIX_TLS_CERT',
+        z.string().min(1).optional(),
+        "the node's certificate (chain), a PEM file",
+      ),
+      keyFile: s('APIX_TLS_KEY', z.string().min(1).optional(), "the certificate's private key, a PEM file"),
+    },
+    /** PEM file paths; when set the node serves HTTPS and WSS (read by `loadTlsFiles`). */
+    ({ certFile, keyFile }): { readonly certFile: string; readonly keyFile: string } | undefined => {
+      if (certFile !== undefined && keyFile !== undefined) return { certFile, keyFile };
+      if (certFile === undefined && keyFile === undefined) return undefined;
+      const missing = certFile === undefined ? 'APIX_TLS_CERT' : 'APIX_TLS_KEY';
+      throw new ConfigError(
+        `invalid ${missing}: must be set too (APIX_TLS_CERT and APIX_TLS_KEY go together)`,
+      );
+    },
+  ),
+  encryption: group(
+    {
+      keys: s(
+        'APIX_ENCRYPTION_KEYS',
+        z
+          .string()
+          .transform((s, ctx) => {
+            const keys: { version: number; key: Uint8Array }[] = [];
+            for (const part of s
+              .split(',')
+              .map((x) => x.trim())
+              .filter(Boolean)) {
+              const m = /^([0-9]{1,9}):([A-Za-z0-9+/_-]+={0,2})$/.exec(part);
+              const key = m ? Buffer.from(m[2]!, 'base64') : undefined;
+              if (!m || Number(m[1]) < 1 || key!.length !== 32) {
+                ctx.addIssue({
+                  code: 'custom',
+                  message: 'each entry must be <version>:<base64 of 32 bytes>, version a positive integer',
+                });
+                return z.NEVER;
+              }
+              if (keys.some((k) => k.version === Number(m[1]))) {
+                ctx.addIssue({ code: 'custom', message: `version ${m[1]} is listed twice` });
+                return z.NEVER;
+              }
+              keys.push({ version: Number(m[1]), key: new Uint8Array(key!) });
+            }
+            return keys;
+          })
+          .optional(),
+        'master keys for channels encrypted at rest: `<version>:<base64 of 32 bytes>`, comma separated',
+      ),
+      active: s(
+        'APIX_ENCRYPTION_ACTIVE_KEY',
+        int(1, 999_999_999).optional(),
+        'the version of APIX_ENCRYPTION_KEYS new writes use (default: the highest)',
+      ),
+    },
+    /** The at-rest keyring; undefined: channels cannot be `encrypted`. */
+    ({ keys, active }): Keyring | undefined => {
+      if (active !== undefined && !keys?.some((k) => k.version === active))
+        throw new ConfigError(
+          `invalid APIX_ENCRYPTION_ACTIVE_KEY: version ${active} is not in APIX_ENCRYPTION_KEYS`,
+        );
+      return keys !== undefined && keys.length > 0
+        ? { keys, active: active ?? Math.max(...keys.map((k) => k.version)) }
+        : undefined;
+    },
+  ),
+  presenceTtlMs: s(
+    'APIX_PRESENCE_TTL_MS',
+    int(1000, 3_600_000).default(60_000),
+    'a room member not refreshed by its node for this long is gone (the members of a dead node expire)',
+  ),
+  state: {
+    flushMs: s(
+      'APIX_STATE_FLUSH_MS',
+      int(0, 600_000).default(1000),
+      'memory engine: the state a restart must not lose is appended to `<APIX_DATA_DIR>/state.log` this often; 0: none',
+    ),
+    compactBytes: s(
+      'APIX_STATE_COMPACT_BYTES',
+      int(1024 * 1024, 1024 * 1024 * 1024 * 1024).default(64 * 1024 * 1024),
+      'the state log is compacted when it outgrows this (or twice its size after the last compaction)',
+    ),
+    maxBufferedBytes: s(
+      'APIX_STATE_MAX_BUFFERED_BYTES',
+      int(64 * 1024, 4 * 1024 * 1024 * 1024).default(64 * 1024 * 1024),
+      'changes waiting for the next state-log write; past it the next write is a full snapshot instead',
+    ),
+  },
+  records: s(
+    'APIX_RECORDS',
+    z.enum(['on', 'off']).default('on'),
+    '`off`: keep no database records (no audit trail, no stored keys)',
+    (v) => v === 'on',
+  ),
+  workers: s(
+    'APIX_WORKERS',
+    int(1, 256).default(1),
+    'gateway processes sharing the port (`node:cluster`); more than 1 needs REDIS_URL',
+  ),
+  recordsFlushIntervalMs: s(
+    'APIX_RECORDS_FLUSH_INTERVAL_MS',
+    int(100, 600_000).default(5_000),
+    'how often buffered connection/channel/key records are written',
+  ),
+  apiKeyCacheMs: s(
+    'APIX_API_KEY_CACHE_MS',
+    int(0, 600_000).default(5_000),
+    'how long an API-key lookup is cached: the longest a revoked key keeps working',
+  ),
+  audit: {
+    publishes: s(
+      'APIX_AUDIT_PUBLISHES',
+      bool.default(true),
+      'also audit every publish (connections, denials, auth failures and admin actions are always audited)',
+    ),
+    flushIntervalMs: s(
+      'APIX_AUDIT_FLUSH_INTERVAL_MS',
+      int(50, 600_000).default(1_000),
+      'how often audit entries are written',
+    ),
+    maxQueue: s('APIX_AUDIT_MAX_QUEUE', int(100, 10_000_000).default(20_000), 'audit entries held in memory'),
+    maxSpillBytes: s(
+      'APIX_AUDIT_MAX_SPILL_BYTES',
+      int(1024, 68_719_476_736).default(64 * 1024 * 1024),
+      'size of the spill file',
+    ),
+    denialWindowMs: s(
+      'APIX_AUDIT_DENIAL_WINDOW_MS',
+      int(0, 3_600_000).default(10_000),
+      'denials of one source within this window make one audit entry and a count; 0: off',
+    ),
+  },
+  redisUrl: s(
+    'REDIS_URL',
+    z
+      .string()
+      .regex(/^rediss?(\+cluster)?:\/\//, 'must be a redis://, rediss:// or redis+cluster:// URL')
+      .optional(),
+    'the shared engine: broker (pub/sub between nodes), history, offline queues, sessions, presence',
+  ),
+  redisPrefix: s(
+    'APIX_REDIS_PREFIX',
+    z
+      .string()
+      .regex(/^[A-Za-z0-9_.:-]{1,64}$/)
+      .default('apix:'),
+    'prefix of every Redis key, so that several deployments (or test runs) can share one Redis',
+  ),
+  databaseUrl: s(
+    'DATABASE_URL',
+    z
+      .string()
+      .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')
+      .optional(),
+    'PostgreSQL for records, API keys, channel settings, dead letters and the audit trail',
+  ),
+  embeddedDbBuffersMb: s(
+    'APIX_EMBEDDED_DB_BUFFERS_MB',
+    int(1, 1024).default(16),
+    "embedded PGlite only: its `shared_buffers`, the pages it keeps in the gateway's own memory",
+  ),
+} satisfies Table;
+
+export type Config = ConfigOf<typeof SETTINGS>;
+
+/** Every setting of a table, with its path in Config (e.g. `rateLimits.publish.perSec`). */
+export function settingsOf(table: Table, path: readonly string[] = []): { path: string; setting: Setting }[] {
+  return Object.entries(table).flatMap(([key, x]) =>
+    isSetting(x)
+      ? [{ path: [...path, key].join('.'), setting: x }]
+      : settingsOf(isGroup(x) ? x.group : x, [...path, key]),
+  );
+}
+
+/** The environment variables, derived from {@link SETTINGS}. */
+export const EnvSchema = z.object(
+  Object.fromEntries(settingsOf(SETTINGS).map(({ setting }) => [setting.env, setting.schema])),
+);
+export type Env = Record<string, unknown>;
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -351,134 +647,19 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     const shown = value === undefined || /SECRET|KEY|PASSWORD|URL/.test(name) ? '' : ` (got "${value}")`;
     throw new ConfigError(`invalid ${name}${shown}: ${issue.message}`);
   }
-  if ((r.data.APIX_TLS_CERT === undefined) !== (r.data.APIX_TLS_KEY === undefined)) {
-    const missing = r.data.APIX_TLS_CERT === undefined ? 'APIX_TLS_CERT' : 'APIX_TLS_KEY';
-    throw new ConfigError(`invalid ${missing}: must be set too (APIX_TLS_CERT and APIX_TLS_KEY go together)`);
-  }
-  const keys = r.data.APIX_ENCRYPTION_KEYS;
-  const active = r.data.APIX_ENCRYPTION_ACTIVE_KEY;
-  if (active !== undefined && !keys?.some((k) => k.version === active))
-    throw new ConfigError(
-      `invalid APIX_ENCRYPTION_ACTIVE_KEY: version ${active} is not in APIX_ENCRYPTION_KEYS`,
-    );
   return configFromEnv(r.data);
 }
 
+/** Config from parsed environment variables (the output of {@link EnvSchema}). */
 export function configFromEnv(e: Env): Config {
-  return {
-    port: e.APIX_PORT,
-    host: e.APIX_HOST,
-    dataDir: e.APIX_DATA_DIR,
-    nodeId: e.APIX_NODE_ID,
-    logLevel: e.APIX_LOG_LEVEL,
-    auth: {
-      jwtSecret: e.APIX_JWT_SECRET,
-      jwksUrl: e.APIX_JWKS_URL,
-      publicKeyPem: e.APIX_JWT_PUBLIC_KEY,
-      issuer: e.APIX_JWT_ISSUER,
-      audience: e.APIX_JWT_AUDIENCE,
-      algorithms: e.APIX_JWT_ALGORITHMS,
-      apiKeys: e.APIX_API_KEYS,
-      platformOrgs: e.APIX_PLATFORM_ORGS,
-    },
-    allowedOrigins: e.APIX_ALLOWED_ORIGINS,
-    maxMessageBytes: e.APIX_MAX_MESSAGE_BYTES,
-    jsonBounds: {
-      metadataMaxBytes: e.APIX_CONNECT_METADATA_MAX_BYTES,
-      metadataMaxDepth: e.APIX_CONNECT_METADATA_MAX_DEPTH,
-      metadataMaxKeys: e.APIX_CONNECT_METADATA_MAX_KEYS,
-      payloadMaxDepth: e.APIX_PAYLOAD_MAX_DEPTH,
-      payloadMaxWidth: e.APIX_PAYLOAD_MAX_WIDTH,
-    },
-    connectTimeoutMs: e.APIX_CONNECT_TIMEOUT_MS,
-    heartbeatIntervalMs: e.APIX_HEARTBEAT_INTERVAL_MS,
-    ackTimeoutMs: e.APIX_ACK_TIMEOUT_MS,
-    sessionTtlMs: e.APIX_SESSION_TTL_MS,
-    drainTimeoutMs: e.APIX_DRAIN_TIMEOUT_MS,
-    maxBufferedBytes: e.APIX_MAX_BUFFERED_BYTES,
-    qos: {
-      degradeBufferedBytes: e.APIX_QOS_DEGRADE_BUFFERED_BYTES,
-      lowWaterBytes: e.APIX_QOS_LOW_WATER_BYTES,
-      degradeRttMs: e.APIX_QOS_DEGRADE_RTT_MS,
-      minDegradedMs: e.APIX_QOS_MIN_DEGRADED_MS,
-      maxCoalescedKeys: e.APIX_QOS_MAX_COALESCED_KEYS,
-    },
-    maxChannelsPerConnection: e.APIX_MAX_CHANNELS_PER_CONNECTION,
-    maxConnections: e.APIX_MAX_CONNECTIONS,
-    connectionCaps: {
-      perAddress: e.APIX_MAX_CONNECTIONS_PER_ADDRESS,
-      perUser: e.APIX_MAX_CONNECTIONS_PER_USER,
-      perOrg: e.APIX_MAX_CONNECTIONS_PER_ORG,
-    },
-    history: {
-      size: e.APIX_HISTORY_SIZE,
-      ttlMs: e.APIX_HISTORY_TTL_MS,
-      maxChannels: e.APIX_MAX_CHANNELS_IN_HISTORY,
-      maxBytes: e.APIX_HISTORY_MAX_BYTES,
-    },
-    historyPageBytes: e.APIX_HISTORY_PAGE_BYTES,
-    durableReplayMax: e.APIX_DURABLE_REPLAY_MAX,
-    offlineQueueSize: e.APIX_OFFLINE_QUEUE_SIZE,
-    maxInflight: e.APIX_MAX_INFLIGHT,
-    maxPublishesInFlight: e.APIX_MAX_PUBLISHES_IN_FLIGHT,
-    retry: {
-      baseMs: e.APIX_RETRY_BASE_MS,
-      maxMs: e.APIX_RETRY_MAX_MS,
-      maxAttempts: e.APIX_RETRY_MAX_ATTEMPTS,
-    },
-    pending: { flushMs: e.APIX_PENDING_FLUSH_MS, sweepMs: e.APIX_PENDING_SWEEP_MS },
-    deadLetterSize: e.APIX_DEAD_LETTER_SIZE,
-    idempotencyWindowMs: e.APIX_IDEMPOTENCY_WINDOW_MS,
-    tokenRevocationTtlMs: e.APIX_TOKEN_REVOCATION_TTL_MS,
-    suspensionTtlMs: e.APIX_SUSPENSION_TTL_MS,
-    compression: { enabled: e.APIX_COMPRESSION, thresholdBytes: e.APIX_COMPRESSION_THRESHOLD_BYTES },
-    metrics: e.APIX_METRICS,
-    rateLimits: {
-      connection: { perSec: e.APIX_RATE_CONNECTION_PER_SEC, burst: e.APIX_RATE_CONNECTION_BURST },
-      publish: { perSec: e.APIX_RATE_PUBLISH_PER_SEC, burst: e.APIX_RATE_PUBLISH_BURST },
-      channel: { perSec: e.APIX_RATE_CHANNEL_PER_SEC, burst: e.APIX_RATE_CHANNEL_BURST },
-      orgPublish: { perSec: e.APIX_RATE_ORG_PUBLISH_PER_SEC, burst: e.APIX_RATE_ORG_PUBLISH_BURST },
-      orgSubscribe: { perSec: e.APIX_RATE_ORG_SUBSCRIBE_PER_SEC, burst: e.APIX_RATE_ORG_SUBSCRIBE_BURST },
-      address: { perSec: e.APIX_RATE_ADDRESS_PER_SEC, burst: e.APIX_RATE_ADDRESS_BURST },
-      abuse: {
-        refusals: e.APIX_RATE_ABUSE_REFUSALS,
-        windowMs: e.APIX_RATE_ABUSE_WINDOW_MS,
-        suspend: e.APIX_SUSPEND_ON_ABUSE,
-      },
-    },
-    encryption:
-      e.APIX_ENCRYPTION_KEYS !== undefined && e.APIX_ENCRYPTION_KEYS.length > 0
-        ? {
-            keys: e.APIX_ENCRYPTION_KEYS,
-            active: e.APIX_ENCRYPTION_ACTIVE_KEY ?? Math.max(...e.APIX_ENCRYPTION_KEYS.map((k) => k.version)),
-          }
-        : undefined,
-    tls:
-      e.APIX_TLS_CERT !== undefined && e.APIX_TLS_KEY !== undefined
-        ? { certFile: e.APIX_TLS_CERT, keyFile: e.APIX_TLS_KEY }
-        : undefined,
-    presenceTtlMs: e.APIX_PRESENCE_TTL_MS,
-    state: {
-      flushMs: e.APIX_STATE_FLUSH_MS,
-      compactBytes: e.APIX_STATE_COMPACT_BYTES,
-      maxBufferedBytes: e.APIX_STATE_MAX_BUFFERED_BYTES,
-    },
-    records: e.APIX_RECORDS === 'on',
-    workers: e.APIX_WORKERS,
-    recordsFlushIntervalMs: e.APIX_RECORDS_FLUSH_INTERVAL_MS,
-    apiKeyCacheMs: e.APIX_API_KEY_CACHE_MS,
-    audit: {
-      publishes: e.APIX_AUDIT_PUBLISHES,
-      flushIntervalMs: e.APIX_AUDIT_FLUSH_INTERVAL_MS,
-      maxQueue: e.APIX_AUDIT_MAX_QUEUE,
-      maxSpillBytes: e.APIX_AUDIT_MAX_SPILL_BYTES,
-      denialWindowMs: e.APIX_AUDIT_DENIAL_WINDOW_MS,
-    },
-    redisUrl: e.REDIS_URL,
-    redisPrefix: e.APIX_REDIS_PREFIX,
-    databaseUrl: e.DATABASE_URL,
-    embeddedDbBuffersMb: e.APIX_EMBEDDED_DB_BUFFERS_MB,
-  };
+  const build = (table: Table): Record<string, unknown> =>
+    Object.fromEntries(
+      Object.entries(table).map(([key, x]) => [
+        key,
+        isSetting(x) ? x.to(e[x.env]) : isGroup(x) ? x.build(build(x.group) as never) : build(x),
+      ]),
+    );
+  return build(SETTINGS) as Config;
 }
 
 /** A config for tests and embedding: defaults, then the overrides given. */

@@ -1,11 +1,12 @@
 /**
- * docs/configuration.md lists every variable of EnvSchema, only those, each once, with the schema's
- * default (a variable without a default shows `—`).
+ * docs/configuration.md lists every setting of the table (SETTINGS, from which EnvSchema is derived), only
+ * those, each once, with the schema's default (a variable without a default shows `—`); every variable the
+ * page names is in the table.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { EnvSchema } from '../../../src/config.ts';
+import { EnvSchema, SETTINGS, settingsOf } from '../../../src/config.ts';
 
 const page = readFileSync(new URL('../../../docs/configuration.md', import.meta.url), 'utf8');
 
@@ -42,5 +43,14 @@ describe('docs/configuration.md', () => {
         assert.match(cell, /^—/, `${name} has no default: its cell should start with —`);
       else assert.equal(cell, `\`${shownDefault(value)}\``, `${name}'s default`);
     }
+  });
+
+  it('every setting of the table is documented, and every variable the page names is a setting', () => {
+    const table = settingsOf(SETTINGS).map(({ setting }) => setting.env);
+    assert.deepEqual([...table].sort(), [...rows.keys()].sort());
+    // Anywhere on the page (prose too), except families written as `APIX_RATE_ABUSE_*`.
+    const named = new Set(page.match(/\b(?:APIX|REDIS|DATABASE)_[A-Z0-9_]*[A-Z0-9]\b(?!_\*)/g) ?? []);
+    for (const name of named)
+      assert.ok(table.includes(name), `${name} is named on the page but is no setting`);
   });
 });
