@@ -68,8 +68,7 @@ import type { DeadLetterStore } from '../retry/dead-letter.ts';
 import { localBucket, RateLimitedError } from '../ratelimit/rate-limiter.ts';
 import { mayNotifyPublisher } from '../tenancy/scope-keys.ts';
 import type { RateLimiter, RateLimitScope } from '../ratelimit/rate-limiter.ts';
-import { Connection, Phase } from './connection.ts';
-import { Session, Subscription, sessionKey } from './session.ts';
+import { Connection, Phase, Session, Subscription, sessionKey } from './session.ts';
 import type { HookBus, Peer } from './hooks.ts';
 import { encodeControl, encodeError, encodePresence, EventFrames } from './frames.ts';
 import { canRecover, DegradedState, degradeReason } from './qos.ts';
@@ -2038,7 +2037,7 @@ export class ApiXGateway {
   }
 
   private enterQos(conn: Connection, reason: string, now: number): void {
-    const state = new DegradedState(now, reason, this.deps.config.qos.maxCoalescedKeys);
+    const state = new DegradedState<Subscription>(now, reason, this.deps.config.qos.maxCoalescedKeys);
     conn.qos = state;
     this.degraded.add(conn);
     state.onDrain = () => this.checkQos(conn);

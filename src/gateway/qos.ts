@@ -15,7 +15,6 @@
  */
 import type { BrokerEvent } from '../broker/broker.ts';
 import type { EventFrames } from './frames.ts';
-import type { Subscription } from './session.ts';
 
 export interface QosOptions {
   /** Unsent bytes above which a connection is degraded; 0 (or >= the hard limit): never by bytes. */
@@ -69,8 +68,9 @@ export function coalesceKeyOf(payload: unknown, field: string): string {
   return '';
 }
 
-export interface HeldEvent {
-  readonly sub: Subscription;
+/** `S`: the subscription (src/gateway/session.ts's Subscription; only its `key` is read here). */
+export interface HeldEvent<S extends { readonly key: string }> {
+  readonly sub: S;
   readonly event: BrokerEvent;
   readonly frames: EventFrames;
 }
@@ -78,9 +78,9 @@ export interface HeldEvent {
 export type HoldResult = 'held' | 'superseded' | 'overflow';
 
 /** The state of one degraded connection: since when, why, and the events held for it. */
-export class DegradedState {
+export class DegradedState<S extends { readonly key: string } = { readonly key: string }> {
   /** Latest event per `<channel key>\n<coalescing key>`, in the order of their last update. */
-  private held = new Map<string, HeldEvent>();
+  private held = new Map<string, HeldEvent<S>>();
   /** Events replaced by a later one of the same key (never written to this connection). */
   coalesced = 0;
   /** The socket's 'drain' listener (removed when the connection leaves degraded mode). */
@@ -100,7 +100,7 @@ export class DegradedState {
    * Holds `event` as the latest of its key. Deleting before setting keeps the map in order of the last
    * update, so that a flush writes each channel's held events in id order.
    */
-  hold(sub: Subscription, key: string, event: BrokerEvent, frames: EventFrames): HoldResult {
+  hold(sub: S, key: string, event: BrokerEvent, frames: EventFrames): HoldResult {
     const k = `${sub.key}\n${key}`;
     const superseded = this.held.delete(k);
     if (!superseded && this.held.size >= this.maxKeys) return 'overflow';
@@ -110,7 +110,7 @@ export class DegradedState {
   }
 
   /** Every held event, in order; the map is emptied. */
-  take(): HeldEvent[] {
+  take(): HeldEvent<S>[] {
     if (this.held.size === 0) return [];
     const out = [...this.held.values()];
     this.held = new Map();

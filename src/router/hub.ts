@@ -6,10 +6,9 @@
 import type { Broker, BrokerEvent } from '../broker/broker.ts';
 import { compareEventIds } from '@apix/protocol';
 import type { ParsedChannel } from '@apix/protocol';
-import type { Subscription } from '../gateway/session.ts';
+import type { Connection, Subscription } from '../gateway/session.ts';
 import { EventFrames } from '../gateway/frames.ts';
 import type { FilterInput } from '../subscriptions/filters.ts';
-import type { Connection } from '../gateway/connection.ts';
 import { coalesceKeyOf } from '../gateway/qos.ts';
 
 export interface FanoutTarget {

@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { config, RawClient, startNode, token } from '../../support/gateway.ts';
 import type { Frame } from '../../support/gateway.ts';
 import type { ApixNode } from '../../../src/node.ts';
-import type { Connection } from '../../../src/gateway/connection.ts';
+import type { Connection } from '../../../src/gateway/session.ts';
 import { MemoryChannelRegistry } from '../../../src/subscriptions/channel-registry.ts';
 import type { HookEvents } from '../../../src/gateway/hooks.ts';
 import { until, WireClient, wireConnected } from '../attack/helpers.ts';

@@ -4,10 +4,9 @@ import { ManualClock } from '../../../src/clock.ts';
 import { backoffDelay } from '../../../src/retry/backoff.ts';
 import { RetryManager } from '../../../src/retry/retry-manager.ts';
 import { MemoryDeadLetterStore } from '../../../src/retry/dead-letter.ts';
-import { Session, Subscription } from '../../../src/gateway/session.ts';
+import { Session, Subscription, type Connection } from '../../../src/gateway/session.ts';
 import { parseChannel } from '@apix/protocol';
 import type { BrokerEvent } from '../../../src/broker/broker.ts';
-import type { Connection } from '../../../src/gateway/connection.ts';
 
 describe('backoff', () => {
   it('is exponential with full jitter, capped', () => {
