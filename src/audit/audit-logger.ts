@@ -23,6 +23,7 @@ import { backoffDelayMs } from '../store/flush-loop.ts';
 import { pgSafeText, toJsonValue } from '../store/json.ts';
 import { silentLogger, type StoreLogger } from '../store/log.ts';
 import { GENESIS_HASH, chainHash } from './hash-chain.ts';
+import { AUDIT_ENTRY_COLUMNS, AUDIT_ENTRY_FIELDS, type AuditEntry, type CHAIN_FIELDS } from './entry.ts';
 import { SpillFile } from './spill-file.ts';
 
 /** The chain of entries that belong to no organization (e.g. an auth failure before any org is known).
@@ -53,17 +54,7 @@ export function isProtectedAction(action: string): boolean {
 }
 
 /** An entry as queued and spilled: everything but its place in the chain. */
-export interface PendingAuditEntry {
-  readonly id: string;
-  readonly orgId: string;
-  readonly actor: string;
-  readonly action: string;
-  readonly target: string | null;
-  readonly detail: unknown;
-  readonly remoteAddress: string | null;
-  readonly userAgent: string | null;
-  readonly createdAt: number;
-}
+export type PendingAuditEntry = Omit<AuditEntry, (typeof CHAIN_FIELDS)[number]>;
 
 export interface AuditCounters {
   /** Entries accepted by `record`. */
@@ -428,40 +419,54 @@ interface ChainedRow {
   readonly hash: string;
 }
 
-const COLUMNS =
-  '"id", "orgId", "seq", "prevHash", "hash", "actor", "action", "target", "detail", "remoteAddress", "userAgent", "createdAt"';
+/** The columns, from the one definition of an entry (src/audit/entry.ts). */
+const COLUMNS = AUDIT_ENTRY_FIELDS.map((f) => `"${f}"`).join(', ');
+const RECORD_COLUMNS = AUDIT_ENTRY_FIELDS.map((f) => `"${f}" ${AUDIT_ENTRY_COLUMNS[f]}`).join(', ');
+const SELECTED = AUDIT_ENTRY_FIELDS.map((f) => `r."${f}"`).join(', ');
 
 /** The rows in one statement: COPY of CSV where the engine has it (PGlite), else INSERT from one jsonb. */
 async function insertRows(tx: SqlTransaction, rows: readonly ChainedRow[]): Promise<void> {
+  const entries = rows.map(({ entry, seq, prevHash, hash }): AuditEntry => ({
+    ...entry,
+    seq,
+    prevHash,
+    hash,
+  }));
   if (tx.copyCsv) {
     let csv = '';
-    for (const { entry: e, seq, prevHash, hash } of rows)
-      csv +=
-        `${csvText(e.id)},${csvText(e.orgId)},${seq},${prevHash},${hash},${csvText(e.actor)},` +
-        `${csvText(e.action)},${csvText(e.target)},${csvText(JSON.stringify(e.detail))},` +
-        `${csvText(e.remoteAddress)},${csvText(e.userAgent)},${new Date(e.createdAt).toISOString()}\n`;
+    for (const e of entries) {
+      for (let i = 0; i < AUDIT_ENTRY_FIELDS.length; i++) {
+        const f = AUDIT_ENTRY_FIELDS[i]!;
+        if (i > 0) csv += ',';
+        csv += csvField(AUDIT_ENTRY_COLUMNS[f], e[f]);
+      }
+      csv += '\n';
+    }
     await tx.copyCsv(`COPY "AuditLog" (${COLUMNS}) FROM '/dev/blob' WITH (FORMAT csv)`, csv);
     return;
   }
   await tx.query(
     `INSERT INTO "AuditLog" (${COLUMNS})
-     SELECT r."id", r."orgId", r."seq", r."prevHash", r."hash", r."actor", r."action", r."target",
-            r."detail", r."remoteAddress", r."userAgent", r."createdAt"
-     FROM jsonb_to_recordset($1::jsonb) AS r("id" text, "orgId" text, "seq" int, "prevHash" text,
-          "hash" text, "actor" text, "action" text, "target" text, "detail" jsonb,
-          "remoteAddress" text, "userAgent" text, "createdAt" timestamp(3))`,
-    [
-      JSON.stringify(
-        rows.map(({ entry: e, seq, prevHash, hash }) => ({
-          ...e,
-          seq,
-          prevHash,
-          hash,
-          createdAt: new Date(e.createdAt),
-        })),
-      ),
-    ],
+     SELECT ${SELECTED} FROM jsonb_to_recordset($1::jsonb) AS r(${RECORD_COLUMNS})`,
+    [JSON.stringify(entries.map((e) => ({ ...e, createdAt: new Date(e.createdAt) })))],
   );
+}
+
+/** One CSV field of a column of the given type. */
+function csvField(
+  type: (typeof AUDIT_ENTRY_COLUMNS)[keyof typeof AUDIT_ENTRY_COLUMNS],
+  value: unknown,
+): string {
+  switch (type) {
+    case 'int':
+      return String(value);
+    case 'jsonb':
+      return csvText(JSON.stringify(value));
+    case 'timestamp(3)':
+      return new Date(value as number).toISOString();
+    case 'text':
+      return csvText(value as string | null);
+  }
 }
 
 /** A CSV field: NULL unquoted and empty, any text quoted (so "" is the empty string, not NULL). */

@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import type { PrismaClient } from '../store/database.ts';
 import type { Prisma } from '../generated/prisma/client.ts';
+import type { AuditEntry } from './entry.ts';
 
 export interface AuditQuery {
   readonly orgId: string;
@@ -18,21 +19,8 @@ export interface AuditQuery {
   readonly limit?: number | undefined;
 }
 
-/** An entry as the API returns it. */
-export interface AuditEntryView {
-  readonly id: string;
-  readonly orgId: string;
-  readonly seq: number;
-  readonly createdAt: string;
-  readonly actor: string;
-  readonly action: string;
-  readonly target: string | null;
-  readonly detail: unknown;
-  readonly remoteAddress: string | null;
-  readonly userAgent: string | null;
-  readonly prevHash: string;
-  readonly hash: string;
-}
+/** An entry as the API returns it: `createdAt` as an ISO string. */
+export type AuditEntryView = AuditEntry<string>;
 
 export interface AuditPage {
   readonly entries: AuditEntryView[];

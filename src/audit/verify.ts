@@ -74,14 +74,7 @@ export async function verifyAuditChain(
           message: `entry ${row.seq} does not follow entry ${row.seq - 1}`,
         });
       const recomputed = chainHash(row.prevHash, {
-        orgId: row.orgId,
-        seq: row.seq,
-        actor: row.actor,
-        action: row.action,
-        target: row.target,
-        detail: row.detail,
-        remoteAddress: row.remoteAddress,
-        userAgent: row.userAgent,
+        ...row,
         createdAt: row.createdAt.getTime(),
       });
       if (recomputed !== row.hash)
