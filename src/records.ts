@@ -29,6 +29,7 @@ import type { HttpRouter } from './http/router.ts';
 import type { Authenticator } from './auth/authenticator.ts';
 import type { HookBus } from './gateway/hooks.ts';
 import { registerAuditRoutes } from './http/audit.ts';
+import { InternalError } from '@apix/protocol/internal-errors';
 
 export interface Records {
   readonly db: Database;
@@ -108,7 +109,8 @@ export async function openRecords(
       {
         name: 'database',
         async check() {
-          if (!(await db.ping())) throw new Error(`${db.kind} unreachable`);
+          if (!(await db.ping()))
+            throw new InternalError('APIX_ERR_DB_UNAVAILABLE', `${db.kind} unreachable`);
         },
       },
     ],

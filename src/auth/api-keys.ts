@@ -4,6 +4,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { isValidOrgId } from '@apix/protocol/channels';
+import { InternalError } from '@apix/protocol/internal-errors';
 
 export interface ApiKeyRecord {
   readonly keyId: string;
@@ -42,12 +43,18 @@ export function parseStaticApiKey(
   const orgId = first === -1 ? entry : entry.slice(0, first);
   const key = first === -1 ? '' : second === -1 ? entry.slice(first + 1) : entry.slice(first + 1, second);
   const scopeText = second === -1 ? undefined : entry.slice(second + 1);
-  if (!orgId || !key) throw new Error(`${where} must be org:key[:scopes]`);
+  if (!orgId || !key)
+    throw new InternalError('APIX_ERR_INVALID_SETTING', `${where} must be org:key[:scopes]`);
   if (!isValidOrgId(orgId))
-    throw new Error(`${where}: the organization must match [A-Za-z0-9_-]{1,64} and not be "_"`);
-  if (!looksLikeApiKey(key)) throw new Error(`${where}: the key must start with apix_`);
+    throw new InternalError(
+      'APIX_ERR_INVALID_SETTING',
+      `${where}: the organization must match [A-Za-z0-9_-]{1,64} and not be "_"`,
+    );
+  if (!looksLikeApiKey(key))
+    throw new InternalError('APIX_ERR_INVALID_SETTING', `${where}: the key must start with apix_`);
   const scopes = scopeText === undefined ? ['*'] : scopeText.split(/[|+]/).filter(Boolean);
-  if (scopes.length === 0) throw new Error(`${where}: the scope list is empty`);
+  if (scopes.length === 0)
+    throw new InternalError('APIX_ERR_INVALID_SETTING', `${where}: the scope list is empty`);
   return { orgId, key, scopes };
 }
 

@@ -20,6 +20,7 @@ import type {
   LiveInput,
   PublishInput,
 } from './broker.ts';
+import { InternalError } from '@apix/protocol/internal-errors';
 
 export class MemoryBrokerBus {
   readonly history: MemoryHistory;
@@ -55,7 +56,7 @@ export class MemoryBroker implements Broker {
   }
 
   async publish(input: PublishInput): Promise<BrokerEvent> {
-    if (this.closed) throw new Error('broker closed');
+    if (this.closed) throw new InternalError('APIX_ERR_CLOSED', 'broker closed');
     // Synchronous from lookup to remember: no other publish can slip in between (atomic, as in Redis).
     const idem = input.idempotency && input.idempotency.windowMs > 0 ? input.idempotency : undefined;
     const now = this.bus.clock.now();
@@ -86,7 +87,7 @@ export class MemoryBroker implements Broker {
   }
 
   async publishLive(input: LiveInput): Promise<void> {
-    if (this.closed) throw new Error('broker closed');
+    if (this.closed) throw new InternalError('APIX_ERR_CLOSED', 'broker closed');
     const event: BrokerEvent = {
       key: input.key,
       id: '',

@@ -18,7 +18,7 @@
 import { randomBytes } from 'node:crypto';
 import { ApixError, compareEventIds, isEventId, parseEventId } from '@apix/protocol';
 import type { RedisClients } from '../redis/client.ts';
-import { withTimeout } from '../redis/client.ts';
+import { redisFailureKind, withTimeout } from '../redis/client.ts';
 import type { RedisKeys } from '../redis/keys.ts';
 import { runScript } from '../redis/scripts.ts';
 import type {
@@ -34,6 +34,7 @@ import type {
   PublisherRef,
   PublishInput,
 } from './broker.ts';
+import { InternalError } from '@apix/protocol/internal-errors';
 
 export interface RedisBrokerOptions {
   /** This node's id: control messages it sent are not handed back to it. */
@@ -108,11 +109,14 @@ export class RedisBroker implements Broker {
   }
 
   async publish(input: PublishInput): Promise<BrokerEvent> {
-    if (this.closed) throw new Error('broker closed');
+    if (this.closed) throw new InternalError('APIX_ERR_CLOSED', 'broker closed');
     const text = input.encode(this.placeholder);
     const at = text.indexOf(this.placeholder);
     if (at === -1 || text.indexOf(this.placeholder, at + 1) !== -1)
-      throw new Error('encode(id) must put the id in the frame exactly once');
+      throw new InternalError(
+        'APIX_ERR_INVALID_ARGUMENT',
+        'encode(id) must put the id in the frame exactly once',
+      );
     const before = text.slice(0, at);
     const after = text.slice(at + this.placeholder.length);
     const p = input.publisher;
@@ -163,7 +167,7 @@ export class RedisBroker implements Broker {
 
   /** Published on the channel's topic with an empty id: not in the stream, so not in history. */
   async publishLive(input: LiveInput): Promise<void> {
-    if (this.closed) throw new Error('broker closed');
+    if (this.closed) throw new InternalError('APIX_ERR_CLOSED', 'broker closed');
     const header: HeaderTuple = [input.type, input.timestamp, null, null];
     const message = `\n${JSON.stringify(header)}\n${input.frame}`;
     const topic = this.keys.topic(input.key);
@@ -202,7 +206,7 @@ export class RedisBroker implements Broker {
   }
 
   async subscribe(key: string): Promise<void> {
-    if (this.closed) throw new Error('broker closed');
+    if (this.closed) throw new InternalError('APIX_ERR_CLOSED', 'broker closed');
     const topic = this.keys.topic(key);
     if (this.wanted.has(topic)) return;
     this.wanted.add(topic);
@@ -244,7 +248,7 @@ export class RedisBroker implements Broker {
   }
 
   async publishControl(message: ControlMessage): Promise<void> {
-    if (this.closed) throw new Error('broker closed');
+    if (this.closed) throw new InternalError('APIX_ERR_CLOSED', 'broker closed');
     const msg = message.from === this.options.nodeId ? message : { ...message, from: this.options.nodeId };
     await this.clients.command.publish(this.keys.control(), JSON.stringify(msg));
   }
@@ -255,7 +259,8 @@ export class RedisBroker implements Broker {
 
   async ping(): Promise<void> {
     for (const c of [this.clients.command, this.clients.subscriber]) {
-      if (c.status !== 'ready') throw new Error(`Redis connection is ${c.status}`);
+      if (c.status !== 'ready')
+        throw new InternalError('APIX_ERR_REDIS_UNAVAILABLE', `Redis connection is ${c.status}`);
     }
     await withTimeout(this.clients.command.ping(), this.pingTimeoutMs);
   }
@@ -431,11 +436,12 @@ async function unavailableOnFailure<T>(what: string, p: Promise<T>): Promise<T> 
   try {
     return await p;
   } catch (err) {
-    if ((err as Error)?.name === 'ReplyError') throw err;
+    const kind = redisFailureKind(err);
+    if (kind === 'reply' || kind === 'internal') throw err;
     const message = (err as Error)?.message ?? '';
-    // ioredis refuses a command it could not write ("Stream isn't writeable"); any other failure (the
-    // connection closed under a command in flight, a timeout) may come after Redis applied it.
-    const notSent = /isn't writeable|is not writeable|^Connection is closed/i.test(message);
+    // A command ioredis never wrote failed cleanly; any other failure (the connection closed under a
+    // command in flight, a timeout) may come after Redis applied it.
+    const notSent = kind === 'not-sent';
     throw new ApixError(
       'UNAVAILABLE',
       notSent

@@ -15,6 +15,7 @@
  */
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
 import { ApixError } from '@apix/protocol/errors';
+import { InternalError } from '@apix/protocol/internal-errors';
 
 export interface EncryptionKey {
   /** A positive integer; the highest is the newest. */
@@ -60,13 +61,18 @@ export class AtRestCipher {
   constructor(keyring: Keyring) {
     for (const { version, key } of keyring.keys) {
       if (!Number.isInteger(version) || version < 1)
-        throw new Error(`key version ${version} is not a positive integer`);
-      if (key.length !== 32) throw new Error(`key version ${version} is not 32 bytes`);
-      if (this.masters.has(version)) throw new Error(`key version ${version} is listed twice`);
+        throw new InternalError('APIX_ERR_KEYRING', `key version ${version} is not a positive integer`);
+      if (key.length !== 32)
+        throw new InternalError('APIX_ERR_KEYRING', `key version ${version} is not 32 bytes`);
+      if (this.masters.has(version))
+        throw new InternalError('APIX_ERR_KEYRING', `key version ${version} is listed twice`);
       this.masters.set(version, Buffer.from(key));
     }
     if (!this.masters.has(keyring.active))
-      throw new Error(`active key version ${keyring.active} is not in the keyring`);
+      throw new InternalError(
+        'APIX_ERR_KEYRING',
+        `active key version ${keyring.active} is not in the keyring`,
+      );
     this.active = keyring.active;
   }
 

@@ -23,6 +23,7 @@ import { bearerToken, readJson, sendJson } from './router.ts';
 import { historyPage, sendHistoryPage } from './history-page.ts';
 import { credentialClientType } from '../auth/client-type.ts';
 import type { HttpRouter } from './router.ts';
+import { InternalError } from '@apix/protocol/internal-errors';
 
 export interface ReadinessCheck {
   readonly name: string;
@@ -188,7 +189,7 @@ export function registerApi(http: HttpRouter, deps: HttpApiDeps): void {
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms);
+    const t = setTimeout(() => reject(new InternalError('APIX_ERR_TIMEOUT', `no answer in ${ms} ms`)), ms);
     p.then(
       (v) => (clearTimeout(t), resolve(v)),
       (e) => (clearTimeout(t), reject(e)),

@@ -22,12 +22,13 @@ import type {
   ChannelRegistry,
   ChannelSettings,
 } from '../subscriptions/channel-registry.ts';
+import { InternalError } from '@apix/protocol/internal-errors';
 
 export const DASHBOARD_CHANNEL = 'org:apix-dashboard';
 export const DASHBOARD_EVENT_TYPE = 'apix.stats';
 
 const parsed = parseChannel(DASHBOARD_CHANNEL);
-if (!parsed.ok) throw new Error(parsed.reason);
+if (!parsed.ok) throw new InternalError('APIX_ERR_INVALID_ARGUMENT', parsed.reason);
 const DASHBOARD_PARSED: ParsedChannel = parsed.channel;
 
 export const DASHBOARD_CHANNEL_SETTINGS: ChannelSettings = {

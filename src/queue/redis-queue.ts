@@ -10,6 +10,7 @@ import type { RedisClient } from '../redis/client.ts';
 import type { RedisKeys } from '../redis/keys.ts';
 import { runScript } from '../redis/scripts.ts';
 import type { DrainResult, OfflineQueue, QueuedFrame } from './queue.ts';
+import { InternalError } from '@apix/protocol/internal-errors';
 
 export interface RedisOfflineQueueOptions {
   /** Frames kept per session; a push beyond drops the oldest and counts it. */
@@ -29,7 +30,8 @@ export class RedisOfflineQueue implements OfflineQueue {
     private readonly keys: RedisKeys,
     private readonly options: RedisOfflineQueueOptions,
   ) {
-    if (!(options.maxPerSession >= 1)) throw new Error('maxPerSession must be at least 1');
+    if (!(options.maxPerSession >= 1))
+      throw new InternalError('APIX_ERR_INVALID_ARGUMENT', 'maxPerSession must be at least 1');
     this.clock = options.clock ?? systemClock;
   }
 

@@ -15,8 +15,9 @@
  * not resend in-flight commands after a reconnect, and fails those in flight when the connection closes, so a
  * publish during an outage fails at once and is never applied twice. ioredis keeps reconnecting in the background.
  */
-import { Cluster, Redis } from 'ioredis';
+import { Cluster, Redis, ReplyError } from 'ioredis';
 import type { ClusterOptions, RedisOptions } from 'ioredis';
+import { InternalError, isInternalError } from '@apix/protocol/internal-errors';
 
 export type RedisClient = Redis | Cluster;
 
@@ -56,7 +57,7 @@ interface ParsedAddress {
 /** Parses a REDIS_URL (see the module doc) or a list of cluster seeds. Throws with a readable message. */
 export function parseRedisAddress(address: string | readonly string[]): ParsedAddress {
   if (typeof address !== 'string') {
-    if (address.length === 0) throw new Error('no Redis cluster nodes given');
+    if (address.length === 0) throw new InternalError('APIX_ERR_REDIS_URL', 'no Redis cluster nodes given');
     return {
       cluster: true,
       tls: false,
@@ -67,7 +68,7 @@ export function parseRedisAddress(address: string | readonly string[]): ParsedAd
     };
   }
   const m = /^(rediss?)(\+cluster)?:\/\/(.*)$/.exec(address);
-  if (!m) throw new Error(`not a Redis URL: ${address}`);
+  if (!m) throw new InternalError('APIX_ERR_REDIS_URL', `not a Redis URL: ${address}`);
   const tls = m[1] === 'rediss';
   const cluster = m[2] !== undefined;
   let rest = m[3]!;
@@ -89,19 +90,22 @@ export function parseRedisAddress(address: string | readonly string[]): ParsedAd
     const dbText = rest.slice(slash + 1).split('?')[0]!;
     rest = rest.slice(0, slash);
     if (dbText !== '') {
-      if (!/^\d+$/.test(dbText)) throw new Error(`bad Redis database number: ${dbText}`);
+      if (!/^\d+$/.test(dbText))
+        throw new InternalError('APIX_ERR_REDIS_URL', `bad Redis database number: ${dbText}`);
       db = Number(dbText);
-      if (cluster && db !== 0) throw new Error('Redis Cluster has only database 0');
+      if (cluster && db !== 0)
+        throw new InternalError('APIX_ERR_REDIS_URL', 'Redis Cluster has only database 0');
     }
   }
   const nodes = (rest === '' ? ['127.0.0.1:6379'] : rest.split(',')).map(hostPort);
-  if (!cluster && nodes.length > 1) throw new Error('several Redis hosts need redis+cluster://');
+  if (!cluster && nodes.length > 1)
+    throw new InternalError('APIX_ERR_REDIS_URL', 'several Redis hosts need redis+cluster://');
   return { cluster, tls, nodes, username, password, db };
 }
 
 function hostPort(text: string): { host: string; port: number } {
   const m = /^\[?([^\]]*?)\]?(?::(\d+))?$/.exec(text.trim());
-  if (!m || m[1] === '') throw new Error(`bad Redis host: ${text}`);
+  if (!m || m[1] === '') throw new InternalError('APIX_ERR_REDIS_URL', `bad Redis host: ${text}`);
   return { host: m[1]!, port: m[2] === undefined ? 6379 : Number(m[2]) };
 }
 
@@ -174,7 +178,11 @@ export async function createRedisClients(
   } catch (err) {
     command.disconnect();
     subscriber.disconnect();
-    throw new Error(`cannot connect to Redis at ${describe(a)}: ${(err as Error).message}`, { cause: err });
+    throw new InternalError(
+      'APIX_ERR_REDIS_UNAVAILABLE',
+      `cannot connect to Redis at ${describe(a)}: ${(err as Error).message}`,
+      { cause: err },
+    );
   }
   return { mode: a.cluster ? 'cluster' : 'standalone', sharded, command, subscriber, close };
 }
@@ -199,7 +207,32 @@ function describe(a: ParsedAddress): string {
 export function withTimeout<T>(p: Promise<T>, ms: number, what = 'Redis'): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const t = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not answer within ${ms} ms`)), ms);
+    timer = setTimeout(
+      () => reject(new InternalError('APIX_ERR_TIMEOUT', `${what} did not answer within ${ms} ms`)),
+      ms,
+    );
   });
   return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * ioredis's own errors for a command it never wrote: no connection and no offline queue, or a client that
+ * ended. ioredis builds them as plain Errors and tells them apart by these exact messages itself
+ * (its `CONNECTION_CLOSED_ERROR_MSG`); they are ioredis's, never ours.
+ */
+const IOREDIS_NOT_WRITTEN: ReadonlySet<string> = new Set([
+  "Stream isn't writeable and enableOfflineQueue options is false",
+  'Connection is closed.',
+]);
+
+/**
+ * What a failed Redis command means, by the error's type: `reply` (Redis refused it: a ReplyError),
+ * `not-sent` (it never left the node), `unknown` (it failed after it was written: it may have been
+ * applied), or `internal` (one of ours, e.g. a missing Lua script: not a Redis failure).
+ */
+export function redisFailureKind(err: unknown): 'reply' | 'not-sent' | 'unknown' | 'internal' {
+  if (err instanceof ReplyError) return 'reply';
+  if (isInternalError(err)) return isInternalError(err, 'APIX_ERR_TIMEOUT') ? 'unknown' : 'internal';
+  if (err instanceof Error && IOREDIS_NOT_WRITTEN.has(err.message)) return 'not-sent';
+  return 'unknown';
 }

@@ -8,6 +8,7 @@
  * between the first `{` and the next `}`, so any `{`/`}` in user data would move it: channel and room
  * keys (`[A-Za-z0-9_:/-]`) cannot contain them, and other ids are escaped (`tag()`) when they could.
  */
+import { InternalError } from '@apix/protocol/internal-errors';
 
 /** Characters that appear in channel engine keys (`<org>/<name>`); no glob or hash-tag metacharacters. */
 const SAFE_KEY_RE = /^[A-Za-z0-9_:/.-]+$/;
@@ -16,7 +17,11 @@ export const DEFAULT_KEY_PREFIX = 'apix:';
 
 export class RedisKeys {
   constructor(readonly prefix: string = DEFAULT_KEY_PREFIX) {
-    if (/[{}]/.test(prefix)) throw new Error('the Redis key prefix must not contain "{" or "}" (hash tags)');
+    if (/[{}]/.test(prefix))
+      throw new InternalError(
+        'APIX_ERR_REDIS_KEY',
+        'the Redis key prefix must not contain "{" or "}" (hash tags)',
+      );
   }
 
   /** The stream holding a channel's history (its ids are the event ids). */
@@ -108,7 +113,7 @@ export class RedisKeys {
 
 function safe(channelKey: string): string {
   if (!SAFE_KEY_RE.test(channelKey))
-    throw new Error(`not a channel engine key: ${JSON.stringify(channelKey)}`);
+    throw new InternalError('APIX_ERR_REDIS_KEY', `not a channel engine key: ${JSON.stringify(channelKey)}`);
   return channelKey;
 }
 

@@ -6,6 +6,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { RedisClient } from './client.ts';
+import { InternalError } from '@apix/protocol/internal-errors';
 
 export type ScriptName =
   | 'publish'
@@ -33,7 +34,11 @@ const sources: ReadonlyMap<string, ScriptSource> = new Map(
     .filter((f) => f.endsWith('.lua'))
     .map((f) => {
       const m = /^(.+)-(\d+)\.lua$/.exec(f);
-      if (!m) throw new Error(`Lua script ${f} must be named <name>-<numKeys>.lua`);
+      if (!m)
+        throw new InternalError(
+          'APIX_ERR_REDIS_SCRIPT',
+          `Lua script ${f} must be named <name>-<numKeys>.lua`,
+        );
       const name = m[1]!;
       const source: ScriptSource = {
         lua: readFileSync(dir + f, 'utf8'),
@@ -61,9 +66,12 @@ export function runScript(
   args: readonly (string | number)[],
 ): Promise<unknown> {
   const s = sources.get(name);
-  if (s === undefined) throw new Error(`no Lua script named ${name}`);
+  if (s === undefined) throw new InternalError('APIX_ERR_REDIS_SCRIPT', `no Lua script named ${name}`);
   if (keys.length !== s.numberOfKeys)
-    throw new Error(`script ${name} takes ${s.numberOfKeys} keys, got ${keys.length}`);
+    throw new InternalError(
+      'APIX_ERR_REDIS_SCRIPT',
+      `script ${name} takes ${s.numberOfKeys} keys, got ${keys.length}`,
+    );
   register(client);
   const fn = (client as unknown as Record<string, (...a: (string | number)[]) => Promise<unknown>>)[
     s.command

@@ -20,6 +20,7 @@ import type { Clock } from '../clock.ts';
 import { systemClock } from '../clock.ts';
 import type { PrismaClient } from './database.ts';
 import { createRowId } from './ids.ts';
+import { InternalError } from '@apix/protocol/internal-errors';
 
 export interface ChannelRecordsOptions {
   readonly clock?: Clock;
@@ -145,7 +146,8 @@ export class ChannelRecords {
   /** Replaces a channel's settings (creating its row); `name` is relative to `orgId`. */
   async setSettings(orgId: string, name: string, settings: ChannelSettings): Promise<ApiXChannel> {
     const parsed = parseChannel(name);
-    if (!parsed.ok) throw new Error(`invalid channel "${name}": ${parsed.reason}`);
+    if (!parsed.ok)
+      throw new InternalError('APIX_ERR_INVALID_ARGUMENT', `invalid channel "${name}": ${parsed.reason}`);
     const { key, orgId: owner } = channelRecordKey(orgId, name, parsed.channel.type);
     const value = settingsToJson(settings) as object;
     const row = await this.prisma.apiXChannel.upsert({
@@ -159,7 +161,8 @@ export class ChannelRecords {
   /** Replaces a channel's permission rules, keeping its other settings. */
   async setPermissions(orgId: string, name: string, permissions: ChannelPermissions): Promise<ApiXChannel> {
     const parsed = parseChannel(name);
-    if (!parsed.ok) throw new Error(`invalid channel "${name}": ${parsed.reason}`);
+    if (!parsed.ok)
+      throw new InternalError('APIX_ERR_INVALID_ARGUMENT', `invalid channel "${name}": ${parsed.reason}`);
     const current = await this.get(orgId, name, parsed.channel.type);
     const settings = settingsFromJson(current?.permissions);
     return this.setSettings(orgId, name, { ...settings, permissions });

@@ -12,6 +12,7 @@ import { PrismaPGlite } from 'pglite-prisma-adapter';
 import { PGliteThread } from './pglite-thread.ts';
 import { PrismaClient } from '../generated/prisma/client.ts';
 import { silentLogger, type StoreLogger } from './log.ts';
+import { InternalError } from '@apix/protocol/internal-errors';
 
 export type { PrismaClient } from '../generated/prisma/client.ts';
 
@@ -108,7 +109,10 @@ async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
     return await Promise.race([
       p,
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+        timer = setTimeout(
+          () => reject(new InternalError('APIX_ERR_TIMEOUT', `timed out after ${ms} ms`)),
+          ms,
+        );
       }),
     ]);
   } finally {

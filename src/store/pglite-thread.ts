@@ -14,6 +14,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { messages, types, type Results } from '@electric-sql/pglite';
+import { InternalError } from '@apix/protocol/internal-errors';
 
 export interface WorkerStart {
   readonly dataDir: string;
@@ -114,8 +115,12 @@ export class PGliteThread {
       for (const call of this.calls.values()) call.reject(err);
       this.calls.clear();
     };
-    this.worker.on('error', (err) => stop(new Error(`the embedded database stopped: ${err.message}`)));
-    this.worker.on('exit', (code) => stop(new Error(`the embedded database thread exited (${code})`)));
+    this.worker.on('error', (err) =>
+      stop(new InternalError('APIX_ERR_DB_UNAVAILABLE', `the embedded database stopped: ${err.message}`)),
+    );
+    this.worker.on('exit', (code) =>
+      stop(new InternalError('APIX_ERR_DB_UNAVAILABLE', `the embedded database thread exited (${code})`)),
+    );
   }
 
   get closed(): boolean {
@@ -136,7 +141,7 @@ export class PGliteThread {
       await this.runExec('BEGIN');
       let closed = false;
       const open = (): void => {
-        if (closed) throw new Error('Transaction is closed');
+        if (closed) throw new InternalError('APIX_ERR_CLOSED', 'Transaction is closed');
       };
       const tx: ThreadTransaction = {
         query: async <R>(sql: string, params?: readonly unknown[], options?: ThreadQueryOptions) => {
@@ -277,7 +282,7 @@ export class PGliteThread {
 }
 
 function toError(data: ErrorData): Error {
-  if (!data.database) return new Error(data.message);
+  if (!data.database) return new InternalError('APIX_ERR_DB_UNAVAILABLE', data.message);
   const err = new messages.DatabaseError(data.message, 0, 'error');
   Object.assign(err, data.fields);
   return err;

@@ -2,6 +2,7 @@
  * Event ids: `<ms>-<seq>`, the format of Redis Stream ids, used by every engine so that ids compare the
  * same way everywhere. Ordered within a channel; compared numerically (never as strings).
  */
+import { InternalError } from './internal-errors.ts';
 
 export interface EventIdParts {
   readonly ms: number;
@@ -27,7 +28,7 @@ export function isEventId(id: unknown): id is string {
 export function compareEventIds(a: string, b: string): number {
   const pa = parseEventId(a);
   const pb = parseEventId(b);
-  if (!pa || !pb) throw new Error(`invalid event id: ${!pa ? a : b}`);
+  if (!pa || !pb) throw new InternalError('APIX_ERR_INVALID_ARGUMENT', `invalid event id: ${!pa ? a : b}`);
   if (pa.ms !== pb.ms) return pa.ms < pb.ms ? -1 : 1;
   if (pa.seq !== pb.seq) return pa.seq < pb.seq ? -1 : 1;
   return 0;

@@ -7,10 +7,12 @@ import { loadConfig } from '../../config.ts';
 import { parseArgs, stringOption } from '../args.ts';
 import { resolveJwtSecret } from '../dev-secret.ts';
 import { CLIENT_TYPE_CLAIM, isClientType } from '../../auth/client-type.ts';
+import { InternalError } from '@apix/protocol/internal-errors';
 
 export function parseDuration(text: string): number {
   const m = /^(\d+)(ms|s|m|h|d)?$/.exec(text.trim());
-  if (!m) throw new Error(`invalid duration "${text}" (e.g. 90s, 15m, 1h, 7d)`);
+  if (!m)
+    throw new InternalError('APIX_ERR_INVALID_SETTING', `invalid duration "${text}" (e.g. 90s, 15m, 1h, 7d)`);
   const n = Number(m[1]);
   const unit = m[2] ?? 's';
   return n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[unit as 'ms']!;
