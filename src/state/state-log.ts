@@ -305,15 +305,18 @@ export class StateLog {
     const lines = createInterface({ input: createReadStream(this.path, 'utf8'), crlfDelay: Infinity });
     for await (const line of lines) {
       if (line.length === 0) continue;
-      let r: unknown[];
+      let parsed: unknown;
       try {
-        r = JSON.parse(line) as unknown[];
-        if (!Array.isArray(r)) throw new Error('not a record');
+        parsed = JSON.parse(line);
       } catch {
+        parsed = undefined;
+      }
+      if (!Array.isArray(parsed)) {
         // A torn last line (a crash in the middle of a write), or damage: skipped.
         this.counters.skippedLines++;
         continue;
       }
+      const r = parsed as unknown[];
       this.counters.restored++;
       switch (r[0]) {
         case 'c':
