@@ -7,7 +7,7 @@ import type { ChannelType, ClientType, ParsedChannel } from '@apix/protocol';
 import type { TimerHandle } from '../clock.ts';
 import type { BrokerEvent } from '../broker/broker.ts';
 import type { Connection } from './connection.ts';
-import type { Principal } from './hooks.ts';
+import type { Principal } from '../auth/principal.ts';
 import type { EventFilter } from '../subscriptions/filters.ts';
 
 export class Subscription {
