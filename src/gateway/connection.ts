@@ -7,7 +7,7 @@ import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
 import { ConnectionStatus } from '@apix/protocol';
 import type { ClientType } from '@apix/protocol';
-import type { ConnectionInfo } from './hooks.ts';
+import type { ConnectionInfo } from '../hooks.ts';
 import type { Peer, Principal } from '../auth/principal.ts';
 import type { Session } from './session.ts';
 import type { TokenBucket } from '../ratelimit/token-bucket.ts';

@@ -70,7 +70,7 @@ import { mayNotifyPublisher } from '../tenancy/scope-keys.ts';
 import type { RateLimiter, RateLimitScope } from '../ratelimit/rate-limiter.ts';
 import { Connection, Phase } from './connection.ts';
 import { Session, Subscription, sessionKey } from './session.ts';
-import type { HookBus } from './hooks.ts';
+import type { HookBus } from '../hooks.ts';
 import type { Peer } from '../auth/principal.ts';
 import { encodeControl, encodeError, encodePresence, EventFrames } from './frames.ts';
 import { canRecover, DegradedState, degradeReason } from './qos.ts';

@@ -21,7 +21,7 @@ import type { IncomingMessage } from 'node:http';
 import { z } from 'zod';
 import { ApixError, CloseCode, formatIssues } from '@apix/protocol';
 import type { Authenticator } from '../auth/authenticator.ts';
-import type { HookBus } from '../gateway/hooks.ts';
+import type { HookBus } from '../hooks.ts';
 import type { Principal } from '../auth/principal.ts';
 import type { Connection } from '../gateway/connection.ts';
 import type { Session } from '../gateway/session.ts';

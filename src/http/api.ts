@@ -16,7 +16,7 @@ import type { Broker } from '../broker/broker.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import type { ChannelRegistry } from '../subscriptions/channel-registry.ts';
 import { authorize } from '../subscriptions/permissions.ts';
-import type { HookBus } from '../gateway/hooks.ts';
+import type { HookBus } from '../hooks.ts';
 import type { Peer, Principal } from '../auth/principal.ts';
 import type { Registry } from 'prom-client';
 import type { Presence } from '../presence/presence.ts';

@@ -15,7 +15,7 @@ import type { ParsedChannel } from '@apix/protocol';
 import type { Broker, HistoryOptions } from '../broker/broker.ts';
 import type { Clock, TimerHandle } from '../clock.ts';
 import type { Logger } from '../log.ts';
-import type { GatewayHooks } from '../gateway/hooks.ts';
+import type { GatewayHooks } from '../hooks.ts';
 import { encodeChannelEvent } from '../gateway/frames.ts';
 import type {
   ChannelChangeListener,

@@ -4,7 +4,7 @@
  * (enqueue, count) and must not throw; an exception is caught and logged, never propagated.
  */
 import type { ClientType, ChannelType, ConnectionStatus, ErrorCode } from '@apix/protocol';
-import type { Principal, Peer } from '../auth/principal.ts';
+import type { Principal, Peer } from './auth/principal.ts';
 
 export interface ConnectionInfo {
   readonly connectionId: string;
