@@ -12,7 +12,7 @@ import type { ChannelRegistry } from './subscriptions/channel-registry.ts';
 import type { DeadLetterStore } from './retry/dead-letter.ts';
 import type { ReadinessCheck } from './http/api.ts';
 import type { DurableSink } from './router/event-router.ts';
-import type { DurableEventSource } from './history/durable-replay.ts';
+import type { DurableEventSource } from './broker/durable-replay-broker.ts';
 import {
   createDatabase,
   createRecordRepositories,
