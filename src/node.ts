@@ -45,7 +45,7 @@ import { HttpRouter } from './http/router.ts';
 import { registerApi } from './http/api.ts';
 import { installOperatorTools } from './http/operator.ts';
 import { Internals, registerInternals } from './http/internals.ts';
-import { ReservedChannelRegistry } from './latency/dashboard-feed.ts';
+import { ReservedChannelRegistry } from './subscriptions/reserved-channels.ts';
 import type { ReadinessCheck } from './http/api.ts';
 import type { RateLimitStore } from './ratelimit/rate-limit-store.ts';
 import { MemoryRateLimitStore } from './ratelimit/memory-rate-limit.ts';
