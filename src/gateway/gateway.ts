@@ -57,7 +57,7 @@ import type { ChannelRegistry } from '../subscriptions/channel-registry.ts';
 import { ChannelAccess } from '../subscriptions/access.ts';
 import { credentialClientType } from '../auth/client-type.ts';
 import { compileFilter } from '../subscriptions/filters.ts';
-import { LocalHub } from '../router/hub.ts';
+import { LocalHub } from '../subscriptions/hub.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import { RetryManager } from '../retry/retry-manager.ts';
 import { PendingJournal } from '../retry/pending-journal.ts';
