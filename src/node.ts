@@ -31,6 +31,7 @@ import type { DurableEventSource } from './broker/durable-replay-broker.ts';
 import { MemoryDeadLetterStore } from './retry/dead-letter.ts';
 import type { DeadLetterStore } from './retry/dead-letter.ts';
 import { ApiXGateway } from './gateway/gateway.ts';
+import { buildDelivery } from './node-wiring.ts';
 import { HookBus } from './hooks.ts';
 import type { GatewayHooks } from './hooks.ts';
 import { createMetrics } from './metrics/metrics.ts';
@@ -189,6 +190,18 @@ export function createNode(options: NodeOptions): ApixNode {
     limiter,
     atRest,
   });
+  const delivery = buildDelivery({
+    config,
+    nodeId,
+    clock,
+    random,
+    log,
+    hooks,
+    broker: nodeBroker,
+    channels,
+    deadLetters,
+    pendingStore: engines.pendingStore,
+  });
   const gateway = new ApiXGateway({
     config,
     nodeId,
@@ -200,7 +213,7 @@ export function createNode(options: NodeOptions): ApixNode {
     router,
     offlineQueue,
     sessionStore: engines.sessionStore,
-    ...(engines.pendingStore ? { pendingStore: engines.pendingStore } : {}),
+    delivery,
     presence: engines.presence,
     authenticator,
     channels,

@@ -1,0 +1,106 @@
+/**
+ * The steps of node.ts's createNode that build groups of components. Only node.ts calls them: together they
+ * are the one place where a node is wired.
+ */
+import type { Config } from './config.ts';
+import type { Clock, Random } from './clock.ts';
+import type { Logger } from './log.ts';
+import type { Broker } from './broker/broker.ts';
+import type { HookBus } from './hooks.ts';
+import { Late } from './late.ts';
+import { MemoryPendingStore } from './pending/pending-store.ts';
+import type { PendingStore } from './pending/pending-store.ts';
+import { RetryManager } from './retry/retry-manager.ts';
+import { PendingJournal } from './retry/pending-journal.ts';
+import type { DeadLetterStore } from './retry/dead-letter.ts';
+import { LocalHub } from './subscriptions/hub.ts';
+import type { ChannelRegistry } from './subscriptions/channel-registry.ts';
+import type { Delivery, GatewayCallbacks } from './gateway/delivery.ts';
+
+export interface DeliveryDeps {
+  readonly config: Config;
+  readonly nodeId: string;
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly log: Logger;
+  readonly hooks: HookBus;
+  /** The node's broker stack: the hub fans out what it hands over. */
+  readonly broker: Broker;
+  readonly channels: ChannelRegistry;
+  readonly deadLetters: DeadLetterStore;
+  /** Where in-flight events of acknowledged subscriptions are kept across restarts (memory when absent). */
+  readonly pendingStore: PendingStore | undefined;
+}
+
+/** The retry manager, the pending journal and the hub; the gateway binds `callbacks`. */
+export function buildDelivery(deps: DeliveryDeps): Delivery {
+  const { config, clock, hooks } = deps;
+  const callbacks = new Late<GatewayCallbacks>('the gateway callbacks of the delivery components');
+  const retry = new RetryManager(
+    {
+      ackTimeoutMs: config.ackTimeoutMs,
+      baseMs: config.retry.baseMs,
+      maxMs: config.retry.maxMs,
+      maxAttempts: config.retry.maxAttempts,
+      maxInflight: config.maxInflight,
+      maxWaiting: config.offlineQueueSize,
+      compressThresholdBytes: config.compression.thresholdBytes,
+    },
+    clock,
+    deps.random,
+    deps.deadLetters,
+    {
+      queueAway: (sub, event, attempts) => callbacks.value.queueAway(sub, event, attempts),
+      deadLettered: (sub, event, attempts) => callbacks.value.deadLettered(sub, event, attempts),
+      acked: (sub, event) => {
+        if (hooks.has('onAck'))
+          hooks.emit('onAck', {
+            orgId: sub.session.orgId,
+            channelType: sub.type,
+            publishedAt: event.timestamp,
+            ackedAt: clock.now(),
+          });
+      },
+    },
+  );
+  const pending = new PendingJournal(
+    deps.pendingStore ?? new MemoryPendingStore(1_000_000, () => clock.now()),
+    clock,
+    {
+      nodeId: deps.nodeId,
+      flushMs: config.pending.flushMs,
+      sweepMs: config.pending.sweepMs,
+      sessionTtlMs: config.sessionTtlMs,
+    },
+    (owner, entries) => callbacks.value.deadLetterStored(owner, entries),
+    deps.log,
+  );
+  retry.pending = pending;
+  const hub = new LocalHub(
+    deps.broker,
+    {
+      deliverAcked: (sub, event, frames) => retry.deliver(sub, event, frames),
+      deliverAway: (sub, event) => callbacks.value.queueAway(sub, event, 0),
+      pressure: (conn) => callbacks.value.pressure(conn),
+      coalesceField: (event, channel) =>
+        deps.channels.get(event.key.slice(0, event.key.indexOf('/')), channel.name)?.coalesceKey,
+      hold: (conn, sub, event, frames, key) => callbacks.value.hold(conn, sub, event, frames, key),
+      delivered: (event, channel, recipients, bytes) => {
+        if (recipients > 0 && hooks.has('onDeliver'))
+          hooks.emit('onDeliver', {
+            orgId: event.key.slice(0, event.key.indexOf('/')),
+            channel: channel.name,
+            channelType: channel.type,
+            publishedAt: event.timestamp,
+            deliveredAt: clock.now(),
+            recipients,
+            bytes,
+          });
+      },
+    },
+    config.maxBufferedBytes,
+    config.compression.thresholdBytes,
+    config.qos.degradeBufferedBytes,
+  );
+  return { retry, pending, hub, callbacks };
+}
