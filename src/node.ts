@@ -154,8 +154,14 @@ export function createNode(options: NodeOptions): ApixNode {
       log.warn({ err }, 'rate-limit store unavailable: shared limits not enforced');
     },
   );
-  // History reads (WebSocket replay, HTTP history) of durable channels reach into the records.
-  const historyBroker = options.durableReplay
+  // One broker stack for the whole node: AtRest(DurableReplay(engine)), given to the router, the gateway,
+  // the HTTP API and the operator tools alike. Each layer only changes reads and hands the rest over as is:
+  // - DurableReplay: history reads of durable channels reach past the engine's history into the records.
+  // - AtRest: history and delivered events of channels encrypted at rest are opened once, on this node.
+  // Publishing goes straight through both (ForwardingBroker.publish), so the router, which seals an
+  // encrypted channel's frame itself before it publishes, seals it once, and the engine stores it sealed.
+  // The broker readiness check and the memory engine's gauges look at the engine itself (engines.broker).
+  const durableReplay = options.durableReplay
     ? new DurableReplayBroker(engines.broker, {
         source: options.durableReplay,
         channels,
@@ -165,13 +171,13 @@ export function createNode(options: NodeOptions): ApixNode {
         peerFlushWaitMs: engines.broker.name === 'memory' ? 0 : config.recordsFlushIntervalMs + 1_000,
         onError: (err, key) => log.warn({ err, key }, 'durable replay failed; answering from history only'),
       })
-    : engines.broker;
+    : undefined;
   // Channels encrypted at rest: the engines store sealed frames (sealed once, by the router); this node
   // opens each one once, when the engine hands it over, and the queue keeps them sealed.
   const atRest = config.encryption ? new AtRestCipher(config.encryption) : undefined;
   const onAtRestError: AtRestErrorHandler = (err, key, id) =>
     log.error({ err, key, id }, 'encrypted entry cannot be opened: not delivered');
-  const nodeBroker = new AtRestBroker(historyBroker, atRest, onAtRestError);
+  const broker = new AtRestBroker(durableReplay ?? engines.broker, atRest, onAtRestError);
   const offlineQueue = new AtRestOfflineQueue(
     engines.offlineQueue,
     atRest,
@@ -181,7 +187,7 @@ export function createNode(options: NodeOptions): ApixNode {
     },
     onAtRestError,
   );
-  const router = new EventRouter(engines.broker, channels, hooks, clock, {
+  const router = new EventRouter(broker, channels, hooks, clock, {
     maxMessageBytes: config.maxMessageBytes,
     shape: { maxDepth: config.jsonBounds.payloadMaxDepth, maxWidth: config.jsonBounds.payloadMaxWidth },
     history: { size: config.history.size, ttlMs: config.history.ttlMs },
@@ -197,7 +203,7 @@ export function createNode(options: NodeOptions): ApixNode {
     random,
     log,
     hooks,
-    broker: nodeBroker,
+    broker,
     channels,
     deadLetters,
     pendingStore: engines.pendingStore,
@@ -209,7 +215,7 @@ export function createNode(options: NodeOptions): ApixNode {
     random,
     log,
     hooks,
-    broker: nodeBroker,
+    broker,
     router,
     offlineQueue,
     sessionStore: engines.sessionStore,
@@ -261,16 +267,16 @@ export function createNode(options: NodeOptions): ApixNode {
     'Pending entries of expired sessions dead-lettered by this node',
     () => gateway.pending.swept,
   );
-  if (historyBroker instanceof DurableReplayBroker) {
+  if (durableReplay) {
     pendingGauge(
       'apix_durable_replays',
       'Replays of durable channels that reached past the history into the records',
-      () => historyBroker.replays,
+      () => durableReplay.replays,
     );
     pendingGauge(
       'apix_durable_replayed_events',
       'Events replayed from the records (past the history)',
-      () => historyBroker.replayedFromRecords,
+      () => durableReplay.replayedFromRecords,
     );
   }
   const stateLog = engines.stateLog;
@@ -308,7 +314,7 @@ export function createNode(options: NodeOptions): ApixNode {
   const httpRouter = new HttpRouter(config.allowedOrigins);
   registerApi(httpRouter, {
     authenticator,
-    broker: nodeBroker,
+    broker,
     router,
     channels,
     hooks,
@@ -332,7 +338,7 @@ export function createNode(options: NodeOptions): ApixNode {
     metrics,
     http: httpRouter,
     authenticator,
-    broker: historyBroker,
+    broker,
     gateway,
     maxBodyBytes: config.maxMessageBytes,
     revocations,
