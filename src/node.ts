@@ -12,7 +12,8 @@ import { systemClock } from './clock.ts';
 import { createLogger } from './log.ts';
 import type { Logger } from './log.ts';
 import { WS_PATH } from '@apix/protocol';
-import { memoryEngines } from './engines.ts';
+import { createEngines, memoryEngines } from './engines.ts';
+import type { Records } from './records.ts';
 import type { Engines } from './engines.ts';
 import type { Authenticator } from './auth/authenticator.ts';
 import { EventRouter } from './router/event-router.ts';
@@ -164,6 +165,55 @@ function nodeHandle(
     },
   };
   return node;
+}
+
+/** `openNode` could not open the engines or the records (`message` says which; `cause` is why). */
+export class NodeOpenError extends Error {}
+
+/**
+ * What `apix serve` runs: the engines the config selects, the records when APIX_RECORDS is on (loaded
+ * only then), and the node over both, with the records' audit API and gauges attached.
+ */
+export async function openNode(
+  config: Config,
+  deps: { readonly log: Logger; readonly tls?: TlsFiles },
+): Promise<{ readonly node: ApixNode; readonly records: Records | undefined }> {
+  let engines: Engines;
+  try {
+    engines = await createEngines(config, { nodeId: config.nodeId!, logger: deps.log });
+  } catch (err) {
+    throw new NodeOpenError('cannot start the engines', { cause: err });
+  }
+  let records: Records | undefined;
+  if (config.records) {
+    try {
+      const { openRecords } = await import('./records.ts');
+      records = await openRecords(config, { clock: systemClock, random: Math.random, log: deps.log });
+    } catch (err) {
+      await engines.close();
+      throw new NodeOpenError('cannot open the database', { cause: err });
+    }
+  }
+  const node = createNode({
+    config,
+    engines,
+    logger: deps.log,
+    ...(deps.tls ? { tls: deps.tls } : {}),
+    ...(records
+      ? {
+          apiKeys: records.apiKeys,
+          channels: records.channels,
+          deadLetters: records.deadLetters,
+          hooks: records.hooks,
+          readiness: records.readiness,
+          durable: records.durable,
+          durableReplay: records.durableReplay,
+        }
+      : {}),
+  });
+  records?.attach(node);
+  if (records) node.internals.add('records', records);
+  return { node, records };
 }
 
 function hostFor(host: string): string {
