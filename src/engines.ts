@@ -1,12 +1,28 @@
 /**
- * Picks the engines from the config: in memory by default, Redis when REDIS_URL is set. The engines
- * share one pair of Redis connections, created here and closed with them.
+ * The engine factories: in memory by default (`memoryEngines`), Redis when REDIS_URL is set (the Redis
+ * engines share one pair of Redis connections, created here and closed with them). node.ts takes the
+ * engines it is given; this module never imports node.ts.
  */
 import type { Config } from './config.ts';
 import { systemClock } from './clock.ts';
 import type { Clock } from './clock.ts';
-import { memoryEngines } from './node.ts';
-import type { Engines } from './node.ts';
+import type { Broker } from './broker/broker.ts';
+import { MemoryBroker, MemoryBrokerBus } from './broker/memory-broker.ts';
+import type { OfflineQueue } from './queue/queue.ts';
+import { MemoryOfflineQueue } from './queue/memory-queue.ts';
+import type { SessionStore } from './sessions/session-store.ts';
+import { MemorySessionStore } from './sessions/memory-session-store.ts';
+import type { Presence } from './presence/presence.ts';
+import { MemoryPresence } from './presence/memory-presence.ts';
+import type { RateLimitStore } from './ratelimit/rate-limit-store.ts';
+import { MemoryRateLimitStore } from './ratelimit/memory-rate-limit.ts';
+import { MemoryPendingStore } from './pending/pending-store.ts';
+import type { PendingStore } from './pending/pending-store.ts';
+import type { RevocationStore } from './auth/revocation-store.ts';
+import { MemoryRevocationStore } from './auth/memory-revocation.ts';
+import type { SuspensionStore } from './suspension/suspension-store.ts';
+import { MemorySuspensionStore } from './suspension/memory-suspension-store.ts';
+import type { ReadinessCheck } from './http/api.ts';
 import { createRedisClients } from './redis/client.ts';
 import { RedisKeys } from './redis/keys.ts';
 import { RedisBroker } from './broker/redis-broker.ts';
@@ -17,10 +33,6 @@ import { RedisRateLimitStore } from './ratelimit/redis-rate-limit.ts';
 import { RedisPendingStore } from './pending/redis-pending-store.ts';
 import { RedisRevocationStore } from './auth/redis-revocation.ts';
 import { RedisSuspensionStore } from './suspension/redis-suspension-store.ts';
-import type { MemoryBroker } from './broker/memory-broker.ts';
-import type { MemorySessionStore } from './sessions/memory-session-store.ts';
-import type { MemoryOfflineQueue } from './queue/memory-queue.ts';
-import type { MemoryPendingStore } from './pending/pending-store.ts';
 import { StateLog } from './state/state-log.ts';
 import { silentLogger } from './store/log.ts';
 import type { StoreLogger } from './store/log.ts';
@@ -62,6 +74,79 @@ async function embeddedEngines(config: Config, clock: Clock, logger: StoreLogger
       // After the gateway drained (its sessions saved): the last write, then the engines.
       await state.close();
       await engines.close();
+    },
+  };
+}
+
+/** The engines a node runs on: memory (embedded) or shared (Redis). */
+export interface Engines {
+  readonly broker: Broker;
+  readonly offlineQueue: OfflineQueue;
+  readonly sessionStore: SessionStore;
+  readonly presence: Presence;
+  /** Shared rate-limit buckets (channel, organization, address). */
+  readonly rateLimits: RateLimitStore;
+  /** In-flight events of acknowledged subscriptions, kept across restarts (memory when absent). */
+  readonly pendingStore?: PendingStore;
+  /** Revoked tokens, shared by the nodes (absent: a memory store of this node). */
+  readonly revocations?: RevocationStore;
+  /** Suspensions (session, user, API key), shared by the nodes (absent: a memory store of this node). */
+  readonly suspensions?: SuspensionStore;
+  /** The memory engines' state log in the data dir (absent: their state ends with the process). */
+  readonly stateLog?: StateLog;
+  readonly readiness: readonly ReadinessCheck[];
+  close(): Promise<void>;
+}
+
+/** Nodes over one MemoryBrokerBus share their pending entries, as Redis nodes do. */
+const busPending = new WeakMap<MemoryBrokerBus, MemoryPendingStore>();
+function busPendingStore(bus: MemoryBrokerBus, clock: Clock): MemoryPendingStore {
+  let store = busPending.get(bus);
+  if (!store) busPending.set(bus, (store = new MemoryPendingStore(1_000_000, () => clock.now())));
+  return store;
+}
+
+/** Nodes over one MemoryBrokerBus share their rate limits too, as Redis nodes do. */
+const busRateLimits = new WeakMap<MemoryBrokerBus, MemoryRateLimitStore>();
+/** And their revocations. */
+const busRevocations = new WeakMap<MemoryBrokerBus, MemoryRevocationStore>();
+/** And their suspensions. */
+const busSuspensions = new WeakMap<MemoryBrokerBus, MemorySuspensionStore>();
+
+export function memoryEngines(config: Config, clock: Clock, bus?: MemoryBrokerBus): Engines {
+  const sharedBus =
+    bus ?? new MemoryBrokerBus(clock, config.history.maxChannels, 100_000, config.history.maxBytes);
+  let rateLimits = busRateLimits.get(sharedBus);
+  if (!rateLimits) busRateLimits.set(sharedBus, (rateLimits = new MemoryRateLimitStore(clock)));
+  let revocations = busRevocations.get(sharedBus);
+  if (!revocations) busRevocations.set(sharedBus, (revocations = new MemoryRevocationStore(clock)));
+  let suspensions = busSuspensions.get(sharedBus);
+  if (!suspensions) busSuspensions.set(sharedBus, (suspensions = new MemorySuspensionStore(clock)));
+  const broker = new MemoryBroker(sharedBus, { size: config.history.size, ttlMs: config.history.ttlMs });
+  const presence = new MemoryPresence(sharedBus.presence, { ttlMs: config.presenceTtlMs });
+  // Housekeeping: what expires by time (history past its TTL, idempotency keys past their window, rate
+  // buckets full again) is dropped even when no traffic comes to trigger it, as Redis expires keys itself.
+  const housekeeping = setInterval(() => {
+    const now = clock.now();
+    sharedBus.history.sweep(now, config.history.ttlMs);
+    sharedBus.idempotency.expire(now);
+    rateLimits.sweep(now);
+  }, 5_000);
+  housekeeping.unref();
+  return {
+    broker,
+    offlineQueue: new MemoryOfflineQueue(config.offlineQueueSize),
+    sessionStore: new MemorySessionStore(clock),
+    pendingStore: busPendingStore(sharedBus, clock),
+    presence,
+    rateLimits,
+    revocations,
+    suspensions,
+    readiness: [],
+    async close() {
+      clearInterval(housekeeping);
+      await presence.close();
+      await broker.close();
     },
   };
 }

@@ -3,117 +3,40 @@
  * when REDIS_URL is set), builds every component with its dependencies, and serves WebSocket and HTTP on
  * one port. The only place where components are put together.
  */
-import { createServer } from 'node:http';
 import type { Server } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import type { Registry } from 'prom-client';
-import { Gauge } from 'prom-client';
-import { MemoryPendingStore } from './pending/pending-store.ts';
-import type { PendingStore } from './pending/pending-store.ts';
 import type { Config } from './config.ts';
 import { systemClock } from './clock.ts';
-import type { Clock, Random } from './clock.ts';
 import { createLogger } from './log.ts';
 import type { Logger } from './log.ts';
 import { WS_PATH } from '@apix/protocol';
-import type { Broker } from './broker/broker.ts';
-import { MemoryBroker, MemoryBrokerBus } from './broker/memory-broker.ts';
-import type { OfflineQueue } from './queue/queue.ts';
-import { MemoryOfflineQueue } from './queue/memory-queue.ts';
-import type { SessionStore } from './sessions/session-store.ts';
-import type { Presence } from './presence/presence.ts';
-import { MemoryPresence } from './presence/memory-presence.ts';
-import { MemorySessionStore } from './sessions/memory-session-store.ts';
-import { Authenticator } from './auth/authenticator.ts';
-import { ChainedApiKeyStore, StaticApiKeyStore } from './auth/api-keys.ts';
-import type { ApiKeyStore } from './auth/api-keys.ts';
-import { MemoryChannelRegistry } from './subscriptions/channel-registry.ts';
-import type { ChannelRegistry } from './subscriptions/channel-registry.ts';
+import { createEngines, memoryEngines } from './engines.ts';
+import type { Records } from './records.ts';
+import type { Engines } from './engines.ts';
+import type { Authenticator } from './auth/authenticator.ts';
 import { EventRouter } from './router/event-router.ts';
-import type { DurableSink } from './router/event-router.ts';
-import { DurableReplayBroker } from './history/durable-replay.ts';
-import type { DurableEventSource } from './history/durable-replay.ts';
-import { MemoryDeadLetterStore } from './retry/dead-letter.ts';
-import type { DeadLetterStore } from './retry/dead-letter.ts';
 import { ApiXGateway } from './gateway/gateway.ts';
-import { HookBus } from './gateway/hooks.ts';
-import type { GatewayHooks } from './gateway/hooks.ts';
+import {
+  buildAccess,
+  buildBrokerStack,
+  buildDelivery,
+  buildHttp,
+  createHttpServer,
+  registerNodeGauges,
+} from './node-wiring.ts';
+import type { NodeBase, NodeOptions } from './node-wiring.ts';
+import { HookBus } from './hooks.ts';
 import { createMetrics } from './metrics/metrics.ts';
-import { HttpRouter } from './http/router.ts';
-import { registerApi } from './http/api.ts';
-import { installOperatorTools } from './http/operator.ts';
-import { Internals, registerInternals } from './http/internals.ts';
-import { ReservedChannelRegistry } from './latency/dashboard-feed.ts';
-import type { ReadinessCheck } from './http/api.ts';
-import type { RateLimitStore } from './ratelimit/rate-limit-store.ts';
-import { MemoryRateLimitStore } from './ratelimit/memory-rate-limit.ts';
-import type { RevocationStore } from './auth/revocation-store.ts';
-import { MemoryRevocationStore } from './auth/memory-revocation.ts';
-import type { SuspensionStore } from './suspension/suspension-store.ts';
+import type { HttpRouter } from './http/router.ts';
+import type { Internals } from './http/internals.ts';
 import { MemorySuspensionStore } from './suspension/memory-suspension-store.ts';
-import { RateLimiter } from './ratelimit/rate-limiter.ts';
 import { loadTlsFiles } from './tls.ts';
-import { AtRestCipher } from './crypto/at-rest.ts';
-import { AtRestBroker, AtRestOfflineQueue, splitChannelKey } from './crypto/at-rest-engines.ts';
-import type { AtRestErrorHandler } from './crypto/at-rest-engines.ts';
 import type { TlsFiles } from './tls.ts';
-import { rawHttpResponse } from './security-headers.ts';
-import type { StateLog } from './state/state-log.ts';
+import type { OperatorTools } from './http/operator.ts';
 
-/** The engines a node runs on: memory (embedded) or shared (Redis). */
-export interface Engines {
-  readonly broker: Broker;
-  readonly offlineQueue: OfflineQueue;
-  readonly sessionStore: SessionStore;
-  readonly presence: Presence;
-  /** Shared rate-limit buckets (channel, organization, address). */
-  readonly rateLimits: RateLimitStore;
-  /** In-flight events of acknowledged subscriptions, kept across restarts (memory when absent). */
-  readonly pendingStore?: PendingStore;
-  /** Revoked tokens, shared by the nodes (absent: a memory store of this node). */
-  readonly revocations?: RevocationStore;
-  /** Suspensions (session, user, API key), shared by the nodes (absent: a memory store of this node). */
-  readonly suspensions?: SuspensionStore;
-  /** The memory engines' state log in the data dir (absent: their state ends with the process). */
-  readonly stateLog?: StateLog;
-  readonly readiness: readonly ReadinessCheck[];
-  close(): Promise<void>;
-}
-
-export interface NodeOptions {
-  readonly config: Config;
-  readonly clock?: Clock;
-  readonly random?: Random;
-  readonly logger?: Logger;
-  /** Engines to use instead of the ones the config selects (tests: several nodes on one MemoryBrokerBus). */
-  readonly engines?: Engines;
-  readonly apiKeys?: ApiKeyStore;
-  readonly channels?: ChannelRegistry;
-  readonly deadLetters?: DeadLetterStore;
-  readonly hooks?: readonly GatewayHooks[];
-  /** Where events of durable channels are recorded (the database records). */
-  readonly durable?: DurableSink;
-  /** Reads durable events back (the records), so replay of durable channels reaches past the history. */
-  readonly durableReplay?: DurableEventSource;
-  /** Extra readiness checks (the database). */
-  readonly readiness?: readonly ReadinessCheck[];
-  /** Inbound frame rate per connection, instead of config.rateLimits.connection. */
-  readonly inboundRate?: { readonly perSec: number; readonly burst: number };
-  /** The certificate and key, already read (`apix serve` reads them before opening the engines). */
-  readonly tls?: TlsFiles;
-  /**
-   * HTTP server timeouts against slow clients (slowloris): the request head must arrive within
-   * `headersTimeoutMs` (default 10 s), the whole request within `requestTimeoutMs` (default 30 s); both are
-   * enforced every `checkIntervalMs` (default 1 s; Node's own default of 30 s would let a head trickle for 40 s).
-   */
-  readonly httpTimeouts?: {
-    readonly headersTimeoutMs?: number;
-    readonly requestTimeoutMs?: number;
-    readonly checkIntervalMs?: number;
-  };
-}
+export type { NodeOptions } from './node-wiring.ts';
 
 export interface ApixNode {
   readonly nodeId: string;
@@ -138,134 +61,21 @@ export interface ApixNode {
   close(): Promise<void>;
 }
 
-/** Nodes over one MemoryBrokerBus share their pending entries, as Redis nodes do. */
-const busPending = new WeakMap<MemoryBrokerBus, MemoryPendingStore>();
-function busPendingStore(bus: MemoryBrokerBus, clock: Clock): MemoryPendingStore {
-  let store = busPending.get(bus);
-  if (!store) busPending.set(bus, (store = new MemoryPendingStore(1_000_000, () => clock.now())));
-  return store;
-}
-
-/** Nodes over one MemoryBrokerBus share their rate limits too, as Redis nodes do. */
-const busRateLimits = new WeakMap<MemoryBrokerBus, MemoryRateLimitStore>();
-/** And their revocations. */
-const busRevocations = new WeakMap<MemoryBrokerBus, MemoryRevocationStore>();
-/** And their suspensions. */
-const busSuspensions = new WeakMap<MemoryBrokerBus, MemorySuspensionStore>();
-
-export function memoryEngines(config: Config, clock: Clock, bus?: MemoryBrokerBus): Engines {
-  const sharedBus =
-    bus ?? new MemoryBrokerBus(clock, config.history.maxChannels, 100_000, config.history.maxBytes);
-  let rateLimits = busRateLimits.get(sharedBus);
-  if (!rateLimits) busRateLimits.set(sharedBus, (rateLimits = new MemoryRateLimitStore(clock)));
-  let revocations = busRevocations.get(sharedBus);
-  if (!revocations) busRevocations.set(sharedBus, (revocations = new MemoryRevocationStore(clock)));
-  let suspensions = busSuspensions.get(sharedBus);
-  if (!suspensions) busSuspensions.set(sharedBus, (suspensions = new MemorySuspensionStore(clock)));
-  const broker = new MemoryBroker(sharedBus, { size: config.history.size, ttlMs: config.history.ttlMs });
-  const presence = new MemoryPresence(sharedBus.presence, { ttlMs: config.presenceTtlMs });
-  // Housekeeping: what expires by time (history past its TTL, idempotency keys past their window, rate
-  // buckets full again) is dropped even when no traffic comes to trigger it, as Redis expires keys itself.
-  const housekeeping = setInterval(() => {
-    const now = clock.now();
-    sharedBus.history.sweep(now, config.history.ttlMs);
-    sharedBus.idempotency.expire(now);
-    rateLimits.sweep(now);
-  }, 5_000);
-  housekeeping.unref();
-  return {
-    broker,
-    offlineQueue: new MemoryOfflineQueue(config.offlineQueueSize),
-    sessionStore: new MemorySessionStore(clock),
-    pendingStore: busPendingStore(sharedBus, clock),
-    presence,
-    rateLimits,
-    revocations,
-    suspensions,
-    readiness: [],
-    async close() {
-      clearInterval(housekeeping);
-      await presence.close();
-      await broker.close();
-    },
-  };
-}
-
 export function createNode(options: NodeOptions): ApixNode {
   const { config } = options;
   const clock = options.clock ?? systemClock;
-  const random = options.random ?? Math.random;
   const nodeId = config.nodeId ?? `n${randomBytes(4).toString('hex')}`;
   const log = options.logger ?? createLogger(config.logLevel, nodeId);
   const hooks = new HookBus((name, err) => log.error({ err, hook: name }, 'hook failed'));
   for (const h of options.hooks ?? []) hooks.attach(h);
+  const base: NodeBase = { config, nodeId, clock, random: options.random ?? Math.random, log, hooks };
 
   const engines = options.engines ?? memoryEngines(config, clock);
-  // The admin dashboard's channel has fixed permissions in every organization.
-  const channels = new ReservedChannelRegistry(options.channels ?? new MemoryChannelRegistry());
-  const deadLetters = options.deadLetters ?? new MemoryDeadLetterStore(config.deadLetterSize);
-  const apiKeys = new ChainedApiKeyStore([
-    new StaticApiKeyStore(config.auth.apiKeys),
-    ...(options.apiKeys ? [options.apiKeys] : []),
-  ]);
-  const revocations = engines.revocations ?? new MemoryRevocationStore(clock);
-  let revocationErrorLogged = 0;
-  const authenticator = new Authenticator({
-    ...config.auth,
-    apiKeys,
-    now: () => clock.now(),
-    revocations,
-    onRevocationCheckError: (err) => {
-      // Fail open (Redis down is a wider outage, /readyz says so), and say so at most once a minute.
-      if (clock.now() - revocationErrorLogged < 60_000) return;
-      revocationErrorLogged = clock.now();
-      log.warn(
-        { err },
-        'revocation store unavailable: revoked tokens are only refused on the nodes that heard of them',
-      );
-    },
-  });
-  const tls = options.tls ?? loadTlsFiles(config);
-  let storeErrorLogged = 0;
-  const limiter = new RateLimiter(
-    engines.rateLimits,
-    { ...config.rateLimits, connection: options.inboundRate ?? config.rateLimits.connection },
-    hooks,
-    (err) => {
-      // Fail open, and say so at most once a minute.
-      if (clock.now() - storeErrorLogged < 60_000) return;
-      storeErrorLogged = clock.now();
-      log.warn({ err }, 'rate-limit store unavailable: shared limits not enforced');
-    },
-  );
-  // History reads (WebSocket replay, HTTP history) of durable channels reach into the records.
-  const historyBroker = options.durableReplay
-    ? new DurableReplayBroker(engines.broker, {
-        source: options.durableReplay,
-        channels,
-        clock,
-        maxEvents: config.durableReplayMax,
-        // With shared engines other nodes write their durable events within one flush interval.
-        peerFlushWaitMs: engines.broker.name === 'memory' ? 0 : config.recordsFlushIntervalMs + 1_000,
-        onError: (err, key) => log.warn({ err, key }, 'durable replay failed; answering from history only'),
-      })
-    : engines.broker;
-  // Channels encrypted at rest: the engines store sealed frames (sealed once, by the router); this node
-  // opens each one once, when the engine hands it over, and the queue keeps them sealed.
-  const atRest = config.encryption ? new AtRestCipher(config.encryption) : undefined;
-  const onAtRestError: AtRestErrorHandler = (err, key, id) =>
-    log.error({ err, key, id }, 'encrypted entry cannot be opened: not delivered');
-  const nodeBroker = new AtRestBroker(historyBroker, atRest, onAtRestError);
-  const offlineQueue = new AtRestOfflineQueue(
-    engines.offlineQueue,
-    atRest,
-    (key) => {
-      const [org, name] = splitChannelKey(key);
-      return channels.get(org, name)?.encrypted === true;
-    },
-    onAtRestError,
-  );
-  const router = new EventRouter(engines.broker, channels, hooks, clock, {
+  const access = buildAccess(base, options, engines);
+  const { channels, deadLetters, authenticator, limiter } = access;
+  const stack = buildBrokerStack(base, options, engines, channels);
+  const { broker, atRest } = stack;
+  const router = new EventRouter(broker, channels, hooks, clock, {
     maxMessageBytes: config.maxMessageBytes,
     shape: { maxDepth: config.jsonBounds.payloadMaxDepth, maxWidth: config.jsonBounds.payloadMaxWidth },
     history: { size: config.history.size, ttlMs: config.history.ttlMs },
@@ -274,18 +84,20 @@ export function createNode(options: NodeOptions): ApixNode {
     limiter,
     atRest,
   });
+  const delivery = buildDelivery({
+    ...base,
+    broker,
+    channels,
+    deadLetters,
+    pendingStore: engines.pendingStore,
+  });
   const gateway = new ApiXGateway({
-    config,
-    nodeId,
-    clock,
-    random,
-    log,
-    hooks,
-    broker: nodeBroker,
+    ...base,
+    broker,
     router,
-    offlineQueue,
+    offlineQueue: stack.offlineQueue,
     sessionStore: engines.sessionStore,
-    ...(engines.pendingStore ? { pendingStore: engines.pendingStore } : {}),
+    delivery,
     presence: engines.presence,
     authenticator,
     channels,
@@ -294,196 +106,30 @@ export function createNode(options: NodeOptions): ApixNode {
     suspensions: engines.suspensions ?? new MemorySuspensionStore(clock),
   });
   const metrics = createMetrics(nodeId, hooks, () => gateway.stats(), config.metrics);
-  const pendingGauge = (name: string, help: string, read: () => number) =>
-    new Gauge({
-      name,
-      help,
-      registers: [metrics],
-      collect() {
-        this.set(read());
-      },
-    });
-  pendingGauge(
-    'apix_pending_buffered',
-    'In-flight state changes waiting for the next pending-store write',
-    () => gateway.pending.buffered,
-  );
-  pendingGauge(
-    'apix_pending_writes',
-    'Pending-store batches written (since start)',
-    () => gateway.pending.writes,
-  );
-  pendingGauge(
-    'apix_publish_read_pauses',
-    'Times a connection stopped being read because too many of its publishes were in flight (since start)',
-    () => gateway.publishPauses,
-  );
-  pendingGauge(
-    'apix_pending_write_failures',
-    'Pending-store batches that failed (retried)',
-    () => gateway.pending.failures,
-  );
-  pendingGauge(
-    'apix_pending_dropped',
-    'In-flight entries not persisted: the write buffer was full',
-    () => gateway.pending.dropped,
-  );
-  pendingGauge(
-    'apix_pending_swept',
-    'Pending entries of expired sessions dead-lettered by this node',
-    () => gateway.pending.swept,
-  );
-  if (historyBroker instanceof DurableReplayBroker) {
-    pendingGauge(
-      'apix_durable_replays',
-      'Replays of durable channels that reached past the history into the records',
-      () => historyBroker.replays,
-    );
-    pendingGauge(
-      'apix_durable_replayed_events',
-      'Events replayed from the records (past the history)',
-      () => historyBroker.replayedFromRecords,
-    );
-  }
-  const stateLog = engines.stateLog;
-  if (stateLog) {
-    pendingGauge(
-      'apix_state_log_bytes',
-      'Memory engine: bytes of the state log in the data dir',
-      () => stateLog.bytes,
-    );
-    pendingGauge(
-      'apix_state_log_buffered',
-      'Memory engine: changes waiting for the next state-log write',
-      () => stateLog.buffered,
-    );
-    pendingGauge(
-      'apix_state_log_overflows',
-      'Memory engine: times the state-log buffer was full (the next write was a full snapshot)',
-      () => stateLog.counters.overflows,
-    );
-  }
-  if (engines.broker instanceof MemoryBroker) {
-    const history = engines.broker.bus.history;
-    pendingGauge(
-      'apix_history_bytes',
-      'Memory engine: estimated bytes of retained channel history (bounded by APIX_HISTORY_MAX_BYTES)',
-      () => history.bytes,
-    );
-    pendingGauge(
-      'apix_history_channels',
-      'Memory engine: channels with retained history',
-      () => history.channelCount,
-    );
-  }
-  let draining = false;
-  const httpRouter = new HttpRouter(config.allowedOrigins);
-  registerApi(httpRouter, {
-    authenticator,
-    broker: nodeBroker,
-    router,
-    channels,
-    hooks,
-    metrics,
-    maxBodyBytes: config.maxMessageBytes,
-    historyPageBytes: config.historyPageBytes,
-    readiness: [
-      { name: 'broker', check: () => engines.broker.ping() },
-      ...engines.readiness,
-      ...(options.readiness ?? []),
-    ],
-    isDraining: () => draining,
-    presence: engines.presence,
-  });
+  registerNodeGauges(metrics, gateway, engines, stack.durableReplay);
+  const state = { draining: false };
+  const parts = { engines, access, broker, router, gateway, metrics, isDraining: () => state.draining };
+  const { httpRouter, operator, internals } = buildHttp(base, options, parts);
+  const tls = options.tls ?? loadTlsFiles(config);
+  const server = createHttpServer(options, tls, httpRouter, gateway, log);
+  const built = { nodeId, config, server, gateway, router, hooks, metrics, httpRouter, engines };
+  return nodeHandle({ ...built, authenticator, log, internals }, { tls, operator, state });
+}
 
-  const operator = installOperatorTools({
-    nodeId,
-    clock,
-    log,
-    hooks,
-    metrics,
-    http: httpRouter,
-    authenticator,
-    broker: historyBroker,
-    gateway,
-    maxBodyBytes: config.maxMessageBytes,
-    revocations,
-    tokenRevocationTtlMs: config.tokenRevocationTtlMs,
-    suspensionTtlMs: config.suspensionTtlMs,
-    perEventMetrics: config.metrics,
-  });
-  const internals = new Internals()
-    .add('engines', engines)
-    .add('gateway', gateway)
-    .add('router', router)
-    .add('limiter', limiter)
-    .add('operator', operator)
-    .add('channels', channels)
-    .add('deadLetters', deadLetters)
-    .add('authenticator', authenticator);
-  registerInternals(httpRouter, {
-    nodeId,
-    authenticator,
-    hooks,
-    internals,
-    counters: () => {
-      let awaySessions = 0;
-      for (const session of gateway.sessions.values()) if (!session.isLive) awaySessions++;
-      return { ...gateway.stats(), awaySessions };
-    },
-  });
-
-  const serverOptions = {
-    headersTimeout: options.httpTimeouts?.headersTimeoutMs ?? 10_000,
-    requestTimeout: options.httpTimeouts?.requestTimeoutMs ?? 30_000,
-    connectionsCheckingInterval: options.httpTimeouts?.checkIntervalMs ?? 1_000,
-    maxHeaderSize: 16 * 1024,
-  };
-  const onRequest: Parameters<typeof createServer>[1] = (req, res) => {
-    httpRouter
-      .handle(req, res, (err) => log.error({ err, path: req.url?.split('?')[0] }, 'http handler failed'))
-      .catch(() => {});
-  };
-  // With TLS: HTTPS and WSS on the same port, with the same handlers.
-  const server: Server = tls
-    ? createHttpsServer({ ...serverOptions, cert: tls.cert, key: tls.key }, onRequest)
-    : createServer(serverOptions, onRequest);
-  server.keepAliveTimeout = 5_000;
-  server.on('upgrade', (req, socket, head) => {
-    socket.on('error', () => socket.destroy());
-    const path = (req.url ?? '').split('?')[0];
-    if (path !== WS_PATH) {
-      const json = JSON.stringify({
-        code: 'NOT_FOUND',
-        message: `WebSocket upgrades are served at ${WS_PATH}`,
-      });
-      socket.end(rawHttpResponse(404, { json }));
-      socket.destroy();
-      return;
-    }
-    gateway.handleUpgrade(req, socket, head);
-  });
-  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-    const status =
-      err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-    if (socket.writable) socket.end(rawHttpResponse(status));
-    socket.destroy();
-  });
-
+/** The node as its users see it: its components, listen, its URLs, and a graceful close. */
+function nodeHandle(
+  parts: Omit<ApixNode, 'listen' | 'wsUrl' | 'httpUrl' | 'close'>,
+  own: {
+    readonly tls: TlsFiles | undefined;
+    readonly operator: OperatorTools;
+    readonly state: { draining: boolean };
+  },
+): ApixNode {
+  const { config, server, gateway, engines, log } = parts;
+  const { tls, operator } = own;
   let port = 0;
   const node: ApixNode = {
-    nodeId,
-    config,
-    server,
-    gateway,
-    router,
-    hooks,
-    metrics,
-    httpRouter,
-    engines,
-    authenticator,
-    log,
-    internals,
+    ...parts,
     async listen() {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
@@ -508,7 +154,7 @@ export function createNode(options: NodeOptions): ApixNode {
       return `${tls ? 'https' : 'http'}://${hostFor(config.host)}:${port}`;
     },
     async close() {
-      draining = true;
+      own.state.draining = true;
       operator.stop();
       await gateway.drain();
       await new Promise<void>((resolve) => {
@@ -519,6 +165,55 @@ export function createNode(options: NodeOptions): ApixNode {
     },
   };
   return node;
+}
+
+/** `openNode` could not open the engines or the records (`message` says which; `cause` is why). */
+export class NodeOpenError extends Error {}
+
+/**
+ * What `apix serve` runs: the engines the config selects, the records when APIX_RECORDS is on (loaded
+ * only then), and the node over both, with the records' audit API and gauges attached.
+ */
+export async function openNode(
+  config: Config,
+  deps: { readonly log: Logger; readonly tls?: TlsFiles },
+): Promise<{ readonly node: ApixNode; readonly records: Records | undefined }> {
+  let engines: Engines;
+  try {
+    engines = await createEngines(config, { nodeId: config.nodeId!, logger: deps.log });
+  } catch (err) {
+    throw new NodeOpenError('cannot start the engines', { cause: err });
+  }
+  let records: Records | undefined;
+  if (config.records) {
+    try {
+      const { openRecords } = await import('./records.ts');
+      records = await openRecords(config, { clock: systemClock, random: Math.random, log: deps.log });
+    } catch (err) {
+      await engines.close();
+      throw new NodeOpenError('cannot open the database', { cause: err });
+    }
+  }
+  const node = createNode({
+    config,
+    engines,
+    logger: deps.log,
+    ...(deps.tls ? { tls: deps.tls } : {}),
+    ...(records
+      ? {
+          apiKeys: records.apiKeys,
+          channels: records.channels,
+          deadLetters: records.deadLetters,
+          hooks: records.hooks,
+          readiness: records.readiness,
+          durable: records.durable,
+          durableReplay: records.durableReplay,
+        }
+      : {}),
+  });
+  records?.attach(node);
+  if (records) node.internals.add('records', records);
+  return { node, records };
 }
 
 function hostFor(host: string): string {

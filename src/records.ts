@@ -6,13 +6,13 @@
 import type { Config } from './config.ts';
 import type { Clock, Random } from './clock.ts';
 import type { Logger } from './log.ts';
-import type { GatewayHooks } from './gateway/hooks.ts';
+import type { GatewayHooks } from './hooks.ts';
 import type { ApiKeyStore } from './auth/api-keys.ts';
 import type { ChannelRegistry } from './subscriptions/channel-registry.ts';
 import type { DeadLetterStore } from './retry/dead-letter.ts';
 import type { ReadinessCheck } from './http/api.ts';
 import type { DurableSink } from './router/event-router.ts';
-import type { DurableEventSource } from './history/durable-replay.ts';
+import type { DurableEventSource } from './broker/durable-replay-broker.ts';
 import {
   createDatabase,
   createRecordRepositories,
@@ -27,7 +27,7 @@ import { Gauge } from 'prom-client';
 import type { Registry } from 'prom-client';
 import type { HttpRouter } from './http/router.ts';
 import type { Authenticator } from './auth/authenticator.ts';
-import type { HookBus } from './gateway/hooks.ts';
+import type { HookBus } from './hooks.ts';
 import { registerAuditRoutes } from './http/audit.ts';
 import { InternalError } from '@apix/protocol/internal-errors';
 

@@ -18,11 +18,11 @@ import { SignJWT } from 'jose';
 import WebSocket from 'ws';
 import { EventRouter } from '../../src/router/event-router.ts';
 import type { PublishRequest } from '../../src/router/event-router.ts';
-import type { Principal } from '../../src/gateway/hooks.ts';
+import type { Principal } from '../../src/auth/principal.ts';
 import { PublishOrder } from '../../src/router/publish-order.ts';
 import { MemoryBroker, MemoryBrokerBus } from '../../src/broker/memory-broker.ts';
 import { MemoryChannelRegistry } from '../../src/subscriptions/channel-registry.ts';
-import { HookBus } from '../../src/gateway/hooks.ts';
+import { HookBus } from '../../src/hooks.ts';
 import { systemClock } from '../../src/clock.ts';
 import { freePort, spawnPinned, stop, waitHttp } from '../lib/proc.ts';
 

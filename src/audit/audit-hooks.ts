@@ -4,7 +4,8 @@
  * attempt accepted or refused (with its reason), authentication failure, subscription granted or denied,
  * publish, permission denial, suspension, dead letter and admin action.
  */
-import type { GatewayHooks, HookBus, Peer, Principal } from '../gateway/hooks.ts';
+import type { GatewayHooks, HookBus } from '../hooks.ts';
+import type { Peer, Principal } from '../auth/principal.ts';
 import type { AuditEntryInput, AuditLogger } from './audit-logger.ts';
 import type { DenialAggregator } from './denial-aggregator.ts';
 

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { createRemoteJWKSet, errors as joseErrors, importSPKI, jwtVerify } from 'jose';
 import type { JWTHeaderParameters, JWTPayload, FlattenedJWSInput, CryptoKey, KeyObject } from 'jose';
 import { ApixError, isValidOrgId } from '@apix/protocol';
-import type { Principal } from '../gateway/hooks.ts';
+import type { Principal } from './principal.ts';
 import type { ApiKeyStore } from './api-keys.ts';
 import { looksLikeApiKey } from './api-keys.ts';
 import type { Revocation, RevocationStore } from './revocation-store.ts';

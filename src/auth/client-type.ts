@@ -6,7 +6,7 @@
  * description (records, metrics, presence) and grants nothing.
  */
 import { ClientType } from '@apix/protocol';
-import type { Principal } from '../gateway/hooks.ts';
+import type { Principal } from './principal.ts';
 
 const TYPES = new Set<string>(Object.values(ClientType));
 

@@ -5,7 +5,7 @@
  */
 import { ApixError } from '@apix/protocol';
 import type { Clock } from '../clock.ts';
-import type { Principal } from '../gateway/hooks.ts';
+import type { Principal } from './principal.ts';
 import type { RevocationStore, StoredRevocation } from './revocation-store.ts';
 
 export class MemoryRevocationStore implements RevocationStore {

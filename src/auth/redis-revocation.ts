@@ -6,7 +6,7 @@
  */
 import type { Clock } from '../clock.ts';
 import { systemClock } from '../clock.ts';
-import type { Principal } from '../gateway/hooks.ts';
+import type { Principal } from './principal.ts';
 import type { RedisClient } from '../redis/client.ts';
 import { withTimeout } from '../redis/client.ts';
 import type { RedisKeys } from '../redis/keys.ts';

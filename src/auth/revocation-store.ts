@@ -9,7 +9,7 @@
  * RedisRevocationStore (keys with PX expiry).
  */
 import type { ControlMessage } from '../broker/broker.ts';
-import type { Principal } from '../gateway/hooks.ts';
+import type { Principal } from './principal.ts';
 
 /** One token, by its `jti` claim, in one organization. */
 export interface TokenRevocation {

@@ -5,7 +5,7 @@
  */
 import type { Clock } from '../clock.ts';
 import { systemClock } from '../clock.ts';
-import { MemoryHistory } from '../history/memory-history.ts';
+import { MemoryHistory } from './memory-history.ts';
 import { MemoryPresenceStore } from '../presence/memory-presence.ts';
 import { MemoryIdempotency } from './memory-idempotency.ts';
 import type {

@@ -57,19 +57,20 @@ import type { ChannelRegistry } from '../subscriptions/channel-registry.ts';
 import { ChannelAccess } from '../subscriptions/access.ts';
 import { credentialClientType } from '../auth/client-type.ts';
 import { compileFilter } from '../subscriptions/filters.ts';
-import { LocalHub } from '../router/hub.ts';
+import type { LocalHub } from '../subscriptions/hub.ts';
 import type { EventRouter } from '../router/event-router.ts';
-import { RetryManager } from '../retry/retry-manager.ts';
-import { PendingJournal } from '../retry/pending-journal.ts';
-import { MemoryPendingStore } from '../pending/pending-store.ts';
-import type { PendingEntry, PendingOwner, PendingStore } from '../pending/pending-store.ts';
+import type { RetryManager } from '../retry/retry-manager.ts';
+import type { PendingJournal } from '../retry/pending-journal.ts';
+import type { Delivery } from './delivery.ts';
+import type { PendingEntry, PendingOwner } from '../pending/pending-store.ts';
 import { channelNameFromKey } from '@apix/protocol';
 import type { DeadLetterStore } from '../retry/dead-letter.ts';
 import { localBucket, RateLimitedError } from '../ratelimit/rate-limiter.ts';
 import { mayNotifyPublisher } from '../tenancy/scope-keys.ts';
 import type { RateLimiter, RateLimitScope } from '../ratelimit/rate-limiter.ts';
 import { Connection, Phase, Session, Subscription, sessionKey } from './session.ts';
-import type { HookBus, Peer } from './hooks.ts';
+import type { HookBus } from '../hooks.ts';
+import type { Peer } from '../auth/principal.ts';
 import { encodeControl, encodeError, encodePresence, EventFrames } from './frames.ts';
 import { canRecover, DegradedState, degradeReason } from './qos.ts';
 import { rawHttpResponse } from '../security-headers.ts';
@@ -93,8 +94,8 @@ export interface GatewayDeps {
   readonly deadLetters: DeadLetterStore;
   /** Rate limits: the per-connection ones (`limiter.limits`) and the shared ones. */
   readonly limiter: RateLimiter;
-  /** Where in-flight events of acknowledged subscriptions are kept across restarts (memory by default). */
-  readonly pendingStore?: PendingStore;
+  /** The retry manager, pending journal and hub, built by node.ts; the gateway binds their callbacks. */
+  readonly delivery: Delivery;
   /** Suspensions of sessions, users and API keys, shared by the nodes. */
   readonly suspensions: SuspensionStore;
 }
@@ -177,72 +178,16 @@ export class ApiXGateway {
       const status = req.method === 'GET' ? 400 : 405;
       this.rejectUpgrade(socket, peerOf(req), status, 'BAD_REQUEST', err.message, { headers: version });
     });
-    this.retry = new RetryManager(
-      {
-        ackTimeoutMs: config.ackTimeoutMs,
-        baseMs: config.retry.baseMs,
-        maxMs: config.retry.maxMs,
-        maxAttempts: config.retry.maxAttempts,
-        maxInflight: config.maxInflight,
-        maxWaiting: config.offlineQueueSize,
-        compressThresholdBytes: config.compression.thresholdBytes,
-      },
-      deps.clock,
-      deps.random,
-      deps.deadLetters,
-      {
-        queueAway: (sub, event, attempts) => this.queueAway(sub, event, attempts),
-        deadLettered: (sub, event, attempts) => this.onDeadLettered(sub, event, attempts),
-        acked: (sub, event) => {
-          if (this.deps.hooks.has('onAck'))
-            this.deps.hooks.emit('onAck', {
-              orgId: sub.session.orgId,
-              channelType: sub.type,
-              publishedAt: event.timestamp,
-              ackedAt: this.deps.clock.now(),
-            });
-        },
-      },
-    );
-    this.pending = new PendingJournal(
-      deps.pendingStore ?? new MemoryPendingStore(1_000_000, () => deps.clock.now()),
-      deps.clock,
-      {
-        nodeId: deps.nodeId,
-        flushMs: config.pending.flushMs,
-        sweepMs: config.pending.sweepMs,
-        sessionTtlMs: config.sessionTtlMs,
-      },
-      (owner, entries) => this.deadLetterStored(owner, entries),
-      deps.log,
-    );
-    this.retry.pending = this.pending;
-    this.hub = new LocalHub(
-      deps.broker,
-      {
-        deliverAcked: (sub, event, frames) => this.retry.deliver(sub, event, frames),
-        deliverAway: (sub, event) => this.queueAway(sub, event, 0),
-        pressure: (conn) => this.pressure(conn),
-        coalesceField: (event, channel) =>
-          this.deps.channels.get(event.key.slice(0, event.key.indexOf('/')), channel.name)?.coalesceKey,
-        hold: (conn, sub, event, frames, key) => this.hold(conn, sub, event, frames, key),
-        delivered: (event, channel, recipients, bytes) => {
-          if (recipients > 0 && this.deps.hooks.has('onDeliver'))
-            this.deps.hooks.emit('onDeliver', {
-              orgId: event.key.slice(0, event.key.indexOf('/')),
-              channel: channel.name,
-              channelType: channel.type,
-              publishedAt: event.timestamp,
-              deliveredAt: this.deps.clock.now(),
-              recipients,
-              bytes,
-            });
-        },
-      },
-      config.maxBufferedBytes,
-      this.compressThreshold,
-      config.qos.degradeBufferedBytes,
-    );
+    this.retry = deps.delivery.retry;
+    this.pending = deps.delivery.pending;
+    this.hub = deps.delivery.hub;
+    deps.delivery.callbacks.bind({
+      queueAway: (sub, event, attempts) => this.queueAway(sub, event, attempts),
+      deadLettered: (sub, event, attempts) => this.onDeadLettered(sub, event, attempts),
+      deadLetterStored: (owner, entries) => this.deadLetterStored(owner, entries),
+      pressure: (conn) => this.pressure(conn),
+      hold: (conn, sub, event, frames, key) => this.hold(conn, sub, event, frames, key),
+    });
     deps.broker.onControl((msg) => this.onControl(msg));
     deps.channels.onChange?.((key) => {
       const subs = this.hub.subscribers(key);

@@ -6,7 +6,7 @@ import type { PrismaClient } from '../generated/prisma/client.ts';
 import { ApixError } from '@apix/protocol';
 import { parseAuditQuery, queryAudit } from '../audit/index.ts';
 import type { Authenticator } from '../auth/authenticator.ts';
-import type { HookBus } from '../gateway/hooks.ts';
+import type { HookBus } from '../hooks.ts';
 import { authenticateRequest, peerOfRequest } from './api.ts';
 import { sendJson } from './router.ts';
 import type { HttpRouter } from './router.ts';

@@ -7,7 +7,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Authenticator } from '../auth/authenticator.ts';
-import type { HookBus } from '../gateway/hooks.ts';
+import type { HookBus } from '../hooks.ts';
 import { ApixError } from '@apix/protocol';
 import { authenticateRequest } from './api.ts';
 import { sendJson } from './router.ts';

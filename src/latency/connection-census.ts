@@ -4,7 +4,7 @@
  * hooks could drift across takeovers and resumes). Answers are cached for `maxAgeMs` (250 ms).
  */
 import type { ClientType, ConnectionStatus } from '@apix/protocol';
-import type { Principal } from '../gateway/hooks.ts';
+import type { Principal } from '../auth/principal.ts';
 
 /** What a census reads: the shape of ApiXGateway's `connections` and `sessions` maps. */
 export interface CensusSource {

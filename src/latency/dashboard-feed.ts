@@ -10,18 +10,14 @@
  * trail, the publish metrics, or the very figures they carry. Their history is kept short (the
  * dashboard replays the last two minutes to draw its charts at once).
  */
-import { ApixError, channelKey, parseChannel } from '@apix/protocol';
+import { channelKey, parseChannel } from '@apix/protocol';
 import type { ParsedChannel } from '@apix/protocol';
 import type { Broker, HistoryOptions } from '../broker/broker.ts';
 import type { Clock, TimerHandle } from '../clock.ts';
 import type { Logger } from '../log.ts';
-import type { GatewayHooks } from '../gateway/hooks.ts';
+import type { GatewayHooks } from '../hooks.ts';
 import { encodeChannelEvent } from '../gateway/frames.ts';
-import type {
-  ChannelChangeListener,
-  ChannelRegistry,
-  ChannelSettings,
-} from '../subscriptions/channel-registry.ts';
+import type { ChannelSettings } from '../subscriptions/channel-registry.ts';
 import { InternalError } from '@apix/protocol/internal-errors';
 
 export const DASHBOARD_CHANNEL = 'org:apix-dashboard';
@@ -38,22 +34,6 @@ export const DASHBOARD_CHANNEL_SETTINGS: ChannelSettings = {
     publish: { deny: true },
   },
 };
-
-/** A channel registry in which the dashboard channel's permissions are fixed in every organization. */
-export class ReservedChannelRegistry implements ChannelRegistry {
-  constructor(private readonly inner: ChannelRegistry) {}
-  get(orgId: string, name: string): ChannelSettings | undefined {
-    return name === DASHBOARD_CHANNEL ? DASHBOARD_CHANNEL_SETTINGS : this.inner.get(orgId, name);
-  }
-  async set(orgId: string, name: string, settings: ChannelSettings): Promise<void> {
-    if (name === DASHBOARD_CHANNEL)
-      throw new ApixError('FORBIDDEN', `${DASHBOARD_CHANNEL} is reserved for the admin dashboard`);
-    return this.inner.set(orgId, name, settings);
-  }
-  onChange(listener: ChannelChangeListener): void {
-    this.inner.onChange?.(listener);
-  }
-}
 
 export interface DashboardFeedDeps {
   readonly broker: Broker;

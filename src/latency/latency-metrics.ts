@@ -6,7 +6,7 @@
  */
 import { Counter, Gauge } from 'prom-client';
 import type { Registry } from 'prom-client';
-import type { HookBus } from '../gateway/hooks.ts';
+import type { HookBus } from '../hooks.ts';
 import type { CachedCensus } from './connection-census.ts';
 import type { LatencyTracker } from './latency-tracker.ts';
 

@@ -12,7 +12,8 @@
  */
 import type { Clock } from '../clock.ts';
 import type { ChannelType, ClientType } from '@apix/protocol';
-import type { GatewayHooks, Principal } from '../gateway/hooks.ts';
+import type { GatewayHooks } from '../hooks.ts';
+import type { Principal } from '../auth/principal.ts';
 import { LogLinearHistogram, WindowedHistogram } from './histogram.ts';
 import type { HistogramOptions, Percentiles } from './histogram.ts';
 import { SlidingRate } from './sliding-rate.ts';

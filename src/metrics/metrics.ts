@@ -3,7 +3,7 @@
  * channel type, error code, node (a default label) — never a channel, user or organization name.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { HookBus } from '../gateway/hooks.ts';
+import type { HookBus } from '../hooks.ts';
 
 export interface NodeStats {
   connections: number;

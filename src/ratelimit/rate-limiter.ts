@@ -9,7 +9,8 @@
  * protects the service, it must not take it down.
  */
 import { ApixError } from '@apix/protocol';
-import type { HookBus, Peer, Principal } from '../gateway/hooks.ts';
+import type { HookBus } from '../hooks.ts';
+import type { Peer, Principal } from '../auth/principal.ts';
 import { TokenBucket } from './token-bucket.ts';
 import { publisherScopeKey } from '../tenancy/scope-keys.ts';
 import type { RateLimit, RateLimitStore, TakeResult } from './rate-limit-store.ts';

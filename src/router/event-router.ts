@@ -18,7 +18,8 @@ import type { ClientType, EnvelopeMetadata, JsonShapeBounds, ParsedChannel } fro
 import type { Broker, BrokerEvent, HistoryOptions, PublisherRef } from '../broker/broker.ts';
 import type { Clock } from '../clock.ts';
 import { encodeChannelEvent } from '../gateway/frames.ts';
-import type { HookBus, Peer, Principal, ConnectionInfo } from '../gateway/hooks.ts';
+import type { HookBus, ConnectionInfo } from '../hooks.ts';
+import type { Peer, Principal } from '../auth/principal.ts';
 import { authorize } from '../subscriptions/permissions.ts';
 import type { ChannelRegistry } from '../subscriptions/channel-registry.ts';
 import type { RateLimiter } from '../ratelimit/rate-limiter.ts';

@@ -23,7 +23,7 @@ import type { Clock } from '../clock.ts';
 import type { StoreLogger } from '../store/log.ts';
 import { FlushLoop } from '../store/flush-loop.ts';
 import type { BrokerEvent, HistoryOptions } from '../broker/broker.ts';
-import type { MemoryHistory } from '../history/memory-history.ts';
+import type { MemoryHistory } from '../broker/memory-history.ts';
 import type { MemoryIdempotency } from '../broker/memory-idempotency.ts';
 import type { MemorySessionStore } from '../sessions/memory-session-store.ts';
 import type { PrivateChannelState, SessionSnapshot, SessionStore } from '../sessions/session-store.ts';

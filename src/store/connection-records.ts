@@ -7,7 +7,7 @@
  * (takeover, resume on another node) never overwrites the newer row. Pending sessions are bounded;
  * beyond the bound new sessions are counted in `dropped`, never queued without limit.
  */
-import type { ConnectionInfo } from '../gateway/hooks.ts';
+import type { ConnectionInfo } from '../hooks.ts';
 import type { ClientType, ConnectionStatus } from '@apix/protocol';
 import type { ApiXConnection } from '../generated/prisma/client.ts';
 import type { PrismaClient } from './database.ts';

@@ -147,7 +147,7 @@ export class EventRecords {
   /**
    * A channel's durable events with event ids from `fromId` (inclusive) up to `bound.before` (exclusive)
    * or `bound.through` (inclusive), ordered by event id compared numerically (`<ms>-<seq>`), at most
-   * `limit`: the records part of a replay past the stream's retention (src/history/durable-replay.ts).
+   * `limit`: the records part of a replay past the stream's retention (src/broker/durable-replay-broker.ts).
    */
   async range(
     channelKey: string,

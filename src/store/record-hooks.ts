@@ -5,7 +5,7 @@
  * order or repetition the gateway emits those hooks in. Dead letters are not taken from `onDeadLetter`:
  * PrismaDeadLetterStore, given to the node as its DeadLetterStore, writes them with their payload.
  */
-import type { ConnectionInfo, GatewayHooks, HookBus } from '../gateway/hooks.ts';
+import type { ConnectionInfo, GatewayHooks, HookBus } from '../hooks.ts';
 import type { ChannelType } from '@apix/protocol';
 import { ConnectionStatus, parseChannel } from '@apix/protocol';
 import type { RecordRepositories } from './records.ts';

@@ -4,7 +4,8 @@
  * declares: auth/client-type.ts), and audits denials (`onDeny`).
  */
 import type { ParsedChannel } from '@apix/protocol';
-import type { HookBus, Peer, Principal } from '../gateway/hooks.ts';
+import type { HookBus } from '../hooks.ts';
+import type { Peer, Principal } from '../auth/principal.ts';
 import { credentialClientType } from '../auth/client-type.ts';
 import type { ChannelRegistry } from './channel-registry.ts';
 import { authorize } from './permissions.ts';

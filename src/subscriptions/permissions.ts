@@ -6,7 +6,7 @@
  */
 import { ChannelType } from '@apix/protocol';
 import type { ClientType, ParsedChannel } from '@apix/protocol';
-import type { Principal } from '../gateway/hooks.ts';
+import type { Principal } from '../auth/principal.ts';
 
 export type ChannelAction = 'subscribe' | 'publish' | 'history';
 

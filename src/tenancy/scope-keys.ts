@@ -5,7 +5,7 @@
  * has publishers of every organization: state keyed by the channel key alone would let one organization
  * spend, suppress or read another's. Every such key is built here, with the publisher's organization.
  */
-import type { Principal } from '../gateway/hooks.ts';
+import type { Principal } from '../auth/principal.ts';
 
 /** The organization id of the namespace every organization shares; refused as a tenant's id. */
 export const SHARED_ORG_ID = '_';

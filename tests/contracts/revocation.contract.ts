@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { RevocationStore } from '../../src/auth/revocation-store.ts';
 import { notBeforeFor } from '../../src/auth/revocation-store.ts';
-import type { Principal } from '../../src/gateway/hooks.ts';
+import type { Principal } from '../../src/auth/principal.ts';
 import { sleep } from '../support/wait.ts';
 
 export interface RevocationTestEngine {

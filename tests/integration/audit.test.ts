@@ -12,7 +12,7 @@ import { attachAuditHooks, AuditAction } from '../../src/audit/audit-hooks.ts';
 import { parseAuditQuery, queryAudit } from '../../src/audit/query.ts';
 import { verifyAuditChain } from '../../src/audit/verify.ts';
 import { ManualClock } from '../../src/clock.ts';
-import { HookBus } from '../../src/gateway/hooks.ts';
+import { HookBus } from '../../src/hooks.ts';
 import type { Database, PrismaClient } from '../../src/store/database.ts';
 import { testConnection, testPeer, testPrincipal } from '../support/connection-info.ts';
 import { databaseTargets, type OpenedDatabase } from '../support/databases.ts';

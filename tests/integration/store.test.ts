@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { ManualClock } from '../../src/clock.ts';
-import { HookBus } from '../../src/gateway/hooks.ts';
+import { HookBus } from '../../src/hooks.ts';
 import { Prisma } from '../../src/generated/prisma/client.ts';
 import { createRecordRepositories, type RecordRepositories } from '../../src/store/records.ts';
 import { attachRecordHooks, HEARTBEAT_RECORD_INTERVAL_MS } from '../../src/store/record-hooks.ts';

@@ -1,5 +1,6 @@
 /** Builders for the hook payloads the gateway emits, for tests that drive a HookBus directly. */
-import type { ConnectionInfo, Peer, Principal } from '../../src/gateway/hooks.ts';
+import type { ConnectionInfo } from '../../src/hooks.ts';
+import type { Peer, Principal } from '../../src/auth/principal.ts';
 
 export const testPeer: Peer = { remoteAddress: '203.0.113.7', userAgent: 'apix-test/1.0', origin: undefined };
 

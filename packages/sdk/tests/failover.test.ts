@@ -9,7 +9,8 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { WebSocket } from 'ws';
-import { createNode, memoryEngines } from '../../../src/node.ts';
+import { createNode } from '../../../src/node.ts';
+import { memoryEngines } from '../../../src/engines.ts';
 import type { ApixNode } from '../../../src/node.ts';
 import type { Config } from '../../../src/config.ts';
 import { MemoryBrokerBus } from '../../../src/broker/memory-broker.ts';

@@ -2,16 +2,12 @@
  * `apix serve [--workers N]`: runs a gateway node until SIGINT/SIGTERM, then drains gracefully.
  */
 import { ConfigError, loadConfig } from '../../config.ts';
-import { createNode } from '../../node.ts';
+import { NodeOpenError, openNode } from '../../node.ts';
 import { parseArgs } from '../args.ts';
 import { resolveJwtSecret, withSecret, devSecretPath } from '../dev-secret.ts';
 import { randomBytes } from 'node:crypto';
 import { isWorker, runPrimary, workerPlanProblem } from '../workers.ts';
-import { createEngines } from '../../engines.ts';
-import { openRecords } from '../../records.ts';
-import type { Records } from '../../records.ts';
 import { createLogger } from '../../log.ts';
-import { systemClock } from '../../clock.ts';
 import { registerFeedExample, registerSdkBundle } from '../../http/examples.ts';
 import { loadTlsFiles } from '../../tls.ts';
 import type { TlsFiles } from '../../tls.ts';
@@ -58,42 +54,16 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   const baseId = config.nodeId ?? `n${randomBytes(4).toString('hex')}`;
   config = { ...config, nodeId: isWorker() ? `${baseId}-w${env.APIX_WORKER_INDEX ?? '0'}` : baseId };
   const log = createLogger(config.logLevel, config.nodeId!);
-  let engines;
+  let opened;
   try {
-    engines = await createEngines(config, { nodeId: config.nodeId!, logger: log });
+    opened = await openNode(config, { log, ...(tls ? { tls } : {}) });
   } catch (err) {
-    process.stderr.write(`apix: cannot start the engines: ${(err as Error).message}\n`);
+    if (!(err instanceof NodeOpenError)) throw err;
+    process.stderr.write(`apix: ${err.message}: ${(err.cause as Error).message}\n`);
     return 1;
   }
-  let records: Records | undefined;
-  if (config.records) {
-    try {
-      records = await openRecords(config, { clock: systemClock, random: Math.random, log });
-    } catch (err) {
-      process.stderr.write(`apix: cannot open the database: ${(err as Error).message}\n`);
-      await engines.close();
-      return 1;
-    }
-  }
-  const node = createNode({
-    config,
-    engines,
-    logger: log,
-    ...(tls ? { tls } : {}),
-    ...(records
-      ? {
-          apiKeys: records.apiKeys,
-          channels: records.channels,
-          deadLetters: records.deadLetters,
-          hooks: records.hooks,
-          readiness: records.readiness,
-          durable: records.durable,
-          durableReplay: records.durableReplay,
-        }
-      : {}),
-  });
-  records?.attach(node);
-  if (records) node.internals.add('records', records);
+  const { node, records } = opened;
+  const engines = node.engines;
   registerSdkBundle(node.httpRouter);
   registerFeedExample(node.httpRouter);
   try {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { RawClient, startNode, token, sleep } from '../../support/gateway.ts';
 import type { ApixNode } from '../../../src/node.ts';
-import type { HookEvents } from '../../../src/gateway/hooks.ts';
+import type { HookEvents } from '../../../src/hooks.ts';
 
 async function api(node: ApixNode, method: string, path: string, tok?: string, body?: unknown) {
   const res = await fetch(node.httpUrl + path, {

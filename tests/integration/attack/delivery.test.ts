@@ -7,7 +7,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { config, RawClient, startNode, token } from '../../support/gateway.ts';
 import { compareEventIds } from '@apix/protocol/event-id';
-import { memoryEngines } from '../../../src/node.ts';
+import { memoryEngines } from '../../../src/engines.ts';
 import type { ApixNode } from '../../../src/node.ts';
 import { SteppedClock } from '../../support/clock.ts';
 import { MemoryDeadLetterStore } from '../../../src/retry/dead-letter.ts';

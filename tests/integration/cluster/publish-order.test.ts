@@ -16,14 +16,15 @@ import { findRedis, uniquePrefix, skipWithoutRedis } from '../../support/redis.t
 import type { FoundRedis } from '../../support/redis.ts';
 import { deletePrefix } from '../../support/redis-engines.ts';
 import { waitFor } from '../../support/wait.ts';
-import { createNode, memoryEngines } from '../../../src/node.ts';
+import { createNode } from '../../../src/node.ts';
+import { memoryEngines } from '../../../src/engines.ts';
 import type { ApixNode } from '../../../src/node.ts';
 import { MemoryBrokerBus } from '../../../src/broker/memory-broker.ts';
 import { createEngines } from '../../../src/engines.ts';
 import { createLogger } from '../../../src/log.ts';
 import { systemClock } from '../../../src/clock.ts';
 import type { Config } from '../../../src/config.ts';
-import type { Engines } from '../../../src/node.ts';
+import type { Engines } from '../../../src/engines.ts';
 import { MemoryChannelRegistry } from '../../../src/subscriptions/channel-registry.ts';
 import type { DurableRecord } from '../../../src/router/event-router.ts';
 import { compareEventIds } from '@apix/protocol';

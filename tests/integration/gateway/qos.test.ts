@@ -15,7 +15,7 @@ import type { Frame } from '../../support/gateway.ts';
 import type { ApixNode } from '../../../src/node.ts';
 import type { Connection } from '../../../src/gateway/session.ts';
 import { MemoryChannelRegistry } from '../../../src/subscriptions/channel-registry.ts';
-import type { HookEvents } from '../../../src/gateway/hooks.ts';
+import type { HookEvents } from '../../../src/hooks.ts';
 import { until, WireClient, wireConnected } from '../attack/helpers.ts';
 
 const blob = 'x'.repeat(16 * 1024);

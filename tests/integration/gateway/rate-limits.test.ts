@@ -10,7 +10,7 @@ import WebSocket from 'ws';
 import { RawClient, config, startNode, token } from '../../support/gateway.ts';
 import type { Frame } from '../../support/gateway.ts';
 import type { Config } from '../../../src/config.ts';
-import type { HookEvents } from '../../../src/gateway/hooks.ts';
+import type { HookEvents } from '../../../src/hooks.ts';
 
 /** Agent events are published by services (members only read agent channels). */
 const agentService = () => token({ sub: 'agent-svc', roles: ['service'] });

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { HookBus } from '../../../src/gateway/hooks.ts';
+import { HookBus } from '../../../src/hooks.ts';
 import { ManualClock } from '../../../src/clock.ts';
 import { createRecordRepositories } from '../../../src/store/index.ts';
 import type { RecordRepositories } from '../../../src/store/index.ts';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { credentialClientType, isClientType } from '../../../src/auth/client-type.ts';
-import type { Principal } from '../../../src/gateway/hooks.ts';
+import type { Principal } from '../../../src/auth/principal.ts';
 
 const who = (over: Partial<Principal> = {}): Principal => ({
   orgId: 'acme',

@@ -1,8 +1,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { ManualClock } from '../../../src/clock.ts';
-import { HookBus } from '../../../src/gateway/hooks.ts';
-import type { ConnectionInfo, Principal } from '../../../src/gateway/hooks.ts';
+import { HookBus } from '../../../src/hooks.ts';
+import type { ConnectionInfo } from '../../../src/hooks.ts';
+import type { Principal } from '../../../src/auth/principal.ts';
 import { LatencyTracker } from '../../../src/latency/latency-tracker.ts';
 
 const peer = { remoteAddress: '10.0.0.1', userAgent: undefined, origin: undefined };

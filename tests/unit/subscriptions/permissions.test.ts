@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { authorize } from '../../../src/subscriptions/permissions.ts';
 import { compileFilter } from '../../../src/subscriptions/filters.ts';
 import { parseChannel } from '@apix/protocol';
-import type { Principal } from '../../../src/gateway/hooks.ts';
+import type { Principal } from '../../../src/auth/principal.ts';
 
 const who = (p: Partial<Principal> = {}): Principal => ({
   orgId: 'acme',

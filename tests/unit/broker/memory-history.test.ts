@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { MemoryHistory } from '../../../src/history/memory-history.ts';
+import { MemoryHistory } from '../../../src/broker/memory-history.ts';
 
 const opts = { size: 3, ttlMs: 1000 };
 const make = (key: string, now: number) => (id: string) => ({

@@ -5,7 +5,7 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { MemoryHistory } from '../../../src/history/memory-history.ts';
+import { MemoryHistory } from '../../../src/broker/memory-history.ts';
 import { MemoryIdempotency } from '../../../src/broker/memory-idempotency.ts';
 import { MemoryRateLimitStore } from '../../../src/ratelimit/memory-rate-limit.ts';
 
