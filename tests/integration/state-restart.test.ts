@@ -6,22 +6,28 @@
  */
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnGateway } from '../support/process.ts';
 import type { GatewayProcess } from '../support/process.ts';
 import { RawClient, token, TEST_SECRET } from '../support/gateway.ts';
 import { waitFor } from '../support/wait.ts';
+import { pgliteTemplate } from '../support/databases.ts';
 
 const dirs: string[] = [];
 after(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-function env(extra: Record<string, string> = {}): Record<string, string> {
+/**
+ * A data dir as `apix serve` leaves it after its first start: the embedded database is a copy of the
+ * migrated template (its initdb takes tens of seconds on a busy machine; what is tested here is the state log).
+ */
+async function env(extra: Record<string, string> = {}): Promise<Record<string, string>> {
   const dir = mkdtempSync(join(tmpdir(), 'apix-state-'));
   dirs.push(dir);
+  cpSync(join(await pgliteTemplate(), 'pgdata'), join(dir, 'pgdata'), { recursive: true });
   return { APIX_DATA_DIR: dir, APIX_JWT_SECRET: TEST_SECRET, ...extra };
 }
 
@@ -45,9 +51,9 @@ async function history(gw: GatewayProcess, channel: string, query: string) {
   return (await res.json()) as { events: Array<{ id: string; payload: { i: number } }>; recovered: boolean };
 }
 
-describe('apix serve on embedded defaults: restart', { timeout: 120_000 }, () => {
+describe('apix serve on embedded defaults: restart', { timeout: 240_000 }, () => {
   it('SIGTERM and start again on the same data dir: history and sessions kept; since gets every event once, in order', async () => {
-    const e = env();
+    const e = await env();
     let gw = await spawnGateway(e);
     // A page subscribed with a session it will resume after the restart.
     const page = await RawClient.connect(gw.wsUrl, { sessionId: 'page-1', subscriptions: ['agent:r'] });
@@ -99,7 +105,7 @@ describe('apix serve on embedded defaults: restart', { timeout: 120_000 }, () =>
   });
 
   it('a crash (SIGKILL) keeps what was written before it', async () => {
-    const e = env({ APIX_STATE_FLUSH_MS: '50' });
+    const e = await env({ APIX_STATE_FLUSH_MS: '50' });
     let gw = await spawnGateway(e);
     let ids: string[];
     try {
@@ -134,7 +140,7 @@ describe('apix serve on embedded defaults: restart', { timeout: 120_000 }, () =>
   });
 
   it('APIX_STATE_FLUSH_MS=0 keeps nothing: a since from before the restart gets what is retained, recovered false', async () => {
-    const e = env({ APIX_STATE_FLUSH_MS: '0' });
+    const e = await env({ APIX_STATE_FLUSH_MS: '0' });
     let gw = await spawnGateway(e);
     const ids = await publishN(gw, 'agent:n', 0, 3);
     assert.equal(await gw.kill('SIGTERM'), 0);
