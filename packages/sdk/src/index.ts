@@ -2,7 +2,8 @@
  * @apix/sdk: the client of the APIX real-time gateway, for browsers (no dependency beyond WebSocket) and
  * Node (inject `ws`). See docs/sdk.md.
  */
-export { ApixClient, type ApixClientOptions, type FailoverOptions, type HeartbeatOptions } from './client.ts';
+export { ApixClient } from './client.ts';
+export type { ApixClientOptions, FailoverOptions, HeartbeatOptions } from './options.ts';
 export {
   Subscription,
   type AckMode,
@@ -18,7 +19,14 @@ export {
   type GatewayProbeOptions,
   type GatewayRtt,
 } from './gateway-select.ts';
-export { normalizeGatewayUrl, type WebSocketConstructor, type WebSocketLike } from './transport.ts';
+export {
+  normalizeGatewayUrl,
+  WebSocketTransport,
+  type ClientTransport,
+  type ClientTransportFactory,
+  type WebSocketConstructor,
+  type WebSocketLike,
+} from './transport.ts';
 export { systemClock, type Clock, type Random, type TimerHandle } from '@apix/protocol/clock';
 export type {
   ApixEvent,
