@@ -77,7 +77,7 @@ export interface HookEvents {
   onHeartbeat: { connectionId: string; sessionId: string; rttMs: number | undefined; at: number };
   onDisconnect: { connection: ConnectionInfo; code: number; reason: string; status: ConnectionStatus };
   onSlowConsumer: { connection: ConnectionInfo; bufferedBytes: number };
-  /** A connection entered or left degraded mode (src/gateway/qos.ts). */
+  /** A connection entered or left degraded mode (src/connections/qos.ts). */
   onQos: { connection: ConnectionInfo; state: 'degraded' | 'normal'; reason: string };
   /** An event held for a degraded connection was replaced by a later one of the same key. */
   onCoalesced: { channelType: ChannelType };

@@ -1,6 +1,6 @@
 /**
  * The security headers of every HTTP response the node writes (docs/security.md, "Browser pages"): the
- * API's answers (src/http/router.ts), the refused WebSocket upgrades (src/gateway/gateway.ts), a 404 for
+ * API's answers (src/http/router.ts), the refused WebSocket upgrades (src/transport/websocket/upgrade.ts), a 404 for
  * an upgrade on another path and the answers to requests Node's parser refused (src/node.ts, `clientError`).
  * One set, in one place, so that no path forgets one.
  */

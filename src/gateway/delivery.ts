@@ -11,7 +11,7 @@ import type { PendingJournal } from '../retry/pending-journal.ts';
 import type { LocalHub } from '../subscriptions/hub.ts';
 import type { Late } from '../late.ts';
 import type { EventFrames } from './frames.ts';
-import type { Connection, Subscription } from './session.ts';
+import type { Connection, Subscription } from '../connections/session.ts';
 
 /** What the retry manager, the pending journal and the hub call the gateway for. */
 export interface GatewayCallbacks {

@@ -23,7 +23,7 @@ import { ApixError, CloseCode, formatIssues } from '@apix/protocol';
 import type { Authenticator } from '../auth/authenticator.ts';
 import type { HookBus } from '../hooks.ts';
 import type { Principal } from '../auth/principal.ts';
-import { sessionKey, type Connection, type Session } from '../gateway/session.ts';
+import { sessionKey, type Connection, type Session } from '../connections/session.ts';
 import { encodeControl } from '../gateway/frames.ts';
 import type { Clock } from '../clock.ts';
 import type { Revocation, RevocationStore, StoredRevocation } from '../auth/revocation-store.ts';

@@ -8,7 +8,7 @@
 import type { Clock, Random } from '../clock.ts';
 import type { BrokerEvent } from '../broker/broker.ts';
 import { channelNameFromKey } from '@apix/protocol';
-import type { Session, Subscription, InflightEntry } from '../gateway/session.ts';
+import type { Session, Subscription, InflightEntry } from '../connections/session.ts';
 import { EventFrames, withRetryCount } from '../gateway/frames.ts';
 import { backoffDelay } from './backoff.ts';
 import type { BackoffPolicy } from './backoff.ts';

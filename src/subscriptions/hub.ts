@@ -6,10 +6,10 @@
 import type { Broker, BrokerEvent } from '../broker/broker.ts';
 import { compareEventIds } from '@apix/protocol';
 import type { ParsedChannel } from '@apix/protocol';
-import type { Connection, Subscription } from '../gateway/session.ts';
+import type { Connection, Subscription } from '../connections/session.ts';
 import { EventFrames } from '../gateway/frames.ts';
 import type { FilterInput } from '../subscriptions/filters.ts';
-import { coalesceKeyOf } from '../gateway/qos.ts';
+import { coalesceKeyOf } from '../connections/qos.ts';
 
 export interface FanoutTarget {
   /** An event for an acknowledged subscription (tracked until acked). */

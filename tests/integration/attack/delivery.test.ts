@@ -12,6 +12,7 @@ import type { ApixNode } from '../../../src/node.ts';
 import { SteppedClock } from '../../support/clock.ts';
 import { MemoryDeadLetterStore } from '../../../src/retry/dead-letter.ts';
 import { Control, Op, sleep, until, watchProcess, WireClient, wireConnected } from './helpers.ts';
+import type { WsTransport } from '../../../src/transport/websocket/ws-transport.ts';
 
 const watch = watchProcess();
 after(() => watch.assertNone());
@@ -380,7 +381,8 @@ describe('attack: clients that stop reading', () => {
     let peak = 0;
     const sampler = setInterval(() => {
       for (const conn of node.gateway.connections.values())
-        if (conn.socket.remotePort === c.socket.localPort) peak = Math.max(peak, conn.bufferedBytes);
+        if ((conn.transport as WsTransport).socket.remotePort === c.socket.localPort)
+          peak = Math.max(peak, conn.bufferedBytes);
     }, 1);
     // 40 subscribes x 200 events x 16 KB: 128 MB if nothing stops it.
     for (let k = 0; k < 40 && node.gateway.slowConsumers === before; k++) {

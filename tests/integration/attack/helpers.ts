@@ -11,6 +11,7 @@ import { Writable } from 'node:stream';
 import type { ApixNode } from '../../../src/node.ts';
 import { RawClient, token } from '../../support/gateway.ts';
 import type { Frame } from '../../support/gateway.ts';
+import type { WsTransport } from '../../../src/transport/websocket/ws-transport.ts';
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -387,7 +388,9 @@ export class WireClient {
   /** Whether the node still holds the server side of this client's connection. */
   heldBy(node: ApixNode): boolean {
     const port = this.socket.localPort;
-    return [...node.gateway.connections.values()].some((c) => c.socket.remotePort === port);
+    return [...node.gateway.connections.values()].some(
+      (c) => (c.transport as WsTransport).socket.remotePort === port,
+    );
   }
 
   sendFrame(spec: FrameSpec): void {

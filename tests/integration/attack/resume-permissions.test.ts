@@ -24,7 +24,7 @@ import { createEngines } from '../../../src/engines.ts';
 import { createLogger } from '../../../src/log.ts';
 import { MemoryChannelRegistry } from '../../../src/subscriptions/channel-registry.ts';
 import type { ChannelRegistry, ChannelSettings } from '../../../src/subscriptions/channel-registry.ts';
-import { sessionKey } from '../../../src/gateway/session.ts';
+import { sessionKey } from '../../../src/connections/session.ts';
 
 /** A registry that tells nobody of changes (as a node that missed the change would behave). */
 class QuietRegistry implements ChannelRegistry {

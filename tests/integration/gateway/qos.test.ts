@@ -13,10 +13,11 @@ import assert from 'node:assert/strict';
 import { config, RawClient, startNode, token } from '../../support/gateway.ts';
 import type { Frame } from '../../support/gateway.ts';
 import type { ApixNode } from '../../../src/node.ts';
-import type { Connection } from '../../../src/gateway/session.ts';
+import type { Connection } from '../../../src/connections/session.ts';
 import { MemoryChannelRegistry } from '../../../src/subscriptions/channel-registry.ts';
 import type { HookEvents } from '../../../src/hooks.ts';
 import { until, WireClient, wireConnected } from '../attack/helpers.ts';
+import type { WsTransport } from '../../../src/transport/websocket/ws-transport.ts';
 
 const blob = 'x'.repeat(16 * 1024);
 
@@ -66,7 +67,9 @@ describe('QoS: a slow subscriber cannot hurt a fast one', () => {
   });
 
   const serverSide = (c: WireClient): Connection | undefined =>
-    [...node.gateway.connections.values()].find((x) => x.socket.remotePort === c.socket.localPort);
+    [...node.gateway.connections.values()].find(
+      (x) => (x.transport as WsTransport).socket.remotePort === c.socket.localPort,
+    );
 
   /**
    * Publishes 16 KiB events until `done()`, at the pace of the fast subscriber: never more than `window`

@@ -1,13 +1,13 @@
 /**
- * The QoS decisions (src/gateway/qos.ts): when a connection is degraded, when it may return to normal, and
+ * The QoS decisions (src/connections/qos.ts): when a connection is degraded, when it may return to normal, and
  * the bounded latest-per-key buffer of a degraded connection. Pure: the time is a number, no sockets.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { canRecover, coalesceKeyOf, DegradedState, degradeReason } from '../../../src/gateway/qos.ts';
-import type { QosOptions } from '../../../src/gateway/qos.ts';
+import { canRecover, coalesceKeyOf, DegradedState, degradeReason } from '../../../src/connections/qos.ts';
+import type { QosOptions } from '../../../src/connections/qos.ts';
 import type { BrokerEvent } from '../../../src/broker/broker.ts';
-import type { Subscription } from '../../../src/gateway/session.ts';
+import type { Subscription } from '../../../src/connections/session.ts';
 import { EventFrames } from '../../../src/gateway/frames.ts';
 
 const options: QosOptions = {

@@ -13,7 +13,7 @@ import { PendingJournal } from '../../../src/retry/pending-journal.ts';
 import { MemoryDeadLetterStore } from '../../../src/retry/dead-letter.ts';
 import { MemoryPendingStore } from '../../../src/pending/pending-store.ts';
 import type { PendingBatch, PendingEntry, PendingOwner } from '../../../src/pending/pending-store.ts';
-import { Session, Subscription, type Connection } from '../../../src/gateway/session.ts';
+import { Session, Subscription, type Connection } from '../../../src/connections/session.ts';
 import { parseChannel } from '@apix/protocol';
 import type { BrokerEvent } from '../../../src/broker/broker.ts';
 

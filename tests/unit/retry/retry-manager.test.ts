@@ -4,7 +4,7 @@ import { ManualClock } from '../../../src/clock.ts';
 import { backoffDelay } from '../../../src/retry/backoff.ts';
 import { RetryManager } from '../../../src/retry/retry-manager.ts';
 import { MemoryDeadLetterStore } from '../../../src/retry/dead-letter.ts';
-import { Session, Subscription, type Connection } from '../../../src/gateway/session.ts';
+import { Session, Subscription, type Connection } from '../../../src/connections/session.ts';
 import { parseChannel } from '@apix/protocol';
 import type { BrokerEvent } from '../../../src/broker/broker.ts';
 

@@ -9,14 +9,16 @@ export interface ResumePoint {
   readonly last: number | undefined;
 }
 
-export function resumeFrom(
-  lastEventIds: Readonly<Record<string, string>>,
-  replay: Readonly<Record<string, { readonly last: number }>> | undefined,
-): {
+export interface ResumePlan {
   from: (channel: string, sessionLastId: string | undefined) => ResumePoint;
   /** Whether the channel replays what the client asked for (those replays go out first). */
   asked: (channel: string) => boolean;
-} {
+}
+
+export function resumeFrom(
+  lastEventIds: Readonly<Record<string, string>>,
+  replay: Readonly<Record<string, { readonly last: number }>> | undefined,
+): ResumePlan {
   const asked = (channel: string): boolean =>
     lastEventIds[channel] === undefined && replay !== undefined && Object.hasOwn(replay, channel);
   return {

@@ -14,7 +14,7 @@
  * functions of a sample and the time, so they are unit-tested without sockets or sleeping.
  */
 import type { BrokerEvent } from '../broker/broker.ts';
-import type { EventFrames } from './frames.ts';
+import type { EventFrames } from '../gateway/frames.ts';
 
 export interface QosOptions {
   /** Unsent bytes above which a connection is degraded; 0 (or >= the hard limit): never by bytes. */
@@ -68,7 +68,7 @@ export function coalesceKeyOf(payload: unknown, field: string): string {
   return '';
 }
 
-/** `S`: the subscription (src/gateway/session.ts's Subscription; only its `key` is read here). */
+/** `S`: the subscription (src/connections/session.ts's Subscription; only its `key` is read here). */
 export interface HeldEvent<S extends { readonly key: string }> {
   readonly sub: S;
   readonly event: BrokerEvent;

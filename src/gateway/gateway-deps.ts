@@ -1,0 +1,42 @@
+/**
+ * What the gateway is given by the composition root (node.ts): its collaborators, among them the
+ * delivery components (retry manager, pending journal, hub) whose callbacks it binds.
+ */
+import type { Config } from '../config.ts';
+import type { Clock, Random } from '../clock.ts';
+import type { Logger } from '../log.ts';
+import type { Broker } from '../broker/broker.ts';
+import type { OfflineQueue } from '../queue/queue.ts';
+import type { SessionStore } from '../sessions/session-store.ts';
+import type { SuspensionStore } from '../suspension/suspension-store.ts';
+import type { Presence } from '../presence/presence.ts';
+import type { Authenticator } from '../auth/authenticator.ts';
+import type { ChannelRegistry } from '../subscriptions/channel-registry.ts';
+import type { EventRouter } from '../router/event-router.ts';
+import type { DeadLetterStore } from '../retry/dead-letter.ts';
+import type { RateLimiter } from '../ratelimit/rate-limiter.ts';
+import type { HookBus } from '../hooks.ts';
+import type { Delivery } from './delivery.ts';
+
+export interface GatewayDeps {
+  readonly config: Config;
+  readonly nodeId: string;
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly log: Logger;
+  readonly hooks: HookBus;
+  readonly broker: Broker;
+  readonly router: EventRouter;
+  readonly offlineQueue: OfflineQueue;
+  readonly sessionStore: SessionStore;
+  readonly presence: Presence;
+  readonly authenticator: Authenticator;
+  readonly channels: ChannelRegistry;
+  readonly deadLetters: DeadLetterStore;
+  /** Rate limits: the per-connection ones (`limiter.limits`) and the shared ones. */
+  readonly limiter: RateLimiter;
+  /** The retry manager, pending journal and hub, built by node.ts; the gateway binds their callbacks. */
+  readonly delivery: Delivery;
+  /** Suspensions of sessions, users and API keys, shared by the nodes. */
+  readonly suspensions: SuspensionStore;
+}

@@ -1,0 +1,154 @@
+/**
+ * The WebSocket transport: one `WsTransport` per socket, and the listeners that pass a socket's events
+ * to the host. The listeners are shared by every socket of a host (ws calls them with `this` = the
+ * socket, which carries its connection under a symbol): no closures per connection.
+ */
+import type { Socket } from 'node:net';
+import type { WebSocket, RawData } from 'ws';
+import type { EventFrames } from '../../gateway/frames.ts';
+import type { Peer } from '../../auth/principal.ts';
+import type { ClientTransport, IncomingFrame, TransportHost } from '../transport.ts';
+
+export class WsTransport implements ClientTransport {
+  readonly socket: Socket;
+  /** Whether permessage-deflate was negotiated: such sockets must go through ws's sender. */
+  readonly compresses: boolean;
+
+  constructor(readonly ws: WebSocket) {
+    this.socket = (ws as unknown as { _socket: Socket })._socket;
+    this.compresses = ws.extensions.includes('permessage-deflate');
+  }
+
+  get isOpen(): boolean {
+    return this.ws.readyState === 1;
+  }
+
+  /** Bytes waiting to be sent (ws never queues: every send below is synchronous). */
+  get bufferedBytes(): number {
+    return this.socket.writableLength;
+  }
+
+  /**
+   * Sends a control frame (JSON text), uncompressed: ws's own compressor is never used, so ws never
+   * queues a frame while deflating and the raw event writes below stay in order with these.
+   */
+  send(text: string): void {
+    if (this.ws.readyState === 1) this.ws.send(text, { compress: false });
+  }
+
+  /**
+   * Writes an event whose frames were built once for all subscribers: the compressed frame to a
+   * connection that negotiated permessage-deflate, else the plain one. One socket write, no copy.
+   */
+  sendEvent(frames: EventFrames): void {
+    if (this.ws.readyState === 1) this.socket.write(frames.forConnection(this.compresses));
+  }
+
+  /** The app-level ping and a WebSocket ping, both in one write. */
+  ping(frames: EventFrames): void {
+    this.socket.cork();
+    this.sendEvent(frames);
+    try {
+      this.ws.ping();
+    } catch {
+      // socket already closing
+    }
+    this.socket.uncork();
+  }
+
+  close(code: number, reason: string): void {
+    try {
+      this.ws.close(code, reason);
+    } catch {
+      this.ws.terminate();
+    }
+  }
+
+  /** Its buffer is full: a close frame would wait behind megabytes. Cut it. */
+  cut(code: number, reason: string): void {
+    this.ws.close(code, reason);
+    this.socket.destroySoon?.();
+    setImmediate(() => this.ws.terminate());
+  }
+
+  terminate(): void {
+    this.ws.terminate();
+  }
+
+  pauseReading(): void {
+    this.ws.pause();
+  }
+
+  resumeReading(): void {
+    this.ws.resume();
+  }
+
+  onDrain(listener: () => void): void {
+    this.socket.on('drain', listener);
+  }
+
+  offDrain(listener: () => void): void {
+    this.socket.off('drain', listener);
+  }
+
+  /**
+   * Frees the zlib inflate stream ws keeps for a connection whose client compresses what it sends (as
+   * browsers do): ws resets it between messages instead of closing it, which holds about 16 KB per idle
+   * connection. Called by the heartbeat sweep, only between messages (no frame being read or inflated);
+   * ws creates a new stream at the next compressed message.
+   */
+  releaseIdle(): void {
+    if (!this.compresses) return;
+    const ws = this.ws as unknown as WsInternals;
+    const pmd = ws._extensions?.['permessage-deflate'];
+    const receiver = ws._receiver;
+    if (!pmd?._inflate || !receiver || receiver._state !== 0 || receiver._fragmented !== 0) return;
+    pmd._inflate.close();
+    pmd._inflate = null;
+  }
+}
+
+/** The parts of ws's internals that releaseIdle() reads (ws 8: lib/websocket.js, receiver.js). */
+interface WsInternals {
+  _extensions?: Record<string, { _inflate: { close(): void } | null } | undefined>;
+  _receiver?: { _state: number; _fragmented: number } | null;
+}
+
+const kConnection = Symbol('apix.connection');
+type TaggedSocket<C> = WebSocket & { [kConnection]: C };
+
+/** Passes the events of a host's sockets to it, with listeners shared by all of them. */
+export class WsSockets<C> {
+  private readonly message: (this: WebSocket, data: RawData, isBinary: boolean) => void;
+  private readonly close: (this: WebSocket, code: number, reason: Buffer) => void;
+  private readonly pong: (this: WebSocket) => void;
+
+  constructor(private readonly host: TransportHost<C>) {
+    this.message = function (this: WebSocket, data: RawData, isBinary: boolean): void {
+      host.onFrame((this as TaggedSocket<C>)[kConnection], data as IncomingFrame, isBinary);
+    };
+    this.close = function (this: WebSocket, code: number, reason: Buffer): void {
+      host.onClose((this as TaggedSocket<C>)[kConnection], code, reason.toString());
+    };
+    this.pong = function (this: WebSocket): void {
+      host.onPong((this as TaggedSocket<C>)[kConnection]);
+    };
+  }
+
+  /** A socket ws has just upgraded: its connection is made by the host, its events go to the host. */
+  open(ws: WebSocket, peer: Peer): C {
+    const transport = new WsTransport(ws);
+    const conn = this.host.onOpen(transport, peer);
+    transport.socket.setNoDelay(true);
+    (ws as TaggedSocket<C>)[kConnection] = conn;
+    ws.on('message', this.message);
+    ws.on('pong', this.pong);
+    ws.on('error', onSocketError);
+    ws.on('close', this.close);
+    return conn;
+  }
+}
+
+function onSocketError(): void {
+  // ws reports protocol errors (bad frames, invalid UTF-8, oversize) here and closes the socket itself.
+}
