@@ -85,7 +85,7 @@ const socketio: ClientProtocol = {
   },
 };
 
-/** APIX wire protocol v1 (PROTOCOL.md): `connect` with a JWT and subscriptions, then `subscribe` for acks. */
+/** APIX wire protocol v1 (docs/protocol.md): `connect` with a JWT and subscriptions, then `subscribe` for acks. */
 const apix: ClientProtocol = {
   path: '/v1/ws',
   authenticates: true,

@@ -153,7 +153,7 @@ function apixEnv(ctx: StartContext, port: number, node: number, redisUrl?: strin
     APIX_HEARTBEAT_INTERVAL_MS: String(ctx.heartbeatMs),
   };
   // The bench measures capacity, not policy: APIX's rate limits (per connection, channel, organization
-  // and source address; PROTOCOL.md leaves them to the operator) are off, as the other servers have none.
+  // and source address; docs/protocol.md leaves them to the operator) are off, as the other servers have none.
   for (const limit of ['CONNECTION', 'PUBLISH', 'CHANNEL', 'ORG_PUBLISH', 'ORG_SUBSCRIBE', 'ADDRESS']) {
     env[`APIX_RATE_${limit}_PER_SEC`] = '0';
   }

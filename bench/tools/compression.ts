@@ -7,7 +7,7 @@
  *   (b) APIX, compression on, subscribers offer permessage-deflate (the shared compressor: each event is
  *       compressed once for every subscriber that negotiated it, no context takeover)
  *   (c) the bare ws baseline (bench/servers/ws-baseline.ts --deflate on): ws's own per-connection
- *       permessage-deflate, subscribers offer deflate — the reference issue #6 quotes
+ *       permessage-deflate, subscribers offer deflate — the reference configuration (BENCHMARKS.md, compression)
  *   (d) APIX, APIX_METRICS=false (compression off)
  *   (e) APIX, APIX_METRICS=true (compression off; the same settings as (a): (a) against (e) is the noise)
  *   (f) as (b), but the subscribers send their own frames uncompressed (browsers compress theirs, and the
@@ -24,7 +24,7 @@
  *
  * The default offered load, 5 publishes/s to 5,000 subscribers (25,000 deliveries/s), stays below what
  * APIX and the clients' core sustain here (each costs about 20-30 µs per delivery on this 2-core VM), so
- * that CPU per delivery compares like with like; ws's own deflate saturates far below it (as issue #6
+ * that CPU per delivery compares like with like; ws's own deflate saturates far below it (as BENCHMARKS.md
  * says), and a run stops waiting 20 s after the last publish: what has not arrived by then is `lost`.
  *
  * The server runs on core 0 and the clients (bench/tools/compression-clients.ts, one process) on core 1,

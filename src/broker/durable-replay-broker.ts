@@ -1,5 +1,5 @@
 /**
- * Replay past the stream's retention for durable channels (issue #4 item 1): a Broker decorator whose
+ * Replay past the stream's retention for durable channels (docs/reliability.md, durable channels): a Broker decorator whose
  * `history` answers a `since` older than the channel's history (memory ring or Redis Stream) from the
  * ApiXEvent records, then continues with the stream, as one cursor.
  *

@@ -1,5 +1,5 @@
 /**
- * ApiXGateway: the WebSocket front of a node (PROTOCOL.md 1-8): the upgrade, frame dispatch and close.
+ * ApiXGateway: the WebSocket front of a node (docs/protocol.md §1-8): the upgrade, frame dispatch and close.
  * The work is done by the components it wires: ConnectionManager (connections, sessions, caps, drain),
  * the Handshake (`connect`), SubscriptionManager (subscribe, replay, rooms), MessageQueueManager (offline
  * queue), PublishHandler, QosController, Heartbeat, Sanctions. They speak to clients through the

@@ -1,5 +1,5 @@
 /**
- * The HTTP API (PROTOCOL.md 9): publish, history, health, readiness and metrics.
+ * The HTTP API (docs/protocol.md §9): publish, history, health, readiness and metrics.
  */
 import type { IncomingMessage } from 'node:http';
 import {

@@ -1,5 +1,5 @@
 /**
- * The pending-entry store (issue #4 item 3): the in-flight (delivered, not yet acknowledged) events of
+ * The pending-entry store (docs/reliability.md, acknowledged delivery): the in-flight (delivered, not yet acknowledged) events of
  * each session's acknowledged subscriptions, with their attempt count and next due time, kept outside
  * the process so that they survive it. A session resumed on any node takes its entries over and
  * redelivers them with `metadata.retryCount` continuing; a session that never comes back has its

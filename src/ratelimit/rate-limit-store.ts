@@ -1,5 +1,5 @@
 /**
- * Where the state of shared rate limits lives (PROTOCOL.md 8, `RATE_LIMITED`): token buckets keyed by
+ * Where the state of shared rate limits lives (docs/protocol.md §8, `RATE_LIMITED`): token buckets keyed by
  * what they limit (a channel, an organization, a remote address). The memory store serves one node (or
  * the nodes of one process); the Redis store shares each bucket between every node of a deployment, so a
  * client cannot multiply its limit by spreading over nodes.

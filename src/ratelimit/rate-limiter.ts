@@ -1,5 +1,5 @@
 /**
- * The shared rate limits of a node (PROTOCOL.md 8, `RATE_LIMITED`): publishes per channel and per
+ * The shared rate limits of a node (docs/protocol.md §8, `RATE_LIMITED`): publishes per channel and per
  * organization, subscribes per organization, connection attempts per remote address. Their buckets live
  * in a RateLimitStore (memory, or Redis shared by every node). Per-connection limits (inbound frames,
  * publishes per connection) are TokenBuckets on the connection; see the gateway.

@@ -1,5 +1,5 @@
 /**
- * Per-channel settings: permission overrides (PROTOCOL.md 5) and delivery options. The memory registry
+ * Per-channel settings: permission overrides (docs/protocol.md §5) and delivery options. The memory registry
  * is the embedded default; the database registry (store/) keeps them in ApiXChannel.
  */
 import { channelKey, parseChannel } from '@apix/protocol';

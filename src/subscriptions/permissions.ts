@@ -1,5 +1,5 @@
 /**
- * Who may subscribe to, publish to, and read the history of a channel (PROTOCOL.md 5). First the
+ * Who may subscribe to, publish to, and read the history of a channel (docs/protocol.md §5). First the
  * tenancy and type invariants, which nothing overrides (a `user:<id>` channel is that user's; only
  * the platform publishes to `system`); then the channel's own rule for the action when it has one, else the
  * type's default rule. Pure: no I/O, so it is cheap and unit-tested exhaustively.

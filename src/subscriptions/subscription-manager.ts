@@ -244,7 +244,7 @@ export class SubscriptionManager {
 
   /**
    * Re-checks subscriptions against the current rules (channel settings, the session's token) and removes
-   * those now denied, telling their clients with `subscription.removed` (PROTOCOL.md 4).
+   * those now denied, telling their clients with `subscription.removed` (docs/protocol.md §4).
    */
   revokeDenied(subs: readonly Subscription[], reason: string): void {
     const removedBySession = new Map<Session, string[]>();

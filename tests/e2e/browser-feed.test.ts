@@ -237,7 +237,7 @@ describe('the live activity feed in Chromium', { skip, timeout: 60_000 }, () => 
         `no event shown twice: ${shownKeys.join(', ')}`,
       );
       assert.equal(shown.length, published.length, 'no event missing, none extra');
-      // Ids are ordered within a channel, and so is delivery (PROTOCOL.md 6): compare channel by channel.
+      // Ids are ordered within a channel, and so is delivery (docs/protocol.md §6): compare channel by channel.
       for (const channel of FEED_CHANNELS) {
         assert.deepEqual(
           shown.filter((e) => e.channel === channel).map((e) => e.id),

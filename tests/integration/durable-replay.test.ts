@@ -1,5 +1,5 @@
 /**
- * Replay past the history for durable channels (issue #4 item 1): with a history of 5 events, 20 events
+ * Replay past the history for durable channels (docs/reliability.md, durable channels): with a history of 5 events, 20 events
  * published on a durable channel, a `since` of the first one replays the 19 later ones from the records
  * then the stream, once each, in order, `recovered: true` — on the memory engine with embedded PGlite
  * (records flushed only by the replay itself: the seam where events are in the stream but not yet in the

@@ -1,6 +1,6 @@
 /**
  * Test support: a real gateway node on an ephemeral port, tokens, and a raw `ws` client that speaks
- * PROTOCOL.md frame by frame (no SDK), with waits that fail with the frames seen so far.
+ * docs/protocol.md frame by frame (no SDK), with waits that fail with the frames seen so far.
  */
 import { SignJWT } from 'jose';
 import WebSocket from 'ws';

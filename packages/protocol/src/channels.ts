@@ -1,5 +1,5 @@
 /**
- * Channel names (PROTOCOL.md 5): segments of [A-Za-z0-9_-] joined by ':', at most 200 characters, always
+ * Channel names (docs/protocol.md §5): segments of [A-Za-z0-9_-] joined by ':', at most 200 characters, always
  * relative to the caller's organization. The first segment gives the channel type.
  */
 import { ChannelType } from './constants.ts';

@@ -1,5 +1,5 @@
 /**
- * The one error registry: every wire code of PROTOCOL.md 8 with its HTTP status and the close code used
+ * The one error registry: every wire code of docs/protocol.md §8 with its HTTP status and the close code used
  * when the error ends a connection. Shared by the server and the SDK; listed in docs/errors.md (a test
  * keeps the two in sync).
  */
@@ -59,7 +59,7 @@ export const ERRORS: Readonly<Record<ErrorCode, ErrorSpec>> = {
   },
 };
 
-/** WebSocket close codes (PROTOCOL.md 8, plus the extensions marked). */
+/** WebSocket close codes (docs/protocol.md §8, plus the extensions marked). */
 export const CloseCode = {
   NORMAL: 1000,
   GOING_AWAY: 1001,

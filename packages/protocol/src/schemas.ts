@@ -1,5 +1,5 @@
 /**
- * Zod contracts of the wire protocol (PROTOCOL.md 2-4): the seed's schemas, then every frame in each
+ * Zod contracts of the wire protocol (docs/protocol.md §2-4): the seed's schemas, then every frame in each
  * direction. The single source for server validation, the SDK's types and the JSON Schema export.
  */
 import { z } from 'zod';
@@ -10,7 +10,7 @@ export const ClientTypeSchema = z.enum(ClientType);
 export const ConnectionStatusSchema = z.enum(ConnectionStatus);
 export const ChannelTypeSchema = z.enum(ChannelType);
 
-// ---- The seed's schemas (ApiXConnectionSchema etc.), with the extensions PROTOCOL.md adds ----
+// ---- The seed's schemas (ApiXConnectionSchema etc.), with the extensions docs/protocol.md adds ----
 
 // Names longer than 200 pass the frame schema so that they are denied one by one (parseChannel says why).
 const channelName = z.string().min(1).max(512);
@@ -28,7 +28,7 @@ export const EnvelopeMetadataSchema = z.looseObject({
 });
 export type EnvelopeMetadata = z.infer<typeof EnvelopeMetadataSchema>;
 
-/** The seed's ApiXEventSchema, extended by PROTOCOL.md 2 (`id`, optional `channel`, strict top level). */
+/** The seed's ApiXEventSchema, extended by docs/protocol.md §2 (`id`, optional `channel`, strict top level). */
 export const ApiXEventSchema = z.strictObject({
   type: z.string().min(1).max(64),
   channel: channelName.optional(),
@@ -281,7 +281,7 @@ export type ServerControlFrame = z.infer<typeof ServerControlFrameSchema>;
 export type ServerFrame = ServerControlFrame | ChannelEvent;
 export type ServerFrameOf<T extends ServerControlFrame['type']> = Extract<ServerControlFrame, { type: T }>;
 
-// ---- HTTP API (PROTOCOL.md 9) ----
+// ---- HTTP API (docs/protocol.md §9) ----
 
 export const HttpPublishSchema = z.strictObject({
   channel: channelName,

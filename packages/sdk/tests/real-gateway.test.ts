@@ -1,7 +1,7 @@
 /**
  * The SDK against a real gateway node (in-memory engines, port 0): connect, subscribe, publish between two
  * clients, reconnect with resume after a drop, token refresh. The fake-gateway tests cover the edge cases;
- * this one checks that both sides read PROTOCOL.md the same way.
+ * this one checks that both sides read docs/protocol.md the same way.
  */
 import assert from 'node:assert/strict';
 import type { AddressInfo } from 'node:net';

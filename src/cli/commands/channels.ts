@@ -1,6 +1,6 @@
 /**
  * `apix channels set-permissions <channel> --org <org> --json '{...}'` stores a channel's own permissions
- * (PROTOCOL.md 5); `apix channels set <channel> --org <org> [--durable true|false] [--encrypted true|false]`
+ * (docs/protocol.md §5); `apix channels set <channel> --org <org> [--durable true|false] [--encrypted true|false]`
  * its delivery settings; `apix channels get <channel> --org <org>`; `apix channels list --org <org>`.
  */
 import { parseArgs, stringOption } from '../args.ts';

@@ -1,5 +1,5 @@
 /**
- * `message.queued` (PROTOCOL.md 3, 4) when the target of a `user:` channel is away on another node: the
+ * `message.queued` (docs/protocol.md §3, 4) when the target of a `user:` channel is away on another node: the
  * publisher's node learns it from the session store shared through Redis. Three gateway nodes on one real
  * Redis; the memory engine (one node) answers the same for a session away on that node.
  */

@@ -1,5 +1,5 @@
 /**
- * Fault: pending retries survive the gateway that held them (issue #4 item 3). Real processes on a
+ * Fault: pending retries survive the gateway that held them (docs/reliability.md, acknowledged delivery). Real processes on a
  * test-owned Redis: node `a` holds an acknowledged subscription whose events are not acked; it is
  * SIGKILLed; the client resumes on node `b`, which takes the session's pending entries from Redis:
  *

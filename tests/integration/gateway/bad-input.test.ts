@@ -1,5 +1,5 @@
 /**
- * Bad input costs nothing else: each gets the answer of PROTOCOL.md 8, the process stays up, and a
+ * Bad input costs nothing else: each gets the answer of docs/protocol.md §8, the process stays up, and a
  * healthy control connection keeps working.
  */
 import { describe, it, before, after } from 'node:test';

@@ -1,4 +1,4 @@
-/** Replay, recovery, sessions and acknowledged delivery (PROTOCOL.md 6). */
+/** Replay, recovery, sessions and acknowledged delivery (docs/protocol.md §6). */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { RawClient, config, startNode, token, sleep } from '../../support/gateway.ts';

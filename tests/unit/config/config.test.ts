@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { ConfigError, loadConfig } from '../../../src/config.ts';
 
 describe('config', () => {
-  it('has the PROTOCOL.md 10 defaults', () => {
+  it('has the docs/protocol.md §10 defaults', () => {
     const c = loadConfig({});
     assert.equal(c.port, 8080);
     assert.equal(c.host, '0.0.0.0');

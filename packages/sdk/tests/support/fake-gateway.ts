@@ -1,5 +1,5 @@
 /**
- * A fake APIX gateway for SDK tests: a `ws` server on port 0 speaking PROTOCOL.md (connect, subscribe with
+ * A fake APIX gateway for SDK tests: a `ws` server on port 0 speaking docs/protocol.md (connect, subscribe with
  * since/replay and recovery, publish replies, acks, heartbeats, auth.refresh, session resume), with knobs
  * to misbehave (drop connections, duplicate on resume, deny channels, answer publishes as told).
  * Not a gateway: one process, no tenancy, no permissions beyond `deny`.
