@@ -89,7 +89,7 @@ export interface StepResult {
   readonly publisherBacklogBytes: number;
   /** Server CPU time (user + system, from /proc/<pid>/stat) over the step and its drain, per delivery. */
   readonly serverCpuUsPerDelivery: number | null;
-  /** No loss, no failed publish, p99 within stopP99Ms and at least 90 % of the offered rate delivered. */
+  /** No loss, no failed publish and p99 within stopP99Ms. */
   readonly keptUp: boolean;
   /** Kept up with p99 within p99LimitMs. */
   readonly pass: boolean;
@@ -528,8 +528,9 @@ export async function runFanout(
         const pc = h.percentiles();
         const lost = Math.max(0, expected - received);
         const deliveriesPerSec = Math.round(received / Math.max(s.stepSeconds, pr.elapsedMs / 1000));
-        const keptUp =
-          lost === 0 && pr.failed === 0 && pc.p99 <= s.stopP99Ms && deliveriesPerSec >= 0.9 * offered;
+        // The load is open loop (every publish goes out, late or not): a server that falls behind shows
+        // up as loss or latency.
+        const keptUp = lost === 0 && pr.failed === 0 && pc.p99 <= s.stopP99Ms;
         const result: StepResult = {
           offeredDeliveriesPerSec: offered,
           publishesPerSec: +publishesPerSec.toFixed(3),
@@ -578,9 +579,7 @@ export async function runFanout(
               ? `${lost} of ${expected} deliveries lost at ${offered}/s`
               : pr.failed > 0
                 ? `${pr.failed} publishes failed at ${offered}/s`
-                : pc.p99 > s.stopP99Ms
-                  ? `p99 ${result.p99} ms > ${s.stopP99Ms} ms at ${offered}/s`
-                  : `${deliveriesPerSec} of ${offered} deliveries/s delivered`;
+                : `p99 ${result.p99} ms > ${s.stopP99Ms} ms at ${offered}/s`;
         }
         await sleep(300);
         return result;
