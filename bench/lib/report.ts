@@ -384,15 +384,18 @@ function throughputSvg(r: BenchResults): string {
   return out.join('\n');
 }
 
-/** p99 latency against offered deliveries/s (log-log), one line per server, for (b) and (c). */
+/** p99 latency against offered deliveries/s (log-log), one line per server, for (b), (c) and (f). */
 function latencySvg(r: BenchResults): string {
-  const panels: Array<{ key: 'b' | 'c'; title: string }> = [
+  const every: Array<{ key: 'b' | 'c' | 'f'; title: string }> = [
     { key: 'b', title: '(b) one channel' },
     { key: 'c', title: '(c) many channels' },
+    { key: 'f', title: '(f) dashboards' },
   ];
-  const W = 900;
+  // (f) only when the run has it.
+  const panels = every.filter((p) => p.key !== 'f' || Object.values(r.targets).some((t) => t.f));
+  const pw = panels.length > 2 ? 260 : 380;
+  const W = Math.max(900, 60 + panels.length * (pw + 60));
   const H = 400;
-  const pw = 380;
   const ph = 280;
   const out = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="11">`,
@@ -449,7 +452,7 @@ function latencySvg(r: BenchResults): string {
   });
   let lxp = 60;
   for (const [n, t] of Object.entries(r.targets)) {
-    if (!t.b && !t.c) continue;
+    if (!t.b && !t.c && !t.f) continue;
     out.push(`<rect x="${lxp}" y="${H - 30}" width="12" height="12" fill="${COLORS[n] ?? '#333'}"/>`);
     out.push(`<text x="${lxp + 16}" y="${H - 20}">${esc(t.label)}</text>`);
     lxp += 30 + t.label.length * 7;
