@@ -6,16 +6,23 @@
  *
  * Options (defaults in brackets):
  *   --quick                  small and fast: 5,000 connections/subscribers, 500 channels, 2 s steps
- *   --targets LIST           baseline,socketio,apix                 [all three]
- *   --scenarios LIST         a,b,c,d,e                              [all]
+ *                            ((f) keeps its sizes)
+ *   --targets LIST           baseline (or ws),socketio,apix         [all three, in one run]
+ *   --scenarios LIST         a,b,c,d,e,f                            [all]
  *   --connections LIST       scenario (a) sizes                     [10000,50000,100000]
  *   --subscribers N          fan-out subscribers                    [10000]
  *   --channels N             scenario (c) channels                  [1000]
+ *   --dashboard-clients N    scenario (f) clients                   [1000]
+ *   --dashboard-channels N   scenario (f) channels                  [1000]
+ *   --dashboard-per-client N scenario (f) channels per client       [100]
  *   --rates LIST             offered deliveries/s per step          [10000,...,1000000]
+ *   --fine-ratio R           fine sweep after the coarse one: steps at most R apart, between the last
+ *                            step kept up and the first not, and likewise for the p99 limit [1.1]
+ *   --no-fine                the coarse steps only
  *   --step-seconds N         publishing time per step               [3]
  *   --drain-ms N             wait for late deliveries after a step  [3000]
- *   --p99-ms N               the latency limit of a passing step    [100]
- *   --stop-p99-ms N          steps go on until a loss or this p99   [2000]
+ *   --p99-ms N               the latency limit of a passing step    [20]
+ *   --stop-p99-ms N          a step with a higher p99 is not kept up [2000]
  *   --budget-minutes N       (a) sizes that would overrun are skipped [15]
  *   --idle-seconds N         scenario (a) idle CPU window           [20]
  *   --heartbeat-ms N         heartbeat interval of every server     [10000]
@@ -78,6 +85,11 @@ const KNOWN = new Set([
   'budget-minutes',
   'publishes-per-connection',
   'cpu-prof',
+  'dashboard-clients',
+  'dashboard-channels',
+  'dashboard-per-client',
+  'fine-ratio',
+  'no-fine',
 ]);
 
 async function main(): Promise<number> {
@@ -106,15 +118,22 @@ async function main(): Promise<number> {
       .filter(Boolean);
   const nums = (k: string, d: string): number[] => list(k, d).map(Number);
 
-  const targetNames = list('targets', 'baseline,socketio,apix');
-  const scenarios = new Set(list('scenarios', 'a,b,c,d,e') as Scenario[]);
+  const targetNames = list('targets', 'baseline,socketio,apix').map((t) => (t === 'ws' ? 'baseline' : t));
+  const scenarios = new Set(list('scenarios', 'a,b,c,d,e,f') as Scenario[]);
   const connections = nums('connections', quick ? '5000' : '10000,50000,100000');
   const subscribers = num('subscribers', quick ? 5000 : 10000);
   const channelCount = num('channels', quick ? 500 : 1000);
+  const dashboards = {
+    clients: num('dashboard-clients', 1000),
+    channels: num('dashboard-channels', 1000),
+    perClient: num('dashboard-per-client', 100),
+  };
+  const fineRatio = args.has('no-fine') ? 0 : num('fine-ratio', 1.1);
+  if (fineRatio !== 0 && fineRatio <= 1) throw new Error('--fine-ratio must be above 1');
   const rates = nums(
     'rates',
     quick
-      ? '10000,50000,100000,200000,400000'
+      ? '10000,20000,50000,100000,200000,400000'
       : '10000,20000,50000,100000,150000,200000,300000,400000,500000,750000,1000000',
   );
   const pin = !args.has('no-pin');
@@ -139,7 +158,8 @@ async function main(): Promise<number> {
     idleSeconds: num('idle-seconds', quick ? 10 : 20),
     stepSeconds: num('step-seconds', quick ? 2 : 3),
     drainMs: num('drain-ms', 3000),
-    p99LimitMs: num('p99-ms', 100),
+    p99LimitMs: num('p99-ms', 20),
+    fineRatio,
     stopP99Ms: num('stop-p99-ms', 2000),
     publishesPerConnection: num('publishes-per-connection', 100),
     ...(args.has('cpu-prof') ? { cpuProfDir: resolve(str('cpu-prof', 'bench/results/profiles')) } : {}),
@@ -179,7 +199,9 @@ async function main(): Promise<number> {
       connections,
       subscribers,
       channels: channelCount,
+      dashboards,
       rates,
+      fineRatio,
       stepSeconds: s.stepSeconds,
       drainMs: s.drainMs,
       p99LimitMs: s.p99LimitMs,
@@ -200,7 +222,7 @@ async function main(): Promise<number> {
   const has = (def: TargetDef, x: Scenario): boolean =>
     def.scenarios.includes(x) && scenarios.has(def.name.startsWith('apix-redis') ? 'e' : x);
 
-  // Fan-out first, for every target: (b) and (c) over one set of connections, then (d).
+  // Fan-out first, for every target: (b) and (c) over one set of connections, then (d), then (f).
   for (const def of selected) {
     const tr = results.targets[def.name]!;
     const phases: FanoutPhase[] = [];
@@ -214,6 +236,19 @@ async function main(): Promise<number> {
       [tr.d] = await runFanout(
         def,
         { subscribers, ack: true, phases: [{ scenario: 'd', channels: 1 }], rates },
+        s,
+        log,
+      );
+    }
+    if (has(def, 'f')) {
+      [tr.f] = await runFanout(
+        def,
+        {
+          subscribers: dashboards.clients,
+          ack: false,
+          phases: [{ scenario: 'f', channels: dashboards.channels, perClient: dashboards.perClient }],
+          rates,
+        },
         s,
         log,
       );

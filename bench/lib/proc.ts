@@ -131,6 +131,10 @@ export class CpuMeter {
     const seconds = (performance.now() - this.t0) / 1000;
     return seconds > 0 ? (100 * (cpuSeconds(this.pids()) - this.c0)) / seconds : 0;
   }
+  /** CPU seconds used since the meter started. */
+  seconds(): number {
+    return cpuSeconds(this.pids()) - this.c0;
+  }
 }
 
 /** Busy CPU seconds of the whole machine (all cores) so far, from /proc/stat. */

@@ -14,6 +14,7 @@ export interface TargetResults {
   b?: FanoutResult;
   c?: FanoutResult;
   d?: FanoutResult;
+  f?: FanoutResult;
 }
 
 export interface BenchResults {
@@ -81,13 +82,15 @@ function table(head: string[], rows: string[][]): string[] {
   ];
 }
 
-const FANOUT: Array<{ key: 'b' | 'c' | 'd'; title: string }> = [
+type FanoutKey = 'b' | 'c' | 'd' | 'f';
+const FANOUT: Array<{ key: FanoutKey; title: string }> = [
   { key: 'b', title: '(b) fan-out, one channel' },
   { key: 'c', title: '(c) many channels, random publishes' },
   { key: 'd', title: '(d) acknowledged fan-out' },
+  { key: 'f', title: '(f) dashboards, many channels per client' },
 ];
 
-function fanoutLabel(name: string, key: 'b' | 'c' | 'd', t: TargetResults): string {
+function fanoutLabel(name: string, key: FanoutKey, t: TargetResults): string {
   if (name.startsWith('apix-redis'))
     return `(e) ${t.label}: ${key === 'b' ? 'one channel' : 'many channels'}`;
   return `${FANOUT.find((f) => f.key === key)!.title}: ${t.label}`;
@@ -106,11 +109,28 @@ function computeRatios(r: BenchResults): Record<string, number | null> {
       out[`a.${a.connections}.idleCpu.apix/${other}`] = ratio(a.idleCpuPct, o.idleCpuPct);
     }
   }
-  for (const key of ['b', 'c'] as const) {
+  for (const key of ['b', 'c', 'f'] as const) {
     for (const other of ['baseline', 'socketio']) {
       const a = t.apix?.[key];
       const o = t[other]?.[key];
       if (!a || !o) continue;
+      out[`${key}.capacity.apix/${other}`] = ratio(a.capacity, o.capacity);
+      out[`${key}.capacityP99.apix/${other}`] = ratio(a.capacityP99, o.capacityP99);
+      // Server CPU per delivery at the highest step both kept up (lower is better for APIX).
+      const both = a.steps
+        .filter(
+          (x) =>
+            x.keptUp &&
+            o.steps.some((y) => y.offeredDeliveriesPerSec === x.offeredDeliveriesPerSec && y.keptUp),
+        )
+        .sort((x, y) => x.offeredDeliveriesPerSec - y.offeredDeliveriesPerSec)
+        .at(-1);
+      const pair = o.steps.find((y) => y.offeredDeliveriesPerSec === both?.offeredDeliveriesPerSec);
+      if (both && pair)
+        out[`${key}.cpuPerDelivery@${both.offeredDeliveriesPerSec}/s.apix/${other}`] = ratio(
+          both.serverCpuUsPerDelivery ?? undefined,
+          pair.serverCpuUsPerDelivery ?? undefined,
+        );
       out[`${key}.best.apix/${other}`] = ratio(a.best, o.best);
       out[`${key}.maxNoLoss.apix/${other}`] = ratio(a.maxNoLoss, o.maxNoLoss);
       // p99 at the highest rate both completed without loss (lower is better for APIX).
@@ -199,7 +219,9 @@ function markdown(r: BenchResults, svgPaths: string[]): string[] {
       const last = f.steps.at(-1);
       fRows.push([
         fanoutLabel(n, key, r.targets[n]!),
-        `${fmt(f.subscribers)} / ${fmt(f.channels)}`,
+        `${fmt(f.subscribers)} / ${fmt(f.channels)}${f.channelsPerSubscriber ? ` (${fmt(f.channelsPerSubscriber)} each)` : ''}`,
+        fmt(f.capacity),
+        fmt(f.capacityP99),
         fmt(f.best),
         fmt(f.bestP50, 2),
         fmt(f.bestP99, 2),
@@ -217,13 +239,22 @@ function markdown(r: BenchResults, svgPaths: string[]): string[] {
     }
   }
   if (fRows.length > 0) {
-    lines.push('### (b)-(e) Fan-out: highest deliveries/s with p99 ≤ 100 ms and no loss', '');
+    lines.push(
+      '### (b)-(f) Fan-out: capacity',
+      '',
+      `Capacity: the highest offered step kept up (no loss, no failed publish, p99 ≤ ${fmt(Number(r.settings.stopP99Ms))} ms), ` +
+        `and the highest kept up with p99 ≤ ${fmt(Number(r.settings.p99LimitMs))} ms. ` +
+        'Delivered/s, p50 and p99: the highest step within that p99 limit, as measured.',
+      '',
+    );
     lines.push(
       ...table(
         [
           'scenario: server',
           'subscribers / channels',
-          'deliveries/s',
+          'capacity, offered/s',
+          `capacity at p99 ≤ ${fmt(Number(r.settings.p99LimitMs))} ms`,
+          'delivered/s',
           'p50 ms',
           'p99 ms',
           'without loss, any p99',
@@ -250,8 +281,8 @@ function markdown(r: BenchResults, svgPaths: string[]): string[] {
     if (unknown.length > 0)
       lines.push(`Not measurable in this run (a side missing or zero): ${unknown.join(', ')}.`, '');
     lines.push(
-      'connectRate, best (deliveries/s within the p99 limit) and maxNoLoss: higher is better for APIX; ' +
-        'rssPerConn, idleCpu and p99: lower is better.',
+      'connectRate, capacity, capacityP99, best (deliveries/s within the p99 limit) and maxNoLoss: higher is ' +
+        'better for APIX; rssPerConn, idleCpu, cpuPerDelivery and p99: lower is better.',
       '',
     );
   }
@@ -272,23 +303,27 @@ function markdown(r: BenchResults, svgPaths: string[]): string[] {
             'max ms',
             'lost',
             'CPU % server',
+            'server CPU µs/delivery',
             'load',
             'other',
             '',
           ],
-          f.steps.map((s) => [
-            fmt(s.offeredDeliveriesPerSec),
-            fmt(s.deliveriesPerSec),
-            fmt(s.p50, 2),
-            fmt(s.p90, 2),
-            fmt(s.p99, 2),
-            fmt(s.max, 1),
-            `${fmt(s.lost)}${s.publishFailed ? ` (+${s.publishFailed} publishes failed)` : ''}`,
-            fmt(s.serverCpuPct),
-            fmt(s.loadCpuPct),
-            fmt(s.otherCpuPct),
-            s.pass ? 'ok' : 'FAIL',
-          ]),
+          [...f.steps]
+            .sort((x, y) => x.offeredDeliveriesPerSec - y.offeredDeliveriesPerSec)
+            .map((s) => [
+              `${fmt(s.offeredDeliveriesPerSec)}${s.fine ? ' (fine)' : ''}`,
+              fmt(s.deliveriesPerSec),
+              fmt(s.p50, 2),
+              fmt(s.p90, 2),
+              fmt(s.p99, 2),
+              fmt(s.max, 1),
+              `${fmt(s.lost)}${s.publishFailed ? ` (+${s.publishFailed} publishes failed)` : ''}`,
+              fmt(s.serverCpuPct),
+              fmt(s.serverCpuUsPerDelivery, 1),
+              fmt(s.loadCpuPct),
+              fmt(s.otherCpuPct),
+              s.pass ? 'ok' : s.keptUp ? 'kept up' : 'NOT kept up',
+            ]),
         ),
         '',
       );
@@ -349,15 +384,18 @@ function throughputSvg(r: BenchResults): string {
   return out.join('\n');
 }
 
-/** p99 latency against offered deliveries/s (log-log), one line per server, for (b) and (c). */
+/** p99 latency against offered deliveries/s (log-log), one line per server, for (b), (c) and (f). */
 function latencySvg(r: BenchResults): string {
-  const panels: Array<{ key: 'b' | 'c'; title: string }> = [
+  const every: Array<{ key: 'b' | 'c' | 'f'; title: string }> = [
     { key: 'b', title: '(b) one channel' },
     { key: 'c', title: '(c) many channels' },
+    { key: 'f', title: '(f) dashboards' },
   ];
-  const W = 900;
+  // (f) only when the run has it.
+  const panels = every.filter((p) => p.key !== 'f' || Object.values(r.targets).some((t) => t.f));
+  const pw = panels.length > 2 ? 260 : 380;
+  const W = Math.max(900, 60 + panels.length * (pw + 60));
   const H = 400;
-  const pw = 380;
   const ph = 280;
   const out = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="11">`,
@@ -414,7 +452,7 @@ function latencySvg(r: BenchResults): string {
   });
   let lxp = 60;
   for (const [n, t] of Object.entries(r.targets)) {
-    if (!t.b && !t.c) continue;
+    if (!t.b && !t.c && !t.f) continue;
     out.push(`<rect x="${lxp}" y="${H - 30}" width="12" height="12" fill="${COLORS[n] ?? '#333'}"/>`);
     out.push(`<text x="${lxp + 16}" y="${H - 20}">${esc(t.label)}</text>`);
     lxp += 30 + t.label.length * 7;

@@ -2,7 +2,10 @@
  * The measurements. (a) connections: connect N authenticated, subscribed clients, then measure connect
  * rate, server RSS per connection and idle CPU with heartbeats on. (b)-(e) fan-out: subscribers on
  * one or many channels, one publisher stepping through rising delivery rates; each step reports p50/p99
- * publish-to-deliver latency and loss, and the run stops at the first step with loss or p99 > 100 ms.
+ * publish-to-deliver latency, loss and server CPU per delivery. (f) dashboards: fewer clients, each on
+ * many of many channels. Every fan-out run sweeps the rates coarsely, then finely (steps at most
+ * `fineRatio` apart) between the last step kept up and the first not, and between the last step kept up
+ * within the p99 limit and the first beyond it.
  */
 import { Histogram } from './histogram.ts';
 import { startLoadgens } from './pool.ts';
@@ -27,6 +30,8 @@ export interface BenchSettings {
   readonly stepSeconds: number;
   readonly drainMs: number;
   readonly p99LimitMs: number;
+  /** Fine sweep: successive steps at most this factor apart (1.1: 10 %); 0: no fine sweep. */
+  readonly fineRatio: number;
   /** The steps go on past the p99 limit, up to this p99 (or the first loss). */
   readonly stopP99Ms: number;
   /** Publishes per second per publisher connection, at most. */
@@ -82,7 +87,14 @@ export interface StepResult {
   readonly otherCpuPct: number;
   readonly firstPublishFailure?: string;
   readonly publisherBacklogBytes: number;
+  /** Server CPU time (user + system, from /proc/<pid>/stat) over the step and its drain, per delivery. */
+  readonly serverCpuUsPerDelivery: number | null;
+  /** No loss, no failed publish and p99 within stopP99Ms. */
+  readonly keptUp: boolean;
+  /** Kept up with p99 within p99LimitMs. */
   readonly pass: boolean;
+  /** A step of the fine sweep. */
+  readonly fine?: true;
 }
 
 export interface FanoutResult {
@@ -96,6 +108,12 @@ export interface FanoutResult {
   /** Subscriber connections closed by the server during the run (heartbeat timeouts, slow consumers). */
   closed?: number;
   steps: StepResult[];
+  /** (f): channels each subscriber holds. */
+  readonly channelsPerSubscriber?: number;
+  /** Capacity: offered deliveries/s of the highest step kept up (0: none). */
+  capacity?: number;
+  /** Offered deliveries/s of the highest step kept up with p99 within the limit (0: none). */
+  capacityP99?: number;
   /** Deliveries/s of the highest step with p99 within the limit and no loss (0: none passed). */
   best: number;
   /** Deliveries/s of the highest step without loss, whatever its latency. */
@@ -279,9 +297,15 @@ export async function runConnections(
 }
 
 export interface FanoutPhase {
-  readonly scenario: 'b' | 'c' | 'd';
+  readonly scenario: 'b' | 'c' | 'd' | 'f';
   /** 1: every subscriber on `agent:bench`; more: subscriber i on `agent:bench-<i % channels>`. */
   readonly channels: number;
+  /**
+   * Channels per subscriber (default 1): subscriber i holds `agent:bench-<(i + k * stride) % channels>`
+   * for k < perClient, stride = floor(channels / perClient), so every channel has the same number of
+   * subscribers when the counts divide evenly ((f) dashboards: 1,000 clients on 100 of 1,000 channels).
+   */
+  readonly perClient?: number;
 }
 
 export interface FanoutSpec {
@@ -298,6 +322,42 @@ export interface FanoutSpec {
 
 function channelNames(n: number): string[] {
   return n === 1 ? ['agent:bench'] : Array.from({ length: n }, (_, k) => `agent:bench-${k}`);
+}
+
+/**
+ * The channel groups of a phase (connection i takes group[i % group.length] of every group, see
+ * ConnectRequest) and the number of subscribers of each channel.
+ */
+function phaseGroups(p: FanoutPhase, subscribers: number): { groups: string[][]; subsOf: number[] } {
+  const names = channelNames(p.channels);
+  const perClient = Math.min(p.perClient ?? 1, p.channels);
+  const stride = Math.max(1, Math.floor(p.channels / perClient));
+  const groups = Array.from({ length: perClient }, (_, k) =>
+    names.map((_, j) => names[(j + k * stride) % names.length]!),
+  );
+  const subsOf = new Array<number>(names.length).fill(0);
+  for (let i = 0; i < subscribers; i++) {
+    const seen = new Set<number>();
+    for (let k = 0; k < perClient; k++) seen.add((i + k * stride) % names.length);
+    for (const j of seen) subsOf[j]!++;
+  }
+  return { groups, subsOf };
+}
+
+/**
+ * Rates strictly between lo and hi, geometric, so that no two successive steps (lo and hi included) are
+ * more than `ratio` apart; rounded to 10 deliveries/s.
+ */
+export function fineRates(lo: number, hi: number, ratio: number): number[] {
+  if (!(ratio > 1) || !(lo > 0) || hi <= lo * ratio) return [];
+  // Rounding can move a step by up to 5/s: aim a little under the ratio.
+  const n = Math.ceil(Math.log(hi / lo) / Math.log(1 + (ratio - 1) * 0.97));
+  const out: number[] = [];
+  for (let k = 1; k < n; k++) {
+    const r = Math.round((lo * (hi / lo) ** (k / n)) / 10) * 10;
+    if (r > lo && r < hi && r !== out.at(-1)) out.push(r);
+  }
+  return out;
 }
 
 /**
@@ -332,28 +392,31 @@ async function settle(pids: () => readonly number[]): Promise<number> {
   return (performance.now() - t0) / 1000;
 }
 
-/** Scenarios (b), (c), (d) and, on the Redis targets, (e): one result per phase. */
+/** Scenarios (b), (c), (d), (f) and, on the Redis targets, (e): one result per phase. */
 export async function runFanout(
   def: TargetDef,
   spec: FanoutSpec,
   s: BenchSettings,
   log: Log,
 ): Promise<FanoutResult[]> {
-  const groups = spec.phases.map((p) => channelNames(p.channels));
+  const layout = spec.phases.map((p) => phaseGroups(p, spec.subscribers));
+  const groups = layout.flatMap((l) => l.groups);
   const results: FanoutResult[] = spec.phases.map((p) => ({
     subscribers: spec.subscribers,
     channels: p.channels,
+    ...(p.perClient && p.perClient > 1 ? { channelsPerSubscriber: p.perClient } : {}),
     ack: spec.ack,
     nodes: def.nodes,
     steps: [],
     best: 0,
     maxNoLoss: 0,
   }));
+  // Deliveries per publish, on average over a phase's channels.
+  const perPublishOf = layout.map((l) => l.subsOf.reduce((n, x) => n + x, 0) / l.subsOf.length);
   // Enough publisher connections that none sends more than publishesPerConnection frames/s at the top
-  // step (APIX limits inbound frames per connection; every target gets the same pool).
-  const maxPublishRate = Math.max(
-    ...spec.phases.map((p) => (Math.max(...spec.rates) * p.channels) / spec.subscribers),
-  );
+  // step (APIX limits inbound frames per connection; every target gets the same pool). The fine sweep
+  // stays below the top coarse step.
+  const maxPublishRate = Math.max(...perPublishOf.map((d) => Math.max(...spec.rates) / d));
   const publishers = Math.min(2000, Math.max(1, Math.ceil(maxPublishRate / s.publishesPerConnection)));
   const redis = def.name.includes('redis');
   const tag = (p: FanoutPhase): string => `[${def.name}] (${p.scenario}${redis ? '/e' : ''})`;
@@ -405,10 +468,10 @@ export async function runFanout(
     // it (APIX writes its connection records and audit entries after the fact), then warm it up at the
     // first rate for one step's length, unmeasured.
     const settled = await settle(() => server.pids());
-    const warm = groups[0]!;
+    const warm = channelNames(spec.phases[0]!.channels);
     await pub.publish({
       step: -1,
-      rate: spec.rates[0]! / (spec.subscribers / warm.length),
+      rate: spec.rates[0]! / perPublishOf[0]!,
       durationMs: s.stepSeconds * 1000,
       channels: warm,
       random: warm.length > 1,
@@ -421,17 +484,16 @@ export async function runFanout(
     for (const [pi, phase] of spec.phases.entries()) {
       const r = results[pi]!;
       const label = tag(phase);
-      const channels = groups[pi]!;
-      const subsOf = channels.map(
-        (_, k) =>
-          Math.floor(spec.subscribers / channels.length) + (k < spec.subscribers % channels.length ? 1 : 0),
-      );
-      const perPublish = spec.subscribers / channels.length;
-      for (const [i, offered] of spec.rates.entries()) {
+      const channels = channelNames(phase.channels);
+      const { subsOf } = layout[pi]!;
+      const perPublish = perPublishOf[pi]!;
+
+      /** One step at `offered` deliveries/s. */
+      const measure = async (offered: number, progress: string, fine: boolean): Promise<StepResult> => {
         const step = stepId++;
         const publishesPerSec = offered / perPublish;
         log(
-          `${label} step ${i + 1}/${spec.rates.length}: ${offered} deliveries/s (${+publishesPerSec.toFixed(2)} publishes/s)`,
+          `${label} ${progress}: ${offered} deliveries/s (${+publishesPerSec.toFixed(2)} publishes/s)`,
           true,
         );
         await quiesce(subscriberGens);
@@ -454,6 +516,7 @@ export async function runFanout(
           await sleep(50);
         }
         const serverCpuPct = serverCpu.read();
+        const serverCpuSeconds = serverCpu.seconds();
         const loadCpuPct = loadCpu.read();
         const otherCpuPct = otherCpu.read();
         const st = await Promise.all(subscriberGens.map((g) => g.stats(true)));
@@ -464,6 +527,10 @@ export async function runFanout(
         r.closed = closed;
         const pc = h.percentiles();
         const lost = Math.max(0, expected - received);
+        const deliveriesPerSec = Math.round(received / Math.max(s.stepSeconds, pr.elapsedMs / 1000));
+        // The load is open loop (every publish goes out, late or not): a server that falls behind shows
+        // up as loss or latency.
+        const keptUp = lost === 0 && pr.failed === 0 && pc.p99 <= s.stopP99Ms;
         const result: StepResult = {
           offeredDeliveriesPerSec: offered,
           publishesPerSec: +publishesPerSec.toFixed(3),
@@ -474,7 +541,7 @@ export async function runFanout(
           lost,
           redelivered: st.reduce((n, x) => n + x.redelivered, 0),
           closedSubscribers: closed,
-          deliveriesPerSec: Math.round(received / Math.max(s.stepSeconds, pr.elapsedMs / 1000)),
+          deliveriesPerSec,
           p50: pc.p50,
           p90: pc.p90,
           p99: pc.p99,
@@ -484,14 +551,20 @@ export async function runFanout(
           otherCpuPct: Math.round(otherCpuPct),
           ...(pr.firstFailure ? { firstPublishFailure: pr.firstFailure } : {}),
           publisherBacklogBytes: pr.maxBufferedBytes,
-          pass: lost === 0 && pr.failed === 0 && pc.p99 <= s.p99LimitMs,
+          serverCpuUsPerDelivery:
+            received > 0 ? Math.round(((serverCpuSeconds * 1e6) / received) * 10) / 10 : null,
+          keptUp,
+          pass: keptUp && pc.p99 <= s.p99LimitMs,
+          ...(fine ? { fine: true as const } : {}),
         };
         r.steps.push(result);
         log(
-          `${label} ${String(offered).padStart(8)} deliveries/s: p50 ${result.p50} ms, p99 ${result.p99} ms, ` +
+          `${label} ${fine ? 'fine ' : ''}${String(offered).padStart(8)} deliveries/s: p50 ${result.p50} ms, p99 ${result.p99} ms, ` +
             `max ${result.max} ms, lost ${lost}/${expected}${result.publishFailed ? `, ${result.publishFailed} publishes failed` : ''}` +
             `${closed ? `, ${closed} subscribers closed` : ''}, ` +
-            `CPU % server ${result.serverCpuPct} load ${result.loadCpuPct} other ${result.otherCpuPct} ${result.pass ? 'ok' : 'over the limit'}` +
+            `CPU % server ${result.serverCpuPct} load ${result.loadCpuPct} other ${result.otherCpuPct}, ` +
+            `${result.serverCpuUsPerDelivery ?? '-'} µs server CPU/delivery; ` +
+            `${result.pass ? 'ok' : keptUp ? `kept up, p99 over ${s.p99LimitMs} ms` : 'NOT kept up'}` +
             (pr.firstFailure ? `\n    first failed publish: ${pr.firstFailure}` : ''),
         );
         if (lost === 0 && pr.failed === 0) r.maxNoLoss = Math.max(r.maxNoLoss, result.deliveriesPerSec);
@@ -500,17 +573,50 @@ export async function runFanout(
           r.bestP50 = result.p50;
           r.bestP99 = result.p99;
         }
-        if (lost > 0 || pr.failed > 0 || pc.p99 > s.stopP99Ms) {
+        if (!keptUp && r.stoppedBecause === undefined) {
           r.stoppedBecause =
             lost > 0
               ? `${lost} of ${expected} deliveries lost at ${offered}/s`
               : pr.failed > 0
                 ? `${pr.failed} publishes failed at ${offered}/s`
                 : `p99 ${result.p99} ms > ${s.stopP99Ms} ms at ${offered}/s`;
-          break;
         }
         await sleep(300);
+        return result;
+      };
+
+      // The coarse sweep, up to the first step not kept up.
+      for (const [i, offered] of spec.rates.entries()) {
+        const x = await measure(offered, `step ${i + 1}/${spec.rates.length}`, false);
+        if (!x.keptUp) break;
       }
+      // The fine sweeps: between the highest step kept up within the p99 limit and the next step above
+      // it, then between the highest step kept up and the first not; each stops at its first miss.
+      const sweeps: Array<{ what: string; ok: (x: StepResult) => boolean }> = [
+        { what: `p99 ≤ ${s.p99LimitMs} ms`, ok: (x) => x.pass },
+        { what: 'kept up', ok: (x) => x.keptUp },
+      ];
+      for (const sw of sweeps) {
+        if (s.fineRatio <= 1) break;
+        const sorted = [...r.steps].sort((x, y) => x.offeredDeliveriesPerSec - y.offeredDeliveriesPerSec);
+        const lo = sorted.filter(sw.ok).at(-1)?.offeredDeliveriesPerSec;
+        const hi = sorted.find(
+          (x) => lo !== undefined && x.offeredDeliveriesPerSec > lo && !sw.ok(x),
+        )?.offeredDeliveriesPerSec;
+        if (lo === undefined || hi === undefined) continue;
+        const measured = new Set(sorted.map((x) => x.offeredDeliveriesPerSec));
+        const fine = fineRates(lo, hi, s.fineRatio).filter((x) => !measured.has(x));
+        for (const [i, offered] of fine.entries()) {
+          const x = await measure(offered, `fine step ${i + 1}/${fine.length} (${sw.what})`, true);
+          if (!sw.ok(x)) break;
+        }
+      }
+      r.capacity = Math.max(0, ...r.steps.filter((x) => x.keptUp).map((x) => x.offeredDeliveriesPerSec));
+      r.capacityP99 = Math.max(0, ...r.steps.filter((x) => x.pass).map((x) => x.offeredDeliveriesPerSec));
+      log(
+        `${label} capacity ${r.capacity} deliveries/s kept up, ${r.capacityP99} with p99 ≤ ${s.p99LimitMs} ms` +
+          `${r.stoppedBecause ? ` (first miss: ${r.stoppedBecause})` : ' (every step kept up)'}`,
+      );
     }
   } catch (err) {
     const message = (err as Error).message;

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { freePort, processTree, sleep, spawnPinned, stop, waitHttp } from './proc.ts';
 import type { TargetKind } from './protocols.ts';
 
-export type Scenario = 'a' | 'b' | 'c' | 'd' | 'e';
+export type Scenario = 'a' | 'b' | 'c' | 'd' | 'e' | 'f';
 
 export interface StartContext {
   readonly root: string;
@@ -111,7 +111,7 @@ const baseline: TargetDef = {
   name: 'baseline',
   label: 'ws baseline',
   kind: 'baseline',
-  scenarios: ['a', 'b', 'c'],
+  scenarios: ['a', 'b', 'c', 'f'],
   nodes: 1,
   async start(ctx) {
     const port = await freePort();
@@ -131,7 +131,7 @@ const socketio: TargetDef = {
   name: 'socketio',
   label: 'Socket.IO 4',
   kind: 'socketio',
-  scenarios: ['a', 'b', 'c'],
+  scenarios: ['a', 'b', 'c', 'f'],
   nodes: 1,
   async start(ctx) {
     const port = await freePort();
@@ -176,7 +176,7 @@ const apix: TargetDef = {
   name: 'apix',
   label: 'APIX',
   kind: 'apix',
-  scenarios: ['a', 'b', 'c', 'd'],
+  scenarios: ['a', 'b', 'c', 'd', 'f'],
   nodes: 1,
   async start(ctx) {
     const port = await freePort();
