@@ -21,7 +21,10 @@ export interface EmbeddedEngine {
 }
 
 /** Locks `<dataDir>/pgdata` and opens PGlite in it on its own thread. */
-export async function openEmbedded(dataDir: string, sharedBuffersMb: number | undefined): Promise<EmbeddedEngine> {
+export async function openEmbedded(
+  dataDir: string,
+  sharedBuffersMb: number | undefined,
+): Promise<EmbeddedEngine> {
   const dir = resolve(dataDir, 'pgdata');
   mkdirSync(dir, { recursive: true });
   // PGlite is single-process: a second process opening the same directory would corrupt it.
@@ -51,7 +54,10 @@ export function prestartEmbedded(dataDir: string, sharedBuffersMb: number | unde
 }
 
 /** The engine prestartEmbedded began for this directory and buffers, if any (once). */
-export function takePrestarted(dataDir: string, sharedBuffersMb: number | undefined): Promise<EmbeddedEngine> | undefined {
+export function takePrestarted(
+  dataDir: string,
+  sharedBuffersMb: number | undefined,
+): Promise<EmbeddedEngine> | undefined {
   if (!started || started.key !== keyOf(dataDir, sharedBuffersMb)) return undefined;
   const { opening } = started;
   started = undefined;
