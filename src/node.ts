@@ -178,22 +178,26 @@ export async function openNode(
   config: Config,
   deps: { readonly log: Logger; readonly tls?: TlsFiles },
 ): Promise<{ readonly node: ApixNode; readonly records: Records | undefined }> {
-  let engines: Engines;
-  try {
-    engines = await createEngines(config, { nodeId: config.nodeId!, logger: deps.log });
-  } catch (err) {
-    throw new NodeOpenError('cannot start the engines', { cause: err });
+  // Both at once: the database's start (PGlite's, or PostgreSQL's connect and migration check) does not
+  // wait for Redis's connect, nor the other way round.
+  const [enginesOpen, recordsOpen] = await Promise.allSettled([
+    createEngines(config, { nodeId: config.nodeId!, logger: deps.log }),
+    config.records
+      ? import('./records.ts').then(({ openRecords }) =>
+          openRecords(config, { clock: systemClock, random: Math.random, log: deps.log }),
+        )
+      : Promise.resolve(undefined),
+  ]);
+  if (enginesOpen.status === 'rejected') {
+    if (recordsOpen.status === 'fulfilled') await recordsOpen.value?.close();
+    throw new NodeOpenError('cannot start the engines', { cause: enginesOpen.reason });
   }
-  let records: Records | undefined;
-  if (config.records) {
-    try {
-      const { openRecords } = await import('./records.ts');
-      records = await openRecords(config, { clock: systemClock, random: Math.random, log: deps.log });
-    } catch (err) {
-      await engines.close();
-      throw new NodeOpenError('cannot open the database', { cause: err });
-    }
+  const engines: Engines = enginesOpen.value;
+  if (recordsOpen.status === 'rejected') {
+    await engines.close();
+    throw new NodeOpenError('cannot open the database', { cause: recordsOpen.reason });
   }
+  const records: Records | undefined = recordsOpen.value;
   const node = createNode({
     config,
     engines,

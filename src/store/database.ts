@@ -3,13 +3,11 @@
  * embedded PGlite persisted in `<dataDir>/pgdata` (pglite-prisma-adapter). Both run the same schema and
  * migrations. One place creates the Prisma client; components receive it (STYLE.md 2).
  */
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
-import { join, resolve } from 'node:path';
 import type { PGlite } from '@electric-sql/pglite';
 import { PrismaPg } from '@prisma/adapter-pg';
 import pg from 'pg';
 import { PrismaPGlite } from 'pglite-prisma-adapter';
-import { PGliteThread } from './pglite-thread.ts';
+import { openEmbedded, takePrestarted } from './embedded-open.ts';
 import { PrismaClient } from '../generated/prisma/client.ts';
 import { silentLogger, type StoreLogger } from './log.ts';
 import { InternalError } from '@apix/protocol/internal-errors';
@@ -76,9 +74,7 @@ export interface DatabaseOptions {
   readonly logger?: StoreLogger;
 }
 
-export class DatabaseInUseError extends Error {
-  override name = 'DatabaseInUseError';
-}
+export { DatabaseInUseError } from './embedded-open.ts';
 
 /**
  * Prisma caches the compiled plan of every query and batch shape, up to 1000 of each by default, with no
@@ -176,23 +172,15 @@ async function createPostgres(options: DatabaseOptions, url: string): Promise<Da
 }
 
 async function createPglite(options: DatabaseOptions): Promise<Database> {
-  const dir = resolve(options.dataDir, 'pgdata');
-  mkdirSync(dir, { recursive: true });
-  // PGlite is single-process: a second process opening the same directory would corrupt it.
-  const releaseLock = acquireDirLock(join(options.dataDir, 'pgdata.lock'));
-  let engine: PGliteThread;
-  try {
-    // On a thread of its own: PGlite runs each statement synchronously on the thread that owns it.
-    engine = await PGliteThread.open({ dataDir: dir, sharedBuffersMb: options.embeddedBuffersMb }, (err) =>
-      (options.logger ?? silentLogger).error(
-        { err },
-        'the embedded database stopped; records and the audit trail now fail (the audit spills to its file)',
-      ),
+  // Started already by `apix serve` (prestartEmbedded) when it could, else now.
+  const opened = await (takePrestarted(options.dataDir, options.embeddedBuffersMb) ??
+    openEmbedded(options.dataDir, options.embeddedBuffersMb));
+  const { dir, engine, releaseLock } = opened;
+  opened.onStop = (err) =>
+    (options.logger ?? silentLogger).error(
+      { err },
+      'the embedded database stopped; records and the audit trail now fail (the audit spills to its file)',
     );
-  } catch (err) {
-    releaseLock();
-    throw err;
-  }
   const prisma = new PrismaClient({
     // The adapter uses query/exec/transaction, which the thread provides with PGlite's own semantics.
     adapter: new PrismaPGlite(engine as unknown as PGlite),
@@ -240,39 +228,4 @@ async function createPglite(options: DatabaseOptions): Promise<Database> {
       return closed;
     },
   };
-}
-
-/** An exclusive lock file holding our pid; a lock left by a dead process is taken over. */
-function acquireDirLock(path: string): () => void {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fd = openSync(path, 'wx');
-      writeSync(fd, String(process.pid));
-      closeSync(fd);
-      return () => rmSync(path, { force: true });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const pid = Number(readFileSync(path, 'utf8').trim());
-      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid))
-        throw new DatabaseInUseError(
-          `the embedded database in ${path.replace(/\.lock$/, '')} is in use by process ${pid}; ` +
-            'stop it, or set DATABASE_URL to share a PostgreSQL database',
-        );
-      if (pid === process.pid)
-        throw new DatabaseInUseError(
-          `the embedded database in ${path.replace(/\.lock$/, '')} is already open`,
-        );
-      rmSync(path, { force: true });
-    }
-  }
-  throw new DatabaseInUseError(`could not lock ${path}`);
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

@@ -6,13 +6,14 @@
  */
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnGateway, runCli } from '../support/process.ts';
 import { RawClient, token, TEST_SECRET } from '../support/gateway.ts';
 import { createTestPostgres, postgresSkipReason } from '../support/postgres.ts';
 import type { TestPostgres } from '../support/postgres.ts';
+import { freePort } from '../support/redis.ts';
 
 async function exercise(env: Record<string, string>) {
   // Run 1: a connection, a publish, an admin reading the audit trail.
@@ -84,6 +85,21 @@ describe('apix serve', () => {
     assert.equal(r.status, 1);
     assert.equal(r.stderr.trim().split('\n').length, 1);
     assert.match(r.stderr, /APIX_PORT/);
+  });
+
+  it('embedded: a start that fails after the database began to open exits 1 and unlocks the data dir', async () => {
+    // serve opens the embedded database first, beside the rest of the start; when the engines then fail
+    // (Redis refuses), that engine must be closed: else its thread keeps the process alive and its lock.
+    const dir = tmp();
+    const r = runCli(['serve'], {
+      APIX_DATA_DIR: dir,
+      APIX_JWT_SECRET: TEST_SECRET,
+      APIX_PORT: '0',
+      REDIS_URL: `redis://127.0.0.1:${await freePort()}`,
+    });
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /cannot start the engines/);
+    assert.equal(existsSync(join(dir, 'pgdata.lock')), false, 'the lock is released');
   });
 
   it('embedded: keeps records, keys and the audit trail in the data dir across a restart', async () => {

@@ -2,13 +2,12 @@
  * `apix serve [--workers N]`: runs a gateway node until SIGINT/SIGTERM, then drains gracefully.
  */
 import { ConfigError, loadConfig } from '../../config.ts';
-import { NodeOpenError, openNode } from '../../node.ts';
+import { discardPrestarted, prestartEmbedded } from '../../store/embedded-open.ts';
 import { parseArgs } from '../args.ts';
 import { resolveJwtSecret, withSecret, devSecretPath } from '../dev-secret.ts';
 import { randomBytes } from 'node:crypto';
 import { isWorker, runPrimary, workerPlanProblem } from '../workers.ts';
 import { createLogger } from '../../log.ts';
-import { registerFeedExample, registerSdkBundle } from '../../http/examples.ts';
 import { loadTlsFiles } from '../../tls.ts';
 import type { TlsFiles } from '../../tls.ts';
 
@@ -54,14 +53,24 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   const baseId = config.nodeId ?? `n${randomBytes(4).toString('hex')}`;
   config = { ...config, nodeId: isWorker() ? `${baseId}-w${env.APIX_WORKER_INDEX ?? '0'}` : baseId };
   const log = createLogger(config.logLevel, config.nodeId!);
+  // The embedded database first: it opens on its own thread while this one loads the gateway's modules
+  // (node.ts and what it imports, Prisma's client among them), which are loaded only now for that reason.
+  if (config.records && !config.databaseUrl) prestartEmbedded(config.dataDir, config.embeddedDbBuffersMb);
   let opened;
   try {
-    opened = await openNode(config, { log, ...(tls ? { tls } : {}) });
-  } catch (err) {
-    if (!(err instanceof NodeOpenError)) throw err;
-    process.stderr.write(`apix: ${err.message}: ${(err.cause as Error).message}\n`);
-    return 1;
+    const { NodeOpenError, openNode } = await import('../../node.ts');
+    try {
+      opened = await openNode(config, { log, ...(tls ? { tls } : {}) });
+    } catch (err) {
+      if (!(err instanceof NodeOpenError)) throw err;
+      process.stderr.write(`apix: ${err.message}: ${(err.cause as Error).message}\n`);
+      return 1;
+    }
+  } finally {
+    // Taken by openNode when it got that far; else closed, so that the process can exit.
+    await discardPrestarted();
   }
+  const { registerFeedExample, registerSdkBundle } = await import('../../http/examples.ts');
   const { node, records } = opened;
   const engines = node.engines;
   registerSdkBundle(node.httpRouter);

@@ -1,0 +1,121 @@
+/**
+ * Opening the embedded PGlite: its directory lock, then its thread. Kept apart from database.ts (which loads
+ * Prisma) so that `apix serve` can start the engine first, before it loads the rest of the gateway: PGlite's
+ * start (about a second, more on a busy machine) then runs on its thread while the main thread loads and
+ * wires the modules, instead of after them (`prestartEmbedded`; createDatabase takes the started engine).
+ */
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { PGliteThread } from './pglite-thread.ts';
+
+export class DatabaseInUseError extends Error {
+  override name = 'DatabaseInUseError';
+}
+
+export interface EmbeddedEngine {
+  readonly dir: string;
+  readonly engine: PGliteThread;
+  releaseLock(): void;
+  /** Who is told when the thread stops without close() (set by whoever takes the engine). */
+  onStop: ((err: Error) => void) | undefined;
+}
+
+/** Locks `<dataDir>/pgdata` and opens PGlite in it on its own thread. */
+export async function openEmbedded(
+  dataDir: string,
+  sharedBuffersMb: number | undefined,
+): Promise<EmbeddedEngine> {
+  const dir = resolve(dataDir, 'pgdata');
+  mkdirSync(dir, { recursive: true });
+  // PGlite is single-process: a second process opening the same directory would corrupt it.
+  const releaseLock = acquireDirLock(join(dataDir, 'pgdata.lock'));
+  const opened: { onStop: ((err: Error) => void) | undefined } = { onStop: undefined };
+  try {
+    // On a thread of its own: PGlite runs each statement synchronously on the thread that owns it.
+    const engine = await PGliteThread.open({ dataDir: dir, sharedBuffersMb }, (err) => opened.onStop?.(err));
+    return Object.assign(opened, { dir, engine, releaseLock });
+  } catch (err) {
+    releaseLock();
+    throw err;
+  }
+}
+
+let started: { key: string; opening: Promise<EmbeddedEngine> } | undefined;
+
+/**
+ * Starts opening the embedded store now, for the next createDatabase with the same directory and buffers to
+ * take. At most one is held; a failure is reported by that createDatabase, as if it had opened it itself.
+ */
+export function prestartEmbedded(dataDir: string, sharedBuffersMb: number | undefined): void {
+  if (started) return;
+  const opening = openEmbedded(dataDir, sharedBuffersMb);
+  opening.catch(() => undefined); // reported to whoever takes it
+  started = { key: keyOf(dataDir, sharedBuffersMb), opening };
+}
+
+/** The engine prestartEmbedded began for this directory and buffers, if any (once). */
+export function takePrestarted(
+  dataDir: string,
+  sharedBuffersMb: number | undefined,
+): Promise<EmbeddedEngine> | undefined {
+  if (!started || started.key !== keyOf(dataDir, sharedBuffersMb)) return undefined;
+  const { opening } = started;
+  started = undefined;
+  return opening;
+}
+
+/** Closes an engine that was prestarted and never taken (a start that failed before it got there). */
+export async function discardPrestarted(): Promise<void> {
+  const s = started;
+  started = undefined;
+  if (!s) return;
+  try {
+    const e = await s.opening;
+    try {
+      await e.engine.close();
+    } finally {
+      e.releaseLock();
+    }
+  } catch {
+    // it never opened: nothing to close
+  }
+}
+
+function keyOf(dataDir: string, sharedBuffersMb: number | undefined): string {
+  return `${resolve(dataDir)}\u0000${sharedBuffersMb ?? ''}`;
+}
+
+/** An exclusive lock file holding our pid; a lock left by a dead process is taken over. */
+function acquireDirLock(path: string): () => void {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(path, 'wx');
+      writeSync(fd, String(process.pid));
+      closeSync(fd);
+      return () => rmSync(path, { force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const pid = Number(readFileSync(path, 'utf8').trim());
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid))
+        throw new DatabaseInUseError(
+          `the embedded database in ${path.replace(/\.lock$/, '')} is in use by process ${pid}; ` +
+            'stop it, or set DATABASE_URL to share a PostgreSQL database',
+        );
+      if (pid === process.pid)
+        throw new DatabaseInUseError(
+          `the embedded database in ${path.replace(/\.lock$/, '')} is already open`,
+        );
+      rmSync(path, { force: true });
+    }
+  }
+  throw new DatabaseInUseError(`could not lock ${path}`);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
