@@ -8,81 +8,23 @@
 import { z } from 'zod';
 import type { Keyring } from './crypto/at-rest.ts';
 import { isValidOrgId } from '@apix/protocol/channels';
+import {
+  bool,
+  group,
+  int,
+  isGroup,
+  isSetting,
+  list,
+  omittable,
+  s,
+  settingsOf,
+  type ConfigOf,
+  type Table,
+} from './config-table.ts';
+import { RATE_LIMIT_SETTINGS } from './config-rate-limits.ts';
 
-const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
-const bool = z
-  .enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off'])
-  .transform((v) => v === 'true' || v === '1' || v === 'yes' || v === 'on');
-const list = z.string().transform((s) =>
-  s
-    .split(',')
-    .map((x) => x.trim())
-    .filter(Boolean),
-);
-
-/**
- * One setting: the environment variable, its parser (which holds the default), one line for the docs
- * (docs/configuration.md has the full text) and how the parsed value becomes its Config value.
- * `omittable`: the Config key is optional (code that builds a Config may leave it out).
- */
-export interface Setting<S extends z.ZodType = z.ZodType, C = unknown, O extends boolean = boolean> {
-  readonly env: string;
-  readonly schema: S;
-  readonly doc: string;
-  readonly to: (value: z.output<S>) => C;
-  readonly omittable: O;
-}
-
-/** Settings that land in Config as one value, built from theirs (e.g. both TLS files, or none). */
-export interface Group<T extends Table = Table, C = unknown> {
-  readonly group: T;
-  /** Builds the value from the group's values; throws a ConfigError when they do not go together. */
-  readonly build: (values: never) => C;
-}
-
-export interface Table {
-  readonly [key: string]: Setting | Group | Table;
-}
-
-type ValueOf<T> =
-  T extends Setting<z.ZodType, infer C> ? C : T extends Group<Table, infer C> ? C : ConfigOf<T>;
-type OmittableKeys<T> = {
-  [K in keyof T]: T[K] extends Setting<z.ZodType, unknown, true> ? K : never;
-}[keyof T];
-type Flatten<T> = { readonly [K in keyof T]: T[K] };
-/** The Config value of a table: its shape, each setting replaced by its value. */
-export type ConfigOf<T> = Flatten<
-  { readonly [K in Exclude<keyof T, OmittableKeys<T>>]: ValueOf<T[K]> } & {
-    readonly [K in OmittableKeys<T>]?: ValueOf<T[K]>;
-  }
->;
-
-function s<S extends z.ZodType>(env: string, schema: S, doc: string): Setting<S, z.output<S>, false>;
-function s<S extends z.ZodType, C>(
-  env: string,
-  schema: S,
-  doc: string,
-  to: (value: z.output<S>) => C,
-): Setting<S, C, false>;
-function s<S extends z.ZodType>(
-  env: string,
-  schema: S,
-  doc: string,
-  to: (value: z.output<S>) => unknown = (v) => v,
-): Setting<S, unknown, false> {
-  return { env, schema, doc, to, omittable: false };
-}
-
-function omittable<S extends z.ZodType, C>(setting: Setting<S, C, false>): Setting<S, C, true> {
-  return { ...setting, omittable: true };
-}
-
-function group<T extends Table, C>(settings: T, build: (values: ConfigOf<T>) => C): Group<T, C> {
-  return { group: settings, build };
-}
-
-const isSetting = (x: Setting | Group | Table): x is Setting => 'env' in x && 'schema' in x;
-const isGroup = (x: Setting | Group | Table): x is Group => 'group' in x && 'build' in x;
+export type { ConfigOf, Group, Setting, Table } from './config-table.ts';
+export { settingsOf } from './config-table.ts';
 
 /** Every setting of the node, in the shape of {@link Config}. */
 export const SETTINGS = {
@@ -383,69 +325,7 @@ export const SETTINGS = {
     bool.default(true),
     'per-event instrumentation: the publish, deliver and ack hooks of the metrics and latency tracker',
   ),
-  rateLimits: {
-    connection: {
-      perSec: s(
-        'APIX_RATE_CONNECTION_PER_SEC',
-        int(0, 1_000_000).default(200),
-        'inbound frames per connection (every frame, `connect` included)',
-      ),
-      burst: s('APIX_RATE_CONNECTION_BURST', int(1, 10_000_000).default(400), 'its burst'),
-    },
-    publish: {
-      perSec: s('APIX_RATE_PUBLISH_PER_SEC', int(0, 1_000_000).default(100), 'publishes per connection'),
-      burst: s('APIX_RATE_PUBLISH_BURST', int(1, 10_000_000).default(200), 'its burst'),
-    },
-    channel: {
-      perSec: s(
-        'APIX_RATE_CHANNEL_PER_SEC',
-        int(0, 10_000_000).default(1000),
-        'publishes into one channel of an organization, by all its publishers together (WebSocket and HTTP)',
-      ),
-      burst: s('APIX_RATE_CHANNEL_BURST', int(1, 100_000_000).default(2000), 'its burst'),
-    },
-    orgPublish: {
-      perSec: s(
-        'APIX_RATE_ORG_PUBLISH_PER_SEC',
-        int(0, 10_000_000).default(5000),
-        'publishes of one organization, all channels, WebSocket and HTTP (HTTP: 429 with `Retry-After`)',
-      ),
-      burst: s('APIX_RATE_ORG_PUBLISH_BURST', int(1, 100_000_000).default(10_000), 'its burst'),
-    },
-    orgSubscribe: {
-      perSec: s(
-        'APIX_RATE_ORG_SUBSCRIBE_PER_SEC',
-        int(0, 10_000_000).default(2000),
-        'channels subscribed by one organization (in `subscribe` and in `connect`)',
-      ),
-      burst: s('APIX_RATE_ORG_SUBSCRIBE_BURST', int(1, 100_000_000).default(10_000), 'its burst'),
-    },
-    address: {
-      perSec: s(
-        'APIX_RATE_ADDRESS_PER_SEC',
-        int(0, 1_000_000).default(50),
-        'WebSocket connection attempts per remote address, checked first at the upgrade: HTTP 429 with `Retry-After`',
-      ),
-      burst: s('APIX_RATE_ADDRESS_BURST', int(1, 10_000_000).default(200), 'its burst'),
-    },
-    abuse: {
-      refusals: s(
-        'APIX_RATE_ABUSE_REFUSALS',
-        int(1, 1_000_000).default(100),
-        'refusals of one connection within `APIX_RATE_ABUSE_WINDOW_MS` that close it (4008)',
-      ),
-      windowMs: s(
-        'APIX_RATE_ABUSE_WINDOW_MS',
-        int(100, 3_600_000).default(10_000),
-        "the window of `APIX_RATE_ABUSE_REFUSALS` (it starts at a connection's first refusal)",
-      ),
-      suspend: s(
-        'APIX_SUSPEND_ON_ABUSE',
-        bool.default(false),
-        'on abuse, suspend the session instead (close 4011)',
-      ),
-    },
-  },
+  rateLimits: RATE_LIMIT_SETTINGS,
   tls: group(
     {
       certFile: s(
@@ -612,15 +492,6 @@ export const SETTINGS = {
 } satisfies Table;
 
 export type Config = ConfigOf<typeof SETTINGS>;
-
-/** Every setting of a table, with its path in Config (e.g. `rateLimits.publish.perSec`). */
-export function settingsOf(table: Table, path: readonly string[] = []): { path: string; setting: Setting }[] {
-  return Object.entries(table).flatMap(([key, x]) =>
-    isSetting(x)
-      ? [{ path: [...path, key].join('.'), setting: x }]
-      : settingsOf(isGroup(x) ? x.group : x, [...path, key]),
-  );
-}
 
 /** The environment variables, derived from {@link SETTINGS}. */
 export const EnvSchema = z.object(

@@ -57,6 +57,19 @@ export function auditHooks(audit: AuditLogger, options: AuditHookOptions = {}): 
     else audit.record(entry);
   };
   const hooks: GatewayHooks = {
+    ...connectionHooks(audit),
+    ...accessHooks(audit, deny),
+    ...operatorHooks(audit),
+  };
+  addOptionalHooks(hooks, audit, options);
+  return hooks;
+}
+
+/** Connections accepted or refused, and authentication failures. */
+function connectionHooks(
+  audit: AuditLogger,
+): Pick<GatewayHooks, 'onConnect' | 'onConnectRefused' | 'onAuthFailure'> {
+  return {
     onConnect({ connection: c, resumed }) {
       audit.record({
         orgId: c.principal.orgId,
@@ -93,6 +106,15 @@ export function auditHooks(audit: AuditLogger, options: AuditHookOptions = {}): 
         ...from(peer),
       });
     },
+  };
+}
+
+/** Subscriptions granted or denied, and permission denials (`deny`: aggregated or recorded). */
+function accessHooks(
+  audit: AuditLogger,
+  deny: (source: string, entry: AuditEntryInput) => void,
+): Pick<GatewayHooks, 'onSubscribe' | 'onDeny'> {
+  return {
     onSubscribe({ connection: c, channel, channelType, granted, code, reason }) {
       const entry: AuditEntryInput = {
         orgId: c.principal.orgId,
@@ -115,6 +137,14 @@ export function auditHooks(audit: AuditLogger, options: AuditHookOptions = {}): 
         ...from(peer),
       });
     },
+  };
+}
+
+/** Suspensions, dead letters and admin actions. */
+function operatorHooks(
+  audit: AuditLogger,
+): Pick<GatewayHooks, 'onSuspend' | 'onDeadLetter' | 'onAdminAction'> {
+  return {
     onSuspend({ orgId, sessionId, userId, scope, by, reason, suspended }) {
       audit.record({
         orgId,
@@ -144,6 +174,10 @@ export function auditHooks(audit: AuditLogger, options: AuditHookOptions = {}): 
       });
     },
   };
+}
+
+/** Publishes, disconnects and rate-limit hits, as the options ask. */
+function addOptionalHooks(hooks: GatewayHooks, audit: AuditLogger, options: AuditHookOptions): void {
   if (options.publishes !== false)
     hooks.onPublish = ({ principal, peer, connection, channel, channelType, type, id, bytes }) => {
       audit.record({
@@ -183,7 +217,6 @@ export function auditHooks(audit: AuditLogger, options: AuditHookOptions = {}): 
         ...from(peer),
       });
     };
-  return hooks;
 }
 
 /** Attaches the audit trail to the gateway's hooks; returns a function that detaches it. */

@@ -32,7 +32,7 @@ import { apiKeyUser } from '../suspension/suspension-store.ts';
 import type { SuspensionTarget } from '../suspension/suspension-store.ts';
 import { authenticateRequest, peerOfRequest } from './api.ts';
 import { readJson, sendJson } from './router.ts';
-import type { HttpRouter } from './router.ts';
+import type { HttpHandler, HttpRouter } from './router.ts';
 
 /** What the admin API needs of the gateway. */
 export interface AdminGateway {
@@ -85,21 +85,35 @@ function ttlOf(asked: number | undefined, max: number): number {
 }
 
 export function registerAdminApi(http: HttpRouter, deps: AdminApiDeps): void {
-  const requireAdmin = async (req: IncomingMessage): Promise<Principal> => {
-    const principal = await authenticateRequest(deps, req);
-    if (!principal.roles.includes('admin'))
-      throw new ApixError('FORBIDDEN', 'the admin API needs a token with role "admin"');
-    return principal;
-  };
+  http.add('GET', /^\/v1\/admin\/stats\/?$/, statsHandler(deps));
+  http.add('POST', /^\/v1\/admin\/sessions\/([^/]+)\/(suspend|resume)\/?$/, sessionActionHandler(deps));
+  // A user's or an API key's every session, on every node (issue 12: a new session id does not get past it).
+  http.add('POST', /^\/v1\/admin\/(users|keys)\/([^/]+)\/(suspend|resume)\/?$/, suspendScopeHandler(deps));
+  http.add('POST', /^\/v1\/admin\/revocations\/?$/, revocationHandler(deps));
+  http.add('POST', /^\/v1\/admin\/connections\/([^/]+)\/kick\/?$/, kickHandler(deps));
+}
 
-  http.add('GET', /^\/v1\/admin\/stats\/?$/, async ({ req, res }) => {
-    const admin = await requireAdmin(req);
+/** The request's principal, who must have the role `admin`. */
+async function requireAdmin(deps: AdminApiDeps, req: IncomingMessage): Promise<Principal> {
+  const principal = await authenticateRequest(deps, req);
+  if (!principal.roles.includes('admin'))
+    throw new ApixError('FORBIDDEN', 'the admin API needs a token with role "admin"');
+  return principal;
+}
+
+/** `GET /v1/admin/stats`. */
+function statsHandler(deps: AdminApiDeps): HttpHandler {
+  return async ({ req, res }) => {
+    const admin = await requireAdmin(deps, req);
     res.setHeader('Cache-Control', 'no-store');
     sendJson(res, 200, deps.stats(admin.orgId));
-  });
+  };
+}
 
-  http.add('POST', /^\/v1\/admin\/sessions\/([^/]+)\/(suspend|resume)\/?$/, async ({ req, res, params }) => {
-    const admin = await requireAdmin(req);
+/** `POST /v1/admin/sessions/<sessionId>/suspend|resume`. */
+function sessionActionHandler(deps: AdminApiDeps): HttpHandler {
+  return async ({ req, res, params }) => {
+    const admin = await requireAdmin(deps, req);
     const [sessionId, verb] = params as [string, 'suspend' | 'resume'];
     if (!ID_RE.test(sessionId)) throw new ApixError('BAD_REQUEST', 'invalid session id');
     const body = parse(SessionActionSchema, await readOptionalJson(req, deps.maxBodyBytes));
@@ -132,61 +146,62 @@ export function registerAdminApi(http: HttpRouter, deps: AdminApiDeps): void {
       detail: { reason, ...(suspended ? { disconnected } : {}) },
     });
     sendJson(res, 200, { sessionId, userId, suspended, ...(suspended ? { disconnected } : {}) });
-  });
+  };
+}
 
-  // A user's or an API key's every session, on every node (issue 12: a new session id does not get past it).
-  http.add(
-    'POST',
-    /^\/v1\/admin\/(users|keys)\/([^/]+)\/(suspend|resume)\/?$/,
-    async ({ req, res, params }) => {
-      const admin = await requireAdmin(req);
-      const [kind, rawId, verb] = params as ['users' | 'keys', string, 'suspend' | 'resume'];
-      let id: string;
-      try {
-        id = decodeURIComponent(rawId);
-      } catch {
-        throw new ApixError('BAD_REQUEST', 'invalid percent-encoding in the path');
-      }
-      if (!(kind === 'users' ? USER_RE : ID_RE).test(id))
-        throw new ApixError('BAD_REQUEST', `invalid ${kind === 'users' ? 'user' : 'key'} id`);
-      const body = parse(SuspendSchema, await readOptionalJson(req, deps.maxBodyBytes));
-      const suspended = verb === 'suspend';
-      const reason = body.reason ?? (suspended ? 'suspended by an operator' : 'resumed by an operator');
-      const userId = kind === 'users' ? id : apiKeyUser(id);
-      const disconnectedHere = await deps.gateway.suspend(
-        { orgId: admin.orgId, userId },
-        suspended,
-        reason,
-        ttlOf(body.ttlMs, deps.suspensionTtlMs),
-      );
-      const scope = kind === 'users' ? 'user' : 'key';
-      deps.hooks.emit('onSuspend', {
-        orgId: admin.orgId,
-        sessionId: '',
-        userId,
-        scope,
-        by: admin.userId,
-        reason,
-        suspended,
-      });
-      deps.hooks.emit('onAdminAction', {
-        principal: admin,
-        peer: peerOfRequest(req),
-        action: `${verb}-${scope}`,
-        target: id,
-        detail: { reason, ...(suspended ? { disconnectedHere } : {}) },
-      });
-      sendJson(res, 200, {
-        ...(kind === 'users' ? { userId: id } : { keyId: id }),
-        scope,
-        suspended,
-        ...(suspended ? { disconnectedHere } : {}),
-      });
-    },
-  );
+/** `POST /v1/admin/users|keys/<id>/suspend|resume`. */
+function suspendScopeHandler(deps: AdminApiDeps): HttpHandler {
+  return async ({ req, res, params }) => {
+    const admin = await requireAdmin(deps, req);
+    const [kind, rawId, verb] = params as ['users' | 'keys', string, 'suspend' | 'resume'];
+    let id: string;
+    try {
+      id = decodeURIComponent(rawId);
+    } catch {
+      throw new ApixError('BAD_REQUEST', 'invalid percent-encoding in the path');
+    }
+    if (!(kind === 'users' ? USER_RE : ID_RE).test(id))
+      throw new ApixError('BAD_REQUEST', `invalid ${kind === 'users' ? 'user' : 'key'} id`);
+    const body = parse(SuspendSchema, await readOptionalJson(req, deps.maxBodyBytes));
+    const suspended = verb === 'suspend';
+    const reason = body.reason ?? (suspended ? 'suspended by an operator' : 'resumed by an operator');
+    const userId = kind === 'users' ? id : apiKeyUser(id);
+    const disconnectedHere = await deps.gateway.suspend(
+      { orgId: admin.orgId, userId },
+      suspended,
+      reason,
+      ttlOf(body.ttlMs, deps.suspensionTtlMs),
+    );
+    const scope = kind === 'users' ? 'user' : 'key';
+    deps.hooks.emit('onSuspend', {
+      orgId: admin.orgId,
+      sessionId: '',
+      userId,
+      scope,
+      by: admin.userId,
+      reason,
+      suspended,
+    });
+    deps.hooks.emit('onAdminAction', {
+      principal: admin,
+      peer: peerOfRequest(req),
+      action: `${verb}-${scope}`,
+      target: id,
+      detail: { reason, ...(suspended ? { disconnectedHere } : {}) },
+    });
+    sendJson(res, 200, {
+      ...(kind === 'users' ? { userId: id } : { keyId: id }),
+      scope,
+      suspended,
+      ...(suspended ? { disconnectedHere } : {}),
+    });
+  };
+}
 
-  http.add('POST', /^\/v1\/admin\/revocations\/?$/, async ({ req, res }) => {
-    const admin = await requireAdmin(req);
+/** `POST /v1/admin/revocations`. */
+function revocationHandler(deps: AdminApiDeps): HttpHandler {
+  return async ({ req, res }) => {
+    const admin = await requireAdmin(deps, req);
     const body = parse(RevocationSchema, await readJson(req, deps.maxBodyBytes));
     const now = deps.clock.now();
     const fallback = now + deps.tokenRevocationTtlMs;
@@ -216,10 +231,13 @@ export function registerAdminApi(http: HttpRouter, deps: AdminApiDeps): void {
       detail: { reason, expiresAt: revocation.expiresAt, disconnectedHere: disconnected },
     });
     sendJson(res, 200, { revoked: revocation, disconnectedHere: disconnected });
-  });
+  };
+}
 
-  http.add('POST', /^\/v1\/admin\/connections\/([^/]+)\/kick\/?$/, async ({ req, res, params }) => {
-    const admin = await requireAdmin(req);
+/** `POST /v1/admin/connections/<connectionId>/kick`. */
+function kickHandler(deps: AdminApiDeps): HttpHandler {
+  return async ({ req, res, params }) => {
+    const admin = await requireAdmin(deps, req);
     const connectionId = params[0]!;
     const body = parse(KickSchema, await readOptionalJson(req, deps.maxBodyBytes));
     const conn = deps.gateway.connections.get(connectionId);
@@ -241,7 +259,7 @@ export function registerAdminApi(http: HttpRouter, deps: AdminApiDeps): void {
       detail: { reason, userId: conn.principal.userId, sessionId: conn.session?.sessionId },
     });
     sendJson(res, 200, { connectionId, kicked: true });
-  });
+  };
 }
 
 /** The user of the organization's only session `sessionId` on this node; else `userId` is required. */

@@ -23,7 +23,7 @@ import type { Presence } from '../presence/presence.ts';
 import { bearerToken, readJson, sendJson } from './router.ts';
 import { historyPage, sendHistoryPage } from './history-page.ts';
 import { credentialClientType } from '../auth/client-type.ts';
-import type { HttpRouter } from './router.ts';
+import type { HttpHandler, HttpRouter } from './router.ts';
 import { InternalError } from '@apix/protocol/internal-errors';
 
 export interface ReadinessCheck {
@@ -74,7 +74,21 @@ export async function authenticateRequest(
 }
 
 export function registerApi(http: HttpRouter, deps: HttpApiDeps): void {
-  http.add('POST', /^\/v1\/publish\/?$/, async ({ req, res }) => {
+  http.add('POST', /^\/v1\/publish\/?$/, publishHandler(deps));
+  http.add('GET', /^\/v1\/channels\/([^/]+)\/history\/?$/, historyHandler(deps));
+  http.add('GET', /^\/v1\/channels\/([^/]+)\/presence\/?$/, presenceHandler(deps));
+  http.add('GET', /^\/healthz\/?$/, ({ res }) => sendJson(res, 200, { status: 'ok' }));
+  http.add('GET', /^\/readyz\/?$/, readinessHandler(deps));
+  http.add('GET', /^\/metrics\/?$/, async ({ res }) => {
+    const text = await deps.metrics.metrics();
+    res.writeHead(200, { 'Content-Type': deps.metrics.contentType });
+    res.end(text);
+  });
+}
+
+/** `POST /v1/publish`. */
+function publishHandler(deps: HttpApiDeps): HttpHandler {
+  return async ({ req, res }) => {
     const principal = await authenticateRequest(deps, req);
     const body = await readJson(req, deps.maxBodyBytes);
     const r = HttpPublishSchema.safeParse(body);
@@ -91,9 +105,12 @@ export function registerApi(http: HttpRouter, deps: HttpApiDeps): void {
       metadata: r.data.metadata,
     });
     sendJson(res, 200, { id: result.id });
-  });
+  };
+}
 
-  http.add('GET', /^\/v1\/channels\/([^/]+)\/history\/?$/, async ({ req, res, url, params }) => {
+/** `GET /v1/channels/<channel>/history?since&limit`. */
+function historyHandler(deps: HttpApiDeps): HttpHandler {
+  return async ({ req, res, url, params }) => {
     const principal = await authenticateRequest(deps, req);
     const parsed = parseChannel(params[0]);
     if (!parsed.ok) throw new ApixError('BAD_REQUEST', parsed.reason);
@@ -132,9 +149,12 @@ export function registerApi(http: HttpRouter, deps: HttpApiDeps): void {
     });
     // The stored frames as they are, up to the byte budget: no parse, no stringify (history-page.ts).
     await sendHistoryPage(res, historyPage(h.events, h.top, deps.historyPageBytes), h.recovered);
-  });
+  };
+}
 
-  http.add('GET', /^\/v1\/channels\/([^/]+)\/presence\/?$/, async ({ req, res, params }) => {
+/** `GET /v1/channels/<room>/presence`. */
+function presenceHandler(deps: HttpApiDeps): HttpHandler {
+  return async ({ req, res, params }) => {
     const principal = await authenticateRequest(deps, req);
     const parsed = parseChannel(params[0]);
     if (!parsed.ok) throw new ApixError('BAD_REQUEST', parsed.reason);
@@ -159,11 +179,12 @@ export function registerApi(http: HttpRouter, deps: HttpApiDeps): void {
         info,
       })),
     });
-  });
+  };
+}
 
-  http.add('GET', /^\/healthz\/?$/, ({ res }) => sendJson(res, 200, { status: 'ok' }));
-
-  http.add('GET', /^\/readyz\/?$/, async ({ res }) => {
+/** `GET /readyz`: 503 while draining or while a readiness check fails. */
+function readinessHandler(deps: HttpApiDeps): HttpHandler {
+  return async ({ res }) => {
     const results: Record<string, string> = {};
     let ok = !deps.isDraining();
     if (!ok) results.gateway = 'draining';
@@ -179,13 +200,7 @@ export function registerApi(http: HttpRouter, deps: HttpApiDeps): void {
       }),
     );
     sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'unavailable', checks: results });
-  });
-
-  http.add('GET', /^\/metrics\/?$/, async ({ res }) => {
-    const text = await deps.metrics.metrics();
-    res.writeHead(200, { 'Content-Type': deps.metrics.contentType });
-    res.end(text);
-  });
+  };
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {

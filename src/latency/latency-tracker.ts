@@ -197,6 +197,11 @@ export class LatencyTracker {
 
   /** The hook handlers; attach them with `hooks.attach(tracker.hooks())`. */
   hooks(): GatewayHooks {
+    return { ...this.connectionHooks(), ...this.trafficHooks(), ...this.activityHooks() };
+  }
+
+  /** Connections and their heartbeat RTTs. */
+  private connectionHooks(): Pick<GatewayHooks, 'onConnect' | 'onDisconnect' | 'onHeartbeat'> {
     return {
       onConnect: ({ connection: c }) => {
         if (this.connections.size >= this.maxConnections && !this.connections.has(c.connectionId)) {
@@ -221,6 +226,12 @@ export class LatencyTracker {
         tracked.rttMs = rttMs;
         this.organization(tracked.orgId, at).rtt.record(rttMs, at);
       },
+    };
+  }
+
+  /** Publishes, deliveries and acks: rates and latencies. */
+  private trafficHooks(): Pick<GatewayHooks, 'onPublish' | 'onDeliver' | 'onAck'> {
+    return {
       onPublish: ({ principal, channel }) => {
         if (this.ignored.has(channel)) return;
         const now = this.clock.now();
@@ -248,6 +259,15 @@ export class LatencyTracker {
         this.windowFor(this.ackByType, e.channelType).record(ms, e.ackedAt);
         this.organization(e.orgId, e.ackedAt).ack.record(ms, e.ackedAt);
       },
+    };
+  }
+
+  /** The organizations' recent activity: rate-limit hits, denials, slow consumers, dead letters, admin actions. */
+  private activityHooks(): Pick<
+    GatewayHooks,
+    'onRateLimited' | 'onDeny' | 'onSlowConsumer' | 'onDeadLetter' | 'onAdminAction'
+  > {
+    return {
       onRateLimited: ({ principal, peer, scope }) => {
         const now = this.clock.now();
         this.rateLimited.add(1, now);

@@ -30,6 +30,14 @@ export function createMetrics(
   registry.setDefaultLabels({ node: nodeId });
   collectDefaultMetrics({ register: registry });
 
+  registerNodeGauges(registry, stats);
+  if (perEvent) attachPerEventMetrics(registry, hooks);
+  attachNodeEventMetrics(registry, hooks);
+  return registry;
+}
+
+/** The gauges of this node's figures, read from `stats()` at each scrape. */
+function registerNodeGauges(registry: Registry, stats: () => NodeStats): void {
   const gauge = (name: string, help: string, pick: (s: NodeStats) => number) =>
     new Gauge({
       name,
@@ -50,9 +58,10 @@ export function createMetrics(
     'Connections in degraded mode (reading too slowly: latest event per key on coalescible channels)',
     (s) => s.degradedConnections,
   );
+}
 
-  if (perEvent) attachPerEventMetrics(registry, hooks);
-
+/** The counters and the heartbeat RTT histogram of connections, denials, QoS and limits. */
+function attachNodeEventMetrics(registry: Registry, hooks: HookBus): void {
   const rtt = new Histogram({
     name: 'apix_heartbeat_rtt_seconds',
     help: 'Round-trip time measured by heartbeats',
@@ -126,7 +135,6 @@ export function createMetrics(
     onDeadLetter: () => deadLetters.inc(),
     onRateLimited: (e) => rateLimited.inc({ scope: e.scope }),
   });
-  return registry;
 }
 
 /** The metrics updated on every publish, delivery and acknowledgment. */

@@ -159,22 +159,10 @@ export class EventRouter {
     durable: boolean,
     encrypted = false,
   ): Promise<PublishResult> {
-    let payloadJson: string;
-    try {
-      payloadJson = req.payload === undefined ? 'null' : JSON.stringify(req.payload);
-    } catch {
-      throw new ApixError('BAD_REQUEST', 'payload cannot be serialized (too deeply nested?)');
-    }
+    const payloadJson = this.payloadJson(req);
     const bytes = payloadJson.length;
-    if (bytes > this.options.maxMessageBytes)
-      throw new ApixError('PAYLOAD_TOO_LARGE', `payload is over ${this.options.maxMessageBytes} bytes`);
     const timestamp = this.clock.now();
-    let extraMetadata: string | undefined;
-    try {
-      extraMetadata = customMetadataJson(req.metadata);
-    } catch {
-      throw new ApixError('BAD_REQUEST', 'metadata cannot be serialized (too deeply nested?)');
-    }
+    const extraMetadata = metadataJson(req);
     let sealed: string | undefined;
     const idemKey = req.metadata?.idempotency_key;
     const windowMs = this.options.idempotencyWindowMs;
@@ -221,6 +209,24 @@ export class EventRouter {
           ? { metadata: JSON.parse(`{${extraMetadata}}`) as Record<string, unknown> }
           : {}),
       });
+    this.emitPublished(req, channel, event.id, bytes);
+    return { id: event.id, channel, key, duplicate: false };
+  }
+
+  /** The payload as JSON, within the size limit. */
+  private payloadJson(req: PublishRequest): string {
+    let payloadJson: string;
+    try {
+      payloadJson = req.payload === undefined ? 'null' : JSON.stringify(req.payload);
+    } catch {
+      throw new ApixError('BAD_REQUEST', 'payload cannot be serialized (too deeply nested?)');
+    }
+    if (payloadJson.length > this.options.maxMessageBytes)
+      throw new ApixError('PAYLOAD_TOO_LARGE', `payload is over ${this.options.maxMessageBytes} bytes`);
+    return payloadJson;
+  }
+
+  private emitPublished(req: PublishRequest, channel: ParsedChannel, id: string, bytes: number): void {
     if (this.hooks.has('onPublish'))
       this.hooks.emit('onPublish', {
         principal: req.principal,
@@ -229,10 +235,18 @@ export class EventRouter {
         channel: channel.name,
         channelType: channel.type,
         type: req.type,
-        id: event.id,
+        id,
         bytes,
       });
-    return { id: event.id, channel, key, duplicate: false };
+  }
+}
+
+/** The publish's metadata that travels with the event, as JSON members (see customMetadataJson). */
+function metadataJson(req: PublishRequest): string | undefined {
+  try {
+    return customMetadataJson(req.metadata);
+  } catch {
+    throw new ApixError('BAD_REQUEST', 'metadata cannot be serialized (too deeply nested?)');
   }
 }
 

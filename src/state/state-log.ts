@@ -300,7 +300,6 @@ export class StateLog {
       () => -1,
     );
     if (size < 0) return;
-    const { history, idempotency, sessions, queue, pending } = this.state;
     const now = this.options.clock.now();
     const lines = createInterface({ input: createReadStream(this.path, 'utf8'), crlfDelay: Infinity });
     for await (const line of lines) {
@@ -318,62 +317,68 @@ export class StateLog {
       }
       const r = parsed as unknown[];
       this.counters.restored++;
-      switch (r[0]) {
-        case 'c':
-          history.restoreChannel(r[1] as string, r[2] as string, (r[3] as string | null) ?? undefined);
-          break;
-        case 'e':
-          history.restoreEvent(
-            {
-              key: r[1] as string,
-              id: r[2] as string,
-              type: r[3] as string,
-              timestamp: r[4] as number,
-              frame: r[5] as string,
-              publisher: undefined,
-              ...(r[8] !== undefined ? { sealed: r[8] as string } : {}),
-            },
-            now,
-            { size: r[6] as number, ttlMs: r[7] as number },
-          );
-          break;
-        case 't':
-          history.restoreSkipped(r[1] as string, r[2] as string);
-          break;
-        case 'i':
-          if ((r[3] as number) > now) idempotency.restore(r[1] as string, r[2] as string, r[3] as number);
-          break;
-        case 's': {
-          const s = r[1] as SessionSnapshot;
-          // Nobody is connected after a restart: it waits for its resume, at most one TTL from now.
-          const expiresAt = Math.min(s.expiresAt, now + this.options.sessionTtlMs);
-          if (expiresAt > now) await sessions.save({ ...s, live: false, expiresAt });
-          else await sessions.delete(s.sessionId);
-          break;
-        }
-        case 'd':
-          await sessions.delete(r[1] as string);
-          break;
-        case 'q':
-          await queue.push(r[1] as string, r[2] as QueuedFrame);
-          break;
-        case 'Q':
-          await queue.clear(r[1] as string);
-          break;
-        case 'p':
-          await pending.write(r[1] as PendingBatch);
-          break;
-        case 'x':
-          await pending.take(r[1] as string);
-          break;
-        default:
-          this.counters.skippedLines++;
-      }
+      await this.apply(r, now);
     }
     this.options.logger.info(
       { path: this.path, records: this.counters.restored, skipped: this.counters.skippedLines },
       'state restored',
     );
+  }
+
+  /** Applies one record of the log to the state (an unknown kind is counted as skipped). */
+  private async apply(r: unknown[], now: number): Promise<void> {
+    const { history, idempotency, sessions, queue, pending } = this.state;
+    switch (r[0]) {
+      case 'c':
+        history.restoreChannel(r[1] as string, r[2] as string, (r[3] as string | null) ?? undefined);
+        break;
+      case 'e':
+        history.restoreEvent(
+          {
+            key: r[1] as string,
+            id: r[2] as string,
+            type: r[3] as string,
+            timestamp: r[4] as number,
+            frame: r[5] as string,
+            publisher: undefined,
+            ...(r[8] !== undefined ? { sealed: r[8] as string } : {}),
+          },
+          now,
+          { size: r[6] as number, ttlMs: r[7] as number },
+        );
+        break;
+      case 't':
+        history.restoreSkipped(r[1] as string, r[2] as string);
+        break;
+      case 'i':
+        if ((r[3] as number) > now) idempotency.restore(r[1] as string, r[2] as string, r[3] as number);
+        break;
+      case 's': {
+        const s = r[1] as SessionSnapshot;
+        // Nobody is connected after a restart: it waits for its resume, at most one TTL from now.
+        const expiresAt = Math.min(s.expiresAt, now + this.options.sessionTtlMs);
+        if (expiresAt > now) await sessions.save({ ...s, live: false, expiresAt });
+        else await sessions.delete(s.sessionId);
+        break;
+      }
+      case 'd':
+        await sessions.delete(r[1] as string);
+        break;
+      case 'q':
+        await queue.push(r[1] as string, r[2] as QueuedFrame);
+        break;
+      case 'Q':
+        await queue.clear(r[1] as string);
+        break;
+      case 'p':
+        await pending.write(r[1] as PendingBatch);
+        break;
+      case 'x':
+        await pending.take(r[1] as string);
+        break;
+      default:
+        this.counters.skippedLines++;
+    }
   }
 }
 

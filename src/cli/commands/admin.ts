@@ -13,7 +13,7 @@
  *
  * `--url` (or APIX_URL; default http://127.0.0.1:8080) and `--token` (or APIX_ADMIN_TOKEN) on each.
  */
-import { parseArgs, stringOption } from '../args.ts';
+import { parseArgs, stringOption, type ParsedArgs } from '../args.ts';
 import { parseDuration } from './token.ts';
 
 const USAGE = `usage:
@@ -54,36 +54,27 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     process.stderr.write('apix admin: --url must be an http(s) URL such as http://127.0.0.1:8080\n');
     return 2;
   }
+  const request = adminRequest(args, action, target);
+  if (typeof request === 'number') return request;
+  return send(base, token, action, request);
+}
+
+interface AdminRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly body: Record<string, string | number> | undefined;
+}
+
+/** The admin API request of the action, or the exit code after writing why not. */
+function adminRequest(args: ParsedArgs, action: string, target: string | undefined): AdminRequest | number {
   const reason = stringOption(args, 'reason');
-  const user = stringOption(args, 'user');
   let method = 'POST';
   let path: string;
   let body: Record<string, string | number> | undefined;
   switch (action) {
     case 'suspend':
-    case 'resume': {
-      const scope = stringOption(args, 'scope') ?? 'session';
-      if (scope !== 'session' && scope !== 'user' && scope !== 'key') {
-        process.stderr.write('apix admin: --scope must be session, user or key\n');
-        return 2;
-      }
-      const ttl = stringOption(args, 'ttl');
-      let ttlMs: number | undefined;
-      try {
-        ttlMs = ttl !== undefined && action === 'suspend' ? parseDuration(ttl) : undefined;
-      } catch (err) {
-        process.stderr.write(`apix admin: --ttl: ${(err as Error).message}\n`);
-        return 2;
-      }
-      const collection = { session: 'sessions', user: 'users', key: 'keys' }[scope];
-      path = `/v1/admin/${collection}/${encodeURIComponent(target!)}/${action}`;
-      body = {
-        ...(user && scope === 'session' ? { userId: user } : {}),
-        ...(reason && action === 'suspend' ? { reason } : {}),
-        ...(ttlMs !== undefined ? { ttlMs } : {}),
-      };
-      break;
-    }
+    case 'resume':
+      return suspensionRequest(args, action, target!, reason);
     case 'kick':
       path = `/v1/admin/connections/${encodeURIComponent(target!)}/kick`;
       body = reason ? { reason } : {};
@@ -106,6 +97,49 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
       method = 'GET';
       path = '/v1/admin/stats';
   }
+  return { method, path, body };
+}
+
+/** `suspend` or `resume` of a session, a user (`--scope user`) or an API key (`--scope key`). */
+function suspensionRequest(
+  args: ParsedArgs,
+  action: 'suspend' | 'resume',
+  target: string,
+  reason: string | undefined,
+): AdminRequest | number {
+  const user = stringOption(args, 'user');
+  const scope = stringOption(args, 'scope') ?? 'session';
+  if (scope !== 'session' && scope !== 'user' && scope !== 'key') {
+    process.stderr.write('apix admin: --scope must be session, user or key\n');
+    return 2;
+  }
+  const ttl = stringOption(args, 'ttl');
+  let ttlMs: number | undefined;
+  try {
+    ttlMs = ttl !== undefined && action === 'suspend' ? parseDuration(ttl) : undefined;
+  } catch (err) {
+    process.stderr.write(`apix admin: --ttl: ${(err as Error).message}\n`);
+    return 2;
+  }
+  const collection = { session: 'sessions', user: 'users', key: 'keys' }[scope];
+  return {
+    method: 'POST',
+    path: `/v1/admin/${collection}/${encodeURIComponent(target)}/${action}`,
+    body: {
+      ...(user && scope === 'session' ? { userId: user } : {}),
+      ...(reason && action === 'suspend' ? { reason } : {}),
+      ...(ttlMs !== undefined ? { ttlMs } : {}),
+    },
+  };
+}
+
+/** Sends the request and prints the answer; the exit code. */
+async function send(
+  base: URL,
+  token: string,
+  action: string,
+  { method, path, body }: AdminRequest,
+): Promise<number> {
   let res: Response;
   try {
     res = await fetch(new URL(path, base), {

@@ -3,8 +3,8 @@
  * (docs/protocol.md §5); `apix channels set <channel> --org <org> [--durable true|false] [--encrypted true|false]`
  * its delivery settings; `apix channels get <channel> --org <org>`; `apix channels list --org <org>`.
  */
-import { parseArgs, stringOption } from '../args.ts';
-import { auditCliAction, withCliDatabase } from '../database.ts';
+import { parseArgs, stringOption, type ParsedArgs } from '../args.ts';
+import { auditCliAction, withCliDatabase, type CliDatabase } from '../database.ts';
 import { ChannelPermissionsSchema, ChannelRecords } from '../../store/channel-records.ts';
 import type { ChannelPermissions } from '../../subscriptions/permissions.ts';
 import { isValidOrgId, parseChannel, type ChannelType } from '@apix/protocol';
@@ -40,93 +40,124 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   }
   let permissions: ChannelPermissions = {};
   if (sub === 'set-permissions') {
-    let json: unknown;
-    try {
-      json = JSON.parse(stringOption(args, 'json') ?? '');
-    } catch {
-      process.stderr.write('apix channels: --json must be a JSON object\n');
-      return 2;
-    }
-    const r = ChannelPermissionsSchema.safeParse(json);
-    if (!r.success) {
-      const issue = r.error.issues[0]!;
-      process.stderr.write(
-        `apix channels: invalid permissions at ${issue.path.join('.') || '(root)'}: ${issue.message} ` +
-          '(expected {subscribe?, publish?, history?} rules of roles, clientTypes, scopes, users, deny)\n',
-      );
-      return 2;
-    }
-    permissions = r.data;
+    const parsed = permissionsOption(args);
+    if (typeof parsed === 'number') return parsed;
+    permissions = parsed;
   }
-  let changes: { durable?: boolean; encrypted?: boolean } = {};
+  let changes: SettingChanges = {};
   if (sub === 'set') {
-    const flags: Record<string, boolean> = {};
-    for (const name of ['durable', 'encrypted']) {
-      const v = stringOption(args, name);
-      if (v === undefined) continue;
-      if (v !== 'true' && v !== 'false') {
-        process.stderr.write(`apix channels: --${name} must be true or false\n`);
-        return 2;
-      }
-      flags[name] = v === 'true';
-    }
-    if (Object.keys(flags).length === 0) {
-      process.stderr.write(`${USAGE}\n`);
+    const parsed = settingFlags(args, env);
+    if (typeof parsed === 'number') return parsed;
+    changes = parsed;
+  }
+  return withCliDatabase(env, (cli) =>
+    runOnDatabase(cli, { sub: sub!, org, channel, type, permissions, changes }),
+  );
+}
+
+type SettingChanges = { durable?: boolean; encrypted?: boolean };
+
+/** `--json` of `set-permissions`: the permissions, or the exit code after writing why not. */
+function permissionsOption(args: ParsedArgs): ChannelPermissions | number {
+  let json: unknown;
+  try {
+    json = JSON.parse(stringOption(args, 'json') ?? '');
+  } catch {
+    process.stderr.write('apix channels: --json must be a JSON object\n');
+    return 2;
+  }
+  const r = ChannelPermissionsSchema.safeParse(json);
+  if (!r.success) {
+    const issue = r.error.issues[0]!;
+    process.stderr.write(
+      `apix channels: invalid permissions at ${issue.path.join('.') || '(root)'}: ${issue.message} ` +
+        '(expected {subscribe?, publish?, history?} rules of roles, clientTypes, scopes, users, deny)\n',
+    );
+    return 2;
+  }
+  return r.data;
+}
+
+/** `--durable` and `--encrypted` of `set`: the changes, or the exit code after writing why not. */
+function settingFlags(args: ParsedArgs, env: NodeJS.ProcessEnv): SettingChanges | number {
+  const flags: Record<string, boolean> = {};
+  for (const name of ['durable', 'encrypted']) {
+    const v = stringOption(args, name);
+    if (v === undefined) continue;
+    if (v !== 'true' && v !== 'false') {
+      process.stderr.write(`apix channels: --${name} must be true or false\n`);
       return 2;
     }
-    // Refused here rather than at the first publish: the gateways need the keys (set the same on all).
-    if (flags.encrypted === true && loadConfig(env).encryption === undefined) {
-      process.stderr.write(
-        'apix channels: --encrypted true needs APIX_ENCRYPTION_KEYS (the same keys as the gateway nodes); ' +
-          'without them publishing to the channel is refused\n',
-      );
-      return 1;
-    }
-    changes = flags;
+    flags[name] = v === 'true';
   }
-  return withCliDatabase(env, async (cli) => {
-    const channels = new ChannelRecords(cli.db.prisma);
-    if (sub === 'set') {
-      const current = await channels.get(org, channel!, type!);
-      const settings: ChannelSettings = { ...settingsFromJson(current?.permissions), ...changes };
-      const row = await channels.setSettings(org, channel!, settings);
-      await auditCliAction(cli, {
-        orgId: org,
-        action: 'admin.channels.set_settings',
-        target: channel,
-        detail: changes,
-      });
-      process.stdout.write(
-        `${row.name.slice(row.name.indexOf('/') + 1)}: ${JSON.stringify(row.permissions)}\n`,
-      );
-      return 0;
-    }
-    if (sub === 'list') {
-      for (const c of await channels.list(org))
-        process.stdout.write(
-          `${c.name.slice(c.name.indexOf('/') + 1)}  ${c.type}  subscribers=${c.subscribers}  ${JSON.stringify(c.permissions)}\n`,
-        );
-      return 0;
-    }
-    if (sub === 'get') {
-      const row = await channels.get(org, channel!, type!);
-      if (!row) {
-        process.stderr.write(`apix channels: ${channel} has no record in ${org}\n`);
-        return 1;
-      }
-      process.stdout.write(`${JSON.stringify(row.permissions)}\n`);
-      return 0;
-    }
-    const row = await channels.setPermissions(org, channel!, permissions);
+  if (Object.keys(flags).length === 0) {
+    process.stderr.write(`${USAGE}\n`);
+    return 2;
+  }
+  // Refused here rather than at the first publish: the gateways need the keys (set the same on all).
+  if (flags.encrypted === true && loadConfig(env).encryption === undefined) {
+    process.stderr.write(
+      'apix channels: --encrypted true needs APIX_ENCRYPTION_KEYS (the same keys as the gateway nodes); ' +
+        'without them publishing to the channel is refused\n',
+    );
+    return 1;
+  }
+  return flags;
+}
+
+interface ChannelCommand {
+  readonly sub: string;
+  readonly org: string;
+  readonly channel: string | undefined;
+  readonly type: ChannelType | undefined;
+  readonly permissions: ChannelPermissions;
+  readonly changes: SettingChanges;
+}
+
+/** The subcommand's reads and writes, once its arguments are checked. */
+async function runOnDatabase(
+  cli: CliDatabase,
+  { sub, org, channel, type, permissions, changes }: ChannelCommand,
+): Promise<number> {
+  const channels = new ChannelRecords(cli.db.prisma);
+  if (sub === 'set') {
+    const current = await channels.get(org, channel!, type!);
+    const settings: ChannelSettings = { ...settingsFromJson(current?.permissions), ...changes };
+    const row = await channels.setSettings(org, channel!, settings);
     await auditCliAction(cli, {
       orgId: org,
-      action: 'admin.channels.set_permissions',
+      action: 'admin.channels.set_settings',
       target: channel,
-      detail: { permissions },
+      detail: changes,
     });
     process.stdout.write(
       `${row.name.slice(row.name.indexOf('/') + 1)}: ${JSON.stringify(row.permissions)}\n`,
     );
     return 0;
+  }
+  if (sub === 'list') {
+    for (const c of await channels.list(org))
+      process.stdout.write(
+        `${c.name.slice(c.name.indexOf('/') + 1)}  ${c.type}  subscribers=${c.subscribers}  ${JSON.stringify(c.permissions)}\n`,
+      );
+    return 0;
+  }
+  if (sub === 'get') {
+    const row = await channels.get(org, channel!, type!);
+    if (!row) {
+      process.stderr.write(`apix channels: ${channel} has no record in ${org}\n`);
+      return 1;
+    }
+    process.stdout.write(`${JSON.stringify(row.permissions)}\n`);
+    return 0;
+  }
+  const row = await channels.setPermissions(org, channel!, permissions);
+  await auditCliAction(cli, {
+    orgId: org,
+    action: 'admin.channels.set_permissions',
+    target: channel,
+    detail: { permissions },
   });
+  process.stdout.write(`${row.name.slice(row.name.indexOf('/') + 1)}: ${JSON.stringify(row.permissions)}\n`);
+  return 0;
 }
