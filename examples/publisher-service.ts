@@ -18,7 +18,7 @@
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { WebSocket } from 'ws';
-import { ApixClient, ApixError, isApixError } from '../packages/sdk/src/index.ts';
+import { ApiXClient, ApiXError, isApiXError } from '../packages/sdk/src/index.ts';
 import type { ErrorCode } from '../packages/sdk/src/index.ts';
 
 /** One event to publish: where, what, and its payload (checked by the gateway for the domain types). */
@@ -53,7 +53,7 @@ export class HttpPublisher implements Publisher {
     });
     const body = (await response.json()) as { id?: string; code?: ErrorCode; message?: string };
     if (!response.ok || typeof body.id !== 'string')
-      throw new ApixError(body.code ?? 'INTERNAL', body.message ?? `HTTP ${response.status}`);
+      throw new ApiXError(body.code ?? 'INTERNAL', body.message ?? `HTTP ${response.status}`);
     return { id: body.id };
   }
 
@@ -62,10 +62,10 @@ export class HttpPublisher implements Publisher {
 
 /** The SDK over one WebSocket, as an internal service. */
 export class SdkPublisher implements Publisher {
-  private constructor(readonly client: ApixClient) {}
+  private constructor(readonly client: ApiXClient) {}
 
   static async connect(url: string, credential: string): Promise<SdkPublisher> {
-    const client = new ApixClient({ url, token: credential, clientType: 'INTERNAL_SERVICE', WebSocket });
+    const client = new ApiXClient({ url, token: credential, clientType: 'INTERNAL_SERVICE', WebSocket });
     client.on('reconnection.attempt', ({ attempt, delayMs }) =>
       console.warn(`sdk: reconnecting (attempt ${attempt} in ${delayMs} ms)`),
     );
@@ -169,7 +169,7 @@ async function main(): Promise<number> {
   try {
     sdk = via === 'http' ? undefined : await SdkPublisher.connect(values.url, credential);
   } catch (err) {
-    console.error(`cannot connect the SDK: ${isApixError(err) ? `${err.code} ${err.message}` : String(err)}`);
+    console.error(`cannot connect the SDK: ${isApiXError(err) ? `${err.code} ${err.message}` : String(err)}`);
     return 1;
   }
   const pick = (route: Route): Publisher => ((via === 'both' ? route : via) === 'sdk' && sdk ? sdk : http);
@@ -181,7 +181,7 @@ async function main(): Promise<number> {
           const { id } = await publisher.publish(event);
           console.log(`${publisher === sdk ? 'sdk ' : 'http'} ${id} ${event.channel} ${event.type}`);
         } catch (err) {
-          console.error(isApixError(err) ? `refused: ${err.code} ${err.message}` : err);
+          console.error(isApiXError(err) ? `refused: ${err.code} ${err.message}` : err);
         }
         await new Promise((resolve) => setTimeout(resolve, intervalMs / 9));
       }

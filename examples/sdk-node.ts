@@ -6,7 +6,7 @@
  *   node --import tsx examples/sdk-node.ts
  */
 import { WebSocket } from 'ws';
-import { ApixClient, isApixError } from '../packages/sdk/src/index.ts';
+import { ApiXClient, isApiXError } from '../packages/sdk/src/index.ts';
 
 const url = process.env.APIX_URL ?? 'ws://localhost:8080';
 const token = process.env.APIX_TOKEN;
@@ -15,8 +15,8 @@ if (!token) {
   process.exit(2);
 }
 
-const watcher = new ApixClient({ url, token, clientType: 'API_CLIENT', WebSocket });
-const worker = new ApixClient({ url, token, clientType: 'INTERNAL_SERVICE', WebSocket });
+const watcher = new ApiXClient({ url, token, clientType: 'API_CLIENT', WebSocket });
+const worker = new ApiXClient({ url, token, clientType: 'INTERNAL_SERVICE', WebSocket });
 for (const [name, client] of [
   ['watcher', watcher],
   ['worker', worker],
@@ -43,7 +43,7 @@ for (const status of ['thinking', 'running', 'completed'] as const) {
     });
     console.log(`published ${status} as ${id} (${outcome})`);
   } catch (err) {
-    console.error(isApixError(err) ? `publish refused: ${err.code} ${err.message}` : err);
+    console.error(isApiXError(err) ? `publish refused: ${err.code} ${err.message}` : err);
   }
 }
 

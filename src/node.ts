@@ -38,7 +38,7 @@ import type { OperatorTools } from './http/operator.ts';
 
 export type { NodeOptions } from './node-wiring.ts';
 
-export interface ApixNode {
+export interface ApiXNode {
   readonly nodeId: string;
   readonly config: Config;
   readonly server: Server;
@@ -61,7 +61,7 @@ export interface ApixNode {
   close(): Promise<void>;
 }
 
-export function createNode(options: NodeOptions): ApixNode {
+export function createNode(options: NodeOptions): ApiXNode {
   const { config } = options;
   const clock = options.clock ?? systemClock;
   const nodeId = config.nodeId ?? `n${randomBytes(4).toString('hex')}`;
@@ -118,17 +118,17 @@ export function createNode(options: NodeOptions): ApixNode {
 
 /** The node as its users see it: its components, listen, its URLs, and a graceful close. */
 function nodeHandle(
-  parts: Omit<ApixNode, 'listen' | 'wsUrl' | 'httpUrl' | 'close'>,
+  parts: Omit<ApiXNode, 'listen' | 'wsUrl' | 'httpUrl' | 'close'>,
   own: {
     readonly tls: TlsFiles | undefined;
     readonly operator: OperatorTools;
     readonly state: { draining: boolean };
   },
-): ApixNode {
+): ApiXNode {
   const { config, server, gateway, engines, log } = parts;
   const { tls, operator } = own;
   let port = 0;
-  const node: ApixNode = {
+  const node: ApiXNode = {
     ...parts,
     async listen() {
       await new Promise<void>((resolve, reject) => {
@@ -177,7 +177,7 @@ export class NodeOpenError extends Error {}
 export async function openNode(
   config: Config,
   deps: { readonly log: Logger; readonly tls?: TlsFiles },
-): Promise<{ readonly node: ApixNode; readonly records: Records | undefined }> {
+): Promise<{ readonly node: ApiXNode; readonly records: Records | undefined }> {
   // Both at once: the database's start (PGlite's, or PostgreSQL's connect and migration check) does not
   // wait for Redis's connect, nor the other way round.
   const [enginesOpen, recordsOpen] = await Promise.allSettled([

@@ -1,13 +1,13 @@
 /**
- * The live activity feed (examples/feed/index.html): one ApixClient, the events of a few channels as they
+ * The live activity feed (examples/feed/index.html): one ApiXClient, the events of a few channels as they
  * happen, the connection's state and reconnection attempts, and denials shown as such.
  *
  * The gateway transpiles this file for the browser and resolves the SDK import below to its own
  * `/sdk/apix.js` bundle (src/http/examples.ts); the root tsconfig typechecks it against the SDK source.
  * Everything the page shows goes through `textContent`: event payloads are data, never markup.
  */
-import { ApixClient, isApixError } from '../../packages/sdk/src/index.ts';
-import type { ApixError, ApixEvent, ClientState } from '../../packages/sdk/src/index.ts';
+import { ApiXClient, isApiXError } from '../../packages/sdk/src/index.ts';
+import type { ApiXError, ApiXEvent, ClientState } from '../../packages/sdk/src/index.ts';
 
 const DEFAULT_CHANNELS = [
   'agent:research-bot',
@@ -122,7 +122,7 @@ interface Summary {
   readonly text: string;
 }
 
-function summarize(event: ApixEvent): Summary {
+function summarize(event: ApiXEvent): Summary {
   const p = (event.payload ?? {}) as Record<string, unknown>;
   const str = (v: unknown) => (v === undefined || v === null ? '' : String(v));
   switch (event.type) {
@@ -209,7 +209,7 @@ function showStatus(list: HTMLElement, key: string, status: string): void {
 
 let eventCount = 0;
 
-function showEvent(event: ApixEvent): void {
+function showEvent(event: ApiXEvent): void {
   const { kind, text } = summarize(event);
   const item = make('li', `kind-${kind}`);
   item.dataset.id = event.id;
@@ -235,8 +235,8 @@ function showEvent(event: ApixEvent): void {
 
 // ------------------------------------------------------------------ denials and warnings
 
-function showDenial(channel: string, error: ApixError | Error): void {
-  const code = isApixError(error) ? error.code : 'ERROR';
+function showDenial(channel: string, error: ApiXError | Error): void {
+  const code = isApiXError(error) ? error.code : 'ERROR';
   const box = make('div', 'denial');
   box.dataset.channel = channel;
   box.dataset.code = code;
@@ -255,7 +255,7 @@ function showWarning(text: string): void {
 
 // ------------------------------------------------------------------ the client
 
-let client: ApixClient | undefined;
+let client: ApiXClient | undefined;
 let attempts = 0;
 
 function showState(state: ClientState): void {
@@ -266,7 +266,7 @@ function showState(state: ClientState): void {
   view.privateSubscribe.disabled = !live;
 }
 
-function subscribe(c: ApixClient, channel: string): void {
+function subscribe(c: ApiXClient, channel: string): void {
   try {
     const sub = c.subscribe(channel, { replay: { last: 20 } });
     sub.on('*', showEvent);
@@ -284,7 +284,7 @@ async function connect(url: string, token: string, channels: readonly string[]):
   attempts = 0;
   view.attempts.textContent = '0';
   view.attemptDetail.textContent = '';
-  const c = new ApixClient({ url, token, clientType: 'WEB_APP', sessionId: sessionIdFor(token) });
+  const c = new ApiXClient({ url, token, clientType: 'WEB_APP', sessionId: sessionIdFor(token) });
   client = c;
   c.on('state', ({ state }) => showState(state));
   c.on('connection.established', (info) => {
@@ -315,13 +315,13 @@ async function connect(url: string, token: string, channels: readonly string[]):
   try {
     await c.connect();
   } catch (err) {
-    const error = isApixError(err) ? err : new Error(String(err));
+    const error = isApiXError(err) ? err : new Error(String(err));
     view.settings.open = true;
     view.denials.prepend(
       make(
         'div',
         'denial',
-        `Could not connect: ${isApixError(error) ? `${error.code} ` : ''}${error.message}`,
+        `Could not connect: ${isApiXError(error) ? `${error.code} ` : ''}${error.message}`,
       ),
     );
   }

@@ -1,5 +1,5 @@
 /**
- * A small React component on `useApixChannel`: the tool calls of one tool, live, with the connection
+ * A small React component on `useApiXChannel`: the tool calls of one tool, live, with the connection
  * state and any denial shown. Written with `createElement` (no JSX) so that the root tsconfig checks it;
  * in an application with JSX it reads:
  *
@@ -14,8 +14,8 @@
  */
 import { createElement, useMemo } from 'react';
 import type { ReactElement } from 'react';
-import type { ApixEvent, ClientState, TokenProvider } from '../../packages/sdk/src/index.ts';
-import { useApixChannel, useApixClient } from './use-apix-channel.ts';
+import type { ApiXEvent, ClientState, TokenProvider } from '../../packages/sdk/src/index.ts';
+import { useApiXChannel, useApiXClient } from './use-apix-channel.ts';
 
 const TOOL_CALL_TYPES = ['tool_call_start', 'tool_call_result', 'tool_call_error'] as const;
 type ToolCallType = (typeof TOOL_CALL_TYPES)[number];
@@ -29,18 +29,18 @@ export interface ToolCallFeedProps {
 }
 
 /** One line per event; payloads are typed per event type by the SDK. */
-export function describeToolCall(event: ApixEvent<ToolCallType>): string {
+export function describeToolCall(event: ApiXEvent<ToolCallType>): string {
   switch (event.type) {
     case 'tool_call_start': {
-      const p = (event as ApixEvent<'tool_call_start'>).payload;
+      const p = (event as ApiXEvent<'tool_call_start'>).payload;
       return `${p.toolName} started (${p.toolCallId})${p.agentId ? ` by ${p.agentId}` : ''}`;
     }
     case 'tool_call_result': {
-      const p = (event as ApixEvent<'tool_call_result'>).payload;
+      const p = (event as ApiXEvent<'tool_call_result'>).payload;
       return `${p.toolCallId} returned${p.durationMs === undefined ? '' : ` in ${p.durationMs} ms`}`;
     }
     case 'tool_call_error': {
-      const p = (event as ApixEvent<'tool_call_error'>).payload;
+      const p = (event as ApiXEvent<'tool_call_error'>).payload;
       return `${p.toolCallId} failed: ${p.error.message}${p.retryable ? ' (retryable)' : ''}`;
     }
   }
@@ -55,8 +55,8 @@ export function ToolCallFeed({ url, tokenProvider, toolName }: ToolCallFeedProps
     () => ({ url, tokenProvider, clientType: 'WEB_APP' as const }),
     [url, tokenProvider],
   );
-  const { client, state } = useApixClient(options);
-  const { events, status } = useApixChannel(client, `tool:${toolName}`, {
+  const { client, state } = useApiXClient(options);
+  const { events, status } = useApiXChannel(client, `tool:${toolName}`, {
     types: TOOL_CALL_TYPES,
     replayLast: 20,
     limit: 50,

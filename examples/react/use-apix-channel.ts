@@ -1,9 +1,9 @@
 /**
- * React hooks over the APIX SDK: `useApixClient` holds one connection for a component tree, and
- * `useApixChannel` gives a component the latest events of a channel and the subscription's status.
+ * React hooks over the APIX SDK: `useApiXClient` holds one connection for a component tree, and
+ * `useApiXChannel` gives a component the latest events of a channel and the subscription's status.
  *
- *   const { client, state } = useApixClient({ url, tokenProvider, clientType: 'WEB_APP' });
- *   const { events, status } = useApixChannel(client, 'tool:web_search', {
+ *   const { client, state } = useApiXClient({ url, tokenProvider, clientType: 'WEB_APP' });
+ *   const { events, status } = useApiXChannel(client, 'tool:web_search', {
  *     types: ['tool_call_start', 'tool_call_result'],   // narrows event.payload's type
  *   });
  *
@@ -14,38 +14,38 @@
  * (`createElement`), so that the repository's root tsconfig checks both without a JSX setting.
  */
 import { useEffect, useState } from 'react';
-import { ApixClient } from '../../packages/sdk/src/index.ts';
+import { ApiXClient } from '../../packages/sdk/src/index.ts';
 import type {
-  ApixClientOptions,
-  ApixError,
-  ApixEvent,
+  ApiXClientOptions,
+  ApiXError,
+  ApiXEvent,
   ClientState,
   Subscription,
   SubscriptionStatus,
 } from '../../packages/sdk/src/index.ts';
 
-// ------------------------------------------------------------------ useApixClient
+// ------------------------------------------------------------------ useApiXClient
 
-export interface ApixClientHandle {
+export interface ApiXClientHandle {
   /** Undefined until mounted; a new client when `options` identity changes. */
-  readonly client: ApixClient | undefined;
+  readonly client: ApiXClient | undefined;
   readonly state: ClientState;
   /** The last error the client reported (a denial, a refused token, a handler failure...). */
-  readonly error: ApixError | undefined;
+  readonly error: ApiXError | undefined;
 }
 
 /**
  * One client for the component's lifetime: created and connected on mount, closed on unmount. Pass
  * memoized `options` (`useMemo`): a new options object means a new connection.
  */
-export function useApixClient(options: ApixClientOptions): ApixClientHandle {
-  const [handle, setHandle] = useState<ApixClientHandle>({
+export function useApiXClient(options: ApiXClientOptions): ApiXClientHandle {
+  const [handle, setHandle] = useState<ApiXClientHandle>({
     client: undefined,
     state: 'idle',
     error: undefined,
   });
   useEffect(() => {
-    const client = new ApixClient(options);
+    const client = new ApiXClient(options);
     setHandle({ client, state: client.state, error: undefined });
     const offState = client.on('state', ({ state }) => setHandle((h) => ({ ...h, state })));
     const offError = client.on('error', (error) => setHandle((h) => ({ ...h, error })));
@@ -69,10 +69,10 @@ interface SharedSubscription {
   readonly owned: boolean;
 }
 
-const shared = new WeakMap<ApixClient, Map<string, SharedSubscription>>();
+const shared = new WeakMap<ApiXClient, Map<string, SharedSubscription>>();
 
 function acquire(
-  client: ApixClient,
+  client: ApiXClient,
   channel: string,
   replayLast: number | undefined,
 ): { subscription: Subscription; release: () => void } {
@@ -118,7 +118,7 @@ function currentStatus(subscription: Subscription): SubscriptionStatus {
   }
 }
 
-// ------------------------------------------------------------------ useApixChannel
+// ------------------------------------------------------------------ useApiXChannel
 
 export interface ChannelOptions<T extends string> {
   /** Only these event types (filtered in the client; the server filters with `filters.types`). */
@@ -131,7 +131,7 @@ export interface ChannelOptions<T extends string> {
 
 export interface ChannelView<T extends string> {
   /** Oldest first, at most `limit`; each event once, in channel order (the SDK guarantees it). */
-  readonly events: ReadonlyArray<ApixEvent<T>>;
+  readonly events: ReadonlyArray<ApiXEvent<T>>;
   /** `pending`, `subscribed` (with `recovered: false` when events were missed), `denied` (with the error). */
   readonly status: SubscriptionStatus;
 }
@@ -139,8 +139,8 @@ export interface ChannelView<T extends string> {
 const PENDING: SubscriptionStatus = { state: 'pending' };
 
 /** The latest events of `channel` and the subscription's status; nothing until `client` is defined. */
-export function useApixChannel<T extends string = string>(
-  client: ApixClient | undefined,
+export function useApiXChannel<T extends string = string>(
+  client: ApiXClient | undefined,
   channel: string,
   options: ChannelOptions<T> = {},
 ): ChannelView<T> {
@@ -157,17 +157,17 @@ export function useApixChannel<T extends string = string>(
       acquired = acquire(client, channel, replayLast);
     } catch (err) {
       // An invalid channel name (BAD_REQUEST) or a closed client: show it as a denial.
-      setView({ events: [], status: { state: 'denied', error: err as ApixError } });
+      setView({ events: [], status: { state: 'denied', error: err as ApiXError } });
       return;
     }
     const { subscription, release } = acquired;
     setView((v) => ({ ...v, status: currentStatus(subscription) }));
-    const append = (event: ApixEvent<T>) =>
+    const append = (event: ApiXEvent<T>) =>
       setView((v) => ({ ...v, events: [...v.events, event].slice(-limit) }));
     const types = typesKey ? (typesKey.split(',') as T[]) : undefined;
     const offEvents = types
       ? types.map((type) => subscription.on<T>(type, append))
-      : [subscription.on('*', (event) => append(event as ApixEvent<T>))];
+      : [subscription.on('*', (event) => append(event as ApiXEvent<T>))];
     const offStatus = subscription.onStatus((status) => setView((v) => ({ ...v, status })));
     return () => {
       for (const off of offEvents) off();

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { createRemoteJWKSet, errors as joseErrors, importSPKI, jwtVerify } from 'jose';
 import type { JWTHeaderParameters, JWTPayload, FlattenedJWSInput, CryptoKey, KeyObject } from 'jose';
-import { ApixError, isValidOrgId } from '@apix/protocol';
+import { ApiXError, isValidOrgId } from '@apix/protocol';
 import type { Principal } from './principal.ts';
 import type { ApiKeyStore } from './api-keys.ts';
 import { looksLikeApiKey } from './api-keys.ts';
@@ -92,11 +92,11 @@ export class Authenticator {
         : undefined;
   }
 
-  /** Authenticates a token or API key; throws ApixError UNAUTHORIZED / TOKEN_EXPIRED. */
+  /** Authenticates a token or API key; throws ApiXError UNAUTHORIZED / TOKEN_EXPIRED. */
   async authenticate(token: string, claimedOrgId?: string): Promise<Principal> {
     const principal = looksLikeApiKey(token) ? await this.verifyApiKey(token) : await this.verifyJwt(token);
     if (claimedOrgId !== undefined && claimedOrgId !== principal.orgId)
-      throw new ApixError('UNAUTHORIZED', 'organizationId does not match the token');
+      throw new ApiXError('UNAUTHORIZED', 'organizationId does not match the token');
     const store = this.options.revocations;
     if (store && principal.kind === 'jwt') {
       let revoked = false;
@@ -105,11 +105,11 @@ export class Authenticator {
       } catch (err) {
         this.options.onRevocationCheckError?.(err);
       }
-      if (revoked) throw new ApixError('UNAUTHORIZED', 'token revoked');
+      if (revoked) throw new ApiXError('UNAUTHORIZED', 'token revoked');
     }
     // Last, with no await after it: a revocation heard while the store was read still applies.
     if (this.heard.covers(principal))
-      throw new ApixError(
+      throw new ApiXError(
         'UNAUTHORIZED',
         principal.kind === 'jwt' ? 'token revoked' : 'invalid or revoked API key',
       );
@@ -125,7 +125,7 @@ export class Authenticator {
   private async verifyApiKey(key: string): Promise<Principal> {
     const rec = await this.options.apiKeys.verify(key);
     // A key of no valid organization (or of the shared namespace `_`) authenticates nobody.
-    if (!rec || !isValidOrgId(rec.orgId)) throw new ApixError('UNAUTHORIZED', 'invalid or revoked API key');
+    if (!rec || !isValidOrgId(rec.orgId)) throw new ApiXError('UNAUTHORIZED', 'invalid or revoked API key');
     return {
       orgId: rec.orgId,
       userId: `apikey:${rec.keyId}`,
@@ -146,7 +146,7 @@ export class Authenticator {
   private readonly resolveKey: KeyResolver = async (header) => {
     const alg = header.alg;
     if (HMAC_ALGS.has(alg)) {
-      if (!this.secret) throw new ApixError('UNAUTHORIZED', `algorithm ${alg} is not accepted`);
+      if (!this.secret) throw new ApiXError('UNAUTHORIZED', `algorithm ${alg} is not accepted`);
       let key = this.hmacKeys.get(alg);
       if (!key) {
         const hash = `SHA-${alg.slice(2)}`;
@@ -167,12 +167,12 @@ export class Authenticator {
       if (!key) this.pemKeys.set(alg, (key = importSPKI(this.pem, alg)));
       return key;
     }
-    throw new ApixError('UNAUTHORIZED', `algorithm ${alg} is not accepted`);
+    throw new ApiXError('UNAUTHORIZED', `algorithm ${alg} is not accepted`);
   };
 
   private async verifyJwt(token: string): Promise<Principal> {
     if (this.algorithms.length === 0)
-      throw new ApixError('UNAUTHORIZED', 'no JWT verification key is configured');
+      throw new ApiXError('UNAUTHORIZED', 'no JWT verification key is configured');
     let payload: JWTPayload;
     try {
       const currentDate = this.options.now ? new Date(this.options.now()) : undefined;
@@ -191,30 +191,30 @@ export class Authenticator {
         payload = r.payload;
       }
     } catch (err) {
-      if (err instanceof ApixError) throw err;
-      if (err instanceof joseErrors.JWTExpired) throw new ApixError('TOKEN_EXPIRED', 'token expired');
+      if (err instanceof ApiXError) throw err;
+      if (err instanceof joseErrors.JWTExpired) throw new ApiXError('TOKEN_EXPIRED', 'token expired');
       if (err instanceof joseErrors.JWTClaimValidationFailed)
-        throw new ApixError('UNAUTHORIZED', `token claim "${err.claim}" is invalid: ${err.reason}`);
+        throw new ApiXError('UNAUTHORIZED', `token claim "${err.claim}" is invalid: ${err.reason}`);
       if (err instanceof joseErrors.JOSEAlgNotAllowed)
-        throw new ApixError('UNAUTHORIZED', 'token algorithm not allowed');
+        throw new ApiXError('UNAUTHORIZED', 'token algorithm not allowed');
       if (err instanceof joseErrors.JWSSignatureVerificationFailed)
-        throw new ApixError('UNAUTHORIZED', 'token signature is invalid');
-      throw new ApixError('UNAUTHORIZED', 'token is invalid');
+        throw new ApiXError('UNAUTHORIZED', 'token signature is invalid');
+      throw new ApiXError('UNAUTHORIZED', 'token is invalid');
     }
     const { sub, org, roles, jti, iat } = payload as JWTPayload & { org?: unknown; roles?: unknown };
     if (typeof sub !== 'string' || sub.length === 0 || sub.length > 200)
-      throw new ApixError('UNAUTHORIZED', 'token "sub" must be a non-empty string');
+      throw new ApiXError('UNAUTHORIZED', 'token "sub" must be a non-empty string');
     if (!isValidOrgId(org))
-      throw new ApixError('UNAUTHORIZED', 'token "org" must match [A-Za-z0-9_-]{1,64} and not be "_"');
+      throw new ApiXError('UNAUTHORIZED', 'token "org" must match [A-Za-z0-9_-]{1,64} and not be "_"');
     if (
       roles !== undefined &&
       (!Array.isArray(roles) || roles.length > MAX_ROLES || roles.some((r) => typeof r !== 'string'))
     )
-      throw new ApixError('UNAUTHORIZED', 'token "roles" must be an array of strings');
+      throw new ApiXError('UNAUTHORIZED', 'token "roles" must be an array of strings');
     const roleList = (roles as string[] | undefined) ?? [];
     const clientType = (payload as Record<string, unknown>)[CLIENT_TYPE_CLAIM];
     if (clientType !== undefined && !isClientType(clientType))
-      throw new ApixError(
+      throw new ApiXError(
         'UNAUTHORIZED',
         `token "${CLIENT_TYPE_CLAIM}" must be one of WEB_APP, MOBILE_APP, SDK_WIDGET, API_CLIENT, INTERNAL_SERVICE`,
       );

@@ -3,7 +3,7 @@
  * expired entries go first; when `maxEntries` unexpired ones are held, a new revocation is refused
  * (UNAVAILABLE) rather than silently forgetting an older one.
  */
-import { ApixError } from '@apix/protocol';
+import { ApiXError } from '@apix/protocol';
 import type { Clock } from '../clock.ts';
 import type { Principal } from './principal.ts';
 import type { RevocationStore, StoredRevocation } from './revocation-store.ts';
@@ -24,7 +24,7 @@ export class MemoryRevocationStore implements RevocationStore {
     if (!this.entries.has(key) && this.entries.size >= this.maxEntries) {
       for (const [k, v] of this.entries) if (v.expiresAt <= now) this.entries.delete(k);
       if (this.entries.size >= this.maxEntries)
-        throw new ApixError('UNAVAILABLE', `too many revocations held (${this.maxEntries})`);
+        throw new ApiXError('UNAVAILABLE', `too many revocations held (${this.maxEntries})`);
     }
     const prev = this.entries.get(key);
     const notBefore = r.kind === 'user' ? Math.max(r.notBefore, prev?.notBefore ?? 0) : 0;

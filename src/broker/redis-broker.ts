@@ -16,7 +16,7 @@
  *   subscriptions and listeners, and whoever created the clients closes them.
  */
 import { randomBytes } from 'node:crypto';
-import { ApixError, compareEventIds, isEventId, parseEventId } from '@apix/protocol';
+import { ApiXError, compareEventIds, isEventId, parseEventId } from '@apix/protocol';
 import type { RedisClients } from '../redis/client.ts';
 import { redisFailureKind, withTimeout } from '../redis/client.ts';
 import type { RedisKeys } from '../redis/keys.ts';
@@ -442,7 +442,7 @@ async function unavailableOnFailure<T>(what: string, p: Promise<T>): Promise<T> 
     // A command ioredis never wrote failed cleanly; any other failure (the connection closed under a
     // command in flight, a timeout) may come after Redis applied it.
     const notSent = kind === 'not-sent';
-    throw new ApixError(
+    throw new ApiXError(
       'UNAVAILABLE',
       notSent
         ? `${what} failed: Redis unavailable (${message})`

@@ -4,12 +4,12 @@
  * client may leave during any await, which each step after one checks.
  */
 import {
-  ApixError,
+  ApiXError,
   channelKey,
   ChannelType,
   CloseCode,
   ConnectionStatus,
-  isApixError,
+  isApiXError,
   parseChannel,
 } from '@apix/protocol';
 import type { ApiXConnection, Denial } from '@apix/protocol';
@@ -119,7 +119,7 @@ export class Handshake {
       );
       suspension = await this.deps.suspensions.find(principal.orgId, principal.userId, payload.sessionId);
     } catch (err) {
-      const e = isApixError(err) ? err : new ApixError('UNAUTHORIZED', 'authentication failed');
+      const e = isApiXError(err) ? err : new ApiXError('UNAUTHORIZED', 'authentication failed');
       hooks.emit('onAuthFailure', { peer: conn.peer, code: e.code, reason: e.message, via: 'ws' });
       hooks.emit('onConnectRefused', { peer: conn.peer, code: e.code, reason: e.message });
       this.deps.replies.fail(conn, e.code, e.message, true, correlationId);
@@ -417,7 +417,7 @@ export class Handshake {
     try {
       const p = await this.deps.authenticator.authenticate(token);
       if (p.orgId !== session.orgId || p.userId !== session.userId)
-        throw new ApixError('UNAUTHORIZED', 'refreshed token is for another user or organization');
+        throw new ApiXError('UNAUTHORIZED', 'refreshed token is for another user or organization');
       session.principal = p;
       conn.refreshed(p);
       conn.send(
@@ -434,7 +434,7 @@ export class Handshake {
         'refreshed token no longer allows it',
       );
     } catch (err) {
-      const e = isApixError(err) ? err : new ApixError('UNAUTHORIZED', 'refresh failed');
+      const e = isApiXError(err) ? err : new ApiXError('UNAUTHORIZED', 'refresh failed');
       this.deps.hooks.emit('onAuthFailure', {
         peer: conn.peer,
         code: e.code,

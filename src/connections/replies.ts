@@ -1,5 +1,5 @@
 /** How the server answers a connection that did something wrong, or that it closes. */
-import { CloseCode, ERRORS, isApixError } from '@apix/protocol';
+import { CloseCode, ERRORS, isApiXError } from '@apix/protocol';
 import type { ErrorCode } from '@apix/protocol';
 import type { Clock } from '../clock.ts';
 import type { Logger } from '../log.ts';
@@ -39,7 +39,7 @@ export class Replies {
   }
 
   internalError(conn: Connection, err: unknown, fatal: boolean): void {
-    if (isApixError(err)) return this.fail(conn, err.code, err.message, fatal);
+    if (isApiXError(err)) return this.fail(conn, err.code, err.message, fatal);
     this.log.error({ err, connectionId: conn.id }, 'unexpected error handling a frame');
     this.fail(conn, 'INTERNAL', 'internal error', fatal);
   }

@@ -14,7 +14,7 @@
  *   encryption): `at` is where the id goes back in, and is authenticated too.
  */
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
-import { ApixError } from '@apix/protocol/errors';
+import { ApiXError } from '@apix/protocol/errors';
 import { InternalError } from '@apix/protocol/internal-errors';
 
 export interface EncryptionKey {
@@ -92,13 +92,13 @@ export class AtRestCipher {
   }
 
   /**
-   * Decrypts a box of the channel. Throws an ApixError (INTERNAL) naming the cause: a key version not in the
+   * Decrypts a box of the channel. Throws an ApiXError (INTERNAL) naming the cause: a key version not in the
    * keyring, a malformed box, or a failed authentication (tampered, or another organization's or channel's).
    */
   open(channelKey: string, box: SealedBox): string {
-    if (!isSealedBox(box)) throw new ApixError('INTERNAL', `malformed encrypted entry in ${channelKey}`);
+    if (!isSealedBox(box)) throw new ApiXError('INTERNAL', `malformed encrypted entry in ${channelKey}`);
     if (!this.masters.has(box.k))
-      throw new ApixError(
+      throw new ApiXError(
         'INTERNAL',
         `encrypted entry in ${channelKey} uses key version ${box.k}, which is not in APIX_ENCRYPTION_KEYS`,
       );
@@ -106,7 +106,7 @@ export class AtRestCipher {
     const iv = Buffer.from(box.iv, 'base64');
     const data = Buffer.from(box.ct, 'base64');
     if (iv.length !== 12 || data.length < 16)
-      throw new ApixError('INTERNAL', `malformed encrypted entry in ${channelKey}`);
+      throw new ApiXError('INTERNAL', `malformed encrypted entry in ${channelKey}`);
     try {
       const decipher = createDecipheriv('aes-256-gcm', this.dataKey(box.k, org), iv);
       decipher.setAAD(aad(org, channelKey, box.at));
@@ -115,7 +115,7 @@ export class AtRestCipher {
         'utf8',
       );
     } catch (err) {
-      throw new ApixError(
+      throw new ApiXError(
         'INTERNAL',
         `encrypted entry in ${channelKey} failed authentication (tampered, or written for another organization or channel)`,
         { cause: err },
@@ -180,7 +180,7 @@ export function isSealedFrame(frame: string): boolean {
 export function openStoredFrame(cipher: AtRestCipher | undefined, channelKey: string, frame: string): string {
   if (!isSealedFrame(frame)) return frame;
   if (cipher === undefined)
-    throw new ApixError(
+    throw new ApiXError(
       'INTERNAL',
       `${channelKey} holds encrypted entries, but no encryption keys are configured (APIX_ENCRYPTION_KEYS)`,
     );
@@ -188,10 +188,10 @@ export function openStoredFrame(cipher: AtRestCipher | undefined, channelKey: st
   try {
     parsed = JSON.parse(frame) as { sealed?: unknown; id?: unknown };
   } catch {
-    throw new ApixError('INTERNAL', `malformed encrypted entry in ${channelKey}`);
+    throw new ApiXError('INTERNAL', `malformed encrypted entry in ${channelKey}`);
   }
   if (!isSealedBox(parsed.sealed) || typeof parsed.id !== 'string')
-    throw new ApixError('INTERNAL', `malformed encrypted entry in ${channelKey}`);
+    throw new ApiXError('INTERNAL', `malformed encrypted entry in ${channelKey}`);
   return cipher.openFrame(channelKey, parsed.sealed, parsed.id);
 }
 
@@ -226,7 +226,7 @@ export function openRecordPayload(
   const box = sealedBoxOfRecordPayload(payload);
   if (box === undefined) return payload;
   if (cipher === undefined)
-    throw new ApixError(
+    throw new ApiXError(
       'INTERNAL',
       `${channelKey} holds encrypted records, but no encryption keys are configured (APIX_ENCRYPTION_KEYS)`,
     );

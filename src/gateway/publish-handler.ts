@@ -3,7 +3,7 @@
  * transport stops being read while too many are in flight), the router, and the answer
  * (`message.sent`, `message.queued` for a target that is away, or `message.failed`).
  */
-import { ApixError, ChannelType, isApixError } from '@apix/protocol';
+import { ApiXError, ChannelType, isApiXError } from '@apix/protocol';
 import type { EnvelopeMetadata, ParsedChannel, PublishFrame } from '@apix/protocol';
 import type { Config } from '../config.ts';
 import type { Clock } from '../clock.ts';
@@ -120,8 +120,8 @@ export class PublishHandler {
     correlationId: string | undefined,
     err: unknown,
   ): void {
-    const e = isApixError(err) ? err : new ApixError('INTERNAL', 'publish failed');
-    if (!isApixError(err)) this.deps.log.error({ err }, 'publish failed');
+    const e = isApiXError(err) ? err : new ApiXError('INTERNAL', 'publish failed');
+    if (!isApiXError(err)) this.deps.log.error({ err }, 'publish failed');
     conn.send(
       encodeControl(
         'message.failed',

@@ -19,7 +19,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { z } from 'zod';
-import { ApixError, CloseCode, formatIssues } from '@apix/protocol';
+import { ApiXError, CloseCode, formatIssues } from '@apix/protocol';
 import type { Authenticator } from '../auth/authenticator.ts';
 import type { HookBus } from '../hooks.ts';
 import type { Principal } from '../auth/principal.ts';
@@ -97,7 +97,7 @@ export function registerAdminApi(http: HttpRouter, deps: AdminApiDeps): void {
 async function requireAdmin(deps: AdminApiDeps, req: IncomingMessage): Promise<Principal> {
   const principal = await authenticateRequest(deps, req);
   if (!principal.roles.includes('admin'))
-    throw new ApixError('FORBIDDEN', 'the admin API needs a token with role "admin"');
+    throw new ApiXError('FORBIDDEN', 'the admin API needs a token with role "admin"');
   return principal;
 }
 
@@ -115,7 +115,7 @@ function sessionActionHandler(deps: AdminApiDeps): HttpHandler {
   return async ({ req, res, params }) => {
     const admin = await requireAdmin(deps, req);
     const [sessionId, verb] = params as [string, 'suspend' | 'resume'];
-    if (!ID_RE.test(sessionId)) throw new ApixError('BAD_REQUEST', 'invalid session id');
+    if (!ID_RE.test(sessionId)) throw new ApiXError('BAD_REQUEST', 'invalid session id');
     const body = parse(SessionActionSchema, await readOptionalJson(req, deps.maxBodyBytes));
     const userId = body.userId ?? findUser(deps.gateway, admin.orgId, sessionId);
     const key = sessionKey(admin.orgId, userId, sessionId);
@@ -158,10 +158,10 @@ function suspendScopeHandler(deps: AdminApiDeps): HttpHandler {
     try {
       id = decodeURIComponent(rawId);
     } catch {
-      throw new ApixError('BAD_REQUEST', 'invalid percent-encoding in the path');
+      throw new ApiXError('BAD_REQUEST', 'invalid percent-encoding in the path');
     }
     if (!(kind === 'users' ? USER_RE : ID_RE).test(id))
-      throw new ApixError('BAD_REQUEST', `invalid ${kind === 'users' ? 'user' : 'key'} id`);
+      throw new ApiXError('BAD_REQUEST', `invalid ${kind === 'users' ? 'user' : 'key'} id`);
     const body = parse(SuspendSchema, await readOptionalJson(req, deps.maxBodyBytes));
     const suspended = verb === 'suspend';
     const reason = body.reason ?? (suspended ? 'suspended by an operator' : 'resumed by an operator');
@@ -243,7 +243,7 @@ function kickHandler(deps: AdminApiDeps): HttpHandler {
     const conn = deps.gateway.connections.get(connectionId);
     // Another organization's connection answers exactly like a missing one.
     if (conn === undefined || conn.principal?.orgId !== admin.orgId || !conn.isOpen)
-      throw new ApixError(
+      throw new ApiXError(
         'NOT_FOUND',
         `no open connection ${connectionId} of your organization on this node`,
       );
@@ -268,7 +268,7 @@ function findUser(gateway: AdminGateway, orgId: string, sessionId: string): stri
   for (const s of gateway.sessions.values())
     if (s.sessionId === sessionId && s.orgId === orgId) users.add(s.userId);
   if (users.size === 1) return [...users][0]!;
-  throw new ApixError(
+  throw new ApiXError(
     'BAD_REQUEST',
     users.size === 0
       ? `session ${sessionId} is not held by this node: give its userId`
@@ -278,7 +278,7 @@ function findUser(gateway: AdminGateway, orgId: string, sessionId: string): stri
 
 function parse<T>(schema: z.ZodType<T>, body: unknown): T {
   const r = schema.safeParse(body);
-  if (!r.success) throw new ApixError('BAD_REQUEST', formatIssues(r.error));
+  if (!r.success) throw new ApiXError('BAD_REQUEST', formatIssues(r.error));
   return r.data;
 }
 

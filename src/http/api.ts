@@ -3,11 +3,11 @@
  */
 import type { IncomingMessage } from 'node:http';
 import {
-  ApixError,
+  ApiXError,
   channelKey,
   formatIssues,
   HttpPublishSchema,
-  isApixError,
+  isApiXError,
   isEventId,
   parseChannel,
 } from '@apix/protocol';
@@ -62,7 +62,7 @@ export async function authenticateRequest(
   try {
     return await deps.authenticator.authenticate(bearerToken(req));
   } catch (err) {
-    const e = isApixError(err) ? err : new ApixError('UNAUTHORIZED', 'authentication failed');
+    const e = isApiXError(err) ? err : new ApiXError('UNAUTHORIZED', 'authentication failed');
     deps.hooks.emit('onAuthFailure', {
       peer: peerOfRequest(req),
       code: e.code,
@@ -92,7 +92,7 @@ function publishHandler(deps: HttpApiDeps): HttpHandler {
     const principal = await authenticateRequest(deps, req);
     const body = await readJson(req, deps.maxBodyBytes);
     const r = HttpPublishSchema.safeParse(body);
-    if (!r.success) throw new ApixError('BAD_REQUEST', formatIssues(r.error));
+    if (!r.success) throw new ApiXError('BAD_REQUEST', formatIssues(r.error));
     const result = await deps.router.publish({
       principal,
       clientType: credentialClientType(principal) ?? 'API_CLIENT',
@@ -113,7 +113,7 @@ function historyHandler(deps: HttpApiDeps): HttpHandler {
   return async ({ req, res, url, params }) => {
     const principal = await authenticateRequest(deps, req);
     const parsed = parseChannel(params[0]);
-    if (!parsed.ok) throw new ApixError('BAD_REQUEST', parsed.reason);
+    if (!parsed.ok) throw new ApiXError('BAD_REQUEST', parsed.reason);
     const settings = deps.channels.get(principal.orgId, parsed.channel.name);
     const decision = authorize(
       'history',
@@ -130,13 +130,13 @@ function historyHandler(deps: HttpApiDeps): HttpHandler {
         channel: parsed.channel.name,
         reason: decision.reason,
       });
-      throw new ApixError('FORBIDDEN', `history of ${parsed.channel.name} denied: ${decision.reason}`);
+      throw new ApiXError('FORBIDDEN', `history of ${parsed.channel.name} denied: ${decision.reason}`);
     }
     const since = url.searchParams.get('since') ?? undefined;
     const limitText = url.searchParams.get('limit');
     const limit = limitText === null ? undefined : Number(limitText);
     if (limit !== undefined && (!Number.isInteger(limit) || limit < 1 || limit > 10_000))
-      throw new ApixError('BAD_REQUEST', 'limit must be an integer from 1 to 10000');
+      throw new ApiXError('BAD_REQUEST', 'limit must be an integer from 1 to 10000');
     if (since !== undefined && !isEventId(since)) {
       sendJson(res, 200, { events: [], recovered: false, hasMore: false });
       return;
@@ -157,9 +157,9 @@ function presenceHandler(deps: HttpApiDeps): HttpHandler {
   return async ({ req, res, params }) => {
     const principal = await authenticateRequest(deps, req);
     const parsed = parseChannel(params[0]);
-    if (!parsed.ok) throw new ApixError('BAD_REQUEST', parsed.reason);
+    if (!parsed.ok) throw new ApiXError('BAD_REQUEST', parsed.reason);
     if (parsed.channel.type !== 'ROOM')
-      throw new ApixError('BAD_REQUEST', 'presence is kept for room: channels');
+      throw new ApiXError('BAD_REQUEST', 'presence is kept for room: channels');
     const settings = deps.channels.get(principal.orgId, parsed.channel.name);
     const decision = authorize(
       'subscribe',
@@ -169,7 +169,7 @@ function presenceHandler(deps: HttpApiDeps): HttpHandler {
       settings?.permissions,
     );
     if (!decision.allowed)
-      throw new ApixError('FORBIDDEN', `presence of ${parsed.channel.name} denied: ${decision.reason}`);
+      throw new ApiXError('FORBIDDEN', `presence of ${parsed.channel.name} denied: ${decision.reason}`);
     const members = await deps.presence.list(channelKey(principal.orgId, parsed.channel));
     sendJson(res, 200, {
       members: members.map(({ userId, clientId, connectionId, info }) => ({

@@ -3,7 +3,7 @@
  * `admin` on a JWT, or an API key with the `audit:read` scope), never another organization's.
  */
 import type { PrismaClient } from '../generated/prisma/client.ts';
-import { ApixError } from '@apix/protocol';
+import { ApiXError } from '@apix/protocol';
 import { parseAuditQuery, queryAudit } from '../audit/index.ts';
 import type { Authenticator } from '../auth/authenticator.ts';
 import type { HookBus } from '../hooks.ts';
@@ -26,10 +26,10 @@ export function registerAuditRoutes(
         channel: 'audit',
         reason: 'audit needs role admin',
       });
-      throw new ApixError('FORBIDDEN', 'reading the audit trail needs the admin role');
+      throw new ApiXError('FORBIDDEN', 'reading the audit trail needs the admin role');
     }
     const q = parseAuditQuery(principal.orgId, url.searchParams);
-    if (!q.ok) throw new ApixError('BAD_REQUEST', q.message);
+    if (!q.ok) throw new ApiXError('BAD_REQUEST', q.message);
     sendJson(res, 200, await queryAudit(deps.prisma, q.query));
   });
 }

@@ -7,7 +7,7 @@
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { ApixError } from '@apix/protocol';
+import { ApiXError } from '@apix/protocol';
 import type { HttpRouter } from './router.ts';
 
 export const DASHBOARD_CSP = [
@@ -46,7 +46,7 @@ export function registerDashboard(http: HttpRouter, dir = DASHBOARD_DIR): void {
   http.add('GET', /^\/dashboard\/?([A-Za-z0-9_.-]*)$/, async ({ req, res, params }) => {
     const name = params[0] || 'index.html';
     const type = Object.prototype.hasOwnProperty.call(FILES, name) ? FILES[name] : undefined;
-    if (type === undefined) throw new ApixError('NOT_FOUND', `no dashboard file ${name}`);
+    if (type === undefined) throw new ApiXError('NOT_FOUND', `no dashboard file ${name}`);
     const body = await load(name);
     res.writeHead(200, {
       'Content-Type': type,

@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import type { ServerResponse } from 'node:http';
 import type * as Esbuild from 'esbuild';
 import type { BuildOptions } from 'esbuild';
-import { ApixError } from '@apix/protocol';
+import { ApiXError } from '@apix/protocol';
 import type { HttpContext, HttpRouter } from './router.ts';
 import { feedScriptOptions, sdkBundleOptions } from './browser-assets.ts';
 
@@ -77,7 +77,7 @@ async function script(builtPath: string, options: BuildOptions): Promise<Asset> 
   try {
     esbuild = await import('esbuild');
   } catch {
-    throw new ApixError('UNAVAILABLE', 'esbuild is not installed; run npm ci (or serve the built dist/)');
+    throw new ApiXError('UNAVAILABLE', 'esbuild is not installed; run npm ci (or serve the built dist/)');
   }
   const result = await esbuild.build({ ...options, write: false });
   return asset(result.outputFiles?.[0]?.text ?? '', JS);

@@ -8,7 +8,7 @@
 import { EventEmitter } from 'node:events';
 import type { Authenticator } from '../auth/authenticator.ts';
 import type { HookBus } from '../hooks.ts';
-import { ApixError } from '@apix/protocol';
+import { ApiXError } from '@apix/protocol';
 import { authenticateRequest } from './api.ts';
 import { sendJson } from './router.ts';
 import type { HttpRouter } from './router.ts';
@@ -97,7 +97,7 @@ export function registerInternals(http: HttpRouter, deps: InternalsDeps): void {
   http.add('GET', /^\/v1\/admin\/internals\/?$/, async ({ req, res }) => {
     const principal = await authenticateRequest(deps, req);
     if (!principal.roles.includes('admin'))
-      throw new ApixError('FORBIDDEN', 'the admin API needs a token with role "admin"');
+      throw new ApiXError('FORBIDDEN', 'the admin API needs a token with role "admin"');
     const gc = (globalThis as { gc?: () => void }).gc;
     const wantGc = new URL(req.url ?? '/', 'http://x').searchParams.get('gc') === '1';
     let collected = false;

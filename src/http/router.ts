@@ -3,7 +3,7 @@
  * error registry, CORS from APIX_ALLOWED_ORIGINS and the usual security headers.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ApixError, isApixError } from '@apix/protocol';
+import { ApiXError, isApiXError } from '@apix/protocol';
 import { setSecurityHeaders } from '../security-headers.ts';
 
 export interface HttpContext {
@@ -41,7 +41,7 @@ export class HttpRouter {
     try {
       url = new URL(req.url ?? '/', 'http://localhost');
     } catch {
-      sendError(res, new ApixError('BAD_REQUEST', 'malformed request target'));
+      sendError(res, new ApiXError('BAD_REQUEST', 'malformed request target'));
       return;
     }
     this.cors(req, res);
@@ -58,13 +58,13 @@ export class HttpRouter {
       try {
         await route.handler({ req, res, url, params: decodeParams(m) });
       } catch (err) {
-        if (!isApixError(err)) onError(err);
-        sendError(res, isApixError(err) ? err : new ApixError('INTERNAL', 'internal error'));
+        if (!isApiXError(err)) onError(err);
+        sendError(res, isApiXError(err) ? err : new ApiXError('INTERNAL', 'internal error'));
       }
       return;
     }
     if (pathMatched) sendJson(res, 405, { code: 'BAD_REQUEST', message: `method ${req.method} not allowed` });
-    else sendError(res, new ApixError('NOT_FOUND', `no route for ${url.pathname}`));
+    else sendError(res, new ApiXError('NOT_FOUND', `no route for ${url.pathname}`));
   }
 
   private cors(req: IncomingMessage, res: ServerResponse): void {
@@ -87,7 +87,7 @@ function decodeParams(m: RegExpExecArray): string[] {
     try {
       return decodeURIComponent(p);
     } catch {
-      throw new ApixError('BAD_REQUEST', 'malformed percent-encoding in the path');
+      throw new ApiXError('BAD_REQUEST', 'malformed percent-encoding in the path');
     }
   });
 }
@@ -101,7 +101,7 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
   res.end(text);
 }
 
-export function sendError(res: ServerResponse, err: ApixError): void {
+export function sendError(res: ServerResponse, err: ApiXError): void {
   if (res.headersSent) {
     res.end();
     return;
@@ -118,30 +118,30 @@ export function sendError(res: ServerResponse, err: ApixError): void {
 export async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
   const type = req.headers['content-type'];
   if (type !== undefined && !type.includes('json'))
-    throw new ApixError('BAD_REQUEST', 'Content-Type must be application/json');
+    throw new ApiXError('BAD_REQUEST', 'Content-Type must be application/json');
   const declared = Number(req.headers['content-length'] ?? 0);
-  if (declared > limit) throw new ApixError('PAYLOAD_TOO_LARGE', `body is over ${limit} bytes`);
+  if (declared > limit) throw new ApiXError('PAYLOAD_TOO_LARGE', `body is over ${limit} bytes`);
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
     size += (chunk as Buffer).length;
-    if (size > limit) throw new ApixError('PAYLOAD_TOO_LARGE', `body is over ${limit} bytes`);
+    if (size > limit) throw new ApiXError('PAYLOAD_TOO_LARGE', `body is over ${limit} bytes`);
     chunks.push(chunk as Buffer);
   }
   let body: unknown;
   try {
     body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
   } catch {
-    throw new ApixError('BAD_REQUEST', 'body is not valid JSON');
+    throw new ApiXError('BAD_REQUEST', 'body is not valid JSON');
   }
   if (body === null || typeof body !== 'object' || Array.isArray(body))
-    throw new ApixError('BAD_REQUEST', 'body must be a JSON object');
+    throw new ApiXError('BAD_REQUEST', 'body must be a JSON object');
   return body;
 }
 
 export function bearerToken(req: IncomingMessage): string {
   const h = req.headers.authorization;
   if (typeof h !== 'string' || !/^Bearer\s+/i.test(h))
-    throw new ApixError('UNAUTHORIZED', 'Authorization: Bearer <API key or token> is required');
+    throw new ApiXError('UNAUTHORIZED', 'Authorization: Bearer <API key or token> is required');
   return h.replace(/^Bearer\s+/i, '').trim();
 }

@@ -8,7 +8,7 @@
  * after a request has passed it. If the store fails (Redis unreachable), requests pass: a rate limit
  * protects the service, it must not take it down.
  */
-import { ApixError } from '@apix/protocol';
+import { ApiXError } from '@apix/protocol';
 import type { HookBus } from '../hooks.ts';
 import type { Peer, Principal } from '../auth/principal.ts';
 import { TokenBucket } from './token-bucket.ts';
@@ -35,7 +35,7 @@ export interface RateLimits {
 }
 
 /** A refusal: `RATE_LIMITED` with `retryAfterMs`, and what limited it. */
-export class RateLimitedError extends ApixError {
+export class RateLimitedError extends ApiXError {
   constructor(
     readonly scope: RateLimitScope,
     message: string,

@@ -4,7 +4,7 @@
  * the broker, which gives it its id, keeps it in history and delivers it to every node's hub.
  */
 import {
-  ApixError,
+  ApiXError,
   channelKey,
   checkDomainPayload,
   EVENT_TYPE_RE,
@@ -95,26 +95,26 @@ export class EventRouter {
    */
   async publish(req: PublishRequest, order?: PublishOrder, ticket = 0): Promise<PublishResult> {
     const parsed = parseChannel(req.channel);
-    if (!parsed.ok) throw new ApixError('BAD_REQUEST', parsed.reason);
+    if (!parsed.ok) throw new ApiXError('BAD_REQUEST', parsed.reason);
     const channel = parsed.channel;
     if (isControlType(req.type))
-      throw new ApixError('BAD_REQUEST', `"${req.type}" is a reserved control type`);
+      throw new ApiXError('BAD_REQUEST', `"${req.type}" is a reserved control type`);
     if (!EVENT_TYPE_RE.test(req.type))
-      throw new ApixError('BAD_REQUEST', 'type must match [a-z][a-z0-9_.]{0,63}');
+      throw new ApiXError('BAD_REQUEST', 'type must match [a-z][a-z0-9_.]{0,63}');
     // Before anything walks, keeps or serializes it again (the domain checks, the broker, the records).
     const shape = this.options.shape;
     if (shape !== undefined) {
       const tooLarge =
         jsonShapeError(req.payload, shape, 'payload') ?? jsonShapeError(req.metadata, shape, 'metadata');
-      if (tooLarge !== undefined) throw new ApixError('PAYLOAD_TOO_LARGE', tooLarge);
+      if (tooLarge !== undefined) throw new ApiXError('PAYLOAD_TOO_LARGE', tooLarge);
     }
     // An end-to-end encrypted payload (the SDK's envelope) cannot be checked: the gateway cannot read it.
     if (isE2eMarked(req.metadata)) {
       if (!isE2ePayload(req.payload))
-        throw new ApixError('BAD_REQUEST', 'metadata.e2e is set but payload is not an e2e envelope');
+        throw new ApiXError('BAD_REQUEST', 'metadata.e2e is set but payload is not an e2e envelope');
     } else {
       const payloadError = checkDomainPayload(req.type, req.payload);
-      if (payloadError) throw new ApixError('BAD_REQUEST', payloadError);
+      if (payloadError) throw new ApiXError('BAD_REQUEST', payloadError);
     }
 
     const orgId = req.principal.orgId;
@@ -128,14 +128,14 @@ export class EventRouter {
         channel: channel.name,
         reason: decision.reason,
       });
-      throw new ApixError('FORBIDDEN', `publish to ${channel.name} denied: ${decision.reason}`);
+      throw new ApiXError('FORBIDDEN', `publish to ${channel.name} denied: ${decision.reason}`);
     }
 
     const key = channelKey(orgId, channel);
     // After validation and permission, so that refused junk does not spend the organization's tokens.
     if (this.options.limiter) await this.options.limiter.checkPublish(req.principal, req.peer, key);
     if (settings?.encrypted === true && this.options.atRest === undefined)
-      throw new ApixError(
+      throw new ApiXError(
         'UNAVAILABLE',
         `${channel.name} is configured encrypted, but this gateway has no encryption keys (APIX_ENCRYPTION_KEYS)`,
       );
@@ -219,10 +219,10 @@ export class EventRouter {
     try {
       payloadJson = req.payload === undefined ? 'null' : JSON.stringify(req.payload);
     } catch {
-      throw new ApixError('BAD_REQUEST', 'payload cannot be serialized (too deeply nested?)');
+      throw new ApiXError('BAD_REQUEST', 'payload cannot be serialized (too deeply nested?)');
     }
     if (payloadJson.length > this.options.maxMessageBytes)
-      throw new ApixError('PAYLOAD_TOO_LARGE', `payload is over ${this.options.maxMessageBytes} bytes`);
+      throw new ApiXError('PAYLOAD_TOO_LARGE', `payload is over ${this.options.maxMessageBytes} bytes`);
     return payloadJson;
   }
 
@@ -246,7 +246,7 @@ function metadataJson(req: PublishRequest): string | undefined {
   try {
     return customMetadataJson(req.metadata);
   } catch {
-    throw new ApixError('BAD_REQUEST', 'metadata cannot be serialized (too deeply nested?)');
+    throw new ApiXError('BAD_REQUEST', 'metadata cannot be serialized (too deeply nested?)');
   }
 }
 

@@ -5,7 +5,7 @@
  * receiving SDK applies them once decrypted). Compiled once per subscription; the payload is parsed at
  * most once per event per node, and only when some subscriber filters on payload fields.
  */
-import { ApixError, isE2ePayload } from '@apix/protocol';
+import { ApiXError, isE2ePayload } from '@apix/protocol';
 
 export interface FilterInput {
   readonly type: string;
@@ -22,18 +22,18 @@ export function compileFilter(filters: Record<string, unknown> | undefined): Eve
   const keys = Object.keys(filters);
   if (keys.length === 0) return undefined;
   if (keys.length > MAX_FILTER_KEYS)
-    throw new ApixError('BAD_REQUEST', `filters: at most ${MAX_FILTER_KEYS} keys`);
+    throw new ApiXError('BAD_REQUEST', `filters: at most ${MAX_FILTER_KEYS} keys`);
   let types: Set<string> | undefined;
   const fields: Array<[string, string | number | boolean | null]> = [];
   for (const k of keys) {
     const v = filters[k];
     if (k === 'types') {
       if (!Array.isArray(v) || v.length > 100 || v.some((t) => typeof t !== 'string'))
-        throw new ApixError('BAD_REQUEST', 'filters.types must be an array of event types');
+        throw new ApiXError('BAD_REQUEST', 'filters.types must be an array of event types');
       types = new Set(v as string[]);
     } else if (v === null || typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') {
       fields.push([k, v]);
-    } else throw new ApixError('BAD_REQUEST', `filters.${k} must be a string, number, boolean or null`);
+    } else throw new ApiXError('BAD_REQUEST', `filters.${k} must be a string, number, boolean or null`);
   }
   return (event) => {
     if (types && !types.has(event.type)) return false;

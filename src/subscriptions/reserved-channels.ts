@@ -2,7 +2,7 @@
  * Channels whose settings are fixed in every organization: today the admin dashboard's channel
  * (latency/dashboard-feed.ts publishes on it). Wraps the channel registry the node uses.
  */
-import { ApixError } from '@apix/protocol';
+import { ApiXError } from '@apix/protocol';
 import { DASHBOARD_CHANNEL, DASHBOARD_CHANNEL_SETTINGS } from '../latency/dashboard-feed.ts';
 import type { ChannelChangeListener, ChannelRegistry, ChannelSettings } from './channel-registry.ts';
 
@@ -14,7 +14,7 @@ export class ReservedChannelRegistry implements ChannelRegistry {
   }
   async set(orgId: string, name: string, settings: ChannelSettings): Promise<void> {
     if (name === DASHBOARD_CHANNEL)
-      throw new ApixError('FORBIDDEN', `${DASHBOARD_CHANNEL} is reserved for the admin dashboard`);
+      throw new ApiXError('FORBIDDEN', `${DASHBOARD_CHANNEL} is reserved for the admin dashboard`);
     return this.inner.set(orgId, name, settings);
   }
   onChange(listener: ChannelChangeListener): void {

@@ -3,7 +3,7 @@
  * expired entries go first; when `maxEntries` unexpired ones are held, a new suspension is refused
  * (UNAVAILABLE) rather than silently forgetting an older one.
  */
-import { ApixError } from '@apix/protocol';
+import { ApiXError } from '@apix/protocol';
 import type { Clock } from '../clock.ts';
 import { targetKey } from './suspension-store.ts';
 import type { FoundSuspension, Suspension, SuspensionStore, SuspensionTarget } from './suspension-store.ts';
@@ -23,7 +23,7 @@ export class MemorySuspensionStore implements SuspensionStore {
     if (!this.entries.has(key) && this.entries.size >= this.maxEntries) {
       for (const [k, v] of this.entries) if (v.expiresAt <= now) this.entries.delete(k);
       if (this.entries.size >= this.maxEntries)
-        throw new ApixError('UNAVAILABLE', `too many suspensions held (${this.maxEntries})`);
+        throw new ApiXError('UNAVAILABLE', `too many suspensions held (${this.maxEntries})`);
     }
     this.entries.set(key, s);
   }

@@ -19,7 +19,7 @@ import { launchChromium, skipWithoutChromium } from '../support/chromium.ts';
 import { SteppedClock } from '../support/clock.ts';
 import { createNode } from '../../src/node.ts';
 import { memoryEngines } from '../../src/engines.ts';
-import type { ApixNode } from '../../src/node.ts';
+import type { ApiXNode } from '../../src/node.ts';
 import { createEngines } from '../../src/engines.ts';
 import { createLogger } from '../../src/log.ts';
 import { FEED_CSP, registerFeedExample, registerSdkBundle } from '../../src/http/examples.ts';
@@ -52,10 +52,10 @@ describe('the live activity feed in Chromium', { skip, timeout: 60_000 }, () => 
   let redis: FoundRedis;
   let prefix: string;
   let browser: Browser;
-  const nodes = new Set<ApixNode>();
+  const nodes = new Set<ApiXNode>();
 
   /** A node on the Redis engine, serving the example, on `port` (0: any). */
-  async function startNode(port: number, nodeId: string): Promise<ApixNode> {
+  async function startNode(port: number, nodeId: string): Promise<ApiXNode> {
     const cfg = config({
       port,
       nodeId,
@@ -73,14 +73,14 @@ describe('the live activity feed in Chromium', { skip, timeout: 60_000 }, () => 
     return node;
   }
 
-  async function stopNode(node: ApixNode): Promise<void> {
+  async function stopNode(node: ApiXNode): Promise<void> {
     nodes.delete(node);
     await node.close();
   }
 
   /** A fresh page (its own sessionStorage) that records script errors and CSP violations. */
   async function openFeed(
-    node: ApixNode,
+    node: ApiXNode,
     jwt: string,
     channels: readonly string[],
   ): Promise<{ context: BrowserContext; page: Page; problems: string[] }> {

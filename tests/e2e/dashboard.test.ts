@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import type { Browser, Page } from 'playwright-core';
 import { RawClient, startNode, token, sleep } from '../support/gateway.ts';
-import type { ApixNode } from '../../src/node.ts';
+import type { ApiXNode } from '../../src/node.ts';
 
 const ARTIFACTS = fileURLToPath(new URL('./artifacts/', import.meta.url));
 const BROWSERS = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'];
@@ -35,7 +35,7 @@ function skipWithoutChromium(): string | false {
 }
 
 /** A RawClient that answers the server's heartbeat pings, so that RTTs are measured. */
-async function client(node: ApixNode, tok: string, subscriptions: string[], clientType = 'WEB_APP') {
+async function client(node: ApiXNode, tok: string, subscriptions: string[], clientType = 'WEB_APP') {
   const c = await RawClient.connect(node.wsUrl, { token: tok, subscriptions, clientType });
   c.ws.on('message', (data) => {
     const f = JSON.parse(data.toString()) as { type: string; payload?: { ts?: number } };
@@ -47,7 +47,7 @@ async function client(node: ApixNode, tok: string, subscriptions: string[], clie
 const number = (text: string | null) => Number((text ?? '').replace(/[^0-9.]/g, '') || 'NaN');
 
 describe('admin dashboard in Chromium', { skip: skipWithoutChromium() }, () => {
-  let node: ApixNode;
+  let node: ApiXNode;
   let browser: Browser;
   let page: Page;
   const clients: RawClient[] = [];

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { startNode, token } from '../support/gateway.ts';
-import type { ApixNode } from '../../src/node.ts';
+import type { ApiXNode } from '../../src/node.ts';
 
 const SCRIPT = fileURLToPath(new URL('../../examples/python/apix_client.py', import.meta.url));
 
@@ -22,7 +22,7 @@ function skipWithoutPython(): string | false {
 }
 
 describe('a Python client written from docs/protocol.md', { skip: skipWithoutPython() }, () => {
-  let node: ApixNode;
+  let node: ApiXNode;
   before(async () => {
     node = await startNode();
   });

@@ -13,7 +13,7 @@ import { createLogger } from '../../src/log.ts';
 import { systemClock } from '../../src/clock.ts';
 import { openRecords } from '../../src/records.ts';
 import type { Records } from '../../src/records.ts';
-import type { ApixNode } from '../../src/node.ts';
+import type { ApiXNode } from '../../src/node.ts';
 import { config, RawClient, startNode, token } from '../support/gateway.ts';
 import { pgliteTemplate } from '../support/databases.ts';
 import { waitFor } from '../support/wait.ts';
@@ -29,7 +29,7 @@ interface Entry {
 describe('audit under a denial flood', () => {
   let dataDir: string;
   let records: Records;
-  let node: ApixNode;
+  let node: ApiXNode;
   let admin: string;
 
   before(async () => {

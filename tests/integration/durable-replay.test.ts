@@ -15,7 +15,7 @@ import { systemClock } from '../../src/clock.ts';
 import { openRecords } from '../../src/records.ts';
 import type { Records } from '../../src/records.ts';
 import { createEngines } from '../../src/engines.ts';
-import type { ApixNode } from '../../src/node.ts';
+import type { ApiXNode } from '../../src/node.ts';
 import type { Config } from '../../src/config.ts';
 import { config, RawClient, startNode, token } from '../support/gateway.ts';
 import { cpSync, mkdtempSync } from 'node:fs';
@@ -30,7 +30,7 @@ const KEY = 'apix_static_acmekey';
 const N = 20;
 const HISTORY = 5;
 
-async function publish(node: ApixNode, channel: string, seq: number): Promise<string> {
+async function publish(node: ApiXNode, channel: string, seq: number): Promise<string> {
   const res = await fetch(`${node.httpUrl}/v1/publish`, {
     method: 'POST',
     headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
@@ -41,7 +41,7 @@ async function publish(node: ApixNode, channel: string, seq: number): Promise<st
   return body.id!;
 }
 
-async function history(node: ApixNode, channel: string, since: string) {
+async function history(node: ApiXNode, channel: string, since: string) {
   const res = await fetch(`${node.httpUrl}/v1/channels/${channel}/history?since=${since}`, {
     headers: { authorization: `Bearer ${KEY}` },
   });
@@ -53,7 +53,7 @@ async function history(node: ApixNode, channel: string, since: string) {
 }
 
 interface Setup {
-  node: ApixNode;
+  node: ApiXNode;
   records: Records;
   close(): Promise<void>;
 }

@@ -5,7 +5,7 @@
 import { SignJWT } from 'jose';
 import WebSocket from 'ws';
 import { createNode } from '../../src/node.ts';
-import type { ApixNode, NodeOptions } from '../../src/node.ts';
+import type { ApiXNode, NodeOptions } from '../../src/node.ts';
 import { testConfig } from '../../src/config.ts';
 import type { Config } from '../../src/config.ts';
 import { createLogger } from '../../src/log.ts';
@@ -30,7 +30,7 @@ export function config(overrides: Partial<Config> = {}): Config {
 export async function startNode(
   overrides: Partial<Config> = {},
   options: Partial<NodeOptions> = {},
-): Promise<ApixNode> {
+): Promise<ApiXNode> {
   const cfg = config(overrides);
   const node = createNode({ logger: createLogger('silent', 'test'), ...options, config: cfg });
   await node.listen();

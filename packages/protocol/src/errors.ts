@@ -84,13 +84,13 @@ export function closeCodeAllowsReconnect(code: number): boolean {
   return code !== CloseCode.MESSAGE_TOO_BIG;
 }
 
-export class ApixError extends Error {
+export class ApiXError extends Error {
   readonly code: ErrorCode;
   /** Seconds after which a rate-limited request may be retried. */
   readonly retryAfterMs: number | undefined;
   constructor(code: ErrorCode, message: string, options?: { retryAfterMs?: number; cause?: unknown }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
-    this.name = 'ApixError';
+    this.name = 'ApiXError';
     this.code = code;
     this.retryAfterMs = options?.retryAfterMs;
   }
@@ -102,6 +102,6 @@ export class ApixError extends Error {
   }
 }
 
-export function isApixError(err: unknown): err is ApixError {
-  return err instanceof ApixError;
+export function isApiXError(err: unknown): err is ApiXError {
+  return err instanceof ApiXError;
 }

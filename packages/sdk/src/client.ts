@@ -1,5 +1,5 @@
 /**
- * ApixClient: one logical connection to an APIX gateway that survives network failures. It reconnects
+ * ApiXClient: one logical connection to an APIX gateway that survives network failures. It reconnects
  * with backoff, resumes its session, replays what it missed, shows the application each event once and in
  * order, buffers publishes while offline, keeps its token fresh and its connection checked by heartbeats.
  *
@@ -8,13 +8,13 @@
  * Runtime imports come only from the Zod-free protocol modules; the wire types are `import type`.
  */
 import { isControlType } from '@apix/protocol/constants';
-import { ApixError, ErrorCode } from '@apix/protocol/errors';
+import { ApiXError, ErrorCode } from '@apix/protocol/errors';
 import type { ChannelEvent, ServerControlFrame, ServerFrameOf } from '@apix/protocol/schemas';
 import { DEFAULT_BACKOFF } from './backoff.ts';
 import { systemClock, type Random } from '@apix/protocol/clock';
 import { E2eCipher } from './e2e.ts';
 import { TypedEmitter } from './emitter.ts';
-import type { ApixClientOptions } from './options.ts';
+import type { ApiXClientOptions } from './options.ts';
 import { Publisher } from './publishing.ts';
 import { Session } from './session.ts';
 import type { Subscription } from './subscription.ts';
@@ -36,7 +36,7 @@ import type {
   SubscribeOptions,
 } from './types.ts';
 
-export type { ApixClientOptions, FailoverOptions, HeartbeatOptions } from './options.ts';
+export type { ApiXClientOptions, FailoverOptions, HeartbeatOptions } from './options.ts';
 
 function randomId(random: Random): string {
   const c = (globalThis as { crypto?: { randomUUID?: () => string } }).crypto;
@@ -46,14 +46,14 @@ function randomId(random: Random): string {
   return id;
 }
 
-export class ApixClient extends TypedEmitter<ClientEvents> {
+export class ApiXClient extends TypedEmitter<ClientEvents> {
   /** Constant for the life of the client, so that every reconnect resumes the same session. */
   readonly sessionId: string;
   private readonly session: Session;
   private readonly subscriptions: Subscriptions;
   private readonly publisher: Publisher;
 
-  constructor(options: ApixClientOptions) {
+  constructor(options: ApiXClientOptions) {
     super();
     const WebSocketImpl = options.WebSocket ?? defaultWebSocket();
     if (!WebSocketImpl && !options.transport)
@@ -61,9 +61,9 @@ export class ApixClient extends TypedEmitter<ClientEvents> {
         "no WebSocket implementation: pass { WebSocket } (e.g. import { WebSocket } from 'ws')",
       );
     if (options.token === undefined && options.tokenProvider === undefined)
-      throw new Error('ApixClient needs a token or a tokenProvider');
+      throw new Error('ApiXClient needs a token or a tokenProvider');
     const urls = typeof options.url === 'string' ? [options.url] : [...options.url];
-    if (urls.length === 0) throw new Error('ApixClient needs at least one url');
+    if (urls.length === 0) throw new Error('ApiXClient needs at least one url');
     const e2e = new E2eCipher(options.e2eKeys ?? {});
     const clock = options.clock ?? systemClock;
     const random = options.random ?? Math.random;
@@ -162,7 +162,7 @@ export class ApixClient extends TypedEmitter<ClientEvents> {
     if (name === 'error') return;
     this.emit(
       'error',
-      new ApixError(ErrorCode.INTERNAL, `a "${String(name)}" listener threw`, { cause: err }),
+      new ApiXError(ErrorCode.INTERNAL, `a "${String(name)}" listener threw`, { cause: err }),
     );
   }
 
@@ -182,7 +182,7 @@ export class ApixClient extends TypedEmitter<ClientEvents> {
     ) {
       this.emit(
         'error',
-        new ApixError(ErrorCode.BAD_REQUEST, 'the server sent a frame that is not an APIX envelope'),
+        new ApiXError(ErrorCode.BAD_REQUEST, 'the server sent a frame that is not an APIX envelope'),
       );
       return;
     }
@@ -246,7 +246,7 @@ export class ApixClient extends TypedEmitter<ClientEvents> {
     correlationId: string | undefined,
   ): void {
     const { code, message, fatal, retryAfterMs } = payload;
-    const error = new ApixError(code, message, retryAfterMs === undefined ? undefined : { retryAfterMs });
+    const error = new ApiXError(code, message, retryAfterMs === undefined ? undefined : { retryAfterMs });
     if (fatal) {
       // The close that follows decides what happens; this error explains it.
       this.session.onFatalError(error);

@@ -9,7 +9,7 @@
  * The additional authenticated data binds the channel, the event type and the key id, so an envelope
  * replayed onto another channel or as another type fails to open.
  */
-import { ApixError, ErrorCode } from '@apix/protocol/errors';
+import { ApiXError, ErrorCode } from '@apix/protocol/errors';
 import { E2E_ALGORITHM, E2E_VERSION, isE2ePayload } from '@apix/protocol/e2e';
 import type { E2eEnvelope } from '@apix/protocol/e2e';
 
@@ -29,7 +29,7 @@ export type E2eKeyMap = Readonly<Record<string, E2eChannelKeys>>;
 
 function subtle(): SubtleCrypto {
   const s = (globalThis as { crypto?: Crypto }).crypto?.subtle;
-  if (!s) throw new ApixError(ErrorCode.INTERNAL, 'e2e: WebCrypto (crypto.subtle) is not available here');
+  if (!s) throw new ApiXError(ErrorCode.INTERNAL, 'e2e: WebCrypto (crypto.subtle) is not available here');
   return s;
 }
 
@@ -68,7 +68,7 @@ export class E2eCipher {
     let p = this.imported.get(material);
     if (!p) {
       if (material.length !== 32)
-        throw new ApixError(ErrorCode.BAD_REQUEST, 'e2e: a raw key must be 32 bytes');
+        throw new ApiXError(ErrorCode.BAD_REQUEST, 'e2e: a raw key must be 32 bytes');
       p = subtle().importKey('raw', new Uint8Array(material), { name: 'AES-GCM' }, false, [
         'encrypt',
         'decrypt',
@@ -83,7 +83,7 @@ export class E2eCipher {
     const ring = this.keys[channel];
     const material = ring?.keys[ring.active];
     if (!ring || !material)
-      throw new ApixError(
+      throw new ApiXError(
         ErrorCode.BAD_REQUEST,
         `e2e: no active key for ${channel} (key id "${ring?.active}")`,
       );
@@ -107,16 +107,16 @@ export class E2eCipher {
   }
 
   /**
-   * Decrypts an event's envelope. Throws an ApixError (BAD_REQUEST) when the channel has no key of that id,
+   * Decrypts an event's envelope. Throws an ApiXError (BAD_REQUEST) when the channel has no key of that id,
    * or the envelope does not authenticate (a wrong key, tampered, or moved from another channel or type).
    */
   async decrypt(channel: string, type: string, payload: unknown): Promise<unknown> {
     if (!isE2ePayload(payload))
-      throw new ApixError(ErrorCode.BAD_REQUEST, `e2e: malformed envelope on ${channel}`);
+      throw new ApiXError(ErrorCode.BAD_REQUEST, `e2e: malformed envelope on ${channel}`);
     const env = payload.e2e;
     const material = this.keys[channel]?.keys[env.kid];
     if (!material)
-      throw new ApixError(ErrorCode.BAD_REQUEST, `e2e: no key "${env.kid}" for ${channel}: cannot decrypt`);
+      throw new ApiXError(ErrorCode.BAD_REQUEST, `e2e: no key "${env.kid}" for ${channel}: cannot decrypt`);
     let plain: ArrayBuffer;
     try {
       plain = await subtle().decrypt(
@@ -125,7 +125,7 @@ export class E2eCipher {
         fromB64url(env.ct),
       );
     } catch {
-      throw new ApixError(
+      throw new ApiXError(
         ErrorCode.BAD_REQUEST,
         `e2e: an event on ${channel} failed to decrypt with key "${env.kid}" (wrong key, or tampered)`,
       );

@@ -2,8 +2,8 @@
  * @apix/sdk: the client of the APIX real-time gateway, for browsers (no dependency beyond WebSocket) and
  * Node (inject `ws`). See docs/sdk.md.
  */
-export { ApixClient } from './client.ts';
-export type { ApixClientOptions, FailoverOptions, HeartbeatOptions } from './options.ts';
+export { ApiXClient } from './client.ts';
+export type { ApiXClientOptions, FailoverOptions, HeartbeatOptions } from './options.ts';
 export {
   Subscription,
   type AckMode,
@@ -29,7 +29,7 @@ export {
 } from './transport.ts';
 export { systemClock, type Clock, type Random, type TimerHandle } from '@apix/protocol/clock';
 export type {
-  ApixEvent,
+  ApiXEvent,
   ClientEvents,
   ClientState,
   ConnectionErrorInfo,
@@ -53,14 +53,25 @@ export {
   WS_SUBPROTOCOL,
 } from '@apix/protocol/constants';
 export {
-  ApixError,
+  ApiXError,
   CloseCode,
   ErrorCode,
   ERRORS,
   closeCodeAllowsReconnect,
-  isApixError,
+  isApiXError,
 } from '@apix/protocol/errors';
 export { compareEventIds, isEventId, parseEventId } from '@apix/protocol/event-id';
 export { parseChannel } from '@apix/protocol/channels';
 export type { DomainPayloads } from '@apix/protocol/events';
 export { E2eCipher, type E2eChannelKeys, type E2eKeyMap, type E2eKeyMaterial } from './e2e.ts';
+
+// The earlier spelling, kept for applications written against it: one spelling (ApiX, as the seed's
+// ApiXConnection and ApiXEvent) from 0.1.
+/** @deprecated use ApiXClient */
+export { ApiXClient as ApixClient } from './client.ts';
+/** @deprecated use ApiXClientOptions */
+export type { ApiXClientOptions as ApixClientOptions } from './options.ts';
+/** @deprecated use ApiXEvent */
+export type { ApiXEvent as ApixEvent } from './types.ts';
+/** @deprecated use ApiXError and isApiXError */
+export { ApiXError as ApixError, isApiXError as isApixError } from '@apix/protocol/errors';

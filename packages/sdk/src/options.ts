@@ -26,7 +26,7 @@ export interface FailoverOptions {
   drainMs?: number;
 }
 
-export interface ApixClientOptions {
+export interface ApiXClientOptions {
   /**
    * The gateway: `wss://host` (the path `/v1/ws` is added when absent; http(s) maps to ws(s)). Given
    * several, the client measures each handshake before its first connect, prefers the fastest, and moves

@@ -5,12 +5,12 @@
  */
 import { EVENT_TYPE_RE, isControlType } from '@apix/protocol/constants';
 import { parseChannel } from '@apix/protocol/channels';
-import { ApixError, ErrorCode, isApixError } from '@apix/protocol/errors';
+import { ApiXError, ErrorCode, isApiXError } from '@apix/protocol/errors';
 import { E2E_VERSION } from '@apix/protocol/e2e';
 import type { PublishFrame, ServerFrameOf } from '@apix/protocol/schemas';
 import type { Clock, TimerHandle } from '@apix/protocol/clock';
 import type { E2eCipher } from './e2e.ts';
-import { DEFAULTS, type ApixClientOptions } from './options.ts';
+import { DEFAULTS, type ApiXClientOptions } from './options.ts';
 import type { Emit, SessionLink } from './session.ts';
 import type { PayloadOf, PublishableType, PublishOptions, PublishResult } from './types.ts';
 
@@ -19,7 +19,7 @@ export interface PendingPublish {
   readonly frame: PublishFrame;
   readonly timeoutMs: number;
   readonly resolve: (result: PublishResult) => void;
-  readonly reject: (error: ApixError) => void;
+  readonly reject: (error: ApiXError) => void;
   timer: TimerHandle | undefined;
 }
 
@@ -35,7 +35,7 @@ export class Publisher {
 
   constructor(
     private readonly session: SessionLink,
-    private readonly options: ApixClientOptions,
+    private readonly options: ApiXClientOptions,
     private readonly clock: Clock,
     private readonly e2e: E2eCipher,
     private readonly emit: Emit,
@@ -53,7 +53,7 @@ export class Publisher {
     return correlationId === undefined ? undefined : this.inFlight.get(correlationId);
   }
 
-  /** `ApixClient.publish`: see there. */
+  /** `ApiXClient.publish`: see there. */
   publish<T extends string>(
     channel: string,
     type: PublishableType<T>,
@@ -84,11 +84,11 @@ export class Publisher {
     options: PublishOptions,
   ): Promise<PublishResult> {
     if (this.session.state === 'closed')
-      return Promise.reject(new ApixError(ErrorCode.UNAVAILABLE, 'the client is closed'));
+      return Promise.reject(new ApiXError(ErrorCode.UNAVAILABLE, 'the client is closed'));
     const parsed = parseChannel(channel);
-    if (!parsed.ok) return Promise.reject(new ApixError(ErrorCode.BAD_REQUEST, parsed.reason));
+    if (!parsed.ok) return Promise.reject(new ApiXError(ErrorCode.BAD_REQUEST, parsed.reason));
     if (!EVENT_TYPE_RE.test(type) || isControlType(type))
-      return Promise.reject(new ApixError(ErrorCode.BAD_REQUEST, `not a publishable event type: ${type}`));
+      return Promise.reject(new ApiXError(ErrorCode.BAD_REQUEST, `not a publishable event type: ${type}`));
     const correlationId = this.session.nextCorrelationId();
     const frame: PublishFrame = {
       type,
@@ -111,7 +111,7 @@ export class Publisher {
       };
       if (this.session.state === 'connected' && !this.session.isMoving) this.sendPublish(entry);
       else if (this.outbox.length >= (this.options.offlineBufferSize ?? DEFAULTS.offlineBufferSize))
-        reject(new ApixError(ErrorCode.UNAVAILABLE, 'offline: the publish buffer is full'));
+        reject(new ApiXError(ErrorCode.UNAVAILABLE, 'offline: the publish buffer is full'));
       else this.outbox.push(entry);
     });
   }
@@ -124,7 +124,7 @@ export class Publisher {
       if (entry)
         this.settlePublish(
           entry,
-          new ApixError(code, message, retryAfterMs === undefined ? undefined : { retryAfterMs }),
+          new ApiXError(code, message, retryAfterMs === undefined ? undefined : { retryAfterMs }),
         );
       else this.emit('message.failed', frame.payload);
     } else if (entry) {
@@ -140,18 +140,18 @@ export class Publisher {
     entry.timer = this.clock.setTimeout(() => {
       this.settlePublish(
         entry,
-        new ApixError(ErrorCode.UNAVAILABLE, `no reply to the publish within ${entry.timeoutMs} ms`),
+        new ApiXError(ErrorCode.UNAVAILABLE, `no reply to the publish within ${entry.timeoutMs} ms`),
       );
     }, entry.timeoutMs);
     this.session.send(entry.frame);
   }
 
-  settlePublish(entry: PendingPublish, outcome: PublishResult | ApixError): void {
+  settlePublish(entry: PendingPublish, outcome: PublishResult | ApiXError): void {
     if (!this.inFlight.delete(entry.correlationId)) return;
     this.session.continueMove();
     entry.timer?.cancel();
     entry.timer = undefined;
-    if (isApixError(outcome)) entry.reject(outcome);
+    if (isApiXError(outcome)) entry.reject(outcome);
     else entry.resolve(outcome);
   }
 
@@ -173,7 +173,7 @@ export class Publisher {
   }
 
   /** The client closed: every publish in flight or buffered rejects with `error`. */
-  rejectAll(error: ApixError): void {
+  rejectAll(error: ApiXError): void {
     for (const entry of [...this.inFlight.values(), ...this.outbox]) {
       entry.timer?.cancel();
       entry.reject(error);

@@ -5,12 +5,12 @@
  * subscriptions and the publisher (subscriptions.ts, publishing.ts) send through it (`SessionLink`); it
  * tells them when a connection is established, dropped, or the client closed (`SessionPeers`).
  */
-import { CloseCode, closeCodeAllowsReconnect, ApixError, ERRORS, ErrorCode } from '@apix/protocol/errors';
+import { CloseCode, closeCodeAllowsReconnect, ApiXError, ERRORS, ErrorCode } from '@apix/protocol/errors';
 import type { ApiXConnection, ClientFrame, ServerFrameOf } from '@apix/protocol/schemas';
 import { backoffDelayMs, type BackoffOptions } from './backoff.ts';
 import type { Clock, Random, TimerHandle } from '@apix/protocol/clock';
 import { rankGateways } from './gateway-select.ts';
-import { DEFAULTS, type ApixClientOptions } from './options.ts';
+import { DEFAULTS, type ApiXClientOptions } from './options.ts';
 import { decodeJwtExpiryMs, tokenRefreshDelayMs } from './token.ts';
 import type { ClientTransport, ClientTransportFactory, WebSocketConstructor } from './transport.ts';
 import type { ClientEvents, ClientState, EstablishedInfo } from './types.ts';
@@ -20,7 +20,7 @@ export type Emit = <K extends keyof ClientEvents>(name: K, event: ClientEvents[K
 
 /** A request other than a publish whose failure arrives as `connection.error` with its correlation id. */
 export interface PendingRequest {
-  readonly onError: (error: ApixError) => void;
+  readonly onError: (error: ApiXError) => void;
 }
 
 /** What the subscriptions and the publisher use of the session. */
@@ -49,7 +49,7 @@ export interface SessionPeers {
     readonly inFlightCount: number;
     requeueInFlight(): void;
     flushOutbox(): void;
-    rejectAll(error: ApixError): void;
+    rejectAll(error: ApiXError): void;
   };
   /** One frame from the gateway (its text; undefined when not text). */
   receive(text: string | undefined): void;
@@ -57,7 +57,7 @@ export interface SessionPeers {
 
 /** What the client resolved from its options for the session. */
 export interface SessionConfig {
-  readonly options: ApixClientOptions;
+  readonly options: ApiXClientOptions;
   readonly sessionId: string;
   /** Prefix of correlation ids: unique per client instance. */
   readonly instanceId: string;
@@ -79,16 +79,16 @@ interface Timers {
 }
 
 /** The error a close code stands for, from the shared registry (4004 is a late `connect`: a bad request). */
-function errorFromClose(code: number, reason: string): ApixError {
+function errorFromClose(code: number, reason: string): ApiXError {
   const match = (Object.keys(ERRORS) as ErrorCode[]).find((c) => ERRORS[c].closeCode === code);
   const errorCode =
     match ?? (code === CloseCode.CONNECT_TIMEOUT ? ErrorCode.BAD_REQUEST : ErrorCode.UNAVAILABLE);
-  return new ApixError(errorCode, `connection closed (${code}${reason ? `: ${reason}` : ''})`);
+  return new ApiXError(errorCode, `connection closed (${code}${reason ? `: ${reason}` : ''})`);
 }
 
 export class Session implements SessionLink {
   readonly requests = new Map<string, PendingRequest>();
-  private readonly options: ApixClientOptions;
+  private readonly options: ApiXClientOptions;
   private readonly clock: Clock;
   private readonly backoff: BackoffOptions | false;
   private peers!: SessionPeers;
@@ -105,7 +105,7 @@ export class Session implements SessionLink {
   private established: EstablishedInfo | undefined;
   private currentToken: string | undefined;
   private serverDisconnect: ServerFrameOf<'connection.disconnected'>['payload'] | undefined;
-  private fatalError: ApixError | undefined;
+  private fatalError: ApiXError | undefined;
   private seq = 0;
   private pingSentAt: number | undefined;
   private _rttMs: number | undefined;
@@ -124,7 +124,7 @@ export class Session implements SessionLink {
     | undefined;
   private connectWaiters: Array<{
     resolve: (info: EstablishedInfo) => void;
-    reject: (error: ApixError) => void;
+    reject: (error: ApiXError) => void;
   }> = [];
 
   constructor(
@@ -160,7 +160,7 @@ export class Session implements SessionLink {
 
   connect(): Promise<EstablishedInfo> {
     if (this._state === 'closed')
-      return Promise.reject(new ApixError(ErrorCode.UNAVAILABLE, 'the client is closed'));
+      return Promise.reject(new ApiXError(ErrorCode.UNAVAILABLE, 'the client is closed'));
     if (this._state === 'connected' && this.established) return Promise.resolve(this.established);
     const promise = new Promise<EstablishedInfo>((resolve, reject) =>
       this.connectWaiters.push({ resolve, reject }),
@@ -171,7 +171,7 @@ export class Session implements SessionLink {
 
   close(): Promise<void> {
     if (this._state === 'closed') return Promise.resolve();
-    this.shutdown(new ApixError(ErrorCode.UNAVAILABLE, 'the client is closed'));
+    this.shutdown(new ApiXError(ErrorCode.UNAVAILABLE, 'the client is closed'));
     const socket = this.socket;
     this.socket = undefined;
     if (!socket) return Promise.resolve();
@@ -220,7 +220,7 @@ export class Session implements SessionLink {
         : (this.options.token as string);
     } catch (err) {
       if (generation !== this.generation) return;
-      this.attemptFailed(new ApixError(ErrorCode.UNAUTHORIZED, 'the token provider failed', { cause: err }));
+      this.attemptFailed(new ApiXError(ErrorCode.UNAUTHORIZED, 'the token provider failed', { cause: err }));
       return;
     }
     if (generation !== this.generation) return;
@@ -230,7 +230,7 @@ export class Session implements SessionLink {
       socket = this.config.createTransport();
       socket.connect(this.url);
     } catch (err) {
-      this.attemptFailed(new ApixError(ErrorCode.UNAVAILABLE, `cannot open ${this.url}`, { cause: err }));
+      this.attemptFailed(new ApiXError(ErrorCode.UNAVAILABLE, `cannot open ${this.url}`, { cause: err }));
       return;
     }
     this.socket = socket;
@@ -277,7 +277,7 @@ export class Session implements SessionLink {
   }
 
   /** A connection that failed before `connection.established`, or a token provider that failed. */
-  private attemptFailed(error: ApixError): void {
+  private attemptFailed(error: ApiXError): void {
     this.rotateUrl();
     if (this.backoff === false) {
       this.fail(error);
@@ -351,13 +351,13 @@ export class Session implements SessionLink {
   }
 
   /** Ends the client after an unrecoverable close: everything pending rejects with `error`. */
-  private fail(error: ApixError): void {
+  private fail(error: ApiXError): void {
     if (this._state === 'closed') return;
     this.shutdown(error);
     this.emit('error', error);
   }
 
-  private shutdown(error: ApixError): void {
+  private shutdown(error: ApiXError): void {
     this.generation++;
     this.setState('closed');
     this.stopConnectionTimers();
@@ -398,7 +398,7 @@ export class Session implements SessionLink {
   }
 
   /** A fatal `connection.error`: the close that follows decides what happens; this error explains it. */
-  onFatalError(error: ApixError): void {
+  onFatalError(error: ApiXError): void {
     this.fatalError = error;
   }
 
@@ -551,7 +551,7 @@ export class Session implements SessionLink {
       if (this.socket !== socket) return;
       this.emit(
         'error',
-        new ApixError(ErrorCode.UNAUTHORIZED, 'the token provider failed; retrying', { cause: err }),
+        new ApiXError(ErrorCode.UNAUTHORIZED, 'the token provider failed; retrying', { cause: err }),
       );
       this.timers.refresh = this.clock.setTimeout(() => void this.refreshToken(), DEFAULTS.tokenRetryMs);
       return;

@@ -2,10 +2,10 @@
  * One channel subscription: its handlers per event type, its place in the channel's event sequence (the
  * last id delivered, used to drop duplicates and to resume), and its acknowledgment mode.
  */
-import { ApixError, ErrorCode } from '@apix/protocol/errors';
+import { ApiXError, ErrorCode } from '@apix/protocol/errors';
 import { compareEventIds, isEventId } from '@apix/protocol/event-id';
 import type { ApiXSubscription, ChannelEvent } from '@apix/protocol/schemas';
-import type { ApixEvent, EventHandler, SubscribeOptions, SubscriptionFilters } from './types.ts';
+import type { ApiXEvent, EventHandler, SubscribeOptions, SubscriptionFilters } from './types.ts';
 
 /** What a subscription needs from its client. Internal: keeps subscription.ts free of client.ts. */
 export interface SubscriptionHost {
@@ -13,8 +13,8 @@ export interface SubscriptionHost {
   /** Queues an ack of `id` on `channel` (batched; dropped while offline, the server then redelivers). */
   ack(channel: string, id: string): void;
   /** Every delivered event, for the client's `event` listeners. */
-  delivered(event: ApixEvent): void;
-  reportError(error: ApixError): void;
+  delivered(event: ApiXEvent): void;
+  reportError(error: ApiXError): void;
 }
 
 export type SubscriptionState = 'pending' | 'subscribed' | 'denied' | 'unsubscribed';
@@ -22,7 +22,7 @@ export type SubscriptionState = 'pending' | 'subscribed' | 'denied' | 'unsubscri
 export type SubscriptionStatus =
   | { readonly state: 'pending' }
   | { readonly state: 'subscribed'; readonly recovered: boolean }
-  | { readonly state: 'denied'; readonly error: ApixError }
+  | { readonly state: 'denied'; readonly error: ApiXError }
   | { readonly state: 'unsubscribed'; readonly reason: string | undefined };
 
 export type AckMode = 'none' | 'auto' | 'manual';
@@ -49,7 +49,7 @@ export class Subscription {
   /** Auto mode: ids whose handler failed; their redelivery must get through the duplicate check. */
   private readonly retryIds = new Set<string>();
   private settleReady:
-    { resolve: (r: { recovered: boolean }) => void; reject: (e: ApixError) => void } | undefined;
+    { resolve: (r: { recovered: boolean }) => void; reject: (e: ApiXError) => void } | undefined;
 
   /**
    * Settles on the first `subscription.added` (with its `recovered` flag), or rejects with the denial
@@ -57,7 +57,7 @@ export class Subscription {
    */
   readonly ready: Promise<{ recovered: boolean }>;
 
-  /** @internal Created by `ApixClient.subscribe`. */
+  /** @internal Created by `ApiXClient.subscribe`. */
   constructor(
     private readonly host: SubscriptionHost,
     channel: string,
@@ -139,7 +139,7 @@ export class Subscription {
   }
 
   /** @internal */
-  markDenied(error: ApixError): void {
+  markDenied(error: ApiXError): void {
     this._state = 'denied';
     this.settleReady?.reject(error);
     this.settleReady = undefined;
@@ -158,7 +158,7 @@ export class Subscription {
     if (this._state === 'unsubscribed') return;
     this._state = 'unsubscribed';
     this.settleReady?.reject(
-      new ApixError(ErrorCode.CONFLICT, `unsubscribed from ${this.channel} before it was added`),
+      new ApiXError(ErrorCode.CONFLICT, `unsubscribed from ${this.channel} before it was added`),
     );
     this.settleReady = undefined;
     this.notify({ state: 'unsubscribed', reason });
@@ -210,7 +210,7 @@ export class Subscription {
     return true;
   }
 
-  private toEvent(frame: ChannelEvent): ApixEvent {
+  private toEvent(frame: ChannelEvent): ApiXEvent {
     const { id } = frame;
     return {
       type: frame.type,
@@ -230,7 +230,7 @@ export class Subscription {
     if (this.ackMode === 'auto') this.retryIds.add(frame.id);
     const detail = cause instanceof Error ? cause.message : String(cause);
     this.host.reportError(
-      new ApixError(ErrorCode.INTERNAL, `handler for ${frame.type} on ${this.channel} failed: ${detail}`, {
+      new ApiXError(ErrorCode.INTERNAL, `handler for ${frame.type} on ${this.channel} failed: ${detail}`, {
         cause,
       }),
     );
@@ -242,7 +242,7 @@ export class Subscription {
         listener(status);
       } catch (error) {
         this.host.reportError(
-          new ApixError(ErrorCode.INTERNAL, 'subscription status listener threw', { cause: error }),
+          new ApiXError(ErrorCode.INTERNAL, 'subscription status listener threw', { cause: error }),
         );
       }
     }

@@ -4,7 +4,7 @@
  * frames, and delivery of channel events in order (end-to-end encrypted ones decrypted first).
  */
 import { parseChannel } from '@apix/protocol/channels';
-import { ApixError, ErrorCode, isApixError } from '@apix/protocol/errors';
+import { ApiXError, ErrorCode, isApiXError } from '@apix/protocol/errors';
 import { isEventId } from '@apix/protocol/event-id';
 import { isE2ePayload } from '@apix/protocol/e2e';
 import type { ApiXConnection, ChannelEvent, ServerFrameOf } from '@apix/protocol/schemas';
@@ -39,18 +39,18 @@ export class Subscriptions {
     return this.subscriptions.get(channel);
   }
 
-  /** `ApixClient.subscribe`: see there. */
+  /** `ApiXClient.subscribe`: see there. */
   subscribe(channel: string, options: SubscribeOptions): Subscription {
-    if (this.session.state === 'closed') throw new ApixError(ErrorCode.UNAVAILABLE, 'the client is closed');
+    if (this.session.state === 'closed') throw new ApiXError(ErrorCode.UNAVAILABLE, 'the client is closed');
     const parsed = parseChannel(channel);
-    if (!parsed.ok) throw new ApixError(ErrorCode.BAD_REQUEST, parsed.reason);
+    if (!parsed.ok) throw new ApiXError(ErrorCode.BAD_REQUEST, parsed.reason);
     if (this.subscriptions.has(channel))
-      throw new ApixError(
+      throw new ApiXError(
         ErrorCode.CONFLICT,
         `already subscribed to ${channel}; use client.subscription(channel)`,
       );
     if (options.since !== undefined && !isEventId(options.since))
-      throw new ApixError(ErrorCode.BAD_REQUEST, `since: not an event id: ${options.since}`);
+      throw new ApiXError(ErrorCode.BAD_REQUEST, `since: not an event id: ${options.since}`);
     const sub = new Subscription(this.host, channel, options);
     this.subscriptions.set(channel, sub);
     if (this.session.state === 'connected') this.sendSubscribe(sub);
@@ -83,7 +83,7 @@ export class Subscriptions {
         this.session.send({ type: 'unsubscribe', payload: { channels: [channel] } });
     for (const sub of [...this.subscriptions.values()]) {
       const denial = denied.get(sub.channel);
-      if (denial) this.denySubscription(sub.channel, new ApixError(denial.code, denial.message));
+      if (denial) this.denySubscription(sub.channel, new ApiXError(denial.code, denial.message));
       else if (granted.has(sub.channel)) {
         const recovered = info.recovered?.[sub.channel] ?? true;
         sub.markAdded(recovered);
@@ -116,7 +116,7 @@ export class Subscriptions {
       this.emit('subscription.added', { channel, recovered });
     }
     for (const denial of payload.denied)
-      this.denySubscription(denial.channel, new ApixError(denial.code, denial.message));
+      this.denySubscription(denial.channel, new ApiXError(denial.code, denial.message));
   }
 
   onRemoved(payload: ServerFrameOf<'subscription.removed'>['payload']): void {
@@ -157,7 +157,7 @@ export class Subscriptions {
           event.payload,
         );
       } catch (err) {
-        this.emit('error', isApixError(err) ? err : new ApixError(ErrorCode.INTERNAL, String(err)));
+        this.emit('error', isApiXError(err) ? err : new ApiXError(ErrorCode.INTERNAL, String(err)));
         return;
       }
       // The gateway could not apply payload-field filters to the envelope: apply them now.
@@ -173,7 +173,7 @@ export class Subscriptions {
     this.subscriptions.get(event.channel)?.deliver(event);
   }
 
-  private denySubscription(channel: string, error: ApixError): void {
+  private denySubscription(channel: string, error: ApiXError): void {
     const sub = this.subscriptions.get(channel);
     if (!sub) return;
     this.subscriptions.delete(channel);

@@ -65,7 +65,7 @@ export function defaultWebSocket(): WebSocketConstructor | undefined {
 
 /**
  * Accepts `ws(s)://host[:port][/v1/ws]` and `http(s)://...`: maps http to ws and adds the protocol's path
- * when the URL has none, so `new ApixClient({ url: 'https://apix.example.com' })` works.
+ * when the URL has none, so `new ApiXClient({ url: 'https://apix.example.com' })` works.
  */
 export function normalizeGatewayUrl(url: string): string {
   const u = new URL(url);

@@ -3,7 +3,7 @@
  * type` is erased), so the bundle carries no Zod at run time.
  */
 import type { ControlType } from '@apix/protocol/constants';
-import type { ApixError } from '@apix/protocol/errors';
+import type { ApiXError } from '@apix/protocol/errors';
 import type { DomainPayloads } from '@apix/protocol/events';
 import type { ChannelEvent, ServerFrameOf } from '@apix/protocol/schemas';
 
@@ -17,7 +17,7 @@ export type PublishableType<T extends string> = T extends ControlType ? never : 
 export type DeliveredMetadata = ChannelEvent['metadata'];
 
 /** A channel event as the application sees it: once, in order, with its acknowledgment handle. */
-export interface ApixEvent<T extends string = string> {
+export interface ApiXEvent<T extends string = string> {
   readonly type: T;
   readonly channel: string;
   /** The server-assigned id, `<ms>-<seq>`, ordered within the channel. */
@@ -34,7 +34,7 @@ export interface ApixEvent<T extends string = string> {
 }
 
 /** A handler of one event type; a returned promise delays the automatic ack until it resolves. */
-export type EventHandler<T extends string = string> = (event: ApixEvent<T>) => void | Promise<void>;
+export type EventHandler<T extends string = string> = (event: ApiXEvent<T>) => void | Promise<void>;
 
 export type EstablishedInfo = ServerFrameOf<'connection.established'>['payload'];
 export type ConnectionErrorInfo = ServerFrameOf<'connection.error'>['payload'];
@@ -71,7 +71,7 @@ export interface ClientEvents {
   /** `recovered: false` means events were missed: the server no longer retained everything since your last id. */
   'subscription.added': { channel: string; recovered: boolean };
   /** The server refused a subscription (FORBIDDEN, BAD_REQUEST, ...). The connection stays up. */
-  'subscription.denied': { channel: string; error: ApixError };
+  'subscription.denied': { channel: string; error: ApiXError };
   /** Unsubscribed by you, or revoked by the server (then `reason` says why). */
   'subscription.removed': { channel: string; reason: string | undefined };
   'auth.refreshed': { expiresAt: number };
@@ -82,13 +82,13 @@ export interface ClientEvents {
   /** A round-trip time sample from the client's own `heartbeat.ping`. */
   'heartbeat.rtt': { rttMs: number };
   /** Every channel event delivered to the application, on any subscription. */
-  event: ApixEvent;
+  event: ApiXEvent;
   /** Presence frames (`presence.join` / `presence.leave`), passed through as they come. */
   presence: { type: string; channel: string; payload: unknown };
   /** A `message.failed` not answering a pending publish (e.g. a dead-lettered event of yours). */
   'message.failed': ServerFrameOf<'message.failed'>['payload'];
   /** Failures without a promise to reject: handler exceptions, token refresh failures, fatal closes. */
-  error: ApixError;
+  error: ApiXError;
 }
 
 /** The outcome of a publish the server accepted. */

@@ -47,7 +47,7 @@ describe('browser bundle', () => {
     const sdk = (await import(
       `data:text/javascript;base64,${Buffer.from(code).toString('base64')}`
     )) as typeof Sdk;
-    const client = new sdk.ApixClient({
+    const client = new sdk.ApiXClient({
       url: gateway.url,
       token: 't',
       clientType: 'WEB_APP',
@@ -64,7 +64,7 @@ describe('browser bundle', () => {
       assert.equal(r.status, 'sent');
       await gateway.until(() => seen.length === 1);
       assert.deepEqual(seen, ['note']);
-      assert.ok(new sdk.ApixError('FORBIDDEN', 'x') instanceof Error);
+      assert.ok(new sdk.ApiXError('FORBIDDEN', 'x') instanceof Error);
     } finally {
       await client.close();
     }

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { WebSocket } from 'ws';
-import { ApixClient, rankGateways, type ApixError, type ClientState } from '../src/index.ts';
+import { ApiXClient, rankGateways, type ApiXError, type ClientState } from '../src/index.ts';
 import { FakeGateway } from './support/fake-gateway.ts';
 import { clientFor, eventually, fakeJwt, nextEmit, sleep } from './support/helpers.ts';
 
@@ -44,11 +44,11 @@ describe('connection lifecycle', () => {
     const { gateway, client } = await setup({
       rejectToken: () => ({ code: 'UNAUTHORIZED', close: 4001 }),
     });
-    const errors: ApixError[] = [];
+    const errors: ApiXError[] = [];
     client.on('error', (e) => void errors.push(e));
     await assert.rejects(
       client.connect(),
-      (e: ApixError) => e.code === 'UNAUTHORIZED' && e.message === 'token refused',
+      (e: ApiXError) => e.code === 'UNAUTHORIZED' && e.message === 'token refused',
     );
     assert.equal(client.state, 'closed');
     await sleep(100);
@@ -164,11 +164,11 @@ describe('connection lifecycle', () => {
     const saved = g.WebSocket;
     delete g.WebSocket;
     try {
-      assert.throws(() => new ApixClient({ url: 'ws://x', token: 't', clientType: 'WEB_APP' }), /WebSocket/);
+      assert.throws(() => new ApiXClient({ url: 'ws://x', token: 't', clientType: 'WEB_APP' }), /WebSocket/);
     } finally {
       if (saved !== undefined) g.WebSocket = saved;
     }
-    assert.throws(() => new ApixClient({ url: 'ws://x', clientType: 'WEB_APP', WebSocket }), /token/);
+    assert.throws(() => new ApiXClient({ url: 'ws://x', clientType: 'WEB_APP', WebSocket }), /token/);
   });
 });
 
@@ -192,7 +192,7 @@ describe('gateway selection', () => {
   it('a client given several urls connects to a reachable one, and moves on when its node goes away', async () => {
     const a = await FakeGateway.start();
     const b = await FakeGateway.start();
-    const client = new ApixClient({
+    const client = new ApiXClient({
       url: ['ws://127.0.0.1:1', a.url, b.url],
       token: 't',
       clientType: 'API_CLIENT',

@@ -1,7 +1,7 @@
 /** Subscriptions and delivery against the fake gateway: typed handlers, dedupe, resume, acks, denials. */
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
-import type { ApixClient, ApixEvent, ApixError } from '../src/index.ts';
+import type { ApiXClient, ApiXEvent, ApiXError } from '../src/index.ts';
 import { FakeGateway } from './support/fake-gateway.ts';
 import { clientFor, eventually, nextEmit, sleep } from './support/helpers.ts';
 
@@ -19,7 +19,7 @@ async function setup(options: Parameters<typeof FakeGateway.start>[0] = {}, clie
   );
   return { gateway, client };
 }
-const ids = (events: ApixEvent[]) => events.map((e) => e.id);
+const ids = (events: ApiXEvent[]) => events.map((e) => e.id);
 
 describe('subscriptions and delivery', () => {
   it('connects with the protocol frame, subscribes, and delivers typed events per type and to *', async () => {
@@ -59,7 +59,7 @@ describe('subscriptions and delivery', () => {
     for (let i = 1; i <= 5; i++)
       gateway.publish('agent:a1', 'agent_status_update', { agentId: 'a1', status: 'running', n: i });
     await client.connect();
-    const last2: ApixEvent[] = [];
+    const last2: ApiXEvent[] = [];
     const subLast = client.subscribe('agent:a1', { replay: { last: 2 } });
     subLast.on('*', (e) => void last2.push(e));
     await eventually(() => last2.length === 2);
@@ -83,7 +83,7 @@ describe('subscriptions and delivery', () => {
     await client.connect();
     const denied = nextEmit(client, 'subscription.denied');
     const sub = client.subscribe('user:someone-else');
-    await assert.rejects(sub.ready, (err: ApixError) => err.code === 'FORBIDDEN');
+    await assert.rejects(sub.ready, (err: ApiXError) => err.code === 'FORBIDDEN');
     assert.equal((await denied).error.code, 'FORBIDDEN');
     assert.equal(sub.state, 'denied');
     assert.equal(client.subscription('user:someone-else'), undefined);
@@ -95,27 +95,27 @@ describe('subscriptions and delivery', () => {
     const { client } = await setup();
     assert.throws(
       () => client.subscribe('nope:x'),
-      (e: ApixError) => e.code === 'BAD_REQUEST',
+      (e: ApiXError) => e.code === 'BAD_REQUEST',
     );
     assert.throws(
       () => client.subscribe('agent:a b'),
-      (e: ApixError) => e.code === 'BAD_REQUEST',
+      (e: ApiXError) => e.code === 'BAD_REQUEST',
     );
     assert.throws(
       () => client.subscribe('agent:a', { since: 'x' }),
-      (e: ApixError) => e.code === 'BAD_REQUEST',
+      (e: ApiXError) => e.code === 'BAD_REQUEST',
     );
     client.subscribe('agent:a');
     assert.throws(
       () => client.subscribe('agent:a'),
-      (e: ApixError) => e.code === 'CONFLICT',
+      (e: ApiXError) => e.code === 'CONFLICT',
     );
   });
 
   it('reconnects after a drop, resumes the session with lastEventIds, and shows each event once, in order', async () => {
     const { gateway, client } = await setup({ duplicateOnResume: 2 });
     await client.connect();
-    const seen: ApixEvent[] = [];
+    const seen: ApiXEvent[] = [];
     const sub = client.subscribe('agent:a1');
     sub.on('*', (e) => void seen.push(e));
     await sub.ready;
@@ -159,7 +159,7 @@ describe('subscriptions and delivery', () => {
   it('re-subscribes from the last id when the server lost the session (resumed:false)', async () => {
     const { gateway, client } = await setup();
     await client.connect();
-    const seen: ApixEvent[] = [];
+    const seen: ApiXEvent[] = [];
     const sub = client.subscribe('tool:t9', { filters: { types: ['tool_call_start'] } });
     sub.on('*', (e) => void seen.push(e));
     await sub.ready;
@@ -185,7 +185,7 @@ describe('subscriptions and delivery', () => {
   it('acks automatically after sync and async handlers, not after a failing one, and manually on request', async () => {
     const { gateway, client } = await setup();
     await client.connect();
-    const errors: ApixError[] = [];
+    const errors: ApiXError[] = [];
     client.on('error', (e) => void errors.push(e));
 
     const auto = client.subscribe('agent:auto', { ack: true });
@@ -209,7 +209,7 @@ describe('subscriptions and delivery', () => {
     assert.deepEqual(gateway.framesOf('ack')[1]?.payload.ids, [a2.id]);
 
     // The failed event comes back (server redelivery with retryCount): it reaches the handler again.
-    let redelivered: ApixEvent | undefined;
+    let redelivered: ApiXEvent | undefined;
     auto.on('boom', (e) => void (redelivered = e));
     const conn = gateway.open[0];
     assert.ok(conn);
@@ -218,7 +218,7 @@ describe('subscriptions and delivery', () => {
     assert.equal(redelivered?.retryCount, 1);
 
     const manual = client.subscribe('agent:manual', { ack: 'manual' });
-    const held: ApixEvent[] = [];
+    const held: ApiXEvent[] = [];
     manual.on('*', (e) => void held.push(e));
     await manual.ready;
     const m1 = gateway.publish('agent:manual', 'agent_status_update', { agentId: 'y', status: 'idle' });
@@ -313,4 +313,4 @@ describe('subscriptions and delivery', () => {
   });
 });
 
-export type { ApixClient };
+export type { ApiXClient };

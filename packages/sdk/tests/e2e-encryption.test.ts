@@ -7,17 +7,17 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { randomBytes } from 'node:crypto';
 import { WebSocket } from 'ws';
-import type { ApixNode } from '../../../src/node.ts';
+import type { ApiXNode } from '../../../src/node.ts';
 import { startNode, token } from '../../../tests/support/gateway.ts';
-import { ApixClient, type ApixError, type ApixEvent, type E2eKeyMap } from '../src/index.ts';
+import { ApiXClient, type ApiXError, type ApiXEvent, type E2eKeyMap } from '../src/index.ts';
 
 const CH = 'agent:e2e';
 const SECRET = `e2e-secret-${randomBytes(4).toString('hex')}`;
 const k1 = new Uint8Array(randomBytes(32));
 const k2 = new Uint8Array(randomBytes(32));
 
-function client(url: string, e2eKeys: E2eKeyMap, sub = 'alice'): ApixClient {
-  return new ApixClient({
+function client(url: string, e2eKeys: E2eKeyMap, sub = 'alice'): ApiXClient {
+  return new ApiXClient({
     url,
     // Agent events are published by services (members only read agent channels).
     tokenProvider: () => token({ sub, roles: ['service'] }),
@@ -41,8 +41,8 @@ function waitFor<T>(list: T[], n: number, ms = 3000): Promise<T[]> {
 }
 
 describe('SDK end-to-end encryption through a real gateway', () => {
-  let node: ApixNode;
-  const clients: ApixClient[] = [];
+  let node: ApiXNode;
+  const clients: ApiXClient[] = [];
   before(async () => {
     node = await startNode();
   });
@@ -63,10 +63,10 @@ describe('SDK end-to-end encryption through a real gateway', () => {
     );
     clients.push(pub, recv, wrong);
     await Promise.all([pub.connect(), recv.connect(), wrong.connect()]);
-    const got: ApixEvent[] = [];
+    const got: ApiXEvent[] = [];
     recv.subscribe(CH).on('*', (e) => void got.push(e));
-    const wrongGot: ApixEvent[] = [];
-    const errors: ApixError[] = [];
+    const wrongGot: ApiXEvent[] = [];
+    const errors: ApiXError[] = [];
     wrong.on('error', (e) => void errors.push(e));
     const ws = wrong.subscribe(CH);
     ws.on('*', (e) => void wrongGot.push(e));

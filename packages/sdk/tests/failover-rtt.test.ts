@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { WebSocket } from 'ws';
-import { ApixClient, type ApixClientOptions } from '../src/index.ts';
+import { ApiXClient, type ApiXClientOptions } from '../src/index.ts';
 import { systemClock, type Clock } from '@apix/protocol/clock';
 import { FakeGateway } from './support/fake-gateway.ts';
 import { nextEmit, sleep } from './support/helpers.ts';
@@ -32,9 +32,9 @@ function skewedClock(link: { slow: boolean; extraMs: number }): Clock {
 }
 
 async function setup(
-  options: Partial<ApixClientOptions>,
+  options: Partial<ApiXClientOptions>,
   urls = 2,
-): Promise<{ client: ApixClient; gateways: FakeGateway[]; link: { slow: boolean; extraMs: number } }> {
+): Promise<{ client: ApiXClient; gateways: FakeGateway[]; link: { slow: boolean; extraMs: number } }> {
   const gateways: FakeGateway[] = [];
   for (let i = 0; i < urls; i++) {
     const g = await FakeGateway.start();
@@ -42,7 +42,7 @@ async function setup(
     cleanup.push(() => g.stop());
   }
   const link = { slow: false, extraMs: 5000 };
-  const client = new ApixClient({
+  const client = new ApiXClient({
     url: gateways.map((g) => g.url),
     token: 't',
     clientType: 'API_CLIENT',
@@ -60,7 +60,7 @@ async function setup(
 }
 
 /** Waits for `n` more RTT samples. */
-async function samples(client: ApixClient, n: number): Promise<number[]> {
+async function samples(client: ApiXClient, n: number): Promise<number[]> {
   const out: number[] = [];
   for (let i = 0; i < n; i++) out.push((await nextEmit(client, 'heartbeat.rtt')).rttMs);
   return out;

@@ -11,7 +11,7 @@ import { afterEach, describe, it } from 'node:test';
 import { WebSocket } from 'ws';
 import { createNode } from '../../../src/node.ts';
 import { memoryEngines } from '../../../src/engines.ts';
-import type { ApixNode } from '../../../src/node.ts';
+import type { ApiXNode } from '../../../src/node.ts';
 import type { Config } from '../../../src/config.ts';
 import { MemoryBrokerBus } from '../../../src/broker/memory-broker.ts';
 import { MemorySessionStore } from '../../../src/sessions/memory-session-store.ts';
@@ -19,7 +19,7 @@ import { MemoryOfflineQueue } from '../../../src/queue/memory-queue.ts';
 import { createLogger } from '../../../src/log.ts';
 import { systemClock } from '../../../src/clock.ts';
 import { config, RawClient, token } from '../../../tests/support/gateway.ts';
-import { ApixClient, type ApixClientOptions } from '../src/index.ts';
+import { ApiXClient, type ApiXClientOptions } from '../src/index.ts';
 import type { WebSocketConstructor } from '../src/transport.ts';
 import { eventually, nextEmit, sleep } from './support/helpers.ts';
 
@@ -30,11 +30,11 @@ afterEach(async () => {
 });
 
 /** Two nodes acting as one (shared bus, sessions and queues). */
-async function twoNodes(a: Partial<Config>, b: Partial<Config>): Promise<[ApixNode, ApixNode]> {
+async function twoNodes(a: Partial<Config>, b: Partial<Config>): Promise<[ApiXNode, ApiXNode]> {
   const bus = new MemoryBrokerBus(systemClock);
   const sessionStore = new MemorySessionStore(systemClock);
   const offlineQueue = new MemoryOfflineQueue(1000);
-  const nodes: ApixNode[] = [];
+  const nodes: ApiXNode[] = [];
   for (const [i, overrides] of [a, b].entries()) {
     const cfg = config({ heartbeatIntervalMs: 300, ...overrides, nodeId: `n${i}` });
     const node = createNode({
@@ -46,7 +46,7 @@ async function twoNodes(a: Partial<Config>, b: Partial<Config>): Promise<[ApixNo
     cleanup.push(() => node.close());
     nodes.push(node);
   }
-  return nodes as [ApixNode, ApixNode];
+  return nodes as [ApiXNode, ApiXNode];
 }
 
 /**
@@ -75,15 +75,15 @@ function slowLinkTo(slowUrl: string, link: { delayMs: number }): WebSocketConstr
 }
 
 async function moveScenario(
-  nodeA: ApixNode,
-  nodeB: ApixNode,
-  options: Partial<ApixClientOptions>,
+  nodeA: ApiXNode,
+  nodeB: ApiXNode,
+  options: Partial<ApiXClientOptions>,
 ): Promise<{ reason: string }> {
   const link = { delayMs: 0 };
   // Slower than both thresholds below (100 ms), faster than the server's heartbeat interval (300 ms: a
   // pong later than the next ping would not be an RTT sample).
   const slowMs = 200;
-  const client = new ApixClient({
+  const client = new ApiXClient({
     url: [nodeA.wsUrl, nodeB.wsUrl],
     tokenProvider: () => token({ sub: 'mover' }),
     clientType: 'WEB_APP',

@@ -1,7 +1,7 @@
 /** Publishing: promise settlement by correlation id, the offline buffer, resends after a drop. */
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
-import type { ApixError } from '../src/index.ts';
+import type { ApiXError } from '../src/index.ts';
 import { FakeGateway } from './support/fake-gateway.ts';
 import { clientFor, eventually, nextEmit } from './support/helpers.ts';
 
@@ -36,7 +36,7 @@ describe('publish', () => {
     assert.equal(r1.status, 'sent');
     assert.match(r1.id, /^\d+-\d+$/);
     assert.equal((await queued).status, 'queued');
-    await assert.rejects(failed, (e: ApixError) => e.code === 'FORBIDDEN' && e.message === 'no');
+    await assert.rejects(failed, (e: ApiXError) => e.code === 'FORBIDDEN' && e.message === 'no');
     const frames = gateway.received.map((r) => r.frame).filter((f) => f.channel !== undefined);
     assert.equal(frames.length, 3);
     for (const f of frames) {
@@ -49,12 +49,12 @@ describe('publish', () => {
   it('rejects bad channels, control types and malformed types before sending', async () => {
     const { gateway, client } = await setup();
     await client.connect();
-    await assert.rejects(client.publish('bogus:x', 'note', {}), (e: ApixError) => e.code === 'BAD_REQUEST');
-    await assert.rejects(client.publish('org', 'Bad Type', {}), (e: ApixError) => e.code === 'BAD_REQUEST');
+    await assert.rejects(client.publish('bogus:x', 'note', {}), (e: ApiXError) => e.code === 'BAD_REQUEST');
+    await assert.rejects(client.publish('org', 'Bad Type', {}), (e: ApiXError) => e.code === 'BAD_REQUEST');
     // A control type is a compile error too; cast to show the runtime check.
     await assert.rejects(
       client.publish('org', 'message.sent' as string, {}),
-      (e: ApixError) => e.code === 'BAD_REQUEST',
+      (e: ApiXError) => e.code === 'BAD_REQUEST',
     );
     assert.equal(gateway.received.filter((r) => r.frame.channel !== undefined).length, 0);
   });
@@ -63,7 +63,7 @@ describe('publish', () => {
     const { gateway, client } = await setup({ offlineBufferSize: 2 });
     const p1 = client.publish('org', 'note', { n: 1 });
     const p2 = client.publish('org', 'note', { n: 2 });
-    await assert.rejects(client.publish('org', 'note', { n: 3 }), (e: ApixError) => e.code === 'UNAVAILABLE');
+    await assert.rejects(client.publish('org', 'note', { n: 3 }), (e: ApiXError) => e.code === 'UNAVAILABLE');
     assert.equal(client.bufferedPublishes, 2);
     await client.connect();
     assert.equal((await p1).status, 'sent');
@@ -98,7 +98,7 @@ describe('publish', () => {
     const { gateway, client } = await setup({ publishTimeoutMs: 50 });
     await client.connect();
     gateway.publishReplies.push({ kind: 'ignore' });
-    await assert.rejects(client.publish('org', 'note', {}), (e: ApixError) => e.code === 'UNAVAILABLE');
+    await assert.rejects(client.publish('org', 'note', {}), (e: ApiXError) => e.code === 'UNAVAILABLE');
   });
 
   it('close() rejects buffered and in-flight publishes and stops reconnecting', async () => {
@@ -107,10 +107,10 @@ describe('publish', () => {
     gateway.publishReplies.push({ kind: 'ignore' });
     const inFlight = client.publish('org', 'note', { n: 1 });
     await gateway.until(() => gateway.received.some((r) => r.frame.type === 'note'));
-    const rejected = assert.rejects(inFlight, (e: ApixError) => e.code === 'UNAVAILABLE');
+    const rejected = assert.rejects(inFlight, (e: ApiXError) => e.code === 'UNAVAILABLE');
     await client.close();
     await rejected;
-    await assert.rejects(client.publish('org', 'note', {}), (e: ApixError) => e.code === 'UNAVAILABLE');
+    await assert.rejects(client.publish('org', 'note', {}), (e: ApiXError) => e.code === 'UNAVAILABLE');
     assert.equal(client.state, 'closed');
     await eventually(() => gateway.open.length === 0);
   });

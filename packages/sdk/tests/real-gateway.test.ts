@@ -7,10 +7,10 @@ import assert from 'node:assert/strict';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, it } from 'node:test';
 import { WebSocket } from 'ws';
-import type { ApixNode } from '../../../src/node.ts';
+import type { ApiXNode } from '../../../src/node.ts';
 import { startNode, token } from '../../../tests/support/gateway.ts';
 import { startTcpProxy } from '../../../tests/support/tcp-proxy.ts';
-import { ApixClient, type ApixError, type ApixEvent } from '../src/index.ts';
+import { ApiXClient, type ApiXError, type ApiXEvent } from '../src/index.ts';
 import { eventually, nextEmit } from './support/helpers.ts';
 
 let cleanup: Array<() => Promise<void>> = [];
@@ -19,15 +19,15 @@ afterEach(async () => {
   cleanup = [];
 });
 
-async function node(): Promise<{ node: ApixNode; url: string }> {
+async function node(): Promise<{ node: ApiXNode; url: string }> {
   const n = await startNode();
   cleanup.push(() => n.close());
   const { port } = n.server.address() as AddressInfo;
   return { node: n, url: `ws://127.0.0.1:${port}` };
 }
 
-function client(url: string, options: Partial<ConstructorParameters<typeof ApixClient>[0]> = {}): ApixClient {
-  const c = new ApixClient({
+function client(url: string, options: Partial<ConstructorParameters<typeof ApiXClient>[0]> = {}): ApiXClient {
+  const c = new ApiXClient({
     url,
     tokenProvider: () => token(),
     clientType: 'WEB_APP',
@@ -48,7 +48,7 @@ describe('SDK against the real gateway', () => {
     const established = await alice.connect();
     assert.equal(established.sessionId, alice.sessionId);
     await bob.connect();
-    const seen: Array<ApixEvent<'tool_call_start'>> = [];
+    const seen: Array<ApiXEvent<'tool_call_start'>> = [];
     const sub = alice.subscribe('tool:t1');
     sub.on('tool_call_start', (e) => void seen.push(e));
     assert.deepEqual(await sub.ready, { recovered: true });
@@ -66,7 +66,7 @@ describe('SDK against the real gateway', () => {
     await c.connect();
     await assert.rejects(
       c.publish('tool:t1', 'tool_call_start', { toolCallId: 'c1' } as never),
-      (e: ApixError) => e.code === 'BAD_REQUEST',
+      (e: ApiXError) => e.code === 'BAD_REQUEST',
     );
   });
 

@@ -11,8 +11,8 @@ import { afterEach, describe, it } from 'node:test';
 import { WebSocket } from 'ws';
 import { startNode, token } from '../../../tests/support/gateway.ts';
 import { startTcpProxy } from '../../../tests/support/tcp-proxy.ts';
-import { ApixClient } from '../src/index.ts';
-import type { ApixClientOptions } from '../src/index.ts';
+import { ApiXClient } from '../src/index.ts';
+import type { ApiXClientOptions } from '../src/index.ts';
 import { eventually, nextEmit } from './support/helpers.ts';
 
 let cleanup: Array<() => Promise<void>> = [];
@@ -21,8 +21,8 @@ afterEach(async () => {
   cleanup = [];
 });
 
-function client(url: string, options: Partial<ApixClientOptions> = {}): ApixClient {
-  const c = new ApixClient({
+function client(url: string, options: Partial<ApiXClientOptions> = {}): ApiXClient {
+  const c = new ApiXClient({
     url,
     tokenProvider: () => token(),
     clientType: 'WEB_APP',

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ApixClient, type ClientTransport } from '../src/index.ts';
+import { ApiXClient, type ClientTransport } from '../src/index.ts';
 import { eventually } from './support/helpers.ts';
 
 interface Frame {
@@ -132,7 +132,7 @@ class MemoryGateway {
 describe('SDK transport seam: an in-memory ClientTransport drives the client', () => {
   it('connects, subscribes, receives, publishes, resumes after a drop and closes, with no WebSocket', async () => {
     const gateway = new MemoryGateway();
-    const client = new ApixClient({
+    const client = new ApiXClient({
       url: 'memory://gateway',
       token: 'test-token',
       clientType: 'WEB_APP',

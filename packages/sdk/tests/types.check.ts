@@ -4,8 +4,8 @@
  */
 import { WebSocket as NodeWebSocket } from 'ws';
 import {
-  ApixClient,
-  type ApixEvent,
+  ApiXClient,
+  type ApiXEvent,
   type ClientEvents,
   type ErrorCode,
   type PayloadOf,
@@ -18,20 +18,20 @@ function assertType<T extends true>(_: T): void {}
 
 export function constructing(): void {
   // Node: `ws` fits the WebSocket option; the browser's global fits too.
-  new ApixClient({ url: 'wss://x', token: 't', clientType: 'WEB_APP', WebSocket: NodeWebSocket });
-  new ApixClient({
+  new ApiXClient({ url: 'wss://x', token: 't', clientType: 'WEB_APP', WebSocket: NodeWebSocket });
+  new ApiXClient({
     url: ['wss://a', 'wss://b'],
     tokenProvider: async () => 't',
     clientType: 'SDK_WIDGET',
     WebSocket,
   });
   // @ts-expect-error clientType must be one of the seed's ClientType values
-  new ApixClient({ url: 'wss://x', token: 't', clientType: 'BROWSER' });
+  new ApiXClient({ url: 'wss://x', token: 't', clientType: 'BROWSER' });
   // @ts-expect-error reconnect options are numbers
-  new ApixClient({ url: 'wss://x', token: 't', clientType: 'WEB_APP', reconnect: { baseMs: '1s' } });
+  new ApiXClient({ url: 'wss://x', token: 't', clientType: 'WEB_APP', reconnect: { baseMs: '1s' } });
 }
 
-export async function handlers(client: ApixClient): Promise<void> {
+export async function handlers(client: ApiXClient): Promise<void> {
   const sub: Subscription = client.subscribe('tool:t1', {
     ack: 'manual',
     filters: { types: ['tool_call_start'] },
@@ -55,7 +55,7 @@ export async function handlers(client: ApixClient): Promise<void> {
     void m;
   });
   // Custom event types carry unknown payloads.
-  sub.on('my.custom_event', (e: ApixEvent<'my.custom_event'>) => {
+  sub.on('my.custom_event', (e: ApiXEvent<'my.custom_event'>) => {
     const _payload = e.payload;
     assertType<Equal<typeof _payload, unknown>>(true);
   });
@@ -81,7 +81,7 @@ export async function handlers(client: ApixClient): Promise<void> {
   assertType<Equal<ClientEvents['error']['code'], ErrorCode>>(true);
 }
 
-export async function publishing(client: ApixClient): Promise<void> {
+export async function publishing(client: ApiXClient): Promise<void> {
   const r: PublishResult = await client.publish('tool:t1', 'tool_call_start', {
     toolCallId: 'c',
     toolName: 'n',

@@ -2,10 +2,10 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { RawClient, startNode, token, sleep } from '../../support/gateway.ts';
-import type { ApixNode } from '../../../src/node.ts';
+import type { ApiXNode } from '../../../src/node.ts';
 import type { HookEvents } from '../../../src/hooks.ts';
 
-async function api(node: ApixNode, method: string, path: string, tok?: string, body?: unknown) {
+async function api(node: ApiXNode, method: string, path: string, tok?: string, body?: unknown) {
   const res = await fetch(node.httpUrl + path, {
     method,
     headers: {
@@ -18,7 +18,7 @@ async function api(node: ApixNode, method: string, path: string, tok?: string, b
 }
 
 describe('admin API', () => {
-  let node: ApixNode;
+  let node: ApiXNode;
   let acmeAdmin: string;
   let globexAdmin: string;
   let member: string;

@@ -5,9 +5,9 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { RawClient, startNode, token } from '../../support/gateway.ts';
-import type { ApixNode } from '../../../src/node.ts';
+import type { ApiXNode } from '../../../src/node.ts';
 
-async function internals(node: ApixNode, auth?: string) {
+async function internals(node: ApiXNode, auth?: string) {
   const r = await fetch(`${node.httpUrl}/v1/admin/internals?gc=1`, {
     headers: auth ? { authorization: `Bearer ${auth}` } : {},
   });
@@ -15,7 +15,7 @@ async function internals(node: ApixNode, auth?: string) {
 }
 
 describe('GET /v1/admin/internals', () => {
-  let node: ApixNode;
+  let node: ApiXNode;
   before(async () => {
     // The per-user cap is on here (it is off by default) so that its counts show in the sizes.
     node = await startNode({ sessionTtlMs: 0, connectionCaps: { perAddress: 100, perUser: 10, perOrg: 0 } });

@@ -11,14 +11,14 @@ import { findRedis, skipWithoutRedis, uniquePrefix } from '../../support/redis.t
 import type { FoundRedis } from '../../support/redis.ts';
 import { deletePrefix } from '../../support/redis-engines.ts';
 import { createNode } from '../../../src/node.ts';
-import type { ApixNode } from '../../../src/node.ts';
+import type { ApiXNode } from '../../../src/node.ts';
 import type { Config } from '../../../src/config.ts';
 import { createEngines } from '../../../src/engines.ts';
 import { createLogger } from '../../../src/log.ts';
 
-type Engines = (cfg: Config) => Promise<ApixNode['engines'] | undefined>;
+type Engines = (cfg: Config) => Promise<ApiXNode['engines'] | undefined>;
 
-async function startNode(engines: Engines): Promise<ApixNode> {
+async function startNode(engines: Engines): Promise<ApiXNode> {
   const cfg = config({ nodeId: `su-${Math.random().toString(36).slice(2, 8)}` });
   const e = await engines(cfg);
   const node = createNode({
@@ -30,7 +30,7 @@ async function startNode(engines: Engines): Promise<ApixNode> {
   return node;
 }
 
-async function admin(node: ApixNode, path: string, body: unknown = {}) {
+async function admin(node: ApiXNode, path: string, body: unknown = {}) {
   const res = await fetch(node.httpUrl + path, {
     method: 'POST',
     headers: {
@@ -63,7 +63,7 @@ function suite(
   shared = n > 1,
 ) {
   describe(`suspension scope (${name})`, { skip }, () => {
-    const nodes: ApixNode[] = [];
+    const nodes: ApiXNode[] = [];
     let engines: Engines;
     let close: () => Promise<void>;
     const clients: RawClient[] = [];

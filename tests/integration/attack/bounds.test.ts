@@ -9,23 +9,23 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { config, RawClient, startNode, token } from '../../support/gateway.ts';
 import { waitFor } from '../../support/wait.ts';
-import type { ApixNode } from '../../../src/node.ts';
+import type { ApiXNode } from '../../../src/node.ts';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
 
-const nodes: ApixNode[] = [];
+const nodes: ApiXNode[] = [];
 after(async () => {
   await Promise.all(nodes.map((n) => n.close()));
 });
 
-async function node(overrides: Parameters<typeof startNode>[0] = {}): Promise<ApixNode> {
+async function node(overrides: Parameters<typeof startNode>[0] = {}): Promise<ApiXNode> {
   const n = await startNode(overrides);
   nodes.push(n);
   return n;
 }
 
-async function connectWith(n: ApixNode, metadata: unknown, sessionId = `s-${Math.random()}`) {
+async function connectWith(n: ApiXNode, metadata: unknown, sessionId = `s-${Math.random()}`) {
   const c = await RawClient.open(n.wsUrl);
   c.send({
     type: 'connect',

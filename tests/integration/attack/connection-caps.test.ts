@@ -9,7 +9,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { startNode, token } from '../../support/gateway.ts';
-import type { ApixNode } from '../../../src/node.ts';
+import type { ApiXNode } from '../../../src/node.ts';
 import { Control, Op, portOf, until, watchProcess, WireClient } from './helpers.ts';
 
 const watch = watchProcess();
@@ -19,7 +19,7 @@ const CLOSE_1000 = Buffer.from([0x03, 0xe8]);
 
 /** Opens a raw socket from `from` and sends `connect`; resolves with the first answer to it. */
 async function connectAs(
-  node: ApixNode,
+  node: ApiXNode,
   from: string,
   claims: { sub: string; org?: string },
   sessionId = `s-${randomBytes(4).toString('hex')}`,
@@ -58,7 +58,7 @@ function assertCapped(
 }
 
 /** The counts of the caps' maps, without the control connection's own entries. */
-function counts(node: ApixNode) {
+function counts(node: ApiXNode) {
   const g = node.gateway;
   return {
     addresses: [...g.perAddress].filter(([k]) => !k.endsWith('127.0.0.1')),
@@ -68,7 +68,7 @@ function counts(node: ApixNode) {
 }
 
 describe('attack: connection caps', () => {
-  let node: ApixNode;
+  let node: ApiXNode;
   let control: Control;
   before(async () => {
     node = await startNode({ connectionCaps: { perAddress: 10, perUser: 4, perOrg: 0 } });
@@ -160,7 +160,7 @@ describe('attack: connection caps', () => {
 });
 
 describe('attack: connection caps per organization, and churn', () => {
-  let node: ApixNode;
+  let node: ApiXNode;
   let control: Control;
   before(async () => {
     node = await startNode({

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { config, RawClient, startNode, token } from '../../support/gateway.ts';
 import { compareEventIds } from '@apix/protocol/event-id';
 import { memoryEngines } from '../../../src/engines.ts';
-import type { ApixNode } from '../../../src/node.ts';
+import type { ApiXNode } from '../../../src/node.ts';
 import { SteppedClock } from '../../support/clock.ts';
 import { MemoryDeadLetterStore } from '../../../src/retry/dead-letter.ts';
 import { Control, Op, sleep, until, watchProcess, WireClient, wireConnected } from './helpers.ts';
@@ -20,7 +20,7 @@ after(() => watch.assertNone());
 const serviceToken = (org = 'acme') => token({ sub: `svc-${org}`, org, roles: ['service'] });
 
 describe('attack: idempotency and forged since', () => {
-  let node: ApixNode;
+  let node: ApiXNode;
   let control: Control;
   let pub: RawClient;
   // The time moves only when a test moves it (timers run on real time): an idempotency window holds however
@@ -289,7 +289,7 @@ describe('attack: a subscriber that never acks', () => {
 });
 
 describe('attack: clients that stop reading', () => {
-  let node: ApixNode;
+  let node: ApiXNode;
   let control: Control;
   let pub: RawClient;
   before(async () => {

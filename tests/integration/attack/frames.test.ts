@@ -7,7 +7,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { deflateRawSync, constants as zlib } from 'node:zlib';
 import { startNode, token } from '../../support/gateway.ts';
-import type { ApixNode } from '../../../src/node.ts';
+import type { ApiXNode } from '../../../src/node.ts';
 import { Control, Op, portOf, sleep, until, watchProcess, WireClient, wireConnected } from './helpers.ts';
 
 const LIMIT = 64 * 1024;
@@ -28,7 +28,7 @@ function publishOfSize(size: number): string {
 }
 
 describe('attack: frames', { concurrency: true }, () => {
-  let node: ApixNode;
+  let node: ApiXNode;
   let port: number;
   let control: Control;
   before(async () => {

@@ -5,14 +5,14 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startNode, token } from '../../support/gateway.ts';
-import type { ApixNode } from '../../../src/node.ts';
+import type { ApiXNode } from '../../../src/node.ts';
 import { Control, portOf, rawHttp, until, upgradeRequest, watchProcess, WireClient } from './helpers.ts';
 
 const watch = watchProcess();
 after(() => watch.assertNone());
 
 describe('attack: handshake', { concurrency: true }, () => {
-  let node: ApixNode;
+  let node: ApiXNode;
   let port: number;
   let control: Control;
   before(async () => {

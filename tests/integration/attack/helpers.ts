@@ -8,14 +8,14 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { inflateRawSync } from 'node:zlib';
 import { Writable } from 'node:stream';
-import type { ApixNode } from '../../../src/node.ts';
+import type { ApiXNode } from '../../../src/node.ts';
 import { RawClient, token } from '../../support/gateway.ts';
 import type { Frame } from '../../support/gateway.ts';
 import type { WsTransport } from '../../../src/transport/websocket/ws-transport.ts';
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-export function portOf(node: ApixNode): number {
+export function portOf(node: ApiXNode): number {
   return Number(new URL(node.httpUrl).port);
 }
 
@@ -65,11 +65,11 @@ export function waitFrame(c: RawClient, pred: (f: Frame) => boolean, timeoutMs =
 export class Control {
   private n = 0;
   private constructor(
-    readonly node: ApixNode,
+    readonly node: ApiXNode,
     readonly client: RawClient,
   ) {}
 
-  static async start(node: ApixNode, tok?: string): Promise<Control> {
+  static async start(node: ApiXNode, tok?: string): Promise<Control> {
     const client = await RawClient.connect(node.wsUrl, {
       token: tok ?? (await token({ sub: 'control', org: 'acme' })),
       sessionId: 'control-session',
@@ -386,7 +386,7 @@ export class WireClient {
   }
 
   /** Whether the node still holds the server side of this client's connection. */
-  heldBy(node: ApixNode): boolean {
+  heldBy(node: ApiXNode): boolean {
     const port = this.socket.localPort;
     return [...node.gateway.connections.values()].some(
       (c) => (c.transport as WsTransport).socket.remotePort === port,
@@ -463,7 +463,7 @@ export class WireClient {
 
 /** Opens a raw client, upgraded and connected with a member token of `acme` (unless told otherwise). */
 export async function wireConnected(
-  node: ApixNode,
+  node: ApiXNode,
   claims: Parameters<typeof token>[0] = {},
   deflate = false,
 ): Promise<WireClient> {

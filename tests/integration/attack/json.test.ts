@@ -5,7 +5,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { RawClient, startNode, token } from '../../support/gateway.ts';
-import type { ApixNode } from '../../../src/node.ts';
+import type { ApiXNode } from '../../../src/node.ts';
 import { Control, Op, portOf, sleep, watchProcess, WireClient, wireConnected } from './helpers.ts';
 
 /** Agent events are published by services (members only read agent channels). */
@@ -20,7 +20,7 @@ const polluted = () =>
   );
 
 describe('attack: JSON and protocol', () => {
-  let node: ApixNode;
+  let node: ApiXNode;
   let port: number;
   let control: Control;
   before(async () => {

@@ -9,7 +9,7 @@ import { createHmac } from 'node:crypto';
 import { createServer } from 'node:http';
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT } from 'jose';
 import { RawClient, startNode, token, TEST_SECRET } from '../../support/gateway.ts';
-import type { ApixNode } from '../../../src/node.ts';
+import type { ApiXNode } from '../../../src/node.ts';
 import { createLogger } from '../../../src/log.ts';
 import {
   Control,
@@ -42,7 +42,7 @@ const claims = (extra: object = {}) => ({
 });
 
 /** Sends `connect` with `tok` on a raw socket; returns the answer frame and the close code. */
-async function tryConnect(node: ApixNode, tok: string, extra: Record<string, unknown> = {}, path?: string) {
+async function tryConnect(node: ApiXNode, tok: string, extra: Record<string, unknown> = {}, path?: string) {
   const port = portOf(node);
   const c = await WireClient.open(port, upgradeRequest(port, path ? { path } : {}));
   assert.equal(c.status, 101);
@@ -61,7 +61,7 @@ async function tryConnect(node: ApixNode, tok: string, extra: Record<string, unk
   return { c, f, close };
 }
 
-async function expectRefused(node: ApixNode, tok: string, what: string, code = 'UNAUTHORIZED', close = 4001) {
+async function expectRefused(node: ApiXNode, tok: string, what: string, code = 'UNAUTHORIZED', close = 4001) {
   const { c, f, close: got } = await tryConnect(node, tok);
   assert.equal(f.type, 'connection.error', `${what}: ${JSON.stringify(f.payload)}`);
   assert.equal(f.payload.code, code, `${what}: ${f.payload.message}`);
@@ -71,7 +71,7 @@ async function expectRefused(node: ApixNode, tok: string, what: string, code = '
 }
 
 describe('attack: JWT (HS256 node with iss/aud)', () => {
-  let node: ApixNode;
+  let node: ApiXNode;
   let control: Control;
   let logs: LogCapture;
   let fetched = 0;
@@ -398,7 +398,7 @@ describe('attack: key confusion on an RS256 node', () => {
 });
 
 describe('attack: expiry mid-session', () => {
-  let node: ApixNode;
+  let node: ApiXNode;
   let control: Control;
   before(async () => {
     node = await startNode();

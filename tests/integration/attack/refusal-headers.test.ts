@@ -7,7 +7,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { startNode } from '../../support/gateway.ts';
-import type { ApixNode } from '../../../src/node.ts';
+import type { ApiXNode } from '../../../src/node.ts';
 import { SECURITY_HEADERS } from '../../../src/security-headers.ts';
 import { portOf, rawHttp, upgradeRequest } from './helpers.ts';
 import type { HttpReply } from './helpers.ts';
@@ -28,7 +28,7 @@ function assertSecurityHeaders(r: HttpReply, what: string): void {
 }
 
 describe('attack: security headers on refusals', { concurrency: true }, () => {
-  let node: ApixNode;
+  let node: ApiXNode;
   let port: number;
   before(async () => {
     node = await startNode(

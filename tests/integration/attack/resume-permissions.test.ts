@@ -18,7 +18,7 @@ import { findRedis, skipWithoutRedis, uniquePrefix } from '../../support/redis.t
 import type { FoundRedis } from '../../support/redis.ts';
 import { deletePrefix } from '../../support/redis-engines.ts';
 import { createNode } from '../../../src/node.ts';
-import type { ApixNode } from '../../../src/node.ts';
+import type { ApiXNode } from '../../../src/node.ts';
 import type { Config } from '../../../src/config.ts';
 import { createEngines } from '../../../src/engines.ts';
 import { createLogger } from '../../../src/log.ts';
@@ -38,17 +38,17 @@ class QuietRegistry implements ChannelRegistry {
 }
 
 interface Setup {
-  nodes: ApixNode[];
+  nodes: ApiXNode[];
   channels: QuietRegistry;
   close(): Promise<void>;
 }
 
 async function startNodes(
   n: number,
-  engines: (cfg: Config) => Promise<ApixNode['engines'] | undefined>,
+  engines: (cfg: Config) => Promise<ApiXNode['engines'] | undefined>,
 ): Promise<Setup> {
   const channels = new QuietRegistry();
-  const nodes: ApixNode[] = [];
+  const nodes: ApiXNode[] = [];
   for (let i = 0; i < n; i++) {
     const cfg = config({ nodeId: `rp${i}-${Math.random().toString(36).slice(2, 6)}` });
     const e = await engines(cfg);
@@ -123,7 +123,7 @@ function suite(name: string, make: () => Promise<Setup>, skip: string | false): 
     });
 
     /** dora as admin, on `node`, subscribed to room:staff and the admin dashboard, then gone. */
-    async function adminSessionAway(node: ApixNode, sessionId: string): Promise<void> {
+    async function adminSessionAway(node: ApiXNode, sessionId: string): Promise<void> {
       const admin = track(
         await RawClient.connect(node.wsUrl, {
           token: await dora(['admin']),

@@ -15,7 +15,7 @@ import { createLogger } from '../../../src/log.ts';
 import { systemClock } from '../../../src/clock.ts';
 import { openRecords } from '../../../src/records.ts';
 import type { Records } from '../../../src/records.ts';
-import type { ApixNode } from '../../../src/node.ts';
+import type { ApiXNode } from '../../../src/node.ts';
 import { ERRORS } from '@apix/protocol';
 import { registerFeedExample, registerSdkBundle } from '../../../src/http/examples.ts';
 import { config, startNode, token } from '../../support/gateway.ts';
@@ -147,7 +147,7 @@ async function pool<T>(items: readonly T[], width: number, run: (item: T) => Pro
 }
 
 describe('attack: every route with malformed path and query values', () => {
-  let node: ApixNode;
+  let node: ApiXNode;
   let records: Records;
   let dataDir: string;
   let port: number;

@@ -7,14 +7,14 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { RawClient, startNode, token } from '../../support/gateway.ts';
-import type { ApixNode } from '../../../src/node.ts';
+import type { ApiXNode } from '../../../src/node.ts';
 import { Control, Op, portOf, sleep, until, watchProcess, WireClient, wireConnected } from './helpers.ts';
 
 const watch = watchProcess();
 after(() => watch.assertNone());
 
 describe('attack: tenancy and channel names', () => {
-  let node: ApixNode;
+  let node: ApiXNode;
   let control: Control;
   let acmePub: RawClient;
   let acmeIds: string[];

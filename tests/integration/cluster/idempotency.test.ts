@@ -11,7 +11,7 @@ import type { FoundRedis } from '../../support/redis.ts';
 import { deletePrefix } from '../../support/redis-engines.ts';
 import { createNode } from '../../../src/node.ts';
 import { memoryEngines } from '../../../src/engines.ts';
-import type { ApixNode } from '../../../src/node.ts';
+import type { ApiXNode } from '../../../src/node.ts';
 import { MemoryBrokerBus } from '../../../src/broker/memory-broker.ts';
 import { createEngines } from '../../../src/engines.ts';
 import { createLogger } from '../../../src/log.ts';
@@ -30,9 +30,9 @@ const REDIS_WINDOW_MS = 5000;
 async function startNodes(
   n: number,
   windowMs: number,
-  engines: (cfg: Config) => Promise<ApixNode['engines']>,
+  engines: (cfg: Config) => Promise<ApiXNode['engines']>,
 ) {
-  const nodes: ApixNode[] = [];
+  const nodes: ApiXNode[] = [];
   for (let i = 0; i < n; i++) {
     const cfg = config({ nodeId: `idem${i}`, idempotencyWindowMs: windowMs });
     const node = createNode({
@@ -46,7 +46,7 @@ async function startNodes(
   return nodes;
 }
 
-async function httpPublish(node: ApixNode, body: unknown): Promise<{ status: number; json: any }> {
+async function httpPublish(node: ApiXNode, body: unknown): Promise<{ status: number; json: any }> {
   const res = await fetch(`${node.httpUrl}/v1/publish`, {
     method: 'POST',
     headers: { authorization: 'Bearer apix_static_acmekey', 'content-type': 'application/json' },
@@ -58,7 +58,7 @@ async function httpPublish(node: ApixNode, body: unknown): Promise<{ status: num
 function suite(
   name: string,
   make: () => Promise<{
-    nodes: ApixNode[];
+    nodes: ApiXNode[];
     windowMs: number;
     /** Moves a test clock past the window (nothing when the window runs on Redis's clock). */
     passWindow(): void;
@@ -67,7 +67,7 @@ function suite(
   skip: string | false,
 ) {
   describe(`idempotency keys across nodes (${name})`, { skip }, () => {
-    let nodes: ApixNode[];
+    let nodes: ApiXNode[];
     let windowMs: number;
     let passWindow: () => void;
     let close: () => Promise<void>;

@@ -9,7 +9,7 @@ import { findRedis, uniquePrefix, skipWithoutRedis } from '../../support/redis.t
 import type { FoundRedis } from '../../support/redis.ts';
 import { createNode } from '../../../src/node.ts';
 import { memoryEngines } from '../../../src/engines.ts';
-import type { ApixNode } from '../../../src/node.ts';
+import type { ApiXNode } from '../../../src/node.ts';
 import { MemoryBrokerBus } from '../../../src/broker/memory-broker.ts';
 import { MemorySessionStore } from '../../../src/sessions/memory-session-store.ts';
 import { MemoryOfflineQueue } from '../../../src/queue/memory-queue.ts';
@@ -18,13 +18,13 @@ import { createLogger } from '../../../src/log.ts';
 import { systemClock } from '../../../src/clock.ts';
 import type { Config } from '../../../src/config.ts';
 
-type Cluster = { nodes: ApixNode[]; close(): Promise<void> };
+type Cluster = { nodes: ApiXNode[]; close(): Promise<void> };
 
 async function memoryCluster(n: number, overrides: Partial<Config>): Promise<Cluster> {
   const bus = new MemoryBrokerBus(systemClock);
   const sessions = new MemorySessionStore(systemClock);
   const queue = new MemoryOfflineQueue(1000);
-  const nodes: ApixNode[] = [];
+  const nodes: ApiXNode[] = [];
   for (let i = 0; i < n; i++) {
     const cfg = config({ ...overrides, nodeId: `m${i}` });
     const base = memoryEngines(cfg, systemClock, bus);
@@ -41,7 +41,7 @@ async function memoryCluster(n: number, overrides: Partial<Config>): Promise<Clu
 
 async function redisCluster(n: number, overrides: Partial<Config>, url: string): Promise<Cluster> {
   const prefix = uniquePrefix();
-  const nodes: ApixNode[] = [];
+  const nodes: ApiXNode[] = [];
   for (let i = 0; i < n; i++) {
     const cfg = config({ ...overrides, nodeId: `r${i}`, redisUrl: url, redisPrefix: prefix });
     const engines = await createEngines(cfg, { nodeId: cfg.nodeId! });
@@ -59,7 +59,7 @@ function clusterSuite(
 ) {
   describe(`three nodes as one (${name})`, { skip }, () => {
     let cluster: Cluster;
-    let nodes: ApixNode[];
+    let nodes: ApiXNode[];
     before(async () => {
       cluster = await make(3, { sessionTtlMs: 5000 });
       nodes = cluster.nodes;
@@ -159,7 +159,7 @@ function clusterSuite(
       ]);
       const join = await alice.next((f) => f.type === 'presence.join' && f.payload.userId === 'bob', 3000);
       assert.equal(join.channel, 'room:design');
-      const list = async (n: ApixNode) =>
+      const list = async (n: ApiXNode) =>
         (
           await (
             await fetch(`${n.httpUrl}/v1/channels/room:design/presence`, {

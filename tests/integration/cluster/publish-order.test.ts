@@ -18,7 +18,7 @@ import { deletePrefix } from '../../support/redis-engines.ts';
 import { waitFor } from '../../support/wait.ts';
 import { createNode } from '../../../src/node.ts';
 import { memoryEngines } from '../../../src/engines.ts';
-import type { ApixNode } from '../../../src/node.ts';
+import type { ApiXNode } from '../../../src/node.ts';
 import { MemoryBrokerBus } from '../../../src/broker/memory-broker.ts';
 import { createEngines } from '../../../src/engines.ts';
 import { createLogger } from '../../../src/log.ts';
@@ -53,7 +53,7 @@ const keyring = { keys: [{ version: 1, key: randomBytes(32) }], active: 1 };
 const KEY = 'apix_static_acmekey';
 
 interface Cluster {
-  nodes: ApixNode[];
+  nodes: ApiXNode[];
   durable: DurableRecord[];
   close(): Promise<void>;
 }
@@ -69,7 +69,7 @@ async function cluster(
   const channels = new MemoryChannelRegistry();
   await channels.set('acme', 'org:vault', { encrypted: true, durable: true });
   const durable: DurableRecord[] = [];
-  const nodes: ApixNode[] = [];
+  const nodes: ApiXNode[] = [];
   for (let i = 0; i < 3; i++) {
     const cfg = config({ ...extra, nodeId: `o${i}`, rateLimits, encryption: keyring });
     const node = createNode({

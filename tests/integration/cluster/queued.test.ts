@@ -10,14 +10,14 @@ import { findRedis, uniquePrefix, skipWithoutRedis } from '../../support/redis.t
 import type { FoundRedis } from '../../support/redis.ts';
 import { deletePrefix } from '../../support/redis-engines.ts';
 import { createNode } from '../../../src/node.ts';
-import type { ApixNode } from '../../../src/node.ts';
+import type { ApiXNode } from '../../../src/node.ts';
 import { createEngines } from '../../../src/engines.ts';
 import { createLogger } from '../../../src/log.ts';
 
 const note = (n: number) => ({ n });
 
 /** Connects, then leaves: the session waits for a resume on `node`. */
-async function leaveAway(node: ApixNode, user: string, sessionId: string): Promise<void> {
+async function leaveAway(node: ApiXNode, user: string, sessionId: string): Promise<void> {
   const c = await RawClient.connect(node.wsUrl, {
     token: await token({ sub: user }),
     sessionId,
@@ -34,7 +34,7 @@ describe(
   () => {
     let found: FoundRedis;
     let prefix: string;
-    let nodes: ApixNode[];
+    let nodes: ApiXNode[];
     let svc: RawClient;
     before(async () => {
       found = await findRedis();

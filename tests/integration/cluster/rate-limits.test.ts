@@ -10,7 +10,7 @@ import { findRedis, uniquePrefix, skipWithoutRedis } from '../../support/redis.t
 import { deletePrefix } from '../../support/redis-engines.ts';
 import { createNode } from '../../../src/node.ts';
 import { memoryEngines } from '../../../src/engines.ts';
-import type { ApixNode } from '../../../src/node.ts';
+import type { ApiXNode } from '../../../src/node.ts';
 import { MemoryBrokerBus } from '../../../src/broker/memory-broker.ts';
 import { createEngines } from '../../../src/engines.ts';
 import { createLogger } from '../../../src/log.ts';
@@ -34,9 +34,9 @@ const rateLimits: Config['rateLimits'] = {
 /** The address test's own pair of nodes: three connection attempts from one address, for both together. */
 const addressLimits: Config['rateLimits'] = { ...rateLimits, address: { perSec: SLOW, burst: 3 } };
 
-async function memoryPair(limits = rateLimits): Promise<ApixNode[]> {
+async function memoryPair(limits = rateLimits): Promise<ApiXNode[]> {
   const bus = new MemoryBrokerBus(systemClock);
-  const nodes: ApixNode[] = [];
+  const nodes: ApiXNode[] = [];
   for (let i = 0; i < 2; i++) {
     const cfg = config({ nodeId: `m${i}`, rateLimits: limits });
     const node = createNode({
@@ -55,8 +55,8 @@ async function redisPair(
   prefix: string,
   limits = rateLimits,
   clock: Clock = systemClock,
-): Promise<ApixNode[]> {
-  const nodes: ApixNode[] = [];
+): Promise<ApiXNode[]> {
+  const nodes: ApiXNode[] = [];
   for (let i = 0; i < 2; i++) {
     const cfg = config({ nodeId: `r${i}`, redisUrl: url, redisPrefix: prefix, rateLimits: limits });
     const engines = await createEngines(cfg, { nodeId: cfg.nodeId!, clock });
@@ -79,11 +79,11 @@ async function sentCount(clients: RawClient[], channel: (i: number) => string, n
 
 function suite(
   name: string,
-  make: (limits?: Config['rateLimits']) => Promise<{ nodes: ApixNode[]; close(): Promise<void> }>,
+  make: (limits?: Config['rateLimits']) => Promise<{ nodes: ApiXNode[]; close(): Promise<void> }>,
   skip: string | false,
 ) {
   describe(`shared rate limits over two nodes (${name})`, { skip }, () => {
-    let nodes: ApixNode[];
+    let nodes: ApiXNode[];
     let close: () => Promise<void>;
     before(async () => {
       const made = await make();

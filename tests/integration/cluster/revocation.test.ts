@@ -17,7 +17,7 @@ import { createTestPostgres, postgresSkipReason } from '../../support/postgres.t
 import type { TestPostgres } from '../../support/postgres.ts';
 import { createNode } from '../../../src/node.ts';
 import { memoryEngines } from '../../../src/engines.ts';
-import type { ApixNode, NodeOptions } from '../../../src/node.ts';
+import type { ApiXNode, NodeOptions } from '../../../src/node.ts';
 import { MemoryBrokerBus } from '../../../src/broker/memory-broker.ts';
 import { createEngines } from '../../../src/engines.ts';
 import { createLogger } from '../../../src/log.ts';
@@ -31,10 +31,10 @@ const CUT_BUDGET_MS = 1500;
 
 async function startNodes(
   n: number,
-  engines: (cfg: Config) => Promise<ApixNode['engines']>,
+  engines: (cfg: Config) => Promise<ApiXNode['engines']>,
   options: Partial<NodeOptions> = {},
-): Promise<ApixNode[]> {
-  const nodes: ApixNode[] = [];
+): Promise<ApiXNode[]> {
+  const nodes: ApiXNode[] = [];
   for (let i = 0; i < n; i++) {
     const cfg = config({ nodeId: `rev${i}` });
     const node = createNode({
@@ -50,7 +50,7 @@ async function startNodes(
 }
 
 async function adminPost(
-  node: ApixNode,
+  node: ApiXNode,
   path: string,
   body: unknown,
 ): Promise<{ status: number; json: any }> {
@@ -102,11 +102,11 @@ async function assertRefused(url: string, tok: string): Promise<void> {
 
 function suite(
   name: string,
-  make: () => Promise<{ nodes: ApixNode[]; close(): Promise<void> }>,
+  make: () => Promise<{ nodes: ApiXNode[]; close(): Promise<void> }>,
   skip: string | false,
 ) {
   describe(`revocation across nodes (${name})`, { skip }, () => {
-    let nodes: ApixNode[];
+    let nodes: ApiXNode[];
     let close: () => Promise<void>;
     before(async () => {
       ({ nodes, close } = await make());
@@ -296,7 +296,7 @@ describe(
     let found: FoundRedis;
     let prefix: string;
     let db: Database;
-    let nodes: ApixNode[];
+    let nodes: ApiXNode[];
 
     /** Runs `apix keys ...` in this process with the test's database and Redis, capturing its output. */
     const apixKeys = async (...args: string[]) => {

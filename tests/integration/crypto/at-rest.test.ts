@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { createEngines } from '../../../src/engines.ts';
-import type { ApixNode } from '../../../src/node.ts';
+import type { ApiXNode } from '../../../src/node.ts';
 import { MemoryChannelRegistry } from '../../../src/subscriptions/channel-registry.ts';
 import { createRecordRepositories, type RecordRepositories } from '../../../src/store/records.ts';
 import { PrismaDeadLetterStore } from '../../../src/store/prisma-dead-letter-store.ts';
@@ -54,7 +54,7 @@ describe('encryption at rest on Redis and the records', { skip: skipWithoutRedis
   let prefix: string;
   let opened: OpenedDatabase;
   let repos: RecordRepositories;
-  let node: ApixNode;
+  let node: ApiXNode;
 
   before(async () => {
     redisFound = await findRedis();
@@ -203,7 +203,7 @@ describe('an encrypted channel without keys', () => {
 describe('encryption at rest: replay past the history from the records (memory engine, PGlite)', () => {
   let opened: OpenedDatabase;
   let repos: RecordRepositories;
-  let node: ApixNode;
+  let node: ApiXNode;
 
   before(async () => {
     opened = await databaseTargets.find((t) => t.kind === 'pglite')!.open();

@@ -6,8 +6,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
-import { ApixClient } from '../../../packages/sdk/src/index.ts';
-import type { ApixEvent } from '../../../packages/sdk/src/index.ts';
+import { ApiXClient } from '../../../packages/sdk/src/index.ts';
+import type { ApiXEvent } from '../../../packages/sdk/src/index.ts';
 import { spawnGateway } from '../../support/process.ts';
 import type { GatewayProcess } from '../../support/process.ts';
 import { token, TEST_SECRET } from '../../support/gateway.ts';
@@ -119,7 +119,7 @@ export async function httpPublish(
 
 export interface Subscriber {
   readonly name: string;
-  readonly client: ApixClient;
+  readonly client: ApiXClient;
   /** Times of every `connection.established` after the first. */
   readonly reconnects: number[];
 }
@@ -135,7 +135,7 @@ export async function sdkSubscriber(
   channels: ReadonlyArray<{ channel: string; ack: boolean }>,
   cleanup: Cleanup,
 ): Promise<Subscriber> {
-  const client = new ApixClient({
+  const client = new ApiXClient({
     url: urls,
     tokenProvider: () => token({ sub: name }),
     clientType: 'WEB_APP',
@@ -155,7 +155,7 @@ export async function sdkSubscriber(
   await client.connect();
   for (const { channel, ack } of channels) {
     const sub = client.subscribe(channel, { ack });
-    sub.on('*', (event: ApixEvent) => {
+    sub.on('*', (event: ApiXEvent) => {
       const p = event.payload as { uid?: unknown } | null;
       checker.deliver(name, channel, typeof p?.uid === 'string' ? p.uid : `?${event.id}`, event.id);
     });

@@ -5,10 +5,10 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { RawClient, startNode, token, sleep } from '../../support/gateway.ts';
-import type { ApixNode } from '../../../src/node.ts';
+import type { ApiXNode } from '../../../src/node.ts';
 
 describe('bad input', () => {
-  let node: ApixNode;
+  let node: ApiXNode;
   let control: RawClient;
   before(async () => {
     node = await startNode({ maxMessageBytes: 64 * 1024, maxChannelsPerConnection: 20 });

@@ -2,10 +2,10 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { RawClient, startNode, token } from '../../support/gateway.ts';
-import type { ApixNode } from '../../../src/node.ts';
+import type { ApiXNode } from '../../../src/node.ts';
 
 describe('compression', () => {
-  let node: ApixNode;
+  let node: ApiXNode;
   before(async () => {
     node = await startNode({ compression: { enabled: true, thresholdBytes: 512 } });
   });

@@ -2,7 +2,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPair, exportSPKI, SignJWT, exportJWK } from 'jose';
 import { RawClient, startNode, token, sleep, TEST_SECRET } from '../../support/gateway.ts';
-import type { ApixNode } from '../../../src/node.ts';
+import type { ApiXNode } from '../../../src/node.ts';
 
 async function connectFrame(c: RawClient, tok: string, extra: Record<string, unknown> = {}) {
   c.send({
@@ -19,7 +19,7 @@ async function connectFrame(c: RawClient, tok: string, extra: Record<string, unk
 }
 
 describe('connect handshake', () => {
-  let node: ApixNode;
+  let node: ApiXNode;
   before(async () => {
     node = await startNode({ connectTimeoutMs: 300, allowedOrigins: ['https://app.example'] });
   });

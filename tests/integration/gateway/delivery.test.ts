@@ -2,7 +2,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { RawClient, config, startNode, token, sleep } from '../../support/gateway.ts';
-import type { ApixNode } from '../../../src/node.ts';
+import type { ApiXNode } from '../../../src/node.ts';
 import { ManualClock } from '../../../src/clock.ts';
 import { waitFor } from '../../support/wait.ts';
 
@@ -13,7 +13,7 @@ const publishN = async (c: RawClient, channel: string, n: number, from = 0) => {
 };
 
 describe('replay and recovery', () => {
-  let node: ApixNode;
+  let node: ApiXNode;
   let pub: RawClient;
   before(async () => {
     node = await startNode({ history: { size: 50, ttlMs: 3_600_000, maxChannels: 1000 } });
@@ -84,7 +84,7 @@ describe('replay and recovery', () => {
 });
 
 describe('sessions', () => {
-  let node: ApixNode;
+  let node: ApiXNode;
   let pub: RawClient;
   before(async () => {
     node = await startNode({ sessionTtlMs: 1500 });

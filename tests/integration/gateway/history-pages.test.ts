@@ -5,7 +5,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ApixNode } from '../../../src/node.ts';
+import type { ApiXNode } from '../../../src/node.ts';
 import type { Config } from '../../../src/config.ts';
 import { startNode } from '../../support/gateway.ts';
 import { findRedis, skipWithoutRedis, uniquePrefix } from '../../support/redis.ts';
@@ -22,7 +22,7 @@ interface Page {
   readonly next?: string;
 }
 
-async function publish(node: ApixNode, channel: string, i: number, size: number): Promise<string> {
+async function publish(node: ApiXNode, channel: string, i: number, size: number): Promise<string> {
   const res = await fetch(`${node.httpUrl}/v1/publish`, {
     method: 'POST',
     headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
@@ -35,7 +35,7 @@ async function publish(node: ApixNode, channel: string, i: number, size: number)
 
 /** One page, as raw text and parsed, counting the JSON.parse calls made on stored frames meanwhile. */
 async function read(
-  node: ApixNode,
+  node: ApiXNode,
   channel: string,
   query: string,
 ): Promise<{ text: string; page: Page; parses: number }> {
@@ -61,7 +61,7 @@ async function read(
 }
 
 /** Follows `next` from the first page of `query`; every page is within the budget. */
-async function readAll(node: ApixNode, channel: string, query: string) {
+async function readAll(node: ApiXNode, channel: string, query: string) {
   const pages: Page[] = [];
   let parses = 0;
   let q = query;
@@ -91,7 +91,7 @@ const engines: [string, string | false, () => Promise<Partial<Config>>][] = [
 
 for (const [engine, skip, overrides] of engines) {
   describe(`HTTP history in pages within APIX_HISTORY_PAGE_BYTES (${engine})`, { skip }, () => {
-    let node: ApixNode;
+    let node: ApiXNode;
     const ids: string[] = [];
     const sizes = [5_000, 20_000, 40_000, 9_000, 30_000];
     before(async () => {

@@ -1,13 +1,13 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { RawClient, config, startNode, token, sleep } from '../../support/gateway.ts';
-import type { ApixNode } from '../../../src/node.ts';
+import type { ApiXNode } from '../../../src/node.ts';
 
 /** Agent, tool and workflow events are published by services (members only read those channels). */
 const agentService = () => token({ sub: 'agent-svc', roles: ['service'] });
 
 describe('publish and fan-out', () => {
-  let node: ApixNode;
+  let node: ApiXNode;
   before(async () => {
     // ops is the platform's organization here: its services publish to the shared system: channels.
     node = await startNode({ auth: { ...config().auth, platformOrgs: ['ops'] } });
@@ -199,7 +199,7 @@ describe('publish and fan-out', () => {
 });
 
 describe('tenant isolation', () => {
-  let node: ApixNode;
+  let node: ApiXNode;
   before(async () => {
     node = await startNode({ auth: { ...config().auth, platformOrgs: ['ops'] } }); // ops: the platform
   });
@@ -270,7 +270,7 @@ describe('tenant isolation', () => {
 });
 
 describe('HTTP API', () => {
-  let node: ApixNode;
+  let node: ApiXNode;
   before(async () => {
     node = await startNode({ allowedOrigins: ['https://app.example'] });
   });

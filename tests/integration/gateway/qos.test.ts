@@ -12,7 +12,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { config, RawClient, startNode, token } from '../../support/gateway.ts';
 import type { Frame } from '../../support/gateway.ts';
-import type { ApixNode } from '../../../src/node.ts';
+import type { ApiXNode } from '../../../src/node.ts';
 import type { Connection } from '../../../src/connections/session.ts';
 import { MemoryChannelRegistry } from '../../../src/subscriptions/channel-registry.ts';
 import type { HookEvents } from '../../../src/hooks.ts';
@@ -22,7 +22,7 @@ import type { WsTransport } from '../../../src/transport/websocket/ws-transport.
 const blob = 'x'.repeat(16 * 1024);
 
 describe('QoS: a slow subscriber cannot hurt a fast one', () => {
-  let node: ApixNode;
+  let node: ApiXNode;
   let pub: RawClient;
   const qosEvents: Array<HookEvents['onQos']> = [];
   const slowEvents: Array<HookEvents['onSlowConsumer']> = [];

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RawClient, config, startNode, token } from '../../support/gateway.ts';
 import { pgliteTemplate } from '../../support/databases.ts';
-import type { ApixNode } from '../../../src/node.ts';
+import type { ApiXNode } from '../../../src/node.ts';
 import { MemoryChannelRegistry } from '../../../src/subscriptions/channel-registry.ts';
 import { StaticApiKeyStore, parseStaticApiKey } from '../../../src/auth/api-keys.ts';
 import { loadConfig } from '../../../src/config.ts';
@@ -37,7 +37,7 @@ const API_KEYS = [
 ];
 
 async function httpPublish(
-  node: ApixNode,
+  node: ApiXNode,
   credential: string,
   channel: string,
   type: string,
@@ -56,7 +56,7 @@ const agentStatus = { agentId: 'research-bot', status: 'running' };
 
 describe('who publishes to system: channels (hole 4)', () => {
   describe('no APIX_PLATFORM_ORGS (the default)', () => {
-    let node: ApixNode;
+    let node: ApiXNode;
     before(async () => {
       const base = config();
       node = await startNode({ auth: { ...base.auth, apiKeys: API_KEYS } });
@@ -91,7 +91,7 @@ describe('who publishes to system: channels (hole 4)', () => {
   });
 
   describe('APIX_PLATFORM_ORGS=platform', () => {
-    let node: ApixNode;
+    let node: ApiXNode;
     before(async () => {
       const base = config();
       node = await startNode({ auth: { ...base.auth, apiKeys: API_KEYS, platformOrgs: ['platform'] } });
@@ -125,7 +125,7 @@ describe('who publishes to system: channels (hole 4)', () => {
 });
 
 describe('static API-key scopes are read whole (hole 7)', () => {
-  let node: ApixNode;
+  let node: ApiXNode;
   let records: Records;
   let dataDir: string;
   before(async () => {
@@ -192,7 +192,7 @@ describe('static API-key scopes are read whole (hole 7)', () => {
 });
 
 describe('agent, tool, workflow and provider events come from services and admins (hole 10)', () => {
-  let node: ApixNode;
+  let node: ApiXNode;
   const channels = new MemoryChannelRegistry();
   before(async () => {
     node = await startNode({}, { channels });
@@ -242,7 +242,7 @@ describe('agent, tool, workflow and provider events come from services and admin
 });
 
 describe('the organization id "_" is reserved for the shared namespace', () => {
-  let node: ApixNode;
+  let node: ApiXNode;
   before(async () => {
     node = await startNode();
   });

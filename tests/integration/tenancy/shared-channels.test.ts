@@ -15,7 +15,7 @@ import type { FoundRedis } from '../../support/redis.ts';
 import { deletePrefix } from '../../support/redis-engines.ts';
 import { createNode } from '../../../src/node.ts';
 import { memoryEngines } from '../../../src/engines.ts';
-import type { ApixNode } from '../../../src/node.ts';
+import type { ApiXNode } from '../../../src/node.ts';
 import { MemoryBrokerBus } from '../../../src/broker/memory-broker.ts';
 import { createEngines } from '../../../src/engines.ts';
 import { createLogger } from '../../../src/log.ts';
@@ -27,8 +27,8 @@ import type { Config } from '../../../src/config.ts';
 const ACME_KEY = 'apix_acme_sharedkey0123456789';
 const GLOBEX_KEY = 'apix_globex_sharedkey0123456789';
 
-async function startNodes(n: number, engines: (cfg: Config) => Promise<ApixNode['engines']>) {
-  const nodes: ApixNode[] = [];
+async function startNodes(n: number, engines: (cfg: Config) => Promise<ApiXNode['engines']>) {
+  const nodes: ApiXNode[] = [];
   for (let i = 0; i < n; i++) {
     const base = config();
     const cfg = config({
@@ -52,11 +52,11 @@ async function startNodes(n: number, engines: (cfg: Config) => Promise<ApixNode[
 
 function suite(
   name: string,
-  make: () => Promise<{ nodes: ApixNode[]; close(): Promise<void> }>,
+  make: () => Promise<{ nodes: ApiXNode[]; close(): Promise<void> }>,
   skip: string | false,
 ) {
   describe(`shared system channels across organizations (${name})`, { skip }, () => {
-    let nodes: ApixNode[];
+    let nodes: ApiXNode[];
     let close: () => Promise<void>;
     before(async () => {
       ({ nodes, close } = await make());

@@ -5,14 +5,14 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ApixNode } from '../../../src/node.ts';
+import type { ApiXNode } from '../../../src/node.ts';
 import { RawClient, startNode, token } from '../../support/gateway.ts';
 import { InProcessTransport } from '../../support/in-process-transport.ts';
 import type { InProcessFrame } from '../../support/in-process-transport.ts';
 import { waitFor } from '../../support/wait.ts';
 
 describe('transport seam: an in-process transport', () => {
-  let node: ApixNode;
+  let node: ApiXNode;
   before(async () => {
     node = await startNode();
   });

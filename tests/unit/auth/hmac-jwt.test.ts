@@ -12,7 +12,7 @@ import type { JWTPayload } from 'jose';
 import { HmacJwtVerifier } from '../../../src/auth/hmac-jwt.ts';
 import { Authenticator } from '../../../src/auth/authenticator.ts';
 import type { ApiKeyStore } from '../../../src/auth/api-keys.ts';
-import { ApixError } from '@apix/protocol';
+import { ApiXError } from '@apix/protocol';
 
 const SECRET = 'differential-test-secret-0123456789';
 const SECRET_BYTES = new TextEncoder().encode(SECRET);
@@ -506,7 +506,7 @@ describe('HMAC JWT fast path, differential against jose', () => {
       try {
         return { ok: await a.authenticate(t) };
       } catch (err) {
-        assert.ok(err instanceof ApixError, String(err));
+        assert.ok(err instanceof ApiXError, String(err));
         return { code: err.code, message: err.message };
       }
     };

@@ -10,7 +10,7 @@ import {
   sealedFrameText,
   sealedRecordPayload,
 } from '../../../src/crypto/at-rest.ts';
-import { ApixError } from '@apix/protocol';
+import { ApiXError } from '@apix/protocol';
 import { loadConfig } from '../../../src/config.ts';
 
 const k1 = randomBytes(32);
@@ -27,7 +27,7 @@ const v2 = new AtRestCipher({
 function assertFails(fn: () => unknown, re: RegExp): void {
   assert.throws(
     fn,
-    (err: unknown) => err instanceof ApixError && err.code === 'INTERNAL' && re.test(err.message),
+    (err: unknown) => err instanceof ApiXError && err.code === 'INTERNAL' && re.test(err.message),
   );
 }
 

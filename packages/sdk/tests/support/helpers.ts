@@ -1,11 +1,11 @@
 /** Test helpers: clients wired to a fake gateway, event waiting, unsigned JWTs. */
 import { WebSocket } from 'ws';
-import { ApixClient, type ApixClientOptions, type ClientEvents } from '../../src/index.ts';
+import { ApiXClient, type ApiXClientOptions, type ClientEvents } from '../../src/index.ts';
 import type { FakeGateway } from './fake-gateway.ts';
 
 /** A client with `ws`, fast deterministic backoff (random 0.5) and no client pings unless asked. */
-export function clientFor(gateway: FakeGateway, overrides: Partial<ApixClientOptions> = {}): ApixClient {
-  return new ApixClient({
+export function clientFor(gateway: FakeGateway, overrides: Partial<ApiXClientOptions> = {}): ApiXClient {
+  return new ApiXClient({
     url: gateway.url,
     token: 'test-token',
     clientType: 'WEB_APP',
@@ -19,7 +19,7 @@ export function clientFor(gateway: FakeGateway, overrides: Partial<ApixClientOpt
 
 /** The next emission of `name` (optionally the next one matching `predicate`). */
 export function nextEmit<K extends keyof ClientEvents>(
-  client: ApixClient,
+  client: ApiXClient,
   name: K,
   predicate: (event: ClientEvents[K]) => boolean = () => true,
   timeoutMs = 3000,
