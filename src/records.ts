@@ -58,18 +58,7 @@ export async function openRecords(
   deps: { clock: Clock; random: Random; log: Logger },
 ): Promise<Records> {
   const { clock, random, log } = deps;
-  const db = await createDatabase({
-    databaseUrl: config.databaseUrl,
-    dataDir: config.dataDir,
-    embeddedBuffersMb: config.embeddedDbBuffersMb,
-    logger: log,
-  });
-  try {
-    await migrate(db, { onProgress: (line: string) => log.info(line) });
-  } catch (err) {
-    await db.close();
-    throw err;
-  }
+  const db = await openMigratedDatabase(config, log);
   const repos = createRecordRepositories(db.prisma, {
     clock,
     random,
@@ -123,38 +112,7 @@ export async function openRecords(
       flush: () => (repos.events.pendingCount > 0 ? repos.flush() : Promise.resolve(true)),
     },
     attach(node) {
-      registerAuditRoutes(node.httpRouter, {
-        prisma: db.prisma,
-        authenticator: node.authenticator,
-        hooks: node.hooks,
-      });
-      const gauge = (name: string, help: string, read: () => number) =>
-        new Gauge({
-          name,
-          help,
-          registers: [node.metrics],
-          collect() {
-            this.set(read());
-          },
-        });
-      gauge('apix_audit_queued', 'Audit entries waiting to be written', () => audit.counters.queued);
-      gauge('apix_audit_written', 'Audit entries committed (since start)', () => audit.counters.written);
-      gauge(
-        'apix_audit_spilled',
-        'Audit entries spilled to disk while the database was away',
-        () => audit.counters.spilled,
-      );
-      gauge(
-        'apix_audit_dropped',
-        'Audit entries refused: queue and spill file full',
-        () => audit.counters.dropped,
-      );
-      gauge(
-        'apix_records_pending',
-        'Connection/channel/key records waiting for the next flush',
-        () => repos.counters.pending,
-      );
-      gauge('apix_records_dropped', 'Records refused by a full buffer', () => repos.counters.dropped);
+      attachRecords(node, db, audit, repos);
     },
     async close() {
       denials.flush();
@@ -164,4 +122,62 @@ export async function openRecords(
       await db.close();
     },
   };
+}
+
+/** Opens the database and migrates it; closes it again when the migration fails. */
+async function openMigratedDatabase(config: Config, log: Logger): Promise<Database> {
+  const db = await createDatabase({
+    databaseUrl: config.databaseUrl,
+    dataDir: config.dataDir,
+    embeddedBuffersMb: config.embeddedDbBuffersMb,
+    logger: log,
+  });
+  try {
+    await migrate(db, { onProgress: (line: string) => log.info(line) });
+  } catch (err) {
+    await db.close();
+    throw err;
+  }
+  return db;
+}
+
+/** Adds the audit API and the records' gauges to a node. */
+function attachRecords(
+  node: Parameters<Records['attach']>[0],
+  db: Database,
+  audit: AuditLogger,
+  repos: RecordRepositories,
+): void {
+  registerAuditRoutes(node.httpRouter, {
+    prisma: db.prisma,
+    authenticator: node.authenticator,
+    hooks: node.hooks,
+  });
+  const gauge = (name: string, help: string, read: () => number) =>
+    new Gauge({
+      name,
+      help,
+      registers: [node.metrics],
+      collect() {
+        this.set(read());
+      },
+    });
+  gauge('apix_audit_queued', 'Audit entries waiting to be written', () => audit.counters.queued);
+  gauge('apix_audit_written', 'Audit entries committed (since start)', () => audit.counters.written);
+  gauge(
+    'apix_audit_spilled',
+    'Audit entries spilled to disk while the database was away',
+    () => audit.counters.spilled,
+  );
+  gauge(
+    'apix_audit_dropped',
+    'Audit entries refused: queue and spill file full',
+    () => audit.counters.dropped,
+  );
+  gauge(
+    'apix_records_pending',
+    'Connection/channel/key records waiting for the next flush',
+    () => repos.counters.pending,
+  );
+  gauge('apix_records_dropped', 'Records refused by a full buffer', () => repos.counters.dropped);
 }
