@@ -22,6 +22,7 @@ import { join } from 'node:path';
 import type { Clock } from '../clock.ts';
 import type { StoreLogger } from '../store/log.ts';
 import { FlushLoop } from '../store/flush-loop.ts';
+import { acquireDirLock } from '../store/dir-lock.ts';
 import type { BrokerEvent, HistoryOptions } from '../broker/broker.ts';
 import type { MemoryHistory } from '../broker/memory-history.ts';
 import type { MemoryIdempotency } from '../broker/memory-idempotency.ts';
@@ -103,11 +104,26 @@ export class StateLog {
   }
 
   /** Restores the state from the log (if any), writes it back compacted, then logs every change. */
+  /** Releases the state log's lock file (taken by open). */
+  private releaseLock: () => void = () => {};
+
   static async open(state: LoggedState, options: StateLogOptions): Promise<StateLog> {
     const log = new StateLog(state, options);
     await mkdir(options.dataDir, { recursive: true });
-    await log.restore();
-    await log.compact();
+    // One process per state log: a second `apix serve` on this data dir must not restore and rewrite it
+    // under the running one (whose later appends would then go to the replaced file).
+    log.releaseLock = acquireDirLock(
+      `${log.path}.lock`,
+      `the state log ${log.path}`,
+      'stop that process, or give this one another APIX_DATA_DIR',
+    );
+    try {
+      await log.restore();
+      await log.compact();
+    } catch (err) {
+      log.releaseLock();
+      throw err;
+    }
     log.attach();
     log.loop.start();
     return log;
@@ -187,6 +203,7 @@ export class StateLog {
     await this.handle?.sync().catch(() => {});
     await this.handle?.close().catch(() => {});
     this.handle = undefined;
+    this.releaseLock();
   }
 
   get buffered(): number {

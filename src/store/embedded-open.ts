@@ -4,13 +4,13 @@
  * start (about a second, more on a busy machine) then runs on its thread while the main thread loads and
  * wires the modules, instead of after them (`prestartEmbedded`; createDatabase takes the started engine).
  */
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { PGliteThread } from './pglite-thread.ts';
+import { acquireDirLock } from './dir-lock.ts';
 
-export class DatabaseInUseError extends Error {
-  override name = 'DatabaseInUseError';
-}
+/** The embedded database is open in another process (or already in this one). */
+export { DataDirInUseError as DatabaseInUseError } from './dir-lock.ts';
 
 export interface EmbeddedEngine {
   readonly dir: string;
@@ -28,7 +28,11 @@ export async function openEmbedded(
   const dir = resolve(dataDir, 'pgdata');
   mkdirSync(dir, { recursive: true });
   // PGlite is single-process: a second process opening the same directory would corrupt it.
-  const releaseLock = acquireDirLock(join(dataDir, 'pgdata.lock'));
+  const releaseLock = acquireDirLock(
+    join(dataDir, 'pgdata.lock'),
+    `the embedded database in ${join(dataDir, 'pgdata')}`,
+    'stop it, or set DATABASE_URL to share a PostgreSQL database',
+  );
   const opened: { onStop: ((err: Error) => void) | undefined } = { onStop: undefined };
   try {
     // On a thread of its own: PGlite runs each statement synchronously on the thread that owns it.
@@ -83,39 +87,4 @@ export async function discardPrestarted(): Promise<void> {
 
 function keyOf(dataDir: string, sharedBuffersMb: number | undefined): string {
   return `${resolve(dataDir)}\u0000${sharedBuffersMb ?? ''}`;
-}
-
-/** An exclusive lock file holding our pid; a lock left by a dead process is taken over. */
-function acquireDirLock(path: string): () => void {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fd = openSync(path, 'wx');
-      writeSync(fd, String(process.pid));
-      closeSync(fd);
-      return () => rmSync(path, { force: true });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const pid = Number(readFileSync(path, 'utf8').trim());
-      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid))
-        throw new DatabaseInUseError(
-          `the embedded database in ${path.replace(/\.lock$/, '')} is in use by process ${pid}; ` +
-            'stop it, or set DATABASE_URL to share a PostgreSQL database',
-        );
-      if (pid === process.pid)
-        throw new DatabaseInUseError(
-          `the embedded database in ${path.replace(/\.lock$/, '')} is already open`,
-        );
-      rmSync(path, { force: true });
-    }
-  }
-  throw new DatabaseInUseError(`could not lock ${path}`);
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

@@ -6,7 +6,7 @@
  */
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnGateway } from '../support/process.ts';
@@ -133,6 +133,42 @@ describe('apix serve on embedded defaults: restart', { timeout: 240_000 }, () =>
       assert.deepEqual(
         h.events.map((x) => x.id),
         [...ids.slice(1), ...more],
+      );
+    } finally {
+      await gw.kill('SIGTERM');
+    }
+  });
+
+  it('a second apix serve on the same data dir is refused and leaves the running one its state log', async () => {
+    const e = await env({ APIX_STATE_FLUSH_MS: '50' });
+    const log = join(e.APIX_DATA_DIR!, 'state.log');
+    const logHolds = (id: string) => () => {
+      try {
+        return readFileSync(log, 'utf8').includes(id);
+      } catch {
+        return false;
+      }
+    };
+    let gw = await spawnGateway(e);
+    let ids: string[];
+    try {
+      ids = await publishN(gw, 'agent:two', 0, 2);
+      await waitFor(logHolds(ids[1]!), 10_000, 'the state log to hold the first events');
+      const inode = statSync(log).ino;
+      await assert.rejects(spawnGateway(e), /in use by process/);
+      assert.equal(statSync(log).ino, inode, 'the refused start did not rewrite the state log');
+      // The running node's later changes still reach the log that a restart reads.
+      ids.push(...(await publishN(gw, 'agent:two', 2, 2)));
+      await waitFor(logHolds(ids[3]!), 10_000, 'the state log to hold the later events');
+    } finally {
+      await gw.kill('SIGKILL');
+    }
+    gw = await spawnGateway(e);
+    try {
+      const h = await history(gw, 'agent:two', '');
+      assert.deepEqual(
+        h.events.map((x) => x.id),
+        ids,
       );
     } finally {
       await gw.kill('SIGTERM');
