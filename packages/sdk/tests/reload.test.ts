@@ -55,21 +55,35 @@ async function setup() {
   return { url, proxy, publish };
 }
 
+/**
+ * Page 1: subscribes with replay, sees the first `n` events, then goes as a reload takes it (its connection
+ * cut through the proxy, the client closed). Resolves with the ids published so far.
+ */
+async function firstPageThenReload(
+  proxy: { port: number; cut(): void },
+  sessionId: string,
+  publish: (n: number) => Promise<string[]>,
+  n: number,
+): Promise<string[]> {
+  const page1 = client(`ws://127.0.0.1:${proxy.port}`, { sessionId });
+  const shown1: string[] = [];
+  page1.subscribe('agent:feed', { replay: { last: 50 } }).on('*', (e) => void shown1.push(e.id));
+  await page1.connect();
+  const ids = await publish(n);
+  await eventually(() => shown1.length === n);
+  const gone = nextEmit(page1, 'connection.disconnected');
+  proxy.cut();
+  await gone;
+  await page1.close();
+  return ids;
+}
+
 describe('SDK: a reloaded page resuming its stored session', () => {
   it('gets the replay it asked for (replay.last), each event once and in order, not a blank page', async () => {
     const { url, proxy, publish } = await setup();
     const sessionId = 'stored-in-local-storage';
     // Page 1, through the proxy so that the test can take it away as a reload does.
-    const page1 = client(`ws://127.0.0.1:${proxy.port}`, { sessionId });
-    const shown1: string[] = [];
-    page1.subscribe('agent:feed', { replay: { last: 50 } }).on('*', (e) => void shown1.push(e.id));
-    await page1.connect();
-    const ids = await publish(5);
-    await eventually(() => shown1.length === 5);
-    const gone = nextEmit(page1, 'connection.disconnected');
-    proxy.cut();
-    await gone;
-    await page1.close();
+    const ids = await firstPageThenReload(proxy, sessionId, publish, 5);
     ids.push(...(await publish(2)));
 
     // Page 2: same stored sessionId, a fresh SDK with no position, the same subscription.
@@ -89,16 +103,7 @@ describe('SDK: a reloaded page resuming its stored session', () => {
   it('with the position the application kept (since), continues after it', async () => {
     const { url, proxy, publish } = await setup();
     const sessionId = 'stored-2';
-    const page1 = client(`ws://127.0.0.1:${proxy.port}`, { sessionId });
-    const shown1: string[] = [];
-    page1.subscribe('agent:feed', { replay: { last: 50 } }).on('*', (e) => void shown1.push(e.id));
-    await page1.connect();
-    const ids = await publish(4);
-    await eventually(() => shown1.length === 4);
-    const gone = nextEmit(page1, 'connection.disconnected');
-    proxy.cut();
-    await gone;
-    await page1.close();
+    const ids = await firstPageThenReload(proxy, sessionId, publish, 4);
     ids.push(...(await publish(2)));
     const page2 = client(url, { sessionId });
     const shown2: string[] = [];
