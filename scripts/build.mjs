@@ -6,7 +6,10 @@
 //   1. tsc -p tsconfig.build.json          src/**/*.ts -> dist/**/*.js (imports rewritten to .js)
 //   2. the files src/ reads at run time    Lua scripts, the PGlite worker, the dashboard's page and script
 //   3. esbuild                             dist/public/sdk/apix.js (the SDK for browsers) and the feed example
-// Usage: node scripts/build.mjs [--skip-tsc]
+//   4. the embedded database's template    dist/pglite-template/<key>/pgdata: a migrated empty PGlite database
+//                                          that a node's first start copies instead of running initdb (seconds);
+//                                          made again only when PGlite or the migrations change
+// Usage: node scripts/build.mjs [--skip-tsc] [--skip-template]
 import { spawnSync } from 'node:child_process';
 import { cpSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
@@ -67,4 +70,25 @@ await esbuild.build({ ...sdkBundleOptions(ROOT), outfile: join(PUBLIC, 'sdk', 'a
 await esbuild.build({ ...feedScriptOptions(ROOT), outfile: join(PUBLIC, 'examples', 'feed', 'feed.js') });
 for (const file of ['index.html', 'feed.css'])
   cpSync(join(ROOT, 'examples', 'feed', file), join(PUBLIC, 'examples', 'feed', file));
+
+if (!process.argv.includes('--skip-template')) {
+  step('the embedded database template (made once per PGlite version and set of migrations)');
+  const { buildEmbeddedTemplate, TEMPLATE_SLIMMING_SQL } = await import(
+    join(DIST, 'store', 'embedded-template.js')
+  );
+  const { createDatabase } = await import(join(DIST, 'store', 'database.js'));
+  const { migrate } = await import(join(DIST, 'store', 'migrate.js'));
+  const made = await buildEmbeddedTemplate(async (dataDir) => {
+    const db = await createDatabase({ dataDir });
+    try {
+      await migrate(db);
+      await db.withRawSession(async (session) => {
+        for (const sql of TEMPLATE_SLIMMING_SQL) await session.exec(sql);
+      });
+    } finally {
+      await db.close();
+    }
+  });
+  step(`${made.built ? 'made' : 'kept'} ${relative(ROOT, made.path)}`);
+}
 step('done: dist/');

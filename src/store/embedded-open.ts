@@ -8,6 +8,7 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { PGliteThread } from './pglite-thread.ts';
 import { acquireDirLock } from './dir-lock.ts';
+import { seedFromTemplate } from './embedded-template.ts';
 
 /** The embedded database is open in another process (or already in this one). */
 export { DataDirInUseError as DatabaseInUseError } from './dir-lock.ts';
@@ -33,6 +34,13 @@ export async function openEmbedded(
     `the embedded database in ${join(dataDir, 'pgdata')}`,
     'stop it, or set DATABASE_URL to share a PostgreSQL database',
   );
+  try {
+    // A first start copies the build's migrated template instead of running initdb (seconds).
+    seedFromTemplate(dir);
+  } catch (err) {
+    releaseLock();
+    throw err;
+  }
   const opened: { onStop: ((err: Error) => void) | undefined } = { onStop: undefined };
   try {
     // On a thread of its own: PGlite runs each statement synchronously on the thread that owns it.
