@@ -36,7 +36,7 @@ export async function openEmbedded(
   );
   try {
     // A first start copies the build's migrated template instead of running initdb (seconds).
-    seedFromTemplate(dir);
+    await seedFromTemplate(dir);
   } catch (err) {
     releaseLock();
     throw err;

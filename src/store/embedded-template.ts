@@ -8,7 +8,6 @@
  */
 import { createHash } from 'node:crypto';
 import {
-  cpSync,
   mkdirSync,
   existsSync,
   mkdtempSync,
@@ -18,9 +17,13 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
+import { copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadMigrations } from './migrate.ts';
+
+/** Files copied at once: enough to keep libuv's four threads busy. */
+const COPY_CONCURRENCY = 8;
 
 /** Beside the compiled gateway (dist/), so that the Docker image, which copies dist/, carries it too. */
 const TEMPLATES_DIR = fileURLToPath(new URL('../../dist/pglite-template/', import.meta.url));
@@ -61,10 +64,12 @@ export function embeddedTemplatePath(templatesDir: string = TEMPLATES_DIR): stri
 }
 
 /**
- * Fills an empty `pgdata` directory from the template, when there is one. Returns whether it did. A directory
+ * Fills an empty `pgdata` directory from the template, when there is one. Resolves whether it did. A directory
  * that holds anything is left to PGlite (an existing database, or the remains of an interrupted start).
+ * Asynchronous and several files at a time (libuv's thread pool): creating files is the cost here, and the
+ * calling thread goes on loading the gateway meanwhile.
  */
-export function seedFromTemplate(pgdata: string, templatesDir?: string): boolean {
+export async function seedFromTemplate(pgdata: string, templatesDir?: string): Promise<boolean> {
   if (readdirSync(pgdata).length > 0) return false;
   let template: string;
   try {
@@ -73,7 +78,31 @@ export function seedFromTemplate(pgdata: string, templatesDir?: string): boolean
     return false; // no migrations or no PGlite package to key by: create the database as before
   }
   if (!existsSync(join(template, 'PG_VERSION'))) return false;
-  cpSync(template, pgdata, { recursive: true });
+  // Copied beside it and renamed when whole: a start killed mid-copy leaves no half database behind.
+  const seeding = `${pgdata}.seeding`;
+  rmSync(seeding, { recursive: true, force: true });
+  mkdirSync(seeding);
+  const files: string[] = [];
+  const walk = (rel: string): void => {
+    for (const entry of readdirSync(join(template, rel), { withFileTypes: true })) {
+      const path = join(rel, entry.name);
+      if (entry.isDirectory()) {
+        mkdirSync(join(seeding, path), { recursive: true });
+        walk(path);
+      } else files.push(path);
+    }
+  };
+  walk('');
+  let next = 0;
+  const copyNext = async (): Promise<void> => {
+    while (next < files.length) {
+      const path = files[next++]!;
+      await copyFile(join(template, path), join(seeding, path));
+    }
+  };
+  await Promise.all(Array.from({ length: COPY_CONCURRENCY }, copyNext));
+  rmSync(pgdata, { recursive: true, force: true }); // empty, checked above
+  renameSync(seeding, pgdata);
   return true;
 }
 

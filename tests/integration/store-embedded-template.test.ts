@@ -45,7 +45,7 @@ describe('embedded database template', () => {
     const dataDir = join(root, 'node');
     const pgdata = join(dataDir, 'pgdata');
     mkdirSync(pgdata, { recursive: true });
-    assert.equal(seedFromTemplate(pgdata, templates), true);
+    assert.equal(await seedFromTemplate(pgdata, templates), true);
     assert.ok(existsSync(join(pgdata, 'PG_VERSION')));
 
     let db = await createDatabase({ dataDir });
@@ -59,16 +59,16 @@ describe('embedded database template', () => {
     await db.close();
   });
 
-  it('leaves a data dir that holds anything alone, and does nothing without a template', () => {
+  it('leaves a data dir that holds anything alone, and does nothing without a template', async () => {
     const occupied = join(root, 'occupied');
     mkdirSync(occupied);
     writeFileSync(join(occupied, 'something'), 'x');
-    assert.equal(seedFromTemplate(occupied, templates), false);
+    assert.equal(await seedFromTemplate(occupied, templates), false);
     assert.deepEqual(readdirSync(occupied), ['something']);
 
     const empty = join(root, 'empty');
     mkdirSync(empty);
-    assert.equal(seedFromTemplate(empty, join(root, 'no-templates')), false);
+    assert.equal(await seedFromTemplate(empty, join(root, 'no-templates')), false);
     assert.deepEqual(readdirSync(empty), []);
   });
 });
