@@ -489,6 +489,11 @@ export const SETTINGS = {
     int(1, 1024).default(16),
     "embedded PGlite only: its `shared_buffers`, the pages it keeps in the gateway's own memory",
   ),
+  embeddedDbIdleCloseMs: s(
+    'APIX_EMBEDDED_DB_IDLE_CLOSE_MS',
+    int(0, 86_400_000).default(30_000),
+    'embedded PGlite only: after this long without a statement its engine is shut down (its 50-110 MB returned) and started again, in about half a second, by the next statement; 0: never',
+  ),
 } satisfies Table;
 
 export type Config = ConfigOf<typeof SETTINGS>;

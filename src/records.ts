@@ -69,7 +69,10 @@ export async function openRecords(
   const channels = await new PrismaChannelRegistry(db.prisma, {
     clock,
     logger: log,
-    refreshMs: 5_000,
+    // The refresh picks up changes made by other processes. None can reach an embedded database while this
+    // node runs (its directory is locked to this process; `apix channels` opens it only when no node does),
+    // and a poll would keep the engine from ever shutting down while idle.
+    refreshMs: db.kind === 'pglite' ? 0 : 5_000,
   }).start();
   const audit = new AuditLogger({
     db,
@@ -130,6 +133,7 @@ async function openMigratedDatabase(config: Config, log: Logger): Promise<Databa
     databaseUrl: config.databaseUrl,
     dataDir: config.dataDir,
     embeddedBuffersMb: config.embeddedDbBuffersMb,
+    embeddedIdleCloseMs: config.embeddedDbIdleCloseMs,
     logger: log,
   });
   try {

@@ -40,6 +40,8 @@ export interface Database {
   readonly location: string;
   /** True when a trivial query answers within `timeoutMs`; never throws (for /readyz). */
   ping(timeoutMs?: number): Promise<boolean>;
+  /** Embedded PGlite only: its engine is shut down for idleness (started again by the next statement). */
+  readonly suspended?: boolean;
   /**
    * Runs `fn` on one dedicated connection (PostgreSQL) or on the embedded engine (PGlite), for work
    * Prisma cannot express: multi-statement migration scripts inside one transaction.
@@ -67,6 +69,8 @@ export interface DatabaseOptions {
    * parameter: it holds from this open on, nothing is written to the data directory.
    */
   readonly embeddedBuffersMb?: number | undefined;
+  /** Embedded PGlite only: see PGliteThreadOptions.idleCloseMs (default: never). */
+  readonly embeddedIdleCloseMs?: number | undefined;
   /** Pool size on PostgreSQL (default 10). */
   readonly poolSize?: number;
   /** Client-side limit on one query, so that a dead network fails writes instead of hanging them. */
@@ -173,9 +177,15 @@ async function createPostgres(options: DatabaseOptions, url: string): Promise<Da
 
 async function createPglite(options: DatabaseOptions): Promise<Database> {
   // Started already by `apix serve` (prestartEmbedded) when it could, else now.
-  const opened = await (takePrestarted(options.dataDir, options.embeddedBuffersMb) ??
-    openEmbedded(options.dataDir, options.embeddedBuffersMb));
+  const embedded = { sharedBuffersMb: options.embeddedBuffersMb, idleCloseMs: options.embeddedIdleCloseMs };
+  const opened = await (takePrestarted(options.dataDir, embedded) ?? openEmbedded(options.dataDir, embedded));
   const { dir, engine, releaseLock } = opened;
+  opened.onIdle = (state) =>
+    (options.logger ?? silentLogger).info(
+      state === 'suspended'
+        ? 'the embedded database is shut down while idle (started again by the next statement)'
+        : 'the embedded database is started again',
+    );
   opened.onStop = (err) =>
     (options.logger ?? silentLogger).error(
       { err },
@@ -191,8 +201,13 @@ async function createPglite(options: DatabaseOptions): Promise<Database> {
     prisma,
     kind: 'pglite',
     location: dir,
+    get suspended() {
+      return engine.suspended;
+    },
     async ping() {
       if (engine.closed) return false;
+      // Shut down for idleness, and started again by the next statement: not woken up just to answer.
+      if (engine.suspended) return true;
       try {
         await engine.query('SELECT 1');
         return true;

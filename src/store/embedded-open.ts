@@ -19,13 +19,18 @@ export interface EmbeddedEngine {
   releaseLock(): void;
   /** Who is told when the thread stops without close() (set by whoever takes the engine). */
   onStop: ((err: Error) => void) | undefined;
+  /** Who is told when the engine shuts down for idleness and starts again (set by whoever takes it). */
+  onIdle: ((state: 'suspended' | 'resumed') => void) | undefined;
 }
 
 /** Locks `<dataDir>/pgdata` and opens PGlite in it on its own thread. */
-export async function openEmbedded(
-  dataDir: string,
-  sharedBuffersMb: number | undefined,
-): Promise<EmbeddedEngine> {
+export interface EmbeddedOptions {
+  readonly sharedBuffersMb?: number | undefined;
+  /** See PGliteThreadOptions.idleCloseMs. */
+  readonly idleCloseMs?: number | undefined;
+}
+
+export async function openEmbedded(dataDir: string, options: EmbeddedOptions = {}): Promise<EmbeddedEngine> {
   const dir = resolve(dataDir, 'pgdata');
   mkdirSync(dir, { recursive: true });
   // PGlite is single-process: a second process opening the same directory would corrupt it.
@@ -41,10 +46,14 @@ export async function openEmbedded(
     releaseLock();
     throw err;
   }
-  const opened: { onStop: ((err: Error) => void) | undefined } = { onStop: undefined };
+  const opened: Pick<EmbeddedEngine, 'onStop' | 'onIdle'> = { onStop: undefined, onIdle: undefined };
   try {
     // On a thread of its own: PGlite runs each statement synchronously on the thread that owns it.
-    const engine = await PGliteThread.open({ dataDir: dir, sharedBuffersMb }, (err) => opened.onStop?.(err));
+    const engine = await PGliteThread.open(
+      { dataDir: dir, sharedBuffersMb: options.sharedBuffersMb },
+      (err) => opened.onStop?.(err),
+      { idleCloseMs: options.idleCloseMs, onIdle: (state) => opened.onIdle?.(state) },
+    );
     return Object.assign(opened, { dir, engine, releaseLock });
   } catch (err) {
     releaseLock();
@@ -58,19 +67,19 @@ let started: { key: string; opening: Promise<EmbeddedEngine> } | undefined;
  * Starts opening the embedded store now, for the next createDatabase with the same directory and buffers to
  * take. At most one is held; a failure is reported by that createDatabase, as if it had opened it itself.
  */
-export function prestartEmbedded(dataDir: string, sharedBuffersMb: number | undefined): void {
+export function prestartEmbedded(dataDir: string, options: EmbeddedOptions = {}): void {
   if (started) return;
-  const opening = openEmbedded(dataDir, sharedBuffersMb);
+  const opening = openEmbedded(dataDir, options);
   opening.catch(() => undefined); // reported to whoever takes it
-  started = { key: keyOf(dataDir, sharedBuffersMb), opening };
+  started = { key: keyOf(dataDir, options), opening };
 }
 
 /** The engine prestartEmbedded began for this directory and buffers, if any (once). */
 export function takePrestarted(
   dataDir: string,
-  sharedBuffersMb: number | undefined,
+  options: EmbeddedOptions = {},
 ): Promise<EmbeddedEngine> | undefined {
-  if (!started || started.key !== keyOf(dataDir, sharedBuffersMb)) return undefined;
+  if (!started || started.key !== keyOf(dataDir, options)) return undefined;
   const { opening } = started;
   started = undefined;
   return opening;
@@ -93,6 +102,6 @@ export async function discardPrestarted(): Promise<void> {
   }
 }
 
-function keyOf(dataDir: string, sharedBuffersMb: number | undefined): string {
-  return `${resolve(dataDir)}\u0000${sharedBuffersMb ?? ''}`;
+function keyOf(dataDir: string, options: EmbeddedOptions): string {
+  return `${resolve(dataDir)}\u0000${options.sharedBuffersMb ?? ''}\u0000${options.idleCloseMs ?? ''}`;
 }

@@ -15,6 +15,7 @@
 import { Worker } from 'node:worker_threads';
 import { messages, types, type Results } from '@electric-sql/pglite';
 import { InternalError } from '@apix/protocol/internal-errors';
+import { systemClock, type Clock, type TimerHandle } from '../clock.ts';
 
 export interface WorkerStart {
   readonly dataDir: string;
@@ -70,39 +71,93 @@ export interface ThreadTransaction {
 
 const defaultParsers = types.parsers as unknown as Record<number, Parser>;
 
+export interface PGliteThreadOptions {
+  /**
+   * Ends the thread after this long without a statement, and starts it again (about half a second) for the
+   * next one: an idle gateway then holds no PostgreSQL engine (some 50-110 MB of WebAssembly memory and
+   * code). 0 or undefined: never.
+   */
+  readonly idleCloseMs?: number | undefined;
+  readonly clock?: Clock | undefined;
+  /** Told each time the thread ends for idleness and each time it starts again (metrics, logs). */
+  readonly onIdle?: ((state: 'suspended' | 'resumed') => void) | undefined;
+}
+
 export class PGliteThread {
-  private readonly worker: Worker;
+  /** Undefined while suspended for idleness (and after close). */
+  private worker: Worker | undefined;
+  private waking: Promise<void> | undefined;
   private readonly calls = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private nextId = 1;
   /** Top-level statements and transactions, one at a time, in order. */
   private lock: Promise<unknown> = Promise.resolve();
+  /** Statements and transactions asked for and not finished (queued on the lock or running). */
+  private pending = 0;
+  private idleTimer: TimerHandle | undefined;
   /** Array types' parsers, as PGlite makes them at start. */
   private readonly arrayParsers: Record<number, Parser> = {};
   private stopped: Error | undefined;
   private closing: Promise<void> | undefined;
+  private readonly clock: Clock;
 
   /** Starts the thread and opens (or creates) the database in `dataDir`. */
-  static async open(start: WorkerStart, onStop?: (err: Error) => void): Promise<PGliteThread> {
-    const thread = new PGliteThread(start, onStop);
+  static async open(
+    start: WorkerStart,
+    onStop?: (err: Error) => void,
+    options: PGliteThreadOptions = {},
+  ): Promise<PGliteThread> {
+    const thread = new PGliteThread(start, onStop, options);
     try {
-      await new Promise<unknown>((resolve, reject) => thread.calls.set(0, { resolve, reject }));
+      await thread.wake();
       await thread.loadArrayTypes();
     } catch (err) {
-      await thread.worker.terminate();
+      await thread.worker?.terminate();
       throw err;
     }
+    thread.armIdle();
     return thread;
   }
 
   /** `onStop`: the thread ended without close() (a crash); every call fails from then on. */
-  private constructor(start: WorkerStart, onStop?: (err: Error) => void) {
-    this.worker = new Worker(new URL('./pglite-worker.mjs', import.meta.url), {
-      workerData: start,
+  private constructor(
+    private readonly start: WorkerStart,
+    private readonly onStop: ((err: Error) => void) | undefined,
+    private readonly options: PGliteThreadOptions,
+  ) {
+    this.clock = options.clock ?? systemClock;
+  }
+
+  /** Whether the thread is ended for idleness (it starts again on the next statement). */
+  get suspended(): boolean {
+    return this.worker === undefined && !this.closed;
+  }
+
+  /** Starts the thread (and the engine in it) when it is not running. */
+  private wake(): Promise<void> {
+    if (this.worker) return Promise.resolve();
+    this.waking ??= (async () => {
+      const worker = this.spawn();
+      try {
+        await new Promise<unknown>((resolve, reject) => this.calls.set(0, { resolve, reject }));
+        this.worker = worker;
+      } catch (err) {
+        await worker.terminate();
+        throw err;
+      } finally {
+        this.waking = undefined;
+      }
+    })();
+    return this.waking;
+  }
+
+  private spawn(): Worker {
+    const worker = new Worker(new URL('./pglite-worker.mjs', import.meta.url), {
+      workerData: this.start,
       // The thread's JavaScript is small (the rows cross as text); a small young generation keeps the
       // garbage of its messages from adding megabytes to the process.
       resourceLimits: { maxYoungGenerationSizeMb: 4 },
     });
-    this.worker.on('message', (res: PgliteResponse) => {
+    worker.on('message', (res: PgliteResponse) => {
       const call = this.calls.get(res.id);
       if (!call) return;
       this.calls.delete(res.id);
@@ -110,17 +165,40 @@ export class PGliteThread {
       else call.reject(toError(res.error));
     });
     const stop = (err: Error): void => {
-      if (!this.stopped && !this.closing) onStop?.(err);
+      // A thread ended for idleness (no longer this.worker, not waking) is no failure.
+      if (this.worker !== worker && !this.waking) return;
+      if (!this.stopped && !this.closing) this.onStop?.(err);
       this.stopped ??= err;
       for (const call of this.calls.values()) call.reject(err);
       this.calls.clear();
     };
-    this.worker.on('error', (err) =>
+    worker.on('error', (err) =>
       stop(new InternalError('APIX_ERR_DB_UNAVAILABLE', `the embedded database stopped: ${err.message}`)),
     );
-    this.worker.on('exit', (code) =>
+    worker.on('exit', (code) =>
       stop(new InternalError('APIX_ERR_DB_UNAVAILABLE', `the embedded database thread exited (${code})`)),
     );
+    return worker;
+  }
+
+  private armIdle(): void {
+    const ms = this.options.idleCloseMs;
+    if (!ms || this.pending > 0 || this.closed || !this.worker) return;
+    this.idleTimer?.cancel();
+    this.idleTimer = this.clock.setTimeout(() => {
+      this.idleTimer = undefined;
+      this.lock = this.lock.then(() => this.suspendIfIdle()).catch(() => undefined);
+    }, ms);
+  }
+
+  /** On the lock, so that nothing runs meanwhile: closes the engine cleanly, then ends its thread. */
+  private async suspendIfIdle(): Promise<void> {
+    const worker = this.worker;
+    if (this.pending > 0 || this.closed || !worker) return;
+    await this.call({ id: 0, op: 'close' });
+    this.worker = undefined;
+    this.options.onIdle?.('suspended');
+    await worker.terminate();
   }
 
   get closed(): boolean {
@@ -189,18 +267,38 @@ export class PGliteThread {
 
   /** Closes the engine (flushing it to disk) and ends the thread. Idempotent. */
   close(): Promise<void> {
+    this.idleTimer?.cancel();
     this.closing ??= (async () => {
+      // After the statements already asked for (a suspended thread is not woken just to be closed).
+      await this.lock;
+      const worker = this.worker;
+      if (!worker) return;
       try {
-        if (!this.stopped) await this.exclusive(() => this.call({ id: 0, op: 'close' }));
+        if (!this.stopped) await this.call({ id: 0, op: 'close' });
       } finally {
-        await this.worker.terminate();
+        this.worker = undefined;
+        await worker.terminate();
       }
     })();
     return this.closing;
   }
 
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.lock.then(fn);
+    this.pending++;
+    this.idleTimer?.cancel();
+    this.idleTimer = undefined;
+    const run = this.lock
+      .then(async () => {
+        if (!this.worker && !this.stopped && !this.closing) {
+          await this.wake();
+          this.options.onIdle?.('resumed');
+        }
+        return fn();
+      })
+      .finally(() => {
+        this.pending--;
+        this.armIdle();
+      });
     this.lock = run.catch(() => undefined);
     return run;
   }
@@ -227,11 +325,14 @@ export class PGliteThread {
 
   private call(req: PgliteRequest): Promise<unknown> {
     if (this.stopped) return Promise.reject(this.stopped);
+    const worker = this.worker;
+    if (!worker)
+      return Promise.reject(new InternalError('APIX_ERR_CLOSED', 'the embedded database is closed'));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.calls.set(id, { resolve, reject });
       try {
-        this.worker.postMessage({ ...req, id });
+        worker.postMessage({ ...req, id });
       } catch (err) {
         // A parameter that cannot be cloned: this call fails, the others go on.
         this.calls.delete(id);

@@ -19,6 +19,7 @@ import { silentLogger, type StoreLogger } from './log.ts';
 export interface PrismaChannelRegistryOptions {
   readonly clock?: Clock;
   /** Default 5000 ms. */
+  /** 0: never (this process is the only writer). */
   readonly refreshMs?: number;
   readonly logger?: StoreLogger;
 }
@@ -43,9 +44,11 @@ export class PrismaChannelRegistry implements ChannelRegistry {
   /** Loads every configured channel, then refreshes on the interval. Throws if the first load fails. */
   async start(): Promise<this> {
     await this.load();
-    this.timer ??= this.clock.setInterval(() => {
-      this.load().catch((err: unknown) => this.logger.warn({ err }, 'channel settings refresh failed'));
-    }, this.options.refreshMs ?? 5_000);
+    const refreshMs = this.options.refreshMs ?? 5_000;
+    if (refreshMs > 0)
+      this.timer ??= this.clock.setInterval(() => {
+        this.load().catch((err: unknown) => this.logger.warn({ err }, 'channel settings refresh failed'));
+      }, refreshMs);
     return this;
   }
 

@@ -105,7 +105,11 @@ async function openServingNode(
 ): Promise<{ readonly node: ApiXNode; readonly records: Records | undefined } | undefined> {
   // The embedded database first: it opens on its own thread while this one loads the gateway's modules
   // (node.ts and what it imports, Prisma's client among them), which are loaded only now for that reason.
-  if (config.records && !config.databaseUrl) prestartEmbedded(config.dataDir, config.embeddedDbBuffersMb);
+  if (config.records && !config.databaseUrl)
+    prestartEmbedded(config.dataDir, {
+      sharedBuffersMb: config.embeddedDbBuffersMb,
+      idleCloseMs: config.embeddedDbIdleCloseMs,
+    });
   try {
     const { NodeOpenError, openNode } = await import('../../node.ts');
     try {
