@@ -20,7 +20,7 @@ import {
 import { copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadMigrations } from './migrate.ts';
+import { loadMigrations } from './migrations.ts';
 
 /** Files copied at once: enough to keep libuv's four threads busy. */
 const COPY_CONCURRENCY = 8;

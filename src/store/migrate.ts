@@ -4,22 +4,13 @@
  * applied migrations are recorded (with a checksum) in "_apix_migrations". A migration whose file changed
  * after it was applied stops the run: migrations are append-only.
  */
-import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Database, RawSqlSession } from './database.ts';
+import { loadMigrations, type Migration } from './migrations.ts';
 
-export const DEFAULT_MIGRATIONS_DIR = fileURLToPath(new URL('../../prisma/migrations/', import.meta.url));
+export { DEFAULT_MIGRATIONS_DIR, loadMigrations, type Migration } from './migrations.ts';
 
 /** Arbitrary, fixed: the advisory lock every APIX migrator takes (pg_advisory_xact_lock key). */
 const MIGRATION_LOCK_KEY = 7_242_031_337;
-
-export interface Migration {
-  readonly name: string;
-  readonly sql: string;
-  readonly checksum: string;
-}
 
 export interface MigrateResult {
   readonly applied: readonly string[];
@@ -34,16 +25,6 @@ export interface MigrateOptions {
 
 export class MigrationError extends Error {
   override name = 'MigrationError';
-}
-
-export function loadMigrations(dir: string = DEFAULT_MIGRATIONS_DIR): Migration[] {
-  return readdirSync(dir)
-    .filter((name) => /^\d{14}_[A-Za-z0-9_]+$/.test(name) && statSync(join(dir, name)).isDirectory())
-    .sort()
-    .map((name) => {
-      const sql = readFileSync(join(dir, name, 'migration.sql'), 'utf8');
-      return { name, sql, checksum: createHash('sha256').update(sql).digest('hex') };
-    });
 }
 
 export async function migrate(db: Database, options: MigrateOptions = {}): Promise<MigrateResult> {
