@@ -4,8 +4,6 @@
  * migrations. One place creates the Prisma client; components receive it (STYLE.md 2).
  */
 import type { PGlite } from '@electric-sql/pglite';
-import { PrismaPg } from '@prisma/adapter-pg';
-import pg from 'pg';
 import { PrismaPGlite } from 'pglite-prisma-adapter';
 import { openEmbedded, takePrestarted } from './embedded-open.ts';
 import { PrismaClient } from '../generated/prisma/client.ts';
@@ -121,6 +119,9 @@ async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
 }
 
 async function createPostgres(options: DatabaseOptions, url: string): Promise<Database> {
+  // Loaded only here: `pg` probes for Cloudflare Workers when it loads (a `new Response`, which loads
+  // undici), 150-700 ms of an embedded node's start for a driver it never uses.
+  const [{ default: pg }, { PrismaPg }] = await Promise.all([import('pg'), import('@prisma/adapter-pg')]);
   const logger = options.logger ?? silentLogger;
   const pool = new pg.Pool({
     connectionString: url,
