@@ -54,13 +54,13 @@ describe('the live activity feed in Chromium', { skip, timeout: 60_000 }, () => 
   let browser: Browser;
   const nodes = new Set<ApiXNode>();
 
-  /** A node on the Redis engine, serving the example, on `port` (0: any). */
-  async function startNode(port: number, nodeId: string): Promise<ApiXNode> {
+  /** A node on the Redis engine, serving the example, on `port` (0: any); its keys under `keyPrefix`. */
+  async function startNode(port: number, nodeId: string, keyPrefix = prefix): Promise<ApiXNode> {
     const cfg = config({
       port,
       nodeId,
       redisUrl: redis.url,
-      redisPrefix: prefix,
+      redisPrefix: keyPrefix,
       sessionTtlMs: 60_000,
       drainTimeoutMs: 2000,
     });
@@ -192,9 +192,11 @@ describe('the live activity feed in Chromium', { skip, timeout: 60_000 }, () => 
 
   for (const transport of ['websocket', 'http-stream'] as const)
     it(`shows what a Node service publishes, then survives a gateway restart: each event once, in order (${transport}${transport === 'websocket' ? '' : ', the page has no WebSocket'})`, async () => {
-      let node1 = await startNode(0, `e2e-1-${transport}`);
+      // A cluster of its own (its own history): the page replays the channels' last events when it opens.
+      const cluster = `${prefix}${transport}:`;
+      let node1 = await startNode(0, `e2e-1-${transport}`, cluster);
       const port = Number(new URL(node1.httpUrl).port);
-      const node2 = await startNode(0, `e2e-2-${transport}`); // another node of the cluster, up while node 1 is down
+      const node2 = await startNode(0, `e2e-2-${transport}`, cluster); // another node of the cluster, up while node 1 is down
       const jwt = await token({ sub: `alice-${transport}`, org: 'acme', roles: ['member'] });
       const { context, page, problems } = await openFeed(node1, jwt, FEED_CHANNELS, {
         withoutWebSocket: transport !== 'websocket',
@@ -227,7 +229,7 @@ describe('the live activity feed in Chromium', { skip, timeout: 60_000 }, () => 
 
         // 4. A new gateway process on the same port: the page resumes and catches up; then more live events
         //    (the SDK publisher's were buffered while it was reconnecting, and go out once it is back).
-        node1 = await startNode(port, `e2e-1b-${transport}`);
+        node1 = await startNode(port, `e2e-1b-${transport}`, cluster);
         await publishAll(
           agentRun(3),
           { http: new HttpPublisher(node1.httpUrl, API_KEY), sdk: sdkPublisher },
