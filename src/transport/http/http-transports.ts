@@ -30,6 +30,8 @@ const MAX_WAITING_POSTS = 4;
 export const SESSION_TOKEN_HEADER = 'x-apix-session-token';
 
 export interface HttpTransportDeps extends UpgradeDeps {
+  /** Starts every session token: a load balancer routes `POST /v1/frames` to the node holding the stream. */
+  readonly nodeId: string;
   readonly now: () => number;
   /** Authenticates the real token of `POST /v1/sse/ticket` (with the HTTP API's auth-failure hook). */
   readonly authenticate: (req: IncomingMessage) => Promise<unknown>;
@@ -143,7 +145,7 @@ export class HttpTransports<C> {
 
   /** The stream's headers, its transport and connection, and the connect frame handed to the host. */
   private start(res: ServerResponse, format: StreamFormat, peer: Peer, frame: ConnectFrame): void {
-    const token = this.random(24).toString('base64url');
+    const token = `${this.deps.nodeId}.${this.random(24).toString('base64url')}`;
     res.writeHead(200, {
       'Content-Type': STREAM_CONTENT_TYPES[format],
       // No cache, and no transformation (compression) by a proxy: each frame must pass at once.
