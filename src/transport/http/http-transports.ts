@@ -8,10 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ApiXError, isApiXError } from '@apix/protocol';
-import type { Config } from '../../config.ts';
-import type { HookBus } from '../../hooks.ts';
 import type { Peer } from '../../auth/principal.ts';
-import type { RateLimiter } from '../../ratelimit/rate-limiter.ts';
 import type { HttpContext, HttpRouter } from '../../http/router.ts';
 import { readJson, sendJson } from '../../http/router.ts';
 import type { TransportHost } from '../transport.ts';
