@@ -193,6 +193,24 @@ describe('HTTP streaming and SSE', () => {
   }
 });
 
+describe('HTTP stream lifetime', () => {
+  it("outlives the HTTP server's request timeout (that bounds reading a request, not a response)", async () => {
+    const node = await startNode(
+      { heartbeatIntervalMs: 200 },
+      { httpTimeouts: { headersTimeoutMs: 500, requestTimeoutMs: 600, checkIntervalMs: 50 } },
+    );
+    try {
+      const c = await StreamClient.connect(node.httpUrl, 'http-stream');
+      const pings = () => c.frames.filter((f) => f.type === 'heartbeat.ping').length;
+      await waitFor(() => pings() >= 8, 10_000, 'pings for longer than the request timeout');
+      assert.equal(c.closed, undefined);
+      c.close();
+    } finally {
+      await node.close();
+    }
+  });
+});
+
 describe('HTTP streaming backpressure', () => {
   it('cuts a stream whose client stops reading (slow consumer), with the others unaffected', async () => {
     const rateLimits = { ...config().rateLimits, publish: { perSec: 0, burst: 1 } };
