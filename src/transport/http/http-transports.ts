@@ -142,6 +142,8 @@ export class HttpTransports<C> {
 
   /** The stream's headers, its transport and connection, and the connect frame handed to the host. */
   private start(res: ServerResponse, format: StreamFormat, peer: Peer, frame: ConnectFrame): void {
+    // The client left during the awaits above: its response's close has been emitted, nobody would hear it.
+    if (res.destroyed || res.socket === null || res.socket.destroyed) return;
     const token = `${this.deps.nodeId}.${this.random(24).toString('base64url')}`;
     res.writeHead(200, {
       'Content-Type': STREAM_CONTENT_TYPES[format],
