@@ -193,6 +193,38 @@ describe('HTTP streaming and SSE', () => {
   }
 });
 
+describe('HTTP stream admission', () => {
+  it('counts streams under the per-address cap with WebSockets (429), and APIX_HTTP_TRANSPORTS=false removes the routes', async () => {
+    const base = config();
+    const node = await startNode({ connectionCaps: { ...base.connectionCaps, perAddress: 1 } });
+    try {
+      const ws = await RawClient.connect(node.wsUrl);
+      const refused = await fetch(`${node.httpUrl}/v1/stream`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify(connectFrame(await token())),
+      });
+      assert.equal(refused.status, 429);
+      assert.equal(((await refused.json()) as { code: string }).code, 'RATE_LIMITED');
+      ws.close();
+    } finally {
+      await node.close();
+    }
+    const off = await startNode({ httpTransports: { ...base.httpTransports, enabled: false } });
+    try {
+      for (const [method, path] of [
+        ['POST', '/v1/stream'],
+        ['POST', '/v1/frames'],
+        ['POST', '/v1/sse/ticket'],
+        ['GET', '/v1/sse'],
+      ] as const)
+        assert.equal((await fetch(`${off.httpUrl}${path}`, { method })).status, 404, path);
+    } finally {
+      await off.close();
+    }
+  });
+});
+
 describe('HTTP stream lifetime', () => {
   it("outlives the HTTP server's request timeout (that bounds reading a request, not a response)", async () => {
     const node = await startNode(
