@@ -35,6 +35,8 @@ import { MemorySuspensionStore } from './suspension/memory-suspension-store.ts';
 import { loadTlsFiles } from './tls.ts';
 import type { TlsFiles } from './tls.ts';
 import type { OperatorTools } from './http/operator.ts';
+import { buildProxy, registerProxyMetrics } from './backend/backend-wiring.ts';
+import { publishApproval } from './backend/proxy-steps.ts';
 
 export type { NodeOptions } from './node-wiring.ts';
 
@@ -75,6 +77,7 @@ export function createNode(options: NodeOptions): ApiXNode {
   const { channels, deadLetters, authenticator, limiter } = access;
   const stack = buildBrokerStack(base, options, engines, channels);
   const { broker, atRest } = stack;
+  const proxy = buildProxy(config, clock, hooks);
   const router = new EventRouter(broker, channels, hooks, clock, {
     maxMessageBytes: config.maxMessageBytes,
     shape: { maxDepth: config.jsonBounds.payloadMaxDepth, maxWidth: config.jsonBounds.payloadMaxWidth },
@@ -83,6 +86,7 @@ export function createNode(options: NodeOptions): ApiXNode {
     durable: options.durable,
     limiter,
     atRest,
+    approvePublish: publishApproval(proxy),
   });
   const delivery = buildDelivery({
     ...base,
@@ -104,9 +108,11 @@ export function createNode(options: NodeOptions): ApiXNode {
     deadLetters,
     limiter,
     suspensions: engines.suspensions ?? new MemorySuspensionStore(clock),
+    proxy,
   });
   const metrics = createMetrics(nodeId, hooks, () => gateway.stats(), config.metrics);
   registerNodeGauges(metrics, gateway, engines, stack.durableReplay);
+  registerProxyMetrics(metrics, proxy);
   const state = { draining: false };
   const parts = { engines, access, broker, router, gateway, metrics, isDraining: () => state.draining };
   const { httpRouter, operator, internals } = buildHttp(base, options, parts);
