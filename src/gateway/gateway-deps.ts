@@ -18,6 +18,7 @@ import type { RateLimiter } from '../ratelimit/rate-limiter.ts';
 import type { HookBus } from '../hooks.ts';
 import type { Delivery } from './delivery.ts';
 import type { BackendProxy } from '../backend/proxy.ts';
+import type { RpcService } from '../rpc/rpc-service.ts';
 
 export interface GatewayDeps {
   readonly config: Config;
@@ -42,4 +43,6 @@ export interface GatewayDeps {
   readonly suspensions: SuspensionStore;
   /** The backend's proxy calls (connect, subscribe; publish goes through the router). */
   readonly proxy?: BackendProxy;
+  /** RPC from clients to services: the `rpc.*` frames go to it. */
+  readonly rpc?: Pick<RpcService, 'onFrame'>;
 }
