@@ -236,3 +236,20 @@ describe('RPC over HTTP (APIX_RPC_PROXY_URL)', () => {
     caller.close();
   });
 });
+
+describe('RPC rate limit (APIX_RATE_RPC_PER_SEC)', () => {
+  it('refuses calls over the connection’s rate with RATE_LIMITED', async () => {
+    const base = testConfig().rateLimits;
+    // A rate below the settings' integer step: no token comes back during the test, however slow the box.
+    const node = await startNode({ rateLimits: { ...base, rpc: { perSec: 0.001, burst: 2 } } });
+    try {
+      const caller = await RawClient.connect(node.wsUrl);
+      const codes = [];
+      for (let i = 0; i < 3; i++) codes.push((await rpc(caller, 'no.service', {})).payload.code);
+      assert.deepEqual(codes, ['UNAVAILABLE', 'UNAVAILABLE', 'RATE_LIMITED']);
+      caller.close();
+    } finally {
+      await node.close();
+    }
+  });
+});
