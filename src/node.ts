@@ -129,6 +129,7 @@ export function createNode(options: NodeOptions): ApiXNode {
   const state = { draining: false };
   const parts = { engines, access, broker, router, gateway, metrics, isDraining: () => state.draining };
   const { httpRouter, operator, internals } = buildHttp(base, options, parts);
+  internals.add('rpc', rpc).add('proxy', proxy);
   const tls = options.tls ?? loadTlsFiles(config);
   const server = createHttpServer(options, tls, httpRouter, gateway, log);
   const built = { nodeId, config, server, gateway, router, hooks, metrics, httpRouter, engines };
