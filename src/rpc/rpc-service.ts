@@ -69,6 +69,8 @@ export class RpcService {
   /** This node's services: connection id -> its organization and registrations. */
   readonly services = new Map<string, { orgId: string; registrations: RpcRegistration[] }>();
   private readonly buckets = new WeakMap<Connection, TokenBucket>();
+  /** The calls each caller connection is waiting for (request ids; as many as `pending` holds). */
+  private readonly callsOf = new Map<string, Set<string>>();
   private refreshTimer: TimerHandle | undefined;
   private seq = 0;
 
@@ -184,6 +186,7 @@ export class RpcService {
 
   /** A connection closed: its registrations go, and the calls it was serving fail now (not at their timeout). */
   closed(connectionId: string): void {
+    this.callerLeft(connectionId);
     const own = this.services.get(connectionId);
     if (!own) return;
     this.services.delete(connectionId);
@@ -299,6 +302,20 @@ export class RpcService {
       timeoutMs,
     );
     this.pending.set(requestId, { conn, correlationId, timer });
+    let calls = this.callsOf.get(conn.id);
+    if (!calls) this.callsOf.set(conn.id, (calls = new Set()));
+    calls.add(requestId);
+  }
+
+  /** A caller left: nobody waits for its calls' answers any more (a late answer is dropped). */
+  private callerLeft(connectionId: string): void {
+    const calls = this.callsOf.get(connectionId);
+    if (!calls) return;
+    this.callsOf.delete(connectionId);
+    for (const requestId of calls) {
+      this.pending.get(requestId)?.timer.cancel();
+      this.pending.delete(requestId);
+    }
   }
 
   private async callOverHttp(
@@ -342,6 +359,9 @@ export class RpcService {
     if (!p) return;
     this.pending.delete(requestId);
     p.timer.cancel();
+    const calls = this.callsOf.get(p.conn.id);
+    calls?.delete(requestId);
+    if (calls?.size === 0) this.callsOf.delete(p.conn.id);
     const now = this.deps.clock.now();
     this.count('error' in outcome ? outcome.error.code : 'result');
     if (!p.conn.isOpen) return;

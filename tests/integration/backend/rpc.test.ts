@@ -10,6 +10,7 @@ import type { Frame } from '../../support/gateway.ts';
 import { findRedis, uniquePrefix, skipWithoutRedis } from '../../support/redis.ts';
 import type { FoundRedis } from '../../support/redis.ts';
 import { BackendReceiver, BACKEND_SECRET } from '../../support/backend-receiver.ts';
+import { waitFor } from '../../support/wait.ts';
 import { createNode } from '../../../src/node.ts';
 import type { ApiXNode } from '../../../src/node.ts';
 import { createEngines, memoryEngines } from '../../../src/engines.ts';
@@ -167,6 +168,23 @@ function rpcSuite(name: string, make: (n: number) => Promise<Cluster>) {
       }
       assert.equal(after!.payload.code, 'UNAVAILABLE');
       caller.close();
+    });
+
+    it('a caller that leaves mid-call frees its pending slot at once (apix_rpc_pending)', async () => {
+      const svc = await service(nodes[2]!.wsUrl, [{ name: 'agent.hold' }]);
+      const caller = await RawClient.connect(nodes[0]!.wsUrl);
+      const pending = async () =>
+        (await nodes[0]!.metrics.getSingleMetric('apix_rpc_pending')!.get()).values[0]?.value;
+      caller.send({
+        type: 'rpc',
+        payload: { method: 'agent.hold', payload: {}, timeoutMs: 600_000 },
+        metadata: { correlation_id: 'hold' },
+      });
+      await svc.nextOfType('rpc.request');
+      assert.equal(await pending(), 1);
+      caller.close();
+      await waitFor(async () => (await pending()) === 0, 5000, 'the pending call to be dropped');
+      svc.close();
     });
 
     it('refuses a call without a correlation id, and a register from a client that is not a service', async () => {
