@@ -22,6 +22,7 @@ import {
   type Table,
 } from './config-table.ts';
 import { RATE_LIMIT_SETTINGS } from './config-rate-limits.ts';
+import { PROXY_SETTINGS, RPC_SETTINGS } from './config-backend.ts';
 
 export type { ConfigOf, Group, Setting, Table } from './config-table.ts';
 export { settingsOf } from './config-table.ts';
@@ -343,6 +344,8 @@ export const SETTINGS = {
     'per-event instrumentation: the publish, deliver and ack hooks of the metrics and latency tracker',
   ),
   rateLimits: RATE_LIMIT_SETTINGS,
+  rpc: RPC_SETTINGS,
+  proxy: PROXY_SETTINGS,
   tls: group(
     {
       certFile: s(

@@ -34,6 +34,9 @@ import { RedisPendingStore } from './pending/redis-pending-store.ts';
 import { RedisRevocationStore } from './auth/redis-revocation.ts';
 import { RedisSuspensionStore } from './suspension/redis-suspension-store.ts';
 import { StateLog } from './state/state-log.ts';
+import { MemoryRpcRegistry } from './rpc/registry.ts';
+import type { RpcRegistry } from './rpc/registry.ts';
+import { RedisRpcRegistry } from './rpc/redis-registry.ts';
 import { silentLogger } from './store/log.ts';
 import type { StoreLogger } from './store/log.ts';
 
@@ -92,6 +95,8 @@ export interface Engines {
   readonly revocations?: RevocationStore;
   /** Suspensions (session, user, API key), shared by the nodes (absent: a memory store of this node). */
   readonly suspensions?: SuspensionStore;
+  /** Which services serve which RPC methods, shared by the nodes. */
+  readonly rpcRegistry: RpcRegistry;
   /** The memory engines' state log in the data dir (absent: their state ends with the process). */
   readonly stateLog?: StateLog;
   readonly readiness: readonly ReadinessCheck[];
@@ -112,6 +117,8 @@ const busRateLimits = new WeakMap<MemoryBrokerBus, MemoryRateLimitStore>();
 const busRevocations = new WeakMap<MemoryBrokerBus, MemoryRevocationStore>();
 /** And their suspensions. */
 const busSuspensions = new WeakMap<MemoryBrokerBus, MemorySuspensionStore>();
+/** And their RPC registrations. */
+const busRpc = new WeakMap<MemoryBrokerBus, MemoryRpcRegistry>();
 
 export function memoryEngines(config: Config, clock: Clock, bus?: MemoryBrokerBus): Engines {
   const sharedBus =
@@ -122,6 +129,8 @@ export function memoryEngines(config: Config, clock: Clock, bus?: MemoryBrokerBu
   if (!revocations) busRevocations.set(sharedBus, (revocations = new MemoryRevocationStore(clock)));
   let suspensions = busSuspensions.get(sharedBus);
   if (!suspensions) busSuspensions.set(sharedBus, (suspensions = new MemorySuspensionStore(clock)));
+  let rpcRegistry = busRpc.get(sharedBus);
+  if (!rpcRegistry) busRpc.set(sharedBus, (rpcRegistry = new MemoryRpcRegistry()));
   const broker = new MemoryBroker(sharedBus, { size: config.history.size, ttlMs: config.history.ttlMs });
   const presence = new MemoryPresence(sharedBus.presence, { ttlMs: config.presenceTtlMs });
   // Housekeeping: what expires by time (history past its TTL, idempotency keys past their window, rate
@@ -142,6 +151,7 @@ export function memoryEngines(config: Config, clock: Clock, bus?: MemoryBrokerBu
     rateLimits,
     revocations,
     suspensions,
+    rpcRegistry,
     readiness: [],
     async close() {
       clearInterval(housekeeping);
@@ -190,6 +200,7 @@ export async function createEngines(config: Config, options: EngineOptions): Pro
     rateLimits: new RedisRateLimitStore(clients.command, keys, { clock }),
     revocations: new RedisRevocationStore(clients.command, keys, { clock }),
     suspensions: new RedisSuspensionStore(clients.command, keys, { clock }),
+    rpcRegistry: new RedisRpcRegistry(clients.command, keys),
     readiness: [],
     async close() {
       await presence.close();

@@ -105,6 +105,11 @@ export class RedisKeys {
     return sessionId === undefined ? `${base}:user` : `${base}:s:${sessionId}`;
   }
 
+  /** The services serving an RPC method of an organization (sorted set: member -> registered until). */
+  rpcMethod(orgId: string, method: string): string {
+    return `${this.prefix}rpc:{${tag(orgId)}}:${method}`;
+  }
+
   /** A shared token bucket (hash: tokens, last refill), e.g. `org:pub:acme` or `ch:acme/agent:x`. */
   rateLimit(bucket: string): string {
     return `${this.prefix}rl:{${tag(bucket)}}`;

@@ -15,6 +15,7 @@ export const ErrorCode = {
   CONFLICT: 'CONFLICT',
   INTERNAL: 'INTERNAL',
   UNAVAILABLE: 'UNAVAILABLE',
+  TIMEOUT: 'TIMEOUT',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -56,6 +57,11 @@ export const ERRORS: Readonly<Record<ErrorCode, ErrorSpec>> = {
     httpStatus: 503,
     closeCode: 1001,
     description: 'A dependency is unavailable, or the server is draining.',
+  },
+  TIMEOUT: {
+    httpStatus: 504,
+    closeCode: 1011,
+    description: 'No answer in time (an RPC call past its `timeoutMs`); the call may still have been served.',
   },
 };
 
