@@ -9,6 +9,7 @@ import {
   checkDomainPayload,
   EVENT_TYPE_RE,
   isControlType,
+  isStreamType,
   isE2eMarked,
   isE2ePayload,
   jsonShapeError,
@@ -97,7 +98,7 @@ export class EventRouter {
     const parsed = parseChannel(req.channel);
     if (!parsed.ok) throw new ApiXError('BAD_REQUEST', parsed.reason);
     const channel = parsed.channel;
-    if (isControlType(req.type))
+    if (isControlType(req.type) || isStreamType(req.type))
       throw new ApiXError('BAD_REQUEST', `"${req.type}" is a reserved control type`);
     if (!EVENT_TYPE_RE.test(req.type))
       throw new ApiXError('BAD_REQUEST', 'type must match [a-z][a-z0-9_.]{0,63}');
