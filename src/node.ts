@@ -23,6 +23,7 @@ import {
   buildBrokerStack,
   buildDelivery,
   buildHttp,
+  buildStreams,
   createHttpServer,
   registerNodeGauges,
 } from './node-wiring.ts';
@@ -91,8 +92,13 @@ export function createNode(options: NodeOptions): ApiXNode {
     deadLetters,
     pendingStore: engines.pendingStore,
   });
+  const streams = buildStreams(base, {
+    ...{ broker, router, channels, hub: delivery.hub, store: engines.streamStore, atRest },
+    refused: (conn, scope) => gateway.sanctions.refused(conn, scope),
+  });
   const gateway = new ApiXGateway({
     ...base,
+    streams,
     broker,
     router,
     offlineQueue: stack.offlineQueue,
@@ -107,6 +113,7 @@ export function createNode(options: NodeOptions): ApiXNode {
   });
   const metrics = createMetrics(nodeId, hooks, () => gateway.stats(), config.metrics);
   registerNodeGauges(metrics, gateway, engines, stack.durableReplay);
+  streams.registerMetrics(metrics);
   const state = { draining: false };
   const parts = { engines, access, broker, router, gateway, metrics, isDraining: () => state.draining };
   const { httpRouter, operator, internals } = buildHttp(base, options, parts);

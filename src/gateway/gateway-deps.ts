@@ -17,6 +17,7 @@ import type { DeadLetterStore } from '../retry/dead-letter.ts';
 import type { RateLimiter } from '../ratelimit/rate-limiter.ts';
 import type { HookBus } from '../hooks.ts';
 import type { Delivery } from './delivery.ts';
+import type { Streams } from '../streams/streams.ts';
 
 export interface GatewayDeps {
   readonly config: Config;
@@ -39,4 +40,6 @@ export interface GatewayDeps {
   readonly delivery: Delivery;
   /** Suspensions of sessions, users and API keys, shared by the nodes. */
   readonly suspensions: SuspensionStore;
+  /** Streams (docs/protocol.md §13); absent: `stream.*` frames are refused. */
+  readonly streams?: Streams | undefined;
 }

@@ -39,6 +39,8 @@ export interface PublishRequest {
   readonly type: string;
   readonly payload: unknown;
   readonly metadata: EnvelopeMetadata | undefined;
+  /** The payload's size limit when not APIX_MAX_MESSAGE_BYTES (a stream's compacted event: its own). */
+  readonly maxPayloadBytes?: number | undefined;
 }
 
 export interface PublishResult {
@@ -222,8 +224,8 @@ export class EventRouter {
     } catch {
       throw new ApiXError('BAD_REQUEST', 'payload cannot be serialized (too deeply nested?)');
     }
-    if (payloadJson.length > this.options.maxMessageBytes)
-      throw new ApiXError('PAYLOAD_TOO_LARGE', `payload is over ${this.options.maxMessageBytes} bytes`);
+    const max = req.maxPayloadBytes ?? this.options.maxMessageBytes;
+    if (payloadJson.length > max) throw new ApiXError('PAYLOAD_TOO_LARGE', `payload is over ${max} bytes`);
     return payloadJson;
   }
 

@@ -16,6 +16,18 @@
  *   id yet (`compacted` removes them from it).
  */
 import type { StreamEndStatus } from '@apix/protocol';
+import type { Config } from '../config.ts';
+
+/** Most streams one memory store holds (open and recently ended); a start past it is refused. */
+export const MEMORY_MAX_STREAMS = 100_000;
+
+/**
+ * The store's TTLs from the settings: an open stream outlives the idle timeout (a sweeping node ends it
+ * first; the TTL only frees what no node is left to sweep), and an ended one is remembered for an hour.
+ */
+export function streamStoreTtls(config: Config): StreamStoreOptions {
+  return { openTtlMs: config.streams.idleTimeoutMs * 3 + 60_000, endedTtlMs: 3_600_000 };
+}
 
 export type StreamStatus = 'streaming' | StreamEndStatus;
 

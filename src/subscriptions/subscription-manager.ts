@@ -44,6 +44,8 @@ export interface SubscriptionManagerDeps {
   refused(conn: Connection, scope: RateLimitScope): boolean;
   /** Cuts a connection whose send buffer is over the limit. */
   slowConsumer(conn: Connection): void;
+  /** Streams: told of each subscription after its history replay (snapshots of the open streams). */
+  readonly streams?: { joined(sub: Subscription, replayed: readonly BrokerEvent[]): void } | undefined;
 }
 
 /** What one subscribe frame (or the subscriptions asked for in `connect`) grants, denies and replays. */
@@ -101,6 +103,7 @@ export class SubscriptionManager {
     );
     const sent = new Set<string>();
     for (const r of out.replays) this.flushReplay(r.sub, r.events, sent);
+    for (const r of out.replays) this.joinStreams(r.sub, r.events);
     for (const d of out.denied) this.emitSubscribeDenied(conn, d);
     if (out.limited) this.deps.refused(conn, out.limited.scope);
   }
@@ -314,6 +317,11 @@ export class SubscriptionManager {
       this.deps.log.warn({ err, key }, 'history read failed');
       return { events: [] as BrokerEvent[], recovered: false };
     }
+  }
+
+  /** After the subscription's replay (`flushReplay`): the open streams of its channel, as snapshots. */
+  joinStreams(sub: Subscription, replayed: readonly BrokerEvent[]): void {
+    if (sub.session.subscriptions.get(sub.key) === sub) this.deps.streams?.joined(sub, replayed);
   }
 
   flushReplay(sub: Subscription, events: readonly BrokerEvent[], sent: Set<string>): void {
