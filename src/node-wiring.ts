@@ -194,7 +194,11 @@ export function buildStreams(
   const { config, clock } = base;
   const store =
     parts.store ??
-    new MemoryStreamStore({ ...streamStoreTtls(config), maxStreams: MEMORY_MAX_STREAMS, now: () => clock.now() });
+    new MemoryStreamStore({
+      ...streamStoreTtls(config),
+      maxStreams: MEMORY_MAX_STREAMS,
+      now: () => clock.now(),
+    });
   return new Streams({ ...base, ...parts, store });
 }
 

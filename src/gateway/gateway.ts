@@ -233,7 +233,8 @@ export class ApiXGateway implements TransportHost<Connection> {
     if (conn.phase === Phase.AWAITING_CONNECT) return this.onConnectFrame(conn, frame, type, correlationId);
     if (type === 'connect')
       return this.replies.fail(conn, 'BAD_REQUEST', 'already connected', false, correlationId);
-    if (isStreamType(type) && this.deps.streams) return this.deps.streams.onFrame(conn, type, frame, correlationId);
+    if (isStreamType(type) && this.deps.streams)
+      return this.deps.streams.onFrame(conn, type, frame, correlationId);
     const schema = Object.prototype.hasOwnProperty.call(CLIENT_CONTROL_SCHEMAS, type)
       ? CLIENT_CONTROL_SCHEMAS[type as keyof typeof CLIENT_CONTROL_SCHEMAS]
       : undefined;

@@ -306,7 +306,12 @@ export class StreamFanout {
     if (f.seq < c.seq) conn.send(appendFrame(m, f.seq + 1, c.seq, c.text.slice(f.len), now));
     const cache = this.lastCompacted!;
     cache.end ??= new EventFrames(
-      endFrame(ch.name, event.id, { streamId: c.streamId, seq: c.seq, status: c.status, error: c.error }, now),
+      endFrame(
+        ch.name,
+        event.id,
+        { streamId: c.streamId, seq: c.seq, status: c.status, error: c.error },
+        now,
+      ),
       this.deps.compressThreshold,
     );
     this.framesSent++;
@@ -366,7 +371,9 @@ export class StreamFanout {
   }
 
   private isCurrent(sub: Subscription): boolean {
-    return sub.session.subscriptions.get(sub.key) === sub && this.deps.hub.subscribers(sub.key)?.has(sub) === true;
+    return (
+      sub.session.subscriptions.get(sub.key) === sub && this.deps.hub.subscribers(sub.key)?.has(sub) === true
+    );
   }
 }
 
@@ -385,10 +392,12 @@ function safeParse(json: string): unknown {
 }
 
 function parseCompacted(frame: string): Compacted | undefined {
-  const f = safeParse(frame) as { payload?: Record<string, unknown>; metadata?: { stream?: unknown } } | undefined;
+  const f = safeParse(frame) as
+    { payload?: Record<string, unknown>; metadata?: { stream?: unknown } } | undefined;
   const p = f?.payload;
   const streamId = f?.metadata?.stream;
   if (!p || typeof streamId !== 'string' || p.streamId !== streamId) return undefined;
-  if (typeof p.text !== 'string' || typeof p.seq !== 'number' || typeof p.status !== 'string') return undefined;
+  if (typeof p.text !== 'string' || typeof p.seq !== 'number' || typeof p.status !== 'string')
+    return undefined;
   return { streamId, text: p.text, seq: p.seq, status: p.status, error: p.error };
 }

@@ -37,13 +37,7 @@ export function snapshotFrame(h: StreamHead, text: string, seq: number, now: num
   return streamEvent('stream.snapshot', h.channel, h.id, payload, now);
 }
 
-export function appendFrame(
-  h: StreamHead,
-  fromSeq: number,
-  seq: number,
-  text: string,
-  now: number,
-): string {
+export function appendFrame(h: StreamHead, fromSeq: number, seq: number, text: string, now: number): string {
   const payload = `{"streamId":"${h.streamId}","fromSeq":${fromSeq},"seq":${seq},"text":${JSON.stringify(text)}}`;
   return streamEvent('stream.append', h.channel, h.id, payload, now);
 }

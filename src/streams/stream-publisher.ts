@@ -91,7 +91,11 @@ export class StreamPublisher {
     });
   }
 
-  private dispatch(conn: Connection, frame: ClientStreamFrame, cid: string | undefined): Promise<void> | void {
+  private dispatch(
+    conn: Connection,
+    frame: ClientStreamFrame,
+    cid: string | undefined,
+  ): Promise<void> | void {
     switch (frame.type) {
       case 'stream.start':
         return this.start(conn, frame.channel, frame.payload, cid);
@@ -117,7 +121,10 @@ export class StreamPublisher {
     const mine = this.byConn.get(conn);
     const limit = this.deps.config.streams.maxOpenPerConnection;
     if (mine !== undefined && mine.size >= limit && !this.owned.has(ownedKey(conn.id, name, p.streamId)))
-      throw new ApiXError('STREAM_LIMIT', `this connection has ${limit} streams open (APIX_MAX_OPEN_STREAMS)`);
+      throw new ApiXError(
+        'STREAM_LIMIT',
+        `this connection has ${limit} streams open (APIX_MAX_OPEN_STREAMS)`,
+      );
     const dataJson = JSON.stringify(p.data ?? null);
     if (dataJson.length > this.deps.config.maxMessageBytes)
       throw new ApiXError('PAYLOAD_TOO_LARGE', `data is over ${this.deps.config.maxMessageBytes} bytes`);
@@ -187,7 +194,10 @@ export class StreamPublisher {
     const bytes = Buffer.byteLength(text);
     const max = this.deps.config.streams.maxBytes;
     if (o.bytes + bytes > max)
-      throw new ApiXError('STREAM_TOO_LARGE', `stream ${streamId} would pass ${max} bytes (APIX_STREAM_MAX_BYTES)`);
+      throw new ApiXError(
+        'STREAM_TOO_LARGE',
+        `stream ${streamId} would pass ${max} bytes (APIX_STREAM_MAX_BYTES)`,
+      );
     o.bytes += bytes;
     o.buffer.push(text);
     o.lastAt = this.deps.clock.now();
@@ -277,7 +287,8 @@ export class StreamPublisher {
         now: this.deps.clock.now(),
         owner: this.owner(conn),
       });
-      if (!ended.ok) throw new ApiXError('STREAM_NOT_OPEN', `stream ${p.streamId} is not open (${ended.reason})`);
+      if (!ended.ok)
+        throw new ApiXError('STREAM_NOT_OPEN', `stream ${p.streamId} is not open (${ended.reason})`);
       const id = await this.compact(ended.state, conn.session!.principal, conn);
       const reply = { id, channel: name, streamId: p.streamId, seq: ended.state.seq };
       conn.send(encodeControl('message.sent', reply, this.deps.clock.now(), cid));
@@ -320,7 +331,11 @@ export class StreamPublisher {
 
   // ---------------------------------------------------------------- cancel
 
-  private async cancel(conn: Connection, name: string, p: { streamId: string; reason?: string }): Promise<void> {
+  private async cancel(
+    conn: Connection,
+    name: string,
+    p: { streamId: string; reason?: string },
+  ): Promise<void> {
     const { key } = this.check(conn, name);
     const s = await this.deps.store.get(key, p.streamId);
     if (!s || s.status !== 'streaming')
@@ -344,7 +359,13 @@ export class StreamPublisher {
     if (msg.kind !== CANCEL_KIND || msg.to !== this.deps.nodeId) return;
     const o = this.owned.get(ownedKey(String(msg.connectionId), String(msg.channel), String(msg.streamId)));
     if (!o) return;
-    const frame = cancelFrame(o.channel.name, o.streamId, String(msg.reason), String(msg.by), this.deps.clock.now());
+    const frame = cancelFrame(
+      o.channel.name,
+      o.streamId,
+      String(msg.reason),
+      String(msg.by),
+      this.deps.clock.now(),
+    );
     o.conn.send(frame);
   }
 
@@ -398,11 +419,20 @@ export class StreamPublisher {
     if (!parsed.ok) throw new ApiXError('BAD_REQUEST', parsed.reason);
     const principal = conn.session!.principal;
     const settings = this.deps.channels.get(principal.orgId, parsed.channel.name);
-    const d = authorize('publish', principal, credentialClientType(principal), parsed.channel, settings?.permissions);
+    const d = authorize(
+      'publish',
+      principal,
+      credentialClientType(principal),
+      parsed.channel,
+      settings?.permissions,
+    );
     if (!d.allowed) throw new ApiXError('FORBIDDEN', `publish to ${name} denied: ${d.reason}`);
     const encrypted = settings?.encrypted === true;
     if (encrypted && this.deps.atRest === undefined)
-      throw new ApiXError('UNAVAILABLE', `${name} is configured encrypted, but this gateway has no encryption keys`);
+      throw new ApiXError(
+        'UNAVAILABLE',
+        `${name} is configured encrypted, but this gateway has no encryption keys`,
+      );
     return { channel: parsed.channel, key: channelKey(principal.orgId, parsed.channel), encrypted };
   }
 
@@ -419,7 +449,12 @@ export class StreamPublisher {
     }
     const retryAfterMs = conn.publishBucket.retryAfterMs(now);
     conn.publishRefused();
-    const failed = { code: 'RATE_LIMITED' as const, message: 'too many publishes on this connection', channel: name, retryAfterMs };
+    const failed = {
+      code: 'RATE_LIMITED' as const,
+      message: 'too many publishes on this connection',
+      channel: name,
+      retryAfterMs,
+    };
     conn.send(encodeControl('message.failed', failed, now, cid));
     this.deps.refused(conn, 'publish');
     return false;

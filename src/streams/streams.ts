@@ -79,7 +79,14 @@ export class Streams {
     const schema = (CLIENT_STREAM_SCHEMAS as Readonly<Record<string, z.ZodType>>)[type];
     if (schema === undefined) {
       const message = `"${type}" is sent by the server only`;
-      return conn.send(encodeControl('message.failed', { code: 'BAD_REQUEST', message }, this.deps.clock.now(), correlationId));
+      return conn.send(
+        encodeControl(
+          'message.failed',
+          { code: 'BAD_REQUEST', message },
+          this.deps.clock.now(),
+          correlationId,
+        ),
+      );
     }
     const r = schema.safeParse(frame);
     if (!r.success) {
@@ -96,7 +103,9 @@ export class Streams {
 
   /** After a subscription's history replay (subscribe or resume): snapshots of the open streams. */
   joined(sub: Subscription, replayed: readonly BrokerEvent[]): void {
-    this.fanout.join(sub, replayed).catch((err: unknown) => this.deps.log.warn({ err }, 'stream join failed'));
+    this.fanout
+      .join(sub, replayed)
+      .catch((err: unknown) => this.deps.log.warn({ err }, 'stream join failed'));
   }
 
   connectionClosed(conn: Connection): void {
@@ -140,13 +149,45 @@ export class Streams {
         },
       });
     gauge('apix_streams_published', 'Open streams published from this node', () => this.publisher.ownedCount);
-    gauge('apix_stream_mirrors', 'Open streams mirrored on this node for its subscribers', () => this.fanout.mirrorCount);
-    gauge('apix_stream_mirrored_chars', 'Text held by the stream mirrors (UTF-16 units)', () => this.fanout.mirroredBytes);
-    gauge('apix_stream_lagging', 'Stream mirrors with a slow subscriber waiting for merged appends', () => this.fanout.laggingCount);
-    gauge('apix_stream_appends_accepted', 'Stream appends stored (since start)', () => this.publisher.appendsAccepted);
-    gauge('apix_stream_flushes', 'Stream append windows stored and fanned out (since start)', () => this.publisher.flushes);
-    gauge('apix_stream_refusals', 'Stream frames refused with message.failed (since start)', () => this.publisher.refusals);
-    gauge('apix_stream_frames_sent', 'Stream frames sent to subscribers (since start)', () => this.fanout.framesSent);
-    gauge('apix_stream_repairs', 'Missed live stream messages repaired from the store (since start)', () => this.fanout.repairs);
+    gauge(
+      'apix_stream_mirrors',
+      'Open streams mirrored on this node for its subscribers',
+      () => this.fanout.mirrorCount,
+    );
+    gauge(
+      'apix_stream_mirrored_chars',
+      'Text held by the stream mirrors (UTF-16 units)',
+      () => this.fanout.mirroredBytes,
+    );
+    gauge(
+      'apix_stream_lagging',
+      'Stream mirrors with a slow subscriber waiting for merged appends',
+      () => this.fanout.laggingCount,
+    );
+    gauge(
+      'apix_stream_appends_accepted',
+      'Stream appends stored (since start)',
+      () => this.publisher.appendsAccepted,
+    );
+    gauge(
+      'apix_stream_flushes',
+      'Stream append windows stored and fanned out (since start)',
+      () => this.publisher.flushes,
+    );
+    gauge(
+      'apix_stream_refusals',
+      'Stream frames refused with message.failed (since start)',
+      () => this.publisher.refusals,
+    );
+    gauge(
+      'apix_stream_frames_sent',
+      'Stream frames sent to subscribers (since start)',
+      () => this.fanout.framesSent,
+    );
+    gauge(
+      'apix_stream_repairs',
+      'Missed live stream messages repaired from the store (since start)',
+      () => this.fanout.repairs,
+    );
   }
 }
