@@ -409,6 +409,7 @@ export function buildHttp(
     readonly gateway: ApiXGateway;
     readonly metrics: Registry;
     readonly isDraining: () => boolean;
+    readonly streams?: Streams;
   },
 ) {
   const { config, nodeId, clock, log, hooks } = base;
@@ -431,6 +432,7 @@ export function buildHttp(
     ],
     isDraining: parts.isDraining,
     presence: engines.presence,
+    ...(parts.streams ? { openStreams: parts.streams.snapshots.bind(parts.streams) } : {}),
   });
 
   const operator = installOperatorTools({

@@ -115,7 +115,16 @@ export function createNode(options: NodeOptions): ApiXNode {
   registerNodeGauges(metrics, gateway, engines, stack.durableReplay);
   streams.registerMetrics(metrics);
   const state = { draining: false };
-  const parts = { engines, access, broker, router, gateway, metrics, isDraining: () => state.draining };
+  const parts = {
+    engines,
+    access,
+    broker,
+    router,
+    gateway,
+    metrics,
+    streams,
+    isDraining: () => state.draining,
+  };
   const { httpRouter, operator, internals } = buildHttp(base, options, parts);
   const tls = options.tls ?? loadTlsFiles(config);
   const server = createHttpServer(options, tls, httpRouter, gateway, log);

@@ -20,7 +20,7 @@ import type { EventRouter } from '../router/event-router.ts';
 import type { AtRestCipher } from '../crypto/at-rest.ts';
 import { encodeControl } from '../gateway/frames.ts';
 import type { StreamStore } from './stream-store.ts';
-import { StoredText } from './stream-frames.ts';
+import { snapshotFrame, StoredText } from './stream-frames.ts';
 import { StreamFanout } from './stream-fanout.ts';
 import { StreamPublisher } from './stream-publisher.ts';
 
@@ -47,10 +47,11 @@ export class Streams {
   readonly publisher: StreamPublisher;
   readonly fanout: StreamFanout;
   private readonly timers: TimerHandle[] = [];
+  private readonly text: StoredText;
   private sweeping = false;
 
   constructor(private readonly deps: StreamsDeps) {
-    const text = new StoredText(deps.atRest);
+    const text = (this.text = new StoredText(deps.atRest));
     this.publisher = new StreamPublisher({ ...deps, text });
     const qos = deps.config.qos.degradeBufferedBytes;
     this.fanout = new StreamFanout({
@@ -106,6 +107,18 @@ export class Streams {
     this.fanout
       .join(sub, replayed)
       .catch((err: unknown) => this.deps.log.warn({ err }, 'stream join failed'));
+  }
+
+  /** The `stream.snapshot` frames of the channel's open streams (HTTP history's last page). */
+  async snapshots(key: string, channelName: string): Promise<string[]> {
+    const states = await this.deps.store.listOpen(key);
+    const now = this.deps.clock.now();
+    const encrypted = this.publisher.isEncrypted(key, channelName);
+    return states
+      .filter((s) => s.status === 'streaming')
+      .map((s) =>
+        snapshotFrame({ ...s, channel: channelName }, this.text.decode(key, s.text, encrypted), s.seq, now),
+      );
   }
 
   connectionClosed(conn: Connection): void {

@@ -72,6 +72,14 @@ describe('streams (memory)', () => {
     appendAll(pub, 'answer-1', first);
     await waitView(early, 'answer-1', (v) => v.text === first.join(''));
     const late = await RawClient.connect(node.wsUrl, { subscriptions: [CH] });
+    // HTTP history: no event yet, the open stream as a snapshot.
+    const open = await fetch(`${node.httpUrl}/v1/channels/${CH}/history`, {
+      headers: { authorization: `Bearer ${await token()}` },
+    });
+    const openBody = (await open.json()) as { events: unknown[]; streams?: Frame[] };
+    assert.equal(openBody.events.length, 0);
+    assert.equal(openBody.streams?.[0]?.type, 'stream.snapshot');
+    assert.equal(openBody.streams?.[0]?.payload.text, first.join(''));
     const rest = tokens(50, 50);
     appendAll(pub, 'answer-1', rest);
     const ended = await request(pub, 'stream.end', {
@@ -106,6 +114,12 @@ describe('streams (memory)', () => {
     });
     assert.equal(events[0]!.type, 'agent_message');
     assert.equal(events[0]!.id, ended.payload.id);
+    const closed = await fetch(`${node.httpUrl}/v1/channels/${CH}/history`, {
+      headers: { authorization: `Bearer ${await token()}` },
+    });
+    const closedBody = (await closed.json()) as { events: Frame[]; streams?: Frame[] };
+    assert.equal(closedBody.streams, undefined, 'no open stream left');
+    assert.equal(closedBody.events.at(-1)?.payload.text, full);
     for (const c of [pub, early, late, reader]) c.close();
   });
 
