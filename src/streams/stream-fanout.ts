@@ -199,7 +199,7 @@ export class StreamFanout {
     if (msg.fromSeq !== m.seq + 1) return void this.repair(ch, msg.streamId);
     m.text += msg.text;
     m.seq = msg.seq;
-    this.push(m);
+    this.push(m, msg);
   }
 
   /** `stream.start` to the channel's joined subscribers. */
@@ -246,8 +246,11 @@ export class StreamFanout {
     }
   }
 
-  /** Sends each follower what it lacks, merged; a follower whose connection is backed up waits. */
-  private push(m: Mirror): void {
+  /**
+   * Sends each follower what it lacks, merged; a follower whose connection is backed up waits. `last`: the
+   * append just applied, which is all that a follower that was up to date lacks (no slice of the text).
+   */
+  private push(m: Mirror, last?: { readonly fromSeq: number; readonly text: string }): void {
     let behind = false;
     let frames: Map<number, EventFrames> | undefined;
     const now = this.deps.clock.now();
@@ -265,7 +268,8 @@ export class StreamFanout {
       frames ??= new Map();
       let fr = frames.get(f.seq);
       if (!fr) {
-        const text = appendFrame(m, f.seq + 1, m.seq, m.text.slice(f.len), now);
+        const lacks = last !== undefined && f.seq + 1 === last.fromSeq ? last.text : m.text.slice(f.len);
+        const text = appendFrame(m, f.seq + 1, m.seq, lacks, now);
         frames.set(f.seq, (fr = new EventFrames(text, this.deps.compressThreshold)));
       }
       conn.sendEvent(fr);

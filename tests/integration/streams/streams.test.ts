@@ -4,9 +4,10 @@
  * publisher resuming its stream, limits and the idle timeout.
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import type { ApiXNode } from '../../../src/node.ts';
-import { RawClient, startNode, token } from '../../support/gateway.ts';
+import { config, RawClient, startNode, token } from '../../support/gateway.ts';
 import type { Frame } from '../../support/gateway.ts';
 import { readStreams } from '../../support/stream-reader.ts';
 import { SteppedClock } from '../../support/clock.ts';
@@ -251,5 +252,54 @@ describe('streams (memory): idle timeout', () => {
     assert.equal(failed.payload.code, 'STREAM_IDLE_TIMEOUT');
     pub.close();
     sub.close();
+  });
+});
+
+describe('streams (memory): a slow reader', () => {
+  let node: ApiXNode;
+  before(async () => {
+    const base = config({});
+    node = await startNode({
+      streams: { maxBytes: 16 * 1024 * 1024, maxOpenPerConnection: 5, idleTimeoutMs: 60_000, flushMs: 0 },
+      qos: { ...base.qos, degradeBufferedBytes: 64 * 1024 },
+      maxBufferedBytes: 256 * 1024 * 1024,
+      rateLimits: { ...base.rateLimits, connection: { perSec: 100_000, burst: 100_000 } },
+    });
+  });
+  after(async () => {
+    await node.close();
+  });
+
+  test('gets what it missed merged into fewer appends, nothing dropped or cut; a fast one gets each', async (t) => {
+    const t0 = Date.now();
+    const pub = await service(node.wsUrl);
+    const fast = await RawClient.connect(node.wsUrl, { subscriptions: [CH] });
+    const slow = await RawClient.connect(node.wsUrl, { subscriptions: [CH] });
+    await request(pub, 'stream.start', { streamId: 'slow-1', eventType: 'agent_message' });
+    await waitFor(() => slow.frames.some((f) => f.type === 'stream.start'), 10_000, 'the start');
+    // The slow reader stops reading: its socket buffers fill, then the server's send buffer.
+    (slow.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket.pause();
+    // Random text: the frames must not deflate to nothing (permessage-deflate), or no buffer fills.
+    const N = 400;
+    const pieces = Array.from({ length: N }, () => randomBytes(12 * 1024).toString('base64'));
+    for (let i = 0; i < N; i++) {
+      pub.send({ type: 'stream.append', channel: CH, payload: { streamId: 'slow-1', text: pieces[i] } });
+      if (i % 20 === 19) await new Promise((r) => setTimeout(r, 5));
+    }
+    t.diagnostic(`sent ${Date.now() - t0}`);
+    await waitFor(() => fast.frames.length >= N + 3, 30_000, 'the fast reader');
+    t.diagnostic(`fast ${Date.now() - t0}`);
+    await waitView(fast, 'slow-1', (v) => v.seq === N);
+    (slow.ws as unknown as { _socket: { resume(): void } })._socket.resume();
+    const v = await waitView(slow, 'slow-1', (x) => x.seq === N);
+    t.diagnostic(`slow ${Date.now() - t0}`);
+    assert.equal(v.text, pieces.join(''));
+    assert.equal(v.seq, N);
+    const fastView = readStreams(fast.frames, CH).get('slow-1')!;
+    assert.equal(fastView.appends, N, 'the fast reader got every append');
+    assert.ok(v.appends < N, `the slow reader got ${v.appends} merged appends for ${N}`);
+    await request(pub, 'stream.end', { streamId: 'slow-1', status: 'complete' });
+    await waitView(slow, 'slow-1', (x) => x.status === 'complete');
+    for (const c of [pub, fast, slow]) c.close();
   });
 });
