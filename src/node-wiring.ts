@@ -460,6 +460,7 @@ export function buildHttp(
     .add('channels', channels)
     .add('deadLetters', deadLetters)
     .add('authenticator', authenticator);
+  if (parts.streams) internals.add('streams', parts.streams);
   registerInternals(httpRouter, {
     nodeId,
     authenticator,

@@ -11,6 +11,7 @@ import { findRedis, skipWithoutRedis, uniquePrefix } from '../../support/redis.t
 import type { FoundRedis } from '../../support/redis.ts';
 import { deletePrefix } from '../../support/redis-engines.ts';
 import { readStreams } from '../../support/stream-reader.ts';
+import type { StreamView } from '../../support/stream-reader.ts';
 import { waitFor } from '../../support/wait.ts';
 import { createNode } from '../../../src/node.ts';
 import type { ApiXNode } from '../../../src/node.ts';
@@ -30,11 +31,7 @@ function appendAll(c: RawClient, streamId: string, pieces: readonly string[]): v
   for (const text of pieces) c.send({ type: 'stream.append', channel: CH, payload: { streamId, text } });
 }
 
-async function waitView(
-  c: RawClient,
-  streamId: string,
-  pred: (v: { text: string; status: string }) => boolean,
-) {
+async function waitView(c: RawClient, streamId: string, pred: (v: StreamView) => boolean) {
   await waitFor(
     () => {
       const v = readStreams(c.frames, CH).get(streamId);

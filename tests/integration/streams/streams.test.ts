@@ -10,6 +10,7 @@ import type { ApiXNode } from '../../../src/node.ts';
 import { config, RawClient, startNode, token } from '../../support/gateway.ts';
 import type { Frame } from '../../support/gateway.ts';
 import { readStreams } from '../../support/stream-reader.ts';
+import type { StreamView } from '../../support/stream-reader.ts';
 import { SteppedClock } from '../../support/clock.ts';
 import { waitFor } from '../../support/wait.ts';
 
@@ -32,11 +33,7 @@ function appendAll(c: RawClient, streamId: string, pieces: readonly string[], ch
 
 const tokens = (n: number, from = 0) => Array.from({ length: n }, (_, i) => `t${from + i} `);
 
-async function waitView(
-  c: RawClient,
-  streamId: string,
-  pred: (v: { text: string; status: string }) => boolean,
-) {
+async function waitView(c: RawClient, streamId: string, pred: (v: StreamView) => boolean) {
   await waitFor(
     () => {
       const v = readStreams(c.frames, CH).get(streamId);
