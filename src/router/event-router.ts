@@ -41,6 +41,11 @@ export interface PublishRequest {
   readonly metadata: EnvelopeMetadata | undefined;
   /** The payload's size limit when not APIX_MAX_MESSAGE_BYTES (a stream's compacted event: its own). */
   readonly maxPayloadBytes?: number | undefined;
+  /**
+   * False: the shared publish limits (channel, organization) are not asked. A stream's compacted event:
+   * its stream was admitted at `stream.start`, and its end must not be refused after the stream ended.
+   */
+  readonly limited?: false | undefined;
 }
 
 export interface PublishResult {
@@ -136,7 +141,8 @@ export class EventRouter {
 
     const key = channelKey(orgId, channel);
     // After validation and permission, so that refused junk does not spend the organization's tokens.
-    if (this.options.limiter) await this.options.limiter.checkPublish(req.principal, req.peer, key);
+    if (this.options.limiter && req.limited !== false)
+      await this.options.limiter.checkPublish(req.principal, req.peer, key);
     if (settings?.encrypted === true && this.options.atRest === undefined)
       throw new ApiXError(
         'UNAVAILABLE',

@@ -128,6 +128,10 @@ export class StreamPublisher {
     const dataJson = JSON.stringify(p.data ?? null);
     if (dataJson.length > this.deps.config.maxMessageBytes)
       throw new ApiXError('PAYLOAD_TOO_LARGE', `data is over ${this.deps.config.maxMessageBytes} bytes`);
+    // This connection starting its own open stream again: what its window holds is stored first, so
+    // that the answer's seq counts it.
+    const again = this.owned.get(ownedKey(conn.id, name, p.streamId));
+    if (again) await this.flush(again);
     const now = this.deps.clock.now();
     const r = await this.deps.store.start({
       ...{ key, streamId: p.streamId, id: this.newId(now), eventType: p.eventType, dataJson },
@@ -140,9 +144,8 @@ export class StreamPublisher {
           ? `stream ${p.streamId} is open by another user`
           : `stream ${p.streamId} already ended; use a new streamId`,
       );
-    // A resume on this node by another connection: the old one no longer owns it.
-    for (const o of this.owned.values())
-      if (o.key === key && o.streamId === p.streamId && o.conn !== conn) this.forget(o);
+    // A resume on this node (another connection, or this one again): the old entry goes.
+    for (const o of [...this.owned.values()]) if (o.key === key && o.streamId === p.streamId) this.forget(o);
     const owned = new Owned(conn, channel, key, p.streamId, encrypted, r.state.bytes, now);
     this.own(owned);
     if (r.outcome === 'created') {
@@ -289,11 +292,31 @@ export class StreamPublisher {
       });
       if (!ended.ok)
         throw new ApiXError('STREAM_NOT_OPEN', `stream ${p.streamId} is not open (${ended.reason})`);
-      const id = await this.compact(ended.state, conn.session!.principal, conn);
+      const id = await this.compactRetrying(ended.state, conn.session!.principal, conn);
       const reply = { id, channel: name, streamId: p.streamId, seq: ended.state.seq };
       conn.send(encodeControl('message.sent', reply, this.deps.clock.now(), cid));
     } finally {
       this.forget(o);
+    }
+  }
+
+  /**
+   * `compact`, tried again while the engine is unavailable (the stream has ended in the store: its
+   * compacted event must follow): 4 attempts over about 3 s.
+   */
+  private async compactRetrying(
+    s: StreamState,
+    principal: Principal,
+    conn: Connection | undefined,
+  ): Promise<string> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.compact(s, principal, conn);
+      } catch (err) {
+        if (attempt >= 3 || !isApiXError(err) || err.code !== 'UNAVAILABLE') throw err;
+        this.deps.log.warn({ err, key: s.key, streamId: s.streamId }, 'compacted event not written; again');
+        await new Promise<void>((resolve) => this.deps.clock.setTimeout(resolve, 200 * 2 ** attempt));
+      }
     }
   }
 
@@ -324,6 +347,7 @@ export class StreamPublisher {
       payload,
       metadata: { stream: s.streamId },
       maxPayloadBytes: this.deps.config.streams.maxBytes * 2 + this.deps.config.maxMessageBytes,
+      limited: false,
     });
     await this.deps.store.compacted(s.key, s.streamId, r.id);
     return r.id;
@@ -394,7 +418,7 @@ export class StreamPublisher {
     if (!r.ok) return false;
     const s = r.state;
     const orgId = key.slice(0, key.indexOf('/'));
-    await this.compact(s, serverPrincipal(orgId, s.userId), undefined);
+    await this.compactRetrying(s, serverPrincipal(orgId, s.userId), undefined);
     for (const o of [...this.owned.values()])
       if (o.key === key && o.streamId === streamId) {
         this.failStream(o, new ApiXError('STREAM_IDLE_TIMEOUT', `stream ${streamId} ended: idle`), '');
