@@ -160,6 +160,38 @@ describe('streams (memory)', () => {
     for (const c of [pub2, back]) c.close();
   });
 
+  test('since: an open stream comes as a snapshot after the events, an ended one as its compacted event', async () => {
+    const ch = 'agent:since1';
+    const pub = await service(node.wsUrl);
+    const before = await pub.publish(ch, 'agent_status_update', { agentId: 'a1', status: 'running' });
+    await request(pub, 'stream.start', { streamId: 'since-1', eventType: 'agent_message' }, ch);
+    appendAll(pub, 'since-1', ['one ', 'two '], ch);
+    const after = await pub.publish(ch, 'agent_status_update', { agentId: 'a1', status: 'idle' });
+    const open = await RawClient.connect(node.wsUrl);
+    await open.subscribe({ channels: [ch], since: { [ch]: before.payload.id } });
+    const snap = await open.nextOfType('stream.snapshot', 10_000);
+    assert.equal(snap.payload.text, 'one two ');
+    assert.deepEqual(
+      open
+        .events(ch)
+        .filter((f) => !f.type.startsWith('stream.'))
+        .map((f) => f.id),
+      [after.payload.id],
+      'the event after `since`, then the snapshot',
+    );
+    const ended = await request(pub, 'stream.end', { streamId: 'since-1', status: 'complete' }, ch);
+    const late = await RawClient.connect(node.wsUrl);
+    await late.subscribe({ channels: [ch], since: { [ch]: before.payload.id } });
+    const events = await late.waitForEvents(2, ch, 10_000);
+    assert.deepEqual(
+      events.map((f) => f.id),
+      [after.payload.id, ended.payload.id],
+    );
+    assert.equal(events[1]!.payload.text, 'one two ');
+    assert.ok(!late.frames.some((f) => f.type === 'stream.snapshot'), 'no snapshot of an ended stream');
+    for (const c of [pub, open, late]) c.close();
+  });
+
   test('limits and bad stream frames are refused with registry codes', async () => {
     const pub = await service(node.wsUrl);
     const member = await RawClient.connect(node.wsUrl);
