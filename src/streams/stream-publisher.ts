@@ -61,6 +61,8 @@ class Owned {
 }
 
 const CANCEL_KIND = 'stream.cancel';
+/** Stream frames of one connection waiting for the earlier ones (the store's answers). */
+const MAX_WAITING_FRAMES = 10_000;
 
 export class StreamPublisher {
   /** By `<connection id>\n<channel name>\n<streamId>`. */
@@ -68,6 +70,7 @@ export class StreamPublisher {
   private readonly byConn = new Map<Connection, Set<Owned>>();
   /** Each connection's stream frames, handled in the order they came. */
   private readonly chains = new Map<Connection, Promise<void>>();
+  private readonly waiting = new Map<Connection, number>();
   private idCounter = 0;
   appendsAccepted = 0;
   flushes = 0;
@@ -81,14 +84,36 @@ export class StreamPublisher {
 
   /** A client's stream frame (validated), after the connection's earlier ones. */
   handle(conn: Connection, frame: ClientStreamFrame, correlationId: string | undefined): void {
+    const waiting = this.waiting.get(conn) ?? 0;
+    // Bounded: while the store is slow or away, a connection's stream frames wait here, up to a limit.
+    if (waiting >= MAX_WAITING_FRAMES)
+      return this.fail(
+        conn,
+        frame,
+        correlationId,
+        new ApiXError('RATE_LIMITED', 'too many stream frames waiting'),
+      );
+    this.waiting.set(conn, waiting + 1);
     const prev = this.chains.get(conn) ?? Promise.resolve();
     const next = prev
       .then(() => this.dispatch(conn, frame, correlationId))
-      .catch((err: unknown) => this.fail(conn, frame, correlationId, err));
+      .catch((err: unknown) => this.fail(conn, frame, correlationId, err))
+      .finally(() => {
+        const n = (this.waiting.get(conn) ?? 1) - 1;
+        if (n > 0) this.waiting.set(conn, n);
+        else this.waiting.delete(conn);
+      });
     this.chains.set(conn, next);
     void next.then(() => {
       if (this.chains.get(conn) === next) this.chains.delete(conn);
     });
+  }
+
+  /** Stream frames received and not yet handled, all connections (a gauge). */
+  get waitingFrames(): number {
+    let n = 0;
+    for (const w of this.waiting.values()) n += w;
+    return n;
   }
 
   private dispatch(
@@ -404,6 +429,7 @@ export class StreamPublisher {
       this.forget(o);
     }
     this.chains.delete(conn);
+    this.waiting.delete(conn);
   }
 
   /** Ends `error` a stream (this node's or one it mirrors) with no append since `idleBefore`. */
