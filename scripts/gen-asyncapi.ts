@@ -64,6 +64,139 @@ const CHANNEL_OF: Record<(typeof DOMAIN_EVENT_TYPES)[number], string> = {
 
 const PUBLISH_REPLIES = ['messageSent', 'messageQueued', 'messageFailed'] as const;
 
+const STREAM_CH = 'agent:a1';
+const STREAM_SID = 's-1760000000000-0';
+/** Streams (docs/protocol.md §13): the publisher's frames, then what subscribers (and the publisher) get. */
+const STREAM_FRAMES: readonly FrameSpec[] = [
+  {
+    key: 'streamStart',
+    direction: 'client',
+    title: 'stream.start (extension)',
+    summary:
+      'Opens a stream (or resumes one its user left open): answered with its id and last accepted seq.',
+    schema: S.StreamStartFrameSchema,
+    replies: PUBLISH_REPLIES,
+    example: {
+      type: 'stream.start',
+      channel: STREAM_CH,
+      payload: { streamId: 'answer-1', eventType: 'agent_message', data: { agentId: 'a1' } },
+      metadata: { correlation_id: 'c-7' },
+    },
+  },
+  {
+    key: 'streamAppend',
+    direction: 'client',
+    title: 'stream.append (extension)',
+    summary: 'Appends a piece of text to an open stream; no reply unless refused.',
+    schema: S.StreamAppendFrameSchema,
+    replies: ['messageFailed'],
+    example: { type: 'stream.append', channel: STREAM_CH, payload: { streamId: 'answer-1', text: 'Hel' } },
+  },
+  {
+    key: 'streamEnd',
+    direction: 'client',
+    title: 'stream.end (extension)',
+    summary: 'Ends a stream: its compacted event goes to the history; answered with that event id.',
+    schema: S.StreamEndFrameSchema,
+    replies: PUBLISH_REPLIES,
+    example: {
+      type: 'stream.end',
+      channel: STREAM_CH,
+      payload: { streamId: 'answer-1', status: 'complete' },
+      metadata: { correlation_id: 'c-8' },
+    },
+  },
+  {
+    key: 'streamCancel',
+    direction: 'client',
+    title: 'stream.cancel (extension)',
+    summary: "Asks a stream's publisher to stop it (a subscriber allowed to publish on the channel).",
+    schema: S.StreamCancelFrameSchema,
+    replies: ['messageFailed'],
+    example: {
+      type: 'stream.cancel',
+      channel: STREAM_CH,
+      payload: { streamId: 'answer-1', reason: 'user pressed stop' },
+    },
+  },
+  {
+    key: 'streamStartEvent',
+    direction: 'server',
+    title: 'stream.start to subscribers (extension)',
+    summary: 'A stream opened on a subscribed channel.',
+    schema: S.StreamStartEventSchema,
+    example: {
+      type: 'stream.start',
+      channel: STREAM_CH,
+      id: STREAM_SID,
+      payload: { streamId: 'answer-1', eventType: 'agent_message', data: { agentId: 'a1' } },
+      metadata: meta,
+    },
+  },
+  {
+    key: 'streamAppendEvent',
+    direction: 'server',
+    title: 'stream.append to subscribers (extension)',
+    summary: 'The appends fromSeq..seq of a stream, joined into one text.',
+    schema: S.StreamAppendEventSchema,
+    example: {
+      type: 'stream.append',
+      channel: STREAM_CH,
+      id: STREAM_SID,
+      payload: { streamId: 'answer-1', fromSeq: 2, seq: 3, text: 'lo world' },
+      metadata: meta,
+    },
+  },
+  {
+    key: 'streamSnapshot',
+    direction: 'server',
+    title: 'stream.snapshot (extension)',
+    summary: 'Everything of an open stream up to seq, to a subscriber that arrives while it is open.',
+    schema: S.StreamSnapshotEventSchema,
+    example: {
+      type: 'stream.snapshot',
+      channel: STREAM_CH,
+      id: STREAM_SID,
+      payload: {
+        streamId: 'answer-1',
+        eventType: 'agent_message',
+        data: { agentId: 'a1' },
+        text: 'Hello world',
+        seq: 3,
+        status: 'streaming',
+      },
+      metadata: meta,
+    },
+  },
+  {
+    key: 'streamEndEvent',
+    direction: 'server',
+    title: 'stream.end to subscribers (extension)',
+    summary: "A stream ended; id is its compacted event's id (a position in the channel).",
+    schema: S.StreamEndEventSchema,
+    example: {
+      type: 'stream.end',
+      channel: STREAM_CH,
+      id: '1760000000000-7',
+      payload: { streamId: 'answer-1', seq: 3, status: 'complete' },
+      metadata: meta,
+    },
+  },
+  {
+    key: 'streamCancelEvent',
+    direction: 'server',
+    title: 'stream.cancel to the publisher (extension)',
+    summary: 'A subscriber asked to stop the stream; the publisher decides (normally ends it cancelled).',
+    schema: S.StreamCancelEventSchema,
+    example: {
+      type: 'stream.cancel',
+      channel: STREAM_CH,
+      payload: { channel: STREAM_CH, streamId: 'answer-1', reason: 'user pressed stop', by: 'u-1' },
+      metadata: meta,
+    },
+  },
+];
+
 export const FRAMES: readonly FrameSpec[] = [
   // ---- client -> gateway ----
   {
@@ -201,6 +334,7 @@ export const FRAMES: readonly FrameSpec[] = [
       metadata: { correlation_id: 'c-3', idempotency_key: 'note-42' },
     },
   },
+  ...STREAM_FRAMES,
   ...DOMAIN_EVENT_TYPES.map((type): FrameSpec => ({
     key: `publish.${type}`,
     direction: 'client',

@@ -23,6 +23,7 @@ import {
 } from './config-table.ts';
 import { RATE_LIMIT_SETTINGS } from './config-rate-limits.ts';
 import { PROXY_SETTINGS, RPC_SETTINGS } from './config-backend.ts';
+import { STREAM_SETTINGS } from './config-streams.ts';
 
 export type { ConfigOf, Group, Setting, Table } from './config-table.ts';
 export { settingsOf } from './config-table.ts';
@@ -346,6 +347,7 @@ export const SETTINGS = {
   rateLimits: RATE_LIMIT_SETTINGS,
   rpc: RPC_SETTINGS,
   proxy: PROXY_SETTINGS,
+  streams: STREAM_SETTINGS,
   tls: group(
     {
       certFile: s(

@@ -3,6 +3,10 @@
  * engines share one pair of Redis connections, created here and closed with them). node.ts takes the
  * engines it is given; this module never imports node.ts.
  */
+import { MemoryStreamStore } from './streams/memory-stream-store.ts';
+import { RedisStreamStore } from './streams/redis-stream-store.ts';
+import { MEMORY_MAX_STREAMS, streamStoreTtls } from './streams/stream-store.ts';
+import type { StreamStore } from './streams/stream-store.ts';
 import type { Config } from './config.ts';
 import { systemClock } from './clock.ts';
 import type { Clock } from './clock.ts';
@@ -99,6 +103,8 @@ export interface Engines {
   readonly rpcRegistry: RpcRegistry;
   /** The memory engines' state log in the data dir (absent: their state ends with the process). */
   readonly stateLog?: StateLog;
+  /** Open streams (docs/protocol.md §14), shared by the nodes (absent: a memory store of this node). */
+  readonly streamStore?: StreamStore;
   readonly readiness: readonly ReadinessCheck[];
   close(): Promise<void>;
 }
@@ -119,6 +125,22 @@ const busRevocations = new WeakMap<MemoryBrokerBus, MemoryRevocationStore>();
 const busSuspensions = new WeakMap<MemoryBrokerBus, MemorySuspensionStore>();
 /** And their RPC registrations. */
 const busRpc = new WeakMap<MemoryBrokerBus, MemoryRpcRegistry>();
+
+/** Nodes over one MemoryBrokerBus share their streams, as Redis nodes do. */
+const busStreams = new WeakMap<MemoryBrokerBus, MemoryStreamStore>();
+function busStreamStore(bus: MemoryBrokerBus, config: Config, clock: Clock): MemoryStreamStore {
+  let store = busStreams.get(bus);
+  if (!store)
+    busStreams.set(
+      bus,
+      (store = new MemoryStreamStore({
+        ...streamStoreTtls(config),
+        maxStreams: MEMORY_MAX_STREAMS,
+        now: () => clock.now(),
+      })),
+    );
+  return store;
+}
 
 export function memoryEngines(config: Config, clock: Clock, bus?: MemoryBrokerBus): Engines {
   const sharedBus =
@@ -147,6 +169,7 @@ export function memoryEngines(config: Config, clock: Clock, bus?: MemoryBrokerBu
     offlineQueue: new MemoryOfflineQueue(config.offlineQueueSize),
     sessionStore: new MemorySessionStore(clock),
     pendingStore: busPendingStore(sharedBus, clock),
+    streamStore: busStreamStore(sharedBus, config, clock),
     presence,
     rateLimits,
     revocations,
@@ -196,6 +219,7 @@ export async function createEngines(config: Config, options: EngineOptions): Pro
       now: () => clock.now(),
     }),
     presence,
+    streamStore: new RedisStreamStore(clients.command, keys, streamStoreTtls(config)),
     // Shared buckets refill by Redis's clock; nodes lease tokens ahead of use (see redis-rate-limit.ts).
     rateLimits: new RedisRateLimitStore(clients.command, keys, { clock }),
     revocations: new RedisRevocationStore(clients.command, keys, { clock }),

@@ -2,10 +2,15 @@
  * The steps of node.ts's createNode that build groups of components. Only node.ts calls them: together they
  * are the one place where a node is wired.
  */
+import { Streams } from './streams/streams.ts';
+import { MemoryStreamStore } from './streams/memory-stream-store.ts';
+import { MEMORY_MAX_STREAMS, streamStoreTtls } from './streams/stream-store.ts';
+import type { StreamStore } from './streams/stream-store.ts';
 import type { Config } from './config.ts';
 import type { Clock, Random } from './clock.ts';
 import type { Logger } from './log.ts';
 import type { Broker } from './broker/broker.ts';
+import type { Connection } from './connections/session.ts';
 import { Late } from './late.ts';
 import { MemoryPendingStore } from './pending/pending-store.ts';
 import type { PendingStore } from './pending/pending-store.ts';
@@ -173,6 +178,33 @@ export function buildDelivery(deps: DeliveryDeps): Delivery {
     config.qos.degradeBufferedBytes,
   );
   return { retry, pending, hub, callbacks };
+}
+
+/**
+ * Streams (docs/protocol.md §14) over the engines' StreamStore (a memory store of this node without one);
+ * `refused` is late-bound to the gateway's sanctions.
+ */
+export function buildStreams(
+  base: NodeBase,
+  parts: {
+    readonly broker: Broker;
+    readonly router: EventRouter;
+    readonly channels: ChannelRegistry;
+    readonly hub: LocalHub;
+    readonly store: StreamStore | undefined;
+    readonly atRest: AtRestCipher | undefined;
+    refused(conn: Connection, scope: 'publish'): boolean;
+  },
+): Streams {
+  const { config, clock } = base;
+  const store =
+    parts.store ??
+    new MemoryStreamStore({
+      ...streamStoreTtls(config),
+      maxStreams: MEMORY_MAX_STREAMS,
+      now: () => clock.now(),
+    });
+  return new Streams({ ...base, ...parts, store });
 }
 
 /** What every step is given: the node's identity, time, randomness, log and hooks. */
@@ -385,6 +417,7 @@ export function buildHttp(
     readonly gateway: ApiXGateway;
     readonly metrics: Registry;
     readonly isDraining: () => boolean;
+    readonly streams?: Streams;
   },
 ) {
   const { config, nodeId, clock, log, hooks } = base;
@@ -407,6 +440,7 @@ export function buildHttp(
     ],
     isDraining: parts.isDraining,
     presence: engines.presence,
+    ...(parts.streams ? { openStreams: parts.streams.snapshots.bind(parts.streams) } : {}),
   });
 
   const httpTransports = config.httpTransports.enabled
@@ -439,6 +473,7 @@ export function buildHttp(
     .add('channels', channels)
     .add('deadLetters', deadLetters)
     .add('authenticator', authenticator);
+  if (parts.streams) internals.add('streams', parts.streams);
   registerInternals(httpRouter, {
     nodeId,
     authenticator,

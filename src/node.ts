@@ -23,6 +23,7 @@ import {
   buildBrokerStack,
   buildDelivery,
   buildHttp,
+  buildStreams,
   createHttpServer,
   registerNodeGauges,
 } from './node-wiring.ts';
@@ -106,8 +107,13 @@ export function createNode(options: NodeOptions): ApiXNode {
     refused: (conn, scope) => gateway.sanctions.refused(conn, scope),
   });
   hooks.attach({ onDisconnect: ({ connection }) => rpc.closed(connection.connectionId) });
+  const streams = buildStreams(base, {
+    ...{ broker, router, channels, hub: delivery.hub, store: engines.streamStore, atRest },
+    refused: (conn, scope) => gateway.sanctions.refused(conn, scope),
+  });
   const gateway: ApiXGateway = new ApiXGateway({
     ...base,
+    streams,
     broker,
     router,
     offlineQueue: stack.offlineQueue,
@@ -126,8 +132,18 @@ export function createNode(options: NodeOptions): ApiXNode {
   registerNodeGauges(metrics, gateway, engines, stack.durableReplay);
   registerProxyMetrics(metrics, proxy);
   registerRpcMetrics(metrics, rpc);
+  streams.registerMetrics(metrics);
   const state = { draining: false };
-  const parts = { engines, access, broker, router, gateway, metrics, isDraining: () => state.draining };
+  const parts = {
+    engines,
+    access,
+    broker,
+    router,
+    gateway,
+    metrics,
+    streams,
+    isDraining: () => state.draining,
+  };
   const { httpRouter, operator, internals } = buildHttp(base, options, parts);
   internals.add('rpc', rpc).add('proxy', proxy);
   const tls = options.tls ?? loadTlsFiles(config);

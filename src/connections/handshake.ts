@@ -435,6 +435,9 @@ export class Handshake {
     if (taken && taken.entries.length > 0) this.deps.queue.sendPending(session, taken.entries, sent);
     if (queued) this.deps.queue.sendQueued(session, queued.frames, sent);
     for (const r of replays) if (!asked(r.sub.name)) subs.flushReplay(r.sub, r.events, sent);
+    // Every subscription (replayed or kept in the hub) gets the open streams of its channel as snapshots.
+    const replayed = new Map(replays.map((r) => [r.sub, r.events]));
+    for (const sub of session.subscriptions.values()) subs.joinStreams(sub, replayed.get(sub) ?? []);
     for (const sub of session.subscriptions.values())
       if (sub.type === ChannelType.ROOM) void this.deps.rooms.join(conn, sub);
     // Not when the client already left during the awaits above: onClose has emitted onDisconnect, and a

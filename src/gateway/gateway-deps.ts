@@ -19,6 +19,7 @@ import type { HookBus } from '../hooks.ts';
 import type { Delivery } from './delivery.ts';
 import type { BackendProxy } from '../backend/proxy.ts';
 import type { RpcService } from '../rpc/rpc-service.ts';
+import type { Streams } from '../streams/streams.ts';
 
 export interface GatewayDeps {
   readonly config: Config;
@@ -45,4 +46,6 @@ export interface GatewayDeps {
   readonly proxy?: BackendProxy;
   /** RPC from clients to services: the `rpc.*` frames go to it. */
   readonly rpc?: Pick<RpcService, 'onFrame'>;
+  /** Streams (docs/protocol.md §14); absent: `stream.*` frames are refused. */
+  readonly streams?: Streams | undefined;
 }

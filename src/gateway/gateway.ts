@@ -13,6 +13,7 @@ import {
   CLIENT_CONTROL_SCHEMAS,
   formatIssues,
   isControlType,
+  isStreamType,
   metadataError,
   PublishFrameSchema,
 } from '@apix/protocol';
@@ -183,6 +184,7 @@ export class ApiXGateway implements TransportHost<Connection> {
   start(): void {
     this.heartbeat.start();
     this.pending.start();
+    this.deps.streams?.start();
   }
 
   /**
@@ -206,6 +208,7 @@ export class ApiXGateway implements TransportHost<Connection> {
   onClose(conn: Connection, code: number, reason: string): void {
     this.qos.leave(conn);
     this.early.delete(conn);
+    this.deps.streams?.connectionClosed(conn);
     this.connectionManager.closed(conn, code, reason);
   }
 
@@ -230,6 +233,8 @@ export class ApiXGateway implements TransportHost<Connection> {
     if (conn.phase === Phase.AWAITING_CONNECT) return this.onConnectFrame(conn, frame, type, correlationId);
     if (type === 'connect')
       return this.replies.fail(conn, 'BAD_REQUEST', 'already connected', false, correlationId);
+    if (isStreamType(type) && this.deps.streams)
+      return this.deps.streams.onFrame(conn, type, frame, correlationId);
     const schema = Object.prototype.hasOwnProperty.call(CLIENT_CONTROL_SCHEMAS, type)
       ? CLIENT_CONTROL_SCHEMAS[type as keyof typeof CLIENT_CONTROL_SCHEMAS]
       : undefined;
@@ -424,6 +429,7 @@ export class ApiXGateway implements TransportHost<Connection> {
         );
         return;
       default: {
+        this.deps.streams?.onControl(msg);
         const revoked = parseRevocationControl(msg);
         if (revoked) this.sanctions.applyRevocation(revoked.revocation, revoked.reason);
         const suspension = parseSuspensionControl(msg);
@@ -463,6 +469,7 @@ export class ApiXGateway implements TransportHost<Connection> {
    * (`connection.disconnected`, close 1001), wait for them to leave up to the drain timeout, then cut.
    */
   async drain(): Promise<void> {
+    this.deps.streams?.stop();
     await this.connectionManager.drain(() => this.heartbeat.stop());
     this.upgrades.close();
   }

@@ -44,6 +44,8 @@ export interface HttpApiDeps {
   readonly readiness: readonly ReadinessCheck[];
   readonly isDraining: () => boolean;
   readonly presence: Presence;
+  /** Streams (docs/protocol.md §14): the `stream.snapshot` frames of a channel's open streams. */
+  readonly openStreams?: (key: string, channelName: string) => Promise<string[]>;
 }
 
 export function peerOfRequest(req: IncomingMessage): Peer {
@@ -141,14 +143,18 @@ function historyHandler(deps: HttpApiDeps): HttpHandler {
       sendJson(res, 200, { events: [], recovered: false, hasMore: false });
       return;
     }
-    const h = await deps.broker.history(channelKey(principal.orgId, parsed.channel), {
+    const key = channelKey(principal.orgId, parsed.channel);
+    const h = await deps.broker.history(key, {
       since,
       limit,
       last: since === undefined ? limit : undefined,
       maxBytes: deps.historyPageBytes,
     });
     // The stored frames as they are, up to the byte budget: no parse, no stringify (history-page.ts).
-    await sendHistoryPage(res, historyPage(h.events, h.top, deps.historyPageBytes), h.recovered);
+    const page = historyPage(h.events, h.top, deps.historyPageBytes);
+    // The last page also carries the channel's open streams, as snapshots (after every ended one).
+    const streams = !page.hasMore && deps.openStreams ? await deps.openStreams(key, parsed.channel.name) : [];
+    await sendHistoryPage(res, page, h.recovered, streams);
   };
 }
 

@@ -57,16 +57,20 @@ export function historyPage(
 /** Chunks of about this size are handed to the socket, each after the previous one drained. */
 const CHUNK_BYTES = 64 * 1024;
 
-/** Writes `{"events":[<frames>],"recovered":..,"hasMore":..,"next"?:..}` with a 200, in chunks. */
+/**
+ * Writes `{"events":[<frames>],"recovered":..,"hasMore":..,"next"?:..,"streams"?:[..]}` with a 200, in
+ * chunks; `streams`: `stream.snapshot` frames of the channel's open streams, when there are any.
+ */
 export async function sendHistoryPage(
   res: ServerResponse,
   page: HistoryPage,
   recovered: boolean,
+  streams: readonly string[] = [],
 ): Promise<void> {
   const head = '{"events":[';
   const tail = `],"recovered":${recovered},"hasMore":${page.hasMore}${
     page.next !== undefined ? `,"next":${JSON.stringify(page.next)}` : ''
-  }}`;
+  }${streams.length > 0 ? `,"streams":[${streams.join(',')}]` : ''}}`;
   res.writeHead(200, {
     'Content-Type': 'application/json; charset=utf-8',
     'Content-Length': Buffer.byteLength(head) + page.bytes + Buffer.byteLength(tail),

@@ -110,6 +110,21 @@ export class RedisKeys {
     return `${this.prefix}rpc:{${tag(orgId)}}:${method}`;
   }
 
+  /** A stream's state (hash), in the slot of its channel's streams (tag `{st:<channel key>}`). */
+  streamState(channelKey: string, streamId: string): string {
+    return `${this.prefix}{st:${safe(channelKey)}}:s:${streamId}`;
+  }
+
+  /** A stream's accumulated text (string, APPENDed). `streamId` is `[A-Za-z0-9_-]`: no tag to escape. */
+  streamText(channelKey: string, streamId: string): string {
+    return `${this.prefix}{st:${safe(channelKey)}}:x:${streamId}`;
+  }
+
+  /** A channel's streams not yet compacted: hash streamId -> stream id. */
+  openStreams(channelKey: string): string {
+    return `${this.prefix}{st:${safe(channelKey)}}:open`;
+  }
+
   /** A shared token bucket (hash: tokens, last refill), e.g. `org:pub:acme` or `ch:acme/agent:x`. */
   rateLimit(bucket: string): string {
     return `${this.prefix}rl:{${tag(bucket)}}`;

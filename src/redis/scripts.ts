@@ -18,7 +18,11 @@ export type ScriptName =
   | 'presence-list'
   | 'rate-limit'
   | 'revoke-user'
-  | 'session-index';
+  | 'session-index'
+  | 'stream-start'
+  | 'stream-append'
+  | 'stream-end'
+  | 'stream-compacted';
 
 interface ScriptSource {
   readonly lua: string;

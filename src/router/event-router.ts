@@ -9,6 +9,7 @@ import {
   checkDomainPayload,
   EVENT_TYPE_RE,
   isControlType,
+  isStreamType,
   isE2eMarked,
   isE2ePayload,
   jsonShapeError,
@@ -38,6 +39,13 @@ export interface PublishRequest {
   readonly type: string;
   readonly payload: unknown;
   readonly metadata: EnvelopeMetadata | undefined;
+  /** The payload's size limit when not APIX_MAX_MESSAGE_BYTES (a stream's compacted event: its own). */
+  readonly maxPayloadBytes?: number | undefined;
+  /**
+   * False: the shared publish limits (channel, organization) are not asked. A stream's compacted event:
+   * its stream was admitted at `stream.start`, and its end must not be refused after the stream ended.
+   */
+  readonly limited?: false | undefined;
 }
 
 export interface PublishResult {
@@ -102,7 +110,7 @@ export class EventRouter {
     const parsed = parseChannel(req.channel);
     if (!parsed.ok) throw new ApiXError('BAD_REQUEST', parsed.reason);
     const channel = parsed.channel;
-    if (isControlType(req.type))
+    if (isControlType(req.type) || isStreamType(req.type))
       throw new ApiXError('BAD_REQUEST', `"${req.type}" is a reserved control type`);
     if (!EVENT_TYPE_RE.test(req.type))
       throw new ApiXError('BAD_REQUEST', 'type must match [a-z][a-z0-9_.]{0,63}');
@@ -138,8 +146,9 @@ export class EventRouter {
 
     const key = channelKey(orgId, channel);
     // After validation and permission, so that refused junk does not spend the organization's tokens.
-    if (this.options.limiter) await this.options.limiter.checkPublish(req.principal, req.peer, key);
-    if (this.options.approvePublish) req = await this.options.approvePublish(req);
+    if (this.options.limiter && req.limited !== false)
+      await this.options.limiter.checkPublish(req.principal, req.peer, key);
+    if (this.options.approvePublish && req.limited !== false) req = await this.options.approvePublish(req);
     if (settings?.encrypted === true && this.options.atRest === undefined)
       throw new ApiXError(
         'UNAVAILABLE',
@@ -227,8 +236,8 @@ export class EventRouter {
     } catch {
       throw new ApiXError('BAD_REQUEST', 'payload cannot be serialized (too deeply nested?)');
     }
-    if (payloadJson.length > this.options.maxMessageBytes)
-      throw new ApiXError('PAYLOAD_TOO_LARGE', `payload is over ${this.options.maxMessageBytes} bytes`);
+    const max = req.maxPayloadBytes ?? this.options.maxMessageBytes;
+    if (payloadJson.length > max) throw new ApiXError('PAYLOAD_TOO_LARGE', `payload is over ${max} bytes`);
     return payloadJson;
   }
 

@@ -33,8 +33,19 @@ export interface FanoutTarget {
   delivered(event: BrokerEvent, channel: ParsedChannel, recipients: number, bytes: number): void;
 }
 
+/**
+ * Streams (src/streams/stream-fanout.ts): the broker's live stream messages go there, and a stream's
+ * compacted event goes to a subscriber that followed the stream as the frames it answers (`stream.end`).
+ */
+export interface StreamTap {
+  onLive(event: BrokerEvent): void;
+  watches(key: string): boolean;
+  replace(sub: Subscription, event: BrokerEvent): EventFrames | undefined;
+}
+
 export class LocalHub {
   private readonly channels = new Map<string, Set<Subscription>>();
+  private streams: StreamTap | undefined;
   private readonly pressureBytes: number;
   subscriptionCount = 0;
 
@@ -49,6 +60,11 @@ export class LocalHub {
     this.pressureBytes =
       pressureBytes > 0 && pressureBytes < maxBufferedBytes ? pressureBytes : maxBufferedBytes;
     broker.onEvent((event) => this.deliver(event));
+  }
+
+  /** Attaches the node's streams (set once, by the composition root). */
+  attachStreams(tap: StreamTap): void {
+    this.streams = tap;
   }
 
   get channelCount(): number {
@@ -98,7 +114,11 @@ export class LocalHub {
   deliver(event: BrokerEvent): void {
     const subs = this.channels.get(event.key);
     if (subs === undefined) return;
-    if (event.live) return this.deliverLive(event, subs);
+    if (event.live) {
+      if (this.streams !== undefined && event.type.startsWith('stream.')) return this.streams.onLive(event);
+      return this.deliverLive(event, subs);
+    }
+    const streams = this.streams?.watches(event.key) === true ? this.streams : undefined;
     let frames: EventFrames | undefined;
     let input: FilterInput | undefined;
     // The channel's coalescing field, looked up only if a degraded subscriber is met (null: none).
@@ -121,6 +141,14 @@ export class LocalHub {
           sub.lastId = event.id;
           this.target.deliverAway(sub, event);
         }
+        continue;
+      }
+      const streamEnd = streams?.replace(sub, event);
+      if (streamEnd !== undefined) {
+        sub.lastId = event.id;
+        if (sub.ack) this.target.deliverAcked(sub, event, streamEnd);
+        else conn.sendEvent(streamEnd);
+        recipients++;
         continue;
       }
       if (frames === undefined) frames = new EventFrames(event.frame, this.compressThresholdBytes);

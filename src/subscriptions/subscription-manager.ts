@@ -48,6 +48,8 @@ export interface SubscriptionManagerDeps {
   slowConsumer(conn: Connection): void;
   /** The backend's proxy calls: it decides new subscriptions when APIX_PROXY_SUBSCRIBE_URL is set. */
   readonly proxy?: BackendProxy | undefined;
+  /** Streams: told of each subscription after its history replay (snapshots of the open streams). */
+  readonly streams?: { joined(sub: Subscription, replayed: readonly BrokerEvent[]): void } | undefined;
 }
 
 /** What one subscribe frame (or the subscriptions asked for in `connect`) grants, denies and replays. */
@@ -105,6 +107,7 @@ export class SubscriptionManager {
     );
     const sent = new Set<string>();
     for (const r of out.replays) this.flushReplay(r.sub, r.events, sent);
+    for (const r of out.replays) this.joinStreams(r.sub, r.events);
     for (const d of out.denied) this.emitSubscribeDenied(conn, d);
     if (out.limited) this.deps.refused(conn, out.limited.scope);
   }
@@ -328,6 +331,11 @@ export class SubscriptionManager {
       this.deps.log.warn({ err, key }, 'history read failed');
       return { events: [] as BrokerEvent[], recovered: false };
     }
+  }
+
+  /** After the subscription's replay (`flushReplay`): the open streams of its channel, as snapshots. */
+  joinStreams(sub: Subscription, replayed: readonly BrokerEvent[]): void {
+    if (sub.session.subscriptions.get(sub.key) === sub) this.deps.streams?.joined(sub, replayed);
   }
 
   flushReplay(sub: Subscription, events: readonly BrokerEvent[], sent: Set<string>): void {

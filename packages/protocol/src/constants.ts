@@ -67,6 +67,29 @@ export function isControlType(type: string): boolean {
   return controlTypeSet.has(type);
 }
 
+/**
+ * Stream frame types (docs/protocol.md §11): reserved like the control types, so a plain publish can never
+ * use them; a client sends them as stream frames (`stream.start`, `stream.append`, `stream.end`,
+ * `stream.cancel`), the server sends them to subscribers (and `stream.cancel` to the publisher).
+ */
+export const STREAM_TYPES = [
+  'stream.start',
+  'stream.append',
+  'stream.snapshot',
+  'stream.end',
+  'stream.cancel',
+] as const;
+export type StreamType = (typeof STREAM_TYPES)[number];
+const streamTypeSet: ReadonlySet<string> = new Set(STREAM_TYPES);
+export function isStreamType(type: string): type is StreamType {
+  return streamTypeSet.has(type);
+}
+/** A stream id: unique among the channel's streams. */
+export const STREAM_ID_RE_SOURCE = '^[A-Za-z0-9_-]{1,64}$';
+/** How a stream ended (`stream.end` status). */
+export const STREAM_END_STATUSES = ['complete', 'cancelled', 'error'] as const;
+export type StreamEndStatus = (typeof STREAM_END_STATUSES)[number];
+
 /** The seed's domain event types. Any other `[a-z][a-z0-9_.]{0,63}` type is also publishable. */
 export const DOMAIN_EVENT_TYPES = [
   'tool_call_start',

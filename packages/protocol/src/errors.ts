@@ -16,6 +16,14 @@ export const ErrorCode = {
   INTERNAL: 'INTERNAL',
   UNAVAILABLE: 'UNAVAILABLE',
   TIMEOUT: 'TIMEOUT',
+  /** Streams (docs/protocol.md §11): the connection has APIX_MAX_OPEN_STREAMS streams open. */
+  STREAM_LIMIT: 'STREAM_LIMIT',
+  /** Streams: the stream's accumulated text would pass APIX_STREAM_MAX_BYTES. */
+  STREAM_TOO_LARGE: 'STREAM_TOO_LARGE',
+  /** Streams: no open stream with this id in the channel (never started, or ended). */
+  STREAM_NOT_OPEN: 'STREAM_NOT_OPEN',
+  /** Streams: the stream had no append for APIX_STREAM_IDLE_TIMEOUT_MS; the server ended it `error`. */
+  STREAM_IDLE_TIMEOUT: 'STREAM_IDLE_TIMEOUT',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -62,6 +70,28 @@ export const ERRORS: Readonly<Record<ErrorCode, ErrorSpec>> = {
     httpStatus: 504,
     closeCode: 1011,
     description: 'No answer in time (an RPC call past its `timeoutMs`); the call may still have been served.',
+  },
+  STREAM_LIMIT: {
+    httpStatus: 429,
+    closeCode: 4008,
+    description: 'Too many open streams on this connection (APIX_MAX_OPEN_STREAMS); end one first.',
+  },
+  STREAM_TOO_LARGE: {
+    httpStatus: 413,
+    closeCode: 1009,
+    description: "The stream's accumulated text would pass APIX_STREAM_MAX_BYTES; the append is refused.",
+  },
+  STREAM_NOT_OPEN: {
+    httpStatus: 409,
+    closeCode: 4000,
+    description:
+      'No open stream with this id in the channel: never started, already ended, or owned by another user.',
+  },
+  STREAM_IDLE_TIMEOUT: {
+    httpStatus: 408,
+    closeCode: 4000,
+    description:
+      'The stream had no append for APIX_STREAM_IDLE_TIMEOUT_MS; the server ended it with status error.',
   },
 };
 

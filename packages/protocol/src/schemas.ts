@@ -3,7 +3,14 @@
  * direction. The single source for server validation, the SDK's types and the JSON Schema export.
  */
 import { z } from 'zod';
-import { ChannelType, ClientType, ConnectionStatus, EVENT_TYPE_RE_SOURCE } from './constants.ts';
+import {
+  ChannelType,
+  ClientType,
+  ConnectionStatus,
+  EVENT_TYPE_RE_SOURCE,
+  STREAM_END_STATUSES,
+  STREAM_ID_RE_SOURCE,
+} from './constants.ts';
 import { ErrorCode } from './errors.ts';
 
 export const ClientTypeSchema = z.enum(ClientType);
@@ -145,6 +152,68 @@ export const PublishFrameSchema = z.strictObject({
   metadata: EnvelopeMetadataSchema.optional(),
 });
 
+// ---- Streams (docs/protocol.md §11): client -> server ----
+
+const streamId = z.string().regex(new RegExp(STREAM_ID_RE_SOURCE));
+const eventType = z.string().regex(new RegExp(EVENT_TYPE_RE_SOURCE));
+export const StreamEndStatusSchema = z.enum(STREAM_END_STATUSES);
+export const StreamErrorSchema = z.strictObject({
+  code: z.string().min(1).max(64),
+  message: z.string().max(1000),
+});
+
+function streamFrame<T extends string, P extends z.ZodType>(type: T, payload: P) {
+  return z.strictObject({
+    type: z.literal(type),
+    channel: channelName,
+    payload,
+    metadata: EnvelopeMetadataSchema.optional(),
+  });
+}
+
+/** Opens a stream; answered `message.sent` `{id, channel, streamId, seq}` (seq > 0: a resumed stream). */
+export const StreamStartFrameSchema = streamFrame(
+  'stream.start',
+  z.strictObject({ streamId, eventType, data: z.unknown().optional() }),
+);
+/** One piece of the stream's text; not answered unless refused (`message.failed`). */
+export const StreamAppendFrameSchema = streamFrame(
+  'stream.append',
+  z.strictObject({ streamId, text: z.string() }),
+);
+/** Ends the stream; answered `message.sent` `{id, channel, streamId, seq}` (`id`: the compacted event's). */
+export const StreamEndFrameSchema = streamFrame(
+  'stream.end',
+  z.strictObject({
+    streamId,
+    status: StreamEndStatusSchema,
+    data: z.unknown().optional(),
+    error: StreamErrorSchema.optional(),
+  }),
+);
+/** Asks the stream's publisher to stop (it decides); `channel` may be repeated in the payload. */
+export const StreamCancelFrameSchema = streamFrame(
+  'stream.cancel',
+  z.strictObject({
+    streamId,
+    channel: channelName.optional(),
+    reason: z.string().max(500).optional(),
+  }),
+);
+export const ClientStreamFrameSchema = z.discriminatedUnion('type', [
+  StreamStartFrameSchema,
+  StreamAppendFrameSchema,
+  StreamEndFrameSchema,
+  StreamCancelFrameSchema,
+]);
+export type ClientStreamFrame = z.infer<typeof ClientStreamFrameSchema>;
+export const CLIENT_STREAM_SCHEMAS = {
+  'stream.start': StreamStartFrameSchema,
+  'stream.append': StreamAppendFrameSchema,
+  'stream.end': StreamEndFrameSchema,
+  'stream.cancel': StreamCancelFrameSchema,
+} as const;
+
 export const ClientControlFrameSchema = z.discriminatedUnion('type', [
   ConnectFrameSchema,
   SubscribeFrameSchema,
@@ -272,7 +341,14 @@ export const ServerPongSchema = serverFrame(
 export const AuthRefreshedSchema = serverFrame('auth.refreshed', z.object({ expiresAt: z.number() }));
 export const MessageSentSchema = serverFrame(
   'message.sent',
-  z.object({ id: z.string(), channel: z.string().optional() }),
+  z.object({
+    id: z.string(),
+    channel: z.string().optional(),
+    /** Streams (§11): the answer to `stream.start` / `stream.end`. */
+    streamId: z.string().optional(),
+    /** Streams: the last accepted append (`stream.start` of a stream resumed by its publisher: where to go on). */
+    seq: z.number().int().min(0).optional(),
+  }),
 );
 export const MessageQueuedSchema = serverFrame(
   'message.queued',
@@ -333,6 +409,79 @@ export const ChannelEventSchema = z.strictObject({
   metadata: serverMetadata,
 });
 export type ChannelEvent = z.infer<typeof ChannelEventSchema>;
+
+// ---- Streams (docs/protocol.md §11): server -> subscriber (and `stream.cancel` to the publisher) ----
+
+function streamEvent<T extends string, P extends z.ZodType>(type: T, payload: P) {
+  return z.strictObject({
+    type: z.literal(type),
+    channel: z.string(),
+    id: eventId,
+    payload,
+    metadata: serverMetadata,
+  });
+}
+export const StreamStartEventSchema = streamEvent(
+  'stream.start',
+  z.object({ streamId: z.string(), eventType: z.string(), data: z.unknown() }),
+);
+export const StreamAppendEventSchema = streamEvent(
+  'stream.append',
+  z.object({
+    streamId: z.string(),
+    fromSeq: z.number().int().min(1),
+    seq: z.number().int().min(1),
+    text: z.string(),
+  }),
+);
+export const StreamSnapshotEventSchema = streamEvent(
+  'stream.snapshot',
+  z.object({
+    streamId: z.string(),
+    eventType: z.string(),
+    data: z.unknown(),
+    text: z.string(),
+    seq: z.number().int().min(0),
+    status: z.literal('streaming'),
+  }),
+);
+export const StreamEndEventSchema = streamEvent(
+  'stream.end',
+  z.object({
+    streamId: z.string(),
+    seq: z.number().int().min(0),
+    status: StreamEndStatusSchema,
+    data: z.unknown().optional(),
+    error: StreamErrorSchema.optional(),
+  }),
+);
+/** To the publishing connection: a subscriber asked to stop the stream. */
+export const StreamCancelEventSchema = z.strictObject({
+  type: z.literal('stream.cancel'),
+  channel: z.string(),
+  payload: z.object({
+    channel: z.string(),
+    streamId: z.string(),
+    reason: z.string(),
+    by: z.string(),
+  }),
+  metadata: serverMetadata,
+});
+export const ServerStreamFrameSchema = z.discriminatedUnion('type', [
+  StreamStartEventSchema,
+  StreamAppendEventSchema,
+  StreamSnapshotEventSchema,
+  StreamEndEventSchema,
+  StreamCancelEventSchema,
+]);
+export type ServerStreamFrame = z.infer<typeof ServerStreamFrameSchema>;
+/** The compacted event a stream leaves in the channel's history: `{type: eventType, id, payload}`. */
+export const CompactedStreamPayloadSchema = z.looseObject({
+  streamId: z.string(),
+  text: z.string(),
+  seq: z.number().int().min(0),
+  status: StreamEndStatusSchema,
+});
 
 export const ServerControlFrameSchema = z.discriminatedUnion('type', [
   ConnectionEstablishedSchema,
