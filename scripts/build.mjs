@@ -79,7 +79,7 @@ if (!process.argv.includes('--skip-template')) {
   const { createDatabase } = await import(join(DIST, 'store', 'database.js'));
   const { migrate } = await import(join(DIST, 'store', 'migrate.js'));
   const made = await buildEmbeddedTemplate(async (dataDir) => {
-    const db = await createDatabase({ dataDir });
+    const db = await createDatabase({ dataDir, embeddedFromTemplate: false });
     try {
       await migrate(db);
       await db.withRawSession(async (session) => {

@@ -67,6 +67,8 @@ export interface DatabaseOptions {
    * parameter: it holds from this open on, nothing is written to the data directory.
    */
   readonly embeddedBuffersMb?: number | undefined;
+  /** Embedded PGlite only: false makes a new database by initdb instead of copying the build's template. */
+  readonly embeddedFromTemplate?: boolean | undefined;
   /** Embedded PGlite only: see PGliteThreadOptions.idleCloseMs (default: never). */
   readonly embeddedIdleCloseMs?: number | undefined;
   /** Pool size on PostgreSQL (default 10). */
@@ -178,7 +180,11 @@ async function createPostgres(options: DatabaseOptions, url: string): Promise<Da
 
 async function createPglite(options: DatabaseOptions): Promise<Database> {
   // Started already by `apix serve` (prestartEmbedded) when it could, else now.
-  const embedded = { sharedBuffersMb: options.embeddedBuffersMb, idleCloseMs: options.embeddedIdleCloseMs };
+  const embedded = {
+    sharedBuffersMb: options.embeddedBuffersMb,
+    idleCloseMs: options.embeddedIdleCloseMs,
+    fromTemplate: options.embeddedFromTemplate,
+  };
   const opened = await (takePrestarted(options.dataDir, embedded) ?? openEmbedded(options.dataDir, embedded));
   const { dir, engine, releaseLock } = opened;
   opened.onIdle = (state) =>

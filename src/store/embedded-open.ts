@@ -28,6 +28,8 @@ export interface EmbeddedOptions {
   readonly sharedBuffersMb?: number | undefined;
   /** See PGliteThreadOptions.idleCloseMs. */
   readonly idleCloseMs?: number | undefined;
+  /** false: a new database is made by initdb, not copied from the build's template (migration tests). */
+  readonly fromTemplate?: boolean | undefined;
 }
 
 export async function openEmbedded(dataDir: string, options: EmbeddedOptions = {}): Promise<EmbeddedEngine> {
@@ -41,7 +43,7 @@ export async function openEmbedded(dataDir: string, options: EmbeddedOptions = {
   );
   try {
     // A first start copies the build's migrated template instead of running initdb (seconds).
-    await seedFromTemplate(dir);
+    if (options.fromTemplate !== false) await seedFromTemplate(dir);
   } catch (err) {
     releaseLock();
     throw err;

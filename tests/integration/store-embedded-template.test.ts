@@ -26,7 +26,7 @@ describe('embedded database template', () => {
     let creates = 0;
     const create = async (dataDir: string) => {
       creates++;
-      const db = await createDatabase({ dataDir });
+      const db = await createDatabase({ dataDir, embeddedFromTemplate: false });
       try {
         await migrate(db, { onProgress: () => {} });
         await db.withRawSession(async (s) => {

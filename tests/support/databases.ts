@@ -94,7 +94,7 @@ export async function pgliteTemplate(): Promise<string> {
   const dir = join(tmpdir(), `apix-pglite-template-${key}`);
   if (existsSync(join(dir, 'ready'))) return dir;
   const build = mkdtempSync(join(tmpdir(), 'apix-pglite-build-'));
-  const db = await createDatabase({ dataDir: build });
+  const db = await createDatabase({ dataDir: build, embeddedFromTemplate: false });
   await migrate(db);
   await db.close();
   writeFileSync(join(build, 'ready'), '');

@@ -126,12 +126,13 @@ describe('rate limits', () => {
       assert.equal(body.code, 'RATE_LIMITED');
       assert.match(body.message, /organization/);
       assert.ok(body.retryAfterMs > 0 && body.retryAfterMs <= 1000);
-      const f = await c.publish('agent:four', 'note', {});
+      // The same organization's bucket refuses the WebSocket too. It refills a token a second: on a busy
+      // machine a second may pass before this publish, so a few tries (each well within the next second).
+      let f = await c.publish('agent:four', 'note', {});
+      for (let i = 0; i < 3 && !failed(f); i++) f = await c.publish('agent:four', 'note', {});
       assert.ok(failed(f), JSON.stringify(f));
-      assert.deepEqual(
-        limited.map((e) => e.scope),
-        ['org'],
-      );
+      assert.ok(limited.length >= 1);
+      assert.deepEqual(new Set(limited.map((e) => e.scope)), new Set(['org']));
       c.close();
     });
   });

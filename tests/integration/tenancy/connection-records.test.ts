@@ -116,7 +116,8 @@ describe('the connection-key migration keeps existing rows', () => {
       const first = loadMigrations()[0]!.name;
       cpSync(join(DEFAULT_MIGRATIONS_DIR, first), join(onlyInit, first), { recursive: true });
       const postgres = kind === 'postgres' ? await createTestPostgres() : undefined;
-      const db = await createDatabase({ databaseUrl: postgres?.url, dataDir });
+      // Not from the build's template: that one has every migration applied.
+      const db = await createDatabase({ databaseUrl: postgres?.url, dataDir, embeddedFromTemplate: false });
       try {
         await migrate(db, { migrationsDir: onlyInit });
         await db.prisma.$executeRawUnsafe(
