@@ -31,6 +31,8 @@
  *   --concurrency N          handshakes in flight, in total         [100]
  *   --publishes-per-connection N  publisher pool sizing (APIX caps frames/s per connection) [100]
  *   --cpu-prof DIR           server processes write V8 CPU profiles (.cpuprofile) into DIR
+ *   --database-url URL       PostgreSQL for APIX's records when (a) runs it with several workers
+ *                            (without it, several workers run with APIX_RECORDS=off)
  *   --no-pin                 do not use taskset
  *   --no-doc                 do not rewrite BENCHMARKS.md (quick runs never do)
  */
@@ -85,6 +87,7 @@ const KNOWN = new Set([
   'budget-minutes',
   'publishes-per-connection',
   'cpu-prof',
+  'database-url',
   'dashboard-clients',
   'dashboard-channels',
   'dashboard-per-client',
@@ -163,6 +166,7 @@ async function main(): Promise<number> {
     stopP99Ms: num('stop-p99-ms', 2000),
     publishesPerConnection: num('publishes-per-connection', 100),
     ...(args.has('cpu-prof') ? { cpuProfDir: resolve(str('cpu-prof', 'bench/results/profiles')) } : {}),
+    ...(args.has('database-url') ? { databaseUrl: str('database-url', '') } : {}),
   };
   if (s.cpuProfDir) mkdirSync(s.cpuProfDir, { recursive: true });
 

@@ -38,6 +38,8 @@ export interface BenchSettings {
   readonly publishesPerConnection: number;
   /** `--cpu-prof DIR`: server processes write CPU profiles there (see BENCHMARKS.md, where the time goes). */
   readonly cpuProfDir?: string;
+  /** `--database-url URL`: PostgreSQL for APIX's records when it runs several workers. */
+  readonly databaseUrl?: string;
 }
 
 export interface ConnectionsResult {
@@ -146,6 +148,7 @@ function startContext(s: BenchSettings, workers: number): StartContext {
     heartbeatMs: s.heartbeatMs,
     workers,
     ...(s.cpuProfDir ? { cpuProfDir: s.cpuProfDir } : {}),
+    ...(s.databaseUrl ? { databaseUrl: s.databaseUrl } : {}),
   };
 }
 

@@ -21,6 +21,11 @@ export interface StartContext {
   readonly workers: number;
   /** When set, every server process writes a V8 CPU profile (`node --cpu-prof`) into this folder. */
   readonly cpuProfDir?: string;
+  /**
+   * PostgreSQL for APIX's records (`--database-url`): with several workers APIX keeps its records there
+   * (the embedded database is single-process); unset, several workers run with records off.
+   */
+  readonly databaseUrl?: string;
 }
 
 export interface Running {
@@ -163,8 +168,10 @@ function apixEnv(ctx: StartContext, port: number, node: number, redisUrl?: strin
   if (redisUrl) env.REDIS_URL = redisUrl;
   else delete env.REDIS_URL;
   delete env.DATABASE_URL;
-  // Several workers cannot share the embedded database (PGlite is single-process): they run without records.
-  if (ctx.workers > 1) env.APIX_RECORDS = 'off';
+  // Several workers cannot share the embedded database (PGlite is single-process): they keep their records in
+  // PostgreSQL when the bench was given one, else they run without records.
+  if (ctx.workers > 1 && ctx.databaseUrl) env.DATABASE_URL = ctx.databaseUrl;
+  else if (ctx.workers > 1) env.APIX_RECORDS = 'off';
   return env;
 }
 

@@ -22,8 +22,14 @@ import type { Database, SqlTransaction } from '../store/database.ts';
 import { backoffDelayMs } from '../store/flush-loop.ts';
 import { pgSafeText, toJsonValue } from '../store/json.ts';
 import { silentLogger, type StoreLogger } from '../store/log.ts';
-import { GENESIS_HASH, chainHash } from './hash-chain.ts';
-import { AUDIT_ENTRY_COLUMNS, AUDIT_ENTRY_FIELDS, type AuditEntry, type CHAIN_FIELDS } from './entry.ts';
+import { GENESIS_HASH, canonicalJson, chainHashOf } from './hash-chain.ts';
+import {
+  AUDIT_ENTRY_COLUMNS,
+  AUDIT_ENTRY_FIELDS,
+  type AuditEntry,
+  type AuditEntryField,
+  type CHAIN_FIELDS,
+} from './entry.ts';
 import { SpillFile } from './spill-file.ts';
 
 /** The chain of entries that belong to no organization (e.g. an auth failure before any org is known).
@@ -397,9 +403,10 @@ export class AuditLogger {
       const rows: ChainedRow[] = fresh.map((e) => {
         const h = head.get(e.orgId) ?? { seq: 0, hash: GENESIS_HASH };
         const seq = h.seq + 1;
-        const hash = chainHash(h.hash, { ...e, seq });
+        const detailJson = canonicalJson(e.detail);
+        const hash = chainHashOf(h.hash, e, seq, detailJson);
         head.set(e.orgId, { seq, hash });
-        return { entry: e, seq, prevHash: h.hash, hash };
+        return { entry: e, seq, prevHash: h.hash, hash, detailJson };
       });
       await insertRows(tx, rows);
       await tx.query(
@@ -417,6 +424,8 @@ interface ChainedRow {
   readonly seq: number;
   readonly prevHash: string;
   readonly hash: string;
+  /** The detail's canonical JSON, as hashed; stored as is (jsonb takes any key order). */
+  readonly detailJson: string;
 }
 
 /** The columns, from the one definition of an entry (src/audit/entry.ts). */
@@ -426,47 +435,46 @@ const SELECTED = AUDIT_ENTRY_FIELDS.map((f) => `r."${f}"`).join(', ');
 
 /** The rows in one statement: COPY of CSV where the engine has it (PGlite), else INSERT from one jsonb. */
 async function insertRows(tx: SqlTransaction, rows: readonly ChainedRow[]): Promise<void> {
-  const entries = rows.map(({ entry, seq, prevHash, hash }): AuditEntry => ({
+  if (tx.copyCsv) {
+    let csv = '';
+    for (const row of rows) csv += csvLine(row);
+    await tx.copyCsv(`COPY "AuditLog" (${COLUMNS}) FROM '/dev/blob' WITH (FORMAT csv)`, csv);
+    return;
+  }
+  const entries = rows.map(({ entry, seq, prevHash, hash }) => ({
     ...entry,
     seq,
     prevHash,
     hash,
+    createdAt: new Date(entry.createdAt),
   }));
-  if (tx.copyCsv) {
-    let csv = '';
-    for (const e of entries) {
-      for (let i = 0; i < AUDIT_ENTRY_FIELDS.length; i++) {
-        const f = AUDIT_ENTRY_FIELDS[i]!;
-        if (i > 0) csv += ',';
-        csv += csvField(AUDIT_ENTRY_COLUMNS[f], e[f]);
-      }
-      csv += '\n';
-    }
-    await tx.copyCsv(`COPY "AuditLog" (${COLUMNS}) FROM '/dev/blob' WITH (FORMAT csv)`, csv);
-    return;
-  }
   await tx.query(
     `INSERT INTO "AuditLog" (${COLUMNS})
      SELECT ${SELECTED} FROM jsonb_to_recordset($1::jsonb) AS r(${RECORD_COLUMNS})`,
-    [JSON.stringify(entries.map((e) => ({ ...e, createdAt: new Date(e.createdAt) })))],
+    [JSON.stringify(entries)],
   );
 }
 
-/** One CSV field of a column of the given type. */
-function csvField(
-  type: (typeof AUDIT_ENTRY_COLUMNS)[keyof typeof AUDIT_ENTRY_COLUMNS],
-  value: unknown,
-): string {
-  switch (type) {
-    case 'int':
-      return String(value);
-    case 'jsonb':
-      return csvText(JSON.stringify(value));
-    case 'timestamp(3)':
-      return new Date(value as number).toISOString();
-    case 'text':
-      return csvText(value as string | null);
-  }
+/** One row of the COPY, its fields in column order (AUDIT_ENTRY_FIELDS; a unit test holds them equal). */
+function csvLine({ entry: e, seq, prevHash, hash, detailJson }: ChainedRow): string {
+  const fields: Record<AuditEntryField, string> = {
+    id: csvText(e.id),
+    orgId: csvText(e.orgId),
+    seq: String(seq),
+    prevHash: csvText(prevHash),
+    hash: csvText(hash),
+    actor: csvText(e.actor),
+    action: csvText(e.action),
+    target: csvText(e.target),
+    detail: csvText(detailJson),
+    remoteAddress: csvText(e.remoteAddress),
+    userAgent: csvText(e.userAgent),
+    createdAt: new Date(e.createdAt).toISOString(),
+  };
+  let line = '';
+  for (let i = 0; i < AUDIT_ENTRY_FIELDS.length; i++)
+    line += (i > 0 ? ',' : '') + fields[AUDIT_ENTRY_FIELDS[i]!];
+  return `${line}\n`;
 }
 
 /** A CSV field: NULL unquoted and empty, any text quoted (so "" is the empty string, not NULL). */

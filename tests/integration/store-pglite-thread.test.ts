@@ -5,7 +5,7 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PGlite, messages } from '@electric-sql/pglite';
@@ -35,6 +35,21 @@ describe('PGlite on a worker thread', () => {
     await thread.close();
     await direct.close();
     rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('runs at a lower priority than the event loop (nice +10, that thread only)', () => {
+    // Field 19 of /proc/<pid>/task/<tid>/stat is the thread's nice value (Linux keeps one per thread).
+    const niceOf = (path: string): number => {
+      const stat = readFileSync(path, 'utf8');
+      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+    };
+    const main = niceOf(`/proc/self/task/${process.pid}/stat`);
+    const threads = readdirSync('/proc/self/task').map((tid) => niceOf(`/proc/self/task/${tid}/stat`));
+    assert.ok(
+      threads.includes(Math.min(19, main + 10)),
+      `a thread at nice ${Math.min(19, main + 10)} (main thread ${main}): ${threads.join(',')}`,
+    );
+    assert.equal(niceOf('/proc/self/stat'), main, 'the process itself keeps its priority');
   });
 
   it('returns what PGlite returns, for every type, in both row modes and with custom parsers', async () => {
