@@ -252,6 +252,8 @@ export class ApiXClient extends TypedEmitter<ClientEvents> {
       this.session.onFatalError(error);
       return;
     }
+    // The connection's frame rate refused a frame: slow every publish down to the hint.
+    if (code === ErrorCode.RATE_LIMITED && retryAfterMs !== undefined) this.publisher.paceFor(retryAfterMs);
     const request = correlationId === undefined ? undefined : this.session.requests.get(correlationId);
     const publish = this.publisher.pending(correlationId);
     if (request) {

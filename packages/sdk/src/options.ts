@@ -58,6 +58,13 @@ export interface ApiXClientOptions {
   heartbeat?: HeartbeatOptions | false;
   /** Publishes held while disconnected; one more is rejected with UNAVAILABLE. 0 disables buffering. Default 100. */
   offlineBufferSize?: number;
+  /**
+   * Publishes queued while the client paces after a `RATE_LIMITED` refusal (it sends one per the refusal's
+   * `retryAfterMs` until the queue drains); one more is rejected with RATE_LIMITED. Default 10000.
+   */
+  pacedBufferSize?: number;
+  /** `RATE_LIMITED` refusals of one publish before it rejects with RATE_LIMITED. Default 20. */
+  rateLimitRetries?: number;
   /** A sent publish without a reply in this time rejects with UNAVAILABLE. Default 10000. */
   publishTimeoutMs?: number;
   /** No `connection.established` in this time after opening: the attempt fails. Default 10000. */
@@ -87,6 +94,8 @@ export const DEFAULTS = {
   heartbeatTimeoutMs: 10_000,
   heartbeatIntervalMs: 25_000,
   offlineBufferSize: 100,
+  pacedBufferSize: 10_000,
+  rateLimitRetries: 20,
   publishTimeoutMs: 10_000,
   connectTimeoutMs: 10_000,
   tokenRefreshMarginMs: 30_000,
