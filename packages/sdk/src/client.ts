@@ -19,6 +19,13 @@ import { Publisher } from './publishing.ts';
 import { Session } from './session.ts';
 import type { Subscription } from './subscription.ts';
 import { Subscriptions } from './subscriptions.ts';
+import { StreamPublisher, type StreamHandle, type StreamOptions } from './stream-publisher.ts';
+import {
+  subscribeStreams,
+  type StreamHandlers,
+  type StreamsOptions,
+  type StreamsSubscription,
+} from './stream-reader.ts';
 import {
   defaultWebSocket,
   normalizeGatewayUrl,
@@ -52,6 +59,7 @@ export class ApiXClient extends TypedEmitter<ClientEvents> {
   private readonly session: Session;
   private readonly subscriptions: Subscriptions;
   private readonly publisher: Publisher;
+  private readonly streams: StreamPublisher;
 
   constructor(options: ApiXClientOptions) {
     super();
@@ -89,6 +97,14 @@ export class ApiXClient extends TypedEmitter<ClientEvents> {
     );
     this.subscriptions = new Subscriptions(this.session, e2e, emit);
     this.publisher = new Publisher(this.session, options, clock, e2e, emit);
+    this.streams = new StreamPublisher(this.session, options, clock, random);
+    // The streams follow the connection through the client's own events (the session drives the rest).
+    this.on('connection.established', () => this.streams.onEstablished());
+    this.on('connection.disconnected', () => this.streams.onDisconnected());
+    this.on('state', ({ state }) => {
+      if (state === 'closed')
+        this.streams.closeAll(new ApiXError(ErrorCode.UNAVAILABLE, 'the client is closed'));
+    });
     this.session.attach({
       subscriptions: this.subscriptions,
       publisher: this.publisher,
@@ -151,6 +167,30 @@ export class ApiXClient extends TypedEmitter<ClientEvents> {
   }
 
   /**
+   * Opens a stream on `channel` (docs/streams.md): one message built from appends, which live subscribers
+   * get piece by piece and later ones as one snapshot, then one compacted event in the history. The
+   * handle's `append(text)` returns at once; `end(status)` settles with the compacted event's id; `signal`
+   * fires when a subscriber cancels; `pipe(asyncIterable)` appends a whole source (e.g. an AI SDK
+   * `textStream`) and ends. Started now if connected, else on connect; resumed after every reconnect.
+   */
+  stream(channel: string, options: StreamOptions): StreamHandle {
+    return this.streams.open(channel, options);
+  }
+
+  /**
+   * The streams of `channel` as they build up (docs/streams.md): handlers get each stream's state after
+   * every start, append, snapshot (late join, resume) and end, or the compacted event of one that ended
+   * while away. Uses this client's subscription of the channel when it has one, else subscribes.
+   */
+  subscribeStreams(
+    channel: string,
+    handlers: StreamHandlers,
+    options: StreamsOptions = {},
+  ): StreamsSubscription {
+    return subscribeStreams(this, channel, handlers, options);
+  }
+
+  /**
    * Closes for good: no reconnect; pending publishes and buffered ones reject with UNAVAILABLE. Settles
    * when the socket finished closing.
    */
@@ -188,6 +228,12 @@ export class ApiXClient extends TypedEmitter<ClientEvents> {
     }
     // The server validated what it sends; the SDK checks only what it branches on (no Zod in browsers).
     const { type } = frame as { type: string };
+    if (type === 'stream.cancel') {
+      const p = (frame as { payload?: { channel: string; streamId: string; reason: string; by: string } })
+        .payload;
+      if (p) this.streams.onCancel(p);
+      return;
+    }
     if (isControlType(type)) {
       if (type.startsWith('presence.')) {
         const p = frame as { channel?: string; payload?: unknown };
@@ -235,6 +281,7 @@ export class ApiXClient extends TypedEmitter<ClientEvents> {
       case 'message.sent':
       case 'message.queued':
       case 'message.failed':
+        if (frame.type !== 'message.queued' && this.streams.onReply(frame, correlationId)) return;
         this.publisher.onReply(frame, correlationId);
         return;
     }
@@ -253,7 +300,10 @@ export class ApiXClient extends TypedEmitter<ClientEvents> {
       return;
     }
     // The connection's frame rate refused a frame: slow every publish down to the hint.
-    if (code === ErrorCode.RATE_LIMITED && retryAfterMs !== undefined) this.publisher.paceFor(retryAfterMs);
+    if (code === ErrorCode.RATE_LIMITED && retryAfterMs !== undefined) {
+      this.publisher.paceFor(retryAfterMs);
+      this.streams.onFramesRefused(retryAfterMs);
+    }
     const request = correlationId === undefined ? undefined : this.session.requests.get(correlationId);
     const publish = this.publisher.pending(correlationId);
     if (request) {
