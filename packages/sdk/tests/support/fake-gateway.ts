@@ -73,7 +73,15 @@ export class FakeGateway {
   /** Streams by `channel \n streamId` (onStreamFrame). */
   readonly streams = new Map<
     string,
-    { id: string; seq: number; text: string; open: boolean; data: unknown; publisher: FakeConnection }
+    {
+      id: string;
+      seq: number;
+      text: string;
+      open: boolean;
+      eventType: string;
+      data: unknown;
+      publisher: FakeConnection;
+    }
   >();
   private streamSeq = 0;
   /** Appends still to drop silently (a frame lost on the way). */
@@ -266,6 +274,7 @@ export class FakeGateway {
           if (since !== undefined) this.replay(c, channel, since, false);
           else if (p.replay?.last)
             for (const e of (this.history.get(channel) ?? []).slice(-p.replay.last)) this.send(c, e);
+          this.sendSnapshots(c, channel);
         }
         return;
       }
@@ -299,6 +308,27 @@ export class FakeGateway {
    * (each its own seq, fanned out as `fromSeq..seq`), end (one compacted event in the history), cancel
    * (to the publishing connection). `dropAppends` > 0 drops that many appends silently, as a lost frame.
    */
+  /** A subscriber arriving while streams are open: one `stream.snapshot` for each. */
+  private sendSnapshots(c: FakeConnection, channel: string): void {
+    for (const [key, s] of this.streams) {
+      const [ch, streamId] = key.split('\n');
+      if (ch !== channel || !s.open) continue;
+      this.send(c, {
+        type: 'stream.snapshot',
+        channel,
+        id: s.id,
+        payload: {
+          streamId,
+          eventType: s.eventType,
+          data: s.data,
+          text: s.text,
+          seq: s.seq,
+          status: 'streaming',
+        },
+      });
+    }
+  }
+
   private onStreamFrame(c: FakeConnection, frame: ReceivedFrame['frame']): void {
     const p = frame.payload;
     const channel = frame.channel as string;
@@ -318,6 +348,7 @@ export class FakeGateway {
         seq: 0,
         text: '',
         open: true,
+        eventType: p.eventType as string,
         data: p.data,
         publisher: c,
       };
@@ -354,7 +385,7 @@ export class FakeGateway {
       stream.open = false;
       // Live subscribers get stream.end; the history (replays) the compacted event, with the same id.
       const event: FakeEvent = {
-        type: 'agent_message',
+        type: stream.eventType,
         channel,
         id: formatEventId(BASE_MS, ++this.seq),
         payload: {
