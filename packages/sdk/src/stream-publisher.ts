@@ -165,7 +165,8 @@ export class StreamHandle {
         this.append(text);
       }
     } catch (err) {
-      if (!this.ended) {
+      // A source stopped by our own signal (e.g. the AI SDK's abortSignal) throws: that is a cancel.
+      if (!this.ended && !this.signal.aborted) {
         const e = err instanceof ApiXError ? err : undefined;
         return this.end('error', {
           error: {
