@@ -178,6 +178,16 @@ export class ApiXClient extends TypedEmitter<ClientEvents> {
   }
 
   /**
+   * Asks the publisher of a stream to stop it (`stream.cancel`; needs the right to publish on the channel).
+   * The publisher decides: the SDK fires its handle's `signal`, and `pipe` ends the stream `cancelled`.
+   * False when offline (not sent).
+   */
+  cancelStream(channel: string, streamId: string, reason?: string): boolean {
+    const payload = reason === undefined ? { streamId } : { streamId, reason };
+    return this.session.send({ type: 'stream.cancel', channel, payload } as never);
+  }
+
+  /**
    * The streams of `channel` as they build up (docs/streams.md): handlers get each stream's state after
    * every start, append, snapshot (late join, resume) and end, or the compacted event of one that ended
    * while away. Uses this client's subscription of the channel when it has one, else subscribes.
