@@ -11,7 +11,8 @@
  * `pipe` instead of `fakeLlm(...)`: any async iterable of strings works.
  */
 import { WebSocket } from 'ws';
-import { ApiXClient, StreamCancelledError } from '../../packages/sdk/src/index.ts';
+import type { StreamCancelledError } from '../../packages/sdk/src/index.ts';
+import { ApiXClient } from '../../packages/sdk/src/index.ts';
 
 const [url = 'ws://localhost:8080', token, answers = '3'] = process.argv.slice(2);
 if (!token) throw new Error('usage: agent.ts <gateway url> <service token> [answers]');
