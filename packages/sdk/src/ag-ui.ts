@@ -12,10 +12,13 @@
  * event; a late joiner (reload, reconnect, replay) gets a message's text as one CONTENT, a tool call's
  * arguments as one ARGS, and the state with every delta applied here as ONE STATE_SNAPSHOT, then the rest
  * live. The SDK has no runtime dependency on `@ag-ui/core`: events are checked structurally here, and
- * the tests validate both directions with `@ag-ui/core`'s own schemas.
+ * the tests validate both directions with `@ag-ui/core`'s own schemas. Its own entry point
+ * (`@apix/sdk/ag-ui`), so that applications without AG-UI do not carry it.
  */
 import { ApiXError, ErrorCode } from '@apix/protocol/errors';
 import { applyJsonPatch, type JsonPatchOperation } from './json-patch.ts';
+
+export { applyJsonPatch, type JsonPatchOperation } from './json-patch.ts';
 import type { StreamHandle, StreamOptions } from './stream-publisher.ts';
 import type { AgentStream, StreamHandlers, StreamsOptions, StreamsSubscription } from './stream-reader.ts';
 import type { ApiXEvent, EventHandler, PublishResult } from './types.ts';

@@ -32,17 +32,6 @@ export {
   type StreamsSubscription,
   type StreamSubscriber,
 } from './stream-reader.ts';
-export {
-  AGUI_TYPES,
-  AgUiPublisher,
-  agUiEvents,
-  foldStateLines,
-  streamIdFor,
-  type AgUiClient,
-  type AgUiEvent,
-  type AgUiSubscription,
-} from './ag-ui.ts';
-export { applyJsonPatch, type JsonPatchOperation } from './json-patch.ts';
 export { backoffCeilingMs, backoffDelayMs, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.ts';
 export { decodeJwtExpiryMs, tokenRefreshDelayMs, type TokenProvider } from './token.ts';
 export {

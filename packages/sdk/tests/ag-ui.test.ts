@@ -7,7 +7,8 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { EventSchemas } from '@ag-ui/core/schemas';
-import { AgUiPublisher, agUiEvents, applyJsonPatch, type AgUiEvent, type ApiXClient } from '../src/index.ts';
+import { AgUiPublisher, agUiEvents, applyJsonPatch, type AgUiEvent } from '../src/ag-ui.ts';
+import type { ApiXClient } from '../src/index.ts';
 import { FakeGateway } from './support/fake-gateway.ts';
 import { clientFor, eventually } from './support/helpers.ts';
 

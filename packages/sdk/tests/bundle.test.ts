@@ -40,7 +40,8 @@ describe('browser bundle', () => {
     assert.doesNotMatch(code, /\brequire\(/);
     assert.doesNotMatch(code, /\bzod\b|\bz\.object\b/);
     assert.doesNotMatch(code, /\bprocess\.|\bBuffer\b|node:/);
-    assert.ok(code.length < 80_000, `bundle is ${code.length} bytes`);
+    // 90 KB since streams (stream-publisher.ts, stream-reader.ts: ~17 KB); AG-UI is its own entry (ag-ui.ts).
+    assert.ok(code.length < 90_000, `bundle is ${code.length} bytes`);
   });
 
   it('works when loaded as built: connect, subscribe, publish', async () => {

@@ -11,14 +11,8 @@ import { WebSocket } from 'ws';
 import { EventSchemas } from '@ag-ui/core/schemas';
 import { startNode, token } from '../../../tests/support/gateway.ts';
 import { startTcpProxy } from '../../../tests/support/tcp-proxy.ts';
-import {
-  AgUiPublisher,
-  agUiEvents,
-  ApiXClient,
-  StreamCancelledError,
-  type AgentStream,
-  type AgUiEvent,
-} from '../src/index.ts';
+import { ApiXClient, StreamCancelledError, type AgentStream } from '../src/index.ts';
+import { AgUiPublisher, agUiEvents, type AgUiEvent } from '../src/ag-ui.ts';
 import { eventually } from './support/helpers.ts';
 
 let cleanup: Array<() => Promise<void>> = [];
