@@ -9,8 +9,8 @@
  *   into one append. So no piece is lost or doubled, whichever node the client lands on.
  * - Rate limits: appends count against the connection's frame rate, so the handle sends at most
  *   `streamAppendsPerSec` append frames per second for the whole client, merging what waits into one
- *   frame per stream; a `RATE_LIMITED` frame refusal (its frames were dropped) pauses appends for the hint
- *   and resynchronizes every open stream as after a reconnect.
+ *   frame per stream. A `RATE_LIMITED` frame refusal (frames dropped: possibly appends) fails the open
+ *   streams instead of letting them end with a hole (onFramesRefused).
  */
 import { STREAM_ID_RE_SOURCE } from '@apix/protocol/constants';
 import { parseChannel } from '@apix/protocol/channels';
@@ -403,19 +403,20 @@ export class StreamPublisher {
     this.handles.get(key(payload.channel, payload.streamId))?.onCancel(payload.reason, payload.by);
   }
 
-  /** The connection's frame rate dropped frames (appends among them): pause, then resynchronize. */
+  /**
+   * The connection's frame rate dropped frames. Appends among them leave holes that no resume can mend
+   * (the server's seq counts what it took, not where), so every open stream is marked failed: its next
+   * append throws RATE_LIMITED and `pipe` ends it `error`. Appends pause for the hint meanwhile. The
+   * client's own append rate (`streamAppendsPerSec`, under the gateway's frame rate) prevents this.
+   */
   onFramesRefused(retryAfterMs: number): void {
     this.pausedUntil = Math.max(this.pausedUntil, this.clock.now() + retryAfterMs);
-    this.clock.setTimeout(
-      () => {
-        if (this.session.state !== 'connected') return;
-        for (const handle of this.handles.values()) {
-          handle.pause();
-          handle.sendStart();
-        }
-      },
-      Math.max(1, retryAfterMs),
+    const error = new ApiXError(
+      ErrorCode.RATE_LIMITED,
+      'the gateway dropped frames over its frame rate: appends may be missing from the stream',
+      { retryAfterMs },
     );
+    for (const handle of this.handles.values()) handle.onAppendFailed(error);
   }
 
   private request(frame: object, onReply: (reply: Reply) => void): void {

@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, describe, it } from 'node:test';
 import { WebSocket } from 'ws';
 import { EventSchemas } from '@ag-ui/core/schemas';
-import { startNode, token } from '../../../tests/support/gateway.ts';
+import { config, startNode, token } from '../../../tests/support/gateway.ts';
 import { startTcpProxy } from '../../../tests/support/tcp-proxy.ts';
 import { ApiXClient, StreamCancelledError, type AgentStream } from '../src/index.ts';
 import { AgUiPublisher, agUiEvents, type AgUiEvent } from '../src/ag-ui.ts';
@@ -151,6 +151,41 @@ describe('SDK streams against the real gateway', () => {
     await eventually(() => viewerEnded.get(stream.streamId) !== undefined, 15_000);
     assert.equal(viewerEnded.get(stream.streamId)?.text, FULL);
     assert.equal(viewerEnded.get(stream.streamId)?.seq, ended.seq);
+  });
+
+  it("the client's append rate keeps a fast stream under the gateway's frame rate: nothing dropped", async () => {
+    const base = config();
+    const n = await startNode({
+      rateLimits: {
+        ...base.rateLimits,
+        connection: { perSec: 50, burst: 50 },
+        abuse: { ...base.rateLimits.abuse, refusals: 1_000_000 },
+      },
+    });
+    cleanup.push(() => n.close());
+    const url = `ws://127.0.0.1:${(n.server.address() as AddressInfo).port}`;
+    const agent = new ApiXClient({
+      url,
+      tokenProvider: () => token({ sub: 'agent', roles: ['service'] }),
+      clientType: 'INTERNAL_SERVICE',
+      WebSocket,
+      heartbeat: false,
+      streamAppendsPerSec: 20,
+    });
+    cleanup.push(() => agent.close());
+    const viewer = client(url, 'viewer');
+    await Promise.all([agent.connect(), viewer.connect()]);
+    const viewerEnded = follow(viewer, 'agent:a1');
+    await viewer.subscription('agent:a1')?.ready;
+    let refused = 0;
+    agent.on('connection.error', (e) => void (e.code === 'RATE_LIMITED' && refused++));
+    const stream = agent.stream('agent:a1', { eventType: 'agent_message' });
+    // 400 pieces in about 0.4 s, 20x the gateway's frame rate: merged into at most ~20 frames a second.
+    const ended = await stream.pipe(paced(PIECES, 20));
+    await eventually(() => viewerEnded.get(stream.streamId) !== undefined, 15_000);
+    assert.equal(viewerEnded.get(stream.streamId)?.text, FULL);
+    assert.equal(refused, 0, 'no frame refused by the gateway');
+    assert.ok(ended.seq < PIECES.length / 4, `${ended.seq} append frames for ${PIECES.length} pieces`);
   });
 
   it('AG-UI over a real node: live events round-trip, a late joiner gets ONE STATE_SNAPSHOT', async () => {
