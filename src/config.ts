@@ -313,6 +313,23 @@ export const SETTINGS = {
     int(60_000, 365 * 86_400_000).default(7 * 86_400_000),
     'how long a suspension (session, user, API key) lasts unless lifted or given a shorter one',
   ),
+  httpTransports: {
+    enabled: s(
+      'APIX_HTTP_TRANSPORTS',
+      bool.default(true),
+      'serve HTTP streaming (`POST /v1/stream`, `/v1/frames`) and SSE (`GET /v1/sse`, `POST /v1/sse/ticket`)',
+    ),
+    sseTicketTtlMs: s(
+      'APIX_SSE_TICKET_TTL_MS',
+      int(1000, 600_000).default(30_000),
+      'lifetime of a single-use SSE ticket (`POST /v1/sse/ticket`)',
+    ),
+    sseTicketsMax: s(
+      'APIX_SSE_TICKETS_MAX',
+      int(1, 10_000_000).default(10_000),
+      'SSE tickets outstanding on a node; one more is refused with 429',
+    ),
+  },
   compression: {
     enabled: s('APIX_COMPRESSION', bool.default(true), 'permessage-deflate when the client offers it'),
     thresholdBytes: s(

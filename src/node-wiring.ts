@@ -25,6 +25,8 @@ import type { Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Registry } from 'prom-client';
 import { Gauge } from 'prom-client';
+import type { IncomingMessage } from 'node:http';
+import type { TransportHost } from './transport/transport.ts';
 import { WS_PATH } from '@apix/protocol';
 import { MemoryBroker } from './broker/memory-broker.ts';
 import type { Engines } from './engines.ts';
@@ -53,6 +55,8 @@ import { AtRestBroker, AtRestOfflineQueue, splitChannelKey } from './crypto/at-r
 import type { AtRestErrorHandler } from './crypto/at-rest-engines.ts';
 import type { TlsFiles } from './tls.ts';
 import { rawHttpResponse } from './security-headers.ts';
+import { HttpTransports } from './transport/http/http-transports.ts';
+import { authenticateRequest } from './http/api.ts';
 
 export interface NodeOptions {
   readonly config: Config;
@@ -435,6 +439,10 @@ export function buildHttp(
     ...(parts.streams ? { openStreams: parts.streams.snapshots.bind(parts.streams) } : {}),
   });
 
+  const httpTransports = config.httpTransports.enabled
+    ? installHttpTransports(base, httpRouter, gateway, parts.access, metrics)
+    : undefined;
+
   const operator = installOperatorTools({
     nodeId,
     clock,
@@ -454,6 +462,7 @@ export function buildHttp(
   const internals = new Internals()
     .add('engines', engines)
     .add('gateway', gateway)
+    .add('httpTransports', httpTransports ?? {})
     .add('router', router)
     .add('limiter', limiter)
     .add('operator', operator)
@@ -474,6 +483,55 @@ export function buildHttp(
   });
 
   return { httpRouter, operator, internals };
+}
+
+/** HTTP streaming and SSE (src/transport/http/): their routes, on the gateway as host, and their gauges. */
+function installHttpTransports(
+  base: NodeBase,
+  httpRouter: HttpRouter,
+  gateway: ApiXGateway,
+  access: ReturnType<typeof buildAccess>,
+  metrics: Registry,
+): HttpTransports<unknown> {
+  const connections = gateway.connectionManager;
+  const load = {
+    get draining() {
+      return connections.draining;
+    },
+    get connectionCount() {
+      return connections.connections.size;
+    },
+    connectionsFrom: (address: string) => connections.perAddress.get(address) ?? 0,
+  };
+  const deps = {
+    ...base,
+    limiter: access.limiter,
+    load,
+    now: () => base.clock.now(),
+    authenticate: (req: IncomingMessage) => authenticateRequest({ ...access, hooks: base.hooks }, req),
+  };
+  const transports = new HttpTransports<unknown>(deps, gateway as TransportHost<unknown>);
+  transports.register(httpRouter);
+  const gauge = (name: string, help: string, read: () => number) =>
+    new Gauge({
+      name,
+      help,
+      registers: [metrics],
+      collect() {
+        this.set(read());
+      },
+    });
+  gauge(
+    'apix_http_streams',
+    'Open HTTP streaming and SSE streams on this node',
+    () => transports.streams.size,
+  );
+  gauge(
+    'apix_sse_tickets',
+    'SSE tickets issued and not yet redeemed or expired',
+    () => transports.tickets.size,
+  );
+  return transports;
 }
 
 /** The HTTP(S) server: requests to the router, upgrades on the WebSocket path to the gateway. */

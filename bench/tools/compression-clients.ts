@@ -21,6 +21,8 @@ import type { SparseHistogram } from '../lib/histogram.ts';
 import { nowMs, readNumber, SEND_TIME_KEY as BT } from '../lib/raw-frames.ts';
 
 export type ServerKind = 'apix' | 'baseline';
+/** How the subscribers reach APIX (the publisher always uses a WebSocket). */
+export type SubscriberTransport = 'websocket' | 'http-stream' | 'sse';
 
 export interface ConnectOp {
   readonly op: 'connect';
@@ -37,6 +39,8 @@ export interface ConnectOp {
   readonly addressPrefix: string;
   readonly sampleEvery: number;
   readonly concurrency: number;
+  /** APIX only: the subscribers' transport (default websocket). */
+  readonly transport?: SubscriberTransport;
 }
 export interface PublishOp {
   readonly op: 'publish';
@@ -81,6 +85,7 @@ export interface Snapshot {
 }
 
 const TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
+const BT_TEXT = BT.toString('latin1');
 const SYNC = { finishFlush: zlibConstants.Z_SYNC_FLUSH };
 
 /** A masked client frame; the mask key is 0 (valid: the server unmasks whatever key is given). */
@@ -109,7 +114,7 @@ let lastDeliveryAt = 0;
 let closed = 0;
 let publishFailed = 0;
 let firstPublishFailure: string | undefined;
-const subscribers: RawWs[] = [];
+const subscribers: Array<{ readonly socket: Socket; readonly deflate: boolean }> = [];
 let publisher: RawWs | undefined;
 
 class RawWs {
@@ -382,6 +387,85 @@ function open(
   });
 }
 
+/**
+ * A subscriber over HTTP streaming or SSE on a raw TCP socket (so `bytesRead` counts what the wire
+ * carried: HTTP headers and chunked framing included). Every frame is one chunk ending in a newline:
+ * a line holding the publisher's send time is a delivery.
+ */
+async function openStream(
+  op: ConnectOp,
+  index: number,
+  jwt: string,
+): Promise<{ socket: Socket; deflate: boolean }> {
+  const sampled = index % op.sampleEvery === 0;
+  const frame = {
+    type: 'connect',
+    payload: {
+      sessionId: `subscriber-${process.pid}-${index}`,
+      clientType: 'WEB_APP',
+      authentication: { token: jwt },
+      subscriptions: [op.channel],
+    },
+  };
+  let request: string;
+  if (op.transport === 'sse') {
+    const t = await fetch(`http://127.0.0.1:${op.port}/v1/sse/ticket`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${jwt}` },
+    });
+    frame.payload.authentication.token = ((await t.json()) as { ticket: string }).ticket;
+    const q = Buffer.from(JSON.stringify(frame)).toString('base64url');
+    request = `GET /v1/sse?connect=${q} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`;
+  } else {
+    const body = JSON.stringify(frame);
+    request =
+      `POST /v1/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+  }
+  const local = `${op.addressPrefix}.${1 + Math.floor(index / 10_000)}`;
+  return new Promise((resolve, reject) => {
+    const socket = connect({ port: op.port, host: '127.0.0.1', localAddress: local });
+    let ready = false;
+    let rest = '';
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error('stream handshake timeout (30 s)'));
+    }, 30_000);
+    socket.setNoDelay(true);
+    socket.on('connect', () => socket.write(request));
+    socket.on('error', (err) => {
+      clearTimeout(timer);
+      if (!ready) reject(err);
+    });
+    socket.on('close', () => {
+      if (ready) closed++;
+    });
+    socket.on('data', (chunk: Buffer) => {
+      const at = nowMs();
+      const lines = (rest + chunk.toString('latin1')).split('\n');
+      rest = lines.pop()!;
+      for (const line of lines) {
+        if (!ready) {
+          if (line.includes('"connection.established"')) {
+            ready = true;
+            clearTimeout(timer);
+            resolve({ socket, deflate: false });
+          } else if (line.includes('"connection.error"') || /^HTTP\/1\.1 [^2]/.test(line)) {
+            clearTimeout(timer);
+            socket.destroy();
+            reject(new Error(line.slice(0, 200)));
+          }
+          continue;
+        }
+        if (!line.includes(BT_TEXT)) continue; // a heartbeat, a chunk size, an SSE id line
+        deliveries++;
+        lastDeliveryAt = at;
+        if (sampled) recordLatency(Buffer.from(line, 'latin1'), at);
+      }
+    });
+  });
+}
+
 async function connectAll(op: ConnectOp): Promise<ConnectResult> {
   const started = nowMs();
   const apix = op.kind === 'apix';
@@ -397,7 +481,12 @@ async function connectAll(op: ConnectOp): Promise<ConnectResult> {
     while (next < op.count) {
       const i = next++;
       try {
-        subscribers.push(await open(op, i, 'subscriber', tokens[Math.floor(i / 100)]));
+        const jwt = tokens[Math.floor(i / 100)];
+        subscribers.push(
+          apix && op.transport !== undefined && op.transport !== 'websocket'
+            ? await openStream(op, i, jwt!)
+            : await open(op, i, 'subscriber', jwt),
+        );
       } catch (err) {
         failed++;
         firstError ??= (err as Error).message;

@@ -10,6 +10,8 @@
  *       permessage-deflate, subscribers offer deflate — the reference configuration (BENCHMARKS.md, compression)
  *   (d) APIX, APIX_METRICS=false (compression off)
  *   (e) APIX, APIX_METRICS=true (compression off; the same settings as (a): (a) against (e) is the noise)
+ *   (g) as (a), but the subscribers use HTTP streaming (`POST /v1/stream`, ndjson; docs/transports.md)
+ *   (h) as (a), but the subscribers use SSE (`GET /v1/sse` with a ticket)
  *   (f) as (b), but the subscribers send their own frames uncompressed (browsers compress theirs, and the
  *       server then keeps an inflate stream per connection; ws clients do not compress under 1 KB)
  *
@@ -19,7 +21,7 @@
  * the connected subscribers, and after the fan-out). Writes bench/results/compression.json.
  *
  *   node --import tsx bench/tools/compression.ts [--subscribers 5000] [--rate 5] [--seconds 10]
- *     [--payload-bytes 2000] [--runs a,b,f,c,d,e] [--heartbeat-ms 60000] [--no-pin] [--nice -10]
+ *     [--payload-bytes 2000] [--runs a,b,f,c,d,e,g,h] [--heartbeat-ms 60000] [--no-pin] [--nice -10]
  *     [--out bench/results/compression.json]
  *
  * The default offered load, 5 publishes/s to 5,000 subscribers (25,000 deliveries/s), stays below what
@@ -54,7 +56,14 @@ import {
   stop,
   waitHttp,
 } from '../lib/proc.ts';
-import type { ClientOp, ConnectResult, PublishResult, ServerKind, Snapshot } from './compression-clients.ts';
+import type {
+  ClientOp,
+  ConnectResult,
+  PublishResult,
+  ServerKind,
+  Snapshot,
+  SubscriberTransport,
+} from './compression-clients.ts';
 import { payloadFor } from './agent-payload.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -93,6 +102,8 @@ interface RunDef {
   /** Subscribers that negotiated deflate compress their own frames (browsers do; default true). */
   readonly compressOut?: boolean;
   readonly env?: Record<string, string>;
+  /** APIX: how the subscribers connect (default websocket). */
+  readonly transport?: SubscriberTransport;
 }
 const RUNS: Record<string, RunDef> = {
   a: {
@@ -118,6 +129,22 @@ const RUNS: Record<string, RunDef> = {
     env: { APIX_COMPRESSION: 'true' },
   },
   c: { name: 'c', label: "ws baseline, ws's permessage-deflate", kind: 'baseline', deflate: true },
+  g: {
+    name: 'g',
+    label: 'APIX, subscribers over HTTP streaming (compression off)',
+    kind: 'apix',
+    deflate: false,
+    transport: 'http-stream',
+    env: { APIX_COMPRESSION: 'false' },
+  },
+  h: {
+    name: 'h',
+    label: 'APIX, subscribers over SSE (compression off)',
+    kind: 'apix',
+    deflate: false,
+    transport: 'sse',
+    env: { APIX_COMPRESSION: 'false' },
+  },
   d: {
     name: 'd',
     label: 'APIX, metrics off (compression off)',
@@ -297,6 +324,7 @@ async function runOne(def: RunDef, index: number, tmp: string, addressSeed: numb
         addressPrefix: `127.${100 + ((addressSeed + index * 7) % 150)}.${(addressSeed >> 3) % 250}`,
         sampleEvery: SAMPLE_EVERY,
         concurrency: 100,
+        ...(def.transport ? { transport: def.transport } : {}),
       });
     } finally {
       clearInterval(progress);

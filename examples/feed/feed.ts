@@ -315,11 +315,18 @@ async function connect(url: string, token: string, channels: readonly string[]):
   attempts = 0;
   view.attempts.textContent = '0';
   view.attemptDetail.textContent = '';
-  const c = new ApiXClient({ url, token, clientType: 'WEB_APP', sessionId: sessionIdFor(token) });
+  // WebSocket first; where it is missing or a proxy refuses it, HTTP streaming, then SSE (docs/transports.md).
+  const c = new ApiXClient({
+    url,
+    token,
+    clientType: 'WEB_APP',
+    sessionId: sessionIdFor(token),
+    transports: ['websocket', 'http-stream', 'sse'],
+  });
   client = c;
   c.on('state', ({ state }) => showState(state));
   c.on('connection.established', (info) => {
-    log(`connected ${info.connectionId}${info.resumed ? ', session resumed' : ''}`);
+    log(`connected ${info.connectionId} over ${c.transport}${info.resumed ? ', session resumed' : ''}`);
     if (attempts > 0) view.attemptDetail.textContent = `back after ${attempts} attempts`;
   });
   c.on('connection.disconnected', ({ code, serverCode, willReconnect }) =>

@@ -1,4 +1,4 @@
-"""Streams (docs/protocol.md §13) checked by a second implementation, in Python with the standard library:
+"""Streams (docs/protocol.md §14) checked by a second implementation, in Python with the standard library:
 run by apix_client.py with the `streams` argument. A subscriber keeps, per stream, its text and last seq,
 and applies a `stream.append` only when `fromSeq` is its seq + 1 (anything else is a FAIL: the server must
 never send it); a `stream.snapshot` replaces the text and seq."""

@@ -383,6 +383,7 @@ export class Handshake {
           userId: principal.userId,
           organizationId: principal.orgId,
           ...(principal.expiresAt !== undefined ? { expiresAt: principal.expiresAt * 1000 } : {}),
+          ...(conn.transport.sessionToken !== undefined ? { sessionToken: conn.transport.sessionToken } : {}),
         },
         now,
         correlationId,

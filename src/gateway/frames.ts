@@ -135,6 +135,8 @@ export function deflatedTextFrame(text: string): Buffer {
 export class EventFrames {
   private plainFrame: Buffer | undefined;
   private deflatedFrame: Buffer | null | undefined;
+  /** The event as other transports write it (an HTTP stream's line, an SSE event), by encoding. */
+  private otherEncodings: Map<string, Buffer> | undefined;
   constructor(
     readonly text: string,
     private readonly threshold: number,
@@ -148,6 +150,13 @@ export class EventFrames {
     if (this.deflatedFrame === undefined)
       this.deflatedFrame = this.text.length >= this.threshold ? deflatedTextFrame(this.text) : null;
     return this.deflatedFrame ?? this.plain;
+  }
+  /** The event as a transport other than WebSocket writes it: built by `build` once per `encoding`. */
+  encoded(encoding: string, build: (text: string) => Buffer): Buffer {
+    this.otherEncodings ??= new Map();
+    let bytes = this.otherEncodings.get(encoding);
+    if (bytes === undefined) this.otherEncodings.set(encoding, (bytes = build(this.text)));
+    return bytes;
   }
   /** Bytes of the plain frame (for throughput metrics). */
   get size(): number {

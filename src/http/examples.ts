@@ -29,12 +29,15 @@ const BUILT = fileURLToPath(new URL('../public/', import.meta.url));
 /** The feed's page and stylesheet: copied into dist/public/ by the build (the Docker image holds only dist/). */
 const FEED_DIR = COMPILED ? `${BUILT}examples/feed/` : `${ROOT}examples/feed/`;
 
-/** The page's CSP: scripts and styles from this origin only; WebSockets to any gateway the user names. */
+/**
+ * The page's CSP: scripts and styles from this origin only; WebSockets (and HTTP streaming or SSE, the
+ * fallbacks) to any gateway the user names.
+ */
 export const FEED_CSP = [
   "default-src 'none'",
   "script-src 'self'",
   "style-src 'self'",
-  "connect-src 'self' ws: wss:",
+  "connect-src 'self' ws: wss: http: https:",
   'img-src data:',
   "base-uri 'none'",
   "form-action 'self'",

@@ -75,7 +75,10 @@ export class HttpRouter {
     res.setHeader('Access-Control-Allow-Origin', allowed ? origin : '*');
     res.setHeader('Vary', 'Origin');
     res.setHeader('Access-Control-Allow-Methods', 'GET, POST, OPTIONS');
-    res.setHeader('Access-Control-Allow-Headers', 'Authorization, Content-Type');
+    res.setHeader(
+      'Access-Control-Allow-Headers',
+      'Authorization, Content-Type, X-Apix-Session-Token, Last-Event-ID',
+    );
     res.setHeader('Access-Control-Max-Age', '600');
   }
 }

@@ -16,6 +16,11 @@ export interface ClientTransport {
   readonly isOpen: boolean;
   /** Bytes written but not yet sent to the client (backpressure). */
   readonly bufferedBytes: number;
+  /**
+   * A transport whose client sends its frames in separate requests (HTTP streaming, SSE) names its stream
+   * with this token: `connection.established` carries it as `sessionToken`.
+   */
+  readonly sessionToken?: string;
   /** Whether the client takes compressed event frames (`EventFrames.forConnection(true)`). */
   readonly compresses: boolean;
   /** Writes a control frame (JSON text), uncompressed, in order with the event frames. */

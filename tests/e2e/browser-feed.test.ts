@@ -56,13 +56,13 @@ describe('the live activity feed in Chromium', { skip, timeout: 60_000 }, () => 
   let browser: Browser;
   const nodes = new Set<ApiXNode>();
 
-  /** A node on the Redis engine, serving the example, on `port` (0: any). */
-  async function startNode(port: number, nodeId: string): Promise<ApiXNode> {
+  /** A node on the Redis engine, serving the example, on `port` (0: any); its keys under `keyPrefix`. */
+  async function startNode(port: number, nodeId: string, keyPrefix = prefix): Promise<ApiXNode> {
     const cfg = config({
       port,
       nodeId,
       redisUrl: redis.url,
-      redisPrefix: prefix,
+      redisPrefix: keyPrefix,
       sessionTtlMs: 60_000,
       drainTimeoutMs: 2000,
     });
@@ -85,8 +85,14 @@ describe('the live activity feed in Chromium', { skip, timeout: 60_000 }, () => 
     node: ApiXNode,
     jwt: string,
     channels: readonly string[],
+    options: { withoutWebSocket?: boolean } = {},
   ): Promise<{ context: BrowserContext; page: Page; problems: string[] }> {
     const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    // As in a browser whose WebSocket is locked down: the constructor is gone before any script runs.
+    if (options.withoutWebSocket)
+      await context.addInitScript(() => {
+        delete (globalThis as { WebSocket?: unknown }).WebSocket;
+      });
     const page = await context.newPage();
     const problems: string[] = [];
     page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
@@ -186,80 +192,87 @@ describe('the live activity feed in Chromium', { skip, timeout: 60_000 }, () => 
     }
   });
 
-  it('shows what a Node service publishes, then survives a gateway restart: each event once, in order', async () => {
-    let node1 = await startNode(0, 'e2e-1');
-    const port = Number(new URL(node1.httpUrl).port);
-    const node2 = await startNode(0, 'e2e-2'); // another node of the cluster, up while node 1 is down
-    const jwt = await token({ sub: 'alice', org: 'acme', roles: ['member'] });
-    const { context, page, problems } = await openFeed(node1, jwt, FEED_CHANNELS);
-    const sdkPublisher = await SdkPublisher.connect(node1.wsUrl, API_KEY);
-    const published: Published[] = [];
-    try {
-      // 1. Live: a Node service publishes an agent run, half over HTTP, half through the SDK.
-      await publishAll(
-        agentRun(1),
-        { http: new HttpPublisher(node1.httpUrl, API_KEY), sdk: sdkPublisher },
-        published,
-      );
-      await waitForEventCount(page, published.length);
-      assert.equal(await page.locator('#attempts').innerText(), '0');
-
-      // 2. The gateway stops (drain: close 1001). The page reconnects, and fails while nobody listens.
-      await stopNode(node1);
-      await page.waitForFunction(
-        () => Number(document.getElementById('attempts')?.textContent) >= 2,
-        undefined,
-        { timeout: 10_000 },
-      );
-      const state = await page.locator('#state').getAttribute('data-state');
-      assert.ok(state === 'reconnecting' || state === 'connecting', `state while down: ${state}`);
-
-      // 3. Meanwhile the platform keeps publishing, through the other node (into the shared history).
-      const viaNode2 = new HttpPublisher(node2.httpUrl, API_KEY);
-      await publishAll(agentRun(2), { http: viaNode2, sdk: viaNode2 }, published);
-
-      // 4. A new gateway process on the same port: the page resumes and catches up; then more live events
-      //    (the SDK publisher's were buffered while it was reconnecting, and go out once it is back).
-      node1 = await startNode(port, 'e2e-1b');
-      await publishAll(
-        agentRun(3),
-        { http: new HttpPublisher(node1.httpUrl, API_KEY), sdk: sdkPublisher },
-        published,
-      );
-      await waitForEventCount(page, published.length, 20_000);
-      await page.waitForSelector('#state[data-state="connected"]');
-
-      const shown = await shownEvents(page);
-      // Ids are per channel (two channels published in the same millisecond give the same id): an event is
-      // its channel and its id.
-      const shownKeys = shown.map((e) => `${e.channel} ${e.id}`);
-      assert.equal(
-        new Set(shownKeys).size,
-        shownKeys.length,
-        `no event shown twice: ${shownKeys.join(', ')}`,
-      );
-      assert.equal(shown.length, published.length, 'no event missing, none extra');
-      // Ids are ordered within a channel, and so is delivery (docs/protocol.md §6): compare channel by channel.
-      for (const channel of FEED_CHANNELS) {
-        assert.deepEqual(
-          shown.filter((e) => e.channel === channel).map((e) => e.id),
-          published.filter((e) => e.channel === channel).map((e) => e.id),
-          `events of ${channel}, in order`,
+  for (const transport of ['websocket', 'http-stream'] as const)
+    it(`shows what a Node service publishes, then survives a gateway restart: each event once, in order (${transport}${transport === 'websocket' ? '' : ', the page has no WebSocket'})`, async () => {
+      // A cluster of its own (its own history): the page replays the channels' last events when it opens.
+      const cluster = `${prefix}${transport}:`;
+      let node1 = await startNode(0, `e2e-1-${transport}`, cluster);
+      const port = Number(new URL(node1.httpUrl).port);
+      const node2 = await startNode(0, `e2e-2-${transport}`, cluster); // another node of the cluster, up while node 1 is down
+      const jwt = await token({ sub: `alice-${transport}`, org: 'acme', roles: ['member'] });
+      const { context, page, problems } = await openFeed(node1, jwt, FEED_CHANNELS, {
+        withoutWebSocket: transport !== 'websocket',
+      });
+      const sdkPublisher = await SdkPublisher.connect(node1.wsUrl, API_KEY);
+      const published: Published[] = [];
+      try {
+        // 1. Live: a Node service publishes an agent run, half over HTTP, half through the SDK.
+        await publishAll(
+          agentRun(1),
+          { http: new HttpPublisher(node1.httpUrl, API_KEY), sdk: sdkPublisher },
+          published,
         );
+        await waitForEventCount(page, published.length);
+        assert.equal(await page.locator('#attempts').innerText(), '0');
+
+        // 2. The gateway stops (drain: close 1001). The page reconnects, and fails while nobody listens.
+        await stopNode(node1);
+        await page.waitForFunction(
+          () => Number(document.getElementById('attempts')?.textContent) >= 2,
+          undefined,
+          { timeout: 10_000 },
+        );
+        const state = await page.locator('#state').getAttribute('data-state');
+        assert.ok(state === 'reconnecting' || state === 'connecting', `state while down: ${state}`);
+
+        // 3. Meanwhile the platform keeps publishing, through the other node (into the shared history).
+        const viaNode2 = new HttpPublisher(node2.httpUrl, API_KEY);
+        await publishAll(agentRun(2), { http: viaNode2, sdk: viaNode2 }, published);
+
+        // 4. A new gateway process on the same port: the page resumes and catches up; then more live events
+        //    (the SDK publisher's were buffered while it was reconnecting, and go out once it is back).
+        node1 = await startNode(port, `e2e-1b-${transport}`, cluster);
+        await publishAll(
+          agentRun(3),
+          { http: new HttpPublisher(node1.httpUrl, API_KEY), sdk: sdkPublisher },
+          published,
+        );
+        await waitForEventCount(page, published.length, 20_000);
+        await page.waitForSelector('#state[data-state="connected"]');
+
+        const shown = await shownEvents(page);
+        // Ids are per channel (two channels published in the same millisecond give the same id): an event is
+        // its channel and its id.
+        const shownKeys = shown.map((e) => `${e.channel} ${e.id}`);
+        assert.equal(
+          new Set(shownKeys).size,
+          shownKeys.length,
+          `no event shown twice: ${shownKeys.join(', ')}`,
+        );
+        assert.equal(shown.length, published.length, 'no event missing, none extra');
+        // Ids are ordered within a channel, and so is delivery (docs/protocol.md §6): compare channel by channel.
+        for (const channel of FEED_CHANNELS) {
+          assert.deepEqual(
+            shown.filter((e) => e.channel === channel).map((e) => e.id),
+            published.filter((e) => e.channel === channel).map((e) => e.id),
+            `events of ${channel}, in order`,
+          );
+        }
+        const log = await page.locator('#log').innerText();
+        assert.match(log, /session resumed/, 'the reconnect resumed the session');
+        assert.match(log, new RegExp(`connected \\S+ over ${transport}`), `the feed went over ${transport}`);
+        assert.doesNotMatch(log, new RegExp(`over (?!${transport})`), 'and stayed on it');
+        assert.match(log, /disconnected \(close 1001, UNAVAILABLE\), will reconnect/);
+        assert.ok(Number(await page.locator('#attempts').innerText()) >= 2);
+        assert.deepEqual(problems, []);
+        await screenshot(page, `feed-after-restart-${transport}.png`);
+      } finally {
+        await sdkPublisher.close();
+        await context.close();
+        await stopNode(node1);
+        await stopNode(node2);
       }
-      const log = await page.locator('#log').innerText();
-      assert.match(log, /session resumed/, 'the reconnect resumed the session');
-      assert.match(log, /disconnected \(close 1001, UNAVAILABLE\), will reconnect/);
-      assert.ok(Number(await page.locator('#attempts').innerText()) >= 2);
-      assert.deepEqual(problems, []);
-      await screenshot(page, 'feed-after-restart.png');
-    } finally {
-      await sdkPublisher.close();
-      await context.close();
-      await stopNode(node1);
-      await stopNode(node2);
-    }
-  });
+    });
 
   it('shows the events of two channels that carry the same ids (ids are per channel)', async () => {
     // Time stands still for the node (timers run): every publish falls in the same millisecond, so each

@@ -1,7 +1,8 @@
 /**
  * A client in another language, written from docs/protocol.md alone: examples/python/apix_client.py
  * (Python standard library only) connects, subscribes, publishes over WebSocket and HTTP, replays with
- * `since`, drops its connection and resumes, against a real node. Without python3 the test skips loudly,
+ * `since`, drops its connection and resumes, then the same over SSE (a ticket, `Last-Event-ID`) and a
+ * WebSocket session resumed over SSE, against a real node. Without python3 the test skips loudly,
  * except under CI=true, where that is a failure.
  */
 import { describe, it, after, before } from 'node:test';
@@ -38,7 +39,7 @@ describe('a Python client written from docs/protocol.md', { skip: skipWithoutPyt
     });
     assert.equal(out.code, 0, out.stdout + out.stderr);
     const passed = out.stdout.split('\n').filter((l) => l.startsWith('PASS '));
-    assert.equal(passed.length, 7, out.stdout);
+    assert.equal(passed.length, 12, out.stdout);
     assert.doesNotMatch(out.stdout, /FAIL/);
   });
 });

@@ -71,66 +71,32 @@ export type Frame = {
   metadata?: any;
 };
 
-export class RawClient {
+/**
+ * A client that speaks the protocol frame by frame over some transport: the frames it received, in
+ * order, and waits on them. `RawClient` is the WebSocket one; tests/support/stream-client.ts has the
+ * HTTP streaming and SSE ones.
+ */
+export abstract class FrameClient {
   readonly frames: Frame[] = [];
   closed: { code: number; reason: string } | undefined;
   private waiters: Array<() => void> = [];
-  private constructor(readonly ws: WebSocket) {
-    ws.on('message', (data, isBinary) => {
-      if (!isBinary) this.frames.push(JSON.parse(data.toString()) as Frame);
-      this.wake();
-    });
-    ws.on('close', (code, reason) => {
-      this.closed = { code, reason: reason.toString() };
-      this.wake();
-    });
-    ws.on('error', () => {});
+
+  abstract send(frame: unknown): void;
+  /** Closes from the client's side (the server keeps the session for a resume). */
+  abstract close(): void;
+  /** Drops the connection without any goodbye. */
+  abstract terminate(): void;
+
+  /** A frame arrived (subclasses call it). */
+  protected received(frame: Frame): void {
+    this.frames.push(frame);
+    this.wake();
   }
 
-  static async open(
-    url: string,
-    options: WebSocket.ClientOptions & { protocols?: string[] } = {},
-  ): Promise<RawClient> {
-    const ws = new WebSocket(url, options.protocols ?? [], options);
-    const client = new RawClient(ws);
-    await new Promise<void>((resolve, reject) => {
-      ws.once('open', () => resolve());
-      ws.once('error', reject);
-      ws.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
-    });
-    return client;
-  }
-
-  /** Opens, sends `connect`, and waits for `connection.established`. */
-  static async connect(
-    url: string,
-    opts: {
-      token?: string;
-      sessionId?: string;
-      subscriptions?: string[];
-      resume?: Record<string, string>;
-      clientType?: string;
-      ws?: WebSocket.ClientOptions;
-    } = {},
-  ): Promise<RawClient> {
-    const c = await RawClient.open(url, opts.ws);
-    c.send({
-      type: 'connect',
-      payload: {
-        sessionId: opts.sessionId ?? `s-${Math.random().toString(36).slice(2)}`,
-        clientType: opts.clientType ?? 'WEB_APP',
-        authentication: { token: opts.token ?? (await token()) },
-        subscriptions: opts.subscriptions ?? [],
-        ...(opts.resume ? { resume: { lastEventIds: opts.resume } } : {}),
-      },
-    });
-    const f = await c.next((f) => f.type === 'connection.established' || f.type === 'connection.error');
-    if (f.type !== 'connection.established') throw new Error(`connect failed: ${JSON.stringify(f.payload)}`);
-    return c;
-  }
-
-  send(frame: unknown): void {
-    this.ws.send(typeof frame === 'string' ? frame : JSON.stringify(frame));
+  /** The connection closed (subclasses call it once). */
+  protected ended(code: number, reason: string): void {
+    this.closed ??= { code, reason };
+    this.wake();
   }
 
   private cursor = 0;
@@ -232,20 +198,78 @@ export class RawClient {
     return this.find((f) => f.metadata?.correlation_id === correlation_id, from);
   }
 
-  close(): void {
-    this.ws.close();
-  }
-  terminate(): void {
-    this.ws.terminate();
-  }
-
-  private summary(): string {
+  protected summary(): string {
     return JSON.stringify(this.frames.slice(-5).map((f) => ({ type: f.type, payload: f.payload })));
   }
   private wake(): void {
     const w = this.waiters;
     this.waiters = [];
     for (const fn of w) fn();
+  }
+}
+
+/** The WebSocket client of the protocol (`ws`), frame by frame. */
+export class RawClient extends FrameClient {
+  private constructor(readonly ws: WebSocket) {
+    super();
+    ws.on('message', (data, isBinary) => {
+      if (!isBinary) this.received(JSON.parse(data.toString()) as Frame);
+    });
+    ws.on('close', (code, reason) => this.ended(code, reason.toString()));
+    ws.on('error', () => {});
+  }
+
+  static async open(
+    url: string,
+    options: WebSocket.ClientOptions & { protocols?: string[] } = {},
+  ): Promise<RawClient> {
+    const ws = new WebSocket(url, options.protocols ?? [], options);
+    const client = new RawClient(ws);
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+      ws.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
+    });
+    return client;
+  }
+
+  /** Opens, sends `connect`, and waits for `connection.established`. */
+  static async connect(
+    url: string,
+    opts: {
+      token?: string;
+      sessionId?: string;
+      subscriptions?: string[];
+      resume?: Record<string, string>;
+      clientType?: string;
+      ws?: WebSocket.ClientOptions;
+    } = {},
+  ): Promise<RawClient> {
+    const c = await RawClient.open(url, opts.ws);
+    c.send({
+      type: 'connect',
+      payload: {
+        sessionId: opts.sessionId ?? `s-${Math.random().toString(36).slice(2)}`,
+        clientType: opts.clientType ?? 'WEB_APP',
+        authentication: { token: opts.token ?? (await token()) },
+        subscriptions: opts.subscriptions ?? [],
+        ...(opts.resume ? { resume: { lastEventIds: opts.resume } } : {}),
+      },
+    });
+    const f = await c.next((f) => f.type === 'connection.established' || f.type === 'connection.error');
+    if (f.type !== 'connection.established') throw new Error(`connect failed: ${JSON.stringify(f.payload)}`);
+    return c;
+  }
+
+  send(frame: unknown): void {
+    this.ws.send(typeof frame === 'string' ? frame : JSON.stringify(frame));
+  }
+
+  close(): void {
+    this.ws.close();
+  }
+  terminate(): void {
+    this.ws.terminate();
   }
 }
 

@@ -250,6 +250,8 @@ export const ConnectionEstablishedSchema = serverFrame(
     userId: z.string().optional(),
     organizationId: z.string().optional(),
     expiresAt: z.number().optional(),
+    /** HTTP streaming and SSE (§14): names the stream in `POST /v1/frames` (`X-Apix-Session-Token`). */
+    sessionToken: z.string().optional(),
   }),
 );
 export const ConnectionErrorSchema = serverFrame(
@@ -264,7 +266,13 @@ export const ConnectionErrorSchema = serverFrame(
 );
 export const ConnectionDisconnectedSchema = serverFrame(
   'connection.disconnected',
-  z.object({ code: z.string(), reason: z.string(), reconnect: z.boolean() }),
+  z.object({
+    code: z.string(),
+    reason: z.string(),
+    reconnect: z.boolean(),
+    /** HTTP streaming and SSE (§14): the final frame of a stream carries the WebSocket close code it stands for. */
+    closeCode: z.number().int().optional(),
+  }),
 );
 export const SubscriptionAddedSchema = serverFrame(
   'subscription.added',

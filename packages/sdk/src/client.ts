@@ -31,7 +31,11 @@ import {
   normalizeGatewayUrl,
   WebSocketTransport,
   type ClientTransportFactory,
+  type WebSocketConstructor,
 } from './transport.ts';
+import { defaultFetch, HttpStreamTransport } from './http-stream-transport.ts';
+import { SseTransport } from './sse-transport.ts';
+import { TransportFallback } from './transport-fallback.ts';
 import type {
   ClientEvents,
   ClientState,
@@ -53,6 +57,31 @@ function randomId(random: Random): string {
   return id;
 }
 
+/**
+ * The transports to try, in order: the `transport` option alone, else `transports` (default
+ * `['websocket']`, or HTTP streaming then SSE where there is no WebSocket) without those this runtime
+ * cannot run.
+ */
+function transportsOf(
+  options: ApiXClientOptions,
+  WebSocketImpl: WebSocketConstructor | undefined,
+): Array<[string, ClientTransportFactory]> {
+  if (options.transport) return [['custom', options.transport]];
+  const fetchImpl = options.fetch ?? defaultFetch();
+  const wanted = options.transports ?? (WebSocketImpl ? ['websocket'] : ['http-stream', 'sse']);
+  const made: Array<[string, ClientTransportFactory]> = [];
+  for (const name of wanted) {
+    if (name === 'websocket' && WebSocketImpl) made.push([name, () => new WebSocketTransport(WebSocketImpl)]);
+    if (name === 'http-stream' && fetchImpl) made.push([name, () => new HttpStreamTransport(fetchImpl)]);
+    if (name === 'sse' && fetchImpl) made.push([name, () => new SseTransport(fetchImpl)]);
+  }
+  if (made.length === 0)
+    throw new Error(
+      "no transport available: pass { WebSocket } (e.g. import { WebSocket } from 'ws'), or transports with fetch",
+    );
+  return made;
+}
+
 export class ApiXClient extends TypedEmitter<ClientEvents> {
   /** Constant for the life of the client, so that every reconnect resumes the same session. */
   readonly sessionId: string;
@@ -64,10 +93,7 @@ export class ApiXClient extends TypedEmitter<ClientEvents> {
   constructor(options: ApiXClientOptions) {
     super();
     const WebSocketImpl = options.WebSocket ?? defaultWebSocket();
-    if (!WebSocketImpl && !options.transport)
-      throw new Error(
-        "no WebSocket implementation: pass { WebSocket } (e.g. import { WebSocket } from 'ws')",
-      );
+    const transports = new TransportFallback(transportsOf(options, WebSocketImpl));
     if (options.token === undefined && options.tokenProvider === undefined)
       throw new Error('ApiXClient needs a token or a tokenProvider');
     const urls = typeof options.url === 'string' ? [options.url] : [...options.url];
@@ -75,8 +101,6 @@ export class ApiXClient extends TypedEmitter<ClientEvents> {
     const e2e = new E2eCipher(options.e2eKeys ?? {});
     const clock = options.clock ?? systemClock;
     const random = options.random ?? Math.random;
-    const createTransport: ClientTransportFactory =
-      options.transport ?? (() => new WebSocketTransport(WebSocketImpl!));
     // Prefix of correlation ids and default idempotency keys: unique per client instance.
     const instanceId = randomId(random);
     this.sessionId = options.sessionId ?? randomId(random);
@@ -87,7 +111,7 @@ export class ApiXClient extends TypedEmitter<ClientEvents> {
         sessionId: this.sessionId,
         instanceId,
         urls: urls.map(normalizeGatewayUrl),
-        createTransport,
+        transports,
         WebSocketImpl,
         clock,
         random,
@@ -121,6 +145,10 @@ export class ApiXClient extends TypedEmitter<ClientEvents> {
   }
   get connectionId(): string | undefined {
     return this.session.connectionId;
+  }
+  /** The transport of the current (or next) connection: `websocket`, `http-stream` or `sse` (`custom`). */
+  get transport(): string {
+    return this.session.transport;
   }
   /** The gateway the client uses (or will try next). */
   get url(): string {

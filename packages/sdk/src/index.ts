@@ -49,6 +49,9 @@ export {
   type WebSocketConstructor,
   type WebSocketLike,
 } from './transport.ts';
+export { HttpStreamTransport, httpBaseOf, type FetchLike } from './http-stream-transport.ts';
+export { SseTransport } from './sse-transport.ts';
+export { CUTS_BEFORE_FALLBACK, TransportFallback, type TransportName } from './transport-fallback.ts';
 export { systemClock, type Clock, type Random, type TimerHandle } from '@apix/protocol/clock';
 export type {
   ApiXEvent,

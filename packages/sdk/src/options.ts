@@ -7,6 +7,8 @@ import type { Clock, Random } from '@apix/protocol/clock';
 import type { E2eKeyMap } from './e2e.ts';
 import type { TokenProvider } from './token.ts';
 import type { ClientTransportFactory, WebSocketConstructor } from './transport.ts';
+import type { FetchLike } from './http-stream-transport.ts';
+import type { TransportName } from './transport-fallback.ts';
 
 export interface HeartbeatOptions {
   /** How often the client sends its own `heartbeat.ping`. Default: the server's `heartbeatIntervalMs`. */
@@ -52,6 +54,16 @@ export interface ApiXClientOptions {
    * first connect uses WebSocket, and is skipped when none is available.
    */
   transport?: ClientTransportFactory;
+  /**
+   * The transports to try, in order (docs/transports.md): `'websocket'`, `'http-stream'` (`POST
+   * /v1/stream`), `'sse'` (`GET /v1/sse`). An attempt that fails before `connection.established` moves
+   * to the next; the first one established is kept for the session, and left only when its connections
+   * are cut three times in a row. Default `['websocket']`, or `['http-stream', 'sse']` without a
+   * WebSocket. Ignored when `transport` is given.
+   */
+  transports?: readonly TransportName[];
+  /** The `fetch` of the HTTP transports: the global one by default. */
+  fetch?: FetchLike;
   /** Backoff between reconnect attempts (full jitter); `false` never reconnects. Default { baseMs: 500, maxMs: 30000, factor: 2 }. */
   reconnect?: Partial<BackoffOptions> | false;
   /** Client-side pings and dead-connection detection; `false` only answers the server's pings. */

@@ -12,7 +12,8 @@ import type { Clock, Random, TimerHandle } from '@apix/protocol/clock';
 import { rankGateways } from './gateway-select.ts';
 import { DEFAULTS, type ApiXClientOptions } from './options.ts';
 import { decodeJwtExpiryMs, tokenRefreshDelayMs } from './token.ts';
-import type { ClientTransport, ClientTransportFactory, WebSocketConstructor } from './transport.ts';
+import type { ClientTransport, WebSocketConstructor } from './transport.ts';
+import type { TransportFallback } from './transport-fallback.ts';
 import type { ClientEvents, ClientState, EstablishedInfo } from './types.ts';
 
 /** The client's `emit`, handed to its parts. */
@@ -62,7 +63,8 @@ export interface SessionConfig {
   /** Prefix of correlation ids: unique per client instance. */
   readonly instanceId: string;
   readonly urls: string[];
-  readonly createTransport: ClientTransportFactory;
+  /** The transports to try, in order, and the one remembered for the session (transport-fallback.ts). */
+  readonly transports: TransportFallback;
   /** For probing the gateways; without it they are not probed. */
   readonly WebSocketImpl: WebSocketConstructor | undefined;
   readonly clock: Clock;
@@ -157,6 +159,10 @@ export class Session implements SessionLink {
   get url(): string {
     return this.urls[this.urlIndex] as string;
   }
+  /** The transport of the current (or next) connection: `websocket`, `http-stream` or `sse`. */
+  get transport(): string {
+    return this.config.transports.current;
+  }
 
   connect(): Promise<EstablishedInfo> {
     if (this._state === 'closed')
@@ -227,7 +233,7 @@ export class Session implements SessionLink {
     this.currentToken = token;
     let socket: ClientTransport;
     try {
-      socket = this.config.createTransport();
+      socket = this.config.transports.create();
       socket.connect(this.url);
     } catch (err) {
       this.attemptFailed(new ApiXError(ErrorCode.UNAVAILABLE, `cannot open ${this.url}`, { cause: err }));
@@ -278,6 +284,7 @@ export class Session implements SessionLink {
 
   /** A connection that failed before `connection.established`, or a token provider that failed. */
   private attemptFailed(error: ApiXError): void {
+    this.config.transports.ended(false, 1006);
     this.rotateUrl();
     if (this.backoff === false) {
       this.fail(error);
@@ -321,6 +328,7 @@ export class Session implements SessionLink {
 
   private onSocketClosed(code: number, reason: string): void {
     const wasConnected = this.established !== undefined;
+    this.config.transports.ended(wasConnected, code);
     // A socket that closed while a move was pending: the client moves on all the same.
     const wasMoving = this.moving !== undefined;
     this.moving?.timer.cancel();
@@ -395,6 +403,7 @@ export class Session implements SessionLink {
     this.timers.connect = undefined;
     this.established = info;
     this.failedAttempts = 0;
+    this.config.transports.established();
     this.setState('connected');
     this.emit('connection.established', info);
     this.peers.subscriptions.onEstablished(info);

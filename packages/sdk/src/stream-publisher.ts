@@ -1,5 +1,5 @@
 /**
- * The publisher side of streams (docs/streams.md, docs/protocol.md §13): `client.stream(channel, ...)`
+ * The publisher side of streams (docs/streams.md, docs/protocol.md §14): `client.stream(channel, ...)`
  * opens a stream and returns a {@link StreamHandle}; its appends go out as `stream.append` frames, its end
  * as `stream.end`, and a subscriber's `stream.cancel` fires its `signal`.
  *

@@ -27,7 +27,7 @@ export type SubscriptionStatus =
 
 export type AckMode = 'none' | 'auto' | 'manual';
 
-/** Stream frames whose `id` is the stream's, not a position in the channel (docs/protocol.md §13). */
+/** Stream frames whose `id` is the stream's, not a position in the channel (docs/protocol.md §14). */
 const TRANSIENT_STREAM_TYPES: ReadonlySet<string> = new Set([
   'stream.start',
   'stream.append',

@@ -159,14 +159,20 @@ describe('connection lifecycle', () => {
     await gateway.until(() => gateway.framesOf('auth.refresh').length >= 2);
   });
 
-  it('rejects when constructed without a WebSocket implementation or a token', () => {
-    const g = globalThis as { WebSocket?: unknown };
+  it('rejects when constructed without any transport (no WebSocket, no fetch) or a token', () => {
+    const g = globalThis as { WebSocket?: unknown; fetch?: unknown };
     const saved = g.WebSocket;
+    const savedFetch = g.fetch;
     delete g.WebSocket;
     try {
+      // Without a WebSocket, HTTP streaming (then SSE) over fetch.
+      const c = new ApiXClient({ url: 'ws://x', token: 't', clientType: 'WEB_APP' });
+      assert.equal(c.transport, 'http-stream');
+      delete g.fetch;
       assert.throws(() => new ApiXClient({ url: 'ws://x', token: 't', clientType: 'WEB_APP' }), /WebSocket/);
     } finally {
       if (saved !== undefined) g.WebSocket = saved;
+      g.fetch = savedFetch;
     }
     assert.throws(() => new ApiXClient({ url: 'ws://x', clientType: 'WEB_APP', WebSocket }), /token/);
   });
