@@ -285,6 +285,42 @@ export const FRAMES: readonly FrameSpec[] = [
     },
   },
   {
+    key: 'rpcRegister',
+    direction: 'client',
+    title: 'rpc.register (v1.1)',
+    summary:
+      'A service (API key or service role) registers the RPC methods it serves, with the roles a caller needs.',
+    schema: S.RpcRegisterFrameSchema,
+    replies: ['rpcRegistered', 'rpcError'],
+    example: {
+      type: 'rpc.register',
+      payload: { methods: [{ name: 'tool.approve' }, { name: 'run.cancel', roles: ['admin'] }] },
+      metadata: { correlation_id: 'c-10' },
+    },
+  },
+  {
+    key: 'rpc',
+    direction: 'client',
+    title: 'rpc (v1.1)',
+    summary:
+      'Calls a method served by a registered service (or the HTTP fallback); metadata.correlation_id required.',
+    schema: S.RpcCallFrameSchema,
+    replies: ['rpcResult', 'rpcError'],
+    example: {
+      type: 'rpc',
+      payload: { method: 'tool.approve', payload: { toolCallId: 'call_1' }, timeoutMs: 5000 },
+      metadata: { correlation_id: 'c-11' },
+    },
+  },
+  {
+    key: 'rpcResponse',
+    direction: 'client',
+    title: 'rpc.response (v1.1)',
+    summary: "A service's answer to an rpc.request: a result or an error with a registry code.",
+    schema: S.RpcResponseFrameSchema,
+    example: { type: 'rpc.response', payload: { requestId: 'n1.4.x2', result: { approved: true } } },
+  },
+  {
     key: 'publish',
     direction: 'client',
     title: 'publish (any event type)',
@@ -434,6 +470,65 @@ export const FRAMES: readonly FrameSpec[] = [
       type: 'qos',
       payload: { state: 'degraded', reason: 'send buffer 1200000 bytes over 1048576' },
       metadata: meta,
+    },
+  },
+  {
+    key: 'rpcRegistered',
+    direction: 'server',
+    title: 'rpc.registered (v1.1)',
+    summary: 'Every method the connection serves now.',
+    schema: S.RpcRegisteredSchema,
+    example: {
+      type: 'rpc.registered',
+      payload: { methods: [{ name: 'tool.approve', roles: [] }] },
+      metadata: { ...meta, correlation_id: 'c-10' },
+    },
+  },
+  {
+    key: 'rpcRequest',
+    direction: 'server',
+    title: 'rpc.request (v1.1)',
+    summary: 'A call for a method this service registered, with its caller; answer with rpc.response.',
+    schema: S.RpcRequestSchema,
+    example: {
+      type: 'rpc.request',
+      payload: {
+        requestId: 'n1.4.x2',
+        method: 'tool.approve',
+        payload: { toolCallId: 'call_1' },
+        caller: {
+          userId: 'alice',
+          organizationId: 'acme',
+          roles: ['member'],
+          clientType: 'WEB_APP',
+          connectionId: 'n0-1',
+        },
+      },
+      metadata: meta,
+    },
+  },
+  {
+    key: 'rpcResult',
+    direction: 'server',
+    title: 'rpc.result (v1.1)',
+    summary: "The service's result, with the call's correlation id.",
+    schema: S.RpcResultSchema,
+    example: {
+      type: 'rpc.result',
+      payload: { result: { approved: true } },
+      metadata: { ...meta, correlation_id: 'c-11' },
+    },
+  },
+  {
+    key: 'rpcError',
+    direction: 'server',
+    title: 'rpc.error (v1.1)',
+    summary: 'The call failed: UNAVAILABLE, TIMEOUT, FORBIDDEN, RATE_LIMITED, or the service’s own code.',
+    schema: S.RpcErrorFrameSchema,
+    example: {
+      type: 'rpc.error',
+      payload: { code: 'TIMEOUT', message: 'no answer within 5000 ms' },
+      metadata: { ...meta, correlation_id: 'c-11' },
     },
   },
   {

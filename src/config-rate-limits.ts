@@ -38,6 +38,14 @@ export const RATE_LIMIT_SETTINGS = {
     ),
     burst: s('APIX_RATE_ORG_SUBSCRIBE_BURST', int(1, 100_000_000).default(10_000), 'its burst'),
   },
+  rpc: {
+    perSec: s(
+      'APIX_RATE_RPC_PER_SEC',
+      int(0, 1_000_000).default(50),
+      'RPC calls per connection; a refused one answers `rpc.error` `RATE_LIMITED`',
+    ),
+    burst: s('APIX_RATE_RPC_BURST', int(1, 10_000_000).default(100), 'its burst'),
+  },
   address: {
     perSec: s(
       'APIX_RATE_ADDRESS_PER_SEC',

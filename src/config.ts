@@ -22,6 +22,7 @@ import {
   type Table,
 } from './config-table.ts';
 import { RATE_LIMIT_SETTINGS } from './config-rate-limits.ts';
+import { PROXY_SETTINGS, RPC_SETTINGS } from './config-backend.ts';
 import { STREAM_SETTINGS } from './config-streams.ts';
 
 export type { ConfigOf, Group, Setting, Table } from './config-table.ts';
@@ -344,6 +345,8 @@ export const SETTINGS = {
     'per-event instrumentation: the publish, deliver and ack hooks of the metrics and latency tracker',
   ),
   rateLimits: RATE_LIMIT_SETTINGS,
+  rpc: RPC_SETTINGS,
+  proxy: PROXY_SETTINGS,
   streams: STREAM_SETTINGS,
   tls: group(
     {

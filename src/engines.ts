@@ -38,6 +38,9 @@ import { RedisPendingStore } from './pending/redis-pending-store.ts';
 import { RedisRevocationStore } from './auth/redis-revocation.ts';
 import { RedisSuspensionStore } from './suspension/redis-suspension-store.ts';
 import { StateLog } from './state/state-log.ts';
+import { MemoryRpcRegistry } from './rpc/registry.ts';
+import type { RpcRegistry } from './rpc/registry.ts';
+import { RedisRpcRegistry } from './rpc/redis-registry.ts';
 import { silentLogger } from './store/log.ts';
 import type { StoreLogger } from './store/log.ts';
 
@@ -96,9 +99,11 @@ export interface Engines {
   readonly revocations?: RevocationStore;
   /** Suspensions (session, user, API key), shared by the nodes (absent: a memory store of this node). */
   readonly suspensions?: SuspensionStore;
+  /** Which services serve which RPC methods, shared by the nodes. */
+  readonly rpcRegistry: RpcRegistry;
   /** The memory engines' state log in the data dir (absent: their state ends with the process). */
   readonly stateLog?: StateLog;
-  /** Open streams (docs/protocol.md §13), shared by the nodes (absent: a memory store of this node). */
+  /** Open streams (docs/protocol.md §14), shared by the nodes (absent: a memory store of this node). */
   readonly streamStore?: StreamStore;
   readonly readiness: readonly ReadinessCheck[];
   close(): Promise<void>;
@@ -118,6 +123,8 @@ const busRateLimits = new WeakMap<MemoryBrokerBus, MemoryRateLimitStore>();
 const busRevocations = new WeakMap<MemoryBrokerBus, MemoryRevocationStore>();
 /** And their suspensions. */
 const busSuspensions = new WeakMap<MemoryBrokerBus, MemorySuspensionStore>();
+/** And their RPC registrations. */
+const busRpc = new WeakMap<MemoryBrokerBus, MemoryRpcRegistry>();
 
 /** Nodes over one MemoryBrokerBus share their streams, as Redis nodes do. */
 const busStreams = new WeakMap<MemoryBrokerBus, MemoryStreamStore>();
@@ -144,6 +151,8 @@ export function memoryEngines(config: Config, clock: Clock, bus?: MemoryBrokerBu
   if (!revocations) busRevocations.set(sharedBus, (revocations = new MemoryRevocationStore(clock)));
   let suspensions = busSuspensions.get(sharedBus);
   if (!suspensions) busSuspensions.set(sharedBus, (suspensions = new MemorySuspensionStore(clock)));
+  let rpcRegistry = busRpc.get(sharedBus);
+  if (!rpcRegistry) busRpc.set(sharedBus, (rpcRegistry = new MemoryRpcRegistry()));
   const broker = new MemoryBroker(sharedBus, { size: config.history.size, ttlMs: config.history.ttlMs });
   const presence = new MemoryPresence(sharedBus.presence, { ttlMs: config.presenceTtlMs });
   // Housekeeping: what expires by time (history past its TTL, idempotency keys past their window, rate
@@ -165,6 +174,7 @@ export function memoryEngines(config: Config, clock: Clock, bus?: MemoryBrokerBu
     rateLimits,
     revocations,
     suspensions,
+    rpcRegistry,
     readiness: [],
     async close() {
       clearInterval(housekeeping);
@@ -214,6 +224,7 @@ export async function createEngines(config: Config, options: EngineOptions): Pro
     rateLimits: new RedisRateLimitStore(clients.command, keys, { clock }),
     revocations: new RedisRevocationStore(clients.command, keys, { clock }),
     suspensions: new RedisSuspensionStore(clients.command, keys, { clock }),
+    rpcRegistry: new RedisRpcRegistry(clients.command, keys),
     readiness: [],
     async close() {
       await presence.close();

@@ -94,6 +94,18 @@ export interface HookEvents {
   };
   /** A session ended for good: its resume window passed, or it cannot outlive this node (memory engine). */
   onSessionEnd: { orgId: string; userId: string; sessionId: string; status: ConnectionStatus };
+  /** A proxy call's decision (src/backend/proxy.ts): from the backend, its cache, or the failure policy. */
+  onProxyDecision: {
+    kind: 'connect' | 'subscribe' | 'publish';
+    principal: Principal;
+    peer: Peer;
+    /** The channel (subscribe, publish) or the session id (connect). */
+    target: string;
+    allowed: boolean;
+    source: 'backend' | 'cache' | 'policy';
+    code?: ErrorCode;
+    reason?: string;
+  };
   onAdminAction: { principal: Principal; peer: Peer; action: string; target: string; detail?: unknown };
 }
 

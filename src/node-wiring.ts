@@ -37,6 +37,7 @@ import { MemoryChannelRegistry } from './subscriptions/channel-registry.ts';
 import type { EventRouter } from './router/event-router.ts';
 import type { DurableSink } from './router/event-router.ts';
 import { DurableReplayBroker } from './broker/durable-replay-broker.ts';
+import { ControlFanoutBroker } from './broker/control-fanout.ts';
 import type { DurableEventSource } from './broker/durable-replay-broker.ts';
 import { MemoryDeadLetterStore } from './retry/dead-letter.ts';
 import type { ApiXGateway } from './gateway/gateway.ts';
@@ -180,7 +181,7 @@ export function buildDelivery(deps: DeliveryDeps): Delivery {
 }
 
 /**
- * Streams (docs/protocol.md §13) over the engines' StreamStore (a memory store of this node without one);
+ * Streams (docs/protocol.md §14) over the engines' StreamStore (a memory store of this node without one);
  * `refused` is late-bound to the gateway's sanctions.
  */
 export function buildStreams(
@@ -289,7 +290,10 @@ export function buildBrokerStack(
   const atRest = config.encryption ? new AtRestCipher(config.encryption) : undefined;
   const onAtRestError: AtRestErrorHandler = (err, key, id) =>
     log.error({ err, key, id }, 'encrypted entry cannot be opened: not delivered');
-  const broker = new AtRestBroker(durableReplay ?? engines.broker, atRest, onAtRestError);
+  // Outermost: every listener of control messages (the gateway, RPC routing) gets each one.
+  const broker = new ControlFanoutBroker(
+    new AtRestBroker(durableReplay ?? engines.broker, atRest, onAtRestError),
+  );
   const offlineQueue = new AtRestOfflineQueue(
     engines.offlineQueue,
     atRest,

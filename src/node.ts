@@ -36,6 +36,11 @@ import { MemorySuspensionStore } from './suspension/memory-suspension-store.ts';
 import { loadTlsFiles } from './tls.ts';
 import type { TlsFiles } from './tls.ts';
 import type { OperatorTools } from './http/operator.ts';
+import { buildProxy, registerProxyMetrics } from './backend/backend-wiring.ts';
+import { publishApproval } from './backend/proxy-steps.ts';
+import { RpcService } from './rpc/rpc-service.ts';
+import type { Connection } from './connections/session.ts';
+import { registerRpcMetrics } from './rpc/rpc-metrics.ts';
 
 export type { NodeOptions } from './node-wiring.ts';
 
@@ -76,6 +81,7 @@ export function createNode(options: NodeOptions): ApiXNode {
   const { channels, deadLetters, authenticator, limiter } = access;
   const stack = buildBrokerStack(base, options, engines, channels);
   const { broker, atRest } = stack;
+  const proxy = buildProxy(config, clock, hooks);
   const router = new EventRouter(broker, channels, hooks, clock, {
     maxMessageBytes: config.maxMessageBytes,
     shape: { maxDepth: config.jsonBounds.payloadMaxDepth, maxWidth: config.jsonBounds.payloadMaxWidth },
@@ -84,6 +90,7 @@ export function createNode(options: NodeOptions): ApiXNode {
     durable: options.durable,
     limiter,
     atRest,
+    approvePublish: publishApproval(proxy),
   });
   const delivery = buildDelivery({
     ...base,
@@ -92,11 +99,19 @@ export function createNode(options: NodeOptions): ApiXNode {
     deadLetters,
     pendingStore: engines.pendingStore,
   });
+  const rpc: RpcService = new RpcService({
+    ...base,
+    broker,
+    registry: engines.rpcRegistry,
+    connection: (id): Connection | undefined => gateway.connections.get(id),
+    refused: (conn, scope) => gateway.sanctions.refused(conn, scope),
+  });
+  hooks.attach({ onDisconnect: ({ connection }) => rpc.closed(connection.connectionId) });
   const streams = buildStreams(base, {
     ...{ broker, router, channels, hub: delivery.hub, store: engines.streamStore, atRest },
     refused: (conn, scope) => gateway.sanctions.refused(conn, scope),
   });
-  const gateway = new ApiXGateway({
+  const gateway: ApiXGateway = new ApiXGateway({
     ...base,
     streams,
     broker,
@@ -110,9 +125,13 @@ export function createNode(options: NodeOptions): ApiXNode {
     deadLetters,
     limiter,
     suspensions: engines.suspensions ?? new MemorySuspensionStore(clock),
+    proxy,
+    rpc,
   });
   const metrics = createMetrics(nodeId, hooks, () => gateway.stats(), config.metrics);
   registerNodeGauges(metrics, gateway, engines, stack.durableReplay);
+  registerProxyMetrics(metrics, proxy);
+  registerRpcMetrics(metrics, rpc);
   streams.registerMetrics(metrics);
   const state = { draining: false };
   const parts = {
@@ -126,10 +145,11 @@ export function createNode(options: NodeOptions): ApiXNode {
     isDraining: () => state.draining,
   };
   const { httpRouter, operator, internals } = buildHttp(base, options, parts);
+  internals.add('rpc', rpc).add('proxy', proxy);
   const tls = options.tls ?? loadTlsFiles(config);
   const server = createHttpServer(options, tls, httpRouter, gateway, log);
   const built = { nodeId, config, server, gateway, router, hooks, metrics, httpRouter, engines };
-  return nodeHandle({ ...built, authenticator, log, internals }, { tls, operator, state });
+  return nodeHandle({ ...built, authenticator, log, internals }, { tls, operator, state, rpc });
 }
 
 /** The node as its users see it: its components, listen, its URLs, and a graceful close. */
@@ -139,6 +159,7 @@ function nodeHandle(
     readonly tls: TlsFiles | undefined;
     readonly operator: OperatorTools;
     readonly state: { draining: boolean };
+    readonly rpc: RpcService;
   },
 ): ApiXNode {
   const { config, server, gateway, engines, log } = parts;
@@ -157,6 +178,7 @@ function nodeHandle(
       port = (server.address() as AddressInfo).port;
       gateway.start();
       operator.start();
+      own.rpc.start();
       log.info(
         { port, host: config.host, engine: engines.broker.name, tls: tls !== undefined },
         'APIX gateway listening',
@@ -172,6 +194,7 @@ function nodeHandle(
     async close() {
       own.state.draining = true;
       operator.stop();
+      own.rpc.stop();
       await gateway.drain();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -2,7 +2,7 @@
  * What the audit trail records, from the gateway's named hooks: who (actor), which organization, when,
  * what (action, target, detail) and from where (remote address, user agent) for every connection
  * attempt accepted or refused (with its reason), authentication failure, subscription granted or denied,
- * publish, permission denial, suspension, dead letter and admin action.
+ * publish, permission denial, suspension, dead letter, admin action and proxy-call decision.
  */
 import type { GatewayHooks, HookBus } from '../hooks.ts';
 import type { Peer, Principal } from '../auth/principal.ts';
@@ -23,6 +23,9 @@ export const AuditAction = {
   SESSION_UNSUSPENDED: 'session.unsuspended',
   MESSAGE_DEAD_LETTERED: 'message.dead_lettered',
   RATE_LIMITED: 'rate_limited',
+  /** A proxy call allowed or refused a connect, subscribe or publish (detail: kind, source, code). */
+  PROXY_ALLOWED: 'proxy.allowed',
+  PROXY_DENIED: 'proxy.denied',
   /** `admin.<action>`, e.g. `admin.suspend`, `admin.kick`, `admin.keys.create`. */
   ADMIN_PREFIX: 'admin.',
 } as const;
@@ -60,6 +63,7 @@ export function auditHooks(audit: AuditLogger, options: AuditHookOptions = {}): 
     ...connectionHooks(audit),
     ...accessHooks(audit, deny),
     ...operatorHooks(audit),
+    ...backendHooks(audit),
   };
   addOptionalHooks(hooks, audit, options);
   return hooks;
@@ -170,6 +174,22 @@ function operatorHooks(
         action: `${AuditAction.ADMIN_PREFIX}${action}`,
         target,
         detail: detail === undefined ? {} : { detail },
+        ...from(peer),
+      });
+    },
+  };
+}
+
+/** The backend's proxy decisions: every one is recorded, with where it came from. */
+function backendHooks(audit: AuditLogger): Pick<GatewayHooks, 'onProxyDecision'> {
+  return {
+    onProxyDecision({ kind, principal, peer, target, allowed, source, code, reason }) {
+      audit.record({
+        orgId: principal.orgId,
+        actor: actorOf(principal),
+        action: allowed ? AuditAction.PROXY_ALLOWED : AuditAction.PROXY_DENIED,
+        target,
+        detail: { kind, source, ...(allowed ? {} : { code, reason }) },
         ...from(peer),
       });
     },

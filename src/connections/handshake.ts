@@ -38,6 +38,9 @@ import type { ConnectionManager } from './connection-manager.ts';
 import type { Replies } from './replies.ts';
 import { Session, sessionKey } from './session.ts';
 import { resumeFrom } from './resume.ts';
+import type { BackendProxy } from '../backend/proxy.ts';
+import { approveConnect } from '../backend/proxy-steps.ts';
+import type { ConnectApproval } from '../backend/proxy-steps.ts';
 import type { ResumePlan } from './resume.ts';
 
 export interface HandshakeDeps {
@@ -59,6 +62,8 @@ export interface HandshakeDeps {
   refused(conn: Connection, scope: RateLimitScope): boolean;
   /** The frames the client sent while `connect` was running, handled now (in order). */
   replayEarly(conn: Connection): void;
+  /** The backend's proxy calls: it decides `connect` when APIX_PROXY_CONNECT_URL is set. */
+  readonly proxy?: BackendProxy | undefined;
 }
 
 /** The session a connection claimed: held here before, restored from another node's snapshot, or new. */
@@ -76,6 +81,8 @@ interface Restored {
   readonly replays: Replay[];
   /** Subscriptions of the session that the new credentials do not allow (resume, takeover): dropped. */
   readonly revoked: string[];
+  /** What the backend's connect proxy allowed. */
+  readonly backend: ConnectApproval;
 }
 
 /** What the session missed while away: its in-flight events (pending store) and its offline queue. */
@@ -88,17 +95,19 @@ export class Handshake {
   constructor(private readonly deps: HandshakeDeps) {}
 
   async connect(conn: Connection, payload: ApiXConnection, correlationId: string | undefined): Promise<void> {
-    const principal = await this.authenticate(conn, payload, correlationId);
-    if (!principal) return;
-    const claim = await this.claimSession(conn, payload, principal, correlationId);
+    const authenticated = await this.authenticate(conn, payload, correlationId);
+    if (!authenticated) return;
+    const backend = await this.approveConnect(conn, payload, authenticated, correlationId);
+    if (!backend) return;
+    const claim = await this.claimSession(conn, backend.payload, backend.principal, correlationId);
     if (!claim) return;
     // Where each channel replays from: the client's last id; else the replay it asked for when it has no
     // position (a reloaded page: the session's own position is where its previous page stopped); else the
     // session's position. The replays the client asked for go out first, before queued and in-flight events.
     const resume = resumeFrom(payload.resume?.lastEventIds ?? {}, payload.resume?.replay);
-    const restored: Restored = { denied: [], recovered: {}, replays: [], revoked: [] };
+    const restored: Restored = { denied: [], recovered: {}, replays: [], revoked: [], backend };
     await this.restore(conn, claim, resume, restored);
-    if (!(await this.subscribeAsked(conn, claim, payload, resume, restored))) return;
+    if (!(await this.subscribeAsked(conn, claim, backend.payload, resume, restored))) return;
     const caughtUp = await this.catchUp(claim);
     this.establish(conn, claim, resume, restored, caughtUp, correlationId);
   }
@@ -146,6 +155,26 @@ export class Handshake {
       return undefined;
     }
     return principal;
+  }
+
+  /** Step 1b: the backend's connect proxy, when set: it may refuse, or add channels, data and an expiry. */
+  private async approveConnect(
+    conn: Connection,
+    payload: ApiXConnection,
+    principal: Principal,
+    correlationId: string | undefined,
+  ): Promise<ConnectApproval | undefined> {
+    const approval = await approveConnect(this.deps.proxy, conn, payload, principal);
+    if (!conn.isOpen) return undefined;
+    if ('refused' in approval) {
+      const { refused: code, message: reason } = approval;
+      const { orgId, userId } = principal;
+      this.deps.hooks.emit('onConnectRefused', { peer: conn.peer, code, reason, orgId, userId });
+      this.deps.replies.fail(conn, code, reason, true, correlationId);
+      return undefined;
+    }
+    if (approval.principal !== principal) conn.refreshed(approval.principal);
+    return approval;
   }
 
   /**
@@ -312,7 +341,9 @@ export class Handshake {
       }
       if (session.subscriptions.has(channelKey(principal.orgId, parsed.channel))) continue;
       if (out.revoked.includes(name)) continue;
-      const check = subs.checkSubscribe(conn, session, parsed.channel);
+      const check =
+        subs.checkSubscribe(conn, session, parsed.channel) ??
+        (out.backend.granted.has(name) ? undefined : await subs.approve(conn, name));
       if (check) {
         out.denied.push(check);
         continue;
@@ -384,6 +415,7 @@ export class Handshake {
           organizationId: principal.orgId,
           ...(principal.expiresAt !== undefined ? { expiresAt: principal.expiresAt * 1000 } : {}),
           ...(conn.transport.sessionToken !== undefined ? { sessionToken: conn.transport.sessionToken } : {}),
+          ...(restored.backend.data !== undefined ? { data: restored.backend.data } : {}),
         },
         now,
         correlationId,

@@ -17,6 +17,8 @@ import type { DeadLetterStore } from '../retry/dead-letter.ts';
 import type { RateLimiter } from '../ratelimit/rate-limiter.ts';
 import type { HookBus } from '../hooks.ts';
 import type { Delivery } from './delivery.ts';
+import type { BackendProxy } from '../backend/proxy.ts';
+import type { RpcService } from '../rpc/rpc-service.ts';
 import type { Streams } from '../streams/streams.ts';
 
 export interface GatewayDeps {
@@ -40,6 +42,10 @@ export interface GatewayDeps {
   readonly delivery: Delivery;
   /** Suspensions of sessions, users and API keys, shared by the nodes. */
   readonly suspensions: SuspensionStore;
-  /** Streams (docs/protocol.md §13); absent: `stream.*` frames are refused. */
+  /** The backend's proxy calls (connect, subscribe; publish goes through the router). */
+  readonly proxy?: BackendProxy;
+  /** RPC from clients to services: the `rpc.*` frames go to it. */
+  readonly rpc?: Pick<RpcService, 'onFrame'>;
+  /** Streams (docs/protocol.md §14); absent: `stream.*` frames are refused. */
   readonly streams?: Streams | undefined;
 }

@@ -390,6 +390,10 @@ export class ApiXGateway implements TransportHost<Connection> {
           .refresh(conn, frame.payload.token, correlationId)
           .catch((err) => this.replies.internalError(conn, err, false));
         return;
+      case 'rpc.register':
+      case 'rpc':
+      case 'rpc.response':
+        return this.deps.rpc?.onFrame(conn, frame, correlationId);
       case 'connect':
         return;
     }

@@ -44,7 +44,7 @@ export interface HttpApiDeps {
   readonly readiness: readonly ReadinessCheck[];
   readonly isDraining: () => boolean;
   readonly presence: Presence;
-  /** Streams (docs/protocol.md §13): the `stream.snapshot` frames of a channel's open streams. */
+  /** Streams (docs/protocol.md §14): the `stream.snapshot` frames of a channel's open streams. */
   readonly openStreams?: (key: string, channelName: string) => Promise<string[]>;
 }
 

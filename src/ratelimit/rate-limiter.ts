@@ -16,13 +16,15 @@ import { publisherScopeKey } from '../tenancy/scope-keys.ts';
 import type { RateLimit, RateLimitStore, TakeResult } from './rate-limit-store.ts';
 
 /** What a refusal limited, as reported by `onRateLimited`. */
-export type RateLimitScope = 'connection' | 'publish' | 'channel' | 'org' | 'address';
+export type RateLimitScope = 'connection' | 'publish' | 'channel' | 'org' | 'address' | 'rpc';
 
 export interface RateLimits {
   /** Inbound frames per connection (local). */
   readonly connection: RateLimit;
   /** Publishes per connection (local). */
   readonly publish: RateLimit;
+  /** RPC calls per connection (local). */
+  readonly rpc: RateLimit;
   /** Publishes into one channel of an organization, by every publisher (shared); on a shared `system:`
    * channel, by every publisher of one organization. */
   readonly channel: RateLimit;

@@ -105,6 +105,11 @@ export class RedisKeys {
     return sessionId === undefined ? `${base}:user` : `${base}:s:${sessionId}`;
   }
 
+  /** The services serving an RPC method of an organization (sorted set: member -> registered until). */
+  rpcMethod(orgId: string, method: string): string {
+    return `${this.prefix}rpc:{${tag(orgId)}}:${method}`;
+  }
+
   /** A stream's state (hash), in the slot of its channel's streams (tag `{st:<channel key>}`). */
   streamState(channelKey: string, streamId: string): string {
     return `${this.prefix}{st:${safe(channelKey)}}:s:${streamId}`;

@@ -82,6 +82,11 @@ export interface EventRouterOptions {
   readonly limiter?: RateLimiter | undefined;
   /** Seals what is stored of channels configured `encrypted`; absent: publishing to them is refused. */
   readonly atRest?: AtRestCipher | undefined;
+  /**
+   * The backend's publish proxy (src/backend/proxy-steps.ts), last of the checks: the request to go on
+   * with (its payload may be replaced), or a throw with the backend's refusal.
+   */
+  readonly approvePublish?: ((req: PublishRequest) => Promise<PublishRequest>) | undefined;
 }
 
 export class EventRouter {
@@ -143,6 +148,7 @@ export class EventRouter {
     // After validation and permission, so that refused junk does not spend the organization's tokens.
     if (this.options.limiter && req.limited !== false)
       await this.options.limiter.checkPublish(req.principal, req.peer, key);
+    if (this.options.approvePublish && req.limited !== false) req = await this.options.approvePublish(req);
     if (settings?.encrypted === true && this.options.atRest === undefined)
       throw new ApiXError(
         'UNAVAILABLE',

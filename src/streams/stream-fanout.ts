@@ -1,5 +1,5 @@
 /**
- * The subscriber side of streams on one node (docs/protocol.md §13). For each open stream of a channel
+ * The subscriber side of streams on one node (docs/protocol.md §14). For each open stream of a channel
  * with local subscribers, the node keeps a mirror (its text and last seq, from the broker's live path,
  * repaired from the StreamStore when a live message was missed) and, per subscriber following it, how
  * far that subscriber was sent. What a subscriber is sent is always `mirror.text` past its position, as

@@ -1,5 +1,5 @@
 /**
- * The frames of streams (docs/protocol.md §13): what subscribers and publishers are sent, the messages
+ * The frames of streams (docs/protocol.md §14): what subscribers and publishers are sent, the messages
  * the nodes pass each other over the broker's live path, and the stored form of a stream's text.
  */
 import { PROTOCOL_VERSION } from '@apix/protocol';

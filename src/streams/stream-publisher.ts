@@ -1,5 +1,5 @@
 /**
- * The publisher side of streams on one node (docs/protocol.md §13): `stream.start`, `stream.append`,
+ * The publisher side of streams on one node (docs/protocol.md §14): `stream.start`, `stream.append`,
  * `stream.end` and `stream.cancel` from clients. Appends are buffered per stream for the flush window,
  * then stored (the StreamStore: accepted = stored) and fanned out over the broker's live path as one
  * message `fromSeq..seq`; the end writes ONE compacted event through the EventRouter (history, durable

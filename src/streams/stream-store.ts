@@ -1,5 +1,5 @@
 /**
- * Where streams (docs/protocol.md §13) live while they are open, shared by every node of an engine: each
+ * Where streams (docs/protocol.md §14) live while they are open, shared by every node of an engine: each
  * stream's accumulated text, its last `seq`, its status and its publishing connection. The memory store
  * serves one node; the Redis store every node, so that any node serves a late joiner the same snapshot
  * and an append it accepted survives the loss of the publisher's node.

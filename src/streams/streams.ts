@@ -1,5 +1,5 @@
 /**
- * Streams on one node (docs/protocol.md §13): the publisher side (StreamPublisher) and the subscriber side
+ * Streams on one node (docs/protocol.md §14): the publisher side (StreamPublisher) and the subscriber side
  * (StreamFanout) over one StreamStore, their periodic work (slow readers, the idle sweep) and metrics.
  * The gateway hands it stream frames, closed connections and control messages; the subscription paths
  * hand it each subscription after its history replay; the hub hands it live stream messages.

@@ -25,6 +25,8 @@ import type { Session } from '../connections/session.ts';
 import type { ChannelAccess } from './access.ts';
 import { compileFilter } from './filters.ts';
 import type { Rooms } from './rooms.ts';
+import type { BackendProxy } from '../backend/proxy.ts';
+import { approveSubscribe } from '../backend/proxy-steps.ts';
 
 export interface SubscriptionManagerDeps {
   readonly config: Config;
@@ -44,6 +46,8 @@ export interface SubscriptionManagerDeps {
   refused(conn: Connection, scope: RateLimitScope): boolean;
   /** Cuts a connection whose send buffer is over the limit. */
   slowConsumer(conn: Connection): void;
+  /** The backend's proxy calls: it decides new subscriptions when APIX_PROXY_SUBSCRIBE_URL is set. */
+  readonly proxy?: BackendProxy | undefined;
   /** Streams: told of each subscription after its history replay (snapshots of the open streams). */
   readonly streams?: { joined(sub: Subscription, replayed: readonly BrokerEvent[]): void } | undefined;
 }
@@ -129,6 +133,11 @@ export class SubscriptionManager {
       return;
     }
     if (!existing) {
+      const refusal = await this.approve(conn, name);
+      if (refusal) {
+        out.denied.push(refusal);
+        return;
+      }
       out.limited ??= await this.deps.limiter.checkSubscribe(session.principal, conn.peer);
       if (out.limited) {
         out.denied.push(rateLimitedDenial(name, out.limited));
@@ -161,6 +170,11 @@ export class SubscriptionManager {
       channelType: parsed.channel.type,
       granted: true,
     });
+  }
+
+  /** The backend's say on a new subscription (its subscribe proxy): a refusal, or undefined. */
+  approve(conn: Connection, name: string): Promise<Denial | undefined> {
+    return approveSubscribe(this.deps.proxy, conn, name);
   }
 
   emitSubscribeDenied(conn: Connection, d: Denial): void {

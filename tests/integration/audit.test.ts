@@ -119,6 +119,65 @@ for (const target of databaseTargets) {
       assert.equal((await verifyAuditChain(prisma, 'batch-org')).ok, true);
     });
 
+    test('every proxy-call decision is recorded, with where it came from', async () => {
+      const audit = newLogger();
+      const bus = new HookBus((name, err) => assert.fail(`hook ${name} threw: ${String(err)}`));
+      attachAuditHooks(bus, audit);
+      const alice = testPrincipal('proxy-org', 'alice');
+      const base = { principal: alice, peer: testPeer };
+      bus.emit('onProxyDecision', {
+        ...base,
+        kind: 'connect',
+        target: 's1',
+        allowed: true,
+        source: 'backend',
+      });
+      bus.emit('onProxyDecision', {
+        ...base,
+        kind: 'subscribe',
+        target: 'agent:bob',
+        allowed: false,
+        source: 'cache',
+        code: 'FORBIDDEN',
+        reason: 'not your agent',
+      });
+      bus.emit('onProxyDecision', {
+        ...base,
+        kind: 'publish',
+        target: 'agent:alice',
+        allowed: false,
+        source: 'policy',
+        code: 'UNAVAILABLE',
+        reason: 'the publish proxy failed (timeout: no answer within 3000 ms)',
+      });
+      assert.equal(await audit.flush(), true);
+      await audit.close();
+      const { entries } = await queryAudit(prisma, { orgId: 'proxy-org', limit: 10 });
+      assert.deepEqual(
+        entries.map((e) => [e.action, e.actor, e.target, e.detail]),
+        [
+          [AuditAction.PROXY_ALLOWED, 'alice', 's1', { kind: 'connect', source: 'backend' }],
+          [
+            AuditAction.PROXY_DENIED,
+            'alice',
+            'agent:bob',
+            { kind: 'subscribe', source: 'cache', code: 'FORBIDDEN', reason: 'not your agent' },
+          ],
+          [
+            AuditAction.PROXY_DENIED,
+            'alice',
+            'agent:alice',
+            {
+              kind: 'publish',
+              source: 'policy',
+              code: 'UNAVAILABLE',
+              reason: 'the publish proxy failed (timeout: no answer within 3000 ms)',
+            },
+          ],
+        ],
+      );
+    });
+
     test('every hook kind is recorded: who, organization, when, what, from where', async () => {
       const audit = newLogger();
       const bus = new HookBus((name, err) => assert.fail(`hook ${name} threw: ${String(err)}`));

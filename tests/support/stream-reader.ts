@@ -1,5 +1,5 @@
 /**
- * Test support: a subscriber's view of streams (docs/protocol.md §13), built from the frames it was sent,
+ * Test support: a subscriber's view of streams (docs/protocol.md §14), built from the frames it was sent,
  * in order, with the rules a client applies. It throws on any break of the contract: an append whose
  * `fromSeq` is not the last seq + 1 (a gap, or a piece twice), an append or end of an unknown stream, a
  * snapshot going backwards, an end whose seq is not the last one.

@@ -52,6 +52,14 @@ export const CONTROL_TYPES = [
   'presence.join',
   'presence.leave',
   'qos',
+  // RPC (docs/protocol.md §12)
+  'rpc',
+  'rpc.register',
+  'rpc.registered',
+  'rpc.request',
+  'rpc.response',
+  'rpc.result',
+  'rpc.error',
 ] as const;
 export type ControlType = (typeof CONTROL_TYPES)[number];
 const controlTypeSet: ReadonlySet<string> = new Set(CONTROL_TYPES);

@@ -15,6 +15,7 @@ export const ErrorCode = {
   CONFLICT: 'CONFLICT',
   INTERNAL: 'INTERNAL',
   UNAVAILABLE: 'UNAVAILABLE',
+  TIMEOUT: 'TIMEOUT',
   /** Streams (docs/protocol.md §11): the connection has APIX_MAX_OPEN_STREAMS streams open. */
   STREAM_LIMIT: 'STREAM_LIMIT',
   /** Streams: the stream's accumulated text would pass APIX_STREAM_MAX_BYTES. */
@@ -64,6 +65,11 @@ export const ERRORS: Readonly<Record<ErrorCode, ErrorSpec>> = {
     httpStatus: 503,
     closeCode: 1001,
     description: 'A dependency is unavailable, or the server is draining.',
+  },
+  TIMEOUT: {
+    httpStatus: 504,
+    closeCode: 1011,
+    description: 'No answer in time (an RPC call past its `timeoutMs`); the call may still have been served.',
   },
   STREAM_LIMIT: {
     httpStatus: 429,

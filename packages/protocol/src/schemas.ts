@@ -111,6 +111,39 @@ export const ClientPingFrameSchema = z.strictObject({
 export const ClientPongFrameSchema = clientFrame('heartbeat.pong', PongPayloadSchema);
 export const AuthRefreshFrameSchema = clientFrame('auth.refresh', AuthRefreshPayloadSchema);
 
+// ---- RPC (docs/protocol.md §12) ----
+
+/** An RPC method name: `[a-z][a-z0-9_.]{0,63}`. */
+export const RpcMethodNameSchema = z
+  .string()
+  .regex(/^[a-z][a-z0-9_.]{0,63}$/, 'method must match [a-z][a-z0-9_.]{0,63}');
+export const RpcRegisterPayloadSchema = z.strictObject({
+  methods: z
+    .array(
+      z.strictObject({
+        name: RpcMethodNameSchema,
+        roles: z.array(z.string().min(1).max(64)).max(32).optional(),
+      }),
+    )
+    .min(1)
+    .max(256),
+});
+export const RpcCallPayloadSchema = z.strictObject({
+  method: RpcMethodNameSchema,
+  payload: z.unknown().optional(),
+  timeoutMs: z.number().int().min(1).max(600_000).optional(),
+});
+/** An answer's error: a code of the registry (errors.ts) and a message. */
+export const RpcErrorSchema = z.strictObject({ code: z.enum(ErrorCode), message: z.string().max(1000) });
+export const RpcResponsePayloadSchema = z.strictObject({
+  requestId: z.string().min(1).max(128),
+  result: z.unknown().optional(),
+  error: RpcErrorSchema.optional(),
+});
+export const RpcRegisterFrameSchema = clientFrame('rpc.register', RpcRegisterPayloadSchema);
+export const RpcCallFrameSchema = clientFrame('rpc', RpcCallPayloadSchema);
+export const RpcResponseFrameSchema = clientFrame('rpc.response', RpcResponsePayloadSchema);
+
 /** A publish: any non-control event type, with a channel. */
 export const PublishFrameSchema = z.strictObject({
   type: z.string().regex(new RegExp(EVENT_TYPE_RE_SOURCE)),
@@ -189,6 +222,9 @@ export const ClientControlFrameSchema = z.discriminatedUnion('type', [
   ClientPingFrameSchema,
   ClientPongFrameSchema,
   AuthRefreshFrameSchema,
+  RpcRegisterFrameSchema,
+  RpcCallFrameSchema,
+  RpcResponseFrameSchema,
 ]);
 export type ClientControlFrame = z.infer<typeof ClientControlFrameSchema>;
 export type PublishFrame = z.infer<typeof PublishFrameSchema>;
@@ -202,6 +238,9 @@ export const CLIENT_CONTROL_SCHEMAS = {
   'heartbeat.ping': ClientPingFrameSchema,
   'heartbeat.pong': ClientPongFrameSchema,
   'auth.refresh': AuthRefreshFrameSchema,
+  'rpc.register': RpcRegisterFrameSchema,
+  rpc: RpcCallFrameSchema,
+  'rpc.response': RpcResponseFrameSchema,
 } as const;
 
 // ---- Server -> client frames ----
@@ -252,6 +291,8 @@ export const ConnectionEstablishedSchema = serverFrame(
     expiresAt: z.number().optional(),
     /** HTTP streaming and SSE (§14): names the stream in `POST /v1/frames` (`X-Apix-Session-Token`). */
     sessionToken: z.string().optional(),
+    /** Extension: what the backend's connect proxy gave the connection (`result.data`, docs/backend.md). */
+    data: z.unknown().optional(),
   }),
 );
 export const ConnectionErrorSchema = serverFrame(
@@ -336,6 +377,28 @@ export const QosSchema = serverFrame(
     reason: z.string(),
     coalesced: z.number().int().min(0).optional(),
   }),
+);
+export const RpcRegisteredSchema = serverFrame(
+  'rpc.registered',
+  z.object({ methods: z.array(z.object({ name: z.string(), roles: z.array(z.string()).optional() })) }),
+);
+/** Who called: what a service is told of its caller. */
+export const RpcCallerSchema = z.object({
+  userId: z.string(),
+  organizationId: z.string(),
+  roles: z.array(z.string()),
+  clientType: ClientTypeSchema,
+  connectionId: z.string(),
+});
+export type RpcCaller = z.infer<typeof RpcCallerSchema>;
+export const RpcRequestSchema = serverFrame(
+  'rpc.request',
+  z.object({ requestId: z.string(), method: z.string(), payload: z.unknown(), caller: RpcCallerSchema }),
+);
+export const RpcResultSchema = serverFrame('rpc.result', z.object({ result: z.unknown() }));
+export const RpcErrorFrameSchema = serverFrame(
+  'rpc.error',
+  z.object({ code: ErrorCodeSchema, message: z.string() }),
 );
 /** A channel event as delivered to subscribers. */
 export const ChannelEventSchema = z.strictObject({
@@ -433,6 +496,10 @@ export const ServerControlFrameSchema = z.discriminatedUnion('type', [
   MessageQueuedSchema,
   MessageFailedSchema,
   QosSchema,
+  RpcRegisteredSchema,
+  RpcRequestSchema,
+  RpcResultSchema,
+  RpcErrorFrameSchema,
 ]);
 export type ServerControlFrame = z.infer<typeof ServerControlFrameSchema>;
 export type ServerFrame = ServerControlFrame | ChannelEvent;
@@ -447,3 +514,31 @@ export const HttpPublishSchema = z.strictObject({
   metadata: EnvelopeMetadataSchema.optional(),
 });
 export type HttpPublish = z.infer<typeof HttpPublishSchema>;
+
+// ---- Backend calls (docs/backend.md): what the platform's backend answers ----
+
+/**
+ * The answer to a proxy call (connect, subscribe, publish) or to an RPC HTTP call: `result` (allow; for a
+ * proxy call, with optional changes) or `error` (refusal, sent on to the client). `code` is free text here:
+ * the gateway maps a code outside the registry to `FORBIDDEN`.
+ */
+export const BackendAnswerSchema = z.union([
+  z.looseObject({ result: z.unknown() }).refine((a) => !('error' in a) || a.error == null, {
+    message: 'result and error together',
+  }),
+  z.looseObject({
+    error: z.looseObject({ code: z.string().min(1).max(64), message: z.string().max(1000).optional() }),
+  }),
+]);
+export type BackendAnswer = z.infer<typeof BackendAnswerSchema>;
+
+/** The changes a proxy call's `result` may make (unknown members are ignored). */
+export const ProxyAllowSchema = z.looseObject({
+  /** connect: channels the connection is subscribed to as well (the subscribe proxy is not asked for them). */
+  channels: z.array(channelName).max(1000).optional(),
+  /** connect: sent to the client in `connection.established.data`; publish: replaces the payload. */
+  data: z.unknown().optional(),
+  /** connect: when the connection expires (ms since epoch), if before its token does. */
+  expiresAt: z.number().int().positive().optional(),
+});
+export type ProxyAllow = z.infer<typeof ProxyAllowSchema>;

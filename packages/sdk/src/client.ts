@@ -26,6 +26,8 @@ import {
   type StreamsOptions,
   type StreamsSubscription,
 } from './stream-reader.ts';
+import { Rpc } from './rpc.ts';
+import type { HandleOptions, RpcHandler, RpcOptions } from './rpc.ts';
 import {
   defaultWebSocket,
   normalizeGatewayUrl,
@@ -89,6 +91,7 @@ export class ApiXClient extends TypedEmitter<ClientEvents> {
   private readonly subscriptions: Subscriptions;
   private readonly publisher: Publisher;
   private readonly streams: StreamPublisher;
+  private readonly rpcs: Rpc;
 
   constructor(options: ApiXClientOptions) {
     super();
@@ -134,6 +137,9 @@ export class ApiXClient extends TypedEmitter<ClientEvents> {
       publisher: this.publisher,
       receive: (text) => this.onMessage(text),
     });
+    const rpcs = (this.rpcs = new Rpc(this.session, clock));
+    this.on('connection.established', () => rpcs.onEstablished());
+    this.on('connection.disconnected', () => rpcs.onDisconnected());
   }
 
   get state(): ClientState {
@@ -229,10 +235,28 @@ export class ApiXClient extends TypedEmitter<ClientEvents> {
   }
 
   /**
+   * Calls a method served by a backend service (`handle` on its client, or the gateway's HTTP fallback).
+   * Resolves with its result; rejects with an ApiXError: UNAVAILABLE (no service, or the connection or
+   * the service dropped), TIMEOUT, FORBIDDEN (the method needs a role), or the service's own error code.
+   */
+  rpc(method: string, payload?: unknown, options: RpcOptions = {}): Promise<unknown> {
+    return this.rpcs.call(method, payload ?? null, options);
+  }
+
+  /**
+   * Serves a method (this client needs service credentials: an API key or a token with the `service`
+   * role). Registered now if connected, and again after every reconnect.
+   */
+  handle(method: string, fn: RpcHandler, options: HandleOptions = {}): void {
+    this.rpcs.handle(method, fn, options);
+  }
+
+  /**
    * Closes for good: no reconnect; pending publishes and buffered ones reject with UNAVAILABLE. Settles
    * when the socket finished closing.
    */
   close(): Promise<void> {
+    this.rpcs.rejectAll(new ApiXError(ErrorCode.UNAVAILABLE, 'the client was closed'));
     return this.session.close();
   }
 
@@ -321,6 +345,17 @@ export class ApiXClient extends TypedEmitter<ClientEvents> {
       case 'message.failed':
         if (frame.type !== 'message.queued' && this.streams.onReply(frame, correlationId)) return;
         this.publisher.onReply(frame, correlationId);
+        return;
+      case 'rpc.result':
+        return this.rpcs.onResult(frame, correlationId);
+      case 'rpc.error':
+        if (!this.rpcs.onError(frame, correlationId))
+          this.emit('error', new ApiXError(frame.payload.code, frame.payload.message));
+        return;
+      case 'rpc.request':
+        void this.rpcs.onRequest(frame);
+        return;
+      case 'rpc.registered':
         return;
     }
   }

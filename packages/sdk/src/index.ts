@@ -3,6 +3,8 @@
  * Node (inject `ws`). See docs/sdk.md.
  */
 export { ApiXClient } from './client.ts';
+export type { HandleOptions, RpcHandler, RpcOptions } from './rpc.ts';
+export type { RpcCaller } from '@apix/protocol/schemas';
 export type { ApiXClientOptions, FailoverOptions, HeartbeatOptions } from './options.ts';
 export {
   Subscription,

@@ -84,8 +84,10 @@ describe(
       const accepted = resumed.payload.seq as number;
       assert.ok(accepted <= KILL_AT, `accepted ${accepted} of ${KILL_AT} sent`);
       assert.ok(accepted >= seenBeforeKill, `a subscriber saw seq ${seenBeforeKill}, only ${accepted} kept`);
-      t.diagnostic(`sent ${KILL_AT} before the kill; accepted ${accepted}; a subscriber had seen ${seenBeforeKill}`);
-    const back = await RawClient.connect(n2.wsUrl, { sessionId, subscriptions: [CH] });
+      t.diagnostic(
+        `sent ${KILL_AT} before the kill; accepted ${accepted}; a subscriber had seen ${seenBeforeKill}`,
+      );
+      const back = await RawClient.connect(n2.wsUrl, { sessionId, subscriptions: [CH] });
       // Whatever was not accepted is sent again, then the rest.
       for (let i = accepted; i < PIECES; i++) {
         pub.send({ type: 'stream.append', channel: CH, payload: { streamId: 'k1', text: pieces[i] } });

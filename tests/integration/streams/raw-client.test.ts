@@ -1,5 +1,5 @@
 /**
- * A stream client written from docs/protocol.md §13 alone, on plain `ws` (no SDK, no test helpers for
+ * A stream client written from docs/protocol.md §14 alone, on plain `ws` (no SDK, no test helpers for
  * frames): a publisher streams 2,000 appends; one subscriber follows from the start, a second joins
  * halfway, a third drops and resumes its session mid-stream. All three end with the same full text, each
  * with a seq chain with no gap and nothing twice. On one node (memory, as `npm start`) and on three
@@ -22,7 +22,7 @@ import type { Config } from '../../../src/config.ts';
 const CHANNEL = 'agent:raw';
 const APPENDS = 2000;
 
-/** A subscriber's state of one stream, kept by the rules of §13. */
+/** A subscriber's state of one stream, kept by the rules of §14. */
 interface Stream {
   text: string;
   seq: number;

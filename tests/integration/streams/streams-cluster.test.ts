@@ -1,5 +1,5 @@
 /**
- * Streams on three nodes sharing a Redis (docs/protocol.md §13): a late joiner on each node gets the same
+ * Streams on three nodes sharing a Redis (docs/protocol.md §14): a late joiner on each node gets the same
  * snapshot, a session resumes mid-stream on another node, a subscriber on another node cancels, limits
  * are refused, and an idle stream whose publisher is gone is ended by a node that mirrors it.
  */

@@ -1,5 +1,5 @@
 /**
- * Streams on one node (memory engines), through raw WebSocket clients (docs/protocol.md §13): live
+ * Streams on one node (memory engines), through raw WebSocket clients (docs/protocol.md §14): live
  * followers, late joiners, session resume mid-stream, the compacted event in history, cancellation, the
  * publisher resuming its stream, limits and the idle timeout.
  */
