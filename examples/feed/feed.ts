@@ -7,7 +7,7 @@
  * Everything the page shows goes through `textContent`: event payloads are data, never markup.
  */
 import { ApiXClient, isApiXError } from '../../packages/sdk/src/index.ts';
-import type { ApiXError, ApiXEvent, ClientState } from '../../packages/sdk/src/index.ts';
+import type { AgentStream, ApiXError, ApiXEvent, ClientState } from '../../packages/sdk/src/index.ts';
 
 const DEFAULT_CHANNELS = [
   'agent:research-bot',
@@ -41,6 +41,7 @@ const view = {
   privateChannel: element<HTMLInputElement>('private-channel'),
   privateSubscribe: element<HTMLButtonElement>('private-subscribe'),
   events: element<HTMLOListElement>('events'),
+  answers: element<HTMLOListElement>('answers'),
   eventCount: element('event-count'),
   agents: element<HTMLUListElement>('agents'),
   workflows: element<HTMLUListElement>('workflows'),
@@ -207,9 +208,38 @@ function showStatus(list: HTMLElement, key: string, status: string): void {
   pill.className = `pill ${TONE[status] ?? ''}`.trim();
 }
 
+const MAX_ANSWERS = 20;
+
+/**
+ * A streamed answer (docs/streams.md), one row per stream, its text as it builds up: piece by piece live,
+ * whole after a reload or a late join (the SDK's `subscribeStreams` applies snapshots and appends).
+ */
+function showStream(stream: AgentStream): void {
+  const key = `${stream.channel} ${stream.streamId}`;
+  let row = Array.from(view.answers.children).find((li) => (li as HTMLElement).dataset.key === key) as
+    HTMLElement | undefined;
+  if (!row) {
+    row = make('li', 'answer');
+    row.dataset.key = key;
+    row.dataset.streamId = stream.streamId;
+    row.dataset.channel = stream.channel;
+    row.append(make('span', 'event-channel', stream.channel), make('span', 'pill'), make('p', 'answer-text'));
+    view.answers.prepend(row);
+    while (view.answers.children.length > MAX_ANSWERS) view.answers.lastElementChild?.remove();
+  }
+  row.dataset.status = stream.status;
+  row.dataset.seq = String(stream.seq);
+  const pill = row.children[1] as HTMLElement;
+  pill.textContent = stream.status;
+  pill.className = `pill ${stream.status === 'streaming' ? 'busy' : stream.status === 'complete' ? 'good' : 'bad'}`;
+  (row.children[2] as HTMLElement).textContent = stream.text;
+}
+
 let eventCount = 0;
 
 function showEvent(event: ApiXEvent): void {
+  // A stream's frames build its answer row (showStream), not rows of their own.
+  if (event.type.startsWith('stream.')) return;
   const { kind, text } = summarize(event);
   const item = make('li', `kind-${kind}`);
   item.dataset.id = event.id;
@@ -270,6 +300,7 @@ function subscribe(c: ApiXClient, channel: string): void {
   try {
     const sub = c.subscribe(channel, { replay: { last: 20 } });
     sub.on('*', showEvent);
+    c.subscribeStreams(channel, { onUpdate: showStream });
     sub.ready.then(
       ({ recovered }) => log(`subscribed ${channel}${recovered ? '' : ' (history incomplete)'}`),
       () => {}, // denials are shown by the client's subscription.denied listener

@@ -4,8 +4,12 @@ standard library (RFC 6455 framing by hand). Connect, subscribe, publish over We
 with `since`, drop the connection and resume the session; then the same over Server-Sent Events
 (docs/transports.md: a ticket, `GET /v1/sse`, frames up with `POST /v1/frames`, `Last-Event-ID`), and a
 WebSocket session resumed over SSE: each step prints PASS or FAIL (exit 1).
+With a 4th argument `streams`, it checks streams instead (docs/protocol.md §14, docs/streams.md): a
+publisher appends 300 pieces; one subscriber follows from the start, one joins halfway, one drops and
+resumes; all three end with the same text, a seq chain with no gap and nothing twice; the history holds
+one compacted event; a subscriber's stream.cancel reaches the publisher.
 
-    python3 examples/python/apix_client.py 127.0.0.1 8080 "$(npx apix token --sub py-agent --org acme --roles service)"
+    python3 examples/python/apix_client.py 127.0.0.1 8080 "$(npx apix token --sub py-agent --org acme --roles service)" [streams]
 
 Run by tests/e2e/python-client.test.ts against a real node."""
 import base64, hashlib, http.client, json, os, socket, struct, sys, time, urllib.error, urllib.request
@@ -137,6 +141,10 @@ def check(name, cond, detail=""):
     if not cond: sys.exit(1)
 
 run = str(int(time.time()))
+if len(sys.argv) > 4 and sys.argv[4] == "streams":
+    import apix_streams_check  # noqa: E402 (the streams steps, below in this directory)
+    apix_streams_check.main(connect, check, run, HOST, PORT, TOKEN)
+    sys.exit(0)
 ch = "agent:py-" + run
 a, est = connect("py-s1-" + run)
 check("connect -> connection.established", est["payload"]["resumed"] is False and est["metadata"]["correlation_id"] == "py-1")

@@ -25,6 +25,8 @@ import { createLogger } from '../../src/log.ts';
 import { FEED_CSP, registerFeedExample, registerSdkBundle } from '../../src/http/examples.ts';
 import { HttpPublisher, SdkPublisher, agentRun } from '../../examples/publisher-service.ts';
 import type { PlatformEvent, Publisher } from '../../examples/publisher-service.ts';
+import { WebSocket } from 'ws';
+import { ApiXClient } from '../../packages/sdk/src/index.ts';
 
 const API_KEY = 'apix_static_acmekey'; // config() of tests/support/gateway.ts: acme:apix_static_acmekey
 const FEED_CHANNELS = [
@@ -371,6 +373,61 @@ describe('the live activity feed in Chromium', { skip, timeout: 60_000 }, () => 
       );
       assert.deepEqual(problems, []);
     } finally {
+      await context.close();
+      await stopNode(node);
+    }
+  });
+
+  it('a reload in the middle of a streamed answer shows its text once, whole, then the rest live', async () => {
+    const node = await startNode(0, 'e2e-stream');
+    const jwt = await token({ sub: 'alice', org: 'acme', roles: ['member'] });
+    const { context, page, problems } = await openFeed(node, jwt, ['agent:research-bot']);
+    const agent = new ApiXClient({
+      url: node.wsUrl,
+      tokenProvider: () => token({ sub: 'research-bot', org: 'acme', roles: ['service'] }),
+      clientType: 'INTERNAL_SERVICE',
+      WebSocket,
+    });
+    const pieces = Array.from({ length: 400 }, (_, i) => `word${i} `);
+    const firstHalf = pieces.slice(0, 200).join('');
+    const answerText = (id: string) =>
+      page.locator(`#answers li[data-stream-id="${id}"] .answer-text`).textContent({ timeout: 10_000 });
+    try {
+      await agent.connect();
+      const stream = agent.stream('agent:research-bot', {
+        eventType: 'agent_message',
+        data: { agentId: 'research-bot', role: 'assistant' },
+      });
+      for (let i = 0; i < 200; i++) {
+        stream.append(pieces[i] as string);
+        if (i % 20 === 19) await new Promise((r) => setTimeout(r, 20));
+      }
+      const row = `#answers li[data-stream-id="${stream.streamId}"]`;
+      await page.waitForFunction(
+        ([sel, n]) => (document.querySelector(`${sel} .answer-text`)?.textContent?.length ?? 0) >= n,
+        [row, firstHalf.length] as const,
+        { timeout: 15_000 },
+      );
+      // Reload mid-answer: the page resumes its session and gets the answer so far as one snapshot.
+      await page.goto('about:blank');
+      const fragment = new URLSearchParams({ token: jwt, channels: 'agent:research-bot' });
+      await page.goto(`${node.httpUrl}/examples/feed/#${fragment}`);
+      await page.waitForSelector(`${row}[data-status="streaming"]`, { timeout: 15_000 });
+      assert.equal(await answerText(stream.streamId), firstHalf, 'the text so far, once');
+      // The rest comes live, piece by piece, into the same row.
+      for (let i = 200; i < 400; i++) {
+        stream.append(pieces[i] as string);
+        if (i % 20 === 19) await new Promise((r) => setTimeout(r, 20));
+      }
+      const ended = await stream.end('complete');
+      await page.waitForSelector(`${row}[data-status="complete"]`, { timeout: 15_000 });
+      assert.equal(await answerText(stream.streamId), pieces.join(''), 'the full text, once');
+      assert.equal(await page.locator(row).count(), 1, 'one row for the answer');
+      assert.equal(await page.locator(row).getAttribute('data-seq'), String(ended.seq));
+      assert.deepEqual(problems, []);
+      await screenshot(page, 'feed-stream.png');
+    } finally {
+      await agent.close();
       await context.close();
       await stopNode(node);
     }

@@ -43,3 +43,33 @@ describe('a Python client written from docs/protocol.md', { skip: skipWithoutPyt
     assert.doesNotMatch(out.stdout, /FAIL/);
   });
 });
+
+describe(
+  'a Python client written from docs/protocol.md and docs/streams.md: streams',
+  { skip: skipWithoutPython() },
+  () => {
+    let node: ApiXNode;
+    before(async () => {
+      node = await startNode();
+    });
+    after(() => node.close());
+
+    it('a late joiner, a dropped-and-resumed subscriber and a live one end with the same text, seq chain whole', async () => {
+      const { port } = new URL(node.wsUrl);
+      const tok = await token({ sub: 'py', roles: ['service'] });
+      const out = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+        execFile(
+          'python3',
+          [SCRIPT, '127.0.0.1', port, tok, 'streams'],
+          { timeout: 60_000 },
+          (err, stdout, stderr) =>
+            resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+        );
+      });
+      assert.equal(out.code, 0, out.stdout + out.stderr);
+      const passed = out.stdout.split('\n').filter((l) => l.startsWith('PASS '));
+      assert.equal(passed.length, 8, out.stdout);
+      assert.doesNotMatch(out.stdout, /FAIL/);
+    });
+  },
+);

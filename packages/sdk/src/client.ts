@@ -19,6 +19,13 @@ import { Publisher } from './publishing.ts';
 import { Session } from './session.ts';
 import type { Subscription } from './subscription.ts';
 import { Subscriptions } from './subscriptions.ts';
+import { StreamPublisher, type StreamHandle, type StreamOptions } from './stream-publisher.ts';
+import {
+  subscribeStreams,
+  type StreamHandlers,
+  type StreamsOptions,
+  type StreamsSubscription,
+} from './stream-reader.ts';
 import { Rpc } from './rpc.ts';
 import type { HandleOptions, RpcHandler, RpcOptions } from './rpc.ts';
 import {
@@ -83,6 +90,7 @@ export class ApiXClient extends TypedEmitter<ClientEvents> {
   private readonly session: Session;
   private readonly subscriptions: Subscriptions;
   private readonly publisher: Publisher;
+  private readonly streams: StreamPublisher;
   private readonly rpcs: Rpc;
 
   constructor(options: ApiXClientOptions) {
@@ -116,6 +124,14 @@ export class ApiXClient extends TypedEmitter<ClientEvents> {
     );
     this.subscriptions = new Subscriptions(this.session, e2e, emit);
     this.publisher = new Publisher(this.session, options, clock, e2e, emit);
+    this.streams = new StreamPublisher(this.session, options, clock, random);
+    // The streams follow the connection through the client's own events (the session drives the rest).
+    this.on('connection.established', () => this.streams.onEstablished());
+    this.on('connection.disconnected', () => this.streams.onDisconnected());
+    this.on('state', ({ state }) => {
+      if (state === 'closed')
+        this.streams.closeAll(new ApiXError(ErrorCode.UNAVAILABLE, 'the client is closed'));
+    });
     this.session.attach({
       subscriptions: this.subscriptions,
       publisher: this.publisher,
@@ -185,6 +201,40 @@ export class ApiXClient extends TypedEmitter<ClientEvents> {
   }
 
   /**
+   * Opens a stream on `channel` (docs/streams.md): one message built from appends, which live subscribers
+   * get piece by piece and later ones as one snapshot, then one compacted event in the history. The
+   * handle's `append(text)` returns at once; `end(status)` settles with the compacted event's id; `signal`
+   * fires when a subscriber cancels; `pipe(asyncIterable)` appends a whole source (e.g. an AI SDK
+   * `textStream`) and ends. Started now if connected, else on connect; resumed after every reconnect.
+   */
+  stream(channel: string, options: StreamOptions): StreamHandle {
+    return this.streams.open(channel, options);
+  }
+
+  /**
+   * Asks the publisher of a stream to stop it (`stream.cancel`; needs the right to publish on the channel).
+   * The publisher decides: the SDK fires its handle's `signal`, and `pipe` ends the stream `cancelled`.
+   * False when offline (not sent).
+   */
+  cancelStream(channel: string, streamId: string, reason?: string): boolean {
+    const payload = reason === undefined ? { streamId } : { streamId, reason };
+    return this.session.send({ type: 'stream.cancel', channel, payload } as never);
+  }
+
+  /**
+   * The streams of `channel` as they build up (docs/streams.md): handlers get each stream's state after
+   * every start, append, snapshot (late join, resume) and end, or the compacted event of one that ended
+   * while away. Uses this client's subscription of the channel when it has one, else subscribes.
+   */
+  subscribeStreams(
+    channel: string,
+    handlers: StreamHandlers,
+    options: StreamsOptions = {},
+  ): StreamsSubscription {
+    return subscribeStreams(this, channel, handlers, options);
+  }
+
+  /**
    * Calls a method served by a backend service (`handle` on its client, or the gateway's HTTP fallback).
    * Resolves with its result; rejects with an ApiXError: UNAVAILABLE (no service, or the connection or
    * the service dropped), TIMEOUT, FORBIDDEN (the method needs a role), or the service's own error code.
@@ -240,6 +290,12 @@ export class ApiXClient extends TypedEmitter<ClientEvents> {
     }
     // The server validated what it sends; the SDK checks only what it branches on (no Zod in browsers).
     const { type } = frame as { type: string };
+    if (type === 'stream.cancel') {
+      const p = (frame as { payload?: { channel: string; streamId: string; reason: string; by: string } })
+        .payload;
+      if (p) this.streams.onCancel(p);
+      return;
+    }
     if (isControlType(type)) {
       if (type.startsWith('presence.')) {
         const p = frame as { channel?: string; payload?: unknown };
@@ -287,6 +343,7 @@ export class ApiXClient extends TypedEmitter<ClientEvents> {
       case 'message.sent':
       case 'message.queued':
       case 'message.failed':
+        if (frame.type !== 'message.queued' && this.streams.onReply(frame, correlationId)) return;
         this.publisher.onReply(frame, correlationId);
         return;
       case 'rpc.result':
@@ -314,6 +371,11 @@ export class ApiXClient extends TypedEmitter<ClientEvents> {
       // The close that follows decides what happens; this error explains it.
       this.session.onFatalError(error);
       return;
+    }
+    // The connection's frame rate refused a frame: slow every publish down to the hint.
+    if (code === ErrorCode.RATE_LIMITED && retryAfterMs !== undefined) {
+      this.publisher.paceFor(retryAfterMs);
+      this.streams.onFramesRefused(retryAfterMs);
     }
     const request = correlationId === undefined ? undefined : this.session.requests.get(correlationId);
     const publish = this.publisher.pending(correlationId);

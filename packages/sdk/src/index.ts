@@ -12,6 +12,28 @@ export {
   type SubscriptionState,
   type SubscriptionStatus,
 } from './subscription.ts';
+export {
+  StreamCancelledError,
+  StreamHandle,
+  type StreamEndOptions,
+  type StreamEndResult,
+  type StreamEndStatus,
+  type StreamOptions,
+} from './stream-publisher.ts';
+export {
+  applyStreamInput,
+  compactedStream,
+  subscribeStreams,
+  type AgentStream,
+  type AgentStreamStatus,
+  type StreamChange,
+  type StreamHandlers,
+  type StreamInput,
+  type StreamsOptions,
+  type StreamStep,
+  type StreamsSubscription,
+  type StreamSubscriber,
+} from './stream-reader.ts';
 export { backoffCeilingMs, backoffDelayMs, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.ts';
 export { decodeJwtExpiryMs, tokenRefreshDelayMs, type TokenProvider } from './token.ts';
 export {

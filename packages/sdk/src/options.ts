@@ -70,6 +70,22 @@ export interface ApiXClientOptions {
   heartbeat?: HeartbeatOptions | false;
   /** Publishes held while disconnected; one more is rejected with UNAVAILABLE. 0 disables buffering. Default 100. */
   offlineBufferSize?: number;
+  /**
+   * Publishes queued while the client paces after a `RATE_LIMITED` refusal (it sends one per the refusal's
+   * `retryAfterMs` until the queue drains); one more is rejected with RATE_LIMITED. Default 10000.
+   */
+  pacedBufferSize?: number;
+  /** `RATE_LIMITED` refusals of one publish before it rejects with RATE_LIMITED. Default 20. */
+  rateLimitRetries?: number;
+  /**
+   * Streams: append frames per second for the whole client (they count against the gateway's frame rate
+   * per connection, 200/s by default); what waits is merged into one frame per stream. 0: no limit. Default 100.
+   */
+  streamAppendsPerSec?: number;
+  /** Streams: text one stream may accumulate, in characters (the server counts UTF-8 bytes). Default 1 MiB. */
+  streamMaxBytes?: number;
+  /** Streams this client may have open at once (the gateway's APIX_MAX_OPEN_STREAMS). Default 100. */
+  maxOpenStreams?: number;
   /** A sent publish without a reply in this time rejects with UNAVAILABLE. Default 10000. */
   publishTimeoutMs?: number;
   /** No `connection.established` in this time after opening: the attempt fails. Default 10000. */
@@ -99,6 +115,11 @@ export const DEFAULTS = {
   heartbeatTimeoutMs: 10_000,
   heartbeatIntervalMs: 25_000,
   offlineBufferSize: 100,
+  pacedBufferSize: 10_000,
+  rateLimitRetries: 20,
+  streamAppendsPerSec: 100,
+  streamMaxBytes: 1024 * 1024,
+  maxOpenStreams: 100,
   publishTimeoutMs: 10_000,
   connectTimeoutMs: 10_000,
   tokenRefreshMarginMs: 30_000,

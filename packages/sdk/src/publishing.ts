@@ -2,6 +2,10 @@
  * The client's publishes: validated, end-to-end encrypted in publish order where the channel has keys,
  * sent with a correlation id and an idempotency key, settled by the server's reply (or a timeout), held in a
  * bounded buffer while offline, and resent first after a reconnect with the same idempotency key.
+ *
+ * A `RATE_LIMITED` refusal does not fail the publish: it goes back to the queue, and the client paces every
+ * publish by the refusal's `retryAfterMs` (one per that interval) until the queue has drained, so that a
+ * producer faster than its limit is slowed down instead of collecting the refusals that close a connection.
  */
 import { EVENT_TYPE_RE, isControlType } from '@apix/protocol/constants';
 import { parseChannel } from '@apix/protocol/channels';
@@ -21,6 +25,16 @@ export interface PendingPublish {
   readonly resolve: (result: PublishResult) => void;
   readonly reject: (error: ApiXError) => void;
   timer: TimerHandle | undefined;
+  /** Publish order: a refused publish goes back to the queue at its place. */
+  readonly order: number;
+  /** `RATE_LIMITED` refusals of this publish so far. */
+  refusals: number;
+}
+
+/** Pacing after a `RATE_LIMITED` refusal: one publish per `intervalMs` until the queue is empty. */
+interface Pace {
+  intervalMs: number;
+  timer: TimerHandle | undefined;
 }
 
 /** The server's replies to a publish. */
@@ -30,8 +44,10 @@ export class Publisher {
   private e2ePublishes: Promise<void> = Promise.resolve();
   /** Sent publishes waiting for `message.sent` / `message.queued` / `message.failed`. */
   private readonly inFlight = new Map<string, PendingPublish>();
-  /** Publishes not sent yet (offline), in order. */
+  /** Publishes not sent yet (offline, or paced after a rate-limit refusal), in order. */
   private outbox: PendingPublish[] = [];
+  private pace: Pace | undefined;
+  private nextOrder = 0;
 
   constructor(
     private readonly session: SessionLink,
@@ -108,9 +124,16 @@ export class Publisher {
         resolve,
         reject,
         timer: undefined,
+        order: this.nextOrder++,
+        refusals: 0,
       };
-      if (this.session.state === 'connected' && !this.session.isMoving) this.sendPublish(entry);
-      else if (this.outbox.length >= (this.options.offlineBufferSize ?? DEFAULTS.offlineBufferSize))
+      if (this.session.state === 'connected' && !this.session.isMoving && this.pace === undefined)
+        this.sendPublish(entry);
+      else if (this.pace !== undefined) {
+        if (this.outbox.length >= (this.options.pacedBufferSize ?? DEFAULTS.pacedBufferSize))
+          reject(new ApiXError(ErrorCode.RATE_LIMITED, 'rate limited: the queue of paced publishes is full'));
+        else this.outbox.push(entry);
+      } else if (this.outbox.length >= (this.options.offlineBufferSize ?? DEFAULTS.offlineBufferSize))
         reject(new ApiXError(ErrorCode.UNAVAILABLE, 'offline: the publish buffer is full'));
       else this.outbox.push(entry);
     });
@@ -121,7 +144,9 @@ export class Publisher {
     const entry = this.pending(correlationId);
     if (frame.type === 'message.failed') {
       const { code, message, retryAfterMs } = frame.payload;
-      if (entry)
+      if (entry && code === ErrorCode.RATE_LIMITED && retryAfterMs !== undefined && this.retryLater(entry))
+        this.paceFor(retryAfterMs);
+      else if (entry)
         this.settlePublish(
           entry,
           new ApiXError(code, message, retryAfterMs === undefined ? undefined : { retryAfterMs }),
@@ -133,6 +158,46 @@ export class Publisher {
         id: frame.payload.id,
       });
     }
+  }
+
+  /** A rate-limited publish back to the queue at its place; false when it was refused too often. */
+  private retryLater(entry: PendingPublish): boolean {
+    if (++entry.refusals > (this.options.rateLimitRetries ?? DEFAULTS.rateLimitRetries)) return false;
+    if (!this.inFlight.delete(entry.correlationId)) return false;
+    entry.timer?.cancel();
+    entry.timer = undefined;
+    const at = this.outbox.findIndex((e) => e.order > entry.order);
+    if (at < 0) this.outbox.push(entry);
+    else this.outbox.splice(at, 0, entry);
+    return true;
+  }
+
+  /**
+   * Pauses publishing for `retryAfterMs` (a `RATE_LIMITED` refusal, of a publish or of the connection's
+   * frame rate), then sends the queue one publish per `retryAfterMs`: the time the server's bucket takes to
+   * refill one token, so the client's pace follows the limit it was given.
+   */
+  paceFor(retryAfterMs: number): void {
+    const intervalMs = Math.max(1, retryAfterMs);
+    const pace = (this.pace ??= { intervalMs, timer: undefined });
+    pace.intervalMs = intervalMs;
+    pace.timer?.cancel();
+    pace.timer = this.clock.setTimeout(() => this.paceTick(), intervalMs);
+  }
+
+  private paceTick(): void {
+    const pace = this.pace;
+    if (pace === undefined) return;
+    pace.timer = undefined;
+    // Offline: the reconnect's flushOutbox goes on pacing.
+    if (this.session.state !== 'connected' || this.session.isMoving) return;
+    const entry = this.outbox.shift();
+    if (entry === undefined) {
+      this.pace = undefined;
+      return;
+    }
+    pace.timer = this.clock.setTimeout(() => this.paceTick(), pace.intervalMs);
+    this.sendPublish(entry);
   }
 
   private sendPublish(entry: PendingPublish): void {
@@ -163,10 +228,14 @@ export class Publisher {
       entry.timer = undefined;
     }
     this.inFlight.clear();
-    this.outbox = [...requeued, ...this.outbox];
+    this.outbox = [...requeued, ...this.outbox].sort((a, b) => a.order - b.order);
   }
 
   flushOutbox(): void {
+    if (this.pace !== undefined) {
+      if (this.pace.timer === undefined) this.paceTick();
+      return;
+    }
     const pending = this.outbox;
     this.outbox = [];
     for (const entry of pending) this.sendPublish(entry);
@@ -180,5 +249,7 @@ export class Publisher {
     }
     this.inFlight.clear();
     this.outbox = [];
+    this.pace?.timer?.cancel();
+    this.pace = undefined;
   }
 }

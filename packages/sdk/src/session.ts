@@ -294,9 +294,12 @@ export class Session implements SessionLink {
     this.scheduleReconnect();
   }
 
-  private scheduleReconnect(): void {
+  private scheduleReconnect(minDelayMs = 0): void {
     if (this.backoff === false) return;
-    const delayMs = backoffDelayMs(this.failedAttempts, this.backoff, this.config.random);
+    const delayMs = Math.max(
+      minDelayMs,
+      backoffDelayMs(this.failedAttempts, this.backoff, this.config.random),
+    );
     this.failedAttempts++;
     this.setState('reconnecting');
     this.emit('reconnection.attempt', { attempt: this.failedAttempts, delayMs, url: this.url });
@@ -346,8 +349,13 @@ export class Session implements SessionLink {
     // A token provider can mint a new token, so an expired one is worth another attempt.
     const tokenExpiredAndRenewable =
       code === CloseCode.TOKEN_EXPIRED && this.options.tokenProvider !== undefined;
+    // A close for rate-limit abuse (4008 after too many refusals) is a pause, not the end of a service's
+    // client: it comes back after a backoff, and its publishes are paced from then on.
+    const rateLimited =
+      code === CloseCode.POLICY_VIOLATION &&
+      (serverDisconnect?.code === ErrorCode.RATE_LIMITED || fatalError?.code === ErrorCode.RATE_LIMITED);
     const willReconnect =
-      this.backoff !== false && (closeCodeAllowsReconnect(code) || tokenExpiredAndRenewable);
+      this.backoff !== false && (closeCodeAllowsReconnect(code) || tokenExpiredAndRenewable || rateLimited);
     this.emit('connection.disconnected', { code, reason, serverCode: serverDisconnect?.code, willReconnect });
     if (!willReconnect) {
       this.fail(fatalError ?? errorFromClose(code, reason));
@@ -355,7 +363,8 @@ export class Session implements SessionLink {
     }
     // A node going away (drain) or an attempt that never got established: try the next gateway.
     if (code === CloseCode.GOING_AWAY || !wasConnected || wasMoving) this.rotateUrl();
-    this.scheduleReconnect();
+    // Not at once (a full-jitter delay can be 0): the limit needs time to refill.
+    this.scheduleReconnect(rateLimited ? this.backoff.baseMs : 0);
   }
 
   /** Ends the client after an unrecoverable close: everything pending rejects with `error`. */

@@ -27,6 +27,13 @@ export type SubscriptionStatus =
 
 export type AckMode = 'none' | 'auto' | 'manual';
 
+/** Stream frames whose `id` is the stream's, not a position in the channel (docs/protocol.md §14). */
+const TRANSIENT_STREAM_TYPES: ReadonlySet<string> = new Set([
+  'stream.start',
+  'stream.append',
+  'stream.snapshot',
+]);
+
 /** Why handler results are checked this way: a handler may return a promise from any realm or library. */
 function isThenable(value: unknown): value is PromiseLike<unknown> {
   return (
@@ -170,6 +177,7 @@ export class Subscription {
    */
   deliver(frame: ChannelEvent): boolean {
     if (this._state === 'unsubscribed' || this._state === 'denied') return false;
+    if (TRANSIENT_STREAM_TYPES.has(frame.type)) return this.deliverTransient(frame);
     const { id } = frame;
     const valid = isEventId(id);
     if (valid && this._lastEventId !== undefined && compareEventIds(id, this._lastEventId) <= 0) {
@@ -210,6 +218,25 @@ export class Subscription {
     return true;
   }
 
+  /**
+   * A stream's start, append or snapshot: its `id` names the stream, not a place in the channel, so it
+   * neither moves the resume point nor is acknowledged (the stream is, once, by its `stream.end`).
+   */
+  private deliverTransient(frame: ChannelEvent): boolean {
+    const event = { ...this.toEvent(frame), ack: () => {} };
+    for (const handler of [...(this.handlers.get(frame.type) ?? []), ...(this.handlers.get('*') ?? [])]) {
+      try {
+        const result: unknown = (handler as EventHandler)(event);
+        if (isThenable(result))
+          Promise.resolve(result).catch((error: unknown) => this.handlerFailed(frame, error));
+      } catch (error) {
+        this.handlerFailed(frame, error);
+      }
+    }
+    this.host.delivered(event);
+    return true;
+  }
+
   private toEvent(frame: ChannelEvent): ApiXEvent {
     const { id } = frame;
     return {
@@ -227,7 +254,7 @@ export class Subscription {
 
   private handlerFailed(frame: ChannelEvent, cause: unknown): void {
     // Unacked on purpose: the server redelivers it, and the duplicate check lets that redelivery through.
-    if (this.ackMode === 'auto') this.retryIds.add(frame.id);
+    if (this.ackMode === 'auto' && !TRANSIENT_STREAM_TYPES.has(frame.type)) this.retryIds.add(frame.id);
     const detail = cause instanceof Error ? cause.message : String(cause);
     this.host.reportError(
       new ApiXError(ErrorCode.INTERNAL, `handler for ${frame.type} on ${this.channel} failed: ${detail}`, {

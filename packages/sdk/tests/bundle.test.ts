@@ -40,7 +40,9 @@ describe('browser bundle', () => {
     assert.doesNotMatch(code, /\brequire\(/);
     assert.doesNotMatch(code, /\bzod\b|\bz\.object\b/);
     assert.doesNotMatch(code, /\bprocess\.|\bBuffer\b|node:/);
-    assert.ok(code.length < 80_000, `bundle is ${code.length} bytes`);
+    // 110 KB: the HTTP/SSE transports and RPC (main: ~85 KB) plus streams (stream-publisher.ts,
+    // stream-reader.ts: ~17 KB); the AG-UI adaptor is its own entry (ag-ui.ts), not in this bundle.
+    assert.ok(code.length < 110_000, `bundle is ${code.length} bytes`);
   });
 
   it('works when loaded as built: connect, subscribe, publish', async () => {

@@ -70,6 +70,22 @@ export class FakeGateway {
   readonly publishReplies: PublishReply[] = [];
   /** Every publish accepted, by idempotency key, to show that retries do not duplicate. */
   readonly idempotency = new Map<string, string>();
+  /** Streams by `channel \n streamId` (onStreamFrame). */
+  readonly streams = new Map<
+    string,
+    {
+      id: string;
+      seq: number;
+      text: string;
+      open: boolean;
+      eventType: string;
+      data: unknown;
+      publisher: FakeConnection;
+    }
+  >();
+  private streamSeq = 0;
+  /** Appends still to drop silently (a frame lost on the way). */
+  dropAppends = 0;
   answerPings = true;
   private seq = 0;
   private waiters: Array<() => void> = [];
@@ -258,6 +274,7 @@ export class FakeGateway {
           if (since !== undefined) this.replay(c, channel, since, false);
           else if (p.replay?.last)
             for (const e of (this.history.get(channel) ?? []).slice(-p.replay.last)) this.send(c, e);
+          this.sendSnapshots(c, channel);
         }
         return;
       }
@@ -275,8 +292,120 @@ export class FakeGateway {
       case 'ack':
       case 'heartbeat.pong':
         return;
+      case 'stream.start':
+      case 'stream.append':
+      case 'stream.end':
+      case 'stream.cancel':
+        this.onStreamFrame(c, frame);
+        return;
       default:
         this.onPublish(c, frame);
+    }
+  }
+
+  /**
+   * A minimal stream model (docs/protocol.md §13): start (or resume, answering the last seq), appends
+   * (each its own seq, fanned out as `fromSeq..seq`), end (one compacted event in the history), cancel
+   * (to the publishing connection). `dropAppends` > 0 drops that many appends silently, as a lost frame.
+   */
+  /** A subscriber arriving while streams are open: one `stream.snapshot` for each. */
+  private sendSnapshots(c: FakeConnection, channel: string): void {
+    for (const [key, s] of this.streams) {
+      const [ch, streamId] = key.split('\n');
+      if (ch !== channel || !s.open) continue;
+      this.send(c, {
+        type: 'stream.snapshot',
+        channel,
+        id: s.id,
+        payload: {
+          streamId,
+          eventType: s.eventType,
+          data: s.data,
+          text: s.text,
+          seq: s.seq,
+          status: 'streaming',
+        },
+      });
+    }
+  }
+
+  private onStreamFrame(c: FakeConnection, frame: ReceivedFrame['frame']): void {
+    const p = frame.payload;
+    const channel = frame.channel as string;
+    const key = `${channel}\n${p.streamId}`;
+    const stream = this.streams.get(key);
+    const fanOut = (type: string, payload: unknown, id: string): void => {
+      for (const other of this.open)
+        if (other.subs.has(channel)) this.send(other, { type, channel, id, payload });
+    };
+    if (frame.type === 'stream.start') {
+      if (stream && !stream.open) {
+        this.reply(c, frame, 'message.failed', { code: 'STREAM_NOT_OPEN', message: 'ended' });
+        return;
+      }
+      const s = stream ?? {
+        id: `s-${++this.streamSeq}`,
+        seq: 0,
+        text: '',
+        open: true,
+        eventType: p.eventType as string,
+        data: p.data,
+        publisher: c,
+      };
+      s.publisher = c;
+      if (!stream) {
+        this.streams.set(key, s);
+        fanOut('stream.start', { streamId: p.streamId, eventType: p.eventType, data: p.data }, s.id);
+      }
+      this.reply(c, frame, 'message.sent', { id: s.id, channel, streamId: p.streamId, seq: s.seq });
+    } else if (frame.type === 'stream.append') {
+      if (!stream?.open) {
+        this.send(c, {
+          type: 'message.failed',
+          payload: { code: 'STREAM_NOT_OPEN', message: 'no', channel, id: p.streamId },
+        });
+        return;
+      }
+      if (this.dropAppends > 0) {
+        this.dropAppends--;
+        return;
+      }
+      stream.seq++;
+      stream.text += p.text;
+      fanOut(
+        'stream.append',
+        { streamId: p.streamId, fromSeq: stream.seq, seq: stream.seq, text: p.text },
+        stream.id,
+      );
+    } else if (frame.type === 'stream.end') {
+      if (!stream?.open) {
+        this.reply(c, frame, 'message.failed', { code: 'STREAM_NOT_OPEN', message: 'ended' });
+        return;
+      }
+      stream.open = false;
+      // Live subscribers get stream.end; the history (replays) the compacted event, with the same id.
+      const event: FakeEvent = {
+        type: stream.eventType,
+        channel,
+        id: formatEventId(BASE_MS, ++this.seq),
+        payload: {
+          ...(stream.data as object),
+          streamId: p.streamId,
+          text: stream.text,
+          seq: stream.seq,
+          status: p.status,
+        },
+        metadata: { timestamp: Date.now(), version: '1' },
+      };
+      this.history.set(channel, [...(this.history.get(channel) ?? []), event]);
+      fanOut('stream.end', { streamId: p.streamId, seq: stream.seq, status: p.status }, event.id);
+      this.reply(c, frame, 'message.sent', { id: event.id, channel, streamId: p.streamId, seq: stream.seq });
+    } else if (stream?.open) {
+      this.send(stream.publisher, {
+        type: 'stream.cancel',
+        channel,
+        payload: { channel, streamId: p.streamId, reason: p.reason ?? '', by: 'someone' },
+      });
     }
   }
 
