@@ -162,6 +162,11 @@ export const SETTINGS = {
     int(1024, 1024 * 1024 * 1024).default(4 * 1024 * 1024),
     'unsent data allowed per connection',
   ),
+  writeFlushMs: s(
+    'APIX_WRITE_FLUSH_MS',
+    int(0, 2).default(1),
+    'frames to one connection within this window go out in one socket write; 0: each frame at once',
+  ),
   qos: {
     degradeBufferedBytes: s(
       'APIX_QOS_DEGRADE_BUFFERED_BYTES',

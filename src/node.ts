@@ -18,6 +18,7 @@ import type { Engines } from './engines.ts';
 import type { Authenticator } from './auth/authenticator.ts';
 import { EventRouter } from './router/event-router.ts';
 import { ApiXGateway } from './gateway/gateway.ts';
+import { WriteBatcher } from './transport/websocket/write-batcher.ts';
 import {
   buildAccess,
   buildBrokerStack,
@@ -99,6 +100,7 @@ export function createNode(options: NodeOptions): ApiXNode {
     deadLetters,
     pendingStore: engines.pendingStore,
   });
+  const writes = new WriteBatcher(config.writeFlushMs, options.writeTimers);
   const rpc: RpcService = new RpcService({
     ...base,
     broker,
@@ -127,9 +129,10 @@ export function createNode(options: NodeOptions): ApiXNode {
     suspensions: engines.suspensions ?? new MemorySuspensionStore(clock),
     proxy,
     rpc,
+    writes,
   });
   const metrics = createMetrics(nodeId, hooks, () => gateway.stats(), config.metrics);
-  registerNodeGauges(metrics, gateway, engines, stack.durableReplay);
+  registerNodeGauges(metrics, gateway, engines, stack.durableReplay, writes);
   registerProxyMetrics(metrics, proxy);
   registerRpcMetrics(metrics, rpc);
   streams.registerMetrics(metrics);

@@ -110,7 +110,8 @@ function computeRatios(r: BenchResults): Record<string, number | null> {
     }
   }
   for (const key of ['b', 'c', 'f'] as const) {
-    for (const other of ['baseline', 'socketio']) {
+    // apix-flush-off: APIX with batched writes off, in the same run (what the flush window buys).
+    for (const other of ['baseline', 'socketio', 'apix-flush-off']) {
       const a = t.apix?.[key];
       const o = t[other]?.[key];
       if (!a || !o) continue;

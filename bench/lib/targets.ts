@@ -225,6 +225,24 @@ const apixAuditOff: TargetDef = {
   },
 };
 
+/**
+ * APIX with batched writes off (`APIX_WRITE_FLUSH_MS=0`: every frame written to its socket on its own, as
+ * the baseline does): what the flush window buys, in the same run (`--targets baseline,apix,apix-flush-off`).
+ */
+const apixFlushOff: TargetDef = {
+  name: 'apix-flush-off',
+  label: 'APIX, batched writes off',
+  kind: 'apix',
+  scenarios: ['b', 'c', 'f'],
+  nodes: 1,
+  async start(ctx) {
+    const port = await freePort();
+    const env = { ...apixEnv(ctx, port, 1), APIX_WRITE_FLUSH_MS: '0' };
+    const child = await startNode(ctx, 'apix-flush-off', apixArgs(ctx.workers), env, port, 90_000);
+    return running([child], [port]);
+  },
+};
+
 function apixRedis(nodes: number): TargetDef {
   return {
     name: `apix-redis-${nodes}`,
@@ -265,6 +283,7 @@ export const TARGETS: readonly TargetDef[] = [
   socketio,
   apix,
   apixAuditOff,
+  apixFlushOff,
   apixRedis(1),
   apixRedis(3),
 ];

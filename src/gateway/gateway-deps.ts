@@ -20,6 +20,7 @@ import type { Delivery } from './delivery.ts';
 import type { BackendProxy } from '../backend/proxy.ts';
 import type { RpcService } from '../rpc/rpc-service.ts';
 import type { Streams } from '../streams/streams.ts';
+import type { WriteBatcher } from '../transport/websocket/write-batcher.ts';
 
 export interface GatewayDeps {
   readonly config: Config;
@@ -48,4 +49,6 @@ export interface GatewayDeps {
   readonly rpc?: Pick<RpcService, 'onFrame'>;
   /** Streams (docs/protocol.md §14); absent: `stream.*` frames are refused. */
   readonly streams?: Streams | undefined;
+  /** Batches each socket's writes per flush window (`APIX_WRITE_FLUSH_MS`; disabled at 0). */
+  readonly writes: WriteBatcher;
 }

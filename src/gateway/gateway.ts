@@ -146,7 +146,10 @@ export class ApiXGateway implements TransportHost<Connection> {
       checkDegraded: () => this.qos.checkDegraded(),
       expireToken: (conn, now) => connections.expireToken(conn, now),
     });
-    this.upgrades = new UpgradeGuard({ ...deps, load: this.load() }, new WsSockets<Connection>(this));
+    this.upgrades = new UpgradeGuard(
+      { ...deps, load: this.load() },
+      new WsSockets<Connection>(this, deps.writes),
+    );
     deps.broker.onControl((msg) => this.onControl(msg));
     deps.channels.onChange?.((key) => {
       const subs = this.hub.subscribers(key);

@@ -8,13 +8,20 @@ import type { WebSocket, RawData } from 'ws';
 import type { EventFrames } from '../../gateway/frames.ts';
 import type { Peer } from '../../auth/principal.ts';
 import type { ClientTransport, IncomingFrame, TransportHost } from '../transport.ts';
+import type { BatchedWriter, WriteBatcher } from './write-batcher.ts';
 
-export class WsTransport implements ClientTransport {
+export class WsTransport implements ClientTransport, BatchedWriter {
   readonly socket: Socket;
   /** Whether permessage-deflate was negotiated: such sockets must go through ws's sender. */
   readonly compresses: boolean;
+  /** Corked by the batcher until its window closes (write-batcher.ts). */
+  batched = false;
 
-  constructor(readonly ws: WebSocket) {
+  /** @param batcher batches this socket's writes per flush window; undefined: every frame is written at once. */
+  constructor(
+    readonly ws: WebSocket,
+    private readonly batcher?: WriteBatcher,
+  ) {
     this.socket = (ws as unknown as { _socket: Socket })._socket;
     this.compresses = ws.extensions.includes('permessage-deflate');
   }
@@ -33,15 +40,20 @@ export class WsTransport implements ClientTransport {
    * queues a frame while deflating and the raw event writes below stay in order with these.
    */
   send(text: string): void {
-    if (this.ws.readyState === 1) this.ws.send(text, { compress: false });
+    if (this.ws.readyState !== 1) return;
+    this.batcher?.hold(this);
+    this.ws.send(text, { compress: false });
   }
 
   /**
    * Writes an event whose frames were built once for all subscribers: the compressed frame to a
-   * connection that negotiated permessage-deflate, else the plain one. One socket write, no copy.
+   * connection that negotiated permessage-deflate, else the plain one. No copy; with a batcher, it goes
+   * out with the other frames of its flush window, in one socket write.
    */
   sendEvent(frames: EventFrames): void {
-    if (this.ws.readyState === 1) this.socket.write(frames.forConnection(this.compresses));
+    if (this.ws.readyState !== 1) return;
+    this.batcher?.hold(this);
+    this.socket.write(frames.forConnection(this.compresses));
   }
 
   /** The app-level ping and a WebSocket ping, both in one write. */
@@ -56,22 +68,26 @@ export class WsTransport implements ClientTransport {
     this.socket.uncork();
   }
 
+  /** The close frame goes out at once, after the frames held for the window (in the same write). */
   close(code: number, reason: string): void {
     try {
       this.ws.close(code, reason);
     } catch {
       this.ws.terminate();
     }
+    this.batcher?.release(this);
   }
 
   /** Its buffer is full: a close frame would wait behind megabytes. Cut it. */
   cut(code: number, reason: string): void {
     this.ws.close(code, reason);
+    this.batcher?.release(this);
     this.socket.destroySoon?.();
     setImmediate(() => this.ws.terminate());
   }
 
   terminate(): void {
+    this.batcher?.release(this);
     this.ws.terminate();
   }
 
@@ -123,7 +139,14 @@ export class WsSockets<C> {
   private readonly close: (this: WebSocket, code: number, reason: Buffer) => void;
   private readonly pong: (this: WebSocket) => void;
 
-  constructor(private readonly host: TransportHost<C>) {
+  /** Batches each socket's writes per flush window, or undefined (every frame is written at once). */
+  private readonly batcher: WriteBatcher | undefined;
+
+  constructor(
+    private readonly host: TransportHost<C>,
+    batcher?: WriteBatcher,
+  ) {
+    this.batcher = batcher?.enabled ? batcher : undefined;
     this.message = function (this: WebSocket, data: RawData, isBinary: boolean): void {
       host.onFrame((this as TaggedSocket<C>)[kConnection], data as IncomingFrame, isBinary);
     };
@@ -137,7 +160,7 @@ export class WsSockets<C> {
 
   /** A socket ws has just upgraded: its connection is made by the host, its events go to the host. */
   open(ws: WebSocket, peer: Peer): C {
-    const transport = new WsTransport(ws);
+    const transport = new WsTransport(ws, this.batcher);
     const conn = this.host.onOpen(transport, peer);
     transport.socket.setNoDelay(true);
     (ws as TaggedSocket<C>)[kConnection] = conn;
