@@ -23,9 +23,14 @@ export interface ClientTransport {
   readonly sessionToken?: string;
   /** Whether the client takes compressed event frames (`EventFrames.forConnection(true)`). */
   readonly compresses: boolean;
-  /** Writes a control frame (JSON text), uncompressed, in order with the event frames. */
+  /**
+   * Writes a control frame (JSON text), uncompressed, in order with the event frames. Like `sendEvent`, a
+   * transport may hold it briefly to write several frames at once (the WebSocket transport: a flush window,
+   * websocket/write-batcher.ts): held frames keep their order, count in `bufferedBytes`, and go out before
+   * a close.
+   */
   send(text: string): void;
-  /** Writes an event's frames, built once for all subscribers. */
+  /** Writes an event's frames, built once for all subscribers (possibly held, as for `send`). */
   sendEvent(frames: EventFrames): void;
   /** Writes the heartbeat's ping frame, and the transport's own ping if it has one, in one write. */
   ping(frames: EventFrames): void;

@@ -56,10 +56,15 @@ export class WsTransport implements ClientTransport, BatchedWriter {
     this.socket.write(frames.forConnection(this.compresses));
   }
 
-  /** The app-level ping and a WebSocket ping, both in one write. */
+  /**
+   * The app-level ping and a WebSocket ping, both in one write, not held for a flush window (the heartbeat
+   * pings every connection at once: enlisting them all would only delay the round trip it measures). On a
+   * socket already held, they go out with its window, in order.
+   */
   ping(frames: EventFrames): void {
+    if (this.ws.readyState !== 1) return;
     this.socket.cork();
-    this.sendEvent(frames);
+    this.socket.write(frames.forConnection(this.compresses));
     try {
       this.ws.ping();
     } catch {
