@@ -12,9 +12,11 @@
  * event loop takes longer than that, a window lasts one turn, so batches grow with the load by themselves
  * (centrifuge's writer does the same with its per-client queue, `WriteDelay` and `MaxMessagesInFrame`).
  *
- * Backpressure is unchanged: corked bytes count in the socket's `writableLength`, which is what the
+ * Backpressure is unchanged: held bytes count in the socket's `writableLength`, which is what the
  * slow-consumer and QoS checks read (src/connections/qos*.ts), and a write past the high-water mark still
- * gets its 'drain' once the batch is sent.
+ * gets its 'drain' once the batch is sent. A window holds at most `maxHeldBytes` (64 KiB) per socket, so
+ * that the bytes held here never make a reading client look slow, and a socket already backed up is not
+ * held (Node queues its writes behind the one in progress and sends them in one `writev` anyway).
  */
 import type { Clock, TimerHandle } from '../../clock.ts';
 import { systemClock } from '../../clock.ts';
@@ -32,6 +34,9 @@ export interface BatchedWriter {
   batched: boolean;
 }
 
+/** A window writes a socket's frames at once when they reach this (64 KiB: 4 of Node's 16 KiB chunks). */
+export const DEFAULT_MAX_HELD_BYTES = 64 * 1024;
+
 export class WriteBatcher {
   /**
    * The writers corked in the current window, in the order of their first frame, and a spare list for the
@@ -42,7 +47,7 @@ export class WriteBatcher {
   private spare: BatchedWriter[] = [];
   private timer: TimerHandle | undefined;
   private readonly flushAll = (): void => this.flush();
-  /** Windows flushed, socket writes they made, and frames written through them (since start). */
+  /** Windows flushed, socket writes of held frames, and frames held (since start). */
   windows = 0;
   writes = 0;
   frames = 0;
@@ -52,10 +57,13 @@ export class WriteBatcher {
    *   not be called: see `enabled`).
    * @param timers where the window's timer comes from (real, unref'd timers by default; tests pass a manual
    *   clock to close windows themselves).
+   * @param maxHeldBytes the most a window holds for one socket (default 64 KiB).
    */
   constructor(
     readonly windowMs: number,
     private readonly timers: Pick<Clock, 'setTimeout'> = systemClock,
+    /** The most a window holds for one socket (see `check`). */
+    readonly maxHeldBytes = DEFAULT_MAX_HELD_BYTES,
   ) {}
 
   get enabled(): boolean {
@@ -67,14 +75,31 @@ export class WriteBatcher {
     return this.current.length;
   }
 
-  /** Called before a frame is written to `w`'s socket: the window's first frame corks it. */
-  hold(w: BatchedWriter): void {
+  /**
+   * Called before a frame is written to `w`'s socket, with the bytes it has not sent yet: the window's first
+   * frame corks it. A socket already backed up (`maxHeldBytes` unsent) is not held: Node queues the frame
+   * behind the write in progress and sends the queue in one `writev` when it completes.
+   */
+  hold(w: BatchedWriter, bufferedBytes: number): void {
+    if (w.batched) {
+      this.frames++;
+      return;
+    }
+    if (bufferedBytes >= this.maxHeldBytes) return;
     this.frames++;
-    if (w.batched) return;
     w.batched = true;
     w.socket.cork();
     this.current.push(w);
     this.timer ??= this.timers.setTimeout(this.flushAll, this.windowMs);
+  }
+
+  /**
+   * Called after a frame was written to a held socket: once it holds `maxHeldBytes`, they are written at
+   * once. A window never holds more than that per socket, so that held bytes alone never make a reading
+   * client look slow (QoS degrade, the slow-consumer cut) and waiting gains nothing (the write is big).
+   */
+  check(w: BatchedWriter, bufferedBytes: number): void {
+    if (bufferedBytes >= this.maxHeldBytes) this.release(w);
   }
 
   /**

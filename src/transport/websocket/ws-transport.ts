@@ -41,8 +41,11 @@ export class WsTransport implements ClientTransport, BatchedWriter {
    */
   send(text: string): void {
     if (this.ws.readyState !== 1) return;
-    this.batcher?.hold(this);
+    const batcher = this.batcher;
+    if (batcher === undefined) return this.ws.send(text, { compress: false });
+    batcher.hold(this, this.socket.writableLength);
     this.ws.send(text, { compress: false });
+    if (this.batched) batcher.check(this, this.socket.writableLength);
   }
 
   /**
@@ -52,8 +55,15 @@ export class WsTransport implements ClientTransport, BatchedWriter {
    */
   sendEvent(frames: EventFrames): void {
     if (this.ws.readyState !== 1) return;
-    this.batcher?.hold(this);
-    this.socket.write(frames.forConnection(this.compresses));
+    const batcher = this.batcher;
+    const frame = frames.forConnection(this.compresses);
+    if (batcher === undefined) {
+      this.socket.write(frame);
+      return;
+    }
+    batcher.hold(this, this.socket.writableLength);
+    this.socket.write(frame);
+    if (this.batched) batcher.check(this, this.socket.writableLength);
   }
 
   /**
