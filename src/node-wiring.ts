@@ -41,7 +41,6 @@ import { ControlFanoutBroker } from './broker/control-fanout.ts';
 import type { DurableEventSource } from './broker/durable-replay-broker.ts';
 import { MemoryDeadLetterStore } from './retry/dead-letter.ts';
 import type { ApiXGateway } from './gateway/gateway.ts';
-import type { WriteBatcher } from './transport/websocket/write-batcher.ts';
 import type { HookBus } from './hooks.ts';
 import type { GatewayHooks } from './hooks.ts';
 import { HttpRouter } from './http/router.ts';
@@ -91,10 +90,7 @@ export interface NodeOptions {
     readonly requestTimeoutMs?: number;
     readonly checkIntervalMs?: number;
   };
-  /**
-   * Where the write batcher's flush-window timer comes from (default real, unref'd timers; not `clock`, so a
-   * test's manual clock does not hold frames back): a test passes its own to close windows itself.
-   */
+  /** The write batcher's window timers (default real ones, not `clock`): a test closes windows itself. */
   readonly writeTimers?: Pick<Clock, 'setTimeout'>;
 }
 
@@ -318,7 +314,6 @@ export function registerNodeGauges(
   gateway: ApiXGateway,
   engines: Engines,
   durableReplay: DurableReplayBroker | undefined,
-  writes: WriteBatcher,
 ): void {
   const pendingGauge = (name: string, help: string, read: () => number) =>
     new Gauge({
@@ -371,21 +366,6 @@ export function registerNodeGauges(
       () => durableReplay.replayedFromRecords,
     );
   }
-  pendingGauge(
-    'apix_write_batches',
-    'Socket writes of batched frames, one per connection and flush window (since start)',
-    () => writes.writes,
-  );
-  pendingGauge(
-    'apix_write_batched_frames',
-    'Frames written through the flush windows (since start); divided by apix_write_batches: frames per write',
-    () => writes.frames,
-  );
-  pendingGauge(
-    'apix_write_batch_pending',
-    'Connections whose frames wait for the end of the flush window now',
-    () => writes.pending,
-  );
   registerEngineGauges(pendingGauge, engines);
 }
 

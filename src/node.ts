@@ -132,7 +132,8 @@ export function createNode(options: NodeOptions): ApiXNode {
     writes,
   });
   const metrics = createMetrics(nodeId, hooks, () => gateway.stats(), config.metrics);
-  registerNodeGauges(metrics, gateway, engines, stack.durableReplay, writes);
+  registerNodeGauges(metrics, gateway, engines, stack.durableReplay);
+  writes.registerMetrics(metrics);
   registerProxyMetrics(metrics, proxy);
   registerRpcMetrics(metrics, rpc);
   streams.registerMetrics(metrics);

@@ -18,6 +18,8 @@
  * that the bytes held here never make a reading client look slow, and a socket already backed up is not
  * held (Node queues its writes behind the one in progress and sends them in one `writev` anyway).
  */
+import { Gauge } from 'prom-client';
+import type { Registry } from 'prom-client';
 import type { Clock, TimerHandle } from '../../clock.ts';
 import { systemClock } from '../../clock.ts';
 
@@ -111,6 +113,34 @@ export class WriteBatcher {
     w.batched = false;
     this.writes++;
     w.socket.uncork();
+  }
+
+  /** Its gauges: held frames and their socket writes since start (frames per write), sockets held now. */
+  registerMetrics(registry: Registry): void {
+    const gauge = (name: string, help: string, pick: () => number) =>
+      new Gauge({
+        name,
+        help,
+        registers: [registry],
+        collect() {
+          this.set(pick());
+        },
+      });
+    gauge(
+      'apix_write_batches',
+      'Socket writes of held frames, per connection and flush window',
+      () => this.writes,
+    );
+    gauge(
+      'apix_write_batched_frames',
+      'Frames held for a flush window (since start); over apix_write_batches: frames per write',
+      () => this.frames,
+    );
+    gauge(
+      'apix_write_batch_pending',
+      'Connections holding frames for the current window',
+      () => this.pending,
+    );
   }
 
   /** Closes the window: every held socket writes its frames, each in one write. */
