@@ -1,5 +1,5 @@
 /**
- * A small React component on `useApiXChannel`: the tool calls of one tool, live, with the connection
+ * A small React component on `useApiXChannel` (`@apix/sdk/react`): the tool calls of one tool, live, with the connection
  * state and any denial shown. Written with `createElement` (no JSX) so that the root tsconfig checks it;
  * in an application with JSX it reads:
  *
@@ -15,7 +15,7 @@
 import { createElement, useMemo } from 'react';
 import type { ReactElement } from 'react';
 import type { ApiXEvent, ClientState, TokenProvider } from '../../packages/sdk/src/index.ts';
-import { useApiXChannel, useApiXClient } from './use-apix-channel.ts';
+import { useApiXChannel, useApiXClient } from '../../packages/sdk/src/react.ts';
 
 const TOOL_CALL_TYPES = ['tool_call_start', 'tool_call_result', 'tool_call_error'] as const;
 type ToolCallType = (typeof TOOL_CALL_TYPES)[number];

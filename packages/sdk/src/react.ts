@@ -1,6 +1,7 @@
 /**
- * React hooks over the APIX SDK: `useApiXClient` holds one connection for a component tree, and
- * `useApiXChannel` gives a component the latest events of a channel and the subscription's status.
+ * `@apix/sdk/react`: React hooks over the APIX SDK (React is a peer dependency: imported, not bundled).
+ * `useApiXClient` holds one connection for a component tree, and `useApiXChannel` gives a component the
+ * latest events of a channel and the subscription's status.
  *
  *   const { client, state } = useApiXClient({ url, tokenProvider, clientType: 'WEB_APP' });
  *   const { events, status } = useApiXChannel(client, 'tool:web_search', {
@@ -10,11 +11,11 @@
  * The SDK already does the hard parts (reconnect, resume, one delivery per event, in order); the hooks
  * only tie its subscriptions to component lifetimes. Components that watch the same channel share one
  * subscription (reference counted), so two of them do not conflict, and React's StrictMode double
- * mount/unmount costs one unsubscribe/subscribe pair. No JSX here nor in activity-feed.ts
- * (`createElement`), so that the repository's root tsconfig checks both without a JSX setting.
+ * mount/unmount costs one unsubscribe/subscribe pair. No JSX here (nor in examples/react), so that the
+ * repository's root tsconfig checks it without a JSX setting.
  */
 import { useEffect, useState } from 'react';
-import { ApiXClient } from '../../packages/sdk/src/index.ts';
+import { ApiXClient } from './index.ts';
 import type {
   ApiXClientOptions,
   ApiXError,
@@ -22,7 +23,7 @@ import type {
   ClientState,
   Subscription,
   SubscriptionStatus,
-} from '../../packages/sdk/src/index.ts';
+} from './index.ts';
 
 // ------------------------------------------------------------------ useApiXClient
 
