@@ -46,6 +46,7 @@ import type { GatewayHooks } from './hooks.ts';
 import { HttpRouter } from './http/router.ts';
 import { registerApi } from './http/api.ts';
 import { installOperatorTools } from './http/operator.ts';
+import { registerDeadLetterAdmin } from './dead-letters/dead-letter-admin.ts';
 import { Internals, registerInternals } from './http/internals.ts';
 import { ReservedChannelRegistry } from './subscriptions/reserved-channels.ts';
 import type { ReadinessCheck } from './http/api.ts';
@@ -464,6 +465,13 @@ export function buildHttp(
     tokenRevocationTtlMs: config.tokenRevocationTtlMs,
     suspensionTtlMs: config.suspensionTtlMs,
     perEventMetrics: config.metrics,
+  });
+  registerDeadLetterAdmin(httpRouter, {
+    authenticator,
+    hooks,
+    router,
+    deadLetters,
+    maxBodyBytes: config.maxMessageBytes,
   });
   const internals = new Internals()
     .add('engines', engines)

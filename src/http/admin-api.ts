@@ -94,7 +94,10 @@ export function registerAdminApi(http: HttpRouter, deps: AdminApiDeps): void {
 }
 
 /** The request's principal, who must have the role `admin`. */
-async function requireAdmin(deps: AdminApiDeps, req: IncomingMessage): Promise<Principal> {
+export async function requireAdmin(
+  deps: Pick<AdminApiDeps, 'authenticator' | 'hooks'>,
+  req: IncomingMessage,
+): Promise<Principal> {
   const principal = await authenticateRequest(deps, req);
   if (!principal.roles.includes('admin'))
     throw new ApiXError('FORBIDDEN', 'the admin API needs a token with role "admin"');
@@ -276,14 +279,14 @@ function findUser(gateway: AdminGateway, orgId: string, sessionId: string): stri
   );
 }
 
-function parse<T>(schema: z.ZodType<T>, body: unknown): T {
+export function parse<T>(schema: z.ZodType<T>, body: unknown): T {
   const r = schema.safeParse(body);
   if (!r.success) throw new ApiXError('BAD_REQUEST', formatIssues(r.error));
   return r.data;
 }
 
 /** A JSON object body, or `{}` when the request has none. */
-async function readOptionalJson(req: IncomingMessage, limit: number): Promise<unknown> {
+export async function readOptionalJson(req: IncomingMessage, limit: number): Promise<unknown> {
   const length = req.headers['content-length'];
   if ((length === undefined || length === '0') && req.headers['transfer-encoding'] === undefined) return {};
   return readJson(req, limit);

@@ -15,7 +15,10 @@ export interface DeadLetter {
 
 export interface DeadLetterStore {
   add(entry: DeadLetter): void;
+  /** The organization's entries, newest first. */
   list(orgId: string, limit: number): readonly DeadLetter[];
+  /** Takes out the organization's entries that `match` selects (an operator's replay or purge). */
+  remove(orgId: string, match: (entry: DeadLetter) => boolean): readonly DeadLetter[];
   readonly size: number;
   readonly dropped: number;
 }
@@ -36,6 +39,16 @@ export class MemoryDeadLetterStore implements DeadLetterStore {
     for (let i = this.entries.length - 1; i >= 0 && out.length < limit; i--)
       if (this.entries[i]!.orgId === orgId) out.push(this.entries[i]!);
     return out;
+  }
+  remove(orgId: string, match: (entry: DeadLetter) => boolean): readonly DeadLetter[] {
+    const removed: DeadLetter[] = [];
+    let kept = 0;
+    for (const entry of this.entries) {
+      if (entry.orgId === orgId && match(entry)) removed.push(entry);
+      else this.entries[kept++] = entry;
+    }
+    this.entries.length = kept;
+    return removed;
   }
   get size(): number {
     return this.entries.length;

@@ -39,6 +39,11 @@ export class PrismaDeadLetterStore implements DeadLetterStore {
     return this.recent.list(orgId, limit);
   }
 
+  /** From the node's queue; the ApiXDeadLetter rows stay, the record of what failed. */
+  remove(orgId: string, match: (entry: DeadLetter) => boolean): readonly DeadLetter[] {
+    return this.recent.remove(orgId, match);
+  }
+
   get size(): number {
     return this.recent.size;
   }
