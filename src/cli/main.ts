@@ -12,7 +12,7 @@ const COMMANDS: Record<string, string> = {
   connections: 'connection records: apix connections list --org <org> [--status S] [--limit N]',
   migrate: 'apply database migrations',
   audit: 'the audit trail: apix audit verify|tail --org <org>',
-  admin: 'operate a running gateway: suspend, resume, kick, revoke-token, revoke-user',
+  admin: 'operate a running gateway: suspend, resume, kick, revoke-token, revoke-user, dead-letters',
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -10,6 +10,9 @@
  *   apix admin revoke-token <jti> [--exp <token exp, seconds>] [--reason <text>]
  *   apix admin revoke-user <userId> [--reason <text>]   (every token of the user issued up to now)
  *   apix admin stats
+ *   apix admin dead-letters list [--channel <channel>] [--limit N]
+ *   apix admin dead-letters inspect <eventId>
+ *   apix admin dead-letters replay|purge <eventId>... | --channel <channel> | --all
  *
  * `--url` (or APIX_URL; default http://127.0.0.1:8080) and `--token` (or APIX_ADMIN_TOKEN) on each.
  */
@@ -25,6 +28,9 @@ const USAGE = `usage:
   apix admin revoke-token <jti> [--exp <token exp, seconds>] [--reason <text>] --url ... --token ...
   apix admin revoke-user <userId> [--reason <text>] --url ... --token ...
   apix admin stats --url ... --token ...
+  apix admin dead-letters list [--channel <channel>] [--limit N] --url ... --token ...
+  apix admin dead-letters inspect <eventId> --url ... --token ...
+  apix admin dead-letters replay|purge <eventId>... | --channel <channel> | --all --url ... --token ...
 (--url defaults to $APIX_URL or http://127.0.0.1:8080; --token to $APIX_ADMIN_TOKEN)`;
 
 export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
@@ -37,7 +43,8 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
       action === 'revoke-token' ||
       action === 'revoke-user') &&
       target !== undefined) ||
-    action === 'stats';
+    action === 'stats' ||
+    (action === 'dead-letters' && DEAD_LETTER_VERBS.includes(target ?? ''));
   if (!known || args.options.help) {
     process.stderr.write(`${USAGE}\n`);
     return args.options.help ? 0 : 2;
@@ -59,6 +66,8 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   return send(base, token, action, request);
 }
 
+const DEAD_LETTER_VERBS = ['list', 'inspect', 'replay', 'purge'];
+
 interface AdminRequest {
   readonly method: string;
   readonly path: string;
@@ -70,11 +79,13 @@ function adminRequest(args: ParsedArgs, action: string, target: string | undefin
   const reason = stringOption(args, 'reason');
   let method = 'POST';
   let path: string;
-  let body: Record<string, string | number> | undefined;
+  let body: Record<string, unknown> | undefined;
   switch (action) {
     case 'suspend':
     case 'resume':
       return suspensionRequest(args, action, target!, reason);
+    case 'dead-letters':
+      return deadLetterRequest(args, target!, args.positionals.slice(2));
     case 'kick':
       path = `/v1/admin/connections/${encodeURIComponent(target!)}/kick`;
       body = reason ? { reason } : {};
@@ -133,6 +144,43 @@ function suspensionRequest(
   };
 }
 
+/** `dead-letters list|inspect|replay|purge` (src/dead-letters/dead-letter-admin.ts). */
+function deadLetterRequest(args: ParsedArgs, verb: string, eventIds: string[]): AdminRequest | number {
+  const channel = stringOption(args, 'channel');
+  if (verb === 'list') {
+    const query = new URLSearchParams();
+    if (channel) query.set('channel', channel);
+    const limit = stringOption(args, 'limit');
+    if (limit) query.set('limit', limit);
+    return { method: 'GET', path: `/v1/admin/dead-letters?${query}`, body: undefined };
+  }
+  if (verb === 'inspect') {
+    if (eventIds.length !== 1) {
+      process.stderr.write('apix admin dead-letters inspect: give one event id\n');
+      return 2;
+    }
+    return {
+      method: 'GET',
+      path: `/v1/admin/dead-letters/${encodeURIComponent(eventIds[0]!)}`,
+      body: undefined,
+    };
+  }
+  const all = args.options.all === true || args.options.all === 'true';
+  if (eventIds.length === 0 && !channel && !all) {
+    process.stderr.write(`apix admin dead-letters ${verb}: give event ids, --channel <channel> or --all\n`);
+    return 2;
+  }
+  return {
+    method: 'POST',
+    path: `/v1/admin/dead-letters/${verb}`,
+    body: {
+      ...(eventIds.length ? { eventIds } : {}),
+      ...(channel ? { channel } : {}),
+      ...(all ? { all: true } : {}),
+    },
+  };
+}
+
 /** Sends the request and prints the answer; the exit code. */
 async function send(
   base: URL,
@@ -167,6 +215,7 @@ async function send(
     process.stderr.write(`apix admin ${action}: ${message}\n`);
     return 1;
   }
-  process.stdout.write(action === 'stats' ? `${JSON.stringify(JSON.parse(text), null, 2)}\n` : `${text}\n`);
+  const pretty = action === 'stats' || action === 'dead-letters';
+  process.stdout.write(pretty ? `${JSON.stringify(JSON.parse(text), null, 2)}\n` : `${text}\n`);
   return 0;
 }
