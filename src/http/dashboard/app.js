@@ -2,6 +2,7 @@
 // The APIX admin dashboard: log in with an admin JWT, then follow the node's live figures over the
 // gateway's own WebSocket (channel org:apix-dashboard, one `apix.stats` event per second).
 import { barList, lineChart } from './charts.js';
+import { startDeadLetters, stopDeadLetters } from './dead-letters.js';
 
 const TOKEN_KEY = 'apix.dashboard.token';
 const CHANNEL = 'org:apix-dashboard';
@@ -78,6 +79,7 @@ async function login(token) {
   render();
   connect();
   pollAudit();
+  startDeadLetters(() => state.token);
 }
 
 function logout(message) {
@@ -87,6 +89,7 @@ function logout(message) {
   state.auditAfterSeq = undefined;
   clearTimeout(state.reconnectTimer);
   clearTimeout(state.auditTimer);
+  stopDeadLetters();
   const ws = state.ws;
   state.ws = undefined;
   if (ws) ws.close(1000, 'logout');
