@@ -47,6 +47,7 @@ import { HttpRouter } from './http/router.ts';
 import { registerApi } from './http/api.ts';
 import { installOperatorTools } from './http/operator.ts';
 import { registerDeadLetterAdmin } from './dead-letters/dead-letter-admin.ts';
+import { registerAdminChannels } from './http/admin-channels.ts';
 import { Internals, registerInternals } from './http/internals.ts';
 import { ReservedChannelRegistry } from './subscriptions/reserved-channels.ts';
 import type { ReadinessCheck } from './http/api.ts';
@@ -473,6 +474,7 @@ export function buildHttp(
     deadLetters,
     maxBodyBytes: config.maxMessageBytes,
   });
+  registerAdminChannels(httpRouter, { authenticator, hooks, channels, maxBodyBytes: config.maxMessageBytes });
   const internals = new Internals()
     .add('engines', engines)
     .add('gateway', gateway)

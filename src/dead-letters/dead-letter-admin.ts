@@ -68,7 +68,9 @@ function channelName(d: DeadLetter): string {
 function eventOf(d: DeadLetter): { payload: unknown; metadata?: Record<string, unknown> } | undefined {
   try {
     const frame = JSON.parse(d.frame) as { payload?: unknown; metadata?: Record<string, unknown> };
-    return 'payload' in frame ? frame : undefined;
+    return 'payload' in frame
+      ? { payload: frame.payload, ...(frame.metadata ? { metadata: frame.metadata } : {}) }
+      : undefined;
   } catch {
     return undefined;
   }

@@ -18,6 +18,9 @@ export interface ChannelSettings {
   readonly encrypted?: boolean;
 }
 
+/** What a `coalesceKey` may be: a payload field name (`payload[coalesceKey]` is read). */
+export const COALESCE_KEY_RE = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+
 export interface ChannelRegistry {
   /** Settings of `<orgId>/<name>`; must answer from a cache on the hot path. */
   get(orgId: string, name: string): ChannelSettings | undefined;

@@ -13,6 +13,7 @@
  *   apix admin dead-letters list [--channel <channel>] [--limit N]
  *   apix admin dead-letters inspect <eventId>
  *   apix admin dead-letters replay|purge <eventId>... | --channel <channel> | --all
+ *   apix admin channel-settings <channel> [--coalesce-key <payload field>|none]
  *
  * `--url` (or APIX_URL; default http://127.0.0.1:8080) and `--token` (or APIX_ADMIN_TOKEN) on each.
  */
@@ -31,6 +32,7 @@ const USAGE = `usage:
   apix admin dead-letters list [--channel <channel>] [--limit N] --url ... --token ...
   apix admin dead-letters inspect <eventId> --url ... --token ...
   apix admin dead-letters replay|purge <eventId>... | --channel <channel> | --all --url ... --token ...
+  apix admin channel-settings <channel> [--coalesce-key <payload field>|none] --url ... --token ...
 (--url defaults to $APIX_URL or http://127.0.0.1:8080; --token to $APIX_ADMIN_TOKEN)`;
 
 export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
@@ -41,7 +43,8 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
       action === 'resume' ||
       action === 'kick' ||
       action === 'revoke-token' ||
-      action === 'revoke-user') &&
+      action === 'revoke-user' ||
+      action === 'channel-settings') &&
       target !== undefined) ||
     action === 'stats' ||
     (action === 'dead-letters' && DEAD_LETTER_VERBS.includes(target ?? ''));
@@ -71,7 +74,7 @@ const DEAD_LETTER_VERBS = ['list', 'inspect', 'replay', 'purge'];
 interface AdminRequest {
   readonly method: string;
   readonly path: string;
-  readonly body: Record<string, string | number> | undefined;
+  readonly body: Record<string, unknown> | undefined;
 }
 
 /** The admin API request of the action, or the exit code after writing why not. */
@@ -86,6 +89,13 @@ function adminRequest(args: ParsedArgs, action: string, target: string | undefin
       return suspensionRequest(args, action, target!, reason);
     case 'dead-letters':
       return deadLetterRequest(args, target!, args.positionals.slice(2));
+    case 'channel-settings': {
+      path = `/v1/admin/channels/${encodeURIComponent(target!)}/settings`;
+      const key = stringOption(args, 'coalesce-key');
+      if (key === undefined) method = 'GET';
+      else body = { coalesceKey: key === 'none' ? null : key };
+      break;
+    }
     case 'kick':
       path = `/v1/admin/connections/${encodeURIComponent(target!)}/kick`;
       body = reason ? { reason } : {};
@@ -215,7 +225,7 @@ async function send(
     process.stderr.write(`apix admin ${action}: ${message}\n`);
     return 1;
   }
-  const pretty = action === 'stats' || action === 'dead-letters';
+  const pretty = action === 'stats' || action === 'dead-letters' || action === 'channel-settings';
   process.stdout.write(pretty ? `${JSON.stringify(JSON.parse(text), null, 2)}\n` : `${text}\n`);
   return 0;
 }

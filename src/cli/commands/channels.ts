@@ -1,7 +1,7 @@
 /**
  * `apix channels set-permissions <channel> --org <org> --json '{...}'` stores a channel's own permissions
- * (docs/protocol.md §5); `apix channels set <channel> --org <org> [--durable true|false] [--encrypted true|false]`
- * its delivery settings; `apix channels get <channel> --org <org>`; `apix channels list --org <org>`.
+ * (docs/protocol.md §5); `apix channels set <channel> --org <org> [--durable true|false] [--encrypted true|false]
+ * [--coalesce-key <payload field>|none]` its delivery settings; `apix channels get <channel> --org <org>`; `apix channels list --org <org>`.
  */
 import { parseArgs, stringOption, type ParsedArgs } from '../args.ts';
 import { auditCliAction, withCliDatabase, type CliDatabase } from '../database.ts';
@@ -9,12 +9,13 @@ import { ChannelPermissionsSchema, ChannelRecords } from '../../store/channel-re
 import type { ChannelPermissions } from '../../subscriptions/permissions.ts';
 import { isValidOrgId, parseChannel, type ChannelType } from '@apix/protocol';
 import { settingsFromJson } from '../../store/channel-records.ts';
-import type { ChannelSettings } from '../../subscriptions/channel-registry.ts';
+import { COALESCE_KEY_RE, type ChannelSettings } from '../../subscriptions/channel-registry.ts';
 import { loadConfig } from '../../config.ts';
 
 const USAGE = `usage:
   apix channels set-permissions <channel> --org <org> --json '<permissions>'
   apix channels set <channel> --org <org> [--durable true|false] [--encrypted true|false]
+                   [--coalesce-key <payload field>|none]
   apix channels get <channel> --org <org>
   apix channels list --org <org>`;
 
@@ -55,7 +56,8 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   );
 }
 
-type SettingChanges = { durable?: boolean; encrypted?: boolean };
+/** `coalesceKey: null` clears it. */
+type SettingChanges = { durable?: boolean; encrypted?: boolean; coalesceKey?: string | null };
 
 /** `--json` of `set-permissions`: the permissions, or the exit code after writing why not. */
 function permissionsOption(args: ParsedArgs): ChannelPermissions | number {
@@ -78,9 +80,19 @@ function permissionsOption(args: ParsedArgs): ChannelPermissions | number {
   return r.data;
 }
 
-/** `--durable` and `--encrypted` of `set`: the changes, or the exit code after writing why not. */
+/** `--durable`, `--encrypted` and `--coalesce-key` of `set`: the changes, or the exit code after writing why not. */
 function settingFlags(args: ParsedArgs, env: NodeJS.ProcessEnv): SettingChanges | number {
-  const flags: Record<string, boolean> = {};
+  const flags: SettingChanges = {};
+  const coalesceKey = stringOption(args, 'coalesce-key');
+  if (coalesceKey !== undefined) {
+    if (coalesceKey !== 'none' && !COALESCE_KEY_RE.test(coalesceKey)) {
+      process.stderr.write(
+        'apix channels: --coalesce-key must be a payload field name, or none to clear it\n',
+      );
+      return 2;
+    }
+    flags.coalesceKey = coalesceKey === 'none' ? null : coalesceKey;
+  }
   for (const name of ['durable', 'encrypted']) {
     const v = stringOption(args, name);
     if (v === undefined) continue;
@@ -88,7 +100,7 @@ function settingFlags(args: ParsedArgs, env: NodeJS.ProcessEnv): SettingChanges 
       process.stderr.write(`apix channels: --${name} must be true or false\n`);
       return 2;
     }
-    flags[name] = v === 'true';
+    flags[name as 'durable' | 'encrypted'] = v === 'true';
   }
   if (Object.keys(flags).length === 0) {
     process.stderr.write(`${USAGE}\n`);
@@ -122,7 +134,14 @@ async function runOnDatabase(
   const channels = new ChannelRecords(cli.db.prisma);
   if (sub === 'set') {
     const current = await channels.get(org, channel!, type!);
-    const settings: ChannelSettings = { ...settingsFromJson(current?.permissions), ...changes };
+    const { coalesceKey, ...flags } = changes;
+    const { coalesceKey: previousKey, ...kept } = settingsFromJson(current?.permissions);
+    const key = coalesceKey === undefined ? previousKey : (coalesceKey ?? undefined);
+    const settings: ChannelSettings = {
+      ...kept,
+      ...flags,
+      ...(key !== undefined ? { coalesceKey: key } : {}),
+    };
     const row = await channels.setSettings(org, channel!, settings);
     await auditCliAction(cli, {
       orgId: org,

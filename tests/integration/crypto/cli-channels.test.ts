@@ -1,6 +1,7 @@
 /**
  * `apix channels set <channel> --encrypted true|false --durable true|false`: stored in the channel's
- * settings beside its permissions; marking a channel encrypted is refused without APIX_ENCRYPTION_KEYS.
+ * settings beside its permissions; marking a channel encrypted is refused without APIX_ENCRYPTION_KEYS;
+ * `--coalesce-key <field>|none` sets or clears the channel's coalesceKey.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -33,7 +34,7 @@ describe('apix channels set', () => {
     }
   };
 
-  test('refuses --encrypted true without keys; stores it with keys, keeping the permissions', async () => {
+  test('refuses --encrypted true without keys; stores it with keys, keeping the permissions; --coalesce-key', async () => {
     const refused = await apix({}, 'set', 'agent:vault', '--org', 'acme', '--encrypted', 'true');
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /APIX_ENCRYPTION_KEYS/);
@@ -65,5 +66,28 @@ describe('apix channels set', () => {
     assert.deepEqual(JSON.parse(got.stdout), { publish: { roles: ['ops'] }, durable: true, encrypted: true });
     const bad = await apix(keys, 'set', 'agent:vault', '--org', 'acme', '--encrypted', 'maybe');
     assert.equal(bad.code, 2);
+
+    // --coalesce-key sets and clears the channel's coalesceKey, keeping its other settings. (In one test:
+    // apix() captures stdout, which would swallow the runner's report of a test before it.)
+    const coalesce = await apix(
+      {},
+      'set',
+      'agent:fleet',
+      '--org',
+      'acme',
+      '--durable',
+      'true',
+      '--coalesce-key',
+      'agentId',
+    );
+    assert.equal(coalesce.code, 0, coalesce.stderr);
+    const withKey = await apix({}, 'get', 'agent:fleet', '--org', 'acme');
+    assert.deepEqual(JSON.parse(withKey.stdout), { durable: true, coalesceKey: 'agentId' });
+    assert.equal((await apix({}, 'set', 'agent:fleet', '--org', 'acme', '--coalesce-key', 'a-b')).code, 2);
+    const cleared = await apix({}, 'set', 'agent:fleet', '--org', 'acme', '--coalesce-key', 'none');
+    assert.equal(cleared.code, 0, cleared.stderr);
+    assert.deepEqual(JSON.parse((await apix({}, 'get', 'agent:fleet', '--org', 'acme')).stdout), {
+      durable: true,
+    });
   });
 });
