@@ -46,8 +46,6 @@ import type { GatewayHooks } from './hooks.ts';
 import { HttpRouter } from './http/router.ts';
 import { registerApi } from './http/api.ts';
 import { installOperatorTools } from './http/operator.ts';
-import { registerDeadLetterAdmin } from './dead-letters/dead-letter-admin.ts';
-import { registerAdminChannels } from './http/admin-channels.ts';
 import { Internals, registerInternals } from './http/internals.ts';
 import { ReservedChannelRegistry } from './subscriptions/reserved-channels.ts';
 import type { ReadinessCheck } from './http/api.ts';
@@ -466,15 +464,8 @@ export function buildHttp(
     tokenRevocationTtlMs: config.tokenRevocationTtlMs,
     suspensionTtlMs: config.suspensionTtlMs,
     perEventMetrics: config.metrics,
+    ...{ router, deadLetters, channels },
   });
-  registerDeadLetterAdmin(httpRouter, {
-    authenticator,
-    hooks,
-    router,
-    deadLetters,
-    maxBodyBytes: config.maxMessageBytes,
-  });
-  registerAdminChannels(httpRouter, { authenticator, hooks, channels, maxBodyBytes: config.maxMessageBytes });
   const internals = new Internals()
     .add('engines', engines)
     .add('gateway', gateway)

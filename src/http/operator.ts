@@ -1,6 +1,7 @@
 /**
  * The operator's tools of a node, installed in one call from createNode: the latency tracker (hooks),
- * the extra Prometheus metrics, the admin API, the dashboard and its live feed.
+ * the extra Prometheus metrics, the admin API (with dead letters and channel settings), the dashboard and
+ * its live feed.
  */
 import type { Registry } from 'prom-client';
 import type { Clock } from '../clock.ts';
@@ -18,6 +19,11 @@ import { registerLatencyMetrics } from '../latency/latency-metrics.ts';
 import { DASHBOARD_CHANNEL, DashboardFeed } from '../latency/dashboard-feed.ts';
 import { registerAdminApi } from './admin-api.ts';
 import { registerDashboard } from './dashboard.ts';
+import { registerAdminChannels } from './admin-channels.ts';
+import { registerDeadLetterAdmin } from '../dead-letters/dead-letter-admin.ts';
+import type { EventRouter } from '../router/event-router.ts';
+import type { DeadLetterStore } from '../retry/dead-letter.ts';
+import type { ChannelRegistry } from '../subscriptions/channel-registry.ts';
 import type { HttpRouter } from './router.ts';
 
 export interface OperatorToolsDeps {
@@ -37,6 +43,10 @@ export interface OperatorToolsDeps {
   readonly suspensionTtlMs: number;
   /** APIX_METRICS: false leaves out the tracker's publish, deliver and ack hooks and the throughput gauge. */
   readonly perEventMetrics: boolean;
+  /** Dead letters are replayed through the router; channel settings written to the registry. */
+  readonly router: Pick<EventRouter, 'publish'>;
+  readonly deadLetters: DeadLetterStore;
+  readonly channels: ChannelRegistry;
 }
 
 export interface OperatorTools {
@@ -66,6 +76,8 @@ export function installOperatorTools(deps: OperatorToolsDeps): OperatorTools {
     tokenRevocationTtlMs: deps.tokenRevocationTtlMs,
     suspensionTtlMs: deps.suspensionTtlMs,
   });
+  registerDeadLetterAdmin(deps.http, deps);
+  registerAdminChannels(deps.http, deps);
   registerDashboard(deps.http);
   const feed = new DashboardFeed({
     broker: deps.broker,
