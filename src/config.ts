@@ -349,6 +349,13 @@ export const SETTINGS = {
     bool.default(true),
     'per-event instrumentation: the publish, deliver and ack hooks of the metrics and latency tracker',
   ),
+  otlpEndpoint: omittable(
+    s(
+      'OTEL_EXPORTER_OTLP_ENDPOINT',
+      z.url({ protocol: /^https?$/ }).optional(),
+      'OpenTelemetry traces (publish, route, deliver, connect) sent by OTLP/HTTP to `<endpoint>/v1/traces`; unset: none',
+    ),
+  ),
   rateLimits: RATE_LIMIT_SETTINGS,
   rpc: RPC_SETTINGS,
   proxy: PROXY_SETTINGS,

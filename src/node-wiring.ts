@@ -45,6 +45,7 @@ import type { HookBus } from './hooks.ts';
 import type { GatewayHooks } from './hooks.ts';
 import { HttpRouter } from './http/router.ts';
 import { registerApi } from './http/api.ts';
+import type { Tracing } from './tracing/tracing.ts';
 import { installOperatorTools } from './http/operator.ts';
 import { Internals, registerInternals } from './http/internals.ts';
 import { ReservedChannelRegistry } from './subscriptions/reserved-channels.ts';
@@ -107,6 +108,8 @@ export interface DeliveryDeps {
   readonly deadLetters: DeadLetterStore;
   /** Where in-flight events of acknowledged subscriptions are kept across restarts (memory when absent). */
   readonly pendingStore: PendingStore | undefined;
+  /** OpenTelemetry: an `apix.deliver` span per event fanned out here; absent: none. */
+  readonly tracing?: Tracing | undefined;
 }
 
 /** The retry manager, the pending journal and the hub; the gateway binds `callbacks`. */
@@ -163,6 +166,13 @@ export function buildDelivery(deps: DeliveryDeps): Delivery {
         deps.channels.get(event.key.slice(0, event.key.indexOf('/')), channel.name)?.coalesceKey,
       hold: (conn, sub, event, frames, key) => callbacks.value.hold(conn, sub, event, frames, key),
       delivered: (event, channel, recipients, bytes) => {
+        if (recipients > 0 && deps.tracing !== undefined)
+          deps.tracing.deliver(
+            event.frame,
+            { 'apix.channel': channel.name, 'apix.recipients': recipients },
+            event.timestamp,
+            clock.now(),
+          );
         if (recipients > 0 && hooks.has('onDeliver'))
           hooks.emit('onDeliver', {
             orgId: event.key.slice(0, event.key.indexOf('/')),

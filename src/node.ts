@@ -3,6 +3,7 @@
  * when REDIS_URL is set), builds every component with its dependencies, and serves WebSocket and HTTP on
  * one port. The only place where components are put together.
  */
+import { nodeTracing, type Tracing } from './tracing/tracing.ts';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
@@ -83,6 +84,7 @@ export function createNode(options: NodeOptions): ApiXNode {
   const stack = buildBrokerStack(base, options, engines, channels);
   const { broker, atRest } = stack;
   const proxy = buildProxy(config, clock, hooks);
+  const tracing = nodeTracing(config, nodeId, hooks, () => clock.now());
   const router = new EventRouter(broker, channels, hooks, clock, {
     maxMessageBytes: config.maxMessageBytes,
     shape: { maxDepth: config.jsonBounds.payloadMaxDepth, maxWidth: config.jsonBounds.payloadMaxWidth },
@@ -92,6 +94,7 @@ export function createNode(options: NodeOptions): ApiXNode {
     limiter,
     atRest,
     approvePublish: publishApproval(proxy),
+    tracing,
   });
   const delivery = buildDelivery({
     ...base,
@@ -99,6 +102,7 @@ export function createNode(options: NodeOptions): ApiXNode {
     channels,
     deadLetters,
     pendingStore: engines.pendingStore,
+    tracing,
   });
   const writes = new WriteBatcher(config.writeFlushMs, options.writeTimers);
   const rpc: RpcService = new RpcService({
@@ -153,7 +157,7 @@ export function createNode(options: NodeOptions): ApiXNode {
   const tls = options.tls ?? loadTlsFiles(config);
   const server = createHttpServer(options, tls, httpRouter, gateway, log);
   const built = { nodeId, config, server, gateway, router, hooks, metrics, httpRouter, engines };
-  return nodeHandle({ ...built, authenticator, log, internals }, { tls, operator, state, rpc });
+  return nodeHandle({ ...built, authenticator, log, internals }, { tls, operator, state, rpc, tracing });
 }
 
 /** The node as its users see it: its components, listen, its URLs, and a graceful close. */
@@ -164,6 +168,7 @@ function nodeHandle(
     readonly operator: OperatorTools;
     readonly state: { draining: boolean };
     readonly rpc: RpcService;
+    readonly tracing: Tracing | undefined;
   },
 ): ApiXNode {
   const { config, server, gateway, engines, log } = parts;
@@ -205,6 +210,7 @@ function nodeHandle(
         server.closeAllConnections?.();
       });
       await engines.close();
+      await own.tracing?.shutdown(); // exports the spans still batched
     },
   };
   return node;

@@ -11,6 +11,7 @@ import {
   isEventId,
   parseChannel,
 } from '@apix/protocol';
+import type { EnvelopeMetadata } from '@apix/protocol';
 import type { Authenticator } from '../auth/authenticator.ts';
 import type { Broker } from '../broker/broker.ts';
 import type { EventRouter } from '../router/event-router.ts';
@@ -88,6 +89,19 @@ export function registerApi(http: HttpRouter, deps: HttpApiDeps): void {
   });
 }
 
+/**
+ * The W3C `traceparent` header goes into the event's metadata (unless the body's metadata has one), so
+ * that it travels with the event (and, with tracing on, parents the publish span).
+ */
+function withTraceHeader(
+  metadata: EnvelopeMetadata | undefined,
+  header: string | string[] | undefined,
+): EnvelopeMetadata | undefined {
+  if (typeof header !== 'string' || header.length > 55 || metadata?.traceparent !== undefined)
+    return metadata;
+  return { ...metadata, traceparent: header };
+}
+
 /** `POST /v1/publish`. */
 function publishHandler(deps: HttpApiDeps): HttpHandler {
   return async ({ req, res }) => {
@@ -104,7 +118,7 @@ function publishHandler(deps: HttpApiDeps): HttpHandler {
       channel: r.data.channel,
       type: r.data.type,
       payload: r.data.payload,
-      metadata: r.data.metadata,
+      metadata: withTraceHeader(r.data.metadata, req.headers.traceparent),
     });
     sendJson(res, 200, { id: result.id });
   };

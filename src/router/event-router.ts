@@ -28,6 +28,7 @@ import type { AtRestCipher } from '../crypto/at-rest.ts';
 import { sealedFrameText, sealedRecordPayload } from '../crypto/at-rest.ts';
 import type { PublishOrder } from './publish-order.ts';
 import { publisherIdempotencyKey } from '../tenancy/scope-keys.ts';
+import type { Tracing } from '../tracing/tracing.ts';
 
 export interface PublishRequest {
   readonly principal: Principal;
@@ -87,6 +88,13 @@ export interface EventRouterOptions {
    * with (its payload may be replaced), or a throw with the backend's refusal.
    */
   readonly approvePublish?: ((req: PublishRequest) => Promise<PublishRequest>) | undefined;
+  /** OpenTelemetry (OTEL_EXPORTER_OTLP_ENDPOINT): `apix.publish` and `apix.route` spans; absent: none. */
+  readonly tracing?: Tracing | undefined;
+}
+
+/** The request with `traceparent` in its metadata (the span the event continues). */
+function withTraceparent(req: PublishRequest, traceparent: string): PublishRequest {
+  return { ...req, metadata: { ...req.metadata, traceparent } };
 }
 
 export class EventRouter {
@@ -106,7 +114,20 @@ export class EventRouter {
    * settles), the connection's publishes get their ids in ticket order, whatever their checks wait for
    * (src/router/publish-order.ts); without (an HTTP request), the id is given when the checks are done.
    */
-  async publish(req: PublishRequest, order?: PublishOrder, ticket = 0): Promise<PublishResult> {
+  publish(req: PublishRequest, order?: PublishOrder, ticket = 0): Promise<PublishResult> {
+    const tracing = this.options.tracing;
+    if (tracing === undefined) return this.checkAndPublish(req, order, ticket);
+    const attributes = {
+      'apix.org': req.principal.orgId,
+      'apix.channel': req.channel,
+      'apix.type': req.type,
+    };
+    return tracing.publish(req.metadata?.traceparent, attributes, (traceparent) =>
+      this.checkAndPublish(withTraceparent(req, traceparent), order, ticket),
+    );
+  }
+
+  private async checkAndPublish(req: PublishRequest, order: PublishOrder | undefined, ticket: number) {
     const parsed = parseChannel(req.channel);
     if (!parsed.ok) throw new ApiXError('BAD_REQUEST', parsed.reason);
     const channel = parsed.channel;
@@ -156,7 +177,7 @@ export class EventRouter {
       );
     // The broker fixes the id when it is called: wait for the turn of this connection's publish.
     if (order !== undefined && !order.isTurn(ticket)) await order.wait(ticket);
-    const published = this.doPublish(
+    const published = this.routed(
       req,
       channel,
       key,
@@ -165,6 +186,21 @@ export class EventRouter {
     );
     order?.pass(ticket);
     return published;
+  }
+
+  /** doPublish, in an `apix.route` span when tracing (the broker is called before this returns). */
+  private routed(
+    req: PublishRequest,
+    channel: ParsedChannel,
+    key: string,
+    durable: boolean,
+    encrypted: boolean,
+  ): Promise<PublishResult> {
+    const tracing = this.options.tracing;
+    if (tracing === undefined) return this.doPublish(req, channel, key, durable, encrypted);
+    return tracing.route(req.metadata?.traceparent, { 'apix.channel_key': key }, (traceparent) =>
+      this.doPublish(withTraceparent(req, traceparent), channel, key, durable, encrypted),
+    );
   }
 
   private async doPublish(
