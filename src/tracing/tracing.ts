@@ -12,31 +12,47 @@
  * Sampling follows the parent's sampled flag (every root is sampled); spans are batched. Uses its own
  * provider, never the global one, so that several nodes in one process do not share a pipeline.
  */
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags, trace } from '@opentelemetry/api';
+import { createRequire } from 'node:module';
+import type * as OtelApi from '@opentelemetry/api';
 import type { Attributes, Context, Span, Tracer } from '@opentelemetry/api';
-import {
-  AlwaysOnSampler,
-  BasicTracerProvider,
-  BatchSpanProcessor,
-  ParentBasedSampler,
-} from '@opentelemetry/sdk-trace-base';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { resourceFromAttributes } from '@opentelemetry/resources';
+import type * as OtelTraceBase from '@opentelemetry/sdk-trace-base';
+import type * as OtelExporter from '@opentelemetry/exporter-trace-otlp-http';
+import type * as OtelResources from '@opentelemetry/resources';
 import type { HookBus } from '../hooks.ts';
+
+/**
+ * The OpenTelemetry packages, loaded (synchronously, their CommonJS builds) only when tracing is on: a
+ * node without OTEL_EXPORTER_OTLP_ENDPOINT does not spend their 200-300 ms of loading at start.
+ */
+interface Otel {
+  readonly api: typeof OtelApi;
+  readonly base: typeof OtelTraceBase;
+  readonly exporter: typeof OtelExporter;
+  readonly resources: typeof OtelResources;
+}
+function loadOtel(): Otel {
+  const require = createRequire(import.meta.url);
+  return {
+    api: require('@opentelemetry/api') as typeof OtelApi,
+    base: require('@opentelemetry/sdk-trace-base') as typeof OtelTraceBase,
+    exporter: require('@opentelemetry/exporter-trace-otlp-http') as typeof OtelExporter,
+    resources: require('@opentelemetry/resources') as typeof OtelResources,
+  };
+}
 
 /** W3C trace context, version 00: `00-<trace id>-<parent id>-<flags>`. */
 const TRACEPARENT_RE = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 const INVALID_TRACE = '0'.repeat(32);
 const INVALID_SPAN = '0'.repeat(16);
 
-/** The span context of a `traceparent`, as a parent Context; ROOT_CONTEXT when absent or malformed. */
-export function contextOf(traceparent: unknown): Context {
+/** The span context of a `traceparent`, as a parent Context; the root context when absent or malformed. */
+function contextOf(api: typeof OtelApi, traceparent: unknown): Context {
   const m = typeof traceparent === 'string' ? TRACEPARENT_RE.exec(traceparent) : null;
-  if (!m || m[1] === INVALID_TRACE || m[2] === INVALID_SPAN) return ROOT_CONTEXT;
-  return trace.setSpanContext(ROOT_CONTEXT, {
+  if (!m || m[1] === INVALID_TRACE || m[2] === INVALID_SPAN) return api.ROOT_CONTEXT;
+  return api.trace.setSpanContext(api.ROOT_CONTEXT, {
     traceId: m[1]!,
     spanId: m[2]!,
-    traceFlags: parseInt(m[3]!, 16) & TraceFlags.SAMPLED,
+    traceFlags: parseInt(m[3]!, 16) & api.TraceFlags.SAMPLED,
     isRemote: true,
   });
 }
@@ -55,11 +71,11 @@ export function frameTraceparent(frame: string): string | undefined {
 }
 
 /** A span around `run`, ended with its outcome. */
-async function within<T>(span: Span, run: () => Promise<T>): Promise<T> {
+async function within<T>(api: typeof OtelApi, span: Span, run: () => Promise<T>): Promise<T> {
   try {
     return await run();
   } catch (err) {
-    span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
+    span.setStatus({ code: api.SpanStatusCode.ERROR, message: (err as Error).message });
     throw err;
   } finally {
     span.end();
@@ -75,13 +91,20 @@ export interface TracingOptions {
 }
 
 export class Tracing {
-  private readonly provider: BasicTracerProvider;
+  private readonly provider: OtelTraceBase.BasicTracerProvider;
   private readonly tracer: Tracer;
+  private readonly api: typeof OtelApi;
 
   constructor(options: TracingOptions) {
-    const exporter = new OTLPTraceExporter({ url: `${options.endpoint.replace(/\/$/, '')}/v1/traces` });
+    const { api, base, exporter: otlp, resources } = loadOtel();
+    this.api = api;
+    const { BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, AlwaysOnSampler } = base;
+    const exporter = new otlp.OTLPTraceExporter({ url: `${options.endpoint.replace(/\/$/, '')}/v1/traces` });
     this.provider = new BasicTracerProvider({
-      resource: resourceFromAttributes({ 'service.name': 'apix', 'service.instance.id': options.nodeId }),
+      resource: resources.resourceFromAttributes({
+        'service.name': 'apix',
+        'service.instance.id': options.nodeId,
+      }),
       sampler: new ParentBasedSampler({ root: new AlwaysOnSampler() }),
       spanProcessors: [
         new BatchSpanProcessor(exporter, {
@@ -101,10 +124,10 @@ export class Tracing {
   ): Promise<T> {
     const span = this.tracer.startSpan(
       'apix.publish',
-      { kind: SpanKind.SERVER, attributes },
-      contextOf(traceparent),
+      { kind: this.api.SpanKind.SERVER, attributes },
+      contextOf(this.api, traceparent),
     );
-    return within(span, () => run(traceparentOf(span)));
+    return within(this.api, span, () => run(traceparentOf(span)));
   }
 
   /** `apix.route` around `run`, the child of `traceparent` (the publish span's); `run` gets the route's. */
@@ -115,10 +138,10 @@ export class Tracing {
   ): Promise<T> {
     const span = this.tracer.startSpan(
       'apix.route',
-      { kind: SpanKind.INTERNAL, attributes },
-      contextOf(traceparent),
+      { kind: this.api.SpanKind.INTERNAL, attributes },
+      contextOf(this.api, traceparent),
     );
-    return within(span, () => run(traceparentOf(span)));
+    return within(this.api, span, () => run(traceparentOf(span)));
   }
 
   /** `apix.deliver`: one node's fan-out of one event, the child of the event's `traceparent`. */
@@ -127,8 +150,8 @@ export class Tracing {
     if (parent === undefined) return; // an event published without tracing: no trace to continue
     const span = this.tracer.startSpan(
       'apix.deliver',
-      { kind: SpanKind.PRODUCER, attributes, startTime: startMs },
-      contextOf(parent),
+      { kind: this.api.SpanKind.PRODUCER, attributes, startTime: startMs },
+      contextOf(this.api, parent),
     );
     span.end(endMs);
   }
@@ -136,7 +159,7 @@ export class Tracing {
   /** `apix.connect`: a handshake, from accept to established. */
   connect(attributes: Attributes, startMs: number, endMs: number): void {
     this.tracer
-      .startSpan('apix.connect', { kind: SpanKind.SERVER, attributes, startTime: startMs })
+      .startSpan('apix.connect', { kind: this.api.SpanKind.SERVER, attributes, startTime: startMs })
       .end(endMs);
   }
 
