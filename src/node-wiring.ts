@@ -174,6 +174,9 @@ export function buildDelivery(deps: DeliveryDeps): Delivery {
             bytes,
           });
       },
+      occupancy: (key, occupied) => {
+        if (hooks.has('onChannelLocal')) hooks.emit('onChannelLocal', { key, occupied });
+      },
     },
     config.maxBufferedBytes,
     config.compression.thresholdBytes,
