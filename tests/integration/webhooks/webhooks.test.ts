@@ -137,8 +137,11 @@ describe('webhooks (memory engine, real receiver process)', () => {
       };
       await round(5);
       await receiver.kill('SIGKILL');
-      await round(10);
       const downAt = Date.now();
+      const failedBefore = node.backend.dispatcher.counters.failedAttempts;
+      await round(10);
+      // The receiver really was down while those were sent: POSTs failed and were retried.
+      await waitFor(() => node.backend.dispatcher.counters.failedAttempts > failedBefore, 20_000, 'a failed POST');
       receiver = await startReceiver({ port, secret: made.json.secret, log });
       const upAt = Date.now();
       await round(5);
