@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { execFile } from 'node:child_process';
 import { RawClient, config, startNode, token } from '../../support/gateway.ts';
 import { freePort } from '../../support/redis.ts';
 import { waitFor } from '../../support/wait.ts';
@@ -206,6 +207,51 @@ describe('webhooks (memory engine, real receiver process)', () => {
     } finally {
       await n.close();
     }
+  });
+});
+
+describe('apix webhooks (the CLI)', () => {
+  let node: ApiXNode;
+  before(async () => {
+    node = await startNode(webhookConfig());
+  });
+  after(() => node.close());
+
+  const cli = (...args: string[]) =>
+    new Promise<{ status: number; stdout: string; stderr: string }>((resolve) => {
+      execFile(
+        process.execPath,
+        ['--import', 'tsx', 'src/cli/main.ts', 'webhooks', ...args, '--url', node.httpUrl],
+        { encoding: 'utf8', env: { ...process.env, APIX_ADMIN_TOKEN: 'apix_static_acmekey' }, timeout: 60_000 },
+        (err, stdout, stderr) =>
+          resolve({ status: err ? Number((err as { code?: unknown }).code ?? 1) : 0, stdout, stderr }),
+      );
+    });
+
+  it('add, list, test (a real receiver verifies it), remove; usage errors exit 2', async () => {
+    const port = await freePort();
+    const added = await cli('add', `http://127.0.0.1:${port}/hooks`, '--events', 'connection.opened,channel.vacated');
+    assert.equal(added.status, 0, added.stderr);
+    const made = JSON.parse(added.stdout);
+    assert.match(made.secret, /^whsec_/);
+    const listed = JSON.parse((await cli('list')).stdout);
+    assert.deepEqual(listed.webhooks.map((w: any) => w.id), [made.id]);
+    const down = await cli('test', made.id);
+    assert.equal(down.status, 1, 'nothing listens yet');
+    const log = join(mkdtempSync(join(tmpdir(), 'apix-whc-')), 'cli.jsonl');
+    const receiver = await startReceiver({ port, secret: made.secret, log });
+    try {
+      const test = await cli('test', made.id);
+      assert.equal(test.status, 0, test.stderr);
+      assert.deepEqual(readLog(log).events.map((e) => e.type), ['webhook.test']);
+    } finally {
+      await receiver.kill();
+    }
+    assert.equal(JSON.parse((await cli('dead-letters')).stdout).deadLetters.length, 0);
+    assert.equal((await cli('remove', made.id)).status, 0);
+    assert.equal((await cli('remove', made.id)).status, 1);
+    assert.equal((await cli('add', 'http://x/')).status, 2, '--events is required');
+    assert.equal((await cli('frobnicate')).status, 2);
   });
 });
 
