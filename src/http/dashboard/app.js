@@ -2,6 +2,7 @@
 // The APIX admin dashboard: log in with an admin JWT, then follow the node's live figures over the
 // gateway's own WebSocket (channel org:apix-dashboard, one `apix.stats` event per second).
 import { barList, lineChart } from './charts.js';
+import { webhooksPanel } from './webhooks.js';
 
 const TOKEN_KEY = 'apix.dashboard.token';
 const CHANNEL = 'org:apix-dashboard';
@@ -78,6 +79,7 @@ async function login(token) {
   render();
   connect();
   pollAudit();
+  webhooks.refresh().catch(() => {});
 }
 
 function logout(message) {
@@ -369,6 +371,8 @@ function render() {
 }
 
 // ------------------------------------------------------------------ start
+
+const webhooks = webhooksPanel(() => state.token);
 
 $('login-form').addEventListener('submit', (event) => {
   event.preventDefault();
