@@ -156,7 +156,9 @@ export function createNode(options: NodeOptions): ApiXNode {
   internals.add('rpc', rpc).add('proxy', proxy);
   const backend = installBackendIntegration(base, {
     ...{ http: httpRouter, metrics, authenticator, broker, gateway },
-    ...{ store: engines.webhooks, occupancy: engines.occupancy },
+    // Shared engines (Redis) keep it for every node; alone, the database records keep it across restarts.
+    ...{ store: engines.broker.name === 'memory' ? (options.webhooks ?? engines.webhooks) : engines.webhooks },
+    occupancy: engines.occupancy,
   });
   const tls = options.tls ?? loadTlsFiles(config);
   const server = createHttpServer(options, tls, httpRouter, gateway, log);
@@ -262,6 +264,7 @@ export async function openNode(
           apiKeys: records.apiKeys,
           channels: records.channels,
           deadLetters: records.deadLetters,
+          webhooks: records.webhooks,
           hooks: records.hooks,
           readiness: records.readiness,
           durable: records.durable,

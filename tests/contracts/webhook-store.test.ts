@@ -6,6 +6,8 @@ import { RedisKeys } from '../../src/redis/keys.ts';
 import { findRedis, skipWithoutRedis, uniquePrefix } from '../support/redis.ts';
 import { ClientPool, deletePrefix } from '../support/redis-engines.ts';
 import { describeWebhookStoreContract } from './webhook-store.contract.ts';
+import { PrismaWebhookStore } from '../../src/store/prisma-webhook-store.ts';
+import { databaseTargets } from '../support/databases.ts';
 
 describeWebhookStoreContract('memory', async () => ({
   store: new MemoryWebhookStore(),
@@ -33,3 +35,20 @@ describeWebhookStoreContract(
   },
   { skip: skipWithoutRedis() },
 );
+
+// The database store (without Redis): PGlite, and PostgreSQL when one answers (required under CI).
+for (const target of databaseTargets) {
+  const skip = target.kind === 'postgres' ? await target.skipReason() : undefined;
+  describeWebhookStoreContract(
+    `database (${target.kind})`,
+    async () => {
+      const opened = await target.open();
+      return {
+        store: new PrismaWebhookStore(opened.db.prisma),
+        occupancy: new MemoryChannelOccupancy(),
+        close: () => opened.cleanup(),
+      };
+    },
+    { skip: skip ?? false },
+  );
+}
