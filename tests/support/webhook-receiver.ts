@@ -5,6 +5,23 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { config } from './gateway.ts';
+import type { Config } from '../../src/config.ts';
+
+/** Node settings for webhook tests: fast batching and retries, loopback receivers allowed (or not). */
+export function webhookConfig(allowPrivate = true): { webhooks: Config['webhooks'] } {
+  const base = config();
+  return {
+    webhooks: {
+      ...base.webhooks,
+      allowPrivate,
+      flushMs: 30,
+      retryBaseMs: 50,
+      retryMaxMs: 400,
+      timeoutMs: 2000,
+    },
+  };
+}
 
 const SCRIPT = fileURLToPath(new URL('./webhook-receiver.mjs', import.meta.url));
 

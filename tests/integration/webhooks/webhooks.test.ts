@@ -10,10 +10,10 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
-import { RawClient, config, startNode, token } from '../../support/gateway.ts';
+import { RawClient, startNode, token } from '../../support/gateway.ts';
 import { freePort } from '../../support/redis.ts';
 import { waitFor } from '../../support/wait.ts';
-import { readLog, startReceiver } from '../../support/webhook-receiver.ts';
+import { readLog, startReceiver, webhookConfig } from '../../support/webhook-receiver.ts';
 import type { Receiver } from '../../support/webhook-receiver.ts';
 import type { ApiXNode } from '../../../src/node.ts';
 
@@ -26,20 +26,6 @@ const ALL = [
   'channel.vacated',
   'message.failed',
 ];
-
-export function webhookConfig(allowPrivate = true) {
-  const base = config();
-  return {
-    webhooks: {
-      ...base.webhooks,
-      allowPrivate,
-      flushMs: 30,
-      retryBaseMs: 50,
-      retryMaxMs: 400,
-      timeoutMs: 2000,
-    },
-  };
-}
 
 async function api(node: ApiXNode, method: string, path: string, auth: string, body?: unknown) {
   const res = await fetch(`${node.httpUrl}${path}`, {
