@@ -157,7 +157,9 @@ export function createNode(options: NodeOptions): ApiXNode {
   const backend = installBackendIntegration(base, {
     ...{ http: httpRouter, metrics, authenticator, broker, gateway },
     // Shared engines (Redis) keep it for every node; alone, the database records keep it across restarts.
-    ...{ store: engines.broker.name === 'memory' ? (options.webhooks ?? engines.webhooks) : engines.webhooks },
+    ...{
+      store: engines.broker.name === 'memory' ? (options.webhooks ?? engines.webhooks) : engines.webhooks,
+    },
     occupancy: engines.occupancy,
   });
   const tls = options.tls ?? loadTlsFiles(config);

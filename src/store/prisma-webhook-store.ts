@@ -6,7 +6,13 @@
  */
 import type { Prisma } from '../generated/prisma/client.ts';
 import type { ApiXWebhookBatch, ApiXWebhookEndpoint } from '../generated/prisma/client.ts';
-import type { WebhookBatch, WebhookDeadLetter, WebhookEndpoint, WebhookEvent, WebhookEventType } from '../webhooks/events.ts';
+import type {
+  WebhookBatch,
+  WebhookDeadLetter,
+  WebhookEndpoint,
+  WebhookEvent,
+  WebhookEventType,
+} from '../webhooks/events.ts';
 import type { WebhookStore } from '../webhooks/webhook-store.ts';
 import type { PrismaClient } from './database.ts';
 

@@ -58,13 +58,21 @@ export class ServerSubscriptions {
         // In order with the connection's own subscription frames, as if it had sent this one.
         subs.inOrder(conn, () => {
           if (action === 'unsubscribe') return subs.unsubscribe(conn, channels, undefined, 'server');
-          const fresh = channels.filter((c) => ![...session.subscriptions.values()].some((s) => s.name === c));
-          if (fresh.length > 0) return subs.subscribe(conn, { channels: fresh, acknowledgment: false }, undefined);
+          const fresh = channels.filter(
+            (c) => ![...session.subscriptions.values()].some((s) => s.name === c),
+          );
+          if (fresh.length > 0)
+            return subs.subscribe(conn, { channels: fresh, acknowledgment: false }, undefined);
         });
       } else if (action === 'subscribe')
-        subs.subscribeAway(session, channels).catch((err: unknown) =>
-          this.deps.log.warn({ err, session: session.key }, 'server-side subscribe of an away session failed'),
-        );
+        subs
+          .subscribeAway(session, channels)
+          .catch((err: unknown) =>
+            this.deps.log.warn(
+              { err, session: session.key },
+              'server-side subscribe of an away session failed',
+            ),
+          );
       else subs.unsubscribeAway(session, channels);
     }
     return n;
@@ -83,7 +91,11 @@ export class ServerSubscriptions {
 
 function parseControl(msg: ControlMessage): Change | undefined {
   if (msg.kind !== CONTROL_KIND || typeof msg.orgId !== 'string') return undefined;
-  const r = ServerSubscriptionSchema.safeParse({ userId: msg.userId, channels: msg.channels, action: msg.action });
+  const r = ServerSubscriptionSchema.safeParse({
+    userId: msg.userId,
+    channels: msg.channels,
+    action: msg.action,
+  });
   return r.success ? { ...r.data, orgId: msg.orgId } : undefined;
 }
 
@@ -99,7 +111,10 @@ export function registerServerSubscriptionsApi(
 ): void {
   http.add('POST', /^\/v1\/admin\/subscriptions\/?$/, async ({ req, res }) => {
     const p = await requireAdminOrService(deps, req, 'server-side subscriptions');
-    const body = parseBody(ServerSubscriptionSchema, await readJson(req as IncomingMessage, deps.maxBodyBytes));
+    const body = parseBody(
+      ServerSubscriptionSchema,
+      await readJson(req as IncomingMessage, deps.maxBodyBytes),
+    );
     const sessionsHere = await deps.server.change({ ...body, orgId: p.orgId });
     deps.hooks.emit('onAdminAction', {
       principal: p,

@@ -238,7 +238,9 @@ export class SubscriptionManager {
     const removed: string[] = [];
     for (const name of new Set(names)) {
       const parsed = parseChannel(name);
-      const sub = parsed.ok ? session.subscriptions.get(channelKey(session.orgId, parsed.channel)) : undefined;
+      const sub = parsed.ok
+        ? session.subscriptions.get(channelKey(session.orgId, parsed.channel))
+        : undefined;
       if (!sub) continue;
       this.remove(sub, 'server');
       removed.push(name);

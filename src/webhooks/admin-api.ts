@@ -65,7 +65,14 @@ export function registerWebhookApi(http: HttpRouter, deps: WebhookApiDeps): void
   http.add('POST', /^\/v1\/admin\/webhooks\/([^/]+)\/test\/?$/, testHandler(deps));
 }
 
-function audit(deps: WebhookApiDeps, req: IncomingMessage, p: Principal, action: string, target: string, detail?: unknown) {
+function audit(
+  deps: WebhookApiDeps,
+  req: IncomingMessage,
+  p: Principal,
+  action: string,
+  target: string,
+  detail?: unknown,
+) {
   deps.hooks.emit('onAdminAction', { principal: p, peer: peerOfRequest(req), action, target, detail });
 }
 
@@ -75,7 +82,10 @@ function createHandler(deps: WebhookApiDeps): HttpHandler {
     const body = parseBody(WebhookCreateSchema, await readJson(req, deps.maxBodyBytes));
     const url = await checkDestination(body.url, deps.allowPrivate);
     if ((await deps.store.endpoints(p.orgId)).length >= deps.endpointsPerOrg)
-      throw new ApiXError('BAD_REQUEST', `an organization has at most ${deps.endpointsPerOrg} webhook endpoints`);
+      throw new ApiXError(
+        'BAD_REQUEST',
+        `an organization has at most ${deps.endpointsPerOrg} webhook endpoints`,
+      );
     const endpoint: WebhookEndpoint = {
       id: newId('wh'),
       orgId: p.orgId,
@@ -120,7 +130,11 @@ function testHandler(deps: WebhookApiDeps): HttpHandler {
       throw new ApiXError('NOT_FOUND', `no webhook ${params[0]} in your organization`);
     const failure = await deps.dispatcher.test(endpoint);
     audit(deps, req, p, 'webhook.test', endpoint.id, { delivered: failure === undefined });
-    sendJson(res, 200, { id: endpoint.id, delivered: failure === undefined, ...(failure ? { error: failure } : {}) });
+    sendJson(res, 200, {
+      id: endpoint.id,
+      delivered: failure === undefined,
+      ...(failure ? { error: failure } : {}),
+    });
   };
 }
 
@@ -139,7 +153,8 @@ function replayHandler(deps: WebhookApiDeps): HttpHandler {
     const ids = one ? [one] : (await deps.store.deadLetters(p.orgId)).map((d) => d.id);
     let replayed = 0;
     for (const id of ids) if (await deps.dispatcher.replay(p.orgId, id)) replayed++;
-    if (one && replayed === 0) throw new ApiXError('NOT_FOUND', `no webhook dead letter ${one} in your organization`);
+    if (one && replayed === 0)
+      throw new ApiXError('NOT_FOUND', `no webhook dead letter ${one} in your organization`);
     audit(deps, req, p, 'webhook.replay', one ?? '*', { replayed });
     sendJson(res, 200, { replayed });
   };

@@ -193,7 +193,11 @@ export class WebhookDispatcher {
     try {
       const endpoint = await this.store.endpoint(batch.endpointId);
       if (!endpoint) return await this.store.done(batch.id);
-      const failure = await this.send(endpoint.url, endpoint.secret, JSON.stringify({ events: batch.events }));
+      const failure = await this.send(
+        endpoint.url,
+        endpoint.secret,
+        JSON.stringify({ events: batch.events }),
+      );
       if (failure === undefined) {
         await this.store.done(batch.id);
         this.counters.delivered += batch.events.length;

@@ -79,7 +79,8 @@ export function webhookHooks(
       if (!parts) return;
       occupancy.change(key, nodeId, occupied).then(
         (changed) => {
-          if (changed) sink.emit(parts[0], occupied ? 'channel.occupied' : 'channel.vacated', { channel: parts[1] });
+          if (changed)
+            sink.emit(parts[0], occupied ? 'channel.occupied' : 'channel.vacated', { channel: parts[1] });
         },
         (err: unknown) => log.warn({ err, key }, 'channel occupancy not recorded'),
       );

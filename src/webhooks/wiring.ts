@@ -37,11 +37,15 @@ export interface BackendIntegration {
   stop(): Promise<void>;
 }
 
-export function installBackendIntegration(base: NodeBase, parts: BackendIntegrationParts): BackendIntegration {
+export function installBackendIntegration(
+  base: NodeBase,
+  parts: BackendIntegrationParts,
+): BackendIntegration {
   const { config, clock, log, hooks, nodeId } = base;
   const w = config.webhooks;
   const sender =
-    parts.sender ?? httpSender({ timeoutMs: w.timeoutMs, allowPrivate: w.allowPrivate, now: () => clock.now() });
+    parts.sender ??
+    httpSender({ timeoutMs: w.timeoutMs, allowPrivate: w.allowPrivate, now: () => clock.now() });
   const dispatcher = new WebhookDispatcher(
     parts.store,
     sender,
@@ -109,15 +113,33 @@ function registerWebhookGauges(metrics: Registry, d: WebhookDispatcher, store: W
         }
       },
     });
-  gauge('apix_webhook_buffered_events', "Webhook events in this node's memory, waiting for batching", () => d.buffered);
+  gauge(
+    'apix_webhook_buffered_events',
+    "Webhook events in this node's memory, waiting for batching",
+    () => d.buffered,
+  );
   gauge('apix_webhook_sending_batches', 'Webhook batches this node is sending now', () => d.sending);
   gauge('apix_webhook_queued_batches', 'Webhook batches waiting for delivery in the store (all nodes)', () =>
     store.queued(),
   );
-  gauge('apix_webhook_delivered_events', 'Webhook events delivered by this node (since start)', () => d.counters.delivered);
-  gauge('apix_webhook_failed_attempts', 'Webhook POSTs that failed on this node (since start)', () => d.counters.failedAttempts);
-  gauge('apix_webhook_dead_lettered_batches', 'Webhook batches dead-lettered by this node (since start)', () =>
-    d.counters.deadLettered,
+  gauge(
+    'apix_webhook_delivered_events',
+    'Webhook events delivered by this node (since start)',
+    () => d.counters.delivered,
   );
-  gauge('apix_webhook_dropped_events', 'Webhook events dropped: buffer or queue full (since start)', () => d.counters.dropped);
+  gauge(
+    'apix_webhook_failed_attempts',
+    'Webhook POSTs that failed on this node (since start)',
+    () => d.counters.failedAttempts,
+  );
+  gauge(
+    'apix_webhook_dead_lettered_batches',
+    'Webhook batches dead-lettered by this node (since start)',
+    () => d.counters.deadLettered,
+  );
+  gauge(
+    'apix_webhook_dropped_events',
+    'Webhook events dropped: buffer or queue full (since start)',
+    () => d.counters.dropped,
+  );
 }

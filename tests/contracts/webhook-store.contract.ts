@@ -35,7 +35,14 @@ export function describeWebhookStoreContract(
     after(() => f.close());
 
     it('endpoints are per organization; removing needs the right organization', async () => {
-      const e = { id: 'wh_1', orgId: 'acme', url: 'http://x/', events: ['connection.opened' as const], secret: 's', createdAt: 1 };
+      const e = {
+        id: 'wh_1',
+        orgId: 'acme',
+        url: 'http://x/',
+        events: ['connection.opened' as const],
+        secret: 's',
+        createdAt: 1,
+      };
       await f.store.addEndpoint(e);
       assert.deepEqual(await f.store.endpoints('acme'), [e]);
       assert.deepEqual(await f.store.endpoints('globex'), []);
@@ -49,11 +56,21 @@ export function describeWebhookStoreContract(
       assert.equal(await f.store.add(batch('a'), 100, 2), true);
       assert.equal(await f.store.add(batch('b'), 200, 2), true);
       assert.equal(await f.store.add(batch('c'), 100, 2), false, 'full');
-      assert.deepEqual((await f.store.claim(150, 1000, 10)).map((b) => b.id), ['a']);
-      assert.deepEqual((await f.store.claim(250, 1000, 10)).map((b) => b.id), ['b'], 'a is leased');
+      assert.deepEqual(
+        (await f.store.claim(150, 1000, 10)).map((b) => b.id),
+        ['a'],
+      );
+      assert.deepEqual(
+        (await f.store.claim(250, 1000, 10)).map((b) => b.id),
+        ['b'],
+        'a is leased',
+      );
       await f.store.retry({ ...batch('a'), attempts: 1, lastError: 'HTTP 500' }, 300);
       const again = await f.store.claim(300, 1000, 10);
-      assert.deepEqual(again.map((b) => [b.id, b.attempts, b.lastError]), [['a', 1, 'HTTP 500']]);
+      assert.deepEqual(
+        again.map((b) => [b.id, b.attempts, b.lastError]),
+        [['a', 1, 'HTTP 500']],
+      );
       await f.store.done('a');
       await f.store.done('b');
       assert.equal(await f.store.queued(), 0);
@@ -67,7 +84,10 @@ export function describeWebhookStoreContract(
       await f.store.deadLetter({ ...batch('g1', 'globex'), attempts: 3, failedAt: 2000 }, 10);
       assert.equal(await f.store.queued(), 0);
       const acme = await f.store.deadLetters('acme');
-      assert.ok(acme.every((d) => d.id !== 'd1'), 'the oldest went past the bound');
+      assert.ok(
+        acme.every((d) => d.id !== 'd1'),
+        'the oldest went past the bound',
+      );
       assert.equal(await f.store.takeDeadLetter('globex', acme[0]!.id), undefined);
       assert.equal((await f.store.takeDeadLetter('acme', acme[0]!.id))?.id, acme[0]!.id);
       assert.equal(await f.store.takeDeadLetter('acme', acme[0]!.id), undefined, 'taken once');

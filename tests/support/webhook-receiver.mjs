@@ -10,6 +10,7 @@
 import { createServer } from 'node:http';
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { appendFileSync } from 'node:fs';
+import { Buffer } from 'node:buffer';
 
 const secret = process.env.WEBHOOK_SECRET ?? '';
 const log = process.env.WEBHOOK_LOG;
@@ -41,7 +42,11 @@ const server = createServer((req, res) => {
       return;
     }
     const { events } = JSON.parse(body);
-    if (log) appendFileSync(log, events.map((e) => `${JSON.stringify({ ...e, receivedAt: Date.now() })}\n`).join(''));
+    if (log)
+      appendFileSync(
+        log,
+        events.map((e) => `${JSON.stringify({ ...e, receivedAt: Date.now() })}\n`).join(''),
+      );
     res.writeHead(200, { 'Content-Type': 'application/json' }).end('{"ok":true}');
   });
 });

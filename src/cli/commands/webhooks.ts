@@ -80,7 +80,8 @@ function requestOf(args: ParsedArgs): Request | string | undefined {
     case 'dead-letters':
       return { method: 'GET', path: '/v1/admin/webhooks/dead-letters' };
     case 'replay':
-      if (args.options.all === true) return { method: 'POST', path: '/v1/admin/webhooks/dead-letters/replay' };
+      if (args.options.all === true)
+        return { method: 'POST', path: '/v1/admin/webhooks/dead-letters/replay' };
       return id && { method: 'POST', path: `/v1/admin/webhooks/dead-letters/${id}/replay` };
     default:
       return undefined;

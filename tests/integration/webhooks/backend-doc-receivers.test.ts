@@ -28,7 +28,13 @@ function block(heading: string, lang: string): string {
 
 const python = spawnSync('python3', ['--version']).status === 0;
 const RECEIVERS = [
-  { name: 'Node', file: 'receiver.mjs', code: block('### A receiver in Node', 'js'), cmd: process.execPath, skip: false },
+  {
+    name: 'Node',
+    file: 'receiver.mjs',
+    code: block('### A receiver in Node', 'js'),
+    cmd: process.execPath,
+    skip: false,
+  },
   {
     name: 'Python',
     file: 'receiver.py',
@@ -47,43 +53,62 @@ describe('the receivers of docs/backend.md', () => {
   after(() => node.close());
 
   for (const r of RECEIVERS)
-    it(`${r.name}: receives and verifies the webhooks, refuses a bad signature`, { skip: process.env.CI === 'true' ? false : r.skip }, async () => {
-      const admin = await token({ sub: 'ops', roles: ['admin'] });
-      const port = await freePort();
-      const res = await fetch(`${node.httpUrl}/v1/admin/webhooks`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ url: `http://127.0.0.1:${port}/`, events: ['connection.opened'] }),
-      });
-      const made = (await res.json()) as { id: string; secret: string };
-      const file = join(dir, r.file);
-      writeFileSync(file, r.code);
-      let out = '';
-      const child: ChildProcess = spawn(r.cmd, [file], {
-        env: { PATH: process.env.PATH ?? '', WEBHOOK_SECRET: made.secret, PORT: String(port) },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      child.stdout!.on('data', (d) => (out += d));
-      child.stderr!.on('data', (d) => (out += d));
-      try {
-        const post = (sig: string) =>
-          fetch(`http://127.0.0.1:${port}/`, {
-            method: 'POST',
-            headers: { 'content-type': 'application/json', 'x-apix-signature': sig },
-            body: '{"events":[]}',
-          }).then((x) => x.status, () => 0);
-        await waitFor(async () => (await post('t=0,v1=00')) !== 0, 20_000, `the ${r.name} receiver listening: ${out}`);
-        assert.equal(await post(signatureHeader('not-the-secret', '{"events":[]}', Date.now())), 401);
-        assert.equal(await post(signatureHeader(made.secret, '{"events":[]}', Date.now() - 600_000)), 401, 'stale');
-        const c = await RawClient.connect(node.wsUrl, { token: await token({ sub: `doc-${r.name}` }) });
-        await waitFor(() => out.includes(`connection.opened acme`) && out.includes(`doc-${r.name}`), 20_000, `the event: ${out}`);
-        c.close();
-      } finally {
-        child.kill('SIGKILL');
-        await fetch(`${node.httpUrl}/v1/admin/webhooks/${made.id}`, {
-          method: 'DELETE',
-          headers: { authorization: `Bearer ${admin}` },
+    it(
+      `${r.name}: receives and verifies the webhooks, refuses a bad signature`,
+      { skip: process.env.CI === 'true' ? false : r.skip },
+      async () => {
+        const admin = await token({ sub: 'ops', roles: ['admin'] });
+        const port = await freePort();
+        const res = await fetch(`${node.httpUrl}/v1/admin/webhooks`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ url: `http://127.0.0.1:${port}/`, events: ['connection.opened'] }),
         });
-      }
-    });
+        const made = (await res.json()) as { id: string; secret: string };
+        const file = join(dir, r.file);
+        writeFileSync(file, r.code);
+        let out = '';
+        const child: ChildProcess = spawn(r.cmd, [file], {
+          env: { PATH: process.env.PATH ?? '', WEBHOOK_SECRET: made.secret, PORT: String(port) },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        child.stdout!.on('data', (d) => (out += d));
+        child.stderr!.on('data', (d) => (out += d));
+        try {
+          const post = (sig: string) =>
+            fetch(`http://127.0.0.1:${port}/`, {
+              method: 'POST',
+              headers: { 'content-type': 'application/json', 'x-apix-signature': sig },
+              body: '{"events":[]}',
+            }).then(
+              (x) => x.status,
+              () => 0,
+            );
+          await waitFor(
+            async () => (await post('t=0,v1=00')) !== 0,
+            20_000,
+            `the ${r.name} receiver listening: ${out}`,
+          );
+          assert.equal(await post(signatureHeader('not-the-secret', '{"events":[]}', Date.now())), 401);
+          assert.equal(
+            await post(signatureHeader(made.secret, '{"events":[]}', Date.now() - 600_000)),
+            401,
+            'stale',
+          );
+          const c = await RawClient.connect(node.wsUrl, { token: await token({ sub: `doc-${r.name}` }) });
+          await waitFor(
+            () => out.includes(`connection.opened acme`) && out.includes(`doc-${r.name}`),
+            20_000,
+            `the event: ${out}`,
+          );
+          c.close();
+        } finally {
+          child.kill('SIGKILL');
+          await fetch(`${node.httpUrl}/v1/admin/webhooks/${made.id}`, {
+            method: 'DELETE',
+            headers: { authorization: `Bearer ${admin}` },
+          });
+        }
+      },
+    );
 });

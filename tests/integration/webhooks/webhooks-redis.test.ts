@@ -86,7 +86,8 @@ describe('webhooks and server-side subscriptions on Redis', { skip: skipWithoutR
     try {
       const b = await startRedisNode('wr-b');
       await waitFor(
-        () => readLog(log).events.some((e) => e.type === 'connection.opened' && e.data.userId === 'restart-user'),
+        () =>
+          readLog(log).events.some((e) => e.type === 'connection.opened' && e.data.userId === 'restart-user'),
         20_000,
         'delivered by the restarted gateway',
       );
@@ -127,7 +128,11 @@ describe('webhooks and server-side subscriptions on Redis', { skip: skipWithoutR
       await waitFor(() => ofChannel().length === 2, 20_000, 'channel.vacated');
       // Another round of batching, to see that nothing else comes.
       await c1.subscribe({ channels: ['agent:other'] });
-      await waitFor(() => readLog(log).events.some((e) => e.data.channel === 'agent:other'), 20_000, 'agent:other');
+      await waitFor(
+        () => readLog(log).events.some((e) => e.data.channel === 'agent:other'),
+        20_000,
+        'agent:other',
+      );
       assert.deepEqual(
         ofChannel().map((e) => e.type),
         ['channel.occupied', 'channel.vacated'],

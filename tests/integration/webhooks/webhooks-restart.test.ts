@@ -36,7 +36,10 @@ describe('webhooks across a SIGKILL of apix serve (embedded database)', () => {
     const call = async (gw: GatewayProcess, method: string, path: string, body?: unknown) => {
       const res = await fetch(`${gw.httpUrl}${path}`, {
         method,
-        headers: { authorization: `Bearer ${admin}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+        headers: {
+          authorization: `Bearer ${admin}`,
+          ...(body ? { 'content-type': 'application/json' } : {}),
+        },
         body: body ? JSON.stringify(body) : undefined,
       });
       return (await res.json()) as any;
@@ -56,7 +59,11 @@ describe('webhooks across a SIGKILL of apix serve (embedded database)', () => {
     const c = await RawClient.connect(gw.wsUrl, { token: await token({ sub: 'killed-user' }) });
     c.close();
     // No receiver: the batch failed at least once and waits in the database for its retry.
-    await waitFor(async () => (await metric(gw, 'apix_webhook_failed_attempts')) > 0, 60_000, 'a failed attempt');
+    await waitFor(
+      async () => (await metric(gw, 'apix_webhook_failed_attempts')) > 0,
+      60_000,
+      'a failed attempt',
+    );
     await gw.kill('SIGKILL');
     const log = join(dir, 'restart.jsonl');
     const receiver = await startReceiver({ port, secret: made.secret, log });
@@ -64,14 +71,19 @@ describe('webhooks across a SIGKILL of apix serve (embedded database)', () => {
       const again = await spawnGateway(env, { port: gw.port });
       running.push(again);
       await waitFor(
-        () => readLog(log).events.some((e) => e.type === 'connection.opened' && e.data.userId === 'killed-user'),
+        () =>
+          readLog(log).events.some((e) => e.type === 'connection.opened' && e.data.userId === 'killed-user'),
         60_000,
         'delivered after the restart',
       );
       const { events, rejected } = readLog(log);
       assert.deepEqual(rejected, []);
       assert.equal(new Set(events.filter((e) => e.data.userId === 'killed-user').map((e) => e.id)).size, 1);
-      assert.equal((await call(again, 'GET', '/v1/admin/webhooks')).webhooks[0].id, made.id, 'the endpoint was kept');
+      assert.equal(
+        (await call(again, 'GET', '/v1/admin/webhooks')).webhooks[0].id,
+        made.id,
+        'the endpoint was kept',
+      );
     } finally {
       await receiver.kill();
     }

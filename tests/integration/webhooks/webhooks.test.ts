@@ -54,7 +54,10 @@ describe('webhooks (memory engine, real receiver process)', () => {
     });
     assert.equal(refused.status, 403);
     assert.equal(refused.json.code, 'FORBIDDEN');
-    const bad = await api(node, 'POST', '/v1/admin/webhooks', admin, { url: 'http://127.0.0.1:9/x', events: ['nope'] });
+    const bad = await api(node, 'POST', '/v1/admin/webhooks', admin, {
+      url: 'http://127.0.0.1:9/x',
+      events: ['nope'],
+    });
     assert.equal(bad.status, 400);
     const made = await api(node, 'POST', '/v1/admin/webhooks', 'apix_static_acmekey', {
       url: 'http://127.0.0.1:9/x',
@@ -73,7 +76,10 @@ describe('webhooks (memory engine, real receiver process)', () => {
 
   it("a client's life reaches the receiver, signed, batched, with unique ids", async () => {
     const port = await freePort();
-    const made = await api(node, 'POST', '/v1/admin/webhooks', admin, { url: `http://127.0.0.1:${port}/hooks`, events: ALL });
+    const made = await api(node, 'POST', '/v1/admin/webhooks', admin, {
+      url: `http://127.0.0.1:${port}/hooks`,
+      events: ALL,
+    });
     const log = join(dir, 'life.jsonl');
     const receiver = await startReceiver({ port, secret: made.json.secret, log });
     try {
@@ -82,12 +88,27 @@ describe('webhooks (memory engine, real receiver process)', () => {
       c.send({ type: 'unsubscribe', payload: { channels: ['agent:life'] } });
       await c.nextOfType('subscription.removed');
       c.close();
-      await waitFor(() => readLog(log).events.some((e) => e.type === 'connection.closed'), 20_000, 'connection.closed');
-      await waitFor(() => readLog(log).events.some((e) => e.type === 'channel.vacated'), 20_000, 'channel.vacated');
+      await waitFor(
+        () => readLog(log).events.some((e) => e.type === 'connection.closed'),
+        20_000,
+        'connection.closed',
+      );
+      await waitFor(
+        () => readLog(log).events.some((e) => e.type === 'channel.vacated'),
+        20_000,
+        'channel.vacated',
+      );
       const { events, rejected } = readLog(log);
       assert.deepEqual(rejected, []);
       const types = events.map((e) => e.type);
-      for (const t of ['connection.opened', 'subscription.added', 'channel.occupied', 'subscription.removed', 'channel.vacated', 'connection.closed'])
+      for (const t of [
+        'connection.opened',
+        'subscription.added',
+        'channel.occupied',
+        'subscription.removed',
+        'channel.vacated',
+        'connection.closed',
+      ])
         assert.ok(types.includes(t), `${t} in ${types.join(',')}`);
       assert.equal(new Set(events.map((e) => e.id)).size, events.length);
       const added = events.find((e) => e.type === 'subscription.added')!;
@@ -128,11 +149,16 @@ describe('webhooks (memory engine, real receiver process)', () => {
       const failedBefore = node.backend.dispatcher.counters.failedAttempts;
       await round(10);
       // The receiver really was down while those were sent: POSTs failed and were retried.
-      await waitFor(() => node.backend.dispatcher.counters.failedAttempts > failedBefore, 20_000, 'a failed POST');
+      await waitFor(
+        () => node.backend.dispatcher.counters.failedAttempts > failedBefore,
+        20_000,
+        'a failed POST',
+      );
       receiver = await startReceiver({ port, secret: made.json.secret, log });
       const upAt = Date.now();
       await round(5);
-      for (const u of users) for (const t of ['connection.opened', 'connection.closed']) expected.add(`${u}/${t}`);
+      for (const u of users)
+        for (const t of ['connection.opened', 'connection.closed']) expected.add(`${u}/${t}`);
       const seen = () => new Set(readLog(log).events.map((e) => `${e.data.userId}/${e.type}`));
       await waitFor(() => [...expected].every((k) => seen().has(k)), 30_000, 'every event after the restart');
       const { events, rejected } = readLog(log);
@@ -170,7 +196,9 @@ describe('webhooks (memory engine, real receiver process)', () => {
       c.close();
       let letters: any[] = [];
       await waitFor(
-        async () => (letters = (await api(n, 'GET', '/v1/admin/webhooks/dead-letters', admin)).json.deadLetters).length > 0,
+        async () =>
+          (letters = (await api(n, 'GET', '/v1/admin/webhooks/dead-letters', admin)).json.deadLetters)
+            .length > 0,
         20_000,
         'a dead letter',
       );
@@ -182,8 +210,15 @@ describe('webhooks (memory engine, real receiver process)', () => {
       try {
         const r = await api(n, 'POST', `/v1/admin/webhooks/dead-letters/${letters[0].id}/replay`, admin);
         assert.deepEqual(r.json, { replayed: 1 });
-        await waitFor(() => readLog(log).events.some((e) => e.id === letters[0].events[0].id), 20_000, 'replayed');
-        assert.equal((await api(n, 'GET', '/v1/admin/webhooks/dead-letters', admin)).json.deadLetters.length, 0);
+        await waitFor(
+          () => readLog(log).events.some((e) => e.id === letters[0].events[0].id),
+          20_000,
+          'replayed',
+        );
+        assert.equal(
+          (await api(n, 'GET', '/v1/admin/webhooks/dead-letters', admin)).json.deadLetters.length,
+          0,
+        );
       } finally {
         await good.kill();
       }
@@ -208,7 +243,11 @@ describe('apix webhooks (the CLI)', () => {
       execFile(
         process.execPath,
         ['--import', 'tsx', 'src/cli/main.ts', 'webhooks', ...args, '--url', node.httpUrl],
-        { encoding: 'utf8', env: { ...process.env, APIX_ADMIN_TOKEN: 'apix_static_acmekey' }, timeout: 60_000 },
+        {
+          encoding: 'utf8',
+          env: { ...process.env, APIX_ADMIN_TOKEN: 'apix_static_acmekey' },
+          timeout: 60_000,
+        },
         (err, stdout, stderr) =>
           resolve({ status: err ? Number((err as { code?: unknown }).code ?? 1) : 0, stdout, stderr }),
       );
@@ -216,12 +255,20 @@ describe('apix webhooks (the CLI)', () => {
 
   it('add, list, test (a real receiver verifies it), remove; usage errors exit 2', async () => {
     const port = await freePort();
-    const added = await cli('add', `http://127.0.0.1:${port}/hooks`, '--events', 'connection.opened,channel.vacated');
+    const added = await cli(
+      'add',
+      `http://127.0.0.1:${port}/hooks`,
+      '--events',
+      'connection.opened,channel.vacated',
+    );
     assert.equal(added.status, 0, added.stderr);
     const made = JSON.parse(added.stdout);
     assert.match(made.secret, /^whsec_/);
     const listed = JSON.parse((await cli('list')).stdout);
-    assert.deepEqual(listed.webhooks.map((w: any) => w.id), [made.id]);
+    assert.deepEqual(
+      listed.webhooks.map((w: any) => w.id),
+      [made.id],
+    );
     const down = await cli('test', made.id);
     assert.equal(down.status, 1, 'nothing listens yet');
     const log = join(mkdtempSync(join(tmpdir(), 'apix-whc-')), 'cli.jsonl');
@@ -229,7 +276,10 @@ describe('apix webhooks (the CLI)', () => {
     try {
       const test = await cli('test', made.id);
       assert.equal(test.status, 0, test.stderr);
-      assert.deepEqual(readLog(log).events.map((e) => e.type), ['webhook.test']);
+      assert.deepEqual(
+        readLog(log).events.map((e) => e.type),
+        ['webhook.test'],
+      );
     } finally {
       await receiver.kill();
     }

@@ -35,7 +35,14 @@ async function setup(answer: () => string | undefined, options: Partial<Dispatch
     return answer();
   };
   // random() = 0.5: each delay is half its ceiling, so the test knows it.
-  const d = new WebhookDispatcher(store, sender, { ...OPTIONS, ...options }, clock, () => 0.5, createLogger('silent', 't'));
+  const d = new WebhookDispatcher(
+    store,
+    sender,
+    { ...OPTIONS, ...options },
+    clock,
+    () => 0.5,
+    createLogger('silent', 't'),
+  );
   await store.addEndpoint({
     id: 'wh_1',
     orgId: 'acme',
@@ -112,7 +119,11 @@ describe('WebhookDispatcher', () => {
 
   it('a batch leased by a node that died is claimed again when the lease runs out', async () => {
     const { clock, store } = await setup(() => undefined);
-    await store.add({ id: 'b1', orgId: 'acme', endpointId: 'wh_1', events: [], attempts: 0 }, clock.now(), 10);
+    await store.add(
+      { id: 'b1', orgId: 'acme', endpointId: 'wh_1', events: [], attempts: 0 },
+      clock.now(),
+      10,
+    );
     assert.equal((await store.claim(clock.now(), 1000, 10)).length, 1);
     assert.equal((await store.claim(clock.now() + 999, 1000, 10)).length, 0, 'leased');
     assert.equal((await store.claim(clock.now() + 1000, 1000, 10)).length, 1, 'the lease ran out');
