@@ -64,6 +64,10 @@ export class WebhookDispatcher {
   get buffered(): number {
     return this.buffer.length;
   }
+  /** Organizations whose endpoints are cached (at most 10000). */
+  get cachedOrgs(): number {
+    return this.cache.size;
+  }
   /** Batches this node is sending now. */
   get sending(): number {
     return this.inflight;

@@ -16,6 +16,7 @@ import type { Sender } from './sender.ts';
 import { webhookHooks } from './webhook-hooks.ts';
 import { registerWebhookApi } from './admin-api.ts';
 import type { WebhookStore } from './webhook-store.ts';
+import { MemoryChannelOccupancy } from './occupancy.ts';
 import type { ChannelOccupancy } from './occupancy.ts';
 
 export interface BackendIntegrationParts {
@@ -90,7 +91,7 @@ export function installBackendIntegration(
     maxBodyBytes: config.maxMessageBytes,
     server: serverSubscriptions,
   });
-  registerWebhookGauges(parts.metrics, dispatcher, parts.store);
+  registerWebhookGauges(parts.metrics, dispatcher, parts.store, parts.occupancy);
   return {
     dispatcher,
     serverSubscriptions,
@@ -99,7 +100,12 @@ export function installBackendIntegration(
   };
 }
 
-function registerWebhookGauges(metrics: Registry, d: WebhookDispatcher, store: WebhookStore): void {
+function registerWebhookGauges(
+  metrics: Registry,
+  d: WebhookDispatcher,
+  store: WebhookStore,
+  occupancy: ChannelOccupancy,
+): void {
   const gauge = (name: string, help: string, read: () => number | Promise<number>) =>
     new Gauge({
       name,
@@ -142,4 +148,15 @@ function registerWebhookGauges(metrics: Registry, d: WebhookDispatcher, store: W
     'Webhook events dropped: buffer or queue full (since start)',
     () => d.counters.dropped,
   );
+  gauge(
+    'apix_webhook_endpoint_cache_orgs',
+    'Organizations whose webhook endpoints this node has cached',
+    () => d.cachedOrgs,
+  );
+  if (occupancy instanceof MemoryChannelOccupancy)
+    gauge(
+      'apix_channels_occupied',
+      'Memory engine: channels with a subscriber on some node',
+      () => occupancy.size,
+    );
 }
