@@ -31,9 +31,15 @@ export function httpSender(options: SendOptions): Sender {
         return resolve(`refused: ${host} is a private or loopback address`);
       const request = u.protocol === 'https:' ? httpsRequest : httpRequest;
       let settled = false;
+      // The whole exchange, not only each idle gap: a receiver that trickles its answer is cut too.
+      const deadline = setTimeout(
+        () => req.destroy(new Error(`no answer within ${options.timeoutMs} ms`)),
+        options.timeoutMs,
+      );
       const done = (why: string | undefined) => {
         if (settled) return;
         settled = true;
+        clearTimeout(deadline);
         resolve(why);
       };
       const req = request(
