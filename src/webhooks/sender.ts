@@ -7,6 +7,7 @@ import { request as httpsRequest } from 'node:https';
 import { isIP } from 'node:net';
 import { SIGNATURE_HEADER, signatureHeader } from '../backend/signature.ts';
 import { guardedLookup, isPrivateAddress } from './ssrf.ts';
+import { InternalError } from '@apix/protocol/internal-errors';
 
 export interface SendOptions {
   readonly timeoutMs: number;
@@ -33,7 +34,7 @@ export function httpSender(options: SendOptions): Sender {
       let settled = false;
       // The whole exchange, not only each idle gap: a receiver that trickles its answer is cut too.
       const deadline = setTimeout(
-        () => req.destroy(new Error(`no answer within ${options.timeoutMs} ms`)),
+        () => req.destroy(new InternalError('APIX_ERR_TIMEOUT', `no answer within ${options.timeoutMs} ms`)),
         options.timeoutMs,
       );
       const done = (why: string | undefined) => {
@@ -65,7 +66,7 @@ export function httpSender(options: SendOptions): Sender {
         },
       );
       req.on('timeout', () => {
-        req.destroy(new Error(`no answer within ${options.timeoutMs} ms`));
+        req.destroy(new InternalError('APIX_ERR_TIMEOUT', `no answer within ${options.timeoutMs} ms`));
       });
       req.on('error', (err) => done(err.message));
       req.end(body);

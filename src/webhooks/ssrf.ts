@@ -8,6 +8,7 @@ import { lookup as dnsLookup } from 'node:dns';
 import type { LookupAddress, LookupAllOptions, LookupOneOptions } from 'node:dns';
 import { BlockList, isIP } from 'node:net';
 import { ApiXError } from '@apix/protocol';
+import { InternalError } from '@apix/protocol/internal-errors';
 
 const blocked = new BlockList();
 for (const [net, prefix] of [
@@ -77,11 +78,6 @@ function lookupAll(host: string): Promise<LookupAddress[]> {
   );
 }
 
-/** Raised by `guardedLookup`: the connection is refused before it is made. */
-export class PrivateAddressError extends Error {
-  readonly code = 'APIX_PRIVATE_ADDRESS';
-}
-
 type LookupCallback = (
   err: NodeJS.ErrnoException | null,
   address: string | LookupAddress[],
@@ -97,7 +93,12 @@ export function guardedLookup(
   dnsLookup(hostname, { ...options, all: true }, (err, addresses) => {
     if (err) return callback(err, []);
     const bad = addresses.find((a) => isPrivateAddress(a.address));
-    if (bad) return callback(new PrivateAddressError(`${hostname} resolves to ${bad.address}`), []);
+    // The connection is refused before it is made.
+    if (bad)
+      return callback(
+        new InternalError('APIX_ERR_WEBHOOK_DESTINATION', `${hostname} resolves to ${bad.address}`),
+        [],
+      );
     if ((options as LookupAllOptions).all) return callback(null, addresses);
     const first = addresses[0]!;
     callback(null, first.address, first.family);
