@@ -231,6 +231,35 @@ describe('webhooks (memory engine, real receiver process)', () => {
   });
 });
 
+describe('server-side subscriptions of a session whose client is away', () => {
+  let node: ApiXNode;
+  before(async () => {
+    node = await startNode(webhookConfig());
+  });
+  after(() => node.close());
+
+  it('the away session gets the channel (checked like a subscribe) and resumes with it', async () => {
+    const alice = await token({ sub: 'away-alice' });
+    const first = await RawClient.connect(node.wsUrl, { token: alice, sessionId: 'away-1' });
+    first.close();
+    await first.waitClosed();
+    await waitFor(() =>
+      [...node.gateway.sessions.values()].some((s) => s.userId === 'away-alice' && !s.isLive),
+    );
+    const r = await api(node, 'POST', '/v1/admin/subscriptions', 'apix_static_acmekey', {
+      userId: 'away-alice',
+      channels: ['agent:while-away', 'user:someone-else'],
+      action: 'subscribe',
+    });
+    assert.equal(r.status, 200);
+    assert.equal(r.json.sessionsHere, 1);
+    const back = await RawClient.connect(node.wsUrl, { token: alice, sessionId: 'away-1' });
+    const established = back.frames.find((f) => f.type === 'connection.established')!;
+    assert.deepEqual(established.payload.subscriptions, ['agent:while-away']);
+    back.close();
+  });
+});
+
 describe('apix webhooks (the CLI)', () => {
   let node: ApiXNode;
   before(async () => {
