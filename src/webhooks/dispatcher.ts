@@ -75,6 +75,14 @@ export class WebhookDispatcher {
 
   /** Takes one event (from a hook: cheap, never throws); dropped and counted when the buffer is full. */
   emit(orgId: string, type: WebhookEventType, data: Record<string, unknown>): void {
+    // Known not to be wanted (no endpoint of the organization selects it): not even buffered.
+    const known = this.cache.get(orgId);
+    if (
+      known &&
+      this.clock.now() - known.at < this.options.endpointCacheMs &&
+      !known.endpoints.some((e) => (e.events as readonly string[]).includes(type))
+    )
+      return;
     if (this.buffer.length >= this.options.bufferMax) {
       this.counters.dropped++;
       return;

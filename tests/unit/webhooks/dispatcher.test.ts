@@ -117,6 +117,18 @@ describe('WebhookDispatcher', () => {
     assert.equal(posts.length, 1);
   });
 
+  it('an event no endpoint of its organization selects is not even buffered once the endpoints are known', async () => {
+    const { d, round } = await setup(() => undefined, { endpointCacheMs: 60_000 });
+    d.emit('acme', 'connection.closed', {});
+    assert.equal(d.buffered, 1, 'not known yet: buffered, then dropped at the flush');
+    await round();
+    d.emit('acme', 'connection.closed', {});
+    d.emit('acme', 'channel.vacated', {});
+    assert.equal(d.buffered, 0);
+    d.emit('acme', 'connection.opened', {});
+    assert.equal(d.buffered, 1, 'a selected type is');
+  });
+
   it('a batch leased by a node that died is claimed again when the lease runs out', async () => {
     const { clock, store } = await setup(() => undefined);
     await store.add(
