@@ -24,6 +24,8 @@ const ALL = [
   'subscription.removed',
   'channel.occupied',
   'channel.vacated',
+  'presence.join',
+  'presence.leave',
   'message.failed',
 ];
 
@@ -84,8 +86,8 @@ describe('webhooks (memory engine, real receiver process)', () => {
     const receiver = await startReceiver({ port, secret: made.json.secret, log });
     try {
       const c = await RawClient.connect(node.wsUrl, { token: await token({ sub: 'alice' }) });
-      await c.subscribe({ channels: ['agent:life'] });
-      c.send({ type: 'unsubscribe', payload: { channels: ['agent:life'] } });
+      await c.subscribe({ channels: ['agent:life', 'room:life'] });
+      c.send({ type: 'unsubscribe', payload: { channels: ['agent:life', 'room:life'] } });
       await c.nextOfType('subscription.removed');
       c.close();
       await waitFor(
@@ -105,13 +107,17 @@ describe('webhooks (memory engine, real receiver process)', () => {
         'connection.opened',
         'subscription.added',
         'channel.occupied',
+        'presence.join',
+        'presence.leave',
         'subscription.removed',
         'channel.vacated',
         'connection.closed',
       ])
         assert.ok(types.includes(t), `${t} in ${types.join(',')}`);
       assert.equal(new Set(events.map((e) => e.id)).size, events.length);
-      const added = events.find((e) => e.type === 'subscription.added')!;
+      const join = events.find((e) => e.type === 'presence.join')!;
+      assert.deepEqual([join.data.channel, join.data.userId], ['room:life', 'alice']);
+      const added = events.find((e) => e.type === 'subscription.added' && e.data.channel === 'agent:life')!;
       assert.equal(added.organizationId, 'acme');
       assert.deepEqual(
         { channel: added.data.channel, userId: added.data.userId },
