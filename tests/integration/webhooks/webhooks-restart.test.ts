@@ -1,7 +1,8 @@
 /**
  * `apix serve` (embedded: PGlite records, no Redis) killed with SIGKILL while a webhook batch waits for
  * its next attempt, then started again on the same data dir: the endpoint and the batch were in the
- * database, so the batch is delivered, with its event's id unchanged. Runs the built CLI (dist/).
+ * database, so the batch is delivered, with its event's id unchanged; the endpoint's creation is in the
+ * audit trail. Runs the built CLI (dist/).
  */
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -63,6 +64,15 @@ describe('webhooks across a SIGKILL of apix serve (embedded database)', () => {
       async () => (await metric(gw, 'apix_webhook_failed_attempts')) > 0,
       60_000,
       'a failed attempt',
+    );
+    // The endpoint's creation is in the audit trail.
+    await waitFor(
+      async () =>
+        (await call(gw, 'GET', '/v1/audit?type=admin.webhook')).entries.some(
+          (e: { action: string; target: string }) => e.action === 'admin.webhook.add' && e.target === made.id,
+        ),
+      60_000,
+      'the audit entry',
     );
     await gw.kill('SIGKILL');
     const log = join(dir, 'restart.jsonl');
