@@ -159,4 +159,13 @@ export class PrismaWebhookStore implements WebhookStore {
   async queued(): Promise<number> {
     return this.prisma.apiXWebhookBatch.count({ where: { deadAt: null } });
   }
+
+  async nextDue(): Promise<number | undefined> {
+    const row = await this.prisma.apiXWebhookBatch.findFirst({
+      where: { deadAt: null },
+      orderBy: { dueAt: 'asc' },
+      select: { dueAt: true },
+    });
+    return row?.dueAt.getTime();
+  }
 }

@@ -41,6 +41,12 @@ export interface DispatcherCounters {
 }
 
 const MAX_CACHED_ORGS = 10_000;
+/**
+ * An idle node asks the store at most this often whether a batch is due (batches this node queues or
+ * retries are known without asking): an embedded database may sleep, and a batch queued by a node that
+ * died is taken over within this time.
+ */
+export const IDLE_POLL_MS = 30_000;
 
 export class WebhookDispatcher {
   private buffer: WebhookEvent[] = [];
@@ -48,6 +54,9 @@ export class WebhookDispatcher {
   private inflight = 0;
   private readonly sends = new Set<Promise<void>>();
   private ticking: Promise<void> | undefined;
+  /** When a batch may be due next (0 at start: ask the store), and when the store was last asked. */
+  private nextDueAt = 0;
+  private lastPoll = Number.NEGATIVE_INFINITY;
   private timer: TimerHandle | undefined;
   readonly counters: DispatcherCounters = { delivered: 0, failedAttempts: 0, deadLettered: 0, dropped: 0 };
 
@@ -158,7 +167,8 @@ export class WebhookDispatcher {
         events: chunk,
         attempts: 0,
       };
-      if (!(await this.store.add(batch, this.clock.now(), this.options.queueMax))) {
+      if (await this.store.add(batch, this.clock.now(), this.options.queueMax)) this.due(this.clock.now());
+      else {
         this.counters.dropped += chunk.length;
         this.log.warn({ endpoint: endpoint.id, events: chunk.length }, 'webhook queue full: events dropped');
       }
@@ -187,8 +197,21 @@ export class WebhookDispatcher {
    */
   async sendDue(): Promise<void> {
     const room = this.options.concurrency - this.inflight;
-    if (room <= 0) return;
-    const batches = await this.store.claim(this.clock.now(), this.options.leaseMs, room);
+    const now = this.clock.now();
+    if (room <= 0 || (now < this.nextDueAt && now - this.lastPoll < IDLE_POLL_MS)) return;
+    this.lastPoll = now;
+    // Batches noted while the store answers (retries of sends in flight) lower it again.
+    this.nextDueAt = Infinity;
+    let batches: WebhookBatch[];
+    try {
+      batches = await this.store.claim(now, this.options.leaseMs, room);
+      // A full claim may have left due batches behind: ask again next round; else wait for the next one.
+      const next = batches.length === room ? now : ((await this.store.nextDue()) ?? Infinity);
+      this.nextDueAt = Math.min(this.nextDueAt, next);
+    } catch (err) {
+      this.nextDueAt = now; // the store failed: ask again next round
+      throw err;
+    }
     for (const b of batches) {
       const p = this.sendOne(b).finally(() => this.sends.delete(p));
       this.sends.add(p);
@@ -236,6 +259,12 @@ export class WebhookDispatcher {
     }
     const delay = backoffDelay(attempts - 1, this.options.backoff, this.random);
     await this.store.retry(next, this.clock.now() + delay);
+    this.due(this.clock.now() + delay);
+  }
+
+  /** A batch this node stored is due at `at`. */
+  private due(at: number): void {
+    this.nextDueAt = Math.min(this.nextDueAt, at);
   }
 
   /** Queues a dead letter again (attempts from zero); false when there is none of that id. */
@@ -251,6 +280,7 @@ export class WebhookDispatcher {
     };
     // An operator's replay is never refused for a full queue: it was stored already.
     await this.store.add(batch, this.clock.now(), Number.MAX_SAFE_INTEGER);
+    this.due(this.clock.now());
     return true;
   }
 

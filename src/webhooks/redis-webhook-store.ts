@@ -108,4 +108,9 @@ export class RedisWebhookStore implements WebhookStore {
   async queued(): Promise<number> {
     return this.client.zcard(this.keys.webhooks('due'));
   }
+
+  async nextDue(): Promise<number | undefined> {
+    const [, score] = await this.client.zrange(this.keys.webhooks('due'), '0', '0', 'WITHSCORES');
+    return score === undefined ? undefined : Number(score);
+  }
 }

@@ -30,6 +30,8 @@ export interface WebhookStore {
   takeDeadLetter(orgId: string, id: string): Promise<WebhookDeadLetter | undefined>;
   /** Batches waiting (due or leased). */
   queued(): Promise<number>;
+  /** When the earliest waiting batch is due (or its lease ends); undefined when none waits. */
+  nextDue(): Promise<number | undefined>;
 }
 
 /** Memory store (one per in-process bus of nodes); ends with the process. */
@@ -91,5 +93,10 @@ export class MemoryWebhookStore implements WebhookStore {
   }
   async queued(): Promise<number> {
     return this.batches.size;
+  }
+  async nextDue(): Promise<number | undefined> {
+    let min: number | undefined;
+    for (const b of this.batches.values()) if (min === undefined || b.dueAt < min) min = b.dueAt;
+    return min;
   }
 }

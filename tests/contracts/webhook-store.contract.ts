@@ -56,6 +56,7 @@ export function describeWebhookStoreContract(
       assert.equal(await f.store.add(batch('a'), 100, 2), true);
       assert.equal(await f.store.add(batch('b'), 200, 2), true);
       assert.equal(await f.store.add(batch('c'), 100, 2), false, 'full');
+      assert.equal(await f.store.nextDue(), 100);
       assert.deepEqual(
         (await f.store.claim(150, 1000, 10)).map((b) => b.id),
         ['a'],
@@ -71,9 +72,11 @@ export function describeWebhookStoreContract(
         again.map((b) => [b.id, b.attempts, b.lastError]),
         [['a', 1, 'HTTP 500']],
       );
+      assert.equal(await f.store.nextDue(), 1250, "b's lease");
       await f.store.done('a');
       await f.store.done('b');
       assert.equal(await f.store.queued(), 0);
+      assert.equal(await f.store.nextDue(), undefined);
     });
 
     it('dead letters: per organization, bounded (oldest first), taken once', async () => {

@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { ManualClock } from '../../../src/clock.ts';
 import { createLogger } from '../../../src/log.ts';
-import { WebhookDispatcher } from '../../../src/webhooks/dispatcher.ts';
+import { IDLE_POLL_MS, WebhookDispatcher } from '../../../src/webhooks/dispatcher.ts';
 import type { DispatcherOptions } from '../../../src/webhooks/dispatcher.ts';
 import { MemoryWebhookStore } from '../../../src/webhooks/webhook-store.ts';
 import { backoffDelay } from '../../../src/retry/backoff.ts';
@@ -127,6 +127,34 @@ describe('WebhookDispatcher', () => {
     assert.equal(d.buffered, 0);
     d.emit('acme', 'connection.opened', {});
     assert.equal(d.buffered, 1, 'a selected type is');
+  });
+
+  it('an idle node does not ask the store every round, only when a batch it knows of is due, or every IDLE_POLL_MS', async () => {
+    const { clock, store, d, round } = await setup(() => undefined);
+    let claims = 0;
+    const claim = store.claim.bind(store);
+    store.claim = (...args) => (claims++, claim(...args));
+    await round();
+    assert.equal(claims, 1, 'at start: asks once');
+    for (let i = 0; i < 10; i++) {
+      clock.advance(OPTIONS.flushMs);
+      await round();
+    }
+    assert.equal(claims, 1, 'nothing due: no more questions');
+    d.emit('acme', 'connection.opened', {});
+    await round();
+    assert.equal(claims, 2, 'its own batch is due now');
+    // A batch queued by another node (same store) is found by the idle poll.
+    await store.add(
+      { id: 'other', orgId: 'acme', endpointId: 'wh_1', events: [], attempts: 0 },
+      clock.now(),
+      10,
+    );
+    await round();
+    assert.equal(await store.queued(), 1);
+    clock.advance(IDLE_POLL_MS);
+    await round();
+    assert.equal(await store.queued(), 0);
   });
 
   it('a batch leased by a node that died is claimed again when the lease runs out', async () => {
