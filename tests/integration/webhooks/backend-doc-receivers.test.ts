@@ -31,14 +31,14 @@ const RECEIVERS = [
   {
     name: 'Node',
     file: 'receiver.mjs',
-    code: block('### A receiver in Node', 'js'),
+    code: block('### A webhook receiver in Node', 'js'),
     cmd: process.execPath,
     skip: false,
   },
   {
     name: 'Python',
     file: 'receiver.py',
-    code: block('### A receiver in Python', 'python'),
+    code: block('### A webhook receiver in Python', 'python'),
     cmd: 'python3',
     skip: python ? false : 'python3 is not installed',
   },
