@@ -24,6 +24,7 @@ import {
 import { RATE_LIMIT_SETTINGS } from './config-rate-limits.ts';
 import { PROXY_SETTINGS, RPC_SETTINGS } from './config-backend.ts';
 import { STREAM_SETTINGS } from './config-streams.ts';
+import { WEBHOOK_SETTINGS } from './config-webhooks.ts';
 
 export type { ConfigOf, Group, Setting, Table } from './config-table.ts';
 export { settingsOf } from './config-table.ts';
@@ -360,6 +361,7 @@ export const SETTINGS = {
   rpc: RPC_SETTINGS,
   proxy: PROXY_SETTINGS,
   streams: STREAM_SETTINGS,
+  webhooks: WEBHOOK_SETTINGS,
   tls: group(
     {
       certFile: s(

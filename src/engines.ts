@@ -41,6 +41,12 @@ import { StateLog } from './state/state-log.ts';
 import { MemoryRpcRegistry } from './rpc/registry.ts';
 import type { RpcRegistry } from './rpc/registry.ts';
 import { RedisRpcRegistry } from './rpc/redis-registry.ts';
+import { MemoryWebhookStore } from './webhooks/webhook-store.ts';
+import type { WebhookStore } from './webhooks/webhook-store.ts';
+import { RedisWebhookStore } from './webhooks/redis-webhook-store.ts';
+import { MemoryChannelOccupancy } from './webhooks/occupancy.ts';
+import type { ChannelOccupancy } from './webhooks/occupancy.ts';
+import { RedisChannelOccupancy } from './webhooks/redis-occupancy.ts';
 import { silentLogger } from './store/log.ts';
 import type { StoreLogger } from './store/log.ts';
 
@@ -101,6 +107,10 @@ export interface Engines {
   readonly suspensions?: SuspensionStore;
   /** Which services serve which RPC methods, shared by the nodes. */
   readonly rpcRegistry: RpcRegistry;
+  /** Webhook endpoints, queued batches and dead letters (shared by the nodes). */
+  readonly webhooks: WebhookStore;
+  /** Which nodes have subscribers on which channels (channel.occupied / vacated, cluster-wide). */
+  readonly occupancy: ChannelOccupancy;
   /** The memory engines' state log in the data dir (absent: their state ends with the process). */
   readonly stateLog?: StateLog;
   /** Open streams (docs/protocol.md §14), shared by the nodes (absent: a memory store of this node). */
@@ -142,6 +152,21 @@ function busStreamStore(bus: MemoryBrokerBus, config: Config, clock: Clock): Mem
   return store;
 }
 
+/** And their webhook state and channel occupancy. */
+const busWebhooks = new WeakMap<
+  MemoryBrokerBus,
+  { store: MemoryWebhookStore; occupancy: MemoryChannelOccupancy }
+>();
+function busWebhookState(bus: MemoryBrokerBus) {
+  let state = busWebhooks.get(bus);
+  if (!state)
+    busWebhooks.set(
+      bus,
+      (state = { store: new MemoryWebhookStore(), occupancy: new MemoryChannelOccupancy() }),
+    );
+  return state;
+}
+
 export function memoryEngines(config: Config, clock: Clock, bus?: MemoryBrokerBus): Engines {
   const sharedBus =
     bus ?? new MemoryBrokerBus(clock, config.history.maxChannels, 100_000, config.history.maxBytes);
@@ -175,6 +200,8 @@ export function memoryEngines(config: Config, clock: Clock, bus?: MemoryBrokerBu
     revocations,
     suspensions,
     rpcRegistry,
+    webhooks: busWebhookState(sharedBus).store,
+    occupancy: busWebhookState(sharedBus).occupancy,
     readiness: [],
     async close() {
       clearInterval(housekeeping);
@@ -225,6 +252,8 @@ export async function createEngines(config: Config, options: EngineOptions): Pro
     revocations: new RedisRevocationStore(clients.command, keys, { clock }),
     suspensions: new RedisSuspensionStore(clients.command, keys, { clock }),
     rpcRegistry: new RedisRpcRegistry(clients.command, keys),
+    webhooks: new RedisWebhookStore(clients.command, keys),
+    occupancy: new RedisChannelOccupancy(clients.command, keys),
     readiness: [],
     async close() {
       await presence.close();

@@ -106,6 +106,36 @@ export interface HookEvents {
     code?: ErrorCode;
     reason?: string;
   };
+  /**
+   * This node's first subscription on a channel (`occupied`) or its last one gone: the webhooks decide
+   * `channel.occupied` / `vacated` cluster-wide from these. `key`: `<org>/<channel>`.
+   */
+  onChannelLocal: { key: string; occupied: boolean };
+  /** A connection joined or left a room's presence (this node's member). */
+  onPresence: {
+    orgId: string;
+    channel: string;
+    userId: string;
+    clientId: string;
+    connectionId: string;
+    joined: boolean;
+  };
+  /**
+   * A stream (PROTOCOL-1.1 section 11) ended: `stream.end` or aborted. Emitted by the streams module when it
+   * exists; the webhooks send it as `stream.ended`.
+   */
+  onStreamEnded: {
+    orgId: string;
+    channel: string;
+    streamId: string;
+    status: string;
+    bytes?: number;
+    appends?: number;
+  };
+  /** A node-to-node control message no core component handles (extensions: server-side subscriptions). */
+  onClusterControl: {
+    message: { readonly kind: string; readonly from: string; readonly [f: string]: unknown };
+  };
   onAdminAction: { principal: Principal; peer: Peer; action: string; target: string; detail?: unknown };
 }
 

@@ -59,6 +59,7 @@ import type { TlsFiles } from './tls.ts';
 import { rawHttpResponse } from './security-headers.ts';
 import { HttpTransports } from './transport/http/http-transports.ts';
 import { authenticateRequest } from './http/api.ts';
+import type { WebhookStore } from './webhooks/webhook-store.ts';
 
 export interface NodeOptions {
   readonly config: Config;
@@ -70,6 +71,8 @@ export interface NodeOptions {
   readonly apiKeys?: ApiKeyStore;
   readonly channels?: ChannelRegistry;
   readonly deadLetters?: DeadLetterStore;
+  /** Where webhook state is kept when the engines are not shared (the database records); else the engines'. */
+  readonly webhooks?: WebhookStore;
   readonly hooks?: readonly GatewayHooks[];
   /** Where events of durable channels are recorded (the database records). */
   readonly durable?: DurableSink;
@@ -183,6 +186,9 @@ export function buildDelivery(deps: DeliveryDeps): Delivery {
             recipients,
             bytes,
           });
+      },
+      occupancy: (key, occupied) => {
+        if (hooks.has('onChannelLocal')) hooks.emit('onChannelLocal', { key, occupied });
       },
     },
     config.maxBufferedBytes,

@@ -43,6 +43,8 @@ import { publishApproval } from './backend/proxy-steps.ts';
 import { RpcService } from './rpc/rpc-service.ts';
 import type { Connection } from './connections/session.ts';
 import { registerRpcMetrics } from './rpc/rpc-metrics.ts';
+import { installBackendIntegration } from './webhooks/wiring.ts';
+import type { BackendIntegration } from './webhooks/wiring.ts';
 
 export type { NodeOptions } from './node-wiring.ts';
 
@@ -60,6 +62,8 @@ export interface ApiXNode {
   readonly log: Logger;
   /** What `GET /v1/admin/internals` reports the collection sizes of (add more roots with `add`). */
   readonly internals: Internals;
+  /** Webhooks and server-side subscriptions (src/webhooks/wiring.ts). */
+  readonly backend: BackendIntegration;
   /** Listens on config.host:config.port; resolves with the bound port. */
   listen(): Promise<number>;
   /** `ws://host:port/v1/ws` (`wss://` with TLS) once listening. */
@@ -154,10 +158,18 @@ export function createNode(options: NodeOptions): ApiXNode {
   };
   const { httpRouter, operator, internals } = buildHttp(base, options, parts);
   internals.add('rpc', rpc).add('proxy', proxy);
+  const backend = installBackendIntegration(base, {
+    ...{ http: httpRouter, metrics, authenticator, broker, gateway },
+    // Shared engines (Redis) keep it for every node; alone, the database records keep it across restarts.
+    ...{
+      store: engines.broker.name === 'memory' ? (options.webhooks ?? engines.webhooks) : engines.webhooks,
+    },
+    occupancy: engines.occupancy,
+  });
   const tls = options.tls ?? loadTlsFiles(config);
   const server = createHttpServer(options, tls, httpRouter, gateway, log);
   const built = { nodeId, config, server, gateway, router, hooks, metrics, httpRouter, engines };
-  return nodeHandle({ ...built, authenticator, log, internals }, { tls, operator, state, rpc, tracing });
+  return nodeHandle({ ...built, authenticator, log, internals, backend }, { tls, operator, state, rpc, tracing });
 }
 
 /** The node as its users see it: its components, listen, its URLs, and a graceful close. */
@@ -188,6 +200,7 @@ function nodeHandle(
       gateway.start();
       operator.start();
       own.rpc.start();
+      parts.backend.start();
       log.info(
         { port, host: config.host, engine: engines.broker.name, tls: tls !== undefined },
         'APIX gateway listening',
@@ -205,6 +218,8 @@ function nodeHandle(
       operator.stop();
       own.rpc.stop();
       await gateway.drain();
+      // After the drain (its connection.closed events), before the engines: what is buffered is queued.
+      await parts.backend.stop();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections?.();
@@ -260,6 +275,7 @@ export async function openNode(
           apiKeys: records.apiKeys,
           channels: records.channels,
           deadLetters: records.deadLetters,
+          webhooks: records.webhooks,
           hooks: records.hooks,
           readiness: records.readiness,
           durable: records.durable,

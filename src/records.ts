@@ -30,6 +30,8 @@ import type { Authenticator } from './auth/authenticator.ts';
 import type { HookBus } from './hooks.ts';
 import { registerAuditRoutes } from './http/audit.ts';
 import { InternalError } from '@apix/protocol/internal-errors';
+import type { WebhookStore } from './webhooks/webhook-store.ts';
+import { PrismaWebhookStore } from './store/prisma-webhook-store.ts';
 
 export interface Records {
   readonly db: Database;
@@ -38,6 +40,8 @@ export interface Records {
   readonly apiKeys: ApiKeyStore;
   readonly channels: ChannelRegistry;
   readonly deadLetters: DeadLetterStore;
+  /** Webhook endpoints, queued batches and dead letters, kept across restarts (used without Redis). */
+  readonly webhooks: WebhookStore;
   readonly hooks: readonly GatewayHooks[];
   readonly readiness: readonly ReadinessCheck[];
   readonly durable: DurableSink;
@@ -96,6 +100,7 @@ export async function openRecords(
     apiKeys: repos.apiKeyStore,
     channels,
     deadLetters: new PrismaDeadLetterStore(repos.events, config.deadLetterSize),
+    webhooks: new PrismaWebhookStore(db.prisma),
     hooks: [recordHooks(repos), auditHooks(audit, { publishes: config.audit.publishes, denials })],
     readiness: [
       {

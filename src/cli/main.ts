@@ -13,6 +13,7 @@ const COMMANDS: Record<string, string> = {
   migrate: 'apply database migrations',
   audit: 'the audit trail: apix audit verify|tail --org <org>',
   admin: 'operate a running gateway: suspend, resume, kick, revoke-token, revoke-user, dead-letters',
+  webhooks: 'manage webhooks of a running gateway: apix webhooks add|list|remove|test|dead-letters|replay',
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -437,6 +437,7 @@ export class ApiXGateway implements TransportHost<Connection> {
         if (revoked) this.sanctions.applyRevocation(revoked.revocation, revoked.reason);
         const suspension = parseSuspensionControl(msg);
         if (suspension) this.sanctions.applySuspension(suspension.suspension, suspension.suspended);
+        if (!revoked && !suspension) this.deps.hooks.emit('onClusterControl', { message: msg });
       }
     }
   }

@@ -125,6 +125,19 @@ export class RedisKeys {
     return `${this.prefix}{st:${safe(channelKey)}}:open`;
   }
 
+  /**
+   * Webhook delivery state, all in one slot (`{wh}`: the scripts touch several at once): `endpoints`,
+   * `batches` (hash id -> JSON), `due` (zset id -> ms), `dead` (hash id -> JSON), `deadorder` (zset id -> ms).
+   */
+  webhooks(part: 'endpoints' | 'batches' | 'due' | 'dead' | 'deadorder'): string {
+    return `${this.prefix}{wh}:${part}`;
+  }
+
+  /** The nodes with a subscriber on a channel (channel.occupied / vacated; in the channel's slot). */
+  occupancy(channelKey: string): string {
+    return `${this.prefix}{ch:${safe(channelKey)}}:nodes`;
+  }
+
   /** A shared token bucket (hash: tokens, last refill), e.g. `org:pub:acme` or `ch:acme/agent:x`. */
   rateLimit(bucket: string): string {
     return `${this.prefix}rl:{${tag(bucket)}}`;

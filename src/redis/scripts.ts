@@ -22,7 +22,11 @@ export type ScriptName =
   | 'stream-start'
   | 'stream-append'
   | 'stream-end'
-  | 'stream-compacted';
+  | 'stream-compacted'
+  | 'webhook-add'
+  | 'webhook-claim'
+  | 'webhook-dead'
+  | 'channel-occupancy';
 
 interface ScriptSource {
   readonly lua: string;

@@ -31,6 +31,8 @@ export interface FanoutTarget {
   /** Called once per event after the fan-out, with the number of sockets written. */
   /** `channel` is the parsed channel every subscriber of the key already holds (no re-parse per event). */
   delivered(event: BrokerEvent, channel: ParsedChannel, recipients: number, bytes: number): void;
+  /** This node's first subscription on a channel key (`occupied`), or its last one gone. */
+  occupancy?(key: string, occupied: boolean): void;
 }
 
 /**
@@ -87,6 +89,7 @@ export class LocalHub {
       this.channels.set(sub.key, set);
       set.add(sub);
       this.subscriptionCount++;
+      this.target.occupancy?.(sub.key, true);
       try {
         await this.broker.subscribe(sub.key);
       } catch (err) {
@@ -107,6 +110,7 @@ export class LocalHub {
     this.subscriptionCount--;
     if (set.size === 0) {
       this.channels.delete(sub.key);
+      this.target.occupancy?.(sub.key, false);
       this.broker.unsubscribe(sub.key).catch(() => {});
     }
   }

@@ -11,6 +11,7 @@ import { encodePresence } from '../gateway/frames.ts';
 import { Phase } from '../connections/session.ts';
 import type { Connection } from '../connections/session.ts';
 import type { Session, Subscription } from '../connections/session.ts';
+import type { HookBus } from '../hooks.ts';
 
 export interface RoomsDeps {
   readonly nodeId: string;
@@ -20,6 +21,8 @@ export interface RoomsDeps {
   readonly presence: Presence;
   /** The sessions held by this node (a member's session must still be one of them). */
   readonly sessions: ReadonlyMap<string, Session>;
+  /** Told of every join and leave (`onPresence`: webhooks). */
+  readonly hooks?: HookBus;
 }
 
 export class Rooms {
@@ -85,6 +88,15 @@ export class Rooms {
 
   private publish(sub: Subscription, type: 'presence.join' | 'presence.leave', member: PresenceMember): void {
     const timestamp = this.deps.clock.now();
+    if (this.deps.hooks?.has('onPresence'))
+      this.deps.hooks.emit('onPresence', {
+        orgId: sub.session.orgId,
+        channel: sub.name,
+        userId: member.userId,
+        clientId: member.clientId,
+        connectionId: member.connectionId,
+        joined: type === 'presence.join',
+      });
     const payload = JSON.stringify({
       userId: member.userId,
       clientId: member.clientId,

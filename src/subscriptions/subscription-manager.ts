@@ -189,7 +189,13 @@ export class SubscriptionManager {
     });
   }
 
-  unsubscribe(conn: Connection, channels: readonly string[], correlationId: string | undefined): void {
+  /** `reason`: `client` (its own unsubscribe) or `server` (POST /v1/admin/subscriptions). */
+  unsubscribe(
+    conn: Connection,
+    channels: readonly string[],
+    correlationId: string | undefined,
+    reason: 'client' | 'server' = 'client',
+  ): void {
     const session = conn.session!;
     const removed: string[] = [];
     for (const name of new Set(channels)) {
@@ -197,14 +203,50 @@ export class SubscriptionManager {
       if (!parsed.ok) continue;
       const sub = session.subscriptions.get(channelKey(session.orgId, parsed.channel));
       if (!sub) continue;
-      this.remove(sub, 'client');
+      this.remove(sub, reason);
       removed.push(name);
-      this.deps.hooks.emit('onUnsubscribe', { connection: conn.info(), channel: name, reason: 'client' });
+      this.deps.hooks.emit('onUnsubscribe', { connection: conn.info(), channel: name, reason });
     }
     this.deps.connections.saveSnapshot(session);
     conn.send(
       encodeControl('subscription.removed', { channels: removed }, this.deps.clock.now(), correlationId),
     );
+  }
+
+  /**
+   * A server-side subscribe (POST /v1/admin/subscriptions) of a session whose client is away: checked
+   * against the session's credentials like a client's subscribe, attached (its events wait in the session's
+   * queue), saved. Channels it holds already are left as they are. Answers the channels granted.
+   */
+  async subscribeAway(session: Session, names: readonly string[]): Promise<string[]> {
+    const granted: string[] = [];
+    for (const name of new Set(names)) {
+      const parsed = parseChannel(name);
+      if (!parsed.ok) continue;
+      if (session.subscriptions.has(channelKey(session.orgId, parsed.channel))) continue;
+      if (session.subscriptions.size >= this.deps.config.maxChannelsPerConnection) break;
+      if (!this.deps.access.decide('subscribe', session.principal, parsed.channel).allowed) continue;
+      const r = await this.attach(session, parsed.channel, false, undefined, undefined, undefined, false);
+      if (r.sub) granted.push(name);
+    }
+    this.deps.connections.saveSnapshot(session);
+    return granted;
+  }
+
+  /** A server-side unsubscribe of a session whose client is away; answers the channels removed. */
+  unsubscribeAway(session: Session, names: readonly string[]): string[] {
+    const removed: string[] = [];
+    for (const name of new Set(names)) {
+      const parsed = parseChannel(name);
+      const sub = parsed.ok
+        ? session.subscriptions.get(channelKey(session.orgId, parsed.channel))
+        : undefined;
+      if (!sub) continue;
+      this.remove(sub, 'server');
+      removed.push(name);
+    }
+    this.deps.connections.saveSnapshot(session);
+    return removed;
   }
 
   remove(sub: Subscription, _reason: string): void {

@@ -175,6 +175,27 @@ describe('admin dashboard in Chromium', { skip: skipWithoutChromium() }, () => {
     assert.deepEqual(pageErrors, []);
   });
 
+  it('manages webhooks: adds an endpoint (its secret shown once), lists it, removes it', async () => {
+    await page.fill('#webhooks-url', 'http://203.0.113.10/apix-hooks');
+    await page.check('#webhooks-events input[value="channel.occupied"]');
+    await page.check('#webhooks-events input[value="connection.opened"]');
+    await page.click('#webhooks-form button[type=submit]');
+    await page.waitForFunction(() =>
+      document.getElementById('webhooks-message')!.textContent!.includes('whsec_'),
+    );
+    await page.waitForFunction(() =>
+      document.getElementById('webhooks-list')!.textContent!.includes('203.0.113.10'),
+    );
+    assert.match((await page.textContent('#webhooks-list'))!, /connection\.opened, channel\.occupied/);
+    assert.doesNotMatch((await page.textContent('#webhooks-list'))!, /whsec_/);
+    await page.click('#webhooks-list button:has-text("Remove")');
+    await page.waitForFunction(() =>
+      document.getElementById('webhooks-list')!.textContent!.includes('no endpoints'),
+    );
+    assert.deepEqual(cspViolations, []);
+    assert.deepEqual(pageErrors, []);
+  });
+
   it('keeps the token in sessionStorage across a reload, and forgets it on logout', async () => {
     await page.reload();
     await page.waitForFunction(() => document.getElementById('live')!.textContent === 'live', undefined, {

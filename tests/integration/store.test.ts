@@ -58,6 +58,8 @@ for (const target of databaseTargets) {
         AuditLog: Prisma.AuditLogScalarFieldEnum,
         AuditChainHead: Prisma.AuditChainHeadScalarFieldEnum,
         ApiXDeadLetter: Prisma.ApiXDeadLetterScalarFieldEnum,
+        ApiXWebhookEndpoint: Prisma.ApiXWebhookEndpointScalarFieldEnum,
+        ApiXWebhookBatch: Prisma.ApiXWebhookBatchScalarFieldEnum,
       };
       assert.deepEqual(Object.keys(models).sort(), Object.values(Prisma.ModelName).sort());
       for (const [table, fields] of Object.entries(models)) {

@@ -17,6 +17,8 @@ export const INTERNAL_ERRORS = {
   APIX_ERR_REDIS_SCRIPT: 'A Lua script is missing, misnamed, or called with the wrong number of keys.',
   APIX_ERR_REDIS_KEY: 'A Redis key or key prefix does not follow the key layout (src/redis/keys.ts).',
   APIX_ERR_DB_UNAVAILABLE: 'The database is unreachable, or the embedded database stopped.',
+  APIX_ERR_WEBHOOK_DESTINATION:
+    'A webhook destination resolves to a private or loopback address (SSRF guard; APIX_WEBHOOK_ALLOW_PRIVATE).',
 } as const satisfies Record<`APIX_ERR_${string}`, string>;
 
 export type InternalErrorCode = keyof typeof INTERNAL_ERRORS;

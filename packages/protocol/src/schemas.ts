@@ -542,3 +542,35 @@ export const ProxyAllowSchema = z.looseObject({
   expiresAt: z.number().int().positive().optional(),
 });
 export type ProxyAllow = z.infer<typeof ProxyAllowSchema>;
+
+// ---- Backend integration (PROTOCOL-1.1 section 13) ----
+
+/** The webhook event types an endpoint may select. */
+export const WEBHOOK_EVENT_TYPES = [
+  'connection.opened',
+  'connection.closed',
+  'subscription.added',
+  'subscription.removed',
+  'channel.occupied',
+  'channel.vacated',
+  'presence.join',
+  'presence.leave',
+  'stream.ended',
+  'message.failed',
+] as const;
+export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
+
+/** `POST /v1/admin/webhooks`. */
+export const WebhookCreateSchema = z.strictObject({
+  url: z.string().min(1).max(2048),
+  events: z.array(z.enum(WEBHOOK_EVENT_TYPES)).min(1).max(WEBHOOK_EVENT_TYPES.length),
+});
+export type WebhookCreate = z.infer<typeof WebhookCreateSchema>;
+
+/** `POST /v1/admin/subscriptions`: a user's subscriptions changed by the platform's backend. */
+export const ServerSubscriptionSchema = z.strictObject({
+  userId: z.string().min(1).max(200),
+  channels: z.array(channelName).min(1).max(100),
+  action: z.enum(['subscribe', 'unsubscribe']),
+});
+export type ServerSubscription = z.infer<typeof ServerSubscriptionSchema>;

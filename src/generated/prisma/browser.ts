@@ -59,3 +59,14 @@ export type AuditChainHead = Prisma.AuditChainHeadModel
  * Events that exhausted their delivery attempts on an acknowledged subscription.
  */
 export type ApiXDeadLetter = Prisma.ApiXDeadLetterModel
+/**
+ * Model ApiXWebhookEndpoint
+ * A webhook endpoint of an organization (docs/backend.md): `secret` signs every request to it.
+ */
+export type ApiXWebhookEndpoint = Prisma.ApiXWebhookEndpointModel
+/**
+ * Model ApiXWebhookBatch
+ * A webhook batch: waiting for delivery (`deadAt` null; due at `dueAt`, or leased until then), or a dead
+ * letter (`deadAt` set), listed and replayed by an operator.
+ */
+export type ApiXWebhookBatch = Prisma.ApiXWebhookBatchModel

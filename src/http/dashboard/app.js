@@ -3,6 +3,7 @@
 // gateway's own WebSocket (channel org:apix-dashboard, one `apix.stats` event per second).
 import { barList, lineChart } from './charts.js';
 import { startDeadLetters, stopDeadLetters } from './dead-letters.js';
+import { webhooksPanel } from './webhooks.js';
 
 const TOKEN_KEY = 'apix.dashboard.token';
 const CHANNEL = 'org:apix-dashboard';
@@ -80,6 +81,7 @@ async function login(token) {
   connect();
   pollAudit();
   startDeadLetters(() => state.token);
+  webhooks.refresh().catch(() => {});
 }
 
 function logout(message) {
@@ -372,6 +374,8 @@ function render() {
 }
 
 // ------------------------------------------------------------------ start
+
+const webhooks = webhooksPanel(() => state.token);
 
 $('login-form').addEventListener('submit', (event) => {
   event.preventDefault();

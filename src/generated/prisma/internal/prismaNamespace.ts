@@ -404,7 +404,9 @@ export const ModelName = {
   ApiKey: 'ApiKey',
   AuditLog: 'AuditLog',
   AuditChainHead: 'AuditChainHead',
-  ApiXDeadLetter: 'ApiXDeadLetter'
+  ApiXDeadLetter: 'ApiXDeadLetter',
+  ApiXWebhookEndpoint: 'ApiXWebhookEndpoint',
+  ApiXWebhookBatch: 'ApiXWebhookBatch'
 } as const
 
 export type ModelName = (typeof ModelName)[keyof typeof ModelName]
@@ -420,7 +422,7 @@ export type TypeMap<ExtArgs extends runtime.Types.Extensions.InternalArgs = runt
     omit: GlobalOmitOptions
   }
   meta: {
-    modelProps: "apiXConnection" | "apiXEvent" | "apiXChannel" | "organization" | "apiKey" | "auditLog" | "auditChainHead" | "apiXDeadLetter"
+    modelProps: "apiXConnection" | "apiXEvent" | "apiXChannel" | "organization" | "apiKey" | "auditLog" | "auditChainHead" | "apiXDeadLetter" | "apiXWebhookEndpoint" | "apiXWebhookBatch"
     txIsolationLevel: TransactionIsolationLevel
   }
   model: {
@@ -1016,6 +1018,154 @@ export type TypeMap<ExtArgs extends runtime.Types.Extensions.InternalArgs = runt
         }
       }
     }
+    ApiXWebhookEndpoint: {
+      payload: Prisma.$ApiXWebhookEndpointPayload<ExtArgs>
+      fields: Prisma.ApiXWebhookEndpointFieldRefs
+      operations: {
+        findUnique: {
+          args: Prisma.ApiXWebhookEndpointFindUniqueArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$ApiXWebhookEndpointPayload> | null
+        }
+        findUniqueOrThrow: {
+          args: Prisma.ApiXWebhookEndpointFindUniqueOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$ApiXWebhookEndpointPayload>
+        }
+        findFirst: {
+          args: Prisma.ApiXWebhookEndpointFindFirstArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$ApiXWebhookEndpointPayload> | null
+        }
+        findFirstOrThrow: {
+          args: Prisma.ApiXWebhookEndpointFindFirstOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$ApiXWebhookEndpointPayload>
+        }
+        findMany: {
+          args: Prisma.ApiXWebhookEndpointFindManyArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$ApiXWebhookEndpointPayload>[]
+        }
+        create: {
+          args: Prisma.ApiXWebhookEndpointCreateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$ApiXWebhookEndpointPayload>
+        }
+        createMany: {
+          args: Prisma.ApiXWebhookEndpointCreateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        createManyAndReturn: {
+          args: Prisma.ApiXWebhookEndpointCreateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$ApiXWebhookEndpointPayload>[]
+        }
+        delete: {
+          args: Prisma.ApiXWebhookEndpointDeleteArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$ApiXWebhookEndpointPayload>
+        }
+        update: {
+          args: Prisma.ApiXWebhookEndpointUpdateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$ApiXWebhookEndpointPayload>
+        }
+        deleteMany: {
+          args: Prisma.ApiXWebhookEndpointDeleteManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateMany: {
+          args: Prisma.ApiXWebhookEndpointUpdateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateManyAndReturn: {
+          args: Prisma.ApiXWebhookEndpointUpdateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$ApiXWebhookEndpointPayload>[]
+        }
+        upsert: {
+          args: Prisma.ApiXWebhookEndpointUpsertArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$ApiXWebhookEndpointPayload>
+        }
+        aggregate: {
+          args: Prisma.ApiXWebhookEndpointAggregateArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AggregateApiXWebhookEndpoint>
+        }
+        groupBy: {
+          args: Prisma.ApiXWebhookEndpointGroupByArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.ApiXWebhookEndpointGroupByOutputType>[]
+        }
+        count: {
+          args: Prisma.ApiXWebhookEndpointCountArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.ApiXWebhookEndpointCountAggregateOutputType> | number
+        }
+      }
+    }
+    ApiXWebhookBatch: {
+      payload: Prisma.$ApiXWebhookBatchPayload<ExtArgs>
+      fields: Prisma.ApiXWebhookBatchFieldRefs
+      operations: {
+        findUnique: {
+          args: Prisma.ApiXWebhookBatchFindUniqueArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$ApiXWebhookBatchPayload> | null
+        }
+        findUniqueOrThrow: {
+          args: Prisma.ApiXWebhookBatchFindUniqueOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$ApiXWebhookBatchPayload>
+        }
+        findFirst: {
+          args: Prisma.ApiXWebhookBatchFindFirstArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$ApiXWebhookBatchPayload> | null
+        }
+        findFirstOrThrow: {
+          args: Prisma.ApiXWebhookBatchFindFirstOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$ApiXWebhookBatchPayload>
+        }
+        findMany: {
+          args: Prisma.ApiXWebhookBatchFindManyArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$ApiXWebhookBatchPayload>[]
+        }
+        create: {
+          args: Prisma.ApiXWebhookBatchCreateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$ApiXWebhookBatchPayload>
+        }
+        createMany: {
+          args: Prisma.ApiXWebhookBatchCreateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        createManyAndReturn: {
+          args: Prisma.ApiXWebhookBatchCreateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$ApiXWebhookBatchPayload>[]
+        }
+        delete: {
+          args: Prisma.ApiXWebhookBatchDeleteArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$ApiXWebhookBatchPayload>
+        }
+        update: {
+          args: Prisma.ApiXWebhookBatchUpdateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$ApiXWebhookBatchPayload>
+        }
+        deleteMany: {
+          args: Prisma.ApiXWebhookBatchDeleteManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateMany: {
+          args: Prisma.ApiXWebhookBatchUpdateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateManyAndReturn: {
+          args: Prisma.ApiXWebhookBatchUpdateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$ApiXWebhookBatchPayload>[]
+        }
+        upsert: {
+          args: Prisma.ApiXWebhookBatchUpsertArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$ApiXWebhookBatchPayload>
+        }
+        aggregate: {
+          args: Prisma.ApiXWebhookBatchAggregateArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AggregateApiXWebhookBatch>
+        }
+        groupBy: {
+          args: Prisma.ApiXWebhookBatchGroupByArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.ApiXWebhookBatchGroupByOutputType>[]
+        }
+        count: {
+          args: Prisma.ApiXWebhookBatchCountArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.ApiXWebhookBatchCountAggregateOutputType> | number
+        }
+      }
+    }
   }
 } & {
   other: {
@@ -1168,6 +1318,32 @@ export const ApiXDeadLetterScalarFieldEnum = {
 } as const
 
 export type ApiXDeadLetterScalarFieldEnum = (typeof ApiXDeadLetterScalarFieldEnum)[keyof typeof ApiXDeadLetterScalarFieldEnum]
+
+
+export const ApiXWebhookEndpointScalarFieldEnum = {
+  id: 'id',
+  organizationId: 'organizationId',
+  url: 'url',
+  events: 'events',
+  secret: 'secret',
+  createdAt: 'createdAt'
+} as const
+
+export type ApiXWebhookEndpointScalarFieldEnum = (typeof ApiXWebhookEndpointScalarFieldEnum)[keyof typeof ApiXWebhookEndpointScalarFieldEnum]
+
+
+export const ApiXWebhookBatchScalarFieldEnum = {
+  id: 'id',
+  organizationId: 'organizationId',
+  endpointId: 'endpointId',
+  events: 'events',
+  attempts: 'attempts',
+  lastError: 'lastError',
+  dueAt: 'dueAt',
+  deadAt: 'deadAt'
+} as const
+
+export type ApiXWebhookBatchScalarFieldEnum = (typeof ApiXWebhookBatchScalarFieldEnum)[keyof typeof ApiXWebhookBatchScalarFieldEnum]
 
 
 export const SortOrder = {
@@ -1501,6 +1677,8 @@ export type GlobalOmitConfig = {
   auditLog?: Prisma.AuditLogOmit
   auditChainHead?: Prisma.AuditChainHeadOmit
   apiXDeadLetter?: Prisma.ApiXDeadLetterOmit
+  apiXWebhookEndpoint?: Prisma.ApiXWebhookEndpointOmit
+  apiXWebhookBatch?: Prisma.ApiXWebhookBatchOmit
 }
 
 /* Types for Logging */

@@ -58,7 +58,9 @@ export const ModelName = {
   ApiKey: 'ApiKey',
   AuditLog: 'AuditLog',
   AuditChainHead: 'AuditChainHead',
-  ApiXDeadLetter: 'ApiXDeadLetter'
+  ApiXDeadLetter: 'ApiXDeadLetter',
+  ApiXWebhookEndpoint: 'ApiXWebhookEndpoint',
+  ApiXWebhookBatch: 'ApiXWebhookBatch'
 } as const
 
 export type ModelName = (typeof ModelName)[keyof typeof ModelName]
@@ -190,6 +192,32 @@ export const ApiXDeadLetterScalarFieldEnum = {
 } as const
 
 export type ApiXDeadLetterScalarFieldEnum = (typeof ApiXDeadLetterScalarFieldEnum)[keyof typeof ApiXDeadLetterScalarFieldEnum]
+
+
+export const ApiXWebhookEndpointScalarFieldEnum = {
+  id: 'id',
+  organizationId: 'organizationId',
+  url: 'url',
+  events: 'events',
+  secret: 'secret',
+  createdAt: 'createdAt'
+} as const
+
+export type ApiXWebhookEndpointScalarFieldEnum = (typeof ApiXWebhookEndpointScalarFieldEnum)[keyof typeof ApiXWebhookEndpointScalarFieldEnum]
+
+
+export const ApiXWebhookBatchScalarFieldEnum = {
+  id: 'id',
+  organizationId: 'organizationId',
+  endpointId: 'endpointId',
+  events: 'events',
+  attempts: 'attempts',
+  lastError: 'lastError',
+  dueAt: 'dueAt',
+  deadAt: 'deadAt'
+} as const
+
+export type ApiXWebhookBatchScalarFieldEnum = (typeof ApiXWebhookBatchScalarFieldEnum)[keyof typeof ApiXWebhookBatchScalarFieldEnum]
 
 
 export const SortOrder = {

@@ -1,0 +1,37 @@
+/**
+ * Channel occupancy across the cluster: a channel is occupied while at least one node has a subscriber on
+ * it. Each node reports its own first-in and last-out (the hub's transitions); the store answers whether
+ * that made the channel occupied or vacated cluster-wide, atomically, so exactly one node emits each
+ * `channel.occupied` / `channel.vacated`. Memory (shared by the nodes of one in-process bus) here; Redis in
+ * redis-occupancy.ts.
+ *
+ * Limit: a node that dies without leaving keeps its channels occupied until it comes back with the same
+ * node id (APIX_NODE_ID) and its subscribers come and go.
+ */
+export interface ChannelOccupancy {
+  /** True when this change made the channel occupied (`occupied`) or vacated (`!occupied`) cluster-wide. */
+  change(key: string, nodeId: string, occupied: boolean): Promise<boolean>;
+}
+
+export class MemoryChannelOccupancy implements ChannelOccupancy {
+  private readonly nodes = new Map<string, Set<string>>();
+
+  async change(key: string, nodeId: string, occupied: boolean): Promise<boolean> {
+    let set = this.nodes.get(key);
+    if (occupied) {
+      if (!set) this.nodes.set(key, (set = new Set()));
+      if (set.has(nodeId)) return false;
+      set.add(nodeId);
+      return set.size === 1;
+    }
+    if (!set || !set.delete(nodeId)) return false;
+    if (set.size > 0) return false;
+    this.nodes.delete(key);
+    return true;
+  }
+
+  /** Channels occupied now (bounded by the channels subscribed on the nodes). */
+  get size(): number {
+    return this.nodes.size;
+  }
+}
