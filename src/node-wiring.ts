@@ -11,15 +11,9 @@ import type { Clock, Random } from './clock.ts';
 import type { Logger } from './log.ts';
 import type { Broker } from './broker/broker.ts';
 import type { Connection } from './connections/session.ts';
-import { Late } from './late.ts';
-import { MemoryPendingStore } from './pending/pending-store.ts';
-import type { PendingStore } from './pending/pending-store.ts';
-import { RetryManager } from './retry/retry-manager.ts';
-import { PendingJournal } from './retry/pending-journal.ts';
 import type { DeadLetterStore } from './retry/dead-letter.ts';
-import { LocalHub } from './subscriptions/hub.ts';
+import type { LocalHub } from './subscriptions/hub.ts';
 import type { ChannelRegistry } from './subscriptions/channel-registry.ts';
-import type { Delivery, GatewayCallbacks } from './gateway/delivery.ts';
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -45,7 +39,6 @@ import type { HookBus } from './hooks.ts';
 import type { GatewayHooks } from './hooks.ts';
 import { HttpRouter } from './http/router.ts';
 import { registerApi } from './http/api.ts';
-import type { Tracing } from './tracing/tracing.ts';
 import { installOperatorTools } from './http/operator.ts';
 import { Internals, registerInternals } from './http/internals.ts';
 import { ReservedChannelRegistry } from './subscriptions/reserved-channels.ts';
@@ -96,106 +89,6 @@ export interface NodeOptions {
   };
   /** The write batcher's window timers (default real ones, not `clock`): a test closes windows itself. */
   readonly writeTimers?: Pick<Clock, 'setTimeout'>;
-}
-
-export interface DeliveryDeps {
-  readonly config: Config;
-  readonly nodeId: string;
-  readonly clock: Clock;
-  readonly random: Random;
-  readonly log: Logger;
-  readonly hooks: HookBus;
-  /** The node's broker stack: the hub fans out what it hands over. */
-  readonly broker: Broker;
-  readonly channels: ChannelRegistry;
-  readonly deadLetters: DeadLetterStore;
-  /** Where in-flight events of acknowledged subscriptions are kept across restarts (memory when absent). */
-  readonly pendingStore: PendingStore | undefined;
-  /** OpenTelemetry: an `apix.deliver` span per event fanned out here; absent: none. */
-  readonly tracing?: Tracing | undefined;
-}
-
-/** The retry manager, the pending journal and the hub; the gateway binds `callbacks`. */
-export function buildDelivery(deps: DeliveryDeps): Delivery {
-  const { config, clock, hooks } = deps;
-  const callbacks = new Late<GatewayCallbacks>('the gateway callbacks of the delivery components');
-  const retry = new RetryManager(
-    {
-      ackTimeoutMs: config.ackTimeoutMs,
-      baseMs: config.retry.baseMs,
-      maxMs: config.retry.maxMs,
-      maxAttempts: config.retry.maxAttempts,
-      maxInflight: config.maxInflight,
-      maxWaiting: config.offlineQueueSize,
-      compressThresholdBytes: config.compression.thresholdBytes,
-    },
-    clock,
-    deps.random,
-    deps.deadLetters,
-    {
-      queueAway: (sub, event, attempts) => callbacks.value.queueAway(sub, event, attempts),
-      deadLettered: (sub, event, attempts) => callbacks.value.deadLettered(sub, event, attempts),
-      acked: (sub, event) => {
-        if (hooks.has('onAck'))
-          hooks.emit('onAck', {
-            orgId: sub.session.orgId,
-            channelType: sub.type,
-            publishedAt: event.timestamp,
-            ackedAt: clock.now(),
-          });
-      },
-    },
-  );
-  const pending = new PendingJournal(
-    deps.pendingStore ?? new MemoryPendingStore(1_000_000, () => clock.now()),
-    clock,
-    {
-      nodeId: deps.nodeId,
-      flushMs: config.pending.flushMs,
-      sweepMs: config.pending.sweepMs,
-      sessionTtlMs: config.sessionTtlMs,
-    },
-    (owner, entries) => callbacks.value.deadLetterStored(owner, entries),
-    deps.log,
-  );
-  retry.pending = pending;
-  const hub = new LocalHub(
-    deps.broker,
-    {
-      deliverAcked: (sub, event, frames) => retry.deliver(sub, event, frames),
-      deliverAway: (sub, event) => callbacks.value.queueAway(sub, event, 0),
-      pressure: (conn) => callbacks.value.pressure(conn),
-      coalesceField: (event, channel) =>
-        deps.channels.get(event.key.slice(0, event.key.indexOf('/')), channel.name)?.coalesceKey,
-      hold: (conn, sub, event, frames, key) => callbacks.value.hold(conn, sub, event, frames, key),
-      delivered: (event, channel, recipients, bytes) => {
-        if (recipients > 0 && deps.tracing !== undefined)
-          deps.tracing.deliver(
-            event.frame,
-            { 'apix.channel': channel.name, 'apix.recipients': recipients },
-            event.timestamp,
-            clock.now(),
-          );
-        if (recipients > 0 && hooks.has('onDeliver'))
-          hooks.emit('onDeliver', {
-            orgId: event.key.slice(0, event.key.indexOf('/')),
-            channel: channel.name,
-            channelType: channel.type,
-            publishedAt: event.timestamp,
-            deliveredAt: clock.now(),
-            recipients,
-            bytes,
-          });
-      },
-      occupancy: (key, occupied) => {
-        if (hooks.has('onChannelLocal')) hooks.emit('onChannelLocal', { key, occupied });
-      },
-    },
-    config.maxBufferedBytes,
-    config.compression.thresholdBytes,
-    config.qos.degradeBufferedBytes,
-  );
-  return { retry, pending, hub, callbacks };
 }
 
 /**
@@ -440,7 +333,7 @@ export function buildHttp(
 ) {
   const { config, nodeId, clock, log, hooks } = base;
   const { engines, broker, router, gateway, metrics } = parts;
-  const { authenticator, channels, revocations, limiter, deadLetters } = parts.access;
+  const { authenticator, channels, revocations, deadLetters } = parts.access;
   const httpRouter = new HttpRouter(config.allowedOrigins);
   registerApi(httpRouter, {
     authenticator,
@@ -482,6 +375,27 @@ export function buildHttp(
     perEventMetrics: config.metrics,
     ...{ router, deadLetters, channels },
   });
+  const internals = installInternals(base, httpRouter, { ...parts, operator, httpTransports });
+  return { httpRouter, operator, internals };
+}
+
+/** The internals report (`GET /v1/admin/internals`): the sizes of every component's collections. */
+function installInternals(
+  base: NodeBase,
+  httpRouter: HttpRouter,
+  parts: {
+    readonly engines: Engines;
+    readonly access: ReturnType<typeof buildAccess>;
+    readonly router: EventRouter;
+    readonly gateway: ApiXGateway;
+    readonly streams?: Streams;
+    readonly operator: object;
+    readonly httpTransports: object | undefined;
+  },
+): Internals {
+  const { nodeId, hooks } = base;
+  const { engines, router, gateway, operator, httpTransports } = parts;
+  const { authenticator, channels, limiter, deadLetters } = parts.access;
   const internals = new Internals()
     .add('engines', engines)
     .add('gateway', gateway)
@@ -505,7 +419,7 @@ export function buildHttp(
     },
   });
 
-  return { httpRouter, operator, internals };
+  return internals;
 }
 
 /** HTTP streaming and SSE (src/transport/http/): their routes, on the gateway as host, and their gauges. */

@@ -17,19 +17,19 @@ import { createEngines, memoryEngines } from './engines.ts';
 import type { Records } from './records.ts';
 import type { Engines } from './engines.ts';
 import type { Authenticator } from './auth/authenticator.ts';
-import { EventRouter } from './router/event-router.ts';
+import { EventRouter, type EventRouterOptions } from './router/event-router.ts';
 import { ApiXGateway } from './gateway/gateway.ts';
 import { WriteBatcher } from './transport/websocket/write-batcher.ts';
 import {
   buildAccess,
   buildBrokerStack,
-  buildDelivery,
   buildHttp,
   buildStreams,
   createHttpServer,
   registerNodeGauges,
 } from './node-wiring.ts';
 import type { NodeBase, NodeOptions } from './node-wiring.ts';
+import { buildDelivery } from './node-delivery.ts';
 import { HookBus } from './hooks.ts';
 import { createMetrics } from './metrics/metrics.ts';
 import type { HttpRouter } from './http/router.ts';
@@ -73,15 +73,20 @@ export interface ApiXNode {
   close(): Promise<void>;
 }
 
-export function createNode(options: NodeOptions): ApiXNode {
+/** What every component of a node is built with: its config, id, clock, randomness, log and hook bus. */
+function nodeBase(options: NodeOptions): NodeBase {
   const { config } = options;
   const clock = options.clock ?? systemClock;
   const nodeId = config.nodeId ?? `n${randomBytes(4).toString('hex')}`;
   const log = options.logger ?? createLogger(config.logLevel, nodeId);
   const hooks = new HookBus((name, err) => log.error({ err, hook: name }, 'hook failed'));
   for (const h of options.hooks ?? []) hooks.attach(h);
-  const base: NodeBase = { config, nodeId, clock, random: options.random ?? Math.random, log, hooks };
+  return { config, nodeId, clock, random: options.random ?? Math.random, log, hooks };
+}
 
+export function createNode(options: NodeOptions): ApiXNode {
+  const base = nodeBase(options);
+  const { config, nodeId, clock, log, hooks } = base;
   const engines = options.engines ?? memoryEngines(config, clock);
   const access = buildAccess(base, options, engines);
   const { channels, deadLetters, authenticator, limiter } = access;
@@ -89,17 +94,7 @@ export function createNode(options: NodeOptions): ApiXNode {
   const { broker, atRest } = stack;
   const proxy = buildProxy(config, clock, hooks);
   const tracing = nodeTracing(config, nodeId, hooks, () => clock.now());
-  const router = new EventRouter(broker, channels, hooks, clock, {
-    maxMessageBytes: config.maxMessageBytes,
-    shape: { maxDepth: config.jsonBounds.payloadMaxDepth, maxWidth: config.jsonBounds.payloadMaxWidth },
-    history: { size: config.history.size, ttlMs: config.history.ttlMs },
-    idempotencyWindowMs: config.idempotencyWindowMs,
-    durable: options.durable,
-    limiter,
-    atRest,
-    approvePublish: publishApproval(proxy),
-    tracing,
-  });
+  const router = buildRouter(base, options, { broker, channels, limiter, atRest, proxy, tracing });
   const delivery = buildDelivery({
     ...base,
     broker,
@@ -109,14 +104,7 @@ export function createNode(options: NodeOptions): ApiXNode {
     tracing,
   });
   const writes = new WriteBatcher(config.writeFlushMs, options.writeTimers);
-  const rpc: RpcService = new RpcService({
-    ...base,
-    broker,
-    registry: engines.rpcRegistry,
-    connection: (id): Connection | undefined => gateway.connections.get(id),
-    refused: (conn, scope) => gateway.sanctions.refused(conn, scope),
-  });
-  hooks.attach({ onDisconnect: ({ connection }) => rpc.closed(connection.connectionId) });
+  const rpc = buildRpc(base, broker, engines, () => gateway);
   const streams = buildStreams(base, {
     ...{ broker, router, channels, hub: delivery.hub, store: engines.streamStore, atRest },
     refused: (conn, scope) => gateway.sanctions.refused(conn, scope),
@@ -141,10 +129,9 @@ export function createNode(options: NodeOptions): ApiXNode {
   });
   const metrics = createMetrics(nodeId, hooks, () => gateway.stats(), config.metrics);
   registerNodeGauges(metrics, gateway, engines, stack.durableReplay);
-  writes.registerMetrics(metrics);
+  for (const component of [writes, streams]) component.registerMetrics(metrics);
   registerProxyMetrics(metrics, proxy);
   registerRpcMetrics(metrics, rpc);
-  streams.registerMetrics(metrics);
   const state = { draining: false };
   const parts = {
     engines,
@@ -169,7 +156,52 @@ export function createNode(options: NodeOptions): ApiXNode {
   const tls = options.tls ?? loadTlsFiles(config);
   const server = createHttpServer(options, tls, httpRouter, gateway, log);
   const built = { nodeId, config, server, gateway, router, hooks, metrics, httpRouter, engines };
-  return nodeHandle({ ...built, authenticator, log, internals, backend }, { tls, operator, state, rpc, tracing });
+  return nodeHandle(
+    { ...built, authenticator, log, internals, backend },
+    { tls, operator, state, rpc, tracing },
+  );
+}
+
+/** The router of publishes: validation, limits, the backend's publish proxy, history, fan-out. */
+function buildRouter(
+  base: NodeBase,
+  options: NodeOptions,
+  parts: Pick<EventRouterOptions, 'limiter' | 'atRest' | 'tracing'> & {
+    readonly broker: ConstructorParameters<typeof EventRouter>[0];
+    readonly channels: ConstructorParameters<typeof EventRouter>[1];
+    readonly proxy: ReturnType<typeof buildProxy>;
+  },
+): EventRouter {
+  const { config, hooks, clock } = base;
+  return new EventRouter(parts.broker, parts.channels, hooks, clock, {
+    maxMessageBytes: config.maxMessageBytes,
+    shape: { maxDepth: config.jsonBounds.payloadMaxDepth, maxWidth: config.jsonBounds.payloadMaxWidth },
+    history: { size: config.history.size, ttlMs: config.history.ttlMs },
+    idempotencyWindowMs: config.idempotencyWindowMs,
+    durable: options.durable,
+    limiter: parts.limiter,
+    atRest: parts.atRest,
+    approvePublish: publishApproval(parts.proxy),
+    tracing: parts.tracing,
+  });
+}
+
+/** RPC from clients to services; `gateway` is read when a call needs a connection (built after this). */
+function buildRpc(
+  base: NodeBase,
+  broker: ConstructorParameters<typeof RpcService>[0]['broker'],
+  engines: Engines,
+  gateway: () => ApiXGateway,
+): RpcService {
+  const rpc = new RpcService({
+    ...base,
+    broker,
+    registry: engines.rpcRegistry,
+    connection: (id): Connection | undefined => gateway().connections.get(id),
+    refused: (conn, scope) => gateway().sanctions.refused(conn, scope),
+  });
+  base.hooks.attach({ onDisconnect: ({ connection }) => rpc.closed(connection.connectionId) });
+  return rpc;
 }
 
 /** The node as its users see it: its components, listen, its URLs, and a graceful close. */
