@@ -10,6 +10,7 @@ import { ApiXError, channelKey, isApiXError, parseChannel } from '@apix/protocol
 import type { ClientStreamFrame, ParsedChannel } from '@apix/protocol';
 import type { Broker, ControlMessage } from '../broker/broker.ts';
 import type { Clock, Random, TimerHandle } from '../clock.ts';
+import type { HookBus } from '../hooks.ts';
 import type { Config } from '../config.ts';
 import type { Logger } from '../log.ts';
 import type { Connection } from '../connections/session.ts';
@@ -38,6 +39,8 @@ export interface PublisherDeps {
   readonly atRest: AtRestCipher | undefined;
   /** Counts a rate-limit refusal against the connection (abuse closes it). */
   refused(conn: Connection, scope: 'publish'): boolean;
+  /** `onStreamEnded` once per ended stream, by the node that wrote its compacted event (webhooks). */
+  readonly hooks?: Pick<HookBus, 'has' | 'emit'> | undefined;
 }
 
 /** A stream this node's connection publishes. */
@@ -375,6 +378,15 @@ export class StreamPublisher {
       limited: false,
     });
     await this.deps.store.compacted(s.key, s.streamId, r.id);
+    if (this.deps.hooks?.has('onStreamEnded'))
+      this.deps.hooks.emit('onStreamEnded', {
+        orgId: s.key.slice(0, s.key.indexOf('/')),
+        channel: name,
+        streamId: s.streamId,
+        status: s.status,
+        bytes: Buffer.byteLength(payload.text as string),
+        appends: s.seq,
+      });
     return r.id;
   }
 

@@ -129,6 +129,50 @@ describe('webhooks (memory engine, real receiver process)', () => {
     }
   });
 
+  it('an ended stream reaches the receiver once, as stream.ended with its status and size', async () => {
+    const port = await freePort();
+    const made = await api(node, 'POST', '/v1/admin/webhooks', admin, {
+      url: `http://127.0.0.1:${port}/hooks`,
+      events: ['stream.ended'],
+    });
+    const log = join(dir, 'stream.jsonl');
+    const receiver = await startReceiver({ port, secret: made.json.secret, log });
+    try {
+      const pub = await RawClient.connect(node.wsUrl, {
+        token: await token({ sub: 'agent-svc', roles: ['service'] }),
+      });
+      const request = (type: string, payload: unknown) => {
+        const correlation_id = `c-${type}`;
+        pub.send({ type, channel: 'agent:writer', payload, metadata: { correlation_id } });
+        return pub.next((f) => f.metadata?.correlation_id === correlation_id, 10_000);
+      };
+      assert.equal(
+        (await request('stream.start', { streamId: 'wh-1', eventType: 'agent_message' })).type,
+        'message.sent',
+      );
+      for (const text of ['Hel', 'lo ', 'wörld'])
+        pub.send({ type: 'stream.append', channel: 'agent:writer', payload: { streamId: 'wh-1', text } });
+      assert.equal(
+        (await request('stream.end', { streamId: 'wh-1', status: 'complete' })).type,
+        'message.sent',
+      );
+      await waitFor(() => readLog(log).events.some((e) => e.type === 'stream.ended'), 20_000, 'stream.ended');
+      const { events, rejected } = readLog(log);
+      assert.deepEqual(rejected, []);
+      const ended = events.filter((e) => e.type === 'stream.ended');
+      assert.equal(ended.length, 1);
+      assert.equal(ended[0]!.organizationId, 'acme');
+      const { appends, ...rest } = ended[0]!.data as { appends: number };
+      // 'Hello wörld': 12 UTF-8 bytes; the appends as the stream counted them (seq).
+      assert.deepEqual(rest, { channel: 'agent:writer', streamId: 'wh-1', status: 'complete', bytes: 12 });
+      assert.ok(appends >= 1 && appends <= 3, `appends ${appends}`);
+      pub.close();
+    } finally {
+      await receiver.kill();
+      await api(node, 'DELETE', `/v1/admin/webhooks/${made.json.id}`, admin);
+    }
+  });
+
   it('the receiver killed and brought back: every event arrives, duplicates only with the same id', async () => {
     const port = await freePort();
     const made = await api(node, 'POST', '/v1/admin/webhooks', admin, {
