@@ -8,9 +8,11 @@ import base64
 import inspect
 import itertools
 import json
+import logging
 import random
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
@@ -22,6 +24,8 @@ from .http import HttpApi
 from .streams import StreamPublisher, StreamState
 
 TokenSource = str | Callable[[], str | Awaitable[str]]
+log = logging.getLogger("apix")
+HANDLED_IDS_KEPT = 10_000
 REPLY_TYPES = ("message.sent", "message.queued", "message.failed", "subscription.added",
                "subscription.removed", "auth.refreshed", "connection.error")
 
@@ -71,6 +75,7 @@ class Subscription:
     filters: dict | None = None
     recovered: bool | None = None
     streams: dict[str, StreamState] = field(default_factory=dict)
+    handled: OrderedDict = field(default_factory=OrderedDict)  # acked ids, bounded: redeliveries re-acked
 
 
 class Client:
@@ -332,7 +337,14 @@ class Client:
             if state is None or not state.apply(f):
                 return  # not a frame that follows: the server never sends one, and we never apply one
             event.stream = state
-        if not is_stream_part and event.id is not None:
+        if sub and sub.ack and not is_stream_part and event.id is not None:
+            # A redelivery repeats the id of an event whose handler did not finish: dedupe by what
+            # was handled, not by position; what was handled is only acked again.
+            if event.id in sub.handled:
+                self._send_soon({"type": "ack", "payload": {"channel": channel, "ids": [event.id]}})
+                return
+            self._advance(channel, event.id)
+        elif not is_stream_part and event.id is not None:
             key, last = event_id_key(event.id), self.last_ids.get(channel)
             if key is not None and last is not None and key <= event_id_key(last):
                 if sub and sub.ack:
@@ -342,6 +354,11 @@ class Client:
                 self.last_ids[channel] = event.id
         if sub and sub.handler:
             self._spawn(self._handle(sub, event, ack=sub.ack and not is_stream_part and event.id is not None))
+
+    def _advance(self, channel: str, event_id: str) -> None:
+        key, last = event_id_key(event_id), self.last_ids.get(channel)
+        if key is not None and (last is None or key > event_id_key(last)):
+            self.last_ids[channel] = event_id
 
     def _stream_state(self, sub: Subscription, f: dict) -> StreamState | None:
         sid = (f.get("payload") or {}).get("streamId")
@@ -355,10 +372,18 @@ class Client:
         return state
 
     async def _handle(self, sub: Subscription, event: Event, ack: bool) -> None:
-        result = sub.handler(event)
-        if inspect.isawaitable(result):
-            await result
+        try:
+            result = sub.handler(event)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:  # noqa: BLE001 (a handler's failure must not stop the client)
+            log.exception("handler of %s failed on %s %s%s", event.channel, event.type, event.id,
+                          "; not acked: it will be redelivered" if ack else "")
+            return
         if ack:
+            sub.handled[event.id] = None
+            while len(sub.handled) > HANDLED_IDS_KEPT:
+                sub.handled.popitem(last=False)
             await self.ack(event.channel, [event.id])
 
     # ---- API
