@@ -202,6 +202,8 @@ class Client:
             code = rcvd if rcvd is not None else 1006
             self._ws = None
             self.connected.clear()
+            for publisher in self._open_streams.values():
+                publisher._resuming = True
             if self._closed:
                 return
             if not self.reconnect or not (close_code_allows_reconnect(code) or code == 4002):

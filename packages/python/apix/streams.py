@@ -74,6 +74,7 @@ class StreamPublisher:
     _flush_handle: asyncio.TimerHandle | None = None
     _failure: ApiXError | None = None
     _open: bool = False
+    _resuming: bool = False  # between a lost connection and the re-start: pieces kept, not sent
 
     async def start(self) -> "StreamPublisher":
         payload: dict[str, Any] = {"streamId": self.stream_id, "eventType": self.event_type}
@@ -117,6 +118,8 @@ class StreamPublisher:
         piece = "".join(self._buffer)
         self._buffer.clear()
         self.pieces.append(piece)
+        if self._resuming:
+            return  # sent by _resume, after the server says which appends it has
         self.client._send_soon({"type": "stream.append", "channel": self.channel,
                                 "payload": {"streamId": self.stream_id, "text": piece}})
 
@@ -144,9 +147,9 @@ class StreamPublisher:
         reply = await self.client._request({"type": "stream.start", "channel": self.channel,
                                             "payload": {"streamId": self.stream_id, "eventType": self.event_type}})
         accepted = int(reply.get("seq", 0))
-        # Each sent piece was one append, so piece k has seq (first seq of this publisher) + k.
-        base = self.seq
-        for piece in self.pieces[max(0, accepted - base):]:
+        # Each piece was one append, so piece k has seq (this publisher's first seq) + k + 1.
+        self._resuming = False
+        for piece in self.pieces[max(0, accepted - self.seq):]:
             self.client._send_soon({"type": "stream.append", "channel": self.channel,
                                     "payload": {"streamId": self.stream_id, "text": piece}})
 

@@ -104,3 +104,24 @@ async def test_stream_frames_that_do_not_follow_are_never_applied():
     await asyncio.sleep(0.05)
     state = client.subscriptions["agent:x"].streams["s1"]
     assert got == [2, 4] and state.seq == 4 and state.text == "abcd"
+
+
+@run_async
+async def test_a_publisher_and_a_subscriber_that_drop_mid_stream_resume_and_the_text_is_whole():
+    ch = unique("agent:py")
+    async with Client(URL, mint(), backoff_base_s=0.05) as agent, \
+            Client(URL, mint(sub="u1", roles=["member"]), backoff_base_s=0.05) as reader:
+        sub = await reader.subscribe(ch, lambda e: None)
+        async with agent.stream(ch, event_type="agent_message") as s:
+            for i, token in enumerate(TOKENS):
+                if i == 100:
+                    await agent.drop()  # the publisher's connection is lost
+                if i == 200:
+                    await reader.drop()  # and then the subscriber's
+                await s.append(token)
+                await asyncio.sleep(0.001)
+            await wait_for(lambda: agent.connected.is_set(), what="the publisher back")
+        await wait_for(lambda: s.stream_id in sub.streams and sub.streams[s.stream_id].done, what="stream.end")
+        assert sub.streams[s.stream_id].text == "".join(TOKENS)
+        page = await agent.history(ch)
+        assert [e["payload"]["text"] for e in page["events"] if e["type"] == "agent_message"] == ["".join(TOKENS)]
