@@ -26,7 +26,9 @@ function skipWithoutPython(): string | false {
   if (python) return false;
   const msg = 'no python3 >= 3.11 with websockets and pytest: the Python SDK suite cannot run';
   if (process.env.CI === 'true') throw new Error(`${msg}; CI=true requires it`);
-  console.warn(`\n!!!!!!!! ${msg}; SKIPPING it. apt-get install -y python3-websockets python3-pytest !!!!!!!!\n`);
+  console.warn(
+    `\n!!!!!!!! ${msg}; SKIPPING it. apt-get install -y python3-websockets python3-pytest !!!!!!!!\n`,
+  );
   return 'python3-websockets or python3-pytest not installed';
 }
 
@@ -40,13 +42,19 @@ describe('the Python SDK against a real node (pytest)', { skip: skipWithoutPytho
 
   it('every pytest test passes, none skipped', async () => {
     const { port } = new URL(node.wsUrl);
-    const env = { ...process.env, APIX_URL: `http://127.0.0.1:${port}`, APIX_JWT_SECRET: TEST_SECRET, CI: 'true' };
+    const env = {
+      ...process.env,
+      APIX_URL: `http://127.0.0.1:${port}`,
+      APIX_JWT_SECRET: TEST_SECRET,
+      CI: 'true',
+    };
     const out = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
       execFile(
         python as string,
         ['-m', 'pytest', '-q', '-rs', '-p', 'no:cacheprovider', 'packages/python/tests'],
         { cwd: ROOT, env, timeout: 240_000 },
-        (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+        (err, stdout, stderr) =>
+          resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
       );
     });
     console.log(out.stdout.trimEnd().split('\n').slice(-3).join('\n'));

@@ -40,12 +40,12 @@ async def test_the_token_provider_is_called_again_before_expiry_and_the_connecti
 
     async def provider():
         calls.append(time.time())
-        return mint(expires_in=4)  # refreshed half-way: about every 2 s
+        return mint(expires_in=6)  # refreshed half-way: about every 3 s
 
     async with Client(URL, provider) as client:
         connection = client.established["connectionId"]
         # Past the first token's expiry: the same connection still publishes.
-        await wait_for(lambda: len(calls) >= 3 and time.time() > calls[0] + 5, timeout=30,
+        await wait_for(lambda: len(calls) >= 3 and time.time() > calls[0] + 7, timeout=40,
                        what="two refreshes and the first token's expiry")
         event_id = await client.publish(ch, "note", {"after": "refresh"})
         assert event_id and client.established["connectionId"] == connection
