@@ -82,7 +82,7 @@ class Client:
     def __init__(self, url: str, token: TokenSource, *, session_id: str | None = None,
                  client_type: str = "API_CLIENT", reconnect: bool = True, backoff_base_s: float = 0.2,
                  backoff_max_s: float = 5.0, request_timeout_s: float = 10.0,
-                 refresh_margin_s: float = 30.0) -> None:
+                 refresh_margin_s: float = 30.0, auto_refresh: bool = True) -> None:
         base = url.rstrip("/")
         if base.startswith("ws"):
             base = "http" + base[2:]
@@ -96,6 +96,7 @@ class Client:
         self.backoff_base_s, self.backoff_max_s = backoff_base_s, backoff_max_s
         self.request_timeout_s = request_timeout_s
         self.refresh_margin_s = refresh_margin_s
+        self.auto_refresh = auto_refresh
         self.http = HttpApi(base, self._token)
         self.subscriptions: dict[str, Subscription] = {}
         self.last_ids: dict[str, str] = {}  # per channel: ids are per channel, never compared across
@@ -134,7 +135,7 @@ class Client:
         if self._refresher:
             self._refresher.cancel()
         exp = token_expiry(token)
-        if exp is None or not callable(self._token_source):
+        if exp is None or not callable(self._token_source) or not self.auto_refresh:
             return
         left = exp - time.time()
         delay = left - self.refresh_margin_s if left > 2 * self.refresh_margin_s else left / 2

@@ -84,3 +84,24 @@ def test_the_python_registry_has_every_code_of_errors_ts_with_its_http_status_an
              re.findall(r"(\w+): \{\s*httpStatus: (\d+),\s*closeCode: (\d+)", table)}
     assert len(found) >= 15
     assert found == ERRORS
+
+
+@run_async
+async def test_after_an_expiry_4002_the_client_reconnects_with_a_new_token_and_resumes():
+    ch = unique("agent:py")
+    calls = []
+
+    def provider():  # a plain function works too
+        calls.append(time.time())
+        return mint(expires_in=3)
+
+    async with Client(URL, provider, auto_refresh=False, backoff_base_s=0.05) as client, \
+            Client(URL, mint()) as pub:
+        got = []
+        await client.subscribe(ch, lambda e: got.append(e.id))
+        first_connection = client.established["connectionId"]
+        await wait_for(lambda: client.established["connectionId"] != first_connection, timeout=30,
+                       what="the reconnect after the token expired")
+        assert client.established["resumed"] is True and len(calls) >= 2
+        event_id = await pub.publish(ch, "note", {"after": "expiry"})
+        await wait_for(lambda: event_id in got, what="an event after the reconnect")
