@@ -82,7 +82,8 @@ class Client:
     def __init__(self, url: str, token: TokenSource, *, session_id: str | None = None,
                  client_type: str = "API_CLIENT", reconnect: bool = True, backoff_base_s: float = 0.2,
                  backoff_max_s: float = 5.0, request_timeout_s: float = 10.0,
-                 refresh_margin_s: float = 30.0, auto_refresh: bool = True) -> None:
+                 refresh_margin_s: float = 30.0, auto_refresh: bool = True,
+                 on_dead_letter: Callable[[ApiXError, str, str], Any] | None = None) -> None:
         base = url.rstrip("/")
         if base.startswith("ws"):
             base = "http" + base[2:]
@@ -97,6 +98,7 @@ class Client:
         self.request_timeout_s = request_timeout_s
         self.refresh_margin_s = refresh_margin_s
         self.auto_refresh = auto_refresh
+        self.on_dead_letter = on_dead_letter  # (error, channel, event id) of an event of ours dead-lettered
         self.http = HttpApi(base, self._token)
         self.subscriptions: dict[str, Subscription] = {}
         self.last_ids: dict[str, str] = {}  # per channel: ids are per channel, never compared across
@@ -309,7 +311,11 @@ class Client:
                 self._fatal = error_from_wire(p)
             return
         if kind == "message.failed":
-            self._on_stream_failure(f.get("payload") or {})
+            p = f.get("payload") or {}
+            if (p.get("channel"), p.get("id")) in self._open_streams:
+                self._on_stream_failure(p)
+            elif p.get("id") and self.on_dead_letter:
+                self.on_dead_letter(error_from_wire(p), p.get("channel"), p["id"])
             return
         if kind == "stream.cancel" and "channel" not in f:
             p = f.get("payload") or {}

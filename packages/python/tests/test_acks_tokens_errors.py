@@ -105,3 +105,19 @@ async def test_after_an_expiry_4002_the_client_reconnects_with_a_new_token_and_r
         assert client.established["resumed"] is True and len(calls) >= 2
         event_id = await pub.publish(ch, "note", {"after": "expiry"})
         await wait_for(lambda: event_id in got, what="an event after the reconnect")
+
+
+@run_async
+async def test_the_publisher_hears_of_an_event_dead_lettered_after_its_redeliveries():
+    """The test node gives up after 3 attempts 300 ms apart (tests/e2e/python-sdk.test.ts)."""
+    ch = unique("agent:py")
+    dead = []
+    async with Client(URL, mint(), on_dead_letter=lambda err, channel, i: dead.append((err.code, channel, i))) \
+            as pub, Client(URL, mint(sub="worker", roles=["member"])) as worker:
+        def never_done(event):
+            raise RuntimeError("always fails")
+
+        await worker.subscribe(ch, never_done, ack=True)
+        event_id = await pub.publish(ch, "job", {"n": 1})
+        await wait_for(lambda: dead, timeout=30, what="the dead-letter notice")
+        assert dead == [("UNAVAILABLE", ch, event_id)]
