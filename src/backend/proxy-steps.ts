@@ -74,7 +74,7 @@ export async function approveSubscribe(
 
 /**
  * The publish step, for the router (`approvePublish`), when APIX_PROXY_PUBLISH_URL is set: a client's
- * publish (one with a publisher connection; HTTP publishes are the backend's own) goes on with the payload
+ * publish (WebSocket or HTTP; the server's own, e.g. a stream's compacted event, are not asked) goes on with the payload
  * the backend gave (`result.data`) or its own, or is refused with the backend's code.
  */
 export function publishApproval(
@@ -82,11 +82,12 @@ export function publishApproval(
 ): ((req: PublishRequest) => Promise<PublishRequest>) | undefined {
   if (!proxy.enabled('publish')) return undefined;
   return async (req) => {
-    if (req.publisher === undefined) return req;
+    // Every publish of a principal is asked, over HTTP too (no connection then: `connectionId` ''): a member's
+    // token may publish by HTTP, and a backend that decides publishes must see those as well.
     const caller: ProxyCaller = {
       principal: req.principal,
       peer: req.peer,
-      connectionId: req.publisher.connectionId,
+      connectionId: req.publisher?.connectionId ?? '',
       sessionId: req.connection?.sessionId ?? '',
       clientType: req.clientType,
     };

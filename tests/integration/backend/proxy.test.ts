@@ -159,6 +159,17 @@ describe('proxy calls', () => {
     assert.equal(refused.type, 'message.failed');
     assert.equal(refused.payload.code, 'BAD_REQUEST');
     assert.equal(refused.payload.message, 'status not allowed');
+    // Over HTTP too: the same refusal, as the HTTP status of its code.
+    const http = await fetch(`${node.httpUrl}/v1/publish`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${await token({ sub: 'agent-svc', roles: ['service'] })}`,
+        'content-type': 'application/json',
+      },
+      body: JSON.stringify({ channel: 'agent:pub', type: 'custom_event', payload: { status: 'bad' } }),
+    });
+    assert.equal(http.status, 400);
+    assert.equal(((await http.json()) as { code: string }).code, 'BAD_REQUEST');
     const call = backend.callsTo('publish')[0]!;
     assert.equal(call.body.channel, 'agent:pub');
     assert.equal(call.body.type, 'agent_status_update');
