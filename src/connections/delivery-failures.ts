@@ -4,7 +4,7 @@
  */
 import { channelNameFromKey } from '@apix/protocol';
 import type { Clock } from '../clock.ts';
-import type { Broker, BrokerEvent } from '../broker/broker.ts';
+import type { Broker, BrokerEvent, ControlMessage } from '../broker/broker.ts';
 import type { DeadLetterStore } from '../retry/dead-letter.ts';
 import type { PendingEntry, PendingOwner } from '../pending/pending-store.ts';
 import type { HookBus } from '../hooks.ts';
@@ -95,6 +95,12 @@ export class DeliveryFailures {
           orgId,
         })
         .catch(() => {});
+  }
+
+  /** The `message.failed` control message another node sent for a publisher that may be here. */
+  notifyFailedControl(msg: ControlMessage): void {
+    const f = (k: string) => String(msg[k]);
+    this.notifyFailed(f('connectionId'), f('id'), f('channel'), f('message'), f('orgId'));
   }
 
   /**

@@ -423,14 +423,7 @@ export class ApiXGateway implements TransportHost<Connection> {
         this.connectionManager.takenElsewhere(String(msg.key));
         return;
       case 'message.failed':
-        this.failures.notifyFailed(
-          String(msg.connectionId),
-          String(msg.id),
-          String(msg.channel),
-          String(msg.message),
-          String(msg.orgId),
-        );
-        return;
+        return this.failures.notifyFailedControl(msg);
       default: {
         this.deps.streams?.onControl(msg);
         const revoked = parseRevocationControl(msg);
