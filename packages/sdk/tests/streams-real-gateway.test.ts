@@ -98,7 +98,7 @@ describe('SDK streams against the real gateway', () => {
       ['dropped and resumed', droppingEnded],
       ['late', lateEnded],
     ] as const) {
-      await eventually(() => map?.get(stream.streamId) !== undefined, 15_000);
+      await eventually(() => map?.get(stream.streamId) !== undefined, 60_000);
       const s = map?.get(stream.streamId);
       assert.equal(s?.text, FULL, `${name}: the full text once`);
       assert.equal(s?.status, 'complete');

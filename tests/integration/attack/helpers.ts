@@ -279,7 +279,8 @@ export class WireClient {
   static async open(
     port: number,
     request?: string,
-    timeoutMs = 3000,
+    // Generous: a condition, not a measurement (the CI machine is a busy 2-core box).
+    timeoutMs = 15_000,
     localAddress?: string,
   ): Promise<WireClient> {
     const socket = net.connect({ port, host: '127.0.0.1', ...(localAddress ? { localAddress } : {}) });
@@ -428,12 +429,12 @@ export class WireClient {
   }
 
   /** Waits for the server's close frame or the end of the connection; returns the close code if any. */
-  async waitClosed(timeoutMs = 3000): Promise<number | undefined> {
+  async waitClosed(timeoutMs = 15_000): Promise<number | undefined> {
     await until(() => this.closeCode !== undefined || this.ended, timeoutMs, 'the server to close');
     return this.closeCode;
   }
 
-  async waitEnded(timeoutMs = 3000): Promise<void> {
+  async waitEnded(timeoutMs = 15_000): Promise<void> {
     await until(() => this.ended, timeoutMs, 'the server to drop the TCP connection');
   }
 

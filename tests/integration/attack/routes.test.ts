@@ -65,7 +65,7 @@ const QUERY_KEYS = ['since', 'limit', 'afterSeq', 'type', 'last', 'gc', 'cursor'
 
 /**
  * The concrete paths of a route pattern with `value` in each free segment: the router's patterns are
- * literals, optional trailing slashes, optional non-capturing groups, alternations of literals and
+ * literals, optional trailing slashes, optional non-capturing groups (which may hold one capture), alternations of literals and
  * character-class captures. Anything else fails the test, so that a new kind of route gets walked too.
  */
 function pathsOf(pattern: RegExp, value: string): string[] {
@@ -74,7 +74,9 @@ function pathsOf(pattern: RegExp, value: string): string[] {
   s = s
     .slice(1, -1)
     .replaceAll('\\/?', '')
-    .replace(/\(\?:[^()]*\)\?/g, '');
+    .replace(/\(\?:[^()]*\)\?/g, '')
+    // An optional group holding one capture (e.g. `(?:([^/]+)\/)?`): walked without it, as the plain ones.
+    .replace(/\(\?:[^()]*\([^()]*\)[^()]*\)\?/g, '');
   let paths = [''];
   const token = /\(([^()]*)\)|\\(.)|([^\\()]+)/g;
   let m: RegExpExecArray | null;
