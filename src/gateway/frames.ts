@@ -84,6 +84,13 @@ export function textFrame(text: string): Buffer {
   return buf;
 }
 
+/** An unmasked, final WebSocket binary frame (opcode 2) holding `bytes`: header and payload in one Buffer. */
+export function binaryFrame(bytes: Uint8Array): Buffer {
+  const buf = frameWithHeader(0x82, bytes.length); // FIN + opcode 2 (binary)
+  buf.set(bytes, buf.length - bytes.length);
+  return buf;
+}
+
 /** A Buffer of the right size with the frame header written (first byte, then the length encoding). */
 function frameWithHeader(firstByte: number, len: number): Buffer {
   const headerLen = len < 126 ? 2 : len < 65536 ? 4 : 10;

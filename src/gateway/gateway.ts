@@ -45,6 +45,7 @@ import { Replies } from '../connections/replies.ts';
 import { DeliveryFailures } from '../connections/delivery-failures.ts';
 import type { ClientTransport, IncomingFrame, TransportHost } from '../transport/transport.ts';
 import { WsSockets } from '../transport/websocket/ws-transport.ts';
+import { parseIncoming } from '../transport/encoding.ts';
 import { UpgradeGuard } from '../transport/websocket/upgrade.ts';
 import type { Peer } from '../auth/principal.ts';
 import { encodeControl, encodeError } from './frames.ts';
@@ -219,16 +220,9 @@ export class ApiXGateway implements TransportHost<Connection> {
     conn.heard();
     this.framesIn++;
     if (!this.admit(conn, data, isBinary)) return;
-    if (isBinary)
-      return this.replies.fail(conn, 'BAD_REQUEST', 'binary frames are not accepted; send JSON text');
-    let frame: unknown;
-    try {
-      frame = JSON.parse(typeof data === 'string' ? data : data.toString('utf8'));
-    } catch {
-      return this.replies.fail(conn, 'BAD_REQUEST', 'frame is not valid JSON');
-    }
-    if (frame === null || typeof frame !== 'object' || Array.isArray(frame))
-      return this.replies.fail(conn, 'BAD_REQUEST', 'frame must be a JSON object');
+    const parsed = parseIncoming(data, isBinary, conn.transport.encoding ?? 'json');
+    if ('error' in parsed) return this.replies.fail(conn, 'BAD_REQUEST', parsed.error);
+    const frame = parsed.frame;
     const type = (frame as { type?: unknown }).type;
     const correlationId = correlationOf(frame);
     if (typeof type !== 'string')

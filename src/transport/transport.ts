@@ -6,6 +6,7 @@
  */
 import type { EventFrames } from '../gateway/frames.ts';
 import type { Peer } from '../auth/principal.ts';
+import type { WireEncoding } from './encoding.ts';
 
 /** A frame as a transport received it: JSON text, or bytes of it. */
 export type IncomingFrame = string | Buffer;
@@ -21,6 +22,8 @@ export interface ClientTransport {
    * with this token: `connection.established` carries it as `sessionToken`.
    */
   readonly sessionToken?: string;
+  /** The encoding of the client's frames and of those written to it; JSON when absent. */
+  readonly encoding?: WireEncoding;
   /** Whether the client takes compressed event frames (`EventFrames.forConnection(true)`). */
   readonly compresses: boolean;
   /**

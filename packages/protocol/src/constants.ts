@@ -104,6 +104,13 @@ export type DomainEventType = (typeof DOMAIN_EVENT_TYPES)[number];
 
 export const PROTOCOL_VERSION = '1';
 export const WS_SUBPROTOCOL = 'apix.v1.json';
+/** One MessagePack map per binary frame, same envelope; `payload` may hold binary values (section 14). */
+export const WS_SUBPROTOCOL_MSGPACK = 'apix.v1.msgpack';
+/**
+ * How a binary value travels where the envelope is JSON (history, JSON subscribers, webhooks): an object
+ * whose only member is this key, with the bytes in base64. A MessagePack subscriber gets the bytes back.
+ */
+export const BINARY_JSON_KEY = '$binary';
 export const WS_PATH = '/v1/ws';
 
 /** Event types a client may publish. */

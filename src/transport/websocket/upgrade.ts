@@ -6,7 +6,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
-import { WS_SUBPROTOCOL } from '@apix/protocol';
 import type { ErrorCode } from '@apix/protocol';
 import type { Config } from '../../config.ts';
 import type { HookBus } from '../../hooks.ts';
@@ -14,6 +13,7 @@ import type { Peer } from '../../auth/principal.ts';
 import type { RateLimiter } from '../../ratelimit/rate-limiter.ts';
 import { rawHttpResponse } from '../../security-headers.ts';
 import type { WsSockets } from './ws-transport.ts';
+import { selectSubprotocol, SUPPORTED_SUBPROTOCOLS } from '../encoding.ts';
 
 export interface UpgradeDeps {
   readonly config: Config;
@@ -50,7 +50,8 @@ export class UpgradeGuard<C> {
             concurrencyLimit: 10,
           }
         : false,
-      handleProtocols: (protocols) => (protocols.has(WS_SUBPROTOCOL) ? WS_SUBPROTOCOL : false),
+      // The first of the client's offers that the gateway speaks (ws keeps the header's order).
+      handleProtocols: (protocols) => selectSubprotocol(protocols) ?? false,
     });
     // A handshake ws itself refuses (method, Upgrade, key, version, malformed offers) is answered here, so
     // that it carries the security headers and the error registry's code like the gateway's own refusals.
@@ -126,8 +127,8 @@ export class UpgradeGuard<C> {
     const offered = req.headers['sec-websocket-protocol'];
     if (offered !== undefined) {
       const list = offered.split(',').map((p) => p.trim());
-      if (!list.includes(WS_SUBPROTOCOL))
-        return reject(400, 'PROTOCOL', `unsupported subprotocol; offer ${WS_SUBPROTOCOL}`);
+      if (selectSubprotocol(list) === undefined)
+        return reject(400, 'PROTOCOL', `unsupported subprotocol; offer ${SUPPORTED_SUBPROTOCOLS.join(' or ')}`);
     }
     if (load.connectionCount >= config.maxConnections)
       return reject(503, 'UNAVAILABLE', 'connection limit reached');

@@ -5,7 +5,11 @@
  */
 import type { Socket } from 'node:net';
 import type { WebSocket, RawData } from 'ws';
+import { msgpackFromJson } from '@apix/protocol/msgpack';
+import { binaryFrame } from '../../gateway/frames.ts';
 import type { EventFrames } from '../../gateway/frames.ts';
+import { encodingOf } from '../encoding.ts';
+import type { WireEncoding } from '../encoding.ts';
 import type { Peer } from '../../auth/principal.ts';
 import type { ClientTransport, IncomingFrame, TransportHost } from '../transport.ts';
 import type { BatchedWriter, WriteBatcher } from './write-batcher.ts';
@@ -14,6 +18,8 @@ export class WsTransport implements ClientTransport, BatchedWriter {
   readonly socket: Socket;
   /** Whether permessage-deflate was negotiated: such sockets must go through ws's sender. */
   readonly compresses: boolean;
+  /** From the negotiated subprotocol: JSON text frames, or MessagePack binary frames. */
+  readonly encoding: WireEncoding;
   /** Corked by the batcher until its window closes (write-batcher.ts). */
   batched = false;
 
@@ -24,6 +30,7 @@ export class WsTransport implements ClientTransport, BatchedWriter {
   ) {
     this.socket = (ws as unknown as { _socket: Socket })._socket;
     this.compresses = ws.extensions.includes('permessage-deflate');
+    this.encoding = encodingOf(ws.protocol);
   }
 
   get isOpen(): boolean {
@@ -37,14 +44,16 @@ export class WsTransport implements ClientTransport, BatchedWriter {
 
   /**
    * Sends a control frame (JSON text), uncompressed: ws's own compressor is never used, so ws never
-   * queues a frame while deflating and the raw event writes below stay in order with these.
+   * queues a frame while deflating and the raw event writes below stay in order with these. On a
+   * MessagePack connection it goes out as a binary frame (a control frame is for one client: encoded here).
    */
   send(text: string): void {
     if (this.ws.readyState !== 1) return;
+    const data = this.encoding === 'msgpack' ? msgpackFromJson(text) : text;
     const batcher = this.batcher;
-    if (batcher === undefined) return this.ws.send(text, { compress: false });
+    if (batcher === undefined) return this.ws.send(data, { compress: false });
     batcher.hold(this, this.socket.writableLength);
-    this.ws.send(text, { compress: false });
+    this.ws.send(data, { compress: false });
     if (this.batched) batcher.check(this, this.socket.writableLength);
   }
 
@@ -56,7 +65,7 @@ export class WsTransport implements ClientTransport, BatchedWriter {
   sendEvent(frames: EventFrames): void {
     if (this.ws.readyState !== 1) return;
     const batcher = this.batcher;
-    const frame = frames.forConnection(this.compresses);
+    const frame = this.eventFrame(frames);
     if (batcher === undefined) {
       this.socket.write(frame);
       return;
@@ -67,6 +76,15 @@ export class WsTransport implements ClientTransport, BatchedWriter {
   }
 
   /**
+   * The event's frame for this connection, built once per event for all connections alike: MessagePack
+   * (never compressed: binary payloads rarely deflate well), else the JSON text frame, compressed or not.
+   */
+  private eventFrame(frames: EventFrames): Buffer {
+    if (this.encoding === 'msgpack') return frames.encoded('ws-msgpack', msgpackWsFrame);
+    return frames.forConnection(this.compresses);
+  }
+
+  /**
    * The app-level ping and a WebSocket ping, both in one write, not held for a flush window (the heartbeat
    * pings every connection at once: enlisting them all would only delay the round trip it measures). On a
    * socket already held, they go out with its window, in order.
@@ -74,7 +92,7 @@ export class WsTransport implements ClientTransport, BatchedWriter {
   ping(frames: EventFrames): void {
     if (this.ws.readyState !== 1) return;
     this.socket.cork();
-    this.socket.write(frames.forConnection(this.compresses));
+    this.socket.write(this.eventFrame(frames));
     try {
       this.ws.ping();
     } catch {
@@ -137,6 +155,10 @@ export class WsTransport implements ClientTransport, BatchedWriter {
     pmd._inflate.close();
     pmd._inflate = null;
   }
+}
+
+function msgpackWsFrame(text: string): Buffer {
+  return binaryFrame(msgpackFromJson(text));
 }
 
 /** The parts of ws's internals that releaseIdle() reads (ws 8: lib/websocket.js, receiver.js). */
