@@ -128,7 +128,11 @@ export class UpgradeGuard<C> {
     if (offered !== undefined) {
       const list = offered.split(',').map((p) => p.trim());
       if (selectSubprotocol(list) === undefined)
-        return reject(400, 'PROTOCOL', `unsupported subprotocol; offer ${SUPPORTED_SUBPROTOCOLS.join(' or ')}`);
+        return reject(
+          400,
+          'PROTOCOL',
+          `unsupported subprotocol; offer ${SUPPORTED_SUBPROTOCOLS.join(' or ')}`,
+        );
     }
     if (load.connectionCount >= config.maxConnections)
       return reject(503, 'UNAVAILABLE', 'connection limit reached');
