@@ -33,6 +33,7 @@ import {
   normalizeGatewayUrl,
   WebSocketTransport,
   type ClientTransportFactory,
+  type IncomingMessage,
   type WebSocketConstructor,
 } from './transport.ts';
 import { defaultFetch, HttpStreamTransport } from './http-stream-transport.ts';
@@ -73,7 +74,8 @@ function transportsOf(
   const wanted = options.transports ?? (WebSocketImpl ? ['websocket'] : ['http-stream', 'sse']);
   const made: Array<[string, ClientTransportFactory]> = [];
   for (const name of wanted) {
-    if (name === 'websocket' && WebSocketImpl) made.push([name, () => new WebSocketTransport(WebSocketImpl)]);
+    if (name === 'websocket' && WebSocketImpl)
+      made.push([name, () => new WebSocketTransport(WebSocketImpl, options.encoding)]);
     if (name === 'http-stream' && fetchImpl) made.push([name, () => new HttpStreamTransport(fetchImpl)]);
     if (name === 'sse' && fetchImpl) made.push([name, () => new SseTransport(fetchImpl)]);
   }
@@ -270,10 +272,10 @@ export class ApiXClient extends TypedEmitter<ClientEvents> {
 
   // ---- Incoming frames: each to the part that owns it ----
 
-  private onMessage(text: string | undefined): void {
+  private onMessage(text: IncomingMessage): void {
     let frame: unknown;
     try {
-      frame = text === undefined ? undefined : JSON.parse(text);
+      frame = typeof text === 'string' ? JSON.parse(text) : text;
     } catch {
       frame = undefined;
     }

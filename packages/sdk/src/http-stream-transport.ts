@@ -7,7 +7,7 @@
  * `SseTransport` (sse-transport.ts) changes only how the stream is opened and read.
  */
 import { WS_PATH } from '@apix/protocol/constants';
-import type { ClientTransport } from './transport.ts';
+import type { ClientTransport, IncomingMessage } from './transport.ts';
 
 /** The `fetch` the SDK needs (the global one by default). */
 export type FetchLike = (
@@ -38,7 +38,7 @@ const DISCONNECTED = '{"type":"connection.disconnected"';
 
 export class HttpStreamTransport implements ClientTransport {
   onOpen: (() => void) | null = null;
-  onMessage: ((text: string | undefined) => void) | null = null;
+  onMessage: ((message: IncomingMessage) => void) | null = null;
   onClose: ((code: number, reason: string) => void) | null = null;
   protected base = '';
   private readonly abort = new AbortController();

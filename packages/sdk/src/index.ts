@@ -48,6 +48,7 @@ export {
   WebSocketTransport,
   type ClientTransport,
   type ClientTransportFactory,
+  type IncomingMessage,
   type WebSocketConstructor,
   type WebSocketLike,
 } from './transport.ts';

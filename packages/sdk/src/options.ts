@@ -62,6 +62,13 @@ export interface ApiXClientOptions {
    * WebSocket. Ignored when `transport` is given.
    */
   transports?: readonly TransportName[];
+  /**
+   * The encoding over WebSocket: `'json'` (default, `apix.v1.json`) or `'msgpack'` (`apix.v1.msgpack`:
+   * MessagePack binary frames; `Uint8Array` values in a payload travel as bytes). With `'msgpack'` the
+   * client offers both subprotocols, MessagePack first, and speaks whichever the gateway selects. The
+   * HTTP transports always speak JSON.
+   */
+  encoding?: 'json' | 'msgpack';
   /** The `fetch` of the HTTP transports: the global one by default. */
   fetch?: FetchLike;
   /** Backoff between reconnect attempts (full jitter); `false` never reconnects. Default { baseMs: 500, maxMs: 30000, factor: 2 }. */

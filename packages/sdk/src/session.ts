@@ -12,7 +12,7 @@ import type { Clock, Random, TimerHandle } from '@apix/protocol/clock';
 import { rankGateways } from './gateway-select.ts';
 import { DEFAULTS, type ApiXClientOptions } from './options.ts';
 import { decodeJwtExpiryMs, tokenRefreshDelayMs } from './token.ts';
-import type { ClientTransport, WebSocketConstructor } from './transport.ts';
+import type { ClientTransport, IncomingMessage, WebSocketConstructor } from './transport.ts';
 import type { TransportFallback } from './transport-fallback.ts';
 import type { ClientEvents, ClientState, EstablishedInfo } from './types.ts';
 
@@ -53,7 +53,7 @@ export interface SessionPeers {
     rejectAll(error: ApiXError): void;
   };
   /** One frame from the gateway (its text; undefined when not text). */
-  receive(text: string | undefined): void;
+  receive(text: IncomingMessage): void;
 }
 
 /** What the client resolved from its options for the session. */
@@ -463,7 +463,8 @@ export class Session implements SessionLink {
   send(frame: ClientFrame): boolean {
     const socket = this.socket;
     if (!socket || !socket.isOpen) return false;
-    socket.send(JSON.stringify(frame));
+    if (socket.sendFrame) socket.sendFrame(frame);
+    else socket.send(JSON.stringify(frame));
     return true;
   }
 

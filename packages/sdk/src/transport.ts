@@ -4,7 +4,11 @@
  * transport (HTTP streaming, SSE) is one more file implementing it. `WebSocketTransport` is the first
  * implementation, over the browser's WebSocket or `ws` injected on Node (< 22 has no global).
  */
-import { WS_PATH, WS_SUBPROTOCOL } from '@apix/protocol/constants';
+import { WS_PATH, WS_SUBPROTOCOL, WS_SUBPROTOCOL_MSGPACK } from '@apix/protocol/constants';
+import { decodeMsgpack, encodeMsgpack, msgpackFromJson } from '@apix/protocol/msgpack';
+
+/** A frame from the gateway: JSON text, an envelope already decoded (MessagePack), or undefined (unreadable). */
+export type IncomingMessage = string | object | undefined;
 
 /**
  * One connection attempt to a gateway, in the shape the client's session drives: `connect` once, then
@@ -20,11 +24,16 @@ export interface ClientTransport {
   readonly bufferedAmount: number;
   /** Sends one text frame (a JSON envelope). */
   send(text: string): void;
+  /**
+   * Sends one envelope as an object, in the transport's own encoding (MessagePack keeps `Uint8Array`
+   * values as bytes). Optional: without it the client sends `JSON.stringify(frame)` with `send`.
+   */
+  sendFrame?(frame: object): void;
   /** Starts closing; `onClose` follows. May throw while the connection is still opening. */
   close(code: number, reason: string): void;
   onOpen: (() => void) | null;
-  /** One frame from the gateway: its text, or undefined for a frame that is not text. */
-  onMessage: ((text: string | undefined) => void) | null;
+  /** One frame from the gateway: its text, the decoded envelope, or undefined for a frame it cannot read. */
+  onMessage: ((message: IncomingMessage) => void) | null;
   /** The connection closed, with the WebSocket close code (1006: dropped without one). */
   onClose: ((code: number, reason: string) => void) | null;
 }
@@ -45,11 +54,13 @@ export interface WebSocketLike {
   readonly protocol: string;
   /** Bytes queued by `send` and not yet sent (both the DOM WebSocket and `ws` have it). */
   readonly bufferedAmount?: number;
+  /** Set to 'arraybuffer' for MessagePack (the DOM default is Blob, which cannot be read synchronously). */
+  binaryType?: string;
   onopen: Handler<unknown> | null;
   onmessage: Handler<{ data: unknown }> | null;
   onclose: Handler<{ code: number; reason: string }> | null;
   onerror: Handler<unknown> | null;
-  send(data: string): void;
+  send(data: string | Uint8Array): void;
   close(code?: number, reason?: string): void;
 }
 
@@ -80,20 +91,48 @@ export function messageText(data: unknown): string | undefined {
   return typeof data === 'string' ? data : undefined;
 }
 
-/** The APIX WebSocket subprotocol over one socket of the given implementation. */
+/** The envelope in a binary frame (ArrayBuffer, or a Node Buffer from `ws`); undefined when unreadable. */
+export function messageFromBinary(data: unknown): object | undefined {
+  const bytes =
+    data instanceof ArrayBuffer ? new Uint8Array(data) : data instanceof Uint8Array ? data : undefined;
+  if (bytes === undefined) return undefined;
+  try {
+    const frame = decodeMsgpack(bytes);
+    return typeof frame === 'object' && frame !== null ? frame : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The APIX WebSocket subprotocol over one socket of the given implementation: JSON text frames, or with
+ * `encoding: 'msgpack'` MessagePack binary frames when the gateway selects `apix.v1.msgpack` (offered
+ * first, JSON second, so an older gateway still answers in JSON).
+ */
 export class WebSocketTransport implements ClientTransport {
   onOpen: (() => void) | null = null;
-  onMessage: ((text: string | undefined) => void) | null = null;
+  onMessage: ((message: IncomingMessage) => void) | null = null;
   onClose: ((code: number, reason: string) => void) | null = null;
   private socket: WebSocketLike | undefined;
+  /** Whether the gateway selected MessagePack (known once the socket is open). */
+  private msgpack = false;
 
-  constructor(private readonly WebSocketImpl: WebSocketConstructor) {}
+  constructor(
+    private readonly WebSocketImpl: WebSocketConstructor,
+    private readonly encoding: 'json' | 'msgpack' = 'json',
+  ) {}
 
   connect(url: string): void {
-    const socket = new this.WebSocketImpl(url, [WS_SUBPROTOCOL]);
+    const offers = this.encoding === 'msgpack' ? [WS_SUBPROTOCOL_MSGPACK, WS_SUBPROTOCOL] : [WS_SUBPROTOCOL];
+    const socket = new this.WebSocketImpl(url, offers);
     this.socket = socket;
-    socket.onopen = () => this.onOpen?.();
-    socket.onmessage = (event) => this.onMessage?.(messageText(event.data));
+    if (this.encoding === 'msgpack') socket.binaryType = 'arraybuffer';
+    socket.onopen = () => {
+      this.msgpack = socket.protocol === WS_SUBPROTOCOL_MSGPACK;
+      this.onOpen?.();
+    };
+    socket.onmessage = (event) =>
+      this.onMessage?.(this.msgpack ? messageFromBinary(event.data) : messageText(event.data));
     socket.onclose = (event) => this.onClose?.(event.code, event.reason);
     // Required: `ws` throws on an 'error' event nobody listens to. The close event follows an error.
     socket.onerror = () => {};
@@ -108,7 +147,11 @@ export class WebSocketTransport implements ClientTransport {
   }
 
   send(text: string): void {
-    this.socket?.send(text);
+    this.socket?.send(this.msgpack ? msgpackFromJson(text) : text);
+  }
+
+  sendFrame(frame: object): void {
+    this.socket?.send(this.msgpack ? encodeMsgpack(frame) : JSON.stringify(frame));
   }
 
   close(code: number, reason: string): void {

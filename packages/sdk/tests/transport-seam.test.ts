@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ApiXClient, type ClientTransport } from '../src/index.ts';
+import { ApiXClient, type ClientTransport, type IncomingMessage } from '../src/index.ts';
 import { eventually } from './support/helpers.ts';
 
 interface Frame {
@@ -20,7 +20,7 @@ interface Frame {
 /** One connection: the client side implements the seam; `push` and `drop` are the gateway's side. */
 class MemoryTransport implements ClientTransport {
   onOpen: (() => void) | null = null;
-  onMessage: ((text: string | undefined) => void) | null = null;
+  onMessage: ((message: IncomingMessage) => void) | null = null;
   onClose: ((code: number, reason: string) => void) | null = null;
   isOpen = false;
   bufferedAmount = 0;
