@@ -27,6 +27,8 @@ await build({
   splitting: true,
   format: 'esm',
   platform: 'neutral',
+  // @msgpack/msgpack has no `exports` map: a neutral build needs its `module` field.
+  mainFields: ['module', 'main'],
   target: 'es2022',
   sourcemap: true,
   legalComments: 'none',

@@ -19,6 +19,8 @@ async function bundle(): Promise<string> {
     bundle: true,
     format: 'esm',
     platform: 'neutral',
+    // @msgpack/msgpack has no `exports` map: a neutral build needs its `module` field.
+    mainFields: ['module', 'main'],
     target: 'es2022',
     write: false,
     logLevel: 'silent',
@@ -42,7 +44,8 @@ describe('browser bundle', () => {
     assert.doesNotMatch(code, /\bprocess\.|\bBuffer\b|node:/);
     // 110 KB: the HTTP/SSE transports and RPC (main: ~85 KB) plus streams (stream-publisher.ts,
     // stream-reader.ts: ~17 KB); the AG-UI adaptor is its own entry (ag-ui.ts), not in this bundle.
-    assert.ok(code.length < 110_000, `bundle is ${code.length} bytes`);
+    // 150 KB since `encoding: 'msgpack'`: the MessagePack codec (@msgpack/msgpack, unminified) is ~36 KB.
+    assert.ok(code.length < 150_000, `bundle is ${code.length} bytes`);
   });
 
   it('works when loaded as built: connect, subscribe, publish', async () => {
