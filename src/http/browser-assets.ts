@@ -13,6 +13,8 @@ export function sdkBundleOptions(root: string): BuildOptions {
     bundle: true,
     format: 'esm',
     platform: 'neutral',
+    // @msgpack/msgpack has no `exports` map: a neutral build needs its `module` field.
+    mainFields: ['module', 'main'],
     target: 'es2022',
     logLevel: 'silent',
     legalComments: 'none',
