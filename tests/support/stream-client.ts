@@ -7,10 +7,11 @@
 import type { ApiXNode } from '../../src/node.ts';
 import { FrameClient, RawClient, token } from './gateway.ts';
 import type { Frame } from './gateway.ts';
+import { MsgpackClient } from './msgpack-client.ts';
 
-export type TransportName = 'websocket' | 'http-stream' | 'sse';
+export type TransportName = 'websocket' | 'websocket-msgpack' | 'http-stream' | 'sse';
 /** Every transport of the protocol: the conformance table runs over each. */
-export const TRANSPORTS: readonly TransportName[] = ['websocket', 'http-stream', 'sse'];
+export const TRANSPORTS: readonly TransportName[] = ['websocket', 'websocket-msgpack', 'http-stream', 'sse'];
 
 export interface ConnectOptions {
   token?: string;
@@ -184,5 +185,6 @@ export function connectOver(
   opts: ConnectOptions = {},
 ): Promise<FrameClient> {
   if (transport === 'websocket') return RawClient.connect(node.wsUrl, opts);
+  if (transport === 'websocket-msgpack') return MsgpackClient.connect(node.wsUrl, opts);
   return StreamClient.connect(node.httpUrl, transport, opts);
 }
