@@ -11,9 +11,18 @@
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { DOMAIN_EVENT_TYPES, PROTOCOL_VERSION, WS_PATH, WS_SUBPROTOCOL } from '@apix/protocol/constants';
+import {
+  DOMAIN_EVENT_TYPES,
+  PROTOCOL_VERSION,
+  WS_PATH,
+  WS_SUBPROTOCOL,
+  WS_SUBPROTOCOL_MSGPACK,
+} from '@apix/protocol/constants';
 import { DOMAIN_PAYLOAD_SCHEMAS } from '@apix/protocol/events';
 import * as S from '@apix/protocol/schemas';
+
+/** The content type of the MessagePack variant of every message (subprotocol apix.v1.msgpack). */
+const MSGPACK_CONTENT_TYPE = 'application/vnd.msgpack';
 
 export const ASYNCAPI_PATH = fileURLToPath(new URL('../docs/asyncapi.json', import.meta.url));
 
@@ -630,6 +639,7 @@ export function buildAsyncApi(): Record<string, unknown> {
   const messages: Record<string, unknown> = {};
   const schemas: Record<string, unknown> = {};
   const channelMessages: Record<string, unknown> = {};
+  const msgpackChannelMessages: Record<string, unknown> = {};
   const operations: Record<string, unknown> = {};
   for (const spec of FRAMES) {
     const name = schemaName(spec.key);
@@ -643,6 +653,15 @@ export function buildAsyncApi(): Record<string, unknown> {
       examples: [{ name: 'example', payload: spec.example }],
     };
     channelMessages[spec.key] = { $ref: `#/components/messages/${spec.key}` };
+    // The same envelope in MessagePack (subprotocol apix.v1.msgpack): same schema, binary frames.
+    messages[`${spec.key}.msgpack`] = {
+      name: spec.key,
+      title: `${spec.title} (MessagePack)`,
+      summary: spec.summary,
+      contentType: MSGPACK_CONTENT_TYPE,
+      payload: { $ref: `#/components/schemas/${name}` },
+    };
+    msgpackChannelMessages[spec.key] = { $ref: `#/components/messages/${spec.key}.msgpack` };
     operations[operationName(spec)] = {
       action: spec.direction === 'client' ? 'receive' : 'send',
       channel: channelRef,
@@ -659,7 +678,11 @@ export function buildAsyncApi(): Record<string, unknown> {
       version: PROTOCOL_VERSION,
       description:
         'Generated from packages/protocol/src/schemas.ts and packages/protocol/src/events.ts by scripts/gen-asyncapi.ts; do not edit. ' +
-        'Describes the gateway: it receives client frames and sends server frames, one JSON object per text frame. ' +
+        'Describes the gateway: it receives client frames and sends server frames, in one of two encodings chosen by ' +
+        `the WebSocket subprotocol: ${WS_SUBPROTOCOL} (one JSON object per text frame; the channel "gateway") or ` +
+        `${WS_SUBPROTOCOL_MSGPACK} (one MessagePack map per binary frame with the same envelope, where payload may ` +
+        'hold binary values; the channel "gatewayMsgpack"). A client offering both gets the one it listed first. ' +
+        'Where the envelope is JSON, a binary value is {"$binary": "<base64>"}. ' +
         'The prose contract, close codes and error codes are in docs/protocol.md.',
       license: { name: 'MIT' },
     },
@@ -671,6 +694,12 @@ export function buildAsyncApi(): Record<string, unknown> {
         pathname: WS_PATH,
         description: `Any gateway node (wss in production). Offer the subprotocol ${WS_SUBPROTOCOL}.`,
       },
+      gatewayMsgpack: {
+        host: 'localhost:8080',
+        protocol: 'ws',
+        pathname: WS_PATH,
+        description: `The same endpoint with the subprotocol ${WS_SUBPROTOCOL_MSGPACK}: MessagePack binary frames.`,
+      },
     },
     channels: {
       gateway: {
@@ -680,6 +709,15 @@ export function buildAsyncApi(): Record<string, unknown> {
           'The single WebSocket endpoint; every frame is an envelope {type, channel?, payload, id?, metadata}.',
         servers: [{ $ref: '#/servers/gateway' }],
         messages: channelMessages,
+      },
+      gatewayMsgpack: {
+        address: WS_PATH,
+        title: 'APIX WebSocket, MessagePack',
+        description:
+          `The same endpoint and envelopes as "gateway", negotiated with ${WS_SUBPROTOCOL_MSGPACK}: one ` +
+          'MessagePack map per binary frame; payload values may be binary (bin).',
+        servers: [{ $ref: '#/servers/gatewayMsgpack' }],
+        messages: msgpackChannelMessages,
       },
     },
     operations,
