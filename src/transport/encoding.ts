@@ -6,7 +6,6 @@
  */
 import { WS_SUBPROTOCOL, WS_SUBPROTOCOL_MSGPACK } from '@apix/protocol';
 import { binaryToJson, decodeMsgpack } from '@apix/protocol/msgpack';
-import type { IncomingFrame } from './transport.ts';
 
 export type WireEncoding = 'json' | 'msgpack';
 
@@ -33,7 +32,7 @@ export function encodingOf(subprotocol: string): WireEncoding {
 export type ParsedFrame = { readonly frame: object } | { readonly error: string };
 
 /** Decodes one client frame in its connection's encoding into a plain object (not yet validated). */
-export function parseIncoming(data: IncomingFrame, isBinary: boolean, encoding: WireEncoding): ParsedFrame {
+export function parseIncoming(data: string | Buffer, isBinary: boolean, encoding: WireEncoding): ParsedFrame {
   let frame: unknown;
   if (encoding === 'msgpack') {
     if (!isBinary) return { error: 'this connection speaks MessagePack: send one map per binary frame' };
