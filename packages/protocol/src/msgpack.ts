@@ -6,6 +6,7 @@
  */
 import { decode, encode, ExtData } from '@msgpack/msgpack';
 import { BINARY_JSON_KEY } from './constants.ts';
+import { InternalError } from './internal-errors.ts';
 
 /** Deeper than this, a frame is refused before it is walked (the JSON bounds check the rest). */
 const MAX_DEPTH = 256;
@@ -22,9 +23,14 @@ export function decodeMsgpack(bytes: Uint8Array): unknown {
 /** A MessagePack-decoded value with its binary values replaced by their JSON form; throws on extension types. */
 export function binaryToJson(value: unknown, depth = 0): unknown {
   if (value === null || typeof value !== 'object') return value;
-  if (depth > MAX_DEPTH) throw new Error(`nested deeper than ${MAX_DEPTH}`);
+  if (depth > MAX_DEPTH)
+    throw new InternalError('APIX_ERR_INVALID_ARGUMENT', `nested deeper than ${MAX_DEPTH}`);
   if (value instanceof Uint8Array) return { [BINARY_JSON_KEY]: toBase64(value) };
-  if (value instanceof ExtData) throw new Error(`MessagePack extension type ${value.type} is not accepted`);
+  if (value instanceof ExtData)
+    throw new InternalError(
+      'APIX_ERR_INVALID_ARGUMENT',
+      `MessagePack extension type ${value.type} is not accepted`,
+    );
   if (value instanceof Date) return value.toISOString();
   if (Array.isArray(value)) return value.map((v) => binaryToJson(v, depth + 1));
   const out: Record<string, unknown> = {};
