@@ -9,7 +9,9 @@
  *
  *   npm start                                                              # a gateway on :8080
  *   export APIX_TOKEN=$(npx apix token --sub publisher --org acme --roles service)
- *   #   or an API key: APIX_API_KEYS=acme:apix_demo_publisher npm start; export APIX_TOKEN=apix_demo_publisher
+ *   #   or an API key, `apix_<keyId>_<secret>` (docs/security.md), made up here and given to the gateway:
+ *   #   export APIX_TOKEN=apix_publisher_$(node -e "console.log(crypto.randomBytes(32).toString('hex'))")
+ *   #   APIX_API_KEYS=acme:$APIX_TOKEN:publish npm start
  *   node --import tsx examples/publisher-service.ts [--runs 5] [--interval-ms 1500] [--via both|http|sdk]
  *
  * Watch it in the browser at /examples/feed/ (examples/feed/). The classes below are what the browser

@@ -3,7 +3,7 @@
  * that `apix serve` and `apix token` agree without configuration.
  */
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Config } from '../config.ts';
 
@@ -25,6 +25,34 @@ export function resolveJwtSecret(
   const secret = randomBytes(32).toString('base64url');
   writeFileSync(path, secret + '\n', { mode: 0o600 });
   return { secret, generated: true };
+}
+
+/** The data dir when nothing sets APIX_DATA_DIR (src/config.ts). */
+const DEFAULT_DATA_DIR = './.apix';
+
+/**
+ * The command that mints a token this node accepts: with `APIX_DATA_DIR=...` in front when the node's data
+ * dir is not the default, since `apix token` run without it signs with another dir's secret.
+ */
+export function tokenCommand(dataDir: string, args: string): string {
+  if (resolve(dataDir) === resolve(DEFAULT_DATA_DIR)) return `npx apix token ${args}`;
+  const quoted = /^[\w./@:+-]+$/.test(dataDir) ? dataDir : `'${dataDir.replaceAll("'", "'\\''")}'`;
+  return `APIX_DATA_DIR=${quoted} npx apix token ${args}`;
+}
+
+/**
+ * The line `apix token` writes to stderr about the secret it signed with, so that a token from the wrong
+ * data dir (`token signature is invalid` at the server) is explained at the source.
+ */
+export function signingSecretNotice(config: Config, generated: boolean): string {
+  if (config.auth.jwtSecret) return 'apix token: signed with APIX_JWT_SECRET\n';
+  const path = resolve(devSecretPath(config.dataDir));
+  if (!generated) return `apix token: signed with the development secret in ${path}\n`;
+  return (
+    `apix token: no development secret existed; created a new one in ${path}.\n` +
+    `apix token: a server running with another APIX_DATA_DIR will refuse this token ("token signature is invalid"); ` +
+    `run this command with that server's APIX_DATA_DIR (its start banner prints the exact command).\n`
+  );
 }
 
 export function withSecret(config: Config, secret: string | undefined): Config {

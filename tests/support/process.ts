@@ -27,11 +27,11 @@ export interface GatewayProcess {
 
 export async function spawnGateway(
   env: Record<string, string>,
-  options: { port?: number; readyTimeoutMs?: number } = {},
+  options: { port?: number; readyTimeoutMs?: number; args?: readonly string[] } = {},
 ): Promise<GatewayProcess> {
   const port = options.port ?? (await freePort());
   let out = '';
-  const child = spawn(process.execPath, [...APIX, 'serve'], {
+  const child = spawn(process.execPath, [...APIX, 'serve', ...(options.args ?? [])], {
     cwd: ROOT,
     env: {
       PATH: process.env.PATH ?? '',

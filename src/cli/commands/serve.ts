@@ -5,7 +5,7 @@ import { ConfigError, loadConfig } from '../../config.ts';
 import type { Config } from '../../config.ts';
 import { discardPrestarted, prestartEmbedded } from '../../store/embedded-open.ts';
 import { parseArgs } from '../args.ts';
-import { resolveJwtSecret, withSecret, devSecretPath } from '../dev-secret.ts';
+import { resolveJwtSecret, withSecret, devSecretPath, tokenCommand } from '../dev-secret.ts';
 import { randomBytes } from 'node:crypto';
 import { isWorker, runPrimary, workerPlanProblem } from '../workers.ts';
 import { createLogger } from '../../log.ts';
@@ -46,7 +46,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   if (!env.APIX_JWT_SECRET && secret && !isWorker()) {
     process.stderr.write(
       `APIX ${generated ? 'created a' : 'uses the'} development JWT secret in ${devSecretPath(config.dataDir)}.\n` +
-        `Mint a token:  npx apix token --sub alice --org acme --roles member\n` +
+        `Mint a token:  ${tokenCommand(config.dataDir, '--sub alice --org acme --roles member')}\n` +
         `Connect:       ${node.wsUrl}\n`,
     );
   }

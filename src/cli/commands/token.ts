@@ -5,7 +5,7 @@
 import { SignJWT } from 'jose';
 import { loadConfig } from '../../config.ts';
 import { parseArgs, stringOption } from '../args.ts';
-import { resolveJwtSecret } from '../dev-secret.ts';
+import { resolveJwtSecret, signingSecretNotice } from '../dev-secret.ts';
 import { CLIENT_TYPE_CLAIM, isClientType } from '../../auth/client-type.ts';
 import { InternalError } from '@apix/protocol/internal-errors';
 
@@ -36,13 +36,14 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     return 2;
   }
   const config = loadConfig(env);
-  const { secret } = resolveJwtSecret(config, true);
+  const { secret, generated } = resolveJwtSecret(config, true);
   if (!secret) {
     process.stderr.write(
       'apix token: tokens are verified with a JWKS URL or public key here; mint them with your issuer\n',
     );
     return 2;
   }
+  process.stderr.write(signingSecretNotice(config, generated));
   const roles = (stringOption(args, 'roles') ?? 'member').split(',').filter(Boolean);
   const ttlMs = parseDuration(stringOption(args, 'ttl') ?? '1h');
   let jwt = new SignJWT({ org, roles, ...(clientType ? { [CLIENT_TYPE_CLAIM]: clientType } : {}) })
