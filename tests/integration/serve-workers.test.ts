@@ -48,7 +48,7 @@ describe('apix serve --workers 2', { skip: skipWithoutRedis() }, () => {
     const extra: RawClient[] = [];
     try {
       // The kernel (or the primary, round-robin) picks the worker: connect until both have a client.
-      const tok = await token({ sub: 'alice', roles: ['member'] });
+      const tok = await token({ sub: 'alice', roles: ['admin'] });
       for (let i = 0; i < 60 && byWorker.size < 2; i++) {
         const c = await RawClient.connect(gw.wsUrl, { token: tok, subscriptions: ['agent:shared'] }).catch(
           () => undefined, // the second worker may still be starting
@@ -62,8 +62,10 @@ describe('apix serve --workers 2', { skip: skipWithoutRedis() }, () => {
       const [a, b] = [byWorker.get('w0')!, byWorker.get('w1')!];
 
       // Each one's publish reaches the other, across the process boundary.
-      assert.equal((await a.publish('agent:shared', 'note', { from: 'w0' })).type, 'message.sent');
-      assert.equal((await b.publish('agent:shared', 'note', { from: 'w1' })).type, 'message.sent');
+      for (const [c, from] of [[a, 'w0'], [b, 'w1']] as const) {
+        const reply = await c.publish('agent:shared', 'note', { from });
+        assert.equal(reply.type, 'message.sent', JSON.stringify(reply.payload));
+      }
       const seenByA = await a.waitForEvents(2, 'agent:shared', 30_000);
       const seenByB = await b.waitForEvents(2, 'agent:shared', 30_000);
       assert.deepEqual(seenByA.map((f) => f.payload.from).sort(), ['w0', 'w1']);
