@@ -10,7 +10,12 @@ export interface BackoffOptions {
   readonly factor: number;
 }
 
-export const DEFAULT_BACKOFF: BackoffOptions = { baseMs: 500, maxMs: 30_000, factor: 2 };
+/**
+ * Quick first retries (a gateway restart or a deploy is over in seconds) and a low cap: the wait between
+ * the gateway coming back and the next attempt is at most `maxMs`. A 30 s cap left publishers offline for
+ * seconds after a short restart; full jitter still spreads a node's clients over the window.
+ */
+export const DEFAULT_BACKOFF: BackoffOptions = { baseMs: 250, maxMs: 5_000, factor: 2 };
 
 /** The ceiling of attempt `attempt` (0-based): min(maxMs, baseMs * factor^attempt). */
 export function backoffCeilingMs(attempt: number, options: BackoffOptions): number {

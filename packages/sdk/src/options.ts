@@ -71,7 +71,7 @@ export interface ApiXClientOptions {
   encoding?: 'json' | 'msgpack';
   /** The `fetch` of the HTTP transports: the global one by default. */
   fetch?: FetchLike;
-  /** Backoff between reconnect attempts (full jitter); `false` never reconnects. Default { baseMs: 500, maxMs: 30000, factor: 2 }. */
+  /** Backoff between reconnect attempts (full jitter); `false` never reconnects. Default { baseMs: 250, maxMs: 5000, factor: 2 }. */
   reconnect?: Partial<BackoffOptions> | false;
   /** Client-side pings and dead-connection detection; `false` only answers the server's pings. */
   heartbeat?: HeartbeatOptions | false;

@@ -40,6 +40,23 @@ describe('backoff (full jitter, pure)', () => {
     const seq = [0.1, 0.9, 0.3];
     const run = () => seq.map((r, i) => backoffDelayMs(i, DEFAULT_BACKOFF, () => r));
     assert.deepEqual(run(), run());
-    assert.deepEqual(run(), [50, 900, 600]);
+    assert.deepEqual(run(), [25, 450, 300]);
+  });
+
+  it('by default, reconnects soon after an outage ends: within maxMs (5 s) whatever its length', () => {
+    // The worst case of full jitter (random just under 1): each attempt waits its whole ceiling. The gap is
+    // from the gateway's return to the first attempt at or after it (attempts before it fail).
+    const gapAfterOutage = (outageMs: number): number => {
+      let t = 0;
+      for (let attempt = 0; ; attempt++) {
+        t += backoffDelayMs(attempt, DEFAULT_BACKOFF, () => 0.999999);
+        if (t >= outageMs) return t - outageMs;
+      }
+    };
+    assert.ok(backoffDelayMs(0, DEFAULT_BACKOFF, () => 0.999999) < 300, 'the first retry is quick');
+    for (let outageMs = 0; outageMs <= 120_000; outageMs += 250)
+      assert.ok(gapAfterOutage(outageMs) < 5_000, `after a ${outageMs} ms outage: ${gapAfterOutage(outageMs)} ms`);
+    // A gateway restart of about 10 s (the case reported: ~6 s offline after it was back with 500/30000).
+    assert.ok(gapAfterOutage(10_000) < 3_000, `after 10 s: ${gapAfterOutage(10_000)} ms`);
   });
 });
