@@ -55,7 +55,7 @@ describe('apix token', () => {
       assert.ok(gw.output().includes(`Mint a token:  ${expected}\n`), gw.output());
       const minted = runCli(['token', '--sub', 'alice', '--org', 'acme'], { APIX_DATA_DIR: dir });
       assert.equal(minted.status, 0, minted.stderr);
-      assert.doesNotMatch(minted.stderr, /created/, 'signs with the server\'s secret');
+      assert.doesNotMatch(minted.stderr, /created/, "signs with the server's secret");
       const c = await RawClient.connect(gw.wsUrl, { token: minted.stdout.trim() });
       c.close();
     } finally {
@@ -66,6 +66,9 @@ describe('apix token', () => {
   it("the serve banner's command carries a data dir that is not the default", () => {
     assert.equal(tokenCommand('./.apix', '--sub a'), 'npx apix token --sub a');
     assert.equal(tokenCommand('/srv/apix', '--sub a'), 'APIX_DATA_DIR=/srv/apix npx apix token --sub a');
-    assert.equal(tokenCommand("/a b/it's", '--sub a'), `APIX_DATA_DIR='/a b/it'\\''s' npx apix token --sub a`);
+    assert.equal(
+      tokenCommand("/a b/it's", '--sub a'),
+      `APIX_DATA_DIR='/a b/it'\\''s' npx apix token --sub a`,
+    );
   });
 });

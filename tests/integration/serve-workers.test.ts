@@ -62,7 +62,10 @@ describe('apix serve --workers 2', { skip: skipWithoutRedis() }, () => {
       const [a, b] = [byWorker.get('w0')!, byWorker.get('w1')!];
 
       // Each one's publish reaches the other, across the process boundary.
-      for (const [c, from] of [[a, 'w0'], [b, 'w1']] as const) {
+      for (const [c, from] of [
+        [a, 'w0'],
+        [b, 'w1'],
+      ] as const) {
         const reply = await c.publish('agent:shared', 'note', { from });
         assert.equal(reply.type, 'message.sent', JSON.stringify(reply.payload));
       }

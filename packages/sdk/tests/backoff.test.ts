@@ -55,7 +55,10 @@ describe('backoff (full jitter, pure)', () => {
     };
     assert.ok(backoffDelayMs(0, DEFAULT_BACKOFF, () => 0.999999) < 300, 'the first retry is quick');
     for (let outageMs = 0; outageMs <= 120_000; outageMs += 250)
-      assert.ok(gapAfterOutage(outageMs) < 5_000, `after a ${outageMs} ms outage: ${gapAfterOutage(outageMs)} ms`);
+      assert.ok(
+        gapAfterOutage(outageMs) < 5_000,
+        `after a ${outageMs} ms outage: ${gapAfterOutage(outageMs)} ms`,
+      );
     // A gateway restart of about 10 s (the case reported: ~6 s offline after it was back with 500/30000).
     assert.ok(gapAfterOutage(10_000) < 3_000, `after 10 s: ${gapAfterOutage(10_000)} ms`);
   });
