@@ -182,7 +182,7 @@ describe('deploy/kubernetes', () => {
 
   it('has a preStop, and a grace period longer than preStop + APIX_DRAIN_TIMEOUT_MS + 5 s', () => {
     const preStop = container.lifecycle?.preStop;
-    assert.ok(preStop?.exec ?? preStop?.sleep, 'a preStop hook');
+    assert.ok(preStop && (preStop.exec ?? preStop.sleep), 'a preStop hook');
     const command = preStop.exec?.command.join(' ') ?? '';
     const preStopSeconds = preStop.sleep?.seconds ?? Number(/^sleep (\d+)$/.exec(command)?.[1] ?? 0);
     const drainSeconds = Number(config.data['APIX_DRAIN_TIMEOUT_MS'] ?? 10000) / 1000;
