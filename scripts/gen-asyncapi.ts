@@ -482,6 +482,39 @@ export const FRAMES: readonly FrameSpec[] = [
     },
   },
   {
+    key: 'presenceJoin',
+    direction: 'server',
+    title: 'presence.join (extension)',
+    summary:
+      'A connection joined a room: channel (subscribed, or resumed a session subscribed to it). Live only: no id, never stored, replayed or acknowledged.',
+    schema: S.PresenceJoinSchema,
+    example: {
+      type: 'presence.join',
+      channel: 'room:design',
+      payload: {
+        userId: 'alice',
+        clientId: 'tab-1',
+        connectionId: 'c-n1a2b3c4-17',
+        info: { clientType: 'WEB_APP' },
+      },
+      metadata: meta,
+    },
+  },
+  {
+    key: 'presenceLeave',
+    direction: 'server',
+    title: 'presence.leave (extension)',
+    summary:
+      'A member left a room: channel (unsubscribed, its subscription was removed, or its connection left its session). Live only.',
+    schema: S.PresenceLeaveSchema,
+    example: {
+      type: 'presence.leave',
+      channel: 'room:design',
+      payload: { userId: 'alice', clientId: 'tab-1', connectionId: 'c-n1a2b3c4-17' },
+      metadata: meta,
+    },
+  },
+  {
     key: 'rpcRegistered',
     direction: 'server',
     title: 'rpc.registered (v1.1)',

@@ -410,6 +410,21 @@ export const ChannelEventSchema = z.strictObject({
 });
 export type ChannelEvent = z.infer<typeof ChannelEventSchema>;
 
+/**
+ * A room's `presence.join` / `presence.leave` (extension): live only, so without an `id`; the member
+ * without its `nodeId` (and, on a leave, without `info`).
+ */
+function presenceEvent<T extends string>(type: T) {
+  return z.strictObject({
+    type: z.literal(type),
+    channel: z.string(),
+    payload: PresenceMemberSchema.omit({ nodeId: true }),
+    metadata: serverMetadata,
+  });
+}
+export const PresenceJoinSchema = presenceEvent('presence.join');
+export const PresenceLeaveSchema = presenceEvent('presence.leave');
+
 // ---- Streams (docs/protocol.md §11): server -> subscriber (and `stream.cancel` to the publisher) ----
 
 function streamEvent<T extends string, P extends z.ZodType>(type: T, payload: P) {
