@@ -14,7 +14,8 @@ describe('settings table', () => {
     assert.equal(new Set(envs).size, envs.length, 'a variable is declared twice');
     assert.deepEqual([...envs].sort(), Object.keys(EnvSchema.shape).sort());
     for (const { path, setting } of settings) {
-      assert.match(setting.env, /^(APIX|REDIS|DATABASE)_[A-Z0-9_]+$/);
+      // OTEL_*: OpenTelemetry's own standard variables (OTEL_EXPORTER_OTLP_ENDPOINT), read as they are named.
+      assert.match(setting.env, /^(APIX|REDIS|DATABASE|OTEL)_[A-Z0-9_]+$/);
       assert.ok(setting.doc.trim().length > 0, `${setting.env} has no doc line`);
       assert.ok(path.length > 0);
     }
