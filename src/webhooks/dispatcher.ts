@@ -31,6 +31,12 @@ export interface DispatcherOptions {
   readonly leaseMs: number;
   /** How long an organization's endpoints are cached before they are read again. */
   readonly endpointCacheMs: number;
+  /**
+   * How often an idle node asks the store anyway (default IDLE_POLL_MS), to take over batches of a node
+   * that died. Infinity when no other node shares the store (one node, memory engines): it then asks only
+   * at start and when a batch it knows of is due, so that the embedded database can stay shut down.
+   */
+  readonly idlePollMs?: number;
 }
 
 export interface DispatcherCounters {
@@ -198,7 +204,8 @@ export class WebhookDispatcher {
   async sendDue(): Promise<void> {
     const room = this.options.concurrency - this.inflight;
     const now = this.clock.now();
-    if (room <= 0 || (now < this.nextDueAt && now - this.lastPoll < IDLE_POLL_MS)) return;
+    const idlePollMs = this.options.idlePollMs ?? IDLE_POLL_MS;
+    if (room <= 0 || (now < this.nextDueAt && now - this.lastPoll < idlePollMs)) return;
     this.lastPoll = now;
     // Batches noted while the store answers (retries of sends in flight) lower it again.
     this.nextDueAt = Infinity;

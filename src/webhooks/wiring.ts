@@ -61,6 +61,8 @@ export function installBackendIntegration(
       backoff: { baseMs: w.retryBaseMs, maxMs: Math.max(w.retryBaseMs, w.retryMaxMs) },
       leaseMs: w.timeoutMs * 2 + 5_000,
       endpointCacheMs: 1_000,
+      // No other node shares the store on memory engines: nothing to take over, no reason to wake it.
+      ...(parts.broker.name === 'memory' ? { idlePollMs: Infinity } : {}),
     },
     clock,
     base.random,
