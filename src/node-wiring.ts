@@ -2,6 +2,7 @@
  * The steps of node.ts's createNode that build groups of components. Only node.ts calls them: together they
  * are the one place where a node is wired.
  */
+import { gaugesOn } from './metrics/read-gauge.ts';
 import { Streams } from './streams/streams.ts';
 import { MemoryStreamStore } from './streams/memory-stream-store.ts';
 import { MEMORY_MAX_STREAMS, streamStoreTtls } from './streams/stream-store.ts';
@@ -18,7 +19,7 @@ import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Registry } from 'prom-client';
-import { Gauge } from 'prom-client';
+
 import type { IncomingMessage } from 'node:http';
 import type { TransportHost } from './transport/transport.ts';
 import { WS_PATH } from '@apix/protocol';
@@ -224,15 +225,7 @@ export function registerNodeGauges(
   engines: Engines,
   durableReplay: DurableReplayBroker | undefined,
 ): void {
-  const pendingGauge = (name: string, help: string, read: () => number) =>
-    new Gauge({
-      name,
-      help,
-      registers: [metrics],
-      collect() {
-        this.set(read());
-      },
-    });
+  const pendingGauge = gaugesOn(metrics);
   pendingGauge(
     'apix_pending_buffered',
     'In-flight state changes waiting for the next pending-store write',
@@ -449,15 +442,7 @@ function installHttpTransports(
   };
   const transports = new HttpTransports<unknown>(deps, gateway as TransportHost<unknown>);
   transports.register(httpRouter);
-  const gauge = (name: string, help: string, read: () => number) =>
-    new Gauge({
-      name,
-      help,
-      registers: [metrics],
-      collect() {
-        this.set(read());
-      },
-    });
+  const gauge = gaugesOn(metrics);
   gauge(
     'apix_http_streams',
     'Open HTTP streaming and SSE streams on this node',

@@ -3,6 +3,7 @@
  * data dir), migrated at start, and what writes to it — connection/channel/key records and the audit
  * trail, attached through hooks and written off the hot path in batches.
  */
+import { gaugesOn } from './metrics/read-gauge.ts';
 import type { Config } from './config.ts';
 import type { Clock, Random } from './clock.ts';
 import type { Logger } from './log.ts';
@@ -23,7 +24,7 @@ import {
 } from './store/index.ts';
 import type { Database, RecordRepositories } from './store/index.ts';
 import { AuditLogger, auditHooks, DenialAggregator } from './audit/index.ts';
-import { Gauge } from 'prom-client';
+
 import type { Registry } from 'prom-client';
 import type { HttpRouter } from './http/router.ts';
 import type { Authenticator } from './auth/authenticator.ts';
@@ -162,15 +163,7 @@ function attachRecords(
     authenticator: node.authenticator,
     hooks: node.hooks,
   });
-  const gauge = (name: string, help: string, read: () => number) =>
-    new Gauge({
-      name,
-      help,
-      registers: [node.metrics],
-      collect() {
-        this.set(read());
-      },
-    });
+  const gauge = gaugesOn(node.metrics);
   gauge('apix_audit_queued', 'Audit entries waiting to be written', () => audit.counters.queued);
   gauge('apix_audit_written', 'Audit entries committed (since start)', () => audit.counters.written);
   gauge(

@@ -1,18 +1,11 @@
 /** RPC's figures on /metrics, read from the RpcService at each scrape. */
-import { Counter, Gauge } from 'prom-client';
+import { gaugesOn } from '../metrics/read-gauge.ts';
+import { Counter } from 'prom-client';
 import type { Registry } from 'prom-client';
 import type { RpcService } from './rpc-service.ts';
 
 export function registerRpcMetrics(metrics: Registry, rpc: RpcService): void {
-  const gauge = (name: string, help: string, read: () => number) =>
-    new Gauge({
-      name,
-      help,
-      registers: [metrics],
-      collect() {
-        this.set(read());
-      },
-    });
+  const gauge = gaugesOn(metrics);
   gauge(
     'apix_rpc_pending',
     "RPC calls of this node's clients awaiting an answer (bounded by APIX_RPC_MAX_PENDING)",

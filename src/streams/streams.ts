@@ -4,9 +4,10 @@
  * The gateway hands it stream frames, closed connections and control messages; the subscription paths
  * hand it each subscription after its history replay; the hub hands it live stream messages.
  */
+import { gaugesOn } from '../metrics/read-gauge.ts';
 import type { Registry } from 'prom-client';
 import type { z } from 'zod';
-import { Gauge } from 'prom-client';
+
 import { CLIENT_STREAM_SCHEMAS, formatIssues } from '@apix/protocol';
 import type { ClientStreamFrame, StreamType } from '@apix/protocol';
 import type { Broker, BrokerEvent, ControlMessage } from '../broker/broker.ts';
@@ -152,15 +153,7 @@ export class Streams {
   }
 
   registerMetrics(registry: Registry): void {
-    const gauge = (name: string, help: string, pick: () => number) =>
-      new Gauge({
-        name,
-        help,
-        registers: [registry],
-        collect() {
-          this.set(pick());
-        },
-      });
+    const gauge = gaugesOn(registry);
     gauge('apix_streams_published', 'Open streams published from this node', () => this.publisher.ownedCount);
     gauge(
       'apix_stream_mirrors',

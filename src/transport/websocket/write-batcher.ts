@@ -18,7 +18,8 @@
  * that the bytes held here never make a reading client look slow, and a socket already backed up is not
  * held (Node queues its writes behind the one in progress and sends them in one `writev` anyway).
  */
-import { Gauge } from 'prom-client';
+import { gaugesOn } from '../../metrics/read-gauge.ts';
+
 import type { Registry } from 'prom-client';
 import type { Clock, TimerHandle } from '../../clock.ts';
 import { systemClock } from '../../clock.ts';
@@ -117,15 +118,7 @@ export class WriteBatcher {
 
   /** Its gauges: held frames and their socket writes since start (frames per write), sockets held now. */
   registerMetrics(registry: Registry): void {
-    const gauge = (name: string, help: string, pick: () => number) =>
-      new Gauge({
-        name,
-        help,
-        registers: [registry],
-        collect() {
-          this.set(pick());
-        },
-      });
+    const gauge = gaugesOn(registry);
     gauge(
       'apix_write_batches',
       'Socket writes of held frames, per connection and flush window',
