@@ -167,6 +167,7 @@ describe('webhooks (memory engine, real receiver process)', () => {
       assert.deepEqual(rest, { channel: 'agent:writer', streamId: 'wh-1', status: 'complete', bytes: 12 });
       assert.ok(appends >= 1 && appends <= 3, `appends ${appends}`);
       pub.close();
+      await pub.waitClosed();
     } finally {
       await receiver.kill();
       await api(node, 'DELETE', `/v1/admin/webhooks/${made.json.id}`, admin);
@@ -211,8 +212,12 @@ describe('webhooks (memory engine, real receiver process)', () => {
         for (const t of ['connection.opened', 'connection.closed']) expected.add(`${u}/${t}`);
       const seen = () => new Set(readLog(log).events.map((e) => `${e.data.userId}/${e.type}`));
       await waitFor(() => [...expected].every((k) => seen().has(k)), 30_000, 'every event after the restart');
-      const { events, rejected } = readLog(log);
+      const { events: all, rejected } = readLog(log);
       assert.deepEqual(rejected, []);
+      // This node is shared by the file's tests: a connection of an earlier test that closes late is the
+      // organization's event too. Only this test's users count.
+      const mine = new Set(users);
+      const events = all.filter((e) => mine.has(String(e.data.userId)));
       // Duplicates are allowed (at least once), but only as the same event: same id, same content.
       const byId = new Map<string, string>();
       for (const e of events) {
