@@ -310,13 +310,18 @@ export class Handshake {
     for (const sub of session.subscriptions.values()) {
       if (sub.queuesWhileAway && !asked(sub.name)) continue;
       const f = from(sub.name, sub.lastId);
-      if (f.since === undefined && f.last === undefined) continue;
+      const missedFrom = f.since === undefined && f.last === undefined ? sub.missedFrom : undefined;
+      sub.missedFrom = undefined;
+      if (f.since === undefined && f.last === undefined && missedFrom === undefined) continue;
       if (!subs.mayReplay(conn, session, sub.channel)) {
         out.recovered[sub.name] = false;
         continue;
       }
       sub.pending = [];
-      const h = await subs.readHistory(sub.key, f.since, f.last);
+      const h =
+        missedFrom === undefined
+          ? await subs.readHistory(sub.key, f.since, f.last)
+          : await subs.readHistoryFrom(sub.key, missedFrom);
       out.recovered[sub.name] = h.recovered;
       out.replays.push({ sub, events: h.events });
     }

@@ -23,6 +23,11 @@ import type { EventFilter } from '../subscriptions/filters.ts';
 export class Subscription {
   /** Id of the last event sent (or queued) on this subscription: where a resume replays from. */
   lastId: string | undefined;
+  /**
+   * The first event missed while away by a subscription that had been sent none (no `lastId` to replay
+   * after): a resume replays from it (inclusive), so that an event published while away is not lost.
+   */
+  missedFrom: string | undefined;
   /** While replaying history, live events wait here so that none is lost or doubled. */
   pending: BrokerEvent[] | undefined;
   /**

@@ -28,6 +28,9 @@ import type { Rooms } from './rooms.ts';
 import type { BackendProxy } from '../backend/proxy.ts';
 import { approveSubscribe } from '../backend/proxy-steps.ts';
 
+/** The most events `readHistoryFrom` looks back through (a history ring holds at most this many too). */
+const MAX_REPLAY_FROM = 10_000;
+
 export interface SubscriptionManagerDeps {
   readonly config: Config;
   readonly clock: Clock;
@@ -373,6 +376,17 @@ export class SubscriptionManager {
       this.deps.log.warn({ err, key }, 'history read failed');
       return { events: [] as BrokerEvent[], recovered: false };
     }
+  }
+
+  /**
+   * The retained events from `first` on (inclusive): the replay of a subscription that was sent nothing
+   * before it went away. Not recovered when `first` is no longer retained.
+   */
+  async readHistoryFrom(key: string, first: string) {
+    const h = await this.readHistory(key, undefined, MAX_REPLAY_FROM);
+    const at = h.events.findIndex((e) => compareEventIds(e.id, first) >= 0);
+    if (at < 0) return { events: [] as BrokerEvent[], recovered: false };
+    return { events: h.events.slice(at), recovered: h.recovered && h.events[at]!.id === first };
   }
 
   /** After the subscription's replay (`flushReplay`): the open streams of its channel, as snapshots. */

@@ -46,10 +46,10 @@ const FULL = PIECES.join('');
 async function* paced(
   pieces: string[],
   everyMs: number,
-  onIndex?: (i: number) => void,
+  onIndex?: (i: number) => Promise<unknown> | void,
 ): AsyncGenerator<string> {
   for (let i = 0; i < pieces.length; i++) {
-    onIndex?.(i);
+    await onIndex?.(i);
     if (i % 20 === 0) await new Promise((r) => setTimeout(r, everyMs));
     yield pieces[i] as string;
   }
@@ -90,6 +90,8 @@ describe('SDK streams against the real gateway', () => {
           late = client(url, 'late');
           void late.connect();
           lateEnded = follow(late, 'agent:a1');
+          // Joins mid-stream however slow the machine: the rest waits for its subscription.
+          return late.subscription('agent:a1')?.ready;
         }
       }),
     );
@@ -98,7 +100,9 @@ describe('SDK streams against the real gateway', () => {
       ['dropped and resumed', droppingEnded],
       ['late', lateEnded],
     ] as const) {
-      await eventually(() => map?.get(stream.streamId) !== undefined, 60_000);
+      await eventually(() => map?.get(stream.streamId) !== undefined, 60_000).catch((e: Error) => {
+        throw new Error(`${name}: never saw the stream end (${e.message})`);
+      });
       const s = map?.get(stream.streamId);
       assert.equal(s?.text, FULL, `${name}: the full text once`);
       assert.equal(s?.status, 'complete');

@@ -128,6 +128,33 @@ describe('sessions', () => {
     c2.close();
   });
 
+  it('a subscription that was sent nothing yet gets what was published while it was away', async () => {
+    // No event delivered before the drop: neither the client nor the session has an id to replay after.
+    const tok = await token({ sub: 'erin' });
+    const c1 = await RawClient.connect(node.wsUrl, {
+      token: tok,
+      sessionId: 'sess-3',
+      subscriptions: ['agent:s3'],
+    });
+    c1.terminate();
+    await sleep(50);
+    await publishN(pub, 'agent:s3', 3);
+    const c2 = await RawClient.connect(node.wsUrl, { token: tok, sessionId: 'sess-3' });
+    const est = c2.frames.find((f) => f.type === 'connection.established')!;
+    assert.equal(est.payload.resumed, true);
+    assert.equal(est.payload.recovered['agent:s3'], true);
+    const events = await c2.waitForEvents(3, 'agent:s3');
+    await publishN(pub, 'agent:s3', 1, 3);
+    await c2.waitForEvents(4, 'agent:s3');
+    await sleep(50);
+    assert.deepEqual(
+      c2.events('agent:s3').map((e) => e.payload.i),
+      [0, 1, 2, 3],
+    );
+    assert.equal(events.length, 3);
+    c2.close();
+  });
+
   it('resumes from the client’s lastEventIds', async () => {
     const tok = await token({ sub: 'dan' });
     const c1 = await RawClient.connect(node.wsUrl, {
