@@ -450,8 +450,10 @@ export class WireClient {
         ...extra,
       },
     });
+    // Generous: the first connect of a file (JWT verification's first call, JIT) is slow on a busy machine.
     const f = await this.waitJson(
       (x) => x.type === 'connection.established' || x.type === 'connection.error',
+      20_000,
     );
     assert.equal(f.type, 'connection.established', JSON.stringify(f.payload));
     return f;
