@@ -266,7 +266,9 @@ export class Handshake {
     for (const s of snapshot.subscriptions) {
       const parsed = parseChannel(s.channel);
       if (!parsed.ok) continue;
-      const check = subs.checkSubscribe(conn, session, parsed.channel, false);
+      const check =
+        subs.checkSubscribe(conn, session, parsed.channel, false) ??
+        (await this.reapprove(conn, s.channel, out));
       if (check) {
         out.denied.push(check);
         out.revoked.push(s.channel);
@@ -300,8 +302,10 @@ export class Handshake {
   ): Promise<void> {
     const subs = this.deps.subscriptions;
     for (const sub of [...session.subscriptions.values()]) {
-      const check = subs.checkSubscribe(conn, session, sub.channel, false);
-      if (!check) continue;
+      const check =
+        subs.checkSubscribe(conn, session, sub.channel, false) ?? (await this.reapprove(conn, sub.name, out));
+      // Gone while the backend was asked (an unsubscribe, a server-side change): nothing to revoke.
+      if (!check || session.subscriptions.get(sub.key) !== sub) continue;
       subs.remove(sub, 'resumed with credentials that do not allow it');
       out.denied.push(check);
       out.revoked.push(sub.name);
@@ -325,6 +329,17 @@ export class Handshake {
       out.recovered[sub.name] = h.recovered;
       out.replays.push({ sub, events: h.events });
     }
+  }
+
+  /**
+   * A subscription a resume keeps is asked of the backend's subscribe proxy again, as a new one is (its
+   * decision cache answers when it can): the backend may have changed its mind while the client was away,
+   * and a resume must not keep what a fresh subscribe would be refused. Channels its connect proxy granted
+   * just now are not asked (as in `subscribeAsked`).
+   */
+  private reapprove(conn: Connection, name: string, out: Restored): Promise<Denial | undefined> {
+    if (out.backend.granted.has(name)) return Promise.resolve(undefined);
+    return this.deps.subscriptions.approve(conn, name);
   }
 
   /** Step 3, continued: the subscriptions asked for in `connect`. False when the connection is gone. */
@@ -427,7 +442,8 @@ export class Handshake {
       ),
     );
     if (revoked.length > 0) {
-      const reason = 'the credentials of this connection do not allow it';
+      // `denied` in connection.established says, per channel, who refused it (its code and message).
+      const reason = 'the credentials of this connection, or the backend, no longer allow it';
       conn.send(encodeControl('subscription.removed', { channels: revoked, reason }, now));
       for (const channel of revoked)
         hooks.emit('onUnsubscribe', { connection: conn.info(), channel, reason });
