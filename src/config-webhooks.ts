@@ -53,6 +53,16 @@ export const WEBHOOK_SETTINGS = {
     int(1, 1000).default(8),
     'webhook batches one node sends at once',
   ),
+  occupancyLeaseMs: s(
+    'APIX_WEBHOOK_OCCUPANCY_LEASE_MS',
+    int(300, 3_600_000).default(30_000),
+    "Redis: a node's channel-occupancy lease, refreshed every third of it; a node silent this long is dead and its channels are swept (channel.vacated)",
+  ),
+  occupancySweepMs: s(
+    'APIX_WEBHOOK_OCCUPANCY_SWEEP_MS',
+    int(100, 3_600_000).default(10_000),
+    'Redis: how often each node looks for dead nodes whose channel occupancy to sweep',
+  ),
   endpointsPerOrg: s(
     'APIX_WEBHOOK_ENDPOINTS_MAX',
     int(1, 1000).default(20),

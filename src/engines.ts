@@ -253,7 +253,10 @@ export async function createEngines(config: Config, options: EngineOptions): Pro
     suspensions: new RedisSuspensionStore(clients.command, keys, { clock }),
     rpcRegistry: new RedisRpcRegistry(clients.command, keys),
     webhooks: new RedisWebhookStore(clients.command, keys),
-    occupancy: new RedisChannelOccupancy(clients.command, keys),
+    occupancy: new RedisChannelOccupancy(clients.command, keys, clock, options.nodeId, {
+      leaseMs: config.webhooks.occupancyLeaseMs,
+      sweepMs: config.webhooks.occupancySweepMs,
+    }),
     readiness: [],
     async close() {
       await presence.close();

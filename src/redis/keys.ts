@@ -138,6 +138,16 @@ export class RedisKeys {
     return `${this.prefix}{ch:${safe(channelKey)}}:nodes`;
   }
 
+  /** Occupancy leases of the live node incarnations (zset member -> expiry ms; see redis-occupancy.ts). */
+  occupancyLeases(): string {
+    return `${this.prefix}{occ}:leases`;
+  }
+
+  /** The channels one node incarnation occupies (a set of channel keys), for the sweep of a dead one. */
+  occupancyIndex(member: string): string {
+    return `${this.prefix}{occ:${tag(member)}}:channels`;
+  }
+
   /** A shared token bucket (hash: tokens, last refill), e.g. `org:pub:acme` or `ch:acme/agent:x`. */
   rateLimit(bucket: string): string {
     return `${this.prefix}rl:{${tag(bucket)}}`;

@@ -26,7 +26,8 @@ export type ScriptName =
   | 'webhook-add'
   | 'webhook-claim'
   | 'webhook-dead'
-  | 'channel-occupancy';
+  | 'channel-occupancy'
+  | 'occupancy-lease-drop';
 
 interface ScriptSource {
   readonly lua: string;

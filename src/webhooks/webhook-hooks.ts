@@ -20,12 +20,21 @@ function splitKey(key: string): [string, string] | undefined {
   return org === '_' ? undefined : [org, key.slice(i + 1)];
 }
 
+/** Emits `channel.occupied` / `channel.vacated` for a cluster-wide change of a channel key. */
+export function occupancyEvents(sink: WebhookSink): (key: string, occupied: boolean) => void {
+  return (key, occupied) => {
+    const parts = splitKey(key);
+    if (parts) sink.emit(parts[0], occupied ? 'channel.occupied' : 'channel.vacated', { channel: parts[1] });
+  };
+}
+
 export function webhookHooks(
   sink: WebhookSink,
   occupancy: ChannelOccupancy,
   nodeId: string,
   log: Logger,
 ): GatewayHooks {
+  const emitOccupancy = occupancyEvents(sink);
   return {
     onConnect: ({ connection: c, resumed }) =>
       sink.emit(c.principal.orgId, 'connection.opened', {
@@ -75,12 +84,10 @@ export function webhookHooks(
     onDeadLetter: ({ orgId, channel, eventId, sessionId, attempts }) =>
       sink.emit(orgId, 'message.failed', { channel, eventId, sessionId, attempts }),
     onChannelLocal: ({ key, occupied }) => {
-      const parts = splitKey(key);
-      if (!parts) return;
+      if (!splitKey(key)) return;
       occupancy.change(key, nodeId, occupied).then(
         (changed) => {
-          if (changed)
-            sink.emit(parts[0], occupied ? 'channel.occupied' : 'channel.vacated', { channel: parts[1] });
+          if (changed) emitOccupancy(key, occupied);
         },
         (err: unknown) => log.warn({ err, key }, 'channel occupancy not recorded'),
       );

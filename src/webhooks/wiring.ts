@@ -13,11 +13,12 @@ import { ServerSubscriptions, registerServerSubscriptionsApi } from '../subscrip
 import { WebhookDispatcher } from './dispatcher.ts';
 import { httpSender } from './sender.ts';
 import type { Sender } from './sender.ts';
-import { webhookHooks } from './webhook-hooks.ts';
+import { occupancyEvents, webhookHooks } from './webhook-hooks.ts';
 import { registerWebhookApi } from './admin-api.ts';
 import type { WebhookStore } from './webhook-store.ts';
 import { MemoryChannelOccupancy } from './occupancy.ts';
 import type { ChannelOccupancy } from './occupancy.ts';
+import { RedisChannelOccupancy } from './redis-occupancy.ts';
 
 export interface BackendIntegrationParts {
   readonly http: HttpRouter;
@@ -97,8 +98,16 @@ export function installBackendIntegration(
   return {
     dispatcher,
     serverSubscriptions,
-    start: () => dispatcher.start(),
-    stop: () => dispatcher.stop(),
+    start: () => {
+      dispatcher.start();
+      parts.occupancy.start?.(occupancyEvents(dispatcher), (err) =>
+        log.warn({ err }, 'channel occupancy lease or sweep failed'),
+      );
+    },
+    stop: () => {
+      parts.occupancy.stop?.();
+      return dispatcher.stop();
+    },
   };
 }
 
@@ -155,6 +164,23 @@ function registerWebhookGauges(
     'Organizations whose webhook endpoints this node has cached',
     () => d.cachedOrgs,
   );
+  if (occupancy instanceof RedisChannelOccupancy) {
+    gauge(
+      'apix_occupancy_local_channels',
+      'Channels this node occupies (registered in Redis under its lease)',
+      () => occupancy.localChannels,
+    );
+    gauge(
+      'apix_occupancy_swept_nodes',
+      'Dead nodes whose channel occupancy this node swept (since start)',
+      () => occupancy.counters.sweptNodes,
+    );
+    gauge(
+      'apix_occupancy_swept_channels',
+      'Channels this node found vacated by sweeping a dead node (since start)',
+      () => occupancy.counters.vacatedBySweep,
+    );
+  }
   if (occupancy instanceof MemoryChannelOccupancy)
     gauge(
       'apix_channels_occupied',

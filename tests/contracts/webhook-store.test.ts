@@ -3,6 +3,7 @@ import { MemoryChannelOccupancy } from '../../src/webhooks/occupancy.ts';
 import { RedisWebhookStore } from '../../src/webhooks/redis-webhook-store.ts';
 import { RedisChannelOccupancy } from '../../src/webhooks/redis-occupancy.ts';
 import { RedisKeys } from '../../src/redis/keys.ts';
+import { systemClock } from '../../src/clock.ts';
 import { findRedis, skipWithoutRedis, uniquePrefix } from '../support/redis.ts';
 import { ClientPool, deletePrefix } from '../support/redis-engines.ts';
 import { describeWebhookStoreContract } from './webhook-store.contract.ts';
@@ -25,7 +26,10 @@ describeWebhookStoreContract(
     const keys = new RedisKeys(prefix);
     return {
       store: new RedisWebhookStore(clients.command, keys),
-      occupancy: new RedisChannelOccupancy(clients.command, keys),
+      occupancy: new RedisChannelOccupancy(clients.command, keys, systemClock, 'n', {
+        leaseMs: 30_000,
+        sweepMs: 10_000,
+      }),
       close: async () => {
         await pool.closeAll();
         await deletePrefix(redis.url, prefix);
