@@ -83,6 +83,8 @@ interface Restored {
   readonly revoked: string[];
   /** What the backend's connect proxy allowed. */
   readonly backend: ConnectApproval;
+  /** The channels of `connect.subscriptions` granted now, for `onSubscribe` (webhooks, audit). */
+  readonly added: Array<{ channel: string; channelType: ChannelType }>;
 }
 
 /** What the session missed while away: its in-flight events (pending store) and its offline queue. */
@@ -105,7 +107,7 @@ export class Handshake {
     // position (a reloaded page: the session's own position is where its previous page stopped); else the
     // session's position. The replays the client asked for go out first, before queued and in-flight events.
     const resume = resumeFrom(payload.resume?.lastEventIds ?? {}, payload.resume?.replay);
-    const restored: Restored = { denied: [], recovered: {}, replays: [], revoked: [], backend };
+    const restored: Restored = { denied: [], recovered: {}, replays: [], revoked: [], backend, added: [] };
     await this.restore(conn, claim, resume, restored);
     if (!(await this.subscribeAsked(conn, claim, backend.payload, resume, restored))) return;
     const caughtUp = await this.catchUp(claim);
@@ -388,6 +390,7 @@ export class Handshake {
       if (r.sub) {
         if (f.since !== undefined) out.recovered[name] = may && r.recovered;
         out.replays.push({ sub: r.sub, events: r.events });
+        out.added.push({ channel: name, channelType: parsed.channel.type });
       }
     }
     if (limited && this.deps.refused(conn, limited.scope)) return false;
@@ -463,7 +466,12 @@ export class Handshake {
       if (sub.type === ChannelType.ROOM) void this.deps.rooms.join(conn, sub);
     // Not when the client already left during the awaits above: onClose has emitted onDisconnect, and a
     // late onConnect would leave it counted as connected (the latency tracker, the records).
-    if ((conn.phase as Phase) !== Phase.CLOSED) hooks.emit('onConnect', { connection: conn.info(), resumed });
+    if ((conn.phase as Phase) !== Phase.CLOSED) {
+      hooks.emit('onConnect', { connection: conn.info(), resumed });
+      // Granted as a `subscribe` would be: the same hook (docs/backend.md: subscription.added covers these).
+      for (const a of restored.added)
+        hooks.emit('onSubscribe', { connection: conn.info(), ...a, granted: true });
+    }
     for (const d of denied) this.deps.subscriptions.emitSubscribeDenied(conn, d);
     this.deps.replayEarly(conn);
   }
