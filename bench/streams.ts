@@ -1,8 +1,9 @@
 /**
  * Bench scenario (g) "agent streams" (issue 16, docs/streams.md): `node --import tsx bench/streams.ts
- * [--quick] [--no-pin] [--parts=fanout,answer,late]`. Starts APIX (`apix serve`, memory engines, rate limits off as in bench/run.ts) on
- * core 0, drives it from this process (core 1) with raw WebSocket clients, and prints a JSON report
- * (also written to bench/results/streams-<quick|full>.json):
+ * [--quick] [--no-pin] [--parts=fanout,answer,late] [--loadgens=4]`. Starts APIX (`apix serve`, memory
+ * engines, rate limits off as in bench/run.ts) on core 0, drives it from the other cores with raw
+ * WebSocket clients (the fan-out from `--loadgens` processes, bench/lib/stream-loadgen.ts; the rest from
+ * this one), and prints a JSON report (also written to bench/results/streams-<quick|full>.json):
  *
  * 1. `fanout`: S concurrent streams (1,000; quick 200), each 20 appends/s, each to 10 subscribers (10
  *    subscriber connections subscribed to every stream's channel): p50/p99 from append to subscriber
@@ -10,15 +11,14 @@
  * 2. `answer`: one answer of T tokens (2,000; quick 500) at 100 tokens/s to 100 subscribers, streamed
  *    with APIX_STREAM_FLUSH_MS=0 and with the default window, against the same tokens as T plain events:
  *    server CPU seconds of each, and the ratios.
- * 3. `late`: J late joiners (200) of a finished T-token answer (its compacted event) against J joiners of
- *    a channel holding one plain event of the same size: server CPU per join, and the ratio.
+ * 3. `late`: J late joiners (1,000; quick 500) of a finished T-token answer (its compacted event)
+ *    against the same J joining a channel holding one plain event of the same size: server CPU per
+ *    join, in R rounds (9; quick 3) of alternating order; the median ratio.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SignJWT } from 'jose';
-import WebSocket from 'ws';
 import { Histogram } from './lib/histogram.ts';
 import {
   cores,
@@ -28,12 +28,14 @@ import {
   processTree,
   sleep,
   spawnPinned,
+  loadCores,
   stop,
   waitHttp,
 } from './lib/proc.ts';
+import { SECRET, endStream, now, openMany, startStream } from './lib/stream-clients.ts';
+import type { FromStreamLoadgen, ToStreamLoadgen } from './lib/stream-loadgen.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-const SECRET = 'bench-streams-secret-0123456789abcdef';
 const args = new Set(process.argv.slice(2));
 const QUICK = args.has('--quick');
 const PIN = !args.has('--no-pin');
@@ -48,8 +50,15 @@ const SIZES = {
   tokensPerSec: 100,
   answerSubscribers: 100,
   lateJoiners: QUICK ? 500 : 1000,
+  lateRounds: QUICK ? 3 : 9,
 };
-const now = (): number => performance.timeOrigin + performance.now();
+/** `--loadgens=N`: processes the fan-out's streams are spread over (default 4). */
+const LOADGENS = Number(
+  process.argv
+    .slice(2)
+    .find((a) => a.startsWith('--loadgens='))
+    ?.slice(11) ?? 4,
+);
 
 // ------------------------------------------------------------------ server and clients
 
@@ -89,94 +98,6 @@ async function startApix(
   };
 }
 
-type Frame = { type: string; channel?: string; id?: string; payload?: any; metadata?: any };
-
-class Client {
-  private waiters: Array<{ pred: (f: Frame) => boolean; resolve: (f: Frame) => void }> = [];
-  onFrame: ((f: Frame) => void) | undefined;
-  private constructor(readonly ws: WebSocket) {
-    ws.on('message', (data) => {
-      const f = JSON.parse(String(data)) as Frame;
-      if (f.type === 'heartbeat.ping')
-        ws.send(JSON.stringify({ type: 'heartbeat.pong', payload: { ts: f.payload.ts } }));
-      this.onFrame?.(f);
-      const i = this.waiters.findIndex((w) => w.pred(f));
-      if (i >= 0) this.waiters.splice(i, 1)[0]!.resolve(f);
-    });
-  }
-  static async open(url: string, sub: string, roles: string[]): Promise<Client> {
-    const token = await new SignJWT({ org: 'bench', roles })
-      .setProtectedHeader({ alg: 'HS256' })
-      .setSubject(sub)
-      .setExpirationTime('2h')
-      .sign(new TextEncoder().encode(SECRET));
-    const ws = new WebSocket(url, 'apix.v1.json', { perMessageDeflate: false });
-    await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
-    const c = new Client(ws);
-    const est = c.next((f) => f.type.startsWith('connection.'));
-    c.send({
-      type: 'connect',
-      payload: {
-        sessionId: `${sub}-${Math.random()}`,
-        clientType: 'API_CLIENT',
-        authentication: { token },
-        subscriptions: [],
-      },
-    });
-    const f = await est;
-    if (f.type !== 'connection.established') throw new Error(JSON.stringify(f));
-    return c;
-  }
-  send(frame: object): void {
-    this.ws.send(JSON.stringify(frame));
-  }
-  next(pred: (f: Frame) => boolean): Promise<Frame> {
-    return new Promise((resolve) => this.waiters.push({ pred, resolve }));
-  }
-  async request(frame: Frame, id: string): Promise<Frame> {
-    const reply = this.next((f) => f.metadata?.correlation_id === id);
-    this.send({ ...frame, metadata: { correlation_id: id } });
-    return reply;
-  }
-  async subscribe(channels: string[], replayLast?: number): Promise<void> {
-    for (let i = 0; i < channels.length; i += 1000) {
-      const payload: Record<string, unknown> = { channels: channels.slice(i, i + 1000) };
-      if (replayLast) payload.replay = { last: replayLast };
-      const r = await this.request({ type: 'subscribe', payload }, `sub-${i}-${Math.random()}`);
-      if (r.type !== 'subscription.added' || r.payload.denied.length > 0) throw new Error(JSON.stringify(r));
-    }
-  }
-  close(): void {
-    this.ws.terminate();
-  }
-}
-
-async function openMany(url: string, n: number, sub: string, roles: string[]): Promise<Client[]> {
-  const out: Client[] = [];
-  for (let i = 0; i < n; i += 50)
-    out.push(
-      ...(await Promise.all(
-        Array.from({ length: Math.min(50, n - i) }, (_, k) => Client.open(url, `${sub}${i + k}`, roles)),
-      )),
-    );
-  return out;
-}
-
-async function startStream(pub: Client, channel: string, streamId: string): Promise<void> {
-  const r = await pub.request(
-    { type: 'stream.start', channel, payload: { streamId, eventType: 'agent_message' } },
-    `st-${channel}-${streamId}`,
-  );
-  if (r.type !== 'message.sent') throw new Error(JSON.stringify(r));
-}
-
-async function endStream(pub: Client, channel: string, streamId: string): Promise<Frame> {
-  return pub.request(
-    { type: 'stream.end', channel, payload: { streamId, status: 'complete' } },
-    `end-${channel}-${streamId}`,
-  );
-}
-
 /** Server CPU seconds used while `work` runs. */
 async function cpuOf(
   pids: () => number[],
@@ -190,54 +111,67 @@ async function cpuOf(
 
 // ------------------------------------------------------------------ 1. fan-out of many streams
 
+/** One load-generator process (bench/lib/stream-loadgen.ts): a request, the next reply. */
+function startStreamLoadgen(
+  tmp: string,
+  i: number,
+): { ask: (m: ToStreamLoadgen) => Promise<FromStreamLoadgen> } {
+  const child = spawnPinned(process.execPath, ['--import', 'tsx', 'bench/lib/stream-loadgen.ts'], {
+    cpu: loadCores(PIN),
+    cwd: ROOT,
+    ipc: true,
+    logFile: join(tmp, `stream-loadgen-${i}.log`),
+  });
+  return {
+    ask: (m) =>
+      new Promise((resolve, reject) => {
+        child.once('message', (r: FromStreamLoadgen) =>
+          r.op === 'error' ? reject(new Error(`load generator ${i}: ${r.error}`)) : resolve(r),
+        );
+        child.send(m);
+      }),
+  };
+}
+
 async function fanout(tmp: string): Promise<Record<string, unknown>> {
   const server = await startApix(tmp, undefined);
   try {
     const S = SIZES.streams;
-    const channels = Array.from({ length: S }, (_, i) => `agent:g${i}`);
-    const subs = await openMany(server.url, 10, 'reader', ['member']);
-    const hist = new Histogram();
-    let pieces = 0;
-    for (const s of subs) {
-      s.onFrame = (f) => {
-        if (f.type !== 'stream.append') return;
-        const t = now();
-        for (const part of (f.payload.text as string).split(';')) {
-          if (part === '') continue;
-          hist.record(Math.max(0, t - Number(part)));
-          pieces++;
-        }
-      };
-      await s.subscribe(channels);
-    }
-    const pubs = await openMany(server.url, Math.ceil(S / 100), 'agent', ['service']);
-    await Promise.all(channels.map((ch, i) => startStream(pubs[i % pubs.length]!, ch, 'g')));
+    const G = Math.min(LOADGENS, S);
+    const gens = Array.from({ length: G }, (_, i) => startStreamLoadgen(tmp, i));
+    // Load generator g runs streams g, g+G, ...: each with its own 10 subscribers and publishers.
+    await Promise.all(
+      gens.map((g, k) =>
+        g.ask({
+          op: 'setup',
+          url: server.url,
+          channels: Array.from({ length: S }, (_, i) => `agent:g${i}`).filter((_, i) => i % G === k),
+          subscribers: 10,
+          tag: String(k),
+        }),
+      ),
+    );
     await sleep(500);
     let sent = 0;
     const measured = await cpuOf(server.pids, async () => {
-      const t0 = now();
-      const end = t0 + SIZES.fanoutSeconds * 1000;
-      const perMs = (S * SIZES.appendsPerSec) / 1000;
-      // Each stream appends appendsPerSec times a second, round robin; a late tick catches up (the offered rate holds).
-      while (now() < end) {
-        const due = Math.floor((now() - t0) * perMs);
-        for (; sent < due; sent++) {
-          const i = sent % S;
-          pubs[i % pubs.length]!.send({
-            type: 'stream.append',
-            channel: channels[i],
-            payload: { streamId: 'g', text: `${now()};` },
-          });
-        }
-        await sleep(5);
-      }
+      const r = await Promise.all(
+        gens.map((g) =>
+          g.ask({ op: 'go', durationMs: SIZES.fanoutSeconds * 1000, appendsPerSec: SIZES.appendsPerSec }),
+        ),
+      );
+      for (const x of r) if (x.op === 'sent') sent += x.sent;
     });
-    await sleep(1500);
-    await Promise.all(channels.map((ch, i) => endStream(pubs[i % pubs.length]!, ch, 'g')));
-    for (const c of [...subs, ...pubs]) c.close();
+    const hist = new Histogram();
+    let pieces = 0;
+    for (const r of await Promise.all(gens.map((g) => g.ask({ op: 'finish' })))) {
+      if (r.op !== 'stats') continue;
+      hist.merge(r.histogram);
+      pieces += r.pieces;
+    }
     const p = hist.percentiles();
     return {
       streams: S,
+      loadGenerators: G,
       subscribersPerStream: 10,
       appendsPerSecPerStream: SIZES.appendsPerSec,
       appendsSent: sent,
@@ -245,6 +179,7 @@ async function fanout(tmp: string): Promise<Record<string, unknown>> {
       piecesReceived: pieces,
       expectedPieces: sent * 10,
       p50Ms: round(p.p50),
+      p90Ms: round(p.p90),
       p99Ms: round(p.p99),
       maxMs: round(p.max),
       serverCpuPercent: round((100 * measured.cpuSeconds) / measured.wallSeconds),
@@ -328,31 +263,50 @@ async function late(tmp: string): Promise<Record<string, unknown>> {
       'plain',
     );
     if (sent.type !== 'message.sent') throw new Error(JSON.stringify(sent));
-    const joiners = await openMany(server.url, SIZES.lateJoiners * 2, 'late', ['member']);
-    const joinAll = async (channel: string, clients: Client[]): Promise<void> => {
+    const J = SIZES.lateJoiners;
+    const joiners = await openMany(server.url, J, 'late', ['member']);
+    const full = text.join('').length;
+    const joinAll = async (channel: string): Promise<void> => {
       await Promise.all(
-        clients.map(async (c) => {
+        joiners.map(async (c) => {
           const got = c.next((f) => f.channel === channel && f.type === 'agent_message');
           await c.subscribe([channel], 1);
           const f = await got;
-          if ((f.payload.text as string).length !== text.join('').length) throw new Error('short text');
+          if ((f.payload.text as string).length !== full) throw new Error('short text');
         }),
       );
     };
-    await sleep(300);
-    const streamed = await cpuOf(server.pids, () =>
-      joinAll('agent:done', joiners.slice(0, SIZES.lateJoiners)),
-    );
-    const plainJoin = await cpuOf(server.pids, () =>
-      joinAll('agent:plain', joiners.slice(SIZES.lateJoiners)),
-    );
+    const leaveAll = (channel: string): Promise<unknown> =>
+      Promise.all(joiners.map((c) => c.unsubscribe([channel])));
+    // Rounds of J joins of each, in alternating order (neither always runs warmer); the median ratio.
+    const rounds: Array<{ compactedMsPerJoin: number; plainMsPerJoin: number; ratio: number }> = [];
+    // Round -1 warms both paths up (JIT, first reads of the history) and is not counted.
+    for (let r = -1; r < SIZES.lateRounds; r++) {
+      const order = r % 2 === 0 ? ['agent:done', 'agent:plain'] : ['agent:plain', 'agent:done'];
+      const cpu: Record<string, number> = {};
+      for (const ch of order) {
+        await sleep(200);
+        cpu[ch] = (await cpuOf(server.pids, () => joinAll(ch))).cpuSeconds;
+        await leaveAll(ch);
+      }
+      if (r < 0) continue;
+      rounds.push({
+        compactedMsPerJoin: round((1000 * cpu['agent:done']!) / J),
+        plainMsPerJoin: round((1000 * cpu['agent:plain']!) / J),
+        ratio: round(cpu['agent:done']! / cpu['agent:plain']!),
+      });
+      console.error(`(g) late round ${r}: ${JSON.stringify(rounds.at(-1))}`);
+    }
     for (const c of [...joiners, pub!]) c.close();
+    const med = (xs: number[]): number => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
     return {
-      joiners: SIZES.lateJoiners,
-      textBytes: text.join('').length,
-      compactedCpuMsPerJoin: round((1000 * streamed.cpuSeconds) / SIZES.lateJoiners),
-      plainCpuMsPerJoin: round((1000 * plainJoin.cpuSeconds) / SIZES.lateJoiners),
-      ratio: plainJoin.cpuSeconds > 0 ? round(streamed.cpuSeconds / plainJoin.cpuSeconds) : null,
+      joinersPerRound: J,
+      rounds: rounds.length,
+      textBytes: full,
+      compactedCpuMsPerJoin: med(rounds.map((x) => x.compactedMsPerJoin)),
+      plainCpuMsPerJoin: med(rounds.map((x) => x.plainMsPerJoin)),
+      medianRatio: med(rounds.map((x) => x.ratio)),
+      perRound: rounds,
     };
   } finally {
     await server.close();

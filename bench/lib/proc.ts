@@ -11,8 +11,8 @@ import { availableParallelism } from 'node:os';
 const live = new Set<ChildProcess>();
 
 export interface SpawnOptions {
-  /** Core to pin to; undefined: not pinned. */
-  readonly cpu: number | undefined;
+  /** Core (or taskset list, e.g. `1-3`) to pin to; undefined: not pinned. */
+  readonly cpu: number | string | undefined;
   readonly env?: NodeJS.ProcessEnv;
   readonly cwd: string;
   /** File that receives stdout and stderr; undefined: inherited. */
@@ -46,6 +46,15 @@ export function spawnPinned(cmd: string, args: readonly string[], o: SpawnOption
   live.add(child);
   child.on('exit', () => live.delete(child));
   return child;
+}
+
+/**
+ * Every core but the gateway's (`1-<n-1>`, or `1` on two cores): for load generators spread over
+ * processes. undefined when not pinned or on one core.
+ */
+export function loadCores(pin: boolean): string | undefined {
+  const n = availableParallelism();
+  return pin && n >= 2 ? (n === 2 ? '1' : `1-${n - 1}`) : undefined;
 }
 
 /** Two cores or more: the gateway on core 0, load generators on core 1. */
