@@ -4,7 +4,8 @@
  * client process. For its channels it opens 10 subscriber connections (each subscribed to all of them)
  * and one publisher per 100 streams, starts one stream per channel, appends on the parent's `go`, and
  * records append -> subscriber latency (each piece carries its send time; publisher and subscribers
- * share this process's clock). IPC: setup -> ready, go -> sent, finish -> stats.
+ * share this process's clock). IPC: setup -> ready, go -> sent (once every piece sent has arrived),
+ * finish -> stats.
  */
 import { Histogram } from './histogram.ts';
 import type { SparseHistogram } from './histogram.ts';
@@ -19,7 +20,7 @@ export type ToStreamLoadgen =
 
 export type FromStreamLoadgen =
   | { op: 'ready' }
-  | { op: 'sent'; sent: number }
+  | { op: 'sent'; sent: number; pieces: number }
   | { op: 'stats'; sent: number; pieces: number; histogram: SparseHistogram }
   | { op: 'error'; error: string };
 
@@ -71,6 +72,11 @@ async function go(durationMs: number, appendsPerSec: number): Promise<void> {
     }
     await sleep(5);
   }
+  // Until every piece has arrived (at most 2 minutes): the gateway's CPU is measured over the same time,
+  // so a gateway that falls behind is measured doing the work, not after.
+  const expected = sent * subs.length;
+  const deadline = now() + 120_000;
+  while (pieces < expected && now() < deadline) await sleep(20);
 }
 
 async function finish(): Promise<void> {
@@ -86,7 +92,7 @@ process.on('message', (m: ToStreamLoadgen) => {
       reply({ op: 'ready' });
     } else if (m.op === 'go') {
       await go(m.durationMs, m.appendsPerSec);
-      reply({ op: 'sent', sent });
+      reply({ op: 'sent', sent, pieces });
     } else {
       await finish();
       reply({ op: 'stats', sent, pieces, histogram: hist.toSparse() });
