@@ -2,13 +2,19 @@
  * A stream client written from docs/protocol.md §14 alone, on plain `ws` (no SDK, no test helpers for
  * frames): a publisher streams 2,000 appends; one subscriber follows from the start, a second joins
  * halfway, a third drops and resumes its session mid-stream. All three end with the same full text, each
- * with a seq chain with no gap and nothing twice. On one node (memory, as `npm start`) and on three
- * Redis nodes (publisher, joiner and resumer on different nodes).
+ * with a seq chain with no gap and nothing twice. On one node (a real `apix serve` process, what `npm
+ * start` runs, configured only through docs/configuration.md's variables) and on three Redis nodes
+ * (publisher, joiner and resumer on different nodes).
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
-import { config, token } from '../../support/gateway.ts';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { config, TEST_SECRET, token } from '../../support/gateway.ts';
+import { spawnGateway } from '../../support/process.ts';
+import type { GatewayProcess } from '../../support/process.ts';
 import { findRedis, skipWithoutRedis, uniquePrefix } from '../../support/redis.ts';
 import type { FoundRedis } from '../../support/redis.ts';
 import { deletePrefix } from '../../support/redis-engines.ts';
@@ -178,15 +184,27 @@ function withRates(cfg: Config): Config {
   return { ...cfg, rateLimits: { ...cfg.rateLimits, connection: { perSec: 100_000, burst: 100_000 } } };
 }
 
-describe('a raw client from docs/protocol.md: 2,000 appends (one node, memory)', () => {
-  let node: ApiXNode;
+describe('a raw client from docs/protocol.md: 2,000 appends (`npm start`: a real `apix serve`)', () => {
+  let gw: GatewayProcess;
+  let dataDir: string;
   before(async () => {
-    node = createNode({ config: withRates(config(fast)), logger: createLogger('silent', 'raw') });
-    await node.listen();
+    dataDir = mkdtempSync(join(tmpdir(), 'apix-raw-streams-'));
+    // What `npm start` runs, configured only by variables of docs/configuration.md: the defaults
+    // (memory engines, embedded records, the default flush window), a JWT secret to sign the test's
+    // tokens with, and a connection rate above 2,000 appends sent as fast as a test sends them.
+    gw = await spawnGateway({
+      APIX_DATA_DIR: dataDir,
+      APIX_JWT_SECRET: TEST_SECRET,
+      APIX_RATE_CONNECTION_PER_SEC: '100000',
+      APIX_RATE_CONNECTION_BURST: '100000',
+    });
   });
-  after(() => node.close());
+  after(async () => {
+    await gw?.kill('SIGTERM');
+    rmSync(dataDir, { recursive: true, force: true });
+  });
   test('follower, halfway joiner and resumed subscriber end with the same text, gapless', async () => {
-    await run([node.wsUrl, node.wsUrl, node.wsUrl]);
+    await run([gw.wsUrl, gw.wsUrl, gw.wsUrl]);
   });
 });
 
