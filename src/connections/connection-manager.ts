@@ -255,6 +255,7 @@ export class ConnectionManager {
           ack: s.ack,
           filters: s.filters,
           lastId: s.lastId,
+          attachedAt: s.attachedAt,
         })),
         nodeId: this.deps.nodeId,
         expiresAt: this.deps.clock.now() + ttl + (session.isLive ? 86_400_000 : 0),

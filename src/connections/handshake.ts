@@ -276,7 +276,8 @@ export class Handshake {
         out.revoked.push(s.channel);
         continue;
       }
-      const f = from(s.channel, s.lastId);
+      // Sent nothing yet on the other node: replay after the channel's top when it subscribed.
+      const f = from(s.channel, s.lastId ?? s.attachedAt);
       const wants = f.since !== undefined || f.last !== undefined;
       const may = wants && subs.mayReplay(conn, session, parsed.channel);
       const r = await subs.attach(

@@ -28,6 +28,12 @@ export class Subscription {
    * after): a resume replays from it (inclusive), so that an event published while away is not lost.
    */
   missedFrom: string | undefined;
+  /**
+   * The channel's last event id when this subscription joined the hub (`0-0`: none), read after it joined:
+   * every later event was sent to it or missed. Kept in the session snapshot, so that a resume on another
+   * node (which has no `missedFrom`) replays after it when nothing was sent yet (no `lastId`).
+   */
+  attachedAt: string | undefined;
   /** While replaying history, live events wait here so that none is lost or doubled. */
   pending: BrokerEvent[] | undefined;
   /**

@@ -56,6 +56,7 @@ export class RedisSessionStore implements SessionStore {
         ack: x.ack,
         filters: x.filters ?? undefined,
         lastId: x.lastId ?? undefined,
+        ...(x.attachedAt !== undefined && x.attachedAt !== null ? { attachedAt: x.attachedAt } : {}),
       })),
     };
   }

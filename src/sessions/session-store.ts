@@ -10,6 +10,11 @@ export interface SubscriptionSnapshot {
   readonly filters: Record<string, unknown> | undefined;
   /** The id of the last event sent on this subscription, to replay from on resume. */
   readonly lastId: string | undefined;
+  /**
+   * The channel's last event id when the subscription was made (`0-0`: none): where a resume replays
+   * from when no event was sent yet (`lastId` undefined). Absent in snapshots of older nodes.
+   */
+  readonly attachedAt?: string | undefined;
 }
 
 export interface SessionSnapshot {

@@ -9,7 +9,7 @@ import type { ApiXSubscription, Denial, ParsedChannel } from '@apix/protocol';
 import type { Config } from '../config.ts';
 import type { Clock } from '../clock.ts';
 import type { Logger } from '../log.ts';
-import type { Broker, BrokerEvent } from '../broker/broker.ts';
+import type { Broker, BrokerEvent, HistoryResult } from '../broker/broker.ts';
 import type { PresenceMember } from '../presence/presence.ts';
 import type { RateLimiter, RateLimitScope } from '../ratelimit/rate-limiter.ts';
 import type { RateLimitedError } from '../ratelimit/rate-limiter.ts';
@@ -359,23 +359,35 @@ export class SubscriptionManager {
     }
     if (since === undefined && last === undefined) {
       await this.deps.hub.add(sub);
+      sub.attachedAt = SubscriptionManager.attachedAt(await this.readHistory(key, undefined, 0));
       return { sub, events: [], recovered: true };
     }
     sub.pending = [];
     await this.deps.hub.add(sub);
     const h = await this.readHistory(key, since, last);
+    sub.attachedAt = SubscriptionManager.attachedAt(h);
     if (restoring && since !== undefined && !isEventId(since)) return { sub, events: [], recovered: false };
     return { sub, events: h.events, recovered: h.recovered };
   }
 
-  async readHistory(key: string, since: string | undefined, last: number | undefined) {
-    if (since !== undefined && !isEventId(since)) return { events: [] as BrokerEvent[], recovered: false };
+  async readHistory(
+    key: string,
+    since: string | undefined,
+    last: number | undefined,
+  ): Promise<HistoryResult & { failed?: true }> {
+    const none = { events: [] as BrokerEvent[], recovered: false, top: undefined };
+    if (since !== undefined && !isEventId(since)) return none;
     try {
       return await this.deps.broker.history(key, { since, last });
     } catch (err) {
       this.deps.log.warn({ err, key }, 'history read failed');
-      return { events: [] as BrokerEvent[], recovered: false };
+      return { ...none, failed: true };
     }
+  }
+
+  /** `Subscription.attachedAt` from a history read made after it joined the hub (unknown if it failed). */
+  private static attachedAt(h: { top: string | undefined; failed?: true }): string | undefined {
+    return h.failed ? undefined : (h.top ?? '0-0');
   }
 
   /**

@@ -144,6 +144,38 @@ function clusterSuite(
       pub.close();
     });
 
+    it('a session that was sent nothing yet resumes on another node with what it missed, once', async () => {
+      // No event delivered on node 0 before the drop: neither the client nor the snapshot has an id to
+      // replay after, and node 1 restores the session from the snapshot alone.
+      const tok = await token({ sub: 'mover-empty' });
+      const pub = await RawClient.connect(nodes[2]!.wsUrl, {
+        token: await token({ sub: 'svc', roles: ['service'] }),
+      });
+      await pub.publish('agent:roam-empty', 'note', { i: -1 }); // before the subscription: never sent
+      const c1 = await RawClient.connect(nodes[0]!.wsUrl, {
+        token: tok,
+        sessionId: 'roam-empty',
+        subscriptions: ['agent:roam-empty'],
+      });
+      c1.terminate();
+      await sleep(100);
+      for (let i = 0; i < 3; i++) await pub.publish('agent:roam-empty', 'note', { i });
+      const c2 = await RawClient.connect(nodes[1]!.wsUrl, { token: tok, sessionId: 'roam-empty' });
+      const est = c2.frames[0]!;
+      assert.equal(est.payload.resumed, true);
+      assert.equal(est.payload.recovered['agent:roam-empty'], true);
+      await c2.waitForEvents(3, 'agent:roam-empty', 5000);
+      await pub.publish('agent:roam-empty', 'note', { i: 3 });
+      await c2.waitForEvents(4, 'agent:roam-empty', 5000);
+      await sleep(50);
+      assert.deepEqual(
+        c2.events('agent:roam-empty').map((e) => e.payload.i),
+        [0, 1, 2, 3],
+      );
+      c2.close();
+      pub.close();
+    });
+
     it('keeps room presence across nodes: members listed, join and leave events everywhere', async () => {
       const alice = await RawClient.connect(nodes[0]!.wsUrl, { token: await token({ sub: 'alice' }) });
       const added = await alice.subscribe({ channels: ['room:design'] });
