@@ -213,6 +213,9 @@ async function answer(
     const [pub] = await openMany(server.url, 1, 'agent', ['service']);
     if (!plain) await startStream(pub!, channel, 'a');
     await sleep(300);
+    // The gateway's CPU with the same connections and nothing published (timers, heartbeats, the embedded
+    // database), over 5 s: subtracted, scaled to the run's length, so the ratios compare the work of the answer.
+    const idle = await cpuOf(server.pids, () => sleep(5000));
     const measured = await cpuOf(server.pids, async () => {
       const t0 = now();
       for (let i = 0; i < SIZES.tokens; i++) {
@@ -239,6 +242,10 @@ async function answer(
       subscribers: SIZES.answerSubscribers,
       framesDelivered: frames,
       serverCpuSeconds: round(measured.cpuSeconds),
+      idleCpuSeconds: round((idle.cpuSeconds * measured.wallSeconds) / idle.wallSeconds),
+      netCpuSeconds: round(
+        Math.max(0, measured.cpuSeconds - (idle.cpuSeconds * measured.wallSeconds) / idle.wallSeconds),
+      ),
     };
   } finally {
     await server.close();
@@ -357,6 +364,8 @@ async function answers(tmp: string, report: Record<string, unknown>): Promise<vo
     runs: [flush0, flushDefault, plain],
     ratioFlush0: round((flush0.serverCpuSeconds as number) / plainCpu),
     ratioFlushDefault: round((flushDefault.serverCpuSeconds as number) / plainCpu),
+    netRatioFlush0: round((flush0.netCpuSeconds as number) / (plain.netCpuSeconds as number)),
+    netRatioFlushDefault: round((flushDefault.netCpuSeconds as number) / (plain.netCpuSeconds as number)),
   };
   console.error(JSON.stringify(report.answer));
 }
