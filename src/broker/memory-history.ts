@@ -214,7 +214,10 @@ export class MemoryHistory {
     const cap = Math.max(0, Math.min(q.limit ?? opts.size, opts.size || 0, 10_000));
     if (ch === undefined) {
       if (q.since === undefined) return { events: [], recovered: true, top: undefined };
-      // Unknown (never published, or evicted): no id of it can be vouched for.
+      // `0-0`, the floor of a channel before any event (a subscription's `attachedAt` when it was made on
+      // a quiet channel): nothing after it is lost, as the Redis engine answers (its floor defaults to it).
+      if (q.since === '0-0') return { events: [], recovered: true, top: undefined };
+      // Unknown (never published, or evicted): no other id of it can be vouched for.
       return { events: [], recovered: false, top: undefined };
     }
     this.expire(ch, now, opts.ttlMs);

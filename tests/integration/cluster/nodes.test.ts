@@ -155,7 +155,7 @@ function clusterSuite(
       const c1 = await RawClient.connect(nodes[0]!.wsUrl, {
         token: tok,
         sessionId: 'roam-empty',
-        subscriptions: ['agent:roam-empty'],
+        subscriptions: ['agent:roam-empty', 'agent:roam-quiet'],
       });
       c1.terminate();
       await sleep(100);
@@ -164,6 +164,8 @@ function clusterSuite(
       const est = c2.frames[0]!;
       assert.equal(est.payload.resumed, true);
       assert.equal(est.payload.recovered['agent:roam-empty'], true);
+      // A channel with no event ever: nothing was missed, nothing is replayed.
+      assert.equal(est.payload.recovered['agent:roam-quiet'], true);
       await c2.waitForEvents(3, 'agent:roam-empty', 5000);
       await pub.publish('agent:roam-empty', 'note', { i: 3 });
       await c2.waitForEvents(4, 'agent:roam-empty', 5000);
@@ -172,6 +174,7 @@ function clusterSuite(
         c2.events('agent:roam-empty').map((e) => e.payload.i),
         [0, 1, 2, 3],
       );
+      assert.equal(c2.events('agent:roam-quiet').length, 0);
       c2.close();
       pub.close();
     });
