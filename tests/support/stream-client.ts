@@ -4,7 +4,6 @@
  * (FrameClient). The client's frames go out as `POST /v1/frames`, one at a time and in order. As `ws`
  * answers WebSocket pings by itself, this client answers the server's `heartbeat.ping`.
  */
-import type { ApiXNode } from '../../src/node.ts';
 import { FrameClient, RawClient, token } from './gateway.ts';
 import type { Frame } from './gateway.ts';
 import { MsgpackClient } from './msgpack-client.ts';
@@ -178,10 +177,16 @@ function ndjsonLines(text: string, onFrame: (f: Frame) => void): string {
   return text;
 }
 
+/** Where a gateway listens: an in-process node (ApiXNode) or an `apix serve` process (GatewayProcess). */
+export interface GatewayUrls {
+  readonly wsUrl: string;
+  readonly httpUrl: string;
+}
+
 /** `connect` and `connection.established` over the named transport. */
 export function connectOver(
   transport: TransportName,
-  node: ApiXNode,
+  node: GatewayUrls,
   opts: ConnectOptions = {},
 ): Promise<FrameClient> {
   if (transport === 'websocket') return RawClient.connect(node.wsUrl, opts);
