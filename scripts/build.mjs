@@ -5,7 +5,8 @@
 //                                          the compiled gateway imports by name at run time
 //   1. tsc -p tsconfig.build.json          src/**/*.ts -> dist/**/*.js (imports rewritten to .js)
 //   2. the files src/ reads at run time    Lua scripts, the PGlite worker, the dashboard's page and script
-//   3. esbuild                             dist/public/sdk/apix.js (the SDK for browsers) and the feed example
+//   3. esbuild                             dist/public/sdk/apix.js (the SDK for browsers), its MessagePack codec
+//                                          (apix-msgpack.js, loaded on demand) and the feed example
 //   4. the embedded database's template    dist/pglite-template/<key>/pgdata: a migrated empty PGlite database
 //                                          that a node's first start copies instead of running initdb (seconds);
 //                                          made again only when PGlite or the migrations change
@@ -65,8 +66,11 @@ try {
 const PUBLIC = join(DIST, 'public');
 rmSync(PUBLIC, { recursive: true, force: true });
 // The same options the gateway uses when it runs from src/ (tests, `npm run dev`) and bundles on demand.
-const { sdkBundleOptions, feedScriptOptions } = await import(join(DIST, 'http', 'browser-assets.js'));
+const { sdkBundleOptions, sdkMsgpackOptions, feedScriptOptions } = await import(
+  join(DIST, 'http', 'browser-assets.js')
+);
 await esbuild.build({ ...sdkBundleOptions(ROOT), outfile: join(PUBLIC, 'sdk', 'apix.js') });
+await esbuild.build({ ...sdkMsgpackOptions(ROOT), outfile: join(PUBLIC, 'sdk', 'apix-msgpack.js') });
 await esbuild.build({ ...feedScriptOptions(ROOT), outfile: join(PUBLIC, 'examples', 'feed', 'feed.js') });
 for (const file of ['index.html', 'feed.css'])
   cpSync(join(ROOT, 'examples', 'feed', file), join(PUBLIC, 'examples', 'feed', file));

@@ -18,6 +18,32 @@ export function sdkBundleOptions(root: string): BuildOptions {
     target: 'es2022',
     logLevel: 'silent',
     legalComments: 'none',
+    plugins: [
+      {
+        // The MessagePack codec (the SDK imports it dynamically, for `encoding: 'msgpack'` only) stays a
+        // file of its own beside the SDK (sdkMsgpackOptions): a JSON client never downloads it.
+        name: 'msgpack-beside-sdk',
+        setup(b) {
+          b.onResolve({ filter: /^@apix\/protocol\/msgpack$/ }, (args) =>
+            args.kind === 'dynamic-import' ? { path: './apix-msgpack.js', external: true } : undefined,
+          );
+        },
+      },
+    ],
+  };
+}
+
+/** `sdk/apix-msgpack.js`: the MessagePack codec the SDK bundle loads when a client asks for it. */
+export function sdkMsgpackOptions(root: string): BuildOptions {
+  return {
+    entryPoints: [`${root}/packages/protocol/src/msgpack.ts`],
+    bundle: true,
+    format: 'esm',
+    platform: 'neutral',
+    mainFields: ['module', 'main'],
+    target: 'es2022',
+    logLevel: 'silent',
+    legalComments: 'none',
   };
 }
 

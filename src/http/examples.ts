@@ -2,7 +2,8 @@
  * Browser assets served by the gateway itself, so that a clean clone shows something live with
  * `npm ci && npm start`:
  *
- * - `GET /sdk/apix.js`: the client SDK (`packages/sdk`) as one ESM file.
+ * - `GET /sdk/apix.js`: the client SDK (`packages/sdk`) as one ESM file, and `GET /sdk/apix-msgpack.js`,
+ *   the MessagePack codec it imports (dynamically, beside itself) for `encoding: 'msgpack'` only.
  * - `GET /examples/feed/`: the live activity feed example (`examples/feed/`): its page, stylesheet and
  *   script (its SDK import is left to `/sdk/apix.js`).
  *
@@ -19,7 +20,7 @@ import type * as Esbuild from 'esbuild';
 import type { BuildOptions } from 'esbuild';
 import { ApiXError } from '@apix/protocol';
 import type { HttpContext, HttpRouter } from './router.ts';
-import { feedScriptOptions, sdkBundleOptions } from './browser-assets.ts';
+import { feedScriptOptions, sdkBundleOptions, sdkMsgpackOptions } from './browser-assets.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 /** Whether this module runs compiled (dist/http/examples.js): the assets were built beside it. */
@@ -107,10 +108,12 @@ function redirect(res: ServerResponse, location: string): void {
   res.writeHead(308, { Location: location }).end();
 }
 
-/** `GET /sdk/apix.js`: the browser SDK bundle. */
+/** `GET /sdk/apix.js`: the browser SDK bundle; `GET /sdk/apix-msgpack.js`: its MessagePack codec. */
 export function registerSdkBundle(http: HttpRouter): void {
   const sdk = once(() => script('sdk/apix.js', sdkBundleOptions(ROOT.slice(0, -1))));
+  const msgpack = once(() => script('sdk/apix-msgpack.js', sdkMsgpackOptions(ROOT.slice(0, -1))));
   http.add('GET', /^\/sdk\/apix\.js$/, async (ctx) => send(ctx, await sdk()));
+  http.add('GET', /^\/sdk\/apix-msgpack\.js$/, async (ctx) => send(ctx, await msgpack()));
 }
 
 /** `GET /examples/feed/` and its assets (the page reads its files on first request, then caches them). */

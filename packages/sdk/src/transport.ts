@@ -5,7 +5,22 @@
  * implementation, over the browser's WebSocket or `ws` injected on Node (< 22 has no global).
  */
 import { WS_PATH, WS_SUBPROTOCOL, WS_SUBPROTOCOL_MSGPACK } from '@apix/protocol/constants';
-import { decodeMsgpack, encodeMsgpack, msgpackFromJson } from '@apix/protocol/msgpack';
+import type * as MsgpackModule from '@apix/protocol/msgpack';
+
+type MsgpackCodec = typeof MsgpackModule;
+let msgpackCodec: Promise<MsgpackCodec> | undefined;
+
+/**
+ * The MessagePack codec, loaded on first use: only a client with `encoding: 'msgpack'` pays for it (about
+ * 40 KB of the browser bundle, which loads it as `sdk/apix-msgpack.js` beside `sdk/apix.js`).
+ */
+export function loadMsgpack(): Promise<MsgpackCodec> {
+  msgpackCodec ??= import('@apix/protocol/msgpack').catch((err: unknown) => {
+    msgpackCodec = undefined; // a failed load (network) is tried again at the next connect
+    throw err;
+  });
+  return msgpackCodec;
+}
 
 /** A frame from the gateway: JSON text, an envelope already decoded (MessagePack), or undefined (unreadable). */
 export type IncomingMessage = string | object | undefined;
@@ -92,12 +107,12 @@ export function messageText(data: unknown): string | undefined {
 }
 
 /** The envelope in a binary frame (ArrayBuffer, or a Node Buffer from `ws`); undefined when unreadable. */
-export function messageFromBinary(data: unknown): object | undefined {
+export function messageFromBinary(data: unknown, codec: MsgpackCodec): object | undefined {
   const bytes =
     data instanceof ArrayBuffer ? new Uint8Array(data) : data instanceof Uint8Array ? data : undefined;
   if (bytes === undefined) return undefined;
   try {
-    const frame = decodeMsgpack(bytes);
+    const frame = codec.decodeMsgpack(bytes);
     return typeof frame === 'object' && frame !== null ? frame : undefined;
   } catch {
     return undefined;
@@ -114,8 +129,12 @@ export class WebSocketTransport implements ClientTransport {
   onMessage: ((message: IncomingMessage) => void) | null = null;
   onClose: ((code: number, reason: string) => void) | null = null;
   private socket: WebSocketLike | undefined;
-  /** Whether the gateway selected MessagePack (known once the socket is open). */
+  /** The MessagePack codec once loaded (`encoding: 'msgpack'` only). */
+  private codec: MsgpackCodec | undefined;
+  /** The gateway selected MessagePack (known once the socket is open). */
   private msgpack = false;
+  /** Closed while the codec was loading: the socket is never opened. */
+  private closedEarly = false;
 
   constructor(
     private readonly WebSocketImpl: WebSocketConstructor,
@@ -123,16 +142,33 @@ export class WebSocketTransport implements ClientTransport {
   ) {}
 
   connect(url: string): void {
-    const offers = this.encoding === 'msgpack' ? [WS_SUBPROTOCOL_MSGPACK, WS_SUBPROTOCOL] : [WS_SUBPROTOCOL];
+    if (this.encoding !== 'msgpack') return this.open(url);
+    // The codec first, then the socket. A codec that cannot load (a network error fetching the chunk)
+    // leaves JSON: the gateway answers JSON to a client that offers only JSON.
+    const opened = (codec: MsgpackCodec | undefined) => {
+      this.codec = codec;
+      if (this.closedEarly) return;
+      try {
+        this.open(url);
+      } catch (err) {
+        this.onClose?.(1006, err instanceof Error ? err.message : String(err));
+      }
+    };
+    loadMsgpack().then(opened, () => opened(undefined));
+  }
+
+  private open(url: string): void {
+    const codec = this.codec;
+    const offers = codec ? [WS_SUBPROTOCOL_MSGPACK, WS_SUBPROTOCOL] : [WS_SUBPROTOCOL];
     const socket = new this.WebSocketImpl(url, offers);
     this.socket = socket;
-    if (this.encoding === 'msgpack') socket.binaryType = 'arraybuffer';
+    if (codec) socket.binaryType = 'arraybuffer';
     socket.onopen = () => {
-      this.msgpack = socket.protocol === WS_SUBPROTOCOL_MSGPACK;
+      this.msgpack = codec !== undefined && socket.protocol === WS_SUBPROTOCOL_MSGPACK;
       this.onOpen?.();
     };
     socket.onmessage = (event) =>
-      this.onMessage?.(this.msgpack ? messageFromBinary(event.data) : messageText(event.data));
+      this.onMessage?.(this.msgpack ? messageFromBinary(event.data, codec!) : messageText(event.data));
     socket.onclose = (event) => this.onClose?.(event.code, event.reason);
     // Required: `ws` throws on an 'error' event nobody listens to. The close event follows an error.
     socket.onerror = () => {};
@@ -147,14 +183,18 @@ export class WebSocketTransport implements ClientTransport {
   }
 
   send(text: string): void {
-    this.socket?.send(this.msgpack ? msgpackFromJson(text) : text);
+    this.socket?.send(this.msgpack ? this.codec!.msgpackFromJson(text) : text);
   }
 
   sendFrame(frame: object): void {
-    this.socket?.send(this.msgpack ? encodeMsgpack(frame) : JSON.stringify(frame));
+    this.socket?.send(this.msgpack ? this.codec!.encodeMsgpack(frame) : JSON.stringify(frame));
   }
 
   close(code: number, reason: string): void {
-    this.socket?.close(code, reason);
+    if (this.socket) return this.socket.close(code, reason);
+    // Still loading the codec: no socket will open; the close is heard as a socket's would be (later).
+    if (this.closedEarly) return;
+    this.closedEarly = true;
+    void Promise.resolve().then(() => this.onClose?.(code, reason));
   }
 }
