@@ -18,11 +18,15 @@ import { SignJWT } from 'jose';
 import { Histogram } from '../lib/histogram.ts';
 import { payloadFor } from './agent-payload.ts';
 import type { SparseHistogram } from '../lib/histogram.ts';
+import { decode as decodeMsgpack, encode as encodeMsgpack } from '@msgpack/msgpack';
 import { nowMs, readNumber, SEND_TIME_KEY as BT } from '../lib/raw-frames.ts';
 
 export type ServerKind = 'apix' | 'baseline';
-/** How the subscribers reach APIX (the publisher always uses a WebSocket). */
-export type SubscriberTransport = 'websocket' | 'http-stream' | 'sse';
+/**
+ * How the subscribers reach APIX (the publisher always uses a WebSocket with JSON): `websocket-msgpack`
+ * offers `apix.v1.msgpack` (binary MessagePack frames both ways).
+ */
+export type SubscriberTransport = 'websocket' | 'websocket-msgpack' | 'http-stream' | 'sse';
 
 export interface ConnectOp {
   readonly op: 'connect';
@@ -41,11 +45,17 @@ export interface ConnectOp {
   readonly concurrency: number;
   /** APIX only: the subscribers' transport (default websocket). */
   readonly transport?: SubscriberTransport;
+  /**
+   * APIX only: the subscribers spread over this many channels (`<channel>-<k>`, subscriber i on k = i mod
+   * channels), as in scenario (c); the publisher goes round-robin over them. Default 1: all on `channel`.
+   */
+  readonly channels?: number;
 }
 export interface PublishOp {
   readonly op: 'publish';
   readonly rate: number;
   readonly seconds: number;
+  /** About this many bytes of agent event (agent-payload.ts); 0: the main bench's small `{bs, bq, bt}`. */
   readonly payloadBytes: number;
 }
 export type ClientOp =
@@ -72,6 +82,8 @@ export interface PublishResult {
   readonly endedAt: number;
   /** Mean size of the published payload JSON. */
   readonly payloadBytes: number;
+  /** Deliveries the publishes call for: each publish times the subscribers connected to its channel. */
+  readonly expected: number;
 }
 export interface Snapshot {
   readonly deliveries: number;
@@ -86,6 +98,8 @@ export interface Snapshot {
 
 const TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
 const BT_TEXT = BT.toString('latin1');
+/** The send-time key in a MessagePack frame: fixstr of 2 bytes, "bt" (only events carry it). */
+const BT_MSGPACK = Buffer.from([0xa2, 0x62, 0x74]);
 const SYNC = { finishFlush: zlibConstants.Z_SYNC_FLUSH };
 
 /** A masked client frame; the mask key is 0 (valid: the server unmasks whatever key is given). */
@@ -122,6 +136,8 @@ class RawWs {
   private pending: Buffer | undefined;
   private upgraded = false;
   deflate = false;
+  /** The server selected `apix.v1.msgpack`: binary MessagePack frames both ways. */
+  msgpack = false;
   ready = false;
   private fragments: Buffer[] = [];
   private fragmentCompressed = false;
@@ -163,6 +179,10 @@ class RawWs {
 
   /** A text message; compressed when deflate was negotiated, as browsers do (each message on its own). */
   send(text: string): void {
+    if (this.msgpack) {
+      this.socket.write(clientFrame(2, Buffer.from(encodeMsgpack(JSON.parse(text)))));
+      return;
+    }
     if (!this.deflate || !this.compressOut) {
       this.socket.write(clientFrame(1, Buffer.from(text)));
       return;
@@ -188,6 +208,7 @@ class RawWs {
         return;
       }
       this.deflate = /\r\nsec-websocket-extensions:[^\r]*permessage-deflate/i.test(head);
+      this.msgpack = /\r\nsec-websocket-protocol: *apix\.v1\.msgpack/i.test(head);
       if (this.deflate && this.sampled) {
         this.inflater = createInflateRaw();
         this.inflater.on('error', (err) => this.onFail(this, err));
@@ -268,6 +289,17 @@ function recordLatency(text: Buffer, at: number): void {
   if (i >= 0) hist.record(at - readNumber(text, i + BT.length));
 }
 
+/** A sampled MessagePack subscriber decodes its events (the others only look for the key's bytes). */
+function recordMsgpackLatency(frame: Buffer, at: number): void {
+  const bt = (decodeMsgpack(frame) as { payload?: { bt?: unknown } }).payload?.bt;
+  if (typeof bt === 'number') hist.record(at - bt);
+}
+
+/** A frame's envelope as JSON text, whatever the encoding (handshakes and replies only, not the hot path). */
+function frameText(ws: RawWs, data: Buffer): string {
+  return ws.msgpack ? JSON.stringify(decodeMsgpack(data)) : data.toString();
+}
+
 function onSubscriberMessage(
   ws: RawWs,
   text: Buffer | undefined,
@@ -275,6 +307,13 @@ function onSubscriberMessage(
   at: number,
 ): void {
   if (!ws.ready) return; // handled by the handshake listener
+  if (ws.msgpack) {
+    if (text!.indexOf(BT_MSGPACK) < 0) return; // a heartbeat or other control frame
+    deliveries++;
+    lastDeliveryAt = at;
+    if (ws.sampled) recordMsgpackLatency(text!, at);
+    return;
+  }
   if (compressed !== undefined) {
     // Only events are large enough to be compressed (control frames are under the threshold).
     compressedFrames++;
@@ -305,8 +344,9 @@ function open(
   jwt: string | undefined,
 ): Promise<RawWs> {
   const apix = op.kind === 'apix';
+  const msgpack = role === 'subscriber' && op.transport === 'websocket-msgpack';
   const headers =
-    (apix ? 'Sec-WebSocket-Protocol: apix.v1.json\r\n' : '') +
+    (apix ? `Sec-WebSocket-Protocol: ${msgpack ? 'apix.v1.msgpack' : 'apix.v1.json'}\r\n` : '') +
     (op.deflate && role === 'subscriber'
       ? 'Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n'
       : '');
@@ -337,7 +377,7 @@ function open(
       if (w.ready) {
         if (role === 'subscriber') onSubscriberMessage(w, text, compressed, at);
         else {
-          const s = (text ?? inflateRawSync(Buffer.concat([compressed!, TAIL]), SYNC)).toString();
+          const s = frameText(w, text ?? inflateRawSync(Buffer.concat([compressed!, TAIL]), SYNC));
           if (s.includes('"message.failed"') || s.includes('"connection.error"')) {
             publishFailed++;
             firstPublishFailure ??= s.slice(0, 300);
@@ -347,7 +387,7 @@ function open(
       }
       // A sampled subscriber's first frames go through its inflate stream too (the context carries over).
       if (compressed !== undefined && w.sampled) w.inflate(compressed, at, (t) => handshake(w, t.toString()));
-      else handshake(w, (text ?? inflateRawSync(Buffer.concat([compressed!, TAIL]), SYNC)).toString());
+      else handshake(w, frameText(w, text ?? inflateRawSync(Buffer.concat([compressed!, TAIL]), SYNC)));
     };
     const handshake = (w: RawWs, s: string): void => {
       if (apix) {
@@ -366,11 +406,12 @@ function open(
               sessionId: `${role}-${process.pid}-${index}`,
               clientType: role === 'publisher' ? 'INTERNAL_SERVICE' : 'WEB_APP',
               authentication: { token: jwt },
-              subscriptions: role === 'subscriber' ? [op.channel] : [],
+              subscriptions: role === 'subscriber' ? [channelOf(op, index)] : [],
             },
           }),
         );
-      else if (role === 'subscriber') w.send(JSON.stringify({ type: 'subscribe', channels: [op.channel] }));
+      else if (role === 'subscriber')
+        w.send(JSON.stringify({ type: 'subscribe', channels: [channelOf(op, index)] }));
       else ready(w);
     };
     const ws = new RawWs(
@@ -404,7 +445,7 @@ async function openStream(
       sessionId: `subscriber-${process.pid}-${index}`,
       clientType: 'WEB_APP',
       authentication: { token: jwt },
-      subscriptions: [op.channel],
+      subscriptions: [channelOf(op, index)],
     },
   };
   let request: string;
@@ -466,8 +507,18 @@ async function openStream(
   });
 }
 
+/** Scenario (c)'s layout: subscriber (or publish) i on channel i mod channels. */
+function channelOf(op: { channel: string; channels?: number }, i: number): string {
+  const n = op.channels ?? 1;
+  return n > 1 ? `${op.channel}-${i % n}` : op.channel;
+}
+let channelCount = 1;
+/** Subscribers connected per channel index. */
+const perChannel: number[] = [];
+
 async function connectAll(op: ConnectOp): Promise<ConnectResult> {
   const started = nowMs();
+  channelCount = Math.max(1, op.channels ?? 1);
   const apix = op.kind === 'apix';
   // One token per 100 subscribers (APIX_MAX_CONNECTIONS_PER_USER is off for the run).
   const tokens: string[] = [];
@@ -483,10 +534,12 @@ async function connectAll(op: ConnectOp): Promise<ConnectResult> {
       try {
         const jwt = tokens[Math.floor(i / 100)];
         subscribers.push(
-          apix && op.transport !== undefined && op.transport !== 'websocket'
+          apix && (op.transport === 'http-stream' || op.transport === 'sse')
             ? await openStream(op, i, jwt!)
             : await open(op, i, 'subscriber', jwt),
         );
+        const k = i % channelCount;
+        perChannel[k] = (perChannel[k] ?? 0) + 1;
       } catch (err) {
         failed++;
         firstError ??= (err as Error).message;
@@ -518,14 +571,21 @@ async function publish(op: PublishOp, kind: ServerKind, channel: string): Promis
   const startedAt = nowMs();
   let sent = 0;
   let payloadBytes = 0;
+  let expected = 0;
   void kind;
   await new Promise<void>((resolve) => {
     const tick = (): void => {
       const due = Math.min(total, Math.floor(((nowMs() - startedAt) * op.rate) / 1000) + 1);
       while (sent < due) {
-        const payload = payloadFor(sent, op.payloadBytes, Number(nowMs().toFixed(3)));
+        const bt = Number(nowMs().toFixed(3));
+        const payload =
+          op.payloadBytes > 0 ? payloadFor(sent, op.payloadBytes, bt) : `{"bs":0,"bq":${sent},"bt":${bt}}`;
         payloadBytes += payload.length;
-        pub.send(`{"type":"tool_call_result","channel":${JSON.stringify(channel)},"payload":${payload}}`);
+        const to = channelOf({ channel, channels: channelCount }, sent);
+        expected += channelCount > 1 ? (perChannel[sent % channelCount] ?? 0) : subscribers.length;
+        // The small event is the main bench's (`bench_event`); the agent event a `tool_call_result`.
+        const type = op.payloadBytes > 0 ? 'tool_call_result' : 'bench_event';
+        pub.send(`{"type":"${type}","channel":${JSON.stringify(to)},"payload":${payload}}`);
         sent++;
       }
       if (sent >= total) resolve();
@@ -542,6 +602,7 @@ async function publish(op: PublishOp, kind: ServerKind, channel: string): Promis
     startedAt,
     endedAt,
     payloadBytes: Math.round(payloadBytes / Math.max(1, sent)),
+    expected,
   };
 }
 

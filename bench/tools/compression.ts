@@ -12,6 +12,12 @@
  *   (e) APIX, APIX_METRICS=true (compression off; the same settings as (a): (a) against (e) is the noise)
  *   (g) as (a), but the subscribers use HTTP streaming (`POST /v1/stream`, ndjson; docs/transports.md)
  *   (h) as (a), but the subscribers use SSE (`GET /v1/sse` with a ticket)
+ *   (i) as (a), but the subscribers speak MessagePack (`apix.v1.msgpack`, binary frames)
+ *   (j) / (k) scenario (b)'s shape, JSON / MessagePack subscribers: the main bench's small event
+ *       (`{bs, bq, bt}`), everyone on one channel
+ *   (l) / (m) scenario (c)'s shape, JSON / MessagePack subscribers: the small event, the subscribers spread
+ *       10 to a channel (at most 200 channels), publishes round-robin over the channels at `rate` x channels/s
+ *       (so the same deliveries/s are offered as in the one-channel runs)
  *   (f) as (b), but the subscribers send their own frames uncompressed (browsers compress theirs, and the
  *       server then keeps an inflate stream per connection; ws clients do not compress under 1 KB)
  *
@@ -23,6 +29,8 @@
  *   node --import tsx bench/tools/compression.ts [--subscribers 5000] [--rate 5] [--seconds 10]
  *     [--payload-bytes 2000] [--runs a,b,f,c,d,e,g,h] [--heartbeat-ms 60000] [--no-pin] [--nice -10]
  *     [--out bench/results/compression.json]
+ *
+ * Transports and encodings in one run (BENCHMARKS.md, Transports): `--runs a,i,g,h,j,k,l,m`.
  *
  * The default offered load, 5 publishes/s to 5,000 subscribers (25,000 deliveries/s), stays below what
  * APIX and the clients' core sustain here (each costs about 20-30 µs per delivery on this 2-core VM), so
@@ -104,6 +112,10 @@ interface RunDef {
   readonly env?: Record<string, string>;
   /** APIX: how the subscribers connect (default websocket). */
   readonly transport?: SubscriberTransport;
+  /** The event: about `--payload-bytes` of agent event (default), or `small`: the main bench's `{bs, bq, bt}`. */
+  readonly event?: 'small';
+  /** Scenario (c)'s layout: subscribers 10 to a channel, publishes round-robin (default: one channel). */
+  readonly manyChannels?: boolean;
 }
 const RUNS: Record<string, RunDef> = {
   a: {
@@ -145,6 +157,50 @@ const RUNS: Record<string, RunDef> = {
     transport: 'sse',
     env: { APIX_COMPRESSION: 'false' },
   },
+  i: {
+    name: 'i',
+    label: 'APIX, subscribers over WebSocket + MessagePack (compression off)',
+    kind: 'apix',
+    deflate: false,
+    transport: 'websocket-msgpack',
+    env: { APIX_COMPRESSION: 'false' },
+  },
+  j: {
+    name: 'j',
+    label: "scenario (b)'s small event, one channel, WebSocket + JSON",
+    kind: 'apix',
+    deflate: false,
+    event: 'small',
+    env: { APIX_COMPRESSION: 'false' },
+  },
+  k: {
+    name: 'k',
+    label: "scenario (b)'s small event, one channel, WebSocket + MessagePack",
+    kind: 'apix',
+    deflate: false,
+    event: 'small',
+    transport: 'websocket-msgpack',
+    env: { APIX_COMPRESSION: 'false' },
+  },
+  l: {
+    name: 'l',
+    label: "scenario (c)'s small event, 10 subscribers a channel, WebSocket + JSON",
+    kind: 'apix',
+    deflate: false,
+    event: 'small',
+    manyChannels: true,
+    env: { APIX_COMPRESSION: 'false' },
+  },
+  m: {
+    name: 'm',
+    label: "scenario (c)'s small event, 10 subscribers a channel, WebSocket + MessagePack",
+    kind: 'apix',
+    deflate: false,
+    event: 'small',
+    manyChannels: true,
+    transport: 'websocket-msgpack',
+    env: { APIX_COMPRESSION: 'false' },
+  },
   d: {
     name: 'd',
     label: 'APIX, metrics off (compression off)',
@@ -165,6 +221,8 @@ interface RunResult {
   readonly run: string;
   readonly label: string;
   readonly subscribers: number;
+  readonly channels: number;
+  readonly publishesPerSec: number;
   readonly connected: number;
   readonly connectFailed: number;
   readonly negotiatedDeflate: number;
@@ -285,6 +343,10 @@ const round = (v: number, digits = 1): number => Math.round(v * 10 ** digits) / 
 
 async function runOne(def: RunDef, index: number, tmp: string, addressSeed: number): Promise<RunResult> {
   const t0 = Date.now();
+  const channels = def.manyChannels ? Math.max(1, Math.min(200, Math.floor(subscribers / 10))) : 1;
+  // The same deliveries/s offered whatever the layout: each publish reaches subscribers / channels.
+  const runRate = rate * channels;
+  const runPayloadBytes = def.event === 'small' ? 0 : payloadBytes;
   log(`\n(${def.name}) ${def.label}: starting the server`);
   const port = await freePort();
   const server = await startServer(def, port, tmp);
@@ -325,6 +387,7 @@ async function runOne(def: RunDef, index: number, tmp: string, addressSeed: numb
         sampleEvery: SAMPLE_EVERY,
         concurrency: 100,
         ...(def.transport ? { transport: def.transport } : {}),
+        channels,
       });
     } finally {
       clearInterval(progress);
@@ -341,10 +404,16 @@ async function runOne(def: RunDef, index: number, tmp: string, addressSeed: numb
     const cpu0 = cpuSeconds(pids());
     const clientCpu0 = cpuSeconds([clients.child.pid!]);
     log(
-      `(${def.name}) publishing ${rate}/s for ${seconds} s (${rate * conn.connected} deliveries/s offered)`,
+      `(${def.name}) publishing ${runRate}/s to ${channels} channel(s) for ${seconds} s ` +
+        `(${Math.round((runRate * conn.connected) / channels)} deliveries/s offered)`,
     );
-    const pub = await clients.request<PublishResult>({ op: 'publish', rate, seconds, payloadBytes });
-    const expected = pub.sent * conn.connected;
+    const pub = await clients.request<PublishResult>({
+      op: 'publish',
+      rate: runRate,
+      seconds,
+      payloadBytes: runPayloadBytes,
+    });
+    const expected = pub.expected;
     // Drain: until every delivery arrived, nothing arrived for STALL_MS, or DRAIN_MAX_MS passed.
     let snap = await clients.request<Snapshot>({ op: 'snapshot' });
     let cpuAtLast = cpuSeconds(pids());
@@ -377,6 +446,8 @@ async function runOne(def: RunDef, index: number, tmp: string, addressSeed: numb
       run: def.name,
       label: def.label,
       subscribers,
+      channels,
+      publishesPerSec: runRate,
       connected: conn.connected,
       connectFailed: conn.failed,
       negotiatedDeflate: conn.negotiated,
@@ -490,7 +561,7 @@ async function main(): Promise<void> {
   try {
     for (const [i, name] of runNames.entries()) {
       const def = RUNS[name];
-      if (!def) throw new Error(`unknown run ${name} (a, b, c, d, e, f)`);
+      if (!def) throw new Error(`unknown run ${name} (${Object.keys(RUNS).join(', ')})`);
       try {
         results.push(await runOne(def, i, tmp, addressSeed));
       } catch (err) {
@@ -502,7 +573,11 @@ async function main(): Promise<void> {
     rmSync(tmp, { recursive: true, force: true });
   }
   const by = (n: string): RunResult | undefined => results.find((r) => r.run === n);
-  const [a, b, c, d, e, f] = ['a', 'b', 'c', 'd', 'e', 'f'].map(by);
+  const [a, b, c, d, e, f, g, h, i, j, k, l, m] = 'abcdefghijklm'.split('').map(by);
+  const bytesRatio = (x: RunResult | undefined, y: RunResult | undefined) =>
+    ratio(x?.bytesPerDelivery, y?.bytesPerDelivery);
+  const cpuRatio = (x: RunResult | undefined, y: RunResult | undefined) =>
+    ratio(x?.serverCpuUsPerDelivery, y?.serverCpuUsPerDelivery);
   const ratios = {
     'compressed/uncompressed CPU per delivery (b/a)': ratio(
       b?.serverCpuUsPerDelivery,
@@ -527,6 +602,14 @@ async function main(): Promise<void> {
       a?.serverCpuUsPerDelivery,
       e?.serverCpuUsPerDelivery,
     ),
+    'HTTP streaming / WebSocket, CPU per delivery (g/a)': cpuRatio(g, a),
+    'SSE / WebSocket, CPU per delivery (h/a)': cpuRatio(h, a),
+    'MessagePack / JSON, ~2 KB agent event: bytes per delivery (i/a)': bytesRatio(i, a),
+    'MessagePack / JSON, ~2 KB agent event: CPU per delivery (i/a)': cpuRatio(i, a),
+    "MessagePack / JSON, scenario (b)'s shape: bytes per delivery (k/j)": bytesRatio(k, j),
+    "MessagePack / JSON, scenario (b)'s shape: CPU per delivery (k/j)": cpuRatio(k, j),
+    "MessagePack / JSON, scenario (c)'s shape: bytes per delivery (m/l)": bytesRatio(m, l),
+    "MessagePack / JSON, scenario (c)'s shape: CPU per delivery (m/l)": cpuRatio(m, l),
   };
   let commit = '';
   try {
