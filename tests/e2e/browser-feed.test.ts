@@ -27,6 +27,7 @@ import { HttpPublisher, SdkPublisher, agentRun } from '../../examples/publisher-
 import type { PlatformEvent, Publisher } from '../../examples/publisher-service.ts';
 import { WebSocket } from 'ws';
 import { ApiXClient } from '../../packages/sdk/src/index.ts';
+import type * as Sdk from '../../packages/sdk/src/index.ts';
 
 const API_KEY = 'apix_static_acmekey'; // config() of tests/support/gateway.ts: acme:apix_static_acmekey
 const FEED_CHANNELS = [
@@ -428,6 +429,57 @@ describe('the live activity feed in Chromium', { skip, timeout: 60_000 }, () => 
       await screenshot(page, 'feed-stream.png');
     } finally {
       await agent.close();
+      await context.close();
+      await stopNode(node);
+    }
+  });
+
+  it("loads the MessagePack codec only for encoding: 'msgpack', and speaks MessagePack from the page", async () => {
+    const node = await startNode(0, 'e2e-msgpack');
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    const fetched: string[] = [];
+    page.on('request', (r) => void fetched.push(new URL(r.url()).pathname));
+    try {
+      await page.goto(`${node.httpUrl}/healthz`); // the gateway's origin: the SDK loads as a same-origin module
+      const jwt = await token({ sub: 'svc-msgpack', org: 'acme', roles: ['service'] });
+      const url = node.wsUrl;
+      const json = await page.evaluate(
+        async ({ url, jwt, sdkPath }) => {
+          const sdk = (await import(sdkPath)) as typeof Sdk;
+          const client = new sdk.ApiXClient({ url, token: jwt, clientType: 'WEB_APP' });
+          await client.connect();
+          await client.close();
+          return client.transport;
+        },
+        { url, jwt, sdkPath: '/sdk/apix.js' },
+      );
+      assert.equal(json, 'websocket');
+      assert.ok(!fetched.includes('/sdk/apix-msgpack.js'), 'a JSON client does not load the codec');
+      const data = await page.evaluate(
+        async ({ url, jwt, sdkPath }) => {
+          const sdk = (await import(sdkPath)) as typeof Sdk;
+          const client = new sdk.ApiXClient({ url, token: jwt, clientType: 'WEB_APP', encoding: 'msgpack' });
+          await client.connect();
+          const sub = client.subscribe('agent:bin');
+          const got = new Promise<unknown>((resolve) =>
+            sub.on('*', (e: { payload: unknown }) => resolve(e.payload)),
+          );
+          await sub.ready;
+          await client.publish('agent:bin', 'blob', { data: new Uint8Array([1, 2, 255]) });
+          const payload = (await got) as { data: unknown };
+          await client.close();
+          // Bytes arrive as bytes only over MessagePack (JSON carries {"$binary": ...}).
+          return payload.data instanceof Uint8Array ? [...payload.data] : payload.data;
+        },
+        { url, jwt, sdkPath: '/sdk/apix.js' },
+      );
+      assert.deepEqual(data, [1, 2, 255]);
+      assert.ok(
+        fetched.includes('/sdk/apix-msgpack.js'),
+        'the msgpack client loaded the codec beside the SDK',
+      );
+    } finally {
       await context.close();
       await stopNode(node);
     }
