@@ -2,7 +2,9 @@
  * @apix/sdk as a user gets it: `npm pack` in packages/sdk, the tarball installed into a fresh project
  * outside this repository (its dependencies from the npm registry, or npm's cache when offline), then
  *   - the tarball holds ESM bundles and declarations only: no server code, no @apix/protocol import;
- *   - a TypeScript program using it typechecks (strict, skipLibCheck off) and runs against a real node;
+ *   - a TypeScript program using it typechecks (strict, skipLibCheck off) and runs against a real node:
+ *     `apix serve` as a process (what `npm start` runs, tests/support/process.ts), configured only by the
+ *     environment variables of docs/configuration.md;
  *   - the React hooks (`@apix/sdk/react`) render in a real Chromium, bundled from the installed package,
  *     and show the events a service publishes.
  */
@@ -18,20 +20,30 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import type { Browser } from 'playwright-core';
-import { startNode, token } from '../support/gateway.ts';
+import { token as signToken } from '../support/gateway.ts';
+import type { TokenClaims } from '../support/gateway.ts';
+import { spawnGateway } from '../support/process.ts';
+import type { GatewayProcess } from '../support/process.ts';
 import { waitFor } from '../support/wait.ts';
 import { launchChromium, skipWithoutChromium } from '../support/chromium.ts';
-import type { ApiXNode } from '../../src/node.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SDK = join(ROOT, 'packages', 'sdk');
 const TSC = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
-const API_KEY = 'apix_static_acmekey'; // config() of tests/support/gateway.ts
+const SECRET = 'sdk-package-secret-0123456789abcdef';
+/** A static key in security.md's format `apix_<keyId>_<secret>`, given by APIX_API_KEYS. */
+const API_KEY = 'apix_sdkpack_3f9c2a7d51e84b06';
 
-/** A node gauge's value from its metrics registry. */
-async function gaugeOf(node: ApiXNode, name: string): Promise<number> {
-  const metric = await node.metrics.getSingleMetric(name)?.get();
-  return metric?.values[0]?.value ?? Number.NaN;
+const token = (claims: TokenClaims) => signToken({ ...claims, secret: SECRET });
+
+/** A gauge of the node, as its /metrics exposes it (the sum of its series). */
+async function gaugeOf(node: GatewayProcess, name: string): Promise<number> {
+  const text = await (await fetch(`${node.httpUrl}/metrics`)).text();
+  const values = text
+    .split('\n')
+    .filter((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`))
+    .map((l) => Number(l.slice(l.lastIndexOf(' ') + 1)));
+  return values.length === 0 ? Number.NaN : values.reduce((a, b) => a + b, 0);
 }
 
 function run(
@@ -133,7 +145,7 @@ root.render(createElement(App));
 describe('@apix/sdk packed, installed in a fresh project', { timeout: 600_000 }, () => {
   let work: string;
   let project: string;
-  let node: ApiXNode;
+  let node: GatewayProcess;
   let tarball: string;
 
   before(async () => {
@@ -150,10 +162,14 @@ describe('@apix/sdk packed, installed in a fresh project', { timeout: 600_000 },
       JSON.stringify({ name: 'consumer', private: true, type: 'module', dependencies: deps }),
     );
     await mustRun('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline'], project);
-    node = await startNode();
+    node = await spawnGateway({
+      APIX_DATA_DIR: join(work, 'data'),
+      APIX_JWT_SECRET: SECRET,
+      APIX_API_KEYS: `acme:${API_KEY}`,
+    });
   });
   after(async () => {
-    await node?.close();
+    await node?.kill('SIGTERM');
     if (work) rmSync(work, { recursive: true, force: true });
   });
 
