@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli, spawnGateway } from '../support/process.ts';
 import type { GatewayProcess } from '../support/process.ts';
-import { token } from '../support/gateway.ts';
+import { SignJWT } from 'jose';
+import { RawClient, token } from '../support/gateway.ts';
 
 describe('keys and channel settings on a running node', { timeout: 300_000 }, () => {
   let dir: string;
@@ -104,6 +105,33 @@ describe('keys and channel settings on a running node', { timeout: 300_000 }, ()
     const list = runCli(['channels', 'list', '--org', 'acme'], env);
     assert.equal(list.status, 1);
     assert.match(list.stderr, /reads the database/);
+  });
+
+  it('a token without roles connects (roles is optional, docs/protocol.md §7); a rule naming roles refuses it', async () => {
+    const roleless = await new SignJWT({ org: 'acme' })
+      .setProtectedHeader({ alg: 'HS256' })
+      .setSubject('carol')
+      .setIssuedAt()
+      .setExpirationTime('10m')
+      .sign(new TextEncoder().encode(secret));
+    const ws = await RawClient.connect(`ws://127.0.0.1:${node.port}/v1/ws`, { token: roleless });
+    ws.close();
+    const history = async (credential: string) =>
+      (
+        await fetch(`${node.httpUrl}/v1/channels/room:crew/history`, {
+          headers: { authorization: `Bearer ${credential}` },
+        })
+      ).status;
+    assert.equal(await history(roleless), 200);
+    const admin = await jwt(['admin']);
+    const set = await fetch(`${node.httpUrl}/v1/admin/channels/room:crew/permissions`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ permissions: { history: { roles: ['member'] } } }),
+    });
+    assert.equal(set.status, 200, await set.text());
+    assert.equal(await history(roleless), 403);
+    assert.equal(await history(await jwt(['member'])), 200);
   });
 
   it('the admin API refuses a non-admin, a bad body, and an encrypted channel without keys; audits changes', async () => {
