@@ -11,8 +11,34 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli, spawnGateway } from '../support/process.ts';
 import type { GatewayProcess } from '../support/process.ts';
+import { request as httpRequest } from 'node:http';
 import { SignJWT } from 'jose';
 import { RawClient, token } from '../support/gateway.ts';
+
+/**
+ * fetch's job on a socket of its own (node:http, no agent): runCli blocks this process (spawnSync) for
+ * seconds, past the node's keep-alive timeout, and a pooled socket whose close this process has not yet
+ * seen would fail the next request ("other side closed").
+ */
+function request(
+  url: string,
+  init: { method?: string; headers?: Record<string, string>; body?: string } = {},
+) {
+  return new Promise<Response>((resolve, reject) => {
+    const req = httpRequest(
+      url,
+      { method: init.method ?? 'GET', headers: init.headers, agent: false },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve(new Response(Buffer.concat(chunks), { status: res.statusCode ?? 0 })));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(init.body);
+  });
+}
 
 describe('keys and channel settings on a running node', { timeout: 300_000 }, () => {
   let dir: string;
@@ -21,7 +47,7 @@ describe('keys and channel settings on a running node', { timeout: 300_000 }, ()
   let env: Record<string, string>;
   const jwt = (roles: string[], sub = 'alice') => token({ sub, org: 'acme', roles, secret });
   const publish = (credential: string, channel: string) =>
-    fetch(`${node.httpUrl}/v1/publish`, {
+    request(`${node.httpUrl}/v1/publish`, {
       method: 'POST',
       headers: { authorization: `Bearer ${credential}`, 'content-type': 'application/json' },
       body: JSON.stringify({ channel, type: 'note', payload: { text: 'hi' } }),
@@ -85,7 +111,7 @@ describe('keys and channel settings on a running node', { timeout: 300_000 }, ()
 
     const member = await jwt(['member'], 'bob');
     const history = () =>
-      fetch(`${node.httpUrl}/v1/channels/room:board/history`, {
+      request(`${node.httpUrl}/v1/channels/room:board/history`, {
         headers: { authorization: `Bearer ${member}` },
       });
     assert.equal((await history()).status, 200);
@@ -118,13 +144,13 @@ describe('keys and channel settings on a running node', { timeout: 300_000 }, ()
     ws.close();
     const history = async (credential: string) =>
       (
-        await fetch(`${node.httpUrl}/v1/channels/room:crew/history`, {
+        await request(`${node.httpUrl}/v1/channels/room:crew/history`, {
           headers: { authorization: `Bearer ${credential}` },
         })
       ).status;
     assert.equal(await history(roleless), 200);
     const admin = await jwt(['admin']);
-    const set = await fetch(`${node.httpUrl}/v1/admin/channels/room:crew/permissions`, {
+    const set = await request(`${node.httpUrl}/v1/admin/channels/room:crew/permissions`, {
       method: 'PUT',
       headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
       body: JSON.stringify({ permissions: { history: { roles: ['member'] } } }),
@@ -137,7 +163,7 @@ describe('keys and channel settings on a running node', { timeout: 300_000 }, ()
   it('the admin API refuses a non-admin, a bad body, and an encrypted channel without keys; audits changes', async () => {
     const admin = await jwt(['admin']);
     const call = async (method: string, path: string, credential: string, body?: unknown) => {
-      const r = await fetch(`${node.httpUrl}${path}`, {
+      const r = await request(`${node.httpUrl}${path}`, {
         method,
         headers: { authorization: `Bearer ${credential}`, 'content-type': 'application/json' },
         body: body === undefined ? undefined : JSON.stringify(body),
