@@ -40,7 +40,17 @@ const noCrossPackageImports = {
 };
 
 export default tseslint.config(
-  { ignores: ['node_modules', '**/dist', '.apix', 'src/generated', 'bench/results', 'examples/**/*.js'] },
+  {
+    ignores: [
+      'node_modules',
+      '**/dist',
+      '.apix',
+      '.quickstart-test-*',
+      'src/generated',
+      'bench/results',
+      'examples/**/*.js',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -9,7 +9,9 @@
  *
  *   npm start                                                              # a gateway on :8080
  *   export APIX_TOKEN=$(npx apix token --sub publisher --org acme --roles service)
- *   #   or an API key, `apix_<keyId>_<secret>` (docs/security.md), made up here and given to the gateway:
+ *   #   or an API key, `apix_<keyId>_<secret>` (docs/security.md), made by the running gateway:
+ *   #   export APIX_TOKEN=$(npx apix keys create --org acme --scopes publish --name publisher)
+ *   #   or one made up here in that format and given to the gateway as a static key:
  *   #   export APIX_TOKEN=apix_publisher_$(node -e "console.log(crypto.randomBytes(32).toString('hex'))")
  *   #   APIX_API_KEYS=acme:$APIX_TOKEN:publish npm start
  *   node --import tsx examples/publisher-service.ts [--runs 5] [--interval-ms 1500] [--via both|http|sdk]

@@ -366,6 +366,7 @@ export function buildHttp(
     tokenRevocationTtlMs: config.tokenRevocationTtlMs,
     suspensionTtlMs: config.suspensionTtlMs,
     perEventMetrics: config.metrics,
+    encryptionConfigured: config.encryption !== undefined,
     ...{ router, deadLetters, channels },
   });
   const internals = installInternals(base, httpRouter, { ...parts, operator, httpTransports });

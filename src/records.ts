@@ -30,6 +30,9 @@ import type { HttpRouter } from './http/router.ts';
 import type { Authenticator } from './auth/authenticator.ts';
 import type { HookBus } from './hooks.ts';
 import { registerAuditRoutes } from './http/audit.ts';
+import { registerAdminKeys } from './http/admin-keys.ts';
+import type { AdminGateway } from './http/admin-api.ts';
+import { ApiKeys } from './store/api-keys.ts';
 import { InternalError } from '@apix/protocol/internal-errors';
 import type { WebhookStore } from './webhooks/webhook-store.ts';
 import { PrismaWebhookStore } from './store/prisma-webhook-store.ts';
@@ -54,6 +57,8 @@ export interface Records {
     metrics: Registry;
     authenticator: Authenticator;
     hooks: HookBus;
+    /** API key revocations cut the key's connections on every node. */
+    gateway: Pick<AdminGateway, 'revokeCredentials'>;
   }): void;
   close(): Promise<void>;
 }
@@ -121,7 +126,7 @@ export async function openRecords(
       flush: () => (repos.events.pendingCount > 0 ? repos.flush() : Promise.resolve(true)),
     },
     attach(node) {
-      attachRecords(node, db, audit, repos);
+      attachRecords(node, db, audit, repos, config.maxMessageBytes);
     },
     async close() {
       denials.flush();
@@ -151,17 +156,25 @@ async function openMigratedDatabase(config: Config, log: Logger): Promise<Databa
   return db;
 }
 
-/** Adds the audit API and the records' gauges to a node. */
+/** Adds the audit API, the API key admin API and the records' gauges to a node. */
 function attachRecords(
   node: Parameters<Records['attach']>[0],
   db: Database,
   audit: AuditLogger,
   repos: RecordRepositories,
+  maxBodyBytes: number,
 ): void {
   registerAuditRoutes(node.httpRouter, {
     prisma: db.prisma,
     authenticator: node.authenticator,
     hooks: node.hooks,
+  });
+  registerAdminKeys(node.httpRouter, {
+    authenticator: node.authenticator,
+    hooks: node.hooks,
+    keys: new ApiKeys(db.prisma),
+    gateway: node.gateway,
+    maxBodyBytes,
   });
   const gauge = gaugesOn(node.metrics);
   gauge('apix_audit_queued', 'Audit entries waiting to be written', () => audit.counters.queued);

@@ -7,8 +7,8 @@
 const COMMANDS: Record<string, string> = {
   serve: 'start a gateway node (embedded defaults; REDIS_URL / DATABASE_URL for the shared engines)',
   token: 'mint a development JWT: apix token --sub alice --org acme --roles member [--ttl 1h]',
-  keys: 'manage API keys: apix keys create|list|revoke --org <org>',
-  channels: 'manage channels: apix channels set-permissions <channel> --org <org> --json <permissions>',
+  keys: 'manage API keys: apix keys create|list|revoke --org <org> (on a running node through its admin API)',
+  channels: 'channel settings: apix channels set|set-permissions|get|list <channel> --org <org>',
   connections: 'connection records: apix connections list --org <org> [--status S] [--limit N]',
   migrate: 'apply database migrations',
   audit: 'the audit trail: apix audit verify|tail --org <org>',

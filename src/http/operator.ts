@@ -47,6 +47,7 @@ export interface OperatorToolsDeps {
   readonly router: Pick<EventRouter, 'publish'>;
   readonly deadLetters: DeadLetterStore;
   readonly channels: ChannelRegistry;
+  readonly encryptionConfigured: boolean;
 }
 
 export interface OperatorTools {

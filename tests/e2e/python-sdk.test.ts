@@ -1,6 +1,7 @@
 /**
  * The Python SDK (packages/python) checked by its own pytest suite against a real node: this file starts
- * the node and runs `python3 -m pytest packages/python/tests` with the node's URL and the JWT secret (to
+ * `apix serve` as a process (what `npm start` runs; tests/support/process.ts), configured only by the
+ * environment variables of docs/configuration.md, and runs `python3 -m pytest packages/python/tests` with the node's URL and the JWT secret (to
  * mint tokens) in the environment. It needs a python3 >= 3.11 with `websockets` and `pytest` (Debian:
  * python3-websockets, python3-pytest; .ci/run installs them). Without one the test skips loudly, except
  * under CI=true, where that is a failure.
@@ -8,9 +9,14 @@
 import { describe, it, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startNode, TEST_SECRET } from '../support/gateway.ts';
-import type { ApiXNode } from '../../src/node.ts';
+import { spawnGateway } from '../support/process.ts';
+import type { GatewayProcess } from '../support/process.ts';
+
+const SECRET = 'python-sdk-suite-secret-0123456789';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CHECK = 'import sys, websockets, pytest; assert sys.version_info >= (3, 11)';
@@ -33,19 +39,31 @@ function skipWithoutPython(): string | false {
 }
 
 describe('the Python SDK against a real node (pytest)', { skip: skipWithoutPython() }, () => {
-  let node: ApiXNode;
+  let node: GatewayProcess;
+  let dataDir: string;
   before(async () => {
-    // Short ack timeout and retries so the suite can see a redelivery and a dead letter quickly.
-    node = await startNode({ ackTimeoutMs: 300, retry: { baseMs: 20, maxMs: 100, maxAttempts: 3 } });
+    dataDir = mkdtempSync(join(tmpdir(), 'apix-python-sdk-'));
+    node = await spawnGateway({
+      APIX_DATA_DIR: dataDir,
+      APIX_JWT_SECRET: SECRET,
+      // Short ack timeout and retries so the suite can see a redelivery and a dead letter quickly.
+      APIX_ACK_TIMEOUT_MS: '300',
+      APIX_RETRY_BASE_MS: '20',
+      APIX_RETRY_MAX_MS: '100',
+      APIX_RETRY_MAX_ATTEMPTS: '3',
+    });
   });
-  after(() => node.close());
+  after(async () => {
+    const code = await node?.kill('SIGTERM');
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+    assert.equal(code, 0, node?.output());
+  });
 
   it('every pytest test passes, none skipped', async () => {
-    const { port } = new URL(node.wsUrl);
     const env = {
       ...process.env,
-      APIX_URL: `http://127.0.0.1:${port}`,
-      APIX_JWT_SECRET: TEST_SECRET,
+      APIX_URL: node.httpUrl,
+      APIX_JWT_SECRET: SECRET,
       CI: 'true',
     };
     const out = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {

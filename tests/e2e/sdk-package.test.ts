@@ -2,9 +2,12 @@
  * @apix/sdk as a user gets it: `npm pack` in packages/sdk, the tarball installed into a fresh project
  * outside this repository (its dependencies from the npm registry, or npm's cache when offline), then
  *   - the tarball holds ESM bundles and declarations only: no server code, no @apix/protocol import;
- *   - a TypeScript program using it typechecks (strict, skipLibCheck off) and runs against a real node;
+ *   - a TypeScript program using it typechecks (strict, skipLibCheck off) and runs against a real node:
+ *     `apix serve` as a process (what `npm start` runs, tests/support/process.ts), configured only by the
+ *     environment variables of docs/configuration.md;
  *   - the React hooks (`@apix/sdk/react`) render in a real Chromium, bundled from the installed package,
- *     and show the events a service publishes.
+ *     and show the events a service publishes (`useApiXChannel`) and the answer it streams, piece by
+ *     piece (`useAgentStream`).
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,20 +21,30 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import type { Browser } from 'playwright-core';
-import { startNode, token } from '../support/gateway.ts';
+import { RawClient, token as signToken } from '../support/gateway.ts';
+import type { TokenClaims } from '../support/gateway.ts';
+import { spawnGateway } from '../support/process.ts';
+import type { GatewayProcess } from '../support/process.ts';
 import { waitFor } from '../support/wait.ts';
 import { launchChromium, skipWithoutChromium } from '../support/chromium.ts';
-import type { ApiXNode } from '../../src/node.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SDK = join(ROOT, 'packages', 'sdk');
 const TSC = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
-const API_KEY = 'apix_static_acmekey'; // config() of tests/support/gateway.ts
+const SECRET = 'sdk-package-secret-0123456789abcdef';
+/** A static key in security.md's format `apix_<keyId>_<secret>`, given by APIX_API_KEYS. */
+const API_KEY = 'apix_sdkpack_3f9c2a7d51e84b06';
 
-/** A node gauge's value from its metrics registry. */
-async function gaugeOf(node: ApiXNode, name: string): Promise<number> {
-  const metric = await node.metrics.getSingleMetric(name)?.get();
-  return metric?.values[0]?.value ?? Number.NaN;
+const token = (claims: TokenClaims) => signToken({ ...claims, secret: SECRET });
+
+/** A gauge of the node, as its /metrics exposes it (the sum of its series). */
+async function gaugeOf(node: GatewayProcess, name: string): Promise<number> {
+  const text = await (await fetch(`${node.httpUrl}/metrics`)).text();
+  const values = text
+    .split('\n')
+    .filter((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`))
+    .map((l) => Number(l.slice(l.lastIndexOf(' ') + 1)));
+  return values.length === 0 ? Number.NaN : values.reduce((a, b) => a + b, 0);
 }
 
 function run(
@@ -106,7 +119,7 @@ await client.close();
 const CONSUMER_PAGE = `
 import { createElement, useMemo } from 'react';
 import { createRoot } from 'react-dom/client';
-import { useApiXChannel, useApiXClient } from '@apix/sdk/react';
+import { useAgentStream, useApiXChannel, useApiXClient } from '@apix/sdk/react';
 
 const params = new URLSearchParams(location.hash.slice(1));
 
@@ -116,13 +129,20 @@ function Feed(props: { id: string; client: Parameters<typeof useApiXChannel>[0];
     events.map((e) => createElement('li', { key: e.id, 'data-id': e.id }, e.type)));
 }
 
+function Answer(props: { client: Parameters<typeof useAgentStream>[0] }) {
+  const { streams, latest } = useAgentStream(props.client, 'agent:a1', { eventType: 'agent_message' });
+  return createElement('p', { id: 'answer', 'data-status': latest?.status ?? 'none', 'data-count': streams.length },
+    latest?.text ?? '');
+}
+
 function App() {
   const options = useMemo(() => ({ url: params.get('url') ?? '', token: params.get('token') ?? '', clientType: 'WEB_APP' as const }), []);
   const { client, state } = useApiXClient(options);
   return createElement('main', null,
     createElement('p', { id: 'state', 'data-state': state }, state),
     createElement(Feed, { id: 'all', client }),
-    createElement(Feed, { id: 'done', client, types: ['agent_status_update'] }));
+    createElement(Feed, { id: 'done', client, types: ['agent_status_update'] }),
+    createElement(Answer, { client }));
 }
 
 const root = createRoot(document.getElementById('root')!);
@@ -133,7 +153,7 @@ root.render(createElement(App));
 describe('@apix/sdk packed, installed in a fresh project', { timeout: 600_000 }, () => {
   let work: string;
   let project: string;
-  let node: ApiXNode;
+  let node: GatewayProcess;
   let tarball: string;
 
   before(async () => {
@@ -150,10 +170,14 @@ describe('@apix/sdk packed, installed in a fresh project', { timeout: 600_000 },
       JSON.stringify({ name: 'consumer', private: true, type: 'module', dependencies: deps }),
     );
     await mustRun('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline'], project);
-    node = await startNode();
+    node = await spawnGateway({
+      APIX_DATA_DIR: join(work, 'data'),
+      APIX_JWT_SECRET: SECRET,
+      APIX_API_KEYS: `acme:${API_KEY}`,
+    });
   });
   after(async () => {
-    await node?.close();
+    await node?.kill('SIGTERM');
     if (work) rmSync(work, { recursive: true, force: true });
   });
 
@@ -271,7 +295,20 @@ describe('@apix/sdk packed, installed in a fresh project', { timeout: 600_000 },
         page.$$eval(sel, (items) => items.map((li) => (li as HTMLElement).dataset.id ?? ''));
       assert.deepEqual(await shown('#all li'), ids);
       assert.deepEqual(await shown('#done li'), [ids[0], ids[2]]);
-      // Both components on one subscription: one subscriber on the node (the page's), not two.
+      // useAgentStream: a service streams an answer (raw frames, docs/protocol.md §14); the page shows it
+      // growing, then complete.
+      const service = await RawClient.connect(node.wsUrl, { token: API_KEY, clientType: 'INTERNAL_SERVICE' });
+      const frame = (type: string, payload: unknown) => service.send({ type, channel: 'agent:a1', payload });
+      frame('stream.start', { streamId: 'answer1', eventType: 'agent_message', data: { agentId: 'a1' } });
+      frame('stream.append', { streamId: 'answer1', text: 'Hel' });
+      await page.waitForSelector('#answer[data-status="streaming"]', { state: 'attached', timeout: 30_000 });
+      frame('stream.append', { streamId: 'answer1', text: 'lo' });
+      frame('stream.end', { streamId: 'answer1', status: 'complete' });
+      await page.waitForSelector('#answer[data-status="complete"]', { state: 'attached', timeout: 30_000 });
+      assert.equal(await page.textContent('#answer'), 'Hello');
+      assert.equal(await page.getAttribute('#answer', 'data-count'), '1');
+      service.close();
+      // Every component on one subscription: one subscriber on the node (the page's), not three.
       assert.equal(await gauge('apix_subscriptions'), subscriptionsBefore + 1);
       await page.evaluate(() => (window as unknown as { unmountApp: () => void }).unmountApp());
       await waitFor(async () => (await gauge('apix_connections')) === 0, 30_000, 'the client to close');

@@ -1,7 +1,8 @@
 /**
  * `@apix/sdk/react`: React hooks over the APIX SDK (React is a peer dependency: imported, not bundled).
- * `useApiXClient` holds one connection for a component tree, and `useApiXChannel` gives a component the
- * latest events of a channel and the subscription's status.
+ * `useApiXClient` holds one connection for a component tree, `useApiXChannel` gives a component the
+ * latest events of a channel and the subscription's status, and `useAgentStream` the streams of a channel
+ * (docs/streams.md: an agent's answers as they build up).
  *
  *   const { client, state } = useApiXClient({ url, tokenProvider, clientType: 'WEB_APP' });
  *   const { events, status } = useApiXChannel(client, 'tool:web_search', {
@@ -17,6 +18,8 @@
 import { useEffect, useState } from 'react';
 import { ApiXClient } from './index.ts';
 import type {
+  AgentStream,
+  AgentStreamStatus,
   ApiXClientOptions,
   ApiXError,
   ApiXEvent,
@@ -178,4 +181,70 @@ export function useApiXChannel<T extends string = string>(
   }, [client, channel, typesKey, replayLast, limit]);
 
   return view;
+}
+
+// ------------------------------------------------------------------ useAgentStream
+
+/** One stream as a component shows it. */
+export interface AgentStreamView {
+  readonly streamId: string;
+  readonly eventType: string;
+  readonly text: string;
+  readonly status: AgentStreamStatus;
+  readonly data: unknown;
+}
+
+export interface AgentStreamState {
+  /** Every stream of the channel seen since mount (late joiners: those the replay brought), oldest first. */
+  readonly streams: readonly AgentStreamView[];
+  /** The most recently started stream. */
+  readonly latest: AgentStreamView | undefined;
+}
+
+export interface AgentStreamOptions {
+  /** Streams ended before mount to show (their compacted events, replayed). Default 10. */
+  readonly replayLast?: number;
+  /** Only streams of this event type (e.g. `agent_message`). */
+  readonly eventType?: string;
+}
+
+function view(s: AgentStream): AgentStreamView {
+  return { streamId: s.streamId, eventType: s.eventType, text: s.text, status: s.status, data: s.data };
+}
+
+const NO_STREAMS: AgentStreamState = { streams: [], latest: undefined };
+
+/**
+ * The streams of `channel`, updated on every piece; nothing until `client` is defined. The SDK's
+ * `subscribeStreams` does the work (the fromSeq rule, snapshots, compacted events, resume); it uses the
+ * client's subscription of the channel when one exists (e.g. from `useApiXChannel`).
+ *
+ *   const { streams, latest } = useAgentStream(client, 'agent:research-bot');
+ *   // latest?.text, latest?.status ('streaming' | 'complete' | 'cancelled' | 'error'), latest?.data
+ */
+export function useAgentStream(
+  client: ApiXClient | undefined,
+  channel: string,
+  options: AgentStreamOptions = {},
+): AgentStreamState {
+  const { replayLast = 10, eventType } = options;
+  const [state, setState] = useState<AgentStreamState>(NO_STREAMS);
+  useEffect(() => {
+    setState(NO_STREAMS);
+    if (!client) return;
+    const reader = client.subscribeStreams(
+      channel,
+      {
+        onUpdate: () => {
+          const streams = [...reader.streams.values()]
+            .filter((s) => eventType === undefined || s.eventType === eventType)
+            .map(view);
+          setState({ streams, latest: streams.at(-1) });
+        },
+      },
+      { replay: { last: replayLast } },
+    );
+    return () => void reader.close();
+  }, [client, channel, replayLast, eventType]);
+  return state;
 }

@@ -2,9 +2,12 @@
  * `apix channels set-permissions <channel> --org <org> --json '{...}'` stores a channel's own permissions
  * (docs/protocol.md §5); `apix channels set <channel> --org <org> [--durable true|false] [--encrypted true|false]
  * [--coalesce-key <payload field>|none]` its delivery settings; `apix channels get <channel> --org <org>`; `apix channels list --org <org>`.
+ * On the database, or through a running node's admin API (`--url`, or when that node holds the embedded
+ * database: src/cli/node-admin.ts).
  */
 import { parseArgs, stringOption, type ParsedArgs } from '../args.ts';
-import { auditCliAction, withCliDatabase, type CliDatabase } from '../database.ts';
+import { auditCliAction, type CliDatabase } from '../database.ts';
+import { callNode, namedNode, withDatabaseOrNode, type NodeAdmin } from '../node-admin.ts';
 import { ChannelPermissionsSchema, ChannelRecords } from '../../store/channel-records.ts';
 import type { ChannelPermissions } from '../../subscriptions/permissions.ts';
 import { isValidOrgId, parseChannel, type ChannelType } from '@apix/protocol';
@@ -17,7 +20,9 @@ const USAGE = `usage:
   apix channels set <channel> --org <org> [--durable true|false] [--encrypted true|false]
                    [--coalesce-key <payload field>|none]
   apix channels get <channel> --org <org>
-  apix channels list --org <org>`;
+  apix channels list --org <org>
+set, set-permissions and get also with --url <http://host:port> [--token <admin jwt>]: through that
+node's admin API (used by itself when a node holds the embedded database)`;
 
 export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const args = parseArgs(argv);
@@ -51,9 +56,43 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     if (typeof parsed === 'number') return parsed;
     changes = parsed;
   }
-  return withCliDatabase(env, (cli) =>
-    runOnDatabase(cli, { sub: sub!, org, channel, type, permissions, changes }),
+  const command: ChannelCommand = { sub: sub!, org, channel, type, permissions, changes };
+  const node = await namedNode(args, env, org, 'apix channels');
+  if (typeof node === 'number') return node;
+  if (node) return onNode(node, command);
+  return withDatabaseOrNode(
+    env,
+    org,
+    'apix channels',
+    (cli) => runOnDatabase(cli, command),
+    (n) => onNode(n, command),
   );
+}
+
+/** The command through a running node's admin API (the token's organization). */
+async function onNode(
+  node: NodeAdmin,
+  { sub, channel, permissions, changes }: ChannelCommand,
+): Promise<number> {
+  if (sub === 'list') {
+    process.stderr.write(
+      'apix channels list reads the database: stop the node, or share DATABASE_URL; ' +
+        '`apix channels get <channel>` asks a running node\n',
+    );
+    return 1;
+  }
+  const path = `/v1/admin/channels/${encodeURIComponent(channel!)}`;
+  const r =
+    sub === 'get'
+      ? await callNode(node, 'apix channels', 'GET', `${path}/settings`)
+      : sub === 'set'
+        ? await callNode(node, 'apix channels', 'POST', `${path}/settings`, changes)
+        : await callNode(node, 'apix channels', 'PUT', `${path}/permissions`, { permissions });
+  if (typeof r === 'number') return r;
+  process.stdout.write(
+    sub === 'get' ? `${JSON.stringify(r.settings)}\n` : `${channel}: ${JSON.stringify(r.settings)}\n`,
+  );
+  return 0;
 }
 
 /** `coalesceKey: null` clears it. */
