@@ -18,18 +18,12 @@ import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import type { Clock, Random, TimerHandle } from '../clock.ts';
 import { systemClock } from '../clock.ts';
-import type { Database, SqlTransaction } from '../store/database.ts';
+import type { Database } from '../store/database.ts';
 import { backoffDelayMs } from '../store/flush-loop.ts';
 import { pgSafeText, toJsonValue } from '../store/json.ts';
 import { silentLogger, type StoreLogger } from '../store/log.ts';
-import { GENESIS_HASH, canonicalJson, chainHashOf } from './hash-chain.ts';
-import {
-  AUDIT_ENTRY_COLUMNS,
-  AUDIT_ENTRY_FIELDS,
-  type AuditEntry,
-  type AuditEntryField,
-  type CHAIN_FIELDS,
-} from './entry.ts';
+import { appendAuditBatch } from './chain-batch.mjs';
+import type { AuditEntry, CHAIN_FIELDS } from './entry.ts';
 import { SpillFile } from './spill-file.ts';
 
 /** The chain of entries that belong to no organization (e.g. an auth failure before any org is known).
@@ -84,8 +78,8 @@ export interface AuditCounters {
 }
 
 export interface AuditLoggerOptions {
-  /** Where the trail is kept: its transactions (and, on PGlite, its bulk load). */
-  readonly db: Pick<Database, 'transaction'>;
+  /** Where the trail is kept: its transactions (and, on PGlite, the engine thread's own append). */
+  readonly db: Pick<Database, 'transaction' | 'appendAudit'>;
   /** APIX_DATA_DIR; the spill file is `<dataDir>/audit-spill.jsonl`. */
   readonly dataDir: string;
   readonly clock?: Clock;
@@ -357,128 +351,20 @@ export class AuditLogger {
   }
 
   /**
-   * Appends a batch to the chains in one transaction. In a replay of the spill file, entries already
-   * stored (the write that failed may have committed) are skipped; entries from the memory queue have
-   * never been written, so they skip that look-up.
+   * Appends a batch to the chains in one transaction (src/audit/chain-batch.mjs). On the embedded PGlite
+   * that runs whole on the engine's thread (hashing, rows, COPY): this thread only hands the batch over.
    */
   private async write(batch: readonly PendingAuditEntry[], replay: boolean): Promise<void> {
-    await this.options.db.transaction(async (tx) => {
-      // Raw statements of one fixed shape, the rows as one parameter (or one COPY): Prisma's
-      // createMany/findMany with hundreds of parameters cost about 0.9 ms of CPU per entry on PGlite.
-      let fresh = batch;
-      if (replay) {
-        const existing = await tx.query<{ id: string }>(
-          `SELECT "id" FROM "AuditLog" WHERE "id" IN (SELECT jsonb_array_elements_text($1::jsonb))`,
-          [JSON.stringify(batch.map((e) => e.id))],
-        );
-        const stored = new Set(existing.map((r) => r.id));
-        fresh = batch.filter((e) => !stored.has(e.id));
-      }
-      if (fresh.length === 0) return;
-      const orgIds = [...new Set(fresh.map((e) => e.orgId))].sort();
-      const orgsJson = JSON.stringify(orgIds);
-      await tx.query(
-        `INSERT INTO "AuditChainHead" ("orgId", "seq", "hash", "updatedAt")
-         SELECT o, 0, '${GENESIS_HASH}', now() FROM jsonb_array_elements_text($1::jsonb) AS o
-         ON CONFLICT ("orgId") DO NOTHING`,
-        [orgsJson],
+    const { db } = this.options;
+    if (db.appendAudit) await db.appendAudit(batch, replay);
+    else
+      await db.transaction((tx) =>
+        appendAuditBatch(
+          { query: (sql, params) => tx.query<Record<string, unknown>>(sql, params) },
+          batch,
+          replay,
+        ),
       );
-      // Row locks in a fixed (sorted) order: concurrent writers on other nodes queue, never deadlock.
-      const heads = await tx.query<{ orgId: string; seq: number; hash: string }>(
-        `SELECT "orgId", "seq", "hash" FROM "AuditChainHead"
-         WHERE "orgId" IN (SELECT jsonb_array_elements_text($1::jsonb)) ORDER BY "orgId" FOR UPDATE`,
-        [orgsJson],
-      );
-      const head = new Map(heads.map((h) => [h.orgId, { seq: Number(h.seq), hash: h.hash }]));
-      // A head at 0 over a non-empty chain means the head row was lost: continue from the last entry.
-      const unanchored = heads.filter((h) => Number(h.seq) === 0).map((h) => h.orgId);
-      if (unanchored.length) {
-        const tails = await tx.query<{ orgId: string; seq: number; hash: string }>(
-          `SELECT DISTINCT ON ("orgId") "orgId", "seq", "hash" FROM "AuditLog"
-           WHERE "orgId" IN (SELECT jsonb_array_elements_text($1::jsonb)) ORDER BY "orgId", "seq" DESC`,
-          [JSON.stringify(unanchored)],
-        );
-        for (const t of tails) head.set(t.orgId, { seq: Number(t.seq), hash: t.hash });
-      }
-      const rows: ChainedRow[] = fresh.map((e) => {
-        const h = head.get(e.orgId) ?? { seq: 0, hash: GENESIS_HASH };
-        const seq = h.seq + 1;
-        const detailJson = canonicalJson(e.detail);
-        const hash = chainHashOf(h.hash, e, seq, detailJson);
-        head.set(e.orgId, { seq, hash });
-        return { entry: e, seq, prevHash: h.hash, hash, detailJson };
-      });
-      await insertRows(tx, rows);
-      await tx.query(
-        `UPDATE "AuditChainHead" AS h SET "seq" = r."seq", "hash" = r."hash", "updatedAt" = now()
-         FROM jsonb_to_recordset($1::jsonb) AS r("orgId" text, "seq" int, "hash" text) WHERE h."orgId" = r."orgId"`,
-        [JSON.stringify(orgIds.map((orgId) => ({ orgId, ...head.get(orgId) })))],
-      );
-    });
     this.failures = 0;
   }
-}
-
-interface ChainedRow {
-  readonly entry: PendingAuditEntry;
-  readonly seq: number;
-  readonly prevHash: string;
-  readonly hash: string;
-  /** The detail's canonical JSON, as hashed; stored as is (jsonb takes any key order). */
-  readonly detailJson: string;
-}
-
-/** The columns, from the one definition of an entry (src/audit/entry.ts). */
-const COLUMNS = AUDIT_ENTRY_FIELDS.map((f) => `"${f}"`).join(', ');
-const RECORD_COLUMNS = AUDIT_ENTRY_FIELDS.map((f) => `"${f}" ${AUDIT_ENTRY_COLUMNS[f]}`).join(', ');
-const SELECTED = AUDIT_ENTRY_FIELDS.map((f) => `r."${f}"`).join(', ');
-
-/** The rows in one statement: COPY of CSV where the engine has it (PGlite), else INSERT from one jsonb. */
-async function insertRows(tx: SqlTransaction, rows: readonly ChainedRow[]): Promise<void> {
-  if (tx.copyCsv) {
-    let csv = '';
-    for (const row of rows) csv += csvLine(row);
-    await tx.copyCsv(`COPY "AuditLog" (${COLUMNS}) FROM '/dev/blob' WITH (FORMAT csv)`, csv);
-    return;
-  }
-  const entries = rows.map(({ entry, seq, prevHash, hash }) => ({
-    ...entry,
-    seq,
-    prevHash,
-    hash,
-    createdAt: new Date(entry.createdAt),
-  }));
-  await tx.query(
-    `INSERT INTO "AuditLog" (${COLUMNS})
-     SELECT ${SELECTED} FROM jsonb_to_recordset($1::jsonb) AS r(${RECORD_COLUMNS})`,
-    [JSON.stringify(entries)],
-  );
-}
-
-/** One row of the COPY, its fields in column order (AUDIT_ENTRY_FIELDS; a unit test holds them equal). */
-function csvLine({ entry: e, seq, prevHash, hash, detailJson }: ChainedRow): string {
-  const fields: Record<AuditEntryField, string> = {
-    id: csvText(e.id),
-    orgId: csvText(e.orgId),
-    seq: String(seq),
-    prevHash: csvText(prevHash),
-    hash: csvText(hash),
-    actor: csvText(e.actor),
-    action: csvText(e.action),
-    target: csvText(e.target),
-    detail: csvText(detailJson),
-    remoteAddress: csvText(e.remoteAddress),
-    userAgent: csvText(e.userAgent),
-    createdAt: new Date(e.createdAt).toISOString(),
-  };
-  let line = '';
-  for (let i = 0; i < AUDIT_ENTRY_FIELDS.length; i++)
-    line += (i > 0 ? ',' : '') + fields[AUDIT_ENTRY_FIELDS[i]!];
-  return `${line}\n`;
-}
-
-/** A CSV field: NULL unquoted and empty, any text quoted (so "" is the empty string, not NULL). */
-function csvText(s: string | null): string {
-  if (s === null) return '';
-  return `"${s.includes('"') ? s.replaceAll('"', '""') : s}"`;
 }

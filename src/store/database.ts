@@ -9,6 +9,7 @@ import { openEmbedded, takePrestarted } from './embedded-open.ts';
 import { PrismaClient } from '../generated/prisma/client.ts';
 import { silentLogger, type StoreLogger } from './log.ts';
 import { InternalError } from '@apix/protocol/internal-errors';
+import type { PendingEntry } from '../audit/chain-batch.mjs';
 
 export type { PrismaClient } from '../generated/prisma/client.ts';
 
@@ -23,12 +24,6 @@ export interface RawSqlSession {
 /** One transaction of raw statements, for the batch writers that need neither Prisma's models nor its plans. */
 export interface SqlTransaction {
   query<Row extends Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<Row[]>;
-  /**
-   * Bulk-loads CSV text with a `COPY <table> (<columns>) FROM '/dev/blob' WITH (FORMAT csv)` statement:
-   * on the embedded PGlite about half the CPU of an `INSERT ... SELECT` of the same rows. Undefined on
-   * PostgreSQL, whose work runs in its own processes (callers fall back to an INSERT there).
-   */
-  readonly copyCsv?: (copySql: string, csv: string) => Promise<void>;
 }
 
 export interface Database {
@@ -51,6 +46,13 @@ export interface Database {
    * so Prisma's own queries wait and never interleave).
    */
   transaction<T>(fn: (tx: SqlTransaction) => Promise<T>): Promise<T>;
+  /**
+   * Embedded PGlite only: appends a batch of audit entries to their chains on the engine's own thread,
+   * which hashes them, makes the rows and stores them by COPY (src/audit/chain-batch.mjs); the caller's
+   * thread only hands the entries over. Resolves how many rows were stored. Undefined on PostgreSQL, whose
+   * work runs in its own processes: the audit logger runs the same code in a transaction there.
+   */
+  readonly appendAudit?: (batch: readonly PendingEntry[], replay: boolean) => Promise<number>;
   /** Disconnects Prisma and closes the pool or the embedded engine (flushing it to disk). Idempotent. */
   close(): Promise<void>;
 }
@@ -227,10 +229,10 @@ async function createPglite(options: DatabaseOptions): Promise<Database> {
         fn({
           query: async <Row>(sql: string, params?: readonly unknown[]) =>
             (await tx.query<Row>(sql, params)).rows,
-          copyCsv: async (copySql: string, csv: string) => void (await tx.query(copySql, [], { csv })),
         } as SqlTransaction),
       );
     },
+    appendAudit: (batch, replay) => engine.appendAudit(batch, replay),
     async withRawSession(fn) {
       return fn({
         exec: async (sql) => void (await engine.exec(sql)),

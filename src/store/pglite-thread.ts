@@ -16,6 +16,7 @@ import { Worker } from 'node:worker_threads';
 import { messages, types, type Results } from '@electric-sql/pglite';
 import { InternalError } from '@apix/protocol/internal-errors';
 import { systemClock, type Clock, type TimerHandle } from '../clock.ts';
+import type { PendingEntry } from '../audit/chain-batch.mjs';
 
 export interface WorkerStart {
   readonly dataDir: string;
@@ -47,6 +48,12 @@ export type PgliteRequest =
       readonly csv?: string;
     }
   | { readonly id: number; readonly op: 'exec'; readonly sql: string }
+  | {
+      readonly id: number;
+      readonly op: 'audit';
+      readonly entries: readonly PendingEntry[];
+      readonly replay: boolean;
+    }
   | { readonly id: number; readonly op: 'close' };
 
 export type PgliteResponse =
@@ -211,6 +218,15 @@ export class PGliteThread {
 
   exec(sql: string, options?: ThreadQueryOptions): Promise<Array<Results>> {
     return this.exclusive(() => this.runExec(sql, options));
+  }
+
+  /**
+   * Appends a batch of audit entries to their chains in one transaction on the engine's thread, which also
+   * hashes them and makes the rows (src/audit/chain-batch.mjs): this thread only hands the entries over.
+   * Resolves how many rows were stored (a replay skips those already stored).
+   */
+  appendAudit(entries: readonly PendingEntry[], replay: boolean): Promise<number> {
+    return this.exclusive(async () => (await this.call({ id: 0, op: 'audit', entries, replay })) as number);
   }
 
   /** BEGIN, `fn`, COMMIT (ROLLBACK when it throws); nothing else runs on the engine meanwhile. */

@@ -34,6 +34,7 @@ try {
   // not permitted here (or not supported): the thread keeps the process's priority
 }
 const { PGlite, messages, types } = await import('@electric-sql/pglite');
+const { appendAuditBatch } = await import('../audit/chain-batch.mjs');
 
 /** @type {{ dataDir: string, sharedBuffersMb?: number }} */
 const start = workerData;
@@ -81,14 +82,15 @@ ready.then(
   (err) => port.postMessage({ id: 0, ok: false, error: describe(err) }),
 );
 
-port.on(
-  'message',
-  (/** @type {{ id: number, op: string, sql: string, params?: unknown[], csv?: string }} */ req) => {
-    void handle(req).then((res) => port.postMessage(res));
-  },
-);
+port.on('message', (/** @type {Request} */ req) => {
+  void handle(req).then((res) => port.postMessage(res));
+});
 
-/** @param {{ id: number, op: string, sql: string, params?: unknown[], csv?: string }} req */
+/**
+ * @typedef {{ id: number, op: string, sql: string, params?: unknown[], csv?: string,
+ *   entries?: import('../audit/chain-batch.d.mts').PendingEntry[], replay?: boolean }} Request
+ */
+/** @param {Request} req */
 async function handle(req) {
   try {
     const engine = await ready;
@@ -106,6 +108,22 @@ async function handle(req) {
         };
       case 'exec':
         return { id: req.id, ok: true, result: (await engine.exec(req.sql, { rowMode: 'array' })).map(raw) };
+      case 'audit':
+        // A batch of the audit trail, chained and stored here: the gateway's thread only handed it over.
+        return {
+          id: req.id,
+          ok: true,
+          result: await engine.transaction((tx) =>
+            appendAuditBatch(
+              {
+                query: async (sql, params) => (await tx.query(sql, params)).rows,
+                copyCsv: async (sql, csv) => void (await tx.query(sql, [], { blob: new Blob([csv]) })),
+              },
+              req.entries ?? [],
+              req.replay === true,
+            ),
+          ),
+        };
       case 'close':
         if (!engine.closed) await engine.close();
         return { id: req.id, ok: true, result: undefined };
