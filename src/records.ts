@@ -75,6 +75,7 @@ export async function openRecords(
     logger: log,
     flushIntervalMs: config.recordsFlushIntervalMs,
     cacheMs: config.apiKeyCacheMs,
+    execute: (sql, params) => db.withRawSession((session) => session.query(sql, params)),
   });
   const channels = await new PrismaChannelRegistry(db.prisma, {
     clock,

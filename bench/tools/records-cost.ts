@@ -123,7 +123,10 @@ if (kind === 'audit' || kind === 'both') {
   await audit.close();
 }
 if (kind === 'connect' || kind === 'both') {
-  const repos = createRecordRepositories(db.prisma, { flushIntervalMs: 5_000 });
+  const repos = createRecordRepositories(db.prisma, {
+    flushIntervalMs: 5_000,
+    execute: (sql, params) => db.withRawSession((session) => session.query(sql, params)),
+  });
   const audit = new AuditLogger({ db, dataDir });
   const records = recordHooks(repos);
   const trail = auditHooks(audit);

@@ -8,7 +8,7 @@ import { systemClock } from '../clock.ts';
 import { PrismaApiKeyStore } from './api-keys.ts';
 import { ApiKeys } from './api-keys.ts';
 import { ChannelRecords } from './channel-records.ts';
-import { ConnectionRecords } from './connection-records.ts';
+import { ConnectionRecords, type RawExecute } from './connection-records.ts';
 import type { PrismaClient } from './database.ts';
 import { EventRecords } from './event-records.ts';
 import { FlushLoop } from './flush-loop.ts';
@@ -23,6 +23,8 @@ export interface RecordRepositoriesOptions {
   readonly flushIntervalMs?: number;
   /** How long API-key answers are cached (default 5 s): the longest a revoked key keeps working. */
   readonly cacheMs?: number;
+  /** Runs the connection records' batch statements without Prisma (see ConnectionRecordsOptions). */
+  readonly execute?: RawExecute | undefined;
 }
 
 export interface RecordCounters {
@@ -56,7 +58,7 @@ export function createRecordRepositories(
 ): RecordRepositories {
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? silentLogger;
-  const connections = new ConnectionRecords(prisma);
+  const connections = new ConnectionRecords(prisma, { execute: options.execute });
   const channels = new ChannelRecords(prisma, { clock });
   const events = new EventRecords(prisma);
   const organizations = new Organizations(prisma);
