@@ -8,7 +8,7 @@
  *   --quick                  small and fast: 5,000 connections/subscribers, 500 channels, 2 s steps
  *                            ((f) keeps its sizes)
  *   --targets LIST           baseline (or ws),socketio,apix         [all three, in one run]
- *                            (also: apix-flush-off, APIX with APIX_WRITE_FLUSH_MS=0; apix-audit-off)
+ *                            (also: apix-flush-off, APIX with APIX_WRITE_FLUSH_MS=0; apix-audit-off; apix-records-off)
  *   --scenarios LIST         a,b,c,d,e,f                            [all]
  *   --connections LIST       scenario (a) sizes                     [10000,50000,100000]
  *   --subscribers N          fan-out subscribers                    [10000]

@@ -225,6 +225,21 @@ const apixAuditOff: TargetDef = {
   },
 };
 
+/** APIX without records (`APIX_RECORDS=off`: no database, no audit trail): what the records cost, same run. */
+const apixRecordsOff: TargetDef = {
+  name: 'apix-records-off',
+  label: 'APIX, records off',
+  kind: 'apix',
+  scenarios: ['a', 'b', 'c'],
+  nodes: 1,
+  async start(ctx) {
+    const port = await freePort();
+    const env = { ...apixEnv(ctx, port, 1), APIX_RECORDS: 'off' };
+    const child = await startNode(ctx, 'apix-records-off', apixArgs(ctx.workers), env, port, 90_000);
+    return running([child], [port]);
+  },
+};
+
 /**
  * APIX with batched writes off (`APIX_WRITE_FLUSH_MS=0`: every frame written to its socket on its own, as
  * the baseline does): what the flush window buys, in the same run (`--targets baseline,apix,apix-flush-off`).
@@ -283,6 +298,7 @@ export const TARGETS: readonly TargetDef[] = [
   socketio,
   apix,
   apixAuditOff,
+  apixRecordsOff,
   apixFlushOff,
   apixRedis(1),
   apixRedis(3),
