@@ -11,12 +11,58 @@ import { ConnectionStatus, parseChannel } from '@apix/protocol';
 import type { RecordRepositories } from './records.ts';
 import type { ConnectionRef } from './connection-records.ts';
 
-interface TrackedConnection {
-  /** The connection's record: its organization, user and session id. */
-  readonly ref: ConnectionRef;
-  readonly channels: Map<string, ChannelType>;
-  /** The last heartbeat handed to the connection records. */
-  heartbeatAt: number;
+/**
+ * What this node keeps per connection it saw connect. Kept small (it is held for every connection's
+ * whole life): the record's key (organization, user, session id), its channels (one, the common case,
+ * without a Map of its own) and the last heartbeat handed on.
+ */
+class TrackedConnection implements ConnectionRef {
+  /** The first channel and its type; further ones in `more`. */
+  private firstName: string | undefined;
+  private firstType: ChannelType | undefined;
+  private more: Map<string, ChannelType> | undefined;
+
+  constructor(
+    readonly orgId: string,
+    readonly userId: string,
+    readonly sessionId: string,
+    /** The last heartbeat handed to the connection records. */
+    public heartbeatAt: number,
+  ) {}
+
+  typeOf(name: string): ChannelType | undefined {
+    return name === this.firstName ? this.firstType : this.more?.get(name);
+  }
+
+  set(name: string, type: ChannelType): void {
+    if (this.firstName === undefined || this.firstName === name) {
+      this.firstName = name;
+      this.firstType = type;
+    } else (this.more ??= new Map()).set(name, type);
+  }
+
+  delete(name: string): void {
+    if (name !== this.firstName) {
+      this.more?.delete(name);
+      return;
+    }
+    // The oldest of the others takes the first place, so the order stays the order of subscribing.
+    const next = this.more?.entries().next();
+    if (next && !next.done) {
+      [this.firstName, this.firstType] = next.value;
+      this.more!.delete(next.value[0]);
+    } else this.firstName = this.firstType = undefined;
+  }
+
+  /** The channels with their types, in the order they were subscribed. */
+  *entries(): IterableIterator<[string, ChannelType]> {
+    if (this.firstName !== undefined) yield [this.firstName, this.firstType!];
+    if (this.more) yield* this.more;
+  }
+
+  names(): string[] {
+    return [...this.entries()].map(([name]) => name);
+  }
 }
 
 /**
@@ -37,11 +83,11 @@ export function recordHooks(repos: RecordRepositories): GatewayHooks {
   const tracked = new Map<string, TrackedConnection>();
 
   const add = (t: TrackedConnection, name: string, type: ChannelType | undefined): boolean => {
-    if (t.channels.has(name)) return false;
+    if (t.typeOf(name) !== undefined) return false;
     const resolved = type ?? channelTypeOf(name);
     if (!resolved) return false;
-    t.channels.set(name, resolved);
-    channels.adjustSubscribers(t.ref.orgId, name, resolved, +1);
+    t.set(name, resolved);
+    channels.adjustSubscribers(t.orgId, name, resolved, +1);
     return true;
   };
 
@@ -49,11 +95,12 @@ export function recordHooks(repos: RecordRepositories): GatewayHooks {
     onConnect({ connection }) {
       connections.connected(connection);
       organizations.noteSeen(connection.principal.orgId);
-      const t: TrackedConnection = {
-        ref: refOf(connection),
-        channels: new Map(),
-        heartbeatAt: connection.connectedAt,
-      };
+      const t = new TrackedConnection(
+        connection.principal.orgId,
+        connection.principal.userId,
+        connection.sessionId,
+        connection.connectedAt,
+      );
       tracked.set(connection.connectionId, t);
       for (const name of connection.channels) add(t, name, undefined);
     },
@@ -62,26 +109,25 @@ export function recordHooks(repos: RecordRepositories): GatewayHooks {
       const t = tracked.get(connectionId);
       if (!t || at - t.heartbeatAt < HEARTBEAT_RECORD_INTERVAL_MS) return;
       t.heartbeatAt = at;
-      connections.heartbeat(t.ref, connectionId, at);
+      connections.heartbeat(t, connectionId, at);
     },
     onSubscribe({ connection, channel, channelType, granted }) {
       const t = tracked.get(connection.connectionId);
       if (!granted || !t) return;
-      if (add(t, channel, channelType))
-        connections.channelsChanged(t.ref, connection.connectionId, [...t.channels.keys()]);
+      if (add(t, channel, channelType)) connections.channelsChanged(t, connection.connectionId, t.names());
     },
     onUnsubscribe({ connection, channel }) {
       const t = tracked.get(connection.connectionId);
-      const type = t?.channels.get(channel);
+      const type = t?.typeOf(channel);
       if (!t || !type) return;
-      t.channels.delete(channel);
-      channels.adjustSubscribers(t.ref.orgId, channel, type, -1);
-      connections.channelsChanged(t.ref, connection.connectionId, [...t.channels.keys()]);
+      t.delete(channel);
+      channels.adjustSubscribers(t.orgId, channel, type, -1);
+      connections.channelsChanged(t, connection.connectionId, t.names());
     },
     onDisconnect({ connection, status }) {
       const t = tracked.get(connection.connectionId);
       if (t) {
-        for (const [name, type] of t.channels) channels.adjustSubscribers(t.ref.orgId, name, type, -1);
+        for (const [name, type] of t.entries()) channels.adjustSubscribers(t.orgId, name, type, -1);
         tracked.delete(connection.connectionId);
       }
       connections.statusChanged(refOf(connection), connection.connectionId, status, clock.now());
