@@ -4,11 +4,13 @@
  * steady rate into a real embedded PGlite (or PostgreSQL with --database-url) and flushed, as the node does.
  *
  *   node --import tsx bench/tools/records-cost.ts [--entries 20000] [--rate 2000] [--kind audit|connect|both]
- *     [--database-url postgres://...]
+ *     [--database-url postgres://...] [--buffers-mb 16]
  *
  * Prints, per entry: the whole process's CPU, and each thread's (from /proc: the event loop is the thread
  * named after the pid, PGlite's the busiest other one; the rest are V8's collector helpers). The event
- * loop's utilization is printed too, but it is wall time and means little on a busy machine.
+ * loop's utilization is printed too, but it is wall time and means little on a busy machine. And the
+ * process's RSS and this thread's heap before and after (growth, not what stays: garbage may not be
+ * collected yet). --buffers-mb: PGlite's shared_buffers, the node's default (16) unless given.
  */
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -51,7 +53,8 @@ const databaseUrl = arg('database-url', '') || undefined;
 const dataDir = mkdtempSync(join(tmpdir(), 'apix-records-cost-'));
 if (!databaseUrl)
   cpSync(join(await pgliteTemplate(), 'pgdata'), join(dataDir, 'pgdata'), { recursive: true });
-const db = await createDatabase({ databaseUrl, dataDir });
+// The node's default shared_buffers (APIX_EMBEDDED_DB_BUFFERS_MB), or the memory figures mean nothing.
+const db = await createDatabase({ databaseUrl, dataDir, embeddedBuffersMb: Number(arg('buffers-mb', '16')) });
 await migrate(db);
 
 function connectionInfo(i: number): ConnectionInfo {
@@ -80,6 +83,8 @@ async function drive(count: number, emit: (i: number) => void): Promise<void> {
 }
 
 async function measure(label: string, run: () => Promise<void>): Promise<void> {
+  const mem0 = process.memoryUsage();
+  const rss0 = mem0.rss;
   const ticks0 = threadTicks();
   const cpu0 = process.cpuUsage();
   const elu0 = performance.eventLoopUtilization();
@@ -95,6 +100,16 @@ async function measure(label: string, run: () => Promise<void>): Promise<void> {
     .map(([k, v]) => `${k} ${((v * 10_000) / entries).toFixed(1)}`)
     .join(', ');
   process.stdout.write(`${label}: µs/entry by thread: ${perThread}\n`);
+  const mem = process.memoryUsage();
+  const rss = mem.rss;
+  process.stdout.write(
+    `${label}: this thread's heap ${(mem0.heapTotal / 2 ** 20).toFixed(1)} -> ${(mem.heapTotal / 2 ** 20).toFixed(1)} MB, ` +
+      `external ${(mem0.external / 2 ** 20).toFixed(1)} -> ${(mem.external / 2 ** 20).toFixed(1)} MB\n`,
+  );
+  process.stdout.write(
+    `${label}: RSS ${(rss0 / 2 ** 20).toFixed(1)} -> ${(rss / 2 ** 20).toFixed(1)} MB ` +
+      `(${((rss - rss0) / 1024 / entries).toFixed(2)} KB/entry; the heap may not have shrunk yet)\n`,
+  );
   process.stdout.write(
     `${label}: ${entries} in ${(wall / 1000).toFixed(1)} s; process CPU ${(cpuUs / entries).toFixed(1)} µs/entry; ` +
       `event loop busy ${((elu.active * 1000) / entries).toFixed(1)} µs/entry\n`,
