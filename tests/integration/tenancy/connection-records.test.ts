@@ -14,6 +14,7 @@ import { ManualClock } from '../../../src/clock.ts';
 import { createRecordRepositories } from '../../../src/store/index.ts';
 import type { RecordRepositories } from '../../../src/store/index.ts';
 import { attachRecordHooks } from '../../../src/store/record-hooks.ts';
+import { ConnectionRecords } from '../../../src/store/connection-records.ts';
 import { createDatabase } from '../../../src/store/database.ts';
 import { DEFAULT_MIGRATIONS_DIR, loadMigrations, migrate } from '../../../src/store/migrate.ts';
 import { databaseTargets } from '../../support/databases.ts';
@@ -100,6 +101,35 @@ for (const target of databaseTargets) {
           rmSync(dataDir, { recursive: true, force: true });
         }
       }
+    });
+
+    test('statements on the engine, a few rows each: every row stored; past the bound, sessions are refused and counted', async (t) => {
+      if (skip) return t.skip(skip);
+      const records = new ConnectionRecords(opened.db.prisma, {
+        maxPending: 5,
+        maxRowsPerStatement: 2,
+        execute: (sql, params) => opened.db.withRawSession((session) => session.query(sql, params)),
+      });
+      const conns = Array.from({ length: 7 }, (_, i) =>
+        testConnection('bound-org', `s-${i}`, `c-${i}`, {
+          principal: testPrincipal('bound-org', `u-${i}`),
+          connectedAt: clock.now(),
+          channels: ['agent:b'],
+        }),
+      );
+      for (const c of conns) records.connected(c);
+      assert.equal(records.pendingCount, 5, 'the pending map holds its bound');
+      assert.equal(records.dropped, 2, 'the two past it are counted');
+      await records.flush();
+      assert.equal(records.pendingCount, 0);
+      const rows = await records.listByOrganization('bound-org');
+      assert.deepEqual(rows.map((r) => r.sessionId).sort(), ['s-0', 's-1', 's-2', 's-3', 's-4']);
+      // Updates take the same path: a disconnect of one of them, in a statement of its own chunk.
+      const ref = { orgId: 'bound-org', userId: 'u-1', sessionId: 's-1' };
+      records.statusChanged(ref, 'c-1', 'DISCONNECTED', clock.now());
+      await records.flush();
+      const s1 = await records.get(ref);
+      assert.equal(s1?.status, 'DISCONNECTED');
     });
   });
 }
