@@ -229,7 +229,8 @@ export class ConnectionRecords {
     }
     // One statement per kind and chunk: the rows travel as one jsonb parameter (the same SQL on PG and
     // PGlite). Chunks, because a statement over a connect storm's whole batch (10,000 rows, megabytes of
-    // JSON) grows the embedded engine's WebAssembly memory, which it never gives back.
+    // JSON, parsed and materialized at once) touches that much of the embedded engine's WebAssembly heap,
+    // whose pages then stay resident; a chunk bounds that high-water mark.
     for (let i = 0; i < inserts.length; i += this.maxRows)
       await this.insert(inserts.slice(i, i + this.maxRows));
     for (let i = 0; i < updates.length; i += this.maxRows)
