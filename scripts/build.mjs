@@ -7,7 +7,9 @@
 //   2. the files src/ reads at run time    Lua scripts, the PGlite worker, the dashboard's page and script
 //   3. esbuild                             dist/public/sdk/apix.js (the SDK for browsers), its MessagePack codec
 //                                          (apix-msgpack.js, loaded on demand) and the feed example
-//   4. the embedded database's template    dist/pglite-template/<key>/pgdata: a migrated empty PGlite database
+//   4. packages/sdk/dist                   the publishable SDK (packages/sdk/scripts/build.mjs), which
+//                                          `@apix/sdk` resolves to in this workspace
+//   5. the embedded database's template    dist/pglite-template/<key>/pgdata: a migrated empty PGlite database
 //                                          that a node's first start copies instead of running initdb (seconds);
 //                                          made again only when PGlite or the migrations change
 // Usage: node scripts/build.mjs [--skip-tsc] [--skip-template]
@@ -74,6 +76,16 @@ await esbuild.build({ ...sdkMsgpackOptions(ROOT), outfile: join(PUBLIC, 'sdk', '
 await esbuild.build({ ...feedScriptOptions(ROOT), outfile: join(PUBLIC, 'examples', 'feed', 'feed.js') });
 for (const file of ['index.html', 'feed.css'])
   cpSync(join(ROOT, 'examples', 'feed', file), join(PUBLIC, 'examples', 'feed', file));
+
+// 4. The publishable SDK (packages/sdk/dist): what `import '@apix/sdk'` resolves to in this checkout's
+// workspace (docs/quickstart.md's agent runs from here), the same files `npm pack` ships.
+step('the SDK package (packages/sdk/dist)');
+{
+  const r = spawnSync(process.execPath, [join(ROOT, 'packages', 'sdk', 'scripts', 'build.mjs')], {
+    stdio: 'inherit',
+  });
+  if (r.status !== 0) process.exit(r.status ?? 1);
+}
 
 if (!process.argv.includes('--skip-template')) {
   step('the embedded database template (made once per PGlite version and set of migrations)');

@@ -1,5 +1,6 @@
 /**
- * @apix/sdk as a user gets it: `npm pack` in packages/sdk, the tarball installed into a fresh project
+ * @apix/sdk as a user gets it: `npm pack` in packages/sdk (of the dist/ that `npm ci`'s build made: packing
+ * with its prepack build would rebuild dist/ under the other tests that import it), the tarball installed into a fresh project
  * outside this repository (its dependencies from the npm registry, or npm's cache when offline), then
  *   - the tarball holds ESM bundles and declarations only: no server code, no @apix/protocol import;
  *   - a TypeScript program using it typechecks (strict, skipLibCheck off) and runs against a real node:
@@ -159,7 +160,11 @@ describe('@apix/sdk packed, installed in a fresh project', { timeout: 600_000 },
   before(async () => {
     work = mkdtempSync(join(tmpdir(), 'apix-sdk-pack-'));
     project = join(work, 'consumer');
-    const packed = await mustRun('npm', ['pack', '--silent', '--pack-destination', work], SDK);
+    const packed = await mustRun(
+      'npm',
+      ['pack', '--silent', '--ignore-scripts', '--pack-destination', work],
+      SDK,
+    );
     tarball = join(work, packed.trim().split('\n').pop()!);
     await mustRun('mkdir', ['-p', project], work);
     const deps: Record<string, string> = { '@apix/sdk': `file:${tarball}` };
@@ -316,7 +321,7 @@ describe('@apix/sdk packed, installed in a fresh project', { timeout: 600_000 },
       await page.close();
     });
 
-    it('examples/browser connects, subscribes and publishes with the built SDK (npm pack built it)', async () => {
+    it('examples/browser connects, subscribes and publishes with the built SDK (the build made it)', async () => {
       const page = await browser.newPage();
       const errors: string[] = [];
       page.on('pageerror', (err) => errors.push(err.message));
