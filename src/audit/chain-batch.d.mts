@@ -21,6 +21,20 @@ export interface ChainTx {
 }
 
 export const GENESIS_HASH: string;
+export const AUDIT_COLUMN_TYPES: {
+  readonly id: 'text';
+  readonly orgId: 'text';
+  readonly seq: 'int';
+  readonly prevHash: 'text';
+  readonly hash: 'text';
+  readonly actor: 'text';
+  readonly action: 'text';
+  readonly target: 'text';
+  readonly detail: 'jsonb';
+  readonly remoteAddress: 'text';
+  readonly userAgent: 'text';
+  readonly createdAt: 'timestamp(3)';
+};
 export const COLUMN_FIELDS: readonly string[];
 export const HASHED_FIELDS: readonly string[];
 export function canonicalJson(value: unknown): string;

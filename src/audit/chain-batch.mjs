@@ -13,21 +13,27 @@ import { createHash } from 'node:crypto';
 
 export const GENESIS_HASH = '0'.repeat(64);
 
+/**
+ * The columns of "AuditLog", in order, with their types in the batch insert: the one definition
+ * (src/audit/entry.ts's AUDIT_ENTRY_COLUMNS is this object).
+ */
+export const AUDIT_COLUMN_TYPES = Object.freeze({
+  id: 'text',
+  orgId: 'text',
+  seq: 'int',
+  prevHash: 'text',
+  hash: 'text',
+  actor: 'text',
+  action: 'text',
+  target: 'text',
+  detail: 'jsonb',
+  remoteAddress: 'text',
+  userAgent: 'text',
+  createdAt: 'timestamp(3)',
+});
+
 /** The columns of "AuditLog", in order (AUDIT_ENTRY_FIELDS). */
-export const COLUMN_FIELDS = [
-  'id',
-  'orgId',
-  'seq',
-  'prevHash',
-  'hash',
-  'actor',
-  'action',
-  'target',
-  'detail',
-  'remoteAddress',
-  'userAgent',
-  'createdAt',
-];
+export const COLUMN_FIELDS = Object.keys(AUDIT_COLUMN_TYPES);
 
 /** The hashed fields, sorted (CHAINED_FIELDS): every stored field but id, prevHash and hash. */
 export const HASHED_FIELDS = COLUMN_FIELDS.filter(
@@ -82,22 +88,9 @@ export function chainHashOf(prevHash, content, seq, detailJson) {
 /** @typedef {import('./chain-batch.d.mts').PendingEntry} PendingEntry */
 
 const COLUMNS = COLUMN_FIELDS.map((f) => `"${f}"`).join(', ');
-/** @type {Record<string, string>} */
-const SQL_TYPES = {
-  id: 'text',
-  orgId: 'text',
-  seq: 'int',
-  prevHash: 'text',
-  hash: 'text',
-  actor: 'text',
-  action: 'text',
-  target: 'text',
-  detail: 'jsonb',
-  remoteAddress: 'text',
-  userAgent: 'text',
-  createdAt: 'timestamp(3)',
-};
-const RECORD_COLUMNS = COLUMN_FIELDS.map((f) => `"${f}" ${SQL_TYPES[f]}`).join(', ');
+const RECORD_COLUMNS = Object.entries(AUDIT_COLUMN_TYPES)
+  .map(([f, type]) => `"${f}" ${type}`)
+  .join(', ');
 const SELECTED = COLUMN_FIELDS.map((f) => `r."${f}"`).join(', ');
 const IN_JSON_ARRAY = `IN (SELECT jsonb_array_elements_text($1::jsonb))`;
 

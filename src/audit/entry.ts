@@ -3,22 +3,13 @@
  * and which of them the hash chain covers. The logger's queue, its inserts, the hash chain, the
  * verifier and the query API all derive from these.
  */
+import { AUDIT_COLUMN_TYPES } from './chain-batch.mjs';
 
-/** Every field of a stored entry, in column order, with its type in the batch insert. */
-export const AUDIT_ENTRY_COLUMNS = {
-  id: 'text',
-  orgId: 'text',
-  seq: 'int',
-  prevHash: 'text',
-  hash: 'text',
-  actor: 'text',
-  action: 'text',
-  target: 'text',
-  detail: 'jsonb',
-  remoteAddress: 'text',
-  userAgent: 'text',
-  createdAt: 'timestamp(3)',
-} as const;
+/**
+ * Every field of a stored entry, in column order, with its type in the batch insert. Defined in
+ * chain-batch.mjs, which the embedded engine's thread loads as plain JavaScript.
+ */
+export const AUDIT_ENTRY_COLUMNS = AUDIT_COLUMN_TYPES;
 
 export type AuditEntryField = keyof typeof AUDIT_ENTRY_COLUMNS;
 export const AUDIT_ENTRY_FIELDS = Object.keys(AUDIT_ENTRY_COLUMNS) as AuditEntryField[];
