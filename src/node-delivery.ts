@@ -3,10 +3,7 @@
  * (their in-flight events across restarts) and the local hub (fan-out to this node's subscribers). The
  * gateway binds their callbacks (`callbacks`) once it exists.
  */
-import type { Config } from './config.ts';
-import type { Clock, Random } from './clock.ts';
-import type { Logger } from './log.ts';
-import type { HookBus } from './hooks.ts';
+import type { NodeBase } from './node-base.ts';
 import type { Broker } from './broker/broker.ts';
 import { Late } from './late.ts';
 import { MemoryPendingStore } from './pending/pending-store.ts';
@@ -19,13 +16,7 @@ import type { ChannelRegistry } from './subscriptions/channel-registry.ts';
 import type { Delivery, GatewayCallbacks } from './gateway/delivery.ts';
 import type { Tracing } from './tracing/tracing.ts';
 
-export interface DeliveryDeps {
-  readonly config: Config;
-  readonly nodeId: string;
-  readonly clock: Clock;
-  readonly random: Random;
-  readonly log: Logger;
-  readonly hooks: HookBus;
+export interface DeliveryDeps extends NodeBase {
   /** The node's broker stack: the hub fans out what it hands over. */
   readonly broker: Broker;
   readonly channels: ChannelRegistry;

@@ -36,7 +36,7 @@ import { ControlFanoutBroker } from './broker/control-fanout.ts';
 import type { DurableEventSource } from './broker/durable-replay-broker.ts';
 import { MemoryDeadLetterStore } from './retry/dead-letter.ts';
 import type { ApiXGateway } from './gateway/gateway.ts';
-import type { HookBus } from './hooks.ts';
+import type { NodeBase } from './node-base.ts';
 import type { GatewayHooks } from './hooks.ts';
 import { HttpRouter } from './http/router.ts';
 import { registerApi } from './http/api.ts';
@@ -119,15 +119,7 @@ export function buildStreams(
   return new Streams({ ...base, ...parts, store });
 }
 
-/** What every step is given: the node's identity, time, randomness, log and hooks. */
-export interface NodeBase {
-  readonly config: Config;
-  readonly nodeId: string;
-  readonly clock: Clock;
-  readonly random: Random;
-  readonly log: Logger;
-  readonly hooks: HookBus;
-}
+export type { NodeBase } from './node-base.ts';
 
 /** Channel settings, dead letters, API keys, revocations, the authenticator and the rate limiter. */
 export function buildAccess(base: NodeBase, options: NodeOptions, engines: Engines) {

@@ -2,9 +2,7 @@
  * What the gateway is given by the composition root (node.ts): its collaborators, among them the
  * delivery components (retry manager, pending journal, hub) whose callbacks it binds.
  */
-import type { Config } from '../config.ts';
-import type { Clock, Random } from '../clock.ts';
-import type { Logger } from '../log.ts';
+import type { NodeBase } from '../node-base.ts';
 import type { Broker } from '../broker/broker.ts';
 import type { OfflineQueue } from '../queue/queue.ts';
 import type { SessionStore } from '../sessions/session-store.ts';
@@ -15,20 +13,13 @@ import type { ChannelRegistry } from '../subscriptions/channel-registry.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import type { DeadLetterStore } from '../retry/dead-letter.ts';
 import type { RateLimiter } from '../ratelimit/rate-limiter.ts';
-import type { HookBus } from '../hooks.ts';
 import type { Delivery } from './delivery.ts';
 import type { BackendProxy } from '../backend/proxy.ts';
 import type { RpcService } from '../rpc/rpc-service.ts';
 import type { Streams } from '../streams/streams.ts';
 import type { WriteBatcher } from '../transport/websocket/write-batcher.ts';
 
-export interface GatewayDeps {
-  readonly config: Config;
-  readonly nodeId: string;
-  readonly clock: Clock;
-  readonly random: Random;
-  readonly log: Logger;
-  readonly hooks: HookBus;
+export interface GatewayDeps extends NodeBase {
   readonly broker: Broker;
   readonly router: EventRouter;
   readonly offlineQueue: OfflineQueue;
