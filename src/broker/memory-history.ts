@@ -83,8 +83,6 @@ export class MemoryHistory {
   observer: HistoryObserver | undefined;
   /** The highest id of any channel evicted by the channel cap: a new channel starts above it. */
   private evictedFloor: string;
-  /** The floor of a channel that nothing was evicted before and nothing trimmed from (`0-0` reaches it). */
-  private readonly startFloor: string;
 
   /** The retained events' estimated size (frames + a fixed overhead per event). */
   private retainedBytes = 0;
@@ -96,7 +94,6 @@ export class MemoryHistory {
     private readonly maxBytes = Number.POSITIVE_INFINITY,
   ) {
     this.evictedFloor = formatEventId(startMs, 0);
-    this.startFloor = this.evictedFloor;
   }
 
   get channelCount(): number {
@@ -231,9 +228,7 @@ export class MemoryHistory {
     }
     const since = q.since;
     if (parseEventId(since) === undefined) return { events: [], recovered: false, top: ch.top };
-    // `0-0` (a subscription made before the channel had any event): the whole channel, when nothing of it
-    // was ever dropped (its floor is still the one it started with, no evicted channel below it).
-    if (sameId(since, ch.floor) || (since === '0-0' && ch.floor === this.startFloor)) {
+    if (sameId(since, ch.floor)) {
       return {
         events: live.slice(ch.head, ch.head + cap),
         recovered: ch.length <= cap || cap === 0,

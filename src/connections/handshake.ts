@@ -316,15 +316,19 @@ export class Handshake {
     // The others are still in the hub; catch up plain ones from history.
     for (const sub of session.subscriptions.values()) {
       if (sub.queuesWhileAway && !asked(sub.name)) continue;
-      // Sent nothing yet: replay after the channel's top when it subscribed (what it missed while away).
-      const f = from(sub.name, sub.lastId ?? sub.attachedAt);
-      if (f.since === undefined && f.last === undefined) continue;
+      const f = from(sub.name, sub.lastId);
+      const missedFrom = f.since === undefined && f.last === undefined ? sub.missedFrom : undefined;
+      sub.missedFrom = undefined;
+      if (f.since === undefined && f.last === undefined && missedFrom === undefined) continue;
       if (!subs.mayReplay(conn, session, sub.channel)) {
         out.recovered[sub.name] = false;
         continue;
       }
       sub.pending = [];
-      const h = await subs.readHistory(sub.key, f.since, f.last);
+      const h =
+        missedFrom === undefined
+          ? await subs.readHistory(sub.key, f.since, f.last)
+          : await subs.readHistoryFrom(sub.key, missedFrom);
       out.recovered[sub.name] = h.recovered;
       out.replays.push({ sub, events: h.events });
     }

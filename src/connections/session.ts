@@ -24,9 +24,14 @@ export class Subscription {
   /** Id of the last event sent (or queued) on this subscription: where a resume replays from. */
   lastId: string | undefined;
   /**
+   * The first event missed while away by a subscription that had been sent none (no `lastId` to replay
+   * after): a resume replays from it (inclusive), so that an event published while away is not lost.
+   */
+  missedFrom: string | undefined;
+  /**
    * The channel's last event id when this subscription joined the hub (`0-0`: none), read after it joined:
-   * every later event was sent to it or missed. A resume (on this node, or on another from the session
-   * snapshot) replays after it when nothing was sent yet (no `lastId`).
+   * every later event was sent to it or missed. Kept in the session snapshot, so that a resume on another
+   * node (which has no `missedFrom`) replays after it when nothing was sent yet (no `lastId`).
    */
   attachedAt: string | undefined;
   /** While replaying history, live events wait here so that none is lost or doubled. */

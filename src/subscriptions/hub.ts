@@ -144,7 +144,7 @@ export class LocalHub {
         if (sub.queuesWhileAway) {
           sub.lastId = event.id;
           this.target.deliverAway(sub, event);
-        }
+        } else if (sub.lastId === undefined) sub.missedFrom ??= event.id;
         continue;
       }
       const streamEnd = streams?.replace(sub, event);

@@ -28,6 +28,9 @@ import type { Rooms } from './rooms.ts';
 import type { BackendProxy } from '../backend/proxy.ts';
 import { approveSubscribe } from '../backend/proxy-steps.ts';
 
+/** The most events `readHistoryFrom` looks back through (a history ring holds at most this many too). */
+const MAX_REPLAY_FROM = 10_000;
+
 export interface SubscriptionManagerDeps {
   readonly config: Config;
   readonly clock: Clock;
@@ -385,6 +388,17 @@ export class SubscriptionManager {
   /** `Subscription.attachedAt` from a history read made after it joined the hub (unknown if it failed). */
   private static attachedAt(h: { top: string | undefined; failed?: true }): string | undefined {
     return h.failed ? undefined : (h.top ?? '0-0');
+  }
+
+  /**
+   * The retained events from `first` on (inclusive): the replay of a subscription that was sent nothing
+   * before it went away. Not recovered when `first` is no longer retained.
+   */
+  async readHistoryFrom(key: string, first: string) {
+    const h = await this.readHistory(key, undefined, MAX_REPLAY_FROM);
+    const at = h.events.findIndex((e) => compareEventIds(e.id, first) >= 0);
+    if (at < 0) return { events: [] as BrokerEvent[], recovered: false };
+    return { events: h.events.slice(at), recovered: h.recovered && h.events[at]!.id === first };
   }
 
   /** After the subscription's replay (`flushReplay`): the open streams of its channel, as snapshots. */
