@@ -117,11 +117,8 @@ export function sendError(res: ServerResponse, err: ApiXError): void {
   });
 }
 
-/** Reads a JSON object body of at most `limit` bytes. */
-export async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
-  const type = req.headers['content-type'];
-  if (type !== undefined && !type.includes('json'))
-    throw new ApiXError('BAD_REQUEST', 'Content-Type must be application/json');
+/** Reads a body of at most `limit` bytes as text: PAYLOAD_TOO_LARGE as soon as it is declared or read over. */
+export async function readBody(req: IncomingMessage, limit: number): Promise<string> {
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > limit) throw new ApiXError('PAYLOAD_TOO_LARGE', `body is over ${limit} bytes`);
   const chunks: Buffer[] = [];
@@ -131,9 +128,18 @@ export async function readJson(req: IncomingMessage, limit: number): Promise<unk
     if (size > limit) throw new ApiXError('PAYLOAD_TOO_LARGE', `body is over ${limit} bytes`);
     chunks.push(chunk as Buffer);
   }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Reads a JSON object body of at most `limit` bytes. */
+export async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
+  const type = req.headers['content-type'];
+  if (type !== undefined && !type.includes('json'))
+    throw new ApiXError('BAD_REQUEST', 'Content-Type must be application/json');
+  const text = await readBody(req, limit);
   let body: unknown;
   try {
-    body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    body = JSON.parse(text);
   } catch {
     throw new ApiXError('BAD_REQUEST', 'body is not valid JSON');
   }

@@ -10,7 +10,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ApiXError, isApiXError } from '@apix/protocol';
 import type { Peer } from '../../auth/principal.ts';
 import type { HttpContext, HttpRouter } from '../../http/router.ts';
-import { readJson, sendJson } from '../../http/router.ts';
+import { readBody, readJson, sendJson } from '../../http/router.ts';
 import type { TransportHost } from '../transport.ts';
 import type { UpgradeDeps } from '../websocket/upgrade.ts';
 import { peerOf } from '../websocket/upgrade.ts';
@@ -214,16 +214,7 @@ function headerOf(req: IncomingMessage, name: string): string | undefined {
 
 /** The body of `POST /v1/frames`: one JSON frame or an array of them, each as its JSON text. */
 async function readFrames(req: IncomingMessage, limit: number): Promise<string[]> {
-  const declared = Number(req.headers['content-length'] ?? 0);
-  if (declared > limit) throw new ApiXError('PAYLOAD_TOO_LARGE', `body is over ${limit} bytes`);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > limit) throw new ApiXError('PAYLOAD_TOO_LARGE', `body is over ${limit} bytes`);
-    chunks.push(chunk as Buffer);
-  }
-  const text = Buffer.concat(chunks).toString('utf8');
+  const text = await readBody(req, limit);
   let body: unknown;
   try {
     body = JSON.parse(text);
